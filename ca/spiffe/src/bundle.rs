@@ -107,10 +107,10 @@ impl TrustBundle {
                 .decode(b64)
                 .map_err(|_| BundleError::X5cBase64 { index })?;
             let der = CertificateDer::from(der);
-            if let Some(described) = describe_key(&der, index).ok().flatten() {
-                if !key.matches(&described) {
-                    return Err(BundleError::KeyMismatch { index });
-                }
+            if let Some(described) = describe_key(&der, index).ok().flatten()
+                && !key.matches(&described)
+            {
+                return Err(BundleError::KeyMismatch { index });
             }
             bundle.push_root(index, der)?;
         }

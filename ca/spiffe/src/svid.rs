@@ -198,7 +198,7 @@ impl Serial {
 
     /// Parses the hex form produced by `Display`.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.is_empty() || hex.len() % 2 != 0 {
+        if hex.is_empty() || !hex.len().is_multiple_of(2) {
             return None;
         }
         (0..hex.len())
@@ -234,7 +234,7 @@ pub(crate) fn parse_cert<'a>(
     index: usize,
 ) -> Result<X509Certificate<'a>, SvidError> {
     match X509Certificate::from_der(der.as_ref()) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(SvidError::Malformed {
             index,
             reason: "trailing bytes after the certificate".to_owned(),

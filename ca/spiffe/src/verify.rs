@@ -270,3 +270,7 @@ pub fn verify_and_admit(
     })?;
     Ok(peer)
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
