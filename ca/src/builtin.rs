@@ -21,6 +21,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
+use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use signet_spiffe::{TrustBundle, TrustDomain, X509Svid};
@@ -73,6 +74,9 @@ pub struct BuiltinAuthority {
     intermediate: CertificateDer<'static>,
     intermediate_not_after: SystemTime,
     bundle: TrustBundle,
+    /// The intermediate as a one-certificate bundle: proven to chain to `bundle` at open,
+    /// then the anchor each new leaf is validated against.
+    issuer_anchor: TrustBundle,
 }
 
 impl std::fmt::Debug for BuiltinAuthority {
@@ -196,6 +200,9 @@ impl BuiltinAuthority {
         let intermediate_not_after = not_after(&intermediate)?;
         let bundle = TrustBundle::from_roots(td.clone(), [root])
             .map_err(|e| AuthorityError::Storage(format!("root certificate: {e}")))?;
+        check_issued_by(&intermediate, &bundle, options.clock.now())?;
+        let issuer_anchor = TrustBundle::from_roots(td.clone(), [intermediate.clone()])
+            .map_err(|e| AuthorityError::Storage(format!("intermediate certificate: {e}")))?;
         let issuer = Issuer::from_ca_cert_der(&intermediate, key)
             .map_err(|e| AuthorityError::Storage(format!("intermediate certificate: {e}")))?;
         Ok(Self {
@@ -205,6 +212,7 @@ impl BuiltinAuthority {
             intermediate,
             intermediate_not_after,
             bundle,
+            issuer_anchor,
         })
     }
 
@@ -241,6 +249,7 @@ impl BuiltinAuthority {
                 public_key: key.raw(),
                 not_after: window.1,
                 bundle: &self.bundle,
+                issuer: Some(&self.issuer_anchor),
                 now,
             },
         )?;
@@ -322,6 +331,47 @@ fn issue_intermediate(
     write_file(&paths.int_key, key.serialize_pem().as_bytes(), 0o600)?;
     write_file(&paths.int_cert, cert.pem().as_bytes(), 0o644)?;
     Ok((cert.der().clone(), key))
+}
+
+/// Checks that `intermediate` is signed by a root of `bundle` and valid at `now`.
+fn check_issued_by(
+    intermediate: &CertificateDer<'_>,
+    bundle: &TrustBundle,
+    now: SystemTime,
+) -> Result<(), AuthorityError> {
+    let (_, cert) = X509Certificate::from_der(intermediate.as_ref())
+        .map_err(|e| AuthorityError::Storage(format!("intermediate certificate: {e}")))?;
+    if !cert.validity().is_valid_at(
+        x509_parser::time::ASN1Time::from_timestamp(unix(now).try_into().unwrap_or(i64::MAX))
+            .map_err(|e| AuthorityError::Storage(e.to_string()))?,
+    ) {
+        return Err(AuthorityError::Storage(
+            "intermediate certificate is not valid now".to_owned(),
+        ));
+    }
+    // The built-in root is always P-256 (made here).
+    let signed_by_root = bundle.roots().any(|root| {
+        X509Certificate::from_der(root.as_ref())
+            .ok()
+            .is_some_and(|(_, r)| {
+                UnparsedPublicKey::new(
+                    &ECDSA_P256_SHA256_ASN1,
+                    r.public_key().subject_public_key.data.as_ref(),
+                )
+                .verify(
+                    cert.tbs_certificate.as_ref(),
+                    cert.signature_value.data.as_ref(),
+                )
+                .is_ok()
+            })
+    });
+    if signed_by_root {
+        Ok(())
+    } else {
+        Err(AuthorityError::Storage(
+            "intermediate certificate is not signed by the root".to_owned(),
+        ))
+    }
 }
 
 fn ca_params(

@@ -78,6 +78,7 @@ fn reopening_reloads_the_same_ca() {
                 .data,
             not_after: svid.not_after(),
             bundle: &second.bundle(),
+            issuer: None,
             now: SystemTime::now(),
         },
     )
@@ -262,4 +263,17 @@ async fn the_trait_signs_like_issue() {
         .unwrap();
     assert_eq!(svid.id(), &id);
     assert_eq!(ca.bundle().roots().len(), 1);
+}
+
+#[test]
+fn an_intermediate_from_another_root_is_refused() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let _ = open(a.path());
+    let _ = open(b.path());
+    for f in ["intermediate.crt", "intermediate.key"] {
+        fs::copy(b.path().join(f), a.path().join(f)).unwrap();
+    }
+    let err = BuiltinAuthority::open(a.path(), &td(), BuiltinOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("not signed by the root"), "{err}");
 }

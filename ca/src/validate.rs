@@ -39,6 +39,9 @@ pub struct Expected<'a> {
     pub not_after: SystemTime,
     /// The bundle the chain must lead to.
     pub bundle: &'a TrustBundle,
+    /// The issuing CA alone, already proven to chain to `bundle`: when set, only the leaf's
+    /// link to it is checked, which saves re-verifying the constant upper links per SVID.
+    pub issuer: Option<&'a TrustBundle>,
     /// Validation time.
     pub now: SystemTime,
 }
@@ -106,4 +109,111 @@ pub fn validate_issued(
         Usage::Client,
     )?;
     Ok(svid)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use rcgen::ExtendedKeyUsagePurpose;
+    use signet_spiffe::test_pki::{LeafSpec, TestCa};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    const ID: &str = "spiffe://acme.internal/ns/shop/sa/cart";
+
+    fn key_of(der: &CertificateDer<'_>) -> Vec<u8> {
+        let (_, c) = X509Certificate::from_der(der.as_ref()).unwrap();
+        c.public_key().subject_public_key.data.to_vec()
+    }
+
+    fn run(
+        ca: &TestCa,
+        spec: &LeafSpec,
+        want_id: &str,
+        key: Option<Vec<u8>>,
+    ) -> Result<X509Svid, IssuedInvalid> {
+        let (chain, _) = ca.issue(spec);
+        let key = key.unwrap_or_else(|| key_of(&chain[0]));
+        validate_issued(
+            chain,
+            Expected {
+                id: &want_id.parse().unwrap(),
+                public_key: &key,
+                not_after: spec.not_after,
+                bundle: &ca.bundle(),
+                issuer: None,
+                now: SystemTime::now(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_good_leaf_passes() {
+        let ca = TestCa::new("acme.internal");
+        assert!(run(&ca, &LeafSpec::for_id(ID), ID, None).is_ok());
+    }
+
+    #[test]
+    fn every_deviation_is_caught() {
+        let ca = TestCa::new("acme.internal");
+        let spec = LeafSpec::for_id(ID);
+
+        let other = "spiffe://acme.internal/ns/shop/sa/other";
+        assert!(matches!(
+            run(&ca, &spec, other, None),
+            Err(IssuedInvalid::WrongId { .. })
+        ));
+        assert_eq!(
+            run(&ca, &spec, ID, Some(vec![4; 65])).unwrap_err(),
+            IssuedInvalid::WrongKey
+        );
+
+        let mut no_client = spec.clone();
+        no_client.eku = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        assert_eq!(
+            run(&ca, &no_client, ID, None).unwrap_err(),
+            IssuedInvalid::ExtendedKeyUsage
+        );
+
+        let mut as_ca = spec.clone();
+        as_ca.is_ca = true;
+        assert!(matches!(
+            run(&ca, &as_ca, ID, None),
+            Err(IssuedInvalid::Svid(SvidError::LeafIsCa))
+        ));
+
+        let (chain, _) = ca.issue(&spec);
+        let key = key_of(&chain[0]);
+        let err = validate_issued(
+            chain,
+            Expected {
+                id: &ID.parse().unwrap(),
+                public_key: &key,
+                not_after: spec.not_after - Duration::from_secs(60),
+                bundle: &ca.bundle(),
+                issuer: None,
+                now: SystemTime::now(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, IssuedInvalid::Lifetime);
+
+        let stranger = TestCa::new("acme.internal");
+        let (chain, _) = stranger.issue(&spec);
+        let key = key_of(&chain[0]);
+        let err = validate_issued(
+            chain,
+            Expected {
+                id: &ID.parse().unwrap(),
+                public_key: &key,
+                not_after: spec.not_after,
+                bundle: &ca.bundle(),
+                issuer: None,
+                now: SystemTime::now(),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, IssuedInvalid::Chain(_)), "{err}");
+    }
 }
