@@ -101,13 +101,16 @@ pub fn validate_issued(
             .unwrap_or_default(),
     );
     let (leaf_der, intermediates) = svid.chain().split_at(1);
-    verify_peer(
-        expected.bundle,
-        &leaf_der[0],
-        intermediates,
-        now,
-        Usage::Client,
-    )?;
+    match expected.issuer {
+        Some(issuer) => verify_peer(issuer, &leaf_der[0], &[], now, Usage::Client)?,
+        None => verify_peer(
+            expected.bundle,
+            &leaf_der[0],
+            intermediates,
+            now,
+            Usage::Client,
+        )?,
+    };
     Ok(svid)
 }
 
@@ -146,6 +149,33 @@ mod tests {
                 now: SystemTime::now(),
             },
         )
+    }
+
+    #[test]
+    fn the_issuer_shortcut_checks_the_leaf_against_that_issuer() {
+        let ca = TestCa::new("acme.internal");
+        let spec = LeafSpec::for_id(ID);
+        let (chain, _) = ca.issue(&spec);
+        let key = key_of(&chain[0]);
+        let check = |issuer: &TrustBundle| {
+            validate_issued(
+                chain.clone(),
+                Expected {
+                    id: &ID.parse().unwrap(),
+                    public_key: &key,
+                    not_after: spec.not_after,
+                    bundle: &ca.bundle(),
+                    issuer: Some(issuer),
+                    now: SystemTime::now(),
+                },
+            )
+        };
+        let td = ca.trust_domain().clone();
+        let ours = TrustBundle::from_roots(td.clone(), [ca.intermediate().clone()]).unwrap();
+        assert!(check(&ours).is_ok());
+        let stranger = TestCa::new("other.internal");
+        let theirs = TrustBundle::from_roots(td, [stranger.intermediate().clone()]).unwrap();
+        assert!(matches!(check(&theirs), Err(IssuedInvalid::Chain(_))));
     }
 
     #[test]

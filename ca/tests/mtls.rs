@@ -1,6 +1,11 @@
 //! Mutual TLS over real sockets on 127.0.0.1, with SVIDs from the built-in CA and the SPIFFE
 //! verifiers on both sides.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed setup is the test failing"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
