@@ -13,7 +13,7 @@ use rustls_pki_types::ServerName;
 use signet_ca::{Authority as _, BuiltinAuthority, BuiltinOptions, SignRequest};
 use signet_spiffe::tls::{
     SharedBundle, SpiffeClientVerifier, SpiffeServerVerifier, SvidResolver, client_config,
-    peer_error, peer_identity, server_config, shared_bundle,
+    peer_error_in_io, peer_identity, server_config, shared_bundle,
 };
 use signet_spiffe::verify::{AllowList, DenyList};
 use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
@@ -60,12 +60,9 @@ async fn serve(cart: &Workload, bundle: SharedBundle, deny: Arc<DenyList>) -> Re
                         let _ = tls.shutdown().await;
                     }
                     Err(e) => {
-                        let why = e
-                            .get_ref()
-                            .and_then(|i| i.downcast_ref::<rustls::Error>())
-                            .and_then(peer_error)
-                            .map_or_else(|| e.to_string(), ToString::to_string);
-                        println!("    cart refused a handshake: {why}");
+                        let why =
+                            peer_error_in_io(&e).map_or_else(|| e.to_string(), ToString::to_string);
+                        println!("    cart's side: handshake failed: {why}");
                     }
                 }
             });
@@ -94,11 +91,26 @@ async fn call(
         tls.read_to_string(&mut reply).await?;
         Ok::<_, Box<dyn Error>>(reply)
     };
-    match attempt.await {
+    let outcome = match attempt.await {
         Ok(reply) if !reply.is_empty() => format!("ALLOWED  cart answered {reply:?}"),
         Ok(_) => "REFUSED  connection closed without an answer".to_owned(),
-        Err(e) => format!("REFUSED  {e}"),
-    }
+        Err(e) => {
+            let why = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(peer_error_in_io)
+                .map_or_else(|| e.to_string(), ToString::to_string);
+            format!("REFUSED  {why}")
+        }
+    };
+    // Let the server's side of the story print under the same heading.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    outcome
+}
+
+fn secs_from_now(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .as_secs()
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -111,18 +123,19 @@ async fn main() -> Result<()> {
     let ca = BuiltinAuthority::open(&dir, &td, BuiltinOptions::default())?;
     println!("built-in CA for trust domain {td} in {}", dir.display());
     println!(
-        "  intermediate (pathLen 0) valid until {:?}",
-        ca.intermediate_not_after()
+        "  intermediate (pathLen 0) valid for {} more days",
+        secs_from_now(ca.intermediate_not_after()) / 86400
     );
 
     let cart = enroll(&ca, &td.service_account("shop", "cart")?)?;
     let frontend = enroll(&ca, &td.service_account("shop", "frontend")?)?;
     for w in [&cart, &frontend] {
         println!(
-            "  issued {}  serial {}  refresh at {:?}",
+            "  issued {}  serial {}  expires in {}s, refresh in {}s",
             w.svid.id(),
             w.svid.serial(),
-            w.svid.refresh_at()
+            secs_from_now(w.svid.not_after()),
+            secs_from_now(w.svid.refresh_at())
         );
     }
 

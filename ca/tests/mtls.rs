@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls_pki_types::ServerName;
 use signet_ca::{Authority as _, BuiltinAuthority, BuiltinOptions, SignRequest};
 use signet_spiffe::tls::{
-    SpiffeClientVerifier, SpiffeServerVerifier, SvidResolver, client_config, peer_error,
+    SpiffeClientVerifier, SpiffeServerVerifier, SvidResolver, client_config, peer_error_in_io,
     peer_identity, server_config, shared_bundle,
 };
 use signet_spiffe::verify::{AdmitAll, AllowList, DenyList, PeerFilter};
@@ -91,10 +91,7 @@ async fn serve(
                         }
                     }
                     Err(e) => {
-                        let reason = e
-                            .get_ref()
-                            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                            .and_then(peer_error)
+                        let reason = peer_error_in_io(&e)
                             .map_or_else(|| e.to_string(), |p| p.reason().to_owned());
                         let _ = tx.send(Err(reason));
                     }

@@ -194,6 +194,13 @@ pub fn peer_error(e: &Error) -> Option<&PeerError> {
     }
 }
 
+/// The SPIFFE reason inside an I/O error from a tokio-rustls handshake, if there is one.
+pub fn peer_error_in_io(e: &std::io::Error) -> Option<&PeerError> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .and_then(peer_error)
+}
+
 /// The current SVID and key, swapped in place when the SVID rotates: listeners and
 /// connectors keep running and new handshakes present the new certificate.
 #[derive(Default)]
