@@ -6,5 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../ca/fuzz"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in spiffe_id csr; do
-  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-20}"
+  mkdir -p "corpus/$target"
+  # Checked-in seeds (a valid CSR, valid and invalid IDs) start the search past the parser.
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "seeds/$target" \
+    -- -max_total_time="${FUZZ_SECONDS:-20}"
 done

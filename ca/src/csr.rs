@@ -155,6 +155,16 @@ mod tests {
     }
 
     #[test]
+    fn csrs_from_openssl_are_understood() {
+        // Made by `openssl req` (see ca/fuzz/seeds): interop, not only our own encoder.
+        let me = id("spiffe://acme.internal/ns/shop/sa/cart");
+        let p256 = include_bytes!("../fuzz/seeds/csr/p256-uri-san.der").to_vec();
+        assert_eq!(check_csr(&p256.into(), &me).unwrap().raw().len(), 65);
+        let p384 = include_bytes!("../fuzz/seeds/csr/p384.der").to_vec();
+        assert_eq!(check_csr(&p384.into(), &me), Err(CsrError::KeyType));
+    }
+
+    #[test]
     fn csr_without_san_takes_the_attested_identity() {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let me = id("spiffe://acme.internal/ns/shop/sa/cart");

@@ -56,18 +56,56 @@ pub fn shared_bundle(bundle: TrustBundle) -> SharedBundle {
     Arc::new(ArcSwap::from_pointee(bundle))
 }
 
-/// A server's verifier of client certificates: a client must present an SVID of the bundle's
-/// trust domain that passes the filter.
+/// What both verifiers share: the bundle, the filter, and the signature checks.
 #[derive(Debug)]
-pub struct SpiffeClientVerifier {
+struct PeerCheck {
     bundle: SharedBundle,
     filter: Arc<dyn PeerFilter>,
 }
 
+impl PeerCheck {
+    fn chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: Usage,
+    ) -> Result<(), Error> {
+        let bundle = self.bundle.load();
+        verify_and_admit(
+            &bundle,
+            self.filter.as_ref(),
+            end_entity,
+            intermediates,
+            now,
+            usage,
+        )
+        .map(drop)
+        .map_err(to_rustls)
+    }
+
+    fn tls12_signature() -> Result<HandshakeSignatureValid, Error> {
+        Err(Error::General("TLS 1.2 is not allowed".to_owned()))
+    }
+
+    fn tls13_signature(
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
+    }
+}
+
+/// A server's verifier of client certificates: a client must present an SVID of the bundle's
+/// trust domain that passes the filter.
+#[derive(Debug)]
+pub struct SpiffeClientVerifier(PeerCheck);
+
 impl SpiffeClientVerifier {
     /// Verifies against `bundle` and then `filter` (a deny-list, usually).
     pub fn new(bundle: SharedBundle, filter: Arc<dyn PeerFilter>) -> Self {
-        Self { bundle, filter }
+        Self(PeerCheck { bundle, filter })
     }
 }
 
@@ -82,16 +120,8 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let bundle = self.bundle.load();
-        verify_and_admit(
-            &bundle,
-            self.filter.as_ref(),
-            end_entity,
-            intermediates,
-            now,
-            Usage::Client,
-        )
-        .map_err(to_rustls)?;
+        self.0
+            .chain(end_entity, intermediates, now, Usage::Client)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -101,7 +131,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         _: &CertificateDer<'_>,
         _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("TLS 1.2 is not allowed".to_owned()))
+        PeerCheck::tls12_signature()
     }
 
     fn verify_tls13_signature(
@@ -110,7 +140,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
+        PeerCheck::tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -123,15 +153,12 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 /// upstream's expected identities, usually). The TLS server name is not used: SPIFFE
 /// identities are checked instead of DNS names.
 #[derive(Debug)]
-pub struct SpiffeServerVerifier {
-    bundle: SharedBundle,
-    filter: Arc<dyn PeerFilter>,
-}
+pub struct SpiffeServerVerifier(PeerCheck);
 
 impl SpiffeServerVerifier {
     /// Verifies against `bundle` and then `filter`.
     pub fn new(bundle: SharedBundle, filter: Arc<dyn PeerFilter>) -> Self {
-        Self { bundle, filter }
+        Self(PeerCheck { bundle, filter })
     }
 }
 
@@ -144,16 +171,8 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let bundle = self.bundle.load();
-        verify_and_admit(
-            &bundle,
-            self.filter.as_ref(),
-            end_entity,
-            intermediates,
-            now,
-            Usage::Server,
-        )
-        .map_err(to_rustls)?;
+        self.0
+            .chain(end_entity, intermediates, now, Usage::Server)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -163,7 +182,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _: &CertificateDer<'_>,
         _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("TLS 1.2 is not allowed".to_owned()))
+        PeerCheck::tls12_signature()
     }
 
     fn verify_tls13_signature(
@@ -172,7 +191,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
+        PeerCheck::tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
