@@ -1,1 +1,217 @@
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 
+use super::*;
+use crate::bundle::PolicySource;
+
+const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+
+fn examples() -> Authorizer {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/policies");
+    Authorizer::new(Arc::new(PolicyBundle::load(&[dir]).unwrap()))
+}
+
+fn with(text: &str) -> Authorizer {
+    let source = PolicySource {
+        name: "t.cedar".to_owned(),
+        text: text.to_owned(),
+    };
+    Authorizer::new(Arc::new(PolicyBundle::from_sources(&[source]).unwrap()))
+}
+
+fn id(s: &str) -> SpiffeId {
+    s.parse().unwrap()
+}
+
+fn shop(sa: &str) -> SpiffeId {
+    id(&format!("spiffe://acme.internal/ns/shop/sa/{sa}"))
+}
+
+fn svc(name: &str) -> Target<'static> {
+    Target {
+        name: Box::leak(name.to_owned().into_boxed_str()),
+        namespace: "shop",
+        port: 8080,
+        labels: &[],
+    }
+}
+
+fn get<'a>(path: &'a str, headers: &'a [(String, String)]) -> HttpRequest<'a> {
+    HttpRequest {
+        method: "GET",
+        path,
+        host: "cart",
+        query: "",
+        headers,
+        source_ip: IP,
+        claims: None,
+    }
+}
+
+fn caller(id: &SpiffeId) -> Caller<'_> {
+    Caller {
+        id: Some(id),
+        ..Caller::default()
+    }
+}
+
+#[test]
+fn a_permit_allows_and_names_itself() {
+    let a = examples();
+    let frontend = shop("frontend");
+    let d = a.request(&caller(&frontend), &svc("cart"), &get("/api/items", &[]));
+    assert_eq!(d.effect, Effect::Allow);
+    assert_eq!(d.policies, ["frontend-reads-cart-api"]);
+    assert_eq!(d.to_string(), "ALLOW (frontend-reads-cart-api)");
+}
+
+#[test]
+fn no_permit_is_a_default_deny() {
+    let a = examples();
+    let frontend = shop("frontend");
+    let d = a.request(
+        &caller(&frontend),
+        &svc("cart"),
+        &get("/internal/stats", &[]),
+    );
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.policies.is_empty() && d.errors.is_empty());
+    assert_eq!(d.reason(), "default-deny");
+
+    let empty = with(
+        "@id(\"only-connect\")\npermit (principal, action == Mesh::Action::\"connect\", resource == Mesh::Service::\"x\");",
+    );
+    let d = empty.request(&caller(&frontend), &svc("cart"), &get("/", &[]));
+    assert_eq!(d.reason(), "default-deny");
+}
+
+#[test]
+fn connect_is_decided_by_namespace() {
+    let a = examples();
+    let frontend = shop("frontend");
+    let d = a.connect(&caller(&frontend), &svc("cart"), IP);
+    assert_eq!(d.policies, ["shop-connect-within-namespace"]);
+    assert!(d.is_allowed());
+
+    let outsider = id("spiffe://acme.internal/ns/blog/sa/web");
+    assert!(!a.connect(&caller(&outsider), &svc("cart"), IP).is_allowed());
+}
+
+#[test]
+fn forbid_wins_over_permit() {
+    let a = examples();
+    let frontend = shop("frontend");
+    // The namespace rule permits the connection; the guardrail forbids it.
+    let d = a.connect(&caller(&frontend), &svc("payments"), IP);
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.policies, ["only-cart-reaches-payments"]);
+
+    let cart = shop("cart");
+    assert!(a.connect(&caller(&cart), &svc("payments"), IP).is_allowed());
+}
+
+#[test]
+fn headers_labels_and_claims_are_readable() {
+    let a = examples();
+    let frontend = shop("frontend");
+    let prod = [("env".to_owned(), "prod".to_owned())];
+    let target = Target {
+        labels: &prod,
+        ..svc("cart")
+    };
+    let debug = [("X-Debug".to_owned(), "1".to_owned())];
+    let d = a.request(&caller(&frontend), &target, &get("/api/items", &debug));
+    assert_eq!(d.policies, ["no-debug-header-in-prod"]);
+    assert!(
+        a.request(&caller(&frontend), &svc("cart"), &get("/api/items", &debug))
+            .is_allowed()
+    );
+
+    let admin_policy = with(
+        "@id(\"admins\")\npermit (principal, action == Mesh::Action::\"GET\", resource)\n  when { context has user && context.user.groups.contains(\"admins\") };",
+    );
+    let mut req = get("/admin", &[]);
+    assert!(
+        !admin_policy
+            .request(&caller(&frontend), &svc("cart"), &req)
+            .is_allowed()
+    );
+    let claims = Claims {
+        sub: "alice".into(),
+        iss: "https://idp".into(),
+        groups: vec!["admins".into()],
+        ..Claims::default()
+    };
+    req.claims = Some(&claims);
+    assert!(
+        admin_policy
+            .request(&caller(&frontend), &svc("cart"), &req)
+            .is_allowed()
+    );
+}
+
+#[test]
+fn grpc_service_and_method_come_from_the_path() {
+    let a = examples();
+    let cart = shop("cart");
+    let mut req = get("/shop.Payments/Charge", &[]);
+    req.method = "POST";
+    let d = a.request(&caller(&cart), &svc("payments"), &req);
+    assert_eq!(d.policies, ["cart-charges-payments"]);
+    req.path = "/shop.Refunds/Issue";
+    assert!(
+        !a.request(&caller(&cart), &svc("payments"), &req)
+            .is_allowed()
+    );
+    assert_eq!(grpc_parts("/a.B/C"), Some(("a.B", "C")));
+    assert_eq!(grpc_parts("/api/items"), None);
+    assert_eq!(grpc_parts("/a.B/C/D"), None);
+}
+
+#[test]
+fn errors_deny_and_say_why() {
+    let a = examples();
+    let frontend = shop("frontend");
+    let mut req = get("/api/items", &[]);
+    req.method = "BREW";
+    let d = a.request(&caller(&frontend), &svc("cart"), &req);
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.errors, ["unknown action `BREW`"]);
+
+    let no_peer = Caller::default();
+    assert_eq!(
+        a.connect(&no_peer, &svc("cart"), IP).errors,
+        ["no verified peer identity"]
+    );
+
+    // A forbid whose evaluation fails (strict validation cannot rule out overflow) must not
+    // be skipped: Cedar alone would ignore it and let the broad permit allow the request.
+    let risky = with(concat!(
+        "@id(\"broad\")\npermit (principal, action == Mesh::Action::\"GET\", resource);\n",
+        "@id(\"overflowing\")\nforbid (principal, action == Mesh::Action::\"GET\", resource)\n",
+        "  when { resource.port * 9223372036854775807 > 1 };\n",
+    ));
+    let d = risky.request(&caller(&frontend), &svc("cart"), &get("/", &[]));
+    assert_eq!(d.effect, Effect::Deny, "{d:?}");
+    assert_eq!(d.policies, ["overflowing"]);
+    assert_eq!(d.errors.len(), 1);
+    assert!(d.errors[0].contains("overflow"), "{:?}", d.errors);
+    let port_zero = Target {
+        port: 0,
+        ..svc("cart")
+    };
+    assert!(
+        risky
+            .request(&caller(&frontend), &port_zero, &get("/", &[]))
+            .is_allowed()
+    );
+}
+
+#[test]
+fn ids_outside_the_ns_sa_form_still_work() {
+    let a = with(
+        "@id(\"job\")\npermit (principal == Mesh::Workload::\"spiffe://acme.internal/batch/nightly\", action == Mesh::Action::\"connect\", resource);",
+    );
+    let job = id("spiffe://acme.internal/batch/nightly");
+    assert!(a.connect(&caller(&job), &svc("cart"), IP).is_allowed());
+}
