@@ -1,10 +1,78 @@
 //! `meshctl`, the operator command line.
 //!
-//! Not built yet: the policy and control-plane issues add its subcommands.
+//! Errors print one line, `meshctl: error: …`, and exit 1. `authz test` exits 0 for allow
+//! and 2 for deny, so scripts can branch on the decision.
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+mod authz;
+
+#[derive(Debug, Parser)]
+#[command(name = "meshctl", version, about = "Operate a Signet mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write, check and reason about Cedar policies.
+    #[command(subcommand)]
+    Authz(authz::Authz),
+}
+
+/// How a command ended, beyond plain success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 2: the decision was deny (`authz test`).
+    Denied,
+}
+
 fn main() -> ExitCode {
-    eprintln!("meshctl: no subcommands yet; see docs/architecture.md for the plan");
-    ExitCode::from(2)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message without its usage block, on one line.
+            let text = e.to_string();
+            let message = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("meshctl: {message}");
+            eprintln!("run `meshctl --help` for usage");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match cli.command {
+        Command::Authz(cmd) => authz::run(cmd),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Denied) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("meshctl: error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', "; ")
 }

@@ -137,6 +137,8 @@ impl PolicyBundle {
                     .parse::<usize>()
                     .unwrap_or(usize::MAX)
             });
+            // How often each id has appeared so far in this file, to locate repeats.
+            let mut seen_here: BTreeMap<String, usize> = BTreeMap::new();
             for (nth, policy) in in_file.into_iter().enumerate() {
                 let Some(id) = policy.annotation("id").map(str::to_owned) else {
                     let (line, col) = policy_position(&source.text, nth);
@@ -150,7 +152,9 @@ impl PolicyBundle {
                     });
                     continue;
                 };
-                let (line, col) = id_position(&source.text, &id);
+                let occurrence = seen_here.entry(id.clone()).or_default();
+                let (line, col) = id_position(&source.text, &id, *occurrence);
+                *occurrence += 1;
                 if id.trim().is_empty() {
                     problems.push(Problem {
                         file: source.name.clone(),
@@ -350,9 +354,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn id_position(text: &str, id: &str) -> (usize, usize) {
-    text.find(&format!("@id(\"{id}\")"))
-        .map_or((1, 1), |offset| line_col(text, offset))
+/// Where the `occurrence`-th (0-based) `@id("<id>")` of a file is.
+fn id_position(text: &str, id: &str, occurrence: usize) -> (usize, usize) {
+    text.match_indices(&format!("@id(\"{id}\")"))
+        .nth(occurrence)
+        .map_or((1, 1), |(offset, _)| line_col(text, offset))
 }
 
 /// Where the `nth` policy of a file starts: the nth `permit (` or `forbid (` outside comments
