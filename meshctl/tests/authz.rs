@@ -1,5 +1,10 @@
 //! `meshctl authz validate|test` run as a user runs them: the real binary, real files.
 
+#![expect(
+    clippy::expect_used,
+    reason = "test helper: failing to start the binary is the test failing"
+)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
