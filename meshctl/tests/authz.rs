@@ -70,51 +70,35 @@ fn validate_reports_each_problem_with_its_location() {
     assert!(err.contains("FETCH"), "{err}");
 }
 
-#[test]
-fn test_allows_with_exit_0_and_denies_with_exit_2() {
-    let out = meshctl(&[
+/// `meshctl authz test` as the frontend against the example policies.
+fn decide(action: &str, resource: &str, extra: &[&str]) -> Output {
+    let examples = examples();
+    let mut args = vec![
         "authz",
         "test",
         "--principal",
         FRONTEND,
         "--action",
-        "GET",
+        action,
         "--resource",
-        "cart",
-        "--path",
-        "/api/items",
-        &examples(),
-    ]);
+        resource,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&examples);
+    meshctl(&args)
+}
+
+#[test]
+fn test_allows_with_exit_0_and_denies_with_exit_2() {
+    let out = decide("GET", "cart", &["--path", "/api/items"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), "ALLOW  frontend-reads-cart-api\n");
 
-    let out = meshctl(&[
-        "authz",
-        "test",
-        "--principal",
-        FRONTEND,
-        "--action",
-        "connect",
-        "--resource",
-        "payments",
-        &examples(),
-    ]);
+    let out = decide("connect", "payments", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out.stdout), "DENY  only-cart-reaches-payments\n");
 
-    let out = meshctl(&[
-        "authz",
-        "test",
-        "--principal",
-        FRONTEND,
-        "--action",
-        "DELETE",
-        "--resource",
-        "cart",
-        "-o",
-        "json",
-        &examples(),
-    ]);
+    let out = decide("DELETE", "cart", &["-o", "json"]);
     assert_eq!(out.status.code(), Some(2));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["decision"], "deny");
@@ -130,25 +114,9 @@ fn test_reads_headers_labels_and_claims() {
         r#"{"sub": "alice", "iss": "https://idp", "groups": ["ops"]}"#,
     )
     .unwrap();
-    let base = [
-        "authz",
-        "test",
-        "--principal",
-        FRONTEND,
-        "--action",
-        "GET",
-        "--resource",
-        "cart",
-    ];
-    let run = |extra: &[&str]| {
-        let mut args: Vec<&str> = base.to_vec();
-        args.extend_from_slice(extra);
-        let ex = examples();
-        args.push(&ex);
-        meshctl(&args).status.code()
-    };
+    let code = |extra: &[&str]| decide("GET", "cart", extra).status.code();
     assert_eq!(
-        run(&[
+        code(&[
             "--path",
             "/api/x",
             "--header",
@@ -158,9 +126,12 @@ fn test_reads_headers_labels_and_claims() {
         ]),
         Some(2)
     );
-    assert_eq!(run(&["--path", "/api/x", "--header", "X-Debug=1"]), Some(0));
     assert_eq!(
-        run(&["--path", "/admin/x", "--claims", claims.to_str().unwrap()]),
+        code(&["--path", "/api/x", "--header", "X-Debug=1"]),
+        Some(0)
+    );
+    assert_eq!(
+        code(&["--path", "/admin/x", "--claims", claims.to_str().unwrap()]),
         Some(2)
     );
 }
