@@ -119,7 +119,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use rcgen::ExtendedKeyUsagePurpose;
+    use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
     use signet_spiffe::test_pki::{LeafSpec, TestCa};
     use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -204,6 +204,22 @@ mod tests {
         assert_eq!(
             run(&ca, &no_client, ID, None).unwrap_err(),
             IssuedInvalid::ExtendedKeyUsage
+        );
+
+        let mut signer = spec.clone();
+        signer.ku = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+        ];
+        assert_eq!(
+            run(&ca, &signer, ID, None).unwrap_err(),
+            IssuedInvalid::KeyUsage
+        );
+        let mut no_signature = spec.clone();
+        no_signature.ku = vec![KeyUsagePurpose::KeyAgreement];
+        assert_eq!(
+            run(&ca, &no_signature, ID, None).unwrap_err(),
+            IssuedInvalid::KeyUsage
         );
 
         let mut as_ca = spec.clone();

@@ -138,47 +138,18 @@ fn test_reads_headers_labels_and_claims() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_1() {
-    let cases: &[&[&str]] = &[
-        &[
-            "authz",
-            "test",
-            "--principal",
-            "spiffe://ACME/x",
-            "--action",
-            "GET",
-            "--resource",
-            "c",
-            "x.cedar",
-        ],
-        &[
-            "authz",
-            "test",
-            "--principal",
-            FRONTEND,
-            "--action",
-            "GET",
-            "--resource",
-            "c",
-            "/nonexistent.cedar",
-        ],
-        &[
-            "authz",
-            "test",
-            "--principal",
-            FRONTEND,
-            "--action",
-            "GET",
-            "--resource",
-            "c",
-            "--header",
-            "nope",
-            "x.cedar",
-        ],
-        &["authz", "validate"],
-        &["authz", "frobnicate"],
+    let cases = [
+        "authz test --principal spiffe://ACME/x --action GET --resource c x.cedar",
+        "authz test --principal spiffe://acme.internal/ns/shop/sa/frontend --action GET \
+         --resource c /nonexistent.cedar",
+        "authz test --principal spiffe://acme.internal/ns/shop/sa/frontend --action GET \
+         --resource c --header nope x.cedar",
+        "authz validate",
+        "authz frobnicate",
     ];
-    for args in cases {
-        let out = meshctl(args);
+    for case in cases {
+        let args: Vec<&str> = case.split_whitespace().collect();
+        let out = meshctl(&args);
         assert_eq!(
             out.status.code(),
             Some(1),

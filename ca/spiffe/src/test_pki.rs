@@ -42,6 +42,8 @@ pub struct LeafSpec {
     pub not_after: SystemTime,
     /// Extended key usages; empty means both serverAuth and clientAuth.
     pub eku: Vec<ExtendedKeyUsagePurpose>,
+    /// Key usages; empty means digitalSignature only.
+    pub ku: Vec<KeyUsagePurpose>,
 }
 
 impl LeafSpec {
@@ -55,6 +57,7 @@ impl LeafSpec {
             not_before: now - Duration::from_secs(60),
             not_after: now + Duration::from_secs(3600),
             eku: Vec::new(),
+            ku: Vec::new(),
         }
     }
 }
@@ -137,7 +140,11 @@ impl TestCa {
         } else {
             IsCa::ExplicitNoCa
         };
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.key_usages = if spec.ku.is_empty() {
+            vec![KeyUsagePurpose::DigitalSignature]
+        } else {
+            spec.ku.clone()
+        };
         p.extended_key_usages = if spec.eku.is_empty() {
             vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
