@@ -1,20 +1,25 @@
 //! The authorizer: plain domain inputs in, a [`Decision`] out. Never a `Result`: anything that
 //! goes wrong (an unknown method, an entity that does not fit the schema, a policy that errors
 //! while evaluating) is a deny that says why. Default deny; `forbid` wins.
+//!
+//! Cedar is handed only the policies whose scope fits the request (see [`crate::index`]), and
+//! `connect` decisions are remembered per caller and target for the life of the bundle.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
+    RestrictedExpression,
 };
 use signet_spiffe::SpiffeId;
 
 use crate::bundle::PolicyBundle;
-use crate::schema::MeshSchema;
-
+use crate::index::PolicyIndex;
+use crate::needs::Needs;
+use crate::scope::{ActionTable, MeshTypes, ScopeQuery};
 /// The outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
@@ -48,6 +53,14 @@ impl Decision {
             "default-deny".to_owned()
         } else {
             self.policies.join(",")
+        }
+    }
+
+    fn default_deny() -> Self {
+        Self {
+            effect: Effect::Deny,
+            policies: Vec::new(),
+            errors: Vec::new(),
         }
     }
 
@@ -129,17 +142,168 @@ pub struct HttpRequest<'a> {
     pub claims: Option<&'a Claims>,
 }
 
-/// Decides requests under one bundle.
+/// Prepared caller/target pairs kept before the cache starts over. Each holds a few small
+/// entities; a proxy sees far fewer distinct peers than this.
+const MAX_PREPARED: usize = 8_192;
+
+/// Decides requests under one bundle. Cheap to clone; clones share the index and caches.
 #[derive(Debug, Clone)]
 pub struct Authorizer {
-    bundle: Arc<PolicyBundle>,
+    inner: Arc<Inner>,
 }
 
-const NS: &str = "Mesh";
+#[derive(Debug)]
+struct Inner {
+    bundle: Arc<PolicyBundle>,
+    /// `None`: every decision hands Cedar the whole bundle and nothing is cached.
+    index: Option<PolicyIndex>,
+    prepared: RwLock<HashMap<PreparedKey, Arc<Prepared>>>,
+}
 
-fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
-    let ty = EntityTypeName::from_str(&format!("{NS}::{kind}")).map_err(|e| e.to_string())?;
-    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+/// Everything about a caller, a target and a source address that decisions depend on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PreparedKey {
+    peer: SpiffeId,
+    service: Option<String>,
+    caller_labels: Vec<(String, String)>,
+    target: String,
+    namespace: String,
+    port: u16,
+    target_labels: Vec<(String, String)>,
+    source_ip: IpAddr,
+}
+
+impl PreparedKey {
+    fn new(peer: &SpiffeId, caller: &Caller<'_>, target: &Target<'_>, source_ip: IpAddr) -> Self {
+        Self {
+            peer: peer.clone(),
+            service: caller.service.map(str::to_owned),
+            caller_labels: caller.labels.to_vec(),
+            target: target.name.to_owned(),
+            namespace: target.namespace.to_owned(),
+            port: target.port,
+            target_labels: target.labels.to_vec(),
+            source_ip,
+        }
+    }
+}
+
+/// The Cedar pieces that stay the same for every request between one caller and one target
+/// from one address, built once: evaluating Cedar values (an `ip(…)` above all) costs more
+/// than deciding on a handful of policies.
+#[derive(Debug)]
+struct Prepared {
+    principal: EntityUid,
+    resource: EntityUid,
+    /// The caller, the target and their namespaces.
+    entities: Entities,
+    /// `entities` plus one action's entities, by action number, made on first use: Cedar
+    /// walks every entity of a request, so each request carries only its own action.
+    with_action: Vec<OnceLock<Result<Entities, String>>>,
+    peer: RestrictedExpression,
+    source_ip: RestrictedExpression,
+    /// The `connect` decision, once made.
+    connect: OnceLock<Decision>,
+}
+
+impl Prepared {
+    fn new(
+        peer: &SpiffeId,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+        source_ip: IpAddr,
+    ) -> Result<Self, String> {
+        let (principal, resource, entities) = base_entities(peer, caller, target);
+        Ok(Self {
+            principal,
+            resource,
+            entities: Entities::from_entities(entities, None).map_err(|e| e.to_string())?,
+            with_action: (0..ActionTable::get().len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            peer: string(peer.as_str()),
+            source_ip: RestrictedExpression::new_ip(source_ip.to_string()),
+            connect: OnceLock::new(),
+        })
+    }
+
+    /// The Cedar request and entities for `action`, with the context parts in `needs`.
+    fn cedar(
+        &self,
+        action: usize,
+        ask: Ask<'_>,
+        needs: Needs,
+    ) -> Result<(Request, Entities), String> {
+        let mut context = Vec::with_capacity(8);
+        if needs.has(Needs::PEER) {
+            context.push(("peer_spiffe_id".to_owned(), self.peer.clone()));
+        }
+        if needs.has(Needs::SOURCE_IP) {
+            context.push(("source_ip".to_owned(), self.source_ip.clone()));
+        }
+        let base = self
+            .with_action
+            .get(action)
+            .ok_or("unknown action")?
+            .get_or_init(|| {
+                self.entities
+                    .clone()
+                    .add_entities(ActionTable::get().entities(action).iter().cloned(), None)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let entities = match ask {
+            Ask::Connect(_) => base.clone(),
+            Ask::Http(request) => {
+                let extra = http_context(request, needs, &mut context);
+                if extra.is_empty() {
+                    base.clone()
+                } else {
+                    base.clone()
+                        .add_entities(extra, None)
+                        .map_err(|e| e.to_string())?
+                }
+            }
+        };
+        let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
+        let request = Request::new(
+            self.principal.clone(),
+            ActionTable::get().uid(action).clone(),
+            self.resource.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((request, entities))
+    }
+}
+
+/// What is being decided, beyond who calls whom.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ask<'a> {
+    Connect(IpAddr),
+    Http(&'a HttpRequest<'a>),
+}
+
+impl Ask<'_> {
+    pub(crate) fn action(&self) -> &str {
+        match self {
+            Ask::Connect(_) => "connect",
+            Ask::Http(r) => r.method,
+        }
+    }
+
+    fn source_ip(&self) -> IpAddr {
+        match self {
+            Ask::Connect(ip) => *ip,
+            Ask::Http(r) => r.source_ip,
+        }
+    }
+}
+
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
 fn string(s: &str) -> RestrictedExpression {
@@ -151,33 +315,37 @@ fn tags(pairs: &[(String, String)]) -> Vec<(String, RestrictedExpression)> {
 }
 
 impl Authorizer {
-    /// An authorizer for `bundle`.
+    /// An authorizer for `bundle`, with its policy index built now.
     pub fn new(bundle: Arc<PolicyBundle>) -> Self {
-        Self { bundle }
+        let index = PolicyIndex::build(bundle.policies());
+        Self::with_index(bundle, Some(index))
+    }
+
+    /// An authorizer that hands Cedar the whole bundle for every decision, with no index and
+    /// no cache: the reference the indexed authorizer is tested against.
+    pub fn exhaustive(bundle: Arc<PolicyBundle>) -> Self {
+        Self::with_index(bundle, None)
+    }
+
+    fn with_index(bundle: Arc<PolicyBundle>, index: Option<PolicyIndex>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                bundle,
+                index,
+                prepared: RwLock::new(HashMap::new()),
+            }),
+        }
     }
 
     /// The bundle decisions are made under.
     pub fn bundle(&self) -> &Arc<PolicyBundle> {
-        &self.bundle
+        &self.inner.bundle
     }
 
-    /// May `caller` open a connection to `target`?
+    /// May `caller` open a connection to `target`? Remembered per caller, target and source
+    /// address for the life of this authorizer (that is, of its bundle).
     pub fn connect(&self, caller: &Caller<'_>, target: &Target<'_>, source_ip: IpAddr) -> Decision {
-        self.decide(
-            "connect",
-            caller,
-            target,
-            |peer| {
-                Ok(vec![
-                    ("peer_spiffe_id".to_owned(), string(peer)),
-                    (
-                        "source_ip".to_owned(),
-                        RestrictedExpression::new_ip(source_ip.to_string()),
-                    ),
-                ])
-            },
-            Vec::new(),
-        )
+        self.decide(caller, target, Ask::Connect(source_ip))
     }
 
     /// May `caller` make `request` to `target`?
@@ -187,207 +355,283 @@ impl Authorizer {
         target: &Target<'_>,
         request: &HttpRequest<'_>,
     ) -> Decision {
-        let mut extra = Vec::new();
-        let headers_uid = match uid("Headers", "request") {
-            Ok(u) => u,
-            Err(e) => return Decision::error(e),
-        };
-        let mut joined: Vec<(String, String)> = Vec::new();
-        for (k, v) in request.headers {
-            let k = k.to_ascii_lowercase();
-            match joined.iter_mut().find(|(name, _)| *name == k) {
-                Some((_, existing)) => {
-                    existing.push(',');
-                    existing.push_str(v);
-                }
-                None => joined.push((k, v.clone())),
-            }
-        }
-        match Entity::new_with_tags(headers_uid.clone(), [], [], tags(&joined)) {
-            Ok(e) => extra.push(e),
-            Err(e) => return Decision::error(e.to_string()),
-        }
-        let user_uid = match request.claims {
-            Some(claims) => {
-                let u = match uid("User", &format!("{}#{}", claims.iss, claims.sub)) {
-                    Ok(u) => u,
-                    Err(e) => return Decision::error(e),
-                };
-                let set = |v: &[String]| RestrictedExpression::new_set(v.iter().map(|s| string(s)));
-                let attrs = [
-                    ("sub".to_owned(), string(&claims.sub)),
-                    ("iss".to_owned(), string(&claims.iss)),
-                    ("groups".to_owned(), set(&claims.groups)),
-                    ("roles".to_owned(), set(&claims.roles)),
-                ];
-                match Entity::new_with_tags(u.clone(), attrs, [], tags(&claims.other)) {
-                    Ok(e) => extra.push(e),
-                    Err(e) => return Decision::error(e.to_string()),
-                }
-                Some(u)
-            }
-            None => None,
-        };
-        let grpc = grpc_parts(request.path);
-        self.decide(
-            request.method,
-            caller,
-            target,
-            |peer| {
-                let mut ctx = vec![
-                    ("peer_spiffe_id".to_owned(), string(peer)),
-                    (
-                        "source_ip".to_owned(),
-                        RestrictedExpression::new_ip(request.source_ip.to_string()),
-                    ),
-                    ("path".to_owned(), string(request.path)),
-                    ("host".to_owned(), string(request.host)),
-                    ("query".to_owned(), string(request.query)),
-                    (
-                        "headers".to_owned(),
-                        RestrictedExpression::new_entity_uid(headers_uid.clone()),
-                    ),
-                ];
-                if let Some((service, method)) = grpc {
-                    ctx.push(("grpc_service".to_owned(), string(service)));
-                    ctx.push(("grpc_method".to_owned(), string(method)));
-                }
-                if let Some(u) = &user_uid {
-                    ctx.push((
-                        "user".to_owned(),
-                        RestrictedExpression::new_entity_uid(u.clone()),
-                    ));
-                }
-                Ok(ctx)
-            },
-            extra,
-        )
+        self.decide(caller, target, Ask::Http(request))
     }
 
-    fn decide(
+    pub(crate) fn decide(
         &self,
-        action: &str,
         caller: &Caller<'_>,
         target: &Target<'_>,
-        context: impl FnOnce(&str) -> Result<Vec<(String, RestrictedExpression)>, String>,
-        extra: Vec<Entity>,
+        ask: Ask<'_>,
     ) -> Decision {
         let Some(peer) = caller.id else {
             return Decision::error("no verified peer identity");
         };
-        match self.build(action, peer, caller, target, context, extra) {
-            Ok((request, entities)) => self.evaluate(&request, &entities),
-            Err(e) => Decision::error(e),
+        let table = ActionTable::get();
+        let Some(action) = table.request_action(ask.action()) else {
+            return Decision::error(format!("unknown action `{}`", ask.action()));
+        };
+        let Some(index) = &self.inner.index else {
+            return match Prepared::new(peer, caller, target, ask.source_ip()) {
+                Ok(prepared) => decide_with(
+                    &prepared,
+                    action,
+                    ask,
+                    Needs::ALL,
+                    self.inner.bundle.policies(),
+                ),
+                Err(e) => Decision::error(e),
+            };
+        };
+        let candidates = index.candidates(&scope_query(peer, action, target));
+        if candidates.is_empty() {
+            return Decision::default_deny();
+        }
+        let prepared = match self.prepared(peer, caller, target, ask.source_ip()) {
+            Ok(p) => p,
+            Err(e) => return Decision::error(e),
+        };
+        let needs = index.needs_of(&candidates);
+        let decide = || decide_with(&prepared, action, ask, needs, &index.set_of(&candidates));
+        match ask {
+            Ask::Connect(_) => prepared.connect.get_or_init(decide).clone(),
+            Ask::Http(_) => decide(),
         }
     }
 
-    fn build(
+    fn prepared(
         &self,
-        action: &str,
         peer: &SpiffeId,
         caller: &Caller<'_>,
         target: &Target<'_>,
-        context: impl FnOnce(&str) -> Result<Vec<(String, RestrictedExpression)>, String>,
-        mut entities: Vec<Entity>,
-    ) -> Result<(Request, Entities), String> {
-        let schema = MeshSchema::embedded().schema();
-        let (ns, sa) = peer.namespace_and_account().unwrap_or(("", ""));
-        let principal = uid("Workload", peer.as_str())?;
-        let mut principal_parents = Vec::new();
-        if !ns.is_empty() {
-            principal_parents.push(uid("Namespace", ns)?);
+        source_ip: IpAddr,
+    ) -> Result<Arc<Prepared>, String> {
+        let key = PreparedKey::new(peer, caller, target, source_ip);
+        if let Some(hit) = self
+            .inner
+            .prepared
+            .read()
+            .ok()
+            .and_then(|c| c.get(&key).cloned())
+        {
+            return Ok(hit);
         }
-        entities.push(
-            Entity::new_with_tags(
-                principal.clone(),
-                [
-                    ("spiffe_id".to_owned(), string(peer.as_str())),
-                    ("trust_domain".to_owned(), string(peer.trust_domain_str())),
-                    ("namespace".to_owned(), string(ns)),
-                    ("service_account".to_owned(), string(sa)),
-                    ("service".to_owned(), string(caller.service.unwrap_or(""))),
-                ],
-                principal_parents.clone(),
-                tags(caller.labels),
-            )
-            .map_err(|e| e.to_string())?,
-        );
-        let resource = uid("Service", target.name)?;
-        let target_ns = uid("Namespace", target.namespace)?;
-        entities.push(
-            Entity::new_with_tags(
-                resource.clone(),
-                [
-                    ("name".to_owned(), string(target.name)),
-                    ("namespace".to_owned(), string(target.namespace)),
-                    (
-                        "port".to_owned(),
-                        RestrictedExpression::new_long(i64::from(target.port)),
-                    ),
-                ],
-                [target_ns.clone()],
-                tags(target.labels),
-            )
-            .map_err(|e| e.to_string())?,
-        );
-        for parent in principal_parents.into_iter().chain([target_ns]) {
-            if !entities.iter().any(|e| e.uid() == parent) {
-                entities.push(Entity::with_uid(parent));
+        let prepared = Arc::new(Prepared::new(peer, caller, target, source_ip)?);
+        if let Ok(mut cache) = self.inner.prepared.write() {
+            if cache.len() >= MAX_PREPARED {
+                cache.clear();
             }
+            cache.insert(key, Arc::clone(&prepared));
         }
-        let action_uid = EntityUid::from_type_name_and_id(
-            EntityTypeName::from_str(&format!("{NS}::Action")).map_err(|e| e.to_string())?,
-            EntityId::new(action),
-        );
-        if !schema.actions().any(|a| *a == action_uid) {
-            return Err(format!("unknown action `{action}`"));
-        }
-        let context = Context::from_pairs(context(peer.as_str())?).map_err(|e| e.to_string())?;
-        let request = Request::new(principal, action_uid, resource, context, Some(schema))
-            .map_err(|e| e.to_string())?;
-        let entities =
-            Entities::from_entities(entities, Some(schema)).map_err(|e| e.to_string())?;
-        Ok((request, entities))
+        Ok(prepared)
     }
+}
 
-    fn evaluate(&self, request: &Request, entities: &Entities) -> Decision {
-        let response = cedar_policy::Authorizer::new().is_authorized(
-            request,
-            self.bundle.policies(),
-            entities,
-        );
-        let errors: Vec<_> = response.diagnostics().errors().collect();
-        if !errors.is_empty() {
-            let mut policies: Vec<String> = errors
-                .iter()
-                .map(|e| match e {
-                    cedar_policy::AuthorizationError::PolicyEvaluationError(p) => {
-                        p.policy_id().to_string()
-                    }
-                })
-                .collect();
-            policies.sort();
-            policies.dedup();
-            return Decision {
-                effect: Effect::Deny,
-                policies,
-                errors: errors.iter().map(ToString::to_string).collect(),
-            };
+fn decide_with(
+    prepared: &Prepared,
+    action: usize,
+    ask: Ask<'_>,
+    needs: Needs,
+    set: &PolicySet,
+) -> Decision {
+    match prepared.cedar(action, ask, needs) {
+        Ok((request, entities)) => evaluate(&request, set, &entities),
+        Err(e) => Decision::error(e),
+    }
+}
+
+pub(crate) fn scope_query<'a>(
+    peer: &'a SpiffeId,
+    action: usize,
+    target: &Target<'a>,
+) -> ScopeQuery<'a> {
+    ScopeQuery {
+        peer: peer.as_str(),
+        peer_namespace: peer.namespace_and_account().map(|(ns, _)| ns),
+        action,
+        service: target.name,
+        service_namespace: target.namespace,
+    }
+}
+
+/// The principal, the resource, and the entities every decision between them needs: the
+/// caller, the target and their namespaces.
+fn base_entities(
+    peer: &SpiffeId,
+    caller: &Caller<'_>,
+    target: &Target<'_>,
+) -> (EntityUid, EntityUid, Vec<Entity>) {
+    let types = MeshTypes::get();
+    let mut entities = Vec::with_capacity(4);
+    let (ns, sa) = peer.namespace_and_account().unwrap_or(("", ""));
+    let principal = uid(&types.workload, peer.as_str());
+    let principal_ns = (!ns.is_empty()).then(|| uid(&types.namespace, ns));
+    let resource = uid(&types.service, target.name);
+    let target_ns = uid(&types.namespace, target.namespace);
+    entities.push(workload_entity(
+        &principal,
+        principal_ns.clone(),
+        peer,
+        ns,
+        sa,
+        caller,
+    ));
+    entities.push(service_entity(&resource, target_ns.clone(), target));
+    entities.push(Entity::with_uid(target_ns.clone()));
+    if let Some(p) = principal_ns.filter(|p| *p != target_ns) {
+        entities.push(Entity::with_uid(p));
+    }
+    (principal, resource, entities)
+}
+
+fn workload_entity(
+    uid: &EntityUid,
+    namespace: Option<EntityUid>,
+    peer: &SpiffeId,
+    ns: &str,
+    sa: &str,
+    caller: &Caller<'_>,
+) -> Entity {
+    let attrs = [
+        ("spiffe_id", string(peer.as_str())),
+        ("trust_domain", string(peer.trust_domain_str())),
+        ("namespace", string(ns)),
+        ("service_account", string(sa)),
+        ("service", string(caller.service.unwrap_or(""))),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    entity(uid, attrs, namespace, caller.labels)
+}
+
+fn service_entity(uid: &EntityUid, namespace: EntityUid, target: &Target<'_>) -> Entity {
+    let attrs = [
+        ("name", string(target.name)),
+        ("namespace", string(target.namespace)),
+        (
+            "port",
+            RestrictedExpression::new_long(i64::from(target.port)),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    entity(uid, attrs, Some(namespace), target.labels)
+}
+
+fn entity<const N: usize>(
+    uid: &EntityUid,
+    attrs: [(String, RestrictedExpression); N],
+    parent: Option<EntityUid>,
+    labels: &[(String, String)],
+) -> Entity {
+    Entity::new_with_tags(uid.clone(), attrs, parent, tags(labels))
+        // Only fails on an attribute value that is an unresolved expression; these are
+        // literals. Should it ever fail, the entity without attributes makes every policy
+        // reading them error, which denies.
+        .unwrap_or_else(|_| Entity::with_uid(uid.clone()))
+}
+
+/// Adds the parts of a request's context in `needs` to `context`; returns the entities they
+/// refer to (its headers and, when a JWT was verified, its user).
+fn http_context(
+    request: &HttpRequest<'_>,
+    needs: Needs,
+    context: &mut Vec<(String, RestrictedExpression)>,
+) -> Vec<Entity> {
+    let mut entities = Vec::with_capacity(2);
+    let types = MeshTypes::get();
+    for (part, name, value) in [
+        (Needs::PATH, "path", request.path),
+        (Needs::HOST, "host", request.host),
+        (Needs::QUERY, "query", request.query),
+    ] {
+        if needs.has(part) {
+            context.push((name.to_owned(), string(value)));
         }
-        let mut policies: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
+    }
+    if needs.has(Needs::HEADERS) {
+        let headers = uid(&types.headers, "request");
+        entities.push(entity(&headers, [], None, &joined_headers(request.headers)));
+        context.push((
+            "headers".to_owned(),
+            RestrictedExpression::new_entity_uid(headers),
+        ));
+    }
+    if needs.has(Needs::GRPC)
+        && let Some((service, method)) = grpc_parts(request.path)
+    {
+        context.push(("grpc_service".to_owned(), string(service)));
+        context.push(("grpc_method".to_owned(), string(method)));
+    }
+    if needs.has(Needs::USER)
+        && let Some(claims) = request.claims
+    {
+        let user = uid(&types.user, &format!("{}#{}", claims.iss, claims.sub));
+        let set = |v: &[String]| RestrictedExpression::new_set(v.iter().map(|s| string(s)));
+        let attrs = [
+            ("sub", string(&claims.sub)),
+            ("iss", string(&claims.iss)),
+            ("groups", set(&claims.groups)),
+            ("roles", set(&claims.roles)),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        entities.push(entity(&user, attrs, None, &claims.other));
+        context.push((
+            "user".to_owned(),
+            RestrictedExpression::new_entity_uid(user),
+        ));
+    }
+    entities
+}
+
+/// Header names lower-cased; a repeated header's values joined with `,`.
+fn joined_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    let mut joined: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    for (k, v) in headers {
+        let k = k.to_ascii_lowercase();
+        match joined.iter_mut().find(|(name, _)| *name == k) {
+            Some((_, existing)) => {
+                existing.push(',');
+                existing.push_str(v);
+            }
+            None => joined.push((k, v.clone())),
+        }
+    }
+    joined
+}
+
+/// Cedar's answer as a [`Decision`], with any evaluation error turned into a deny.
+pub(crate) fn evaluate(request: &Request, set: &PolicySet, entities: &Entities) -> Decision {
+    let response = cedar_policy::Authorizer::new().is_authorized(request, set, entities);
+    let errors: Vec<_> = response.diagnostics().errors().collect();
+    if !errors.is_empty() {
+        let mut policies: Vec<String> = errors
+            .iter()
+            .map(|e| match e {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(p) => {
+                    p.policy_id().to_string()
+                }
+            })
             .collect();
         policies.sort();
-        Decision {
-            effect: match response.decision() {
-                cedar_policy::Decision::Allow => Effect::Allow,
-                cedar_policy::Decision::Deny => Effect::Deny,
-            },
+        policies.dedup();
+        return Decision {
+            effect: Effect::Deny,
             policies,
-            errors: Vec::new(),
-        }
+            errors: errors.iter().map(ToString::to_string).collect(),
+        };
+    }
+    let mut policies: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    policies.sort();
+    Decision {
+        effect: match response.decision() {
+            cedar_policy::Decision::Allow => Effect::Allow,
+            cedar_policy::Decision::Deny => Effect::Deny,
+        },
+        policies,
+        errors: Vec::new(),
     }
 }
 

@@ -215,3 +215,72 @@ fn ids_outside_the_ns_sa_form_still_work() {
     let job = id("spiffe://acme.internal/batch/nightly");
     assert!(a.connect(&caller(&job), &svc("cart"), IP).is_allowed());
 }
+
+#[test]
+fn cedar_inputs_fit_the_schema() {
+    // Decisions skip Cedar's schema checks for speed; this is where they are made instead.
+    let schema = crate::MeshSchema::embedded().schema();
+    let table = ActionTable::get();
+    let frontend = shop("frontend");
+    let job = id("spiffe://acme.internal/batch/nightly");
+    let labels = [("env".to_owned(), "prod".to_owned())];
+    let headers = [
+        ("X-A".to_owned(), "1".to_owned()),
+        ("x-a".to_owned(), "2".to_owned()),
+    ];
+    let claims = Claims {
+        sub: "alice".into(),
+        iss: "https://idp".into(),
+        groups: vec!["admins".into()],
+        roles: vec!["reader".into()],
+        other: vec![("email".into(), "a@example.com".into())],
+    };
+    let mut req = get("/shop.Payments/Charge", &headers);
+    req.claims = Some(&claims);
+    let other_ns = Target {
+        namespace: "blog",
+        labels: &labels,
+        ..svc("posts")
+    };
+    for peer in [&frontend, &job] {
+        let caller = Caller {
+            id: Some(peer),
+            service: Some("frontend"),
+            labels: &labels,
+        };
+        for target in [svc("cart"), other_ns] {
+            let (principal, resource, mut entities) = base_entities(peer, &caller, &target);
+            let mut context = Vec::new();
+            entities.extend(http_context(&req, Needs::ALL, &mut context));
+            entities.extend(
+                table
+                    .entities(table.request_action("GET").unwrap())
+                    .to_vec(),
+            );
+            Entities::from_entities(entities, Some(schema)).unwrap();
+            let prepared = Prepared::new(peer, &caller, &target, IP).unwrap();
+            context.push(("peer_spiffe_id".to_owned(), prepared.peer.clone()));
+            context.push(("source_ip".to_owned(), prepared.source_ip.clone()));
+            for action in ["connect", "GET", "DELETE"] {
+                let action = table.request_action(action).unwrap();
+                let ctx = if action == table.request_action("connect").unwrap() {
+                    context[context.len() - 2..].to_vec()
+                } else {
+                    context.clone()
+                };
+                Request::new(
+                    principal.clone(),
+                    table.uid(action).clone(),
+                    resource.clone(),
+                    Context::from_pairs(ctx).unwrap(),
+                    Some(schema),
+                )
+                .unwrap();
+            }
+        }
+    }
+    assert!(
+        table.request_action("read").is_none(),
+        "groups are not request actions"
+    );
+}

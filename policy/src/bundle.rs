@@ -226,13 +226,18 @@ impl PolicyBundle {
         if !problems.is_empty() {
             return Err(BundleError { problems });
         }
+        Ok(Self::assemble(policies, origins))
+    }
+
+    /// A bundle of already-validated policies.
+    pub(crate) fn assemble(policies: PolicySet, origins: BTreeMap<String, PolicyOrigin>) -> Self {
         let hash = content_hash(&origins);
-        Ok(Self {
+        Self {
             policies,
             origins,
             hash,
             version: 0,
-        })
+        }
     }
 
     /// Reads `paths` (files, or directories whose `*.cedar` files are read in name order) as

@@ -6,13 +6,38 @@
 //!   reported as `file:line:col: message`; one problem rejects the whole bundle.
 //! - [`Authorizer`]: decides `connect` and HTTP requests from plain inputs and returns a
 //!   [`Decision`] naming the policies that made it. Errors deny; default deny; forbid wins.
+//!   Cedar sees only the policies whose scope fits the request (an index built once per
+//!   bundle); `connect` decisions are cached per caller and target for the bundle's life.
+//! - [`PolicyBundle::slice_for`]: the policies that can apply to one service, for its proxy.
+//! - [`Enforced`]: the enforced authorizer, swapped atomically, never by an invalid bundle.
+//! - [`Shadow`]: a candidate bundle decided beside the enforced one, differences reported.
+//! - [`Authorizer::explain_request`]: a decision with its policies' text and location, and
+//!   for a default deny the permits that came closest.
+//! - [`access_diff`]: the access-matrix changes between two bundles over an [`Inventory`].
 //!
 //! See `docs/policy.md` for the schema and examples.
 
 pub mod authorizer;
 pub mod bundle;
+mod enforced;
+mod explain;
+mod index;
+mod matrix;
+mod needs;
 pub mod schema;
+mod scope;
+mod shadow;
+mod slice;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
 
 pub use authorizer::{Authorizer, Caller, Claims, Decision, Effect, HttpRequest, Target};
 pub use bundle::{BundleError, PolicyBundle, PolicyOrigin, PolicySource, Problem};
+pub use enforced::Enforced;
+pub use explain::{Cited, Explanation, Miss, NearMiss};
+pub use matrix::{
+    AccessChange, ChangeKind, Inventory, KnownService, KnownWorkload, RequestSample, access_diff,
+};
 pub use schema::MeshSchema;
+pub use shadow::{Divergence, Shadow, ShadowDecision};
+pub use slice::ServiceRef;

@@ -1,0 +1,216 @@
+//! The access matrix: for a known set of workloads and services, which (principal, action,
+//! resource) decisions change between two bundles. This is how an operator sees whether a
+//! policy change widens access before applying it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Deserialize;
+use signet_spiffe::SpiffeId;
+
+use crate::authorizer::{Authorizer, Caller, Decision, HttpRequest, Target};
+use crate::scope::ActionTable;
+use crate::slice::ServiceRef;
+
+fn default_port() -> u16 {
+    8080
+}
+
+fn default_source() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+/// A workload the mesh knows.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KnownWorkload {
+    /// Its SPIFFE ID.
+    pub spiffe_id: SpiffeId,
+    /// The service it runs as, if any.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The address its connections come from (default 127.0.0.1).
+    #[serde(default = "default_source")]
+    pub source_ip: IpAddr,
+}
+
+/// A service the mesh knows.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KnownService {
+    /// Mesh-unique name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Port (default 8080).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An HTTP request to try against every service.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSample {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Raw query string.
+    #[serde(default)]
+    pub query: String,
+    /// Headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The workloads, services and request samples the matrix is computed over
+/// (`deploy/examples/entities.yaml` is an example).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// Known workloads (the principals).
+    #[serde(default)]
+    pub workloads: Vec<KnownWorkload>,
+    /// Known services (the resources).
+    #[serde(default)]
+    pub services: Vec<KnownService>,
+    /// HTTP requests to try; `connect` is always tried.
+    #[serde(default)]
+    pub requests: Vec<RequestSample>,
+}
+
+impl Inventory {
+    /// Checks what serde cannot: known methods, no repeated workloads or services.
+    pub fn check(&self) -> Result<(), String> {
+        let table = ActionTable::get();
+        for sample in &self.requests {
+            if sample.method == "connect" || table.request_action(&sample.method).is_none() {
+                return Err(format!(
+                    "request sample `{} {}`: `{}` is not an HTTP method of the schema",
+                    sample.method, sample.path, sample.method
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(w) = self.workloads.iter().find(|w| !seen.insert(&w.spiffe_id)) {
+            return Err(format!("workload `{}` is listed twice", w.spiffe_id));
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(s) = self.services.iter().find(|s| !seen.insert(&s.name)) {
+            return Err(format!("service `{}` is listed twice", s.name));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a change opens or closes access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChangeKind {
+    /// Denied before, allowed after.
+    Widened,
+    /// Allowed before, denied after.
+    Narrowed,
+}
+
+impl ChangeKind {
+    /// `widened` or `narrowed`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChangeKind::Widened => "widened",
+            ChangeKind::Narrowed => "narrowed",
+        }
+    }
+}
+
+/// One (principal, action, resource) whose decision changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessChange {
+    /// Widened or narrowed.
+    pub kind: ChangeKind,
+    /// The calling workload.
+    pub principal: SpiffeId,
+    /// `connect` or an HTTP method.
+    pub action: String,
+    /// The request path, for HTTP actions.
+    pub path: Option<String>,
+    /// The destination.
+    pub resource: ServiceRef,
+    /// The decision under the old bundle.
+    pub before: Decision,
+    /// The decision under the new bundle.
+    pub after: Decision,
+}
+
+/// Every change of effect between `old` and `new` over `inventory`: `connect` for each
+/// workload and service, then each request sample.
+pub fn access_diff(old: &Authorizer, new: &Authorizer, inventory: &Inventory) -> Vec<AccessChange> {
+    let mut changes = Vec::new();
+    for workload in &inventory.workloads {
+        let caller_labels: Vec<(String, String)> = pairs(&workload.labels);
+        let caller = Caller {
+            id: Some(&workload.spiffe_id),
+            service: workload.service.as_deref(),
+            labels: &caller_labels,
+        };
+        for service in &inventory.services {
+            let labels = pairs(&service.labels);
+            let target = Target {
+                name: &service.name,
+                namespace: &service.namespace,
+                port: service.port,
+                labels: &labels,
+            };
+            let mut record = |action: &str, path: Option<&str>, before: Decision, after| {
+                let kind = match (before.is_allowed(), Decision::is_allowed(&after)) {
+                    (false, true) => ChangeKind::Widened,
+                    (true, false) => ChangeKind::Narrowed,
+                    _ => return,
+                };
+                changes.push(AccessChange {
+                    kind,
+                    principal: workload.spiffe_id.clone(),
+                    action: action.to_owned(),
+                    path: path.map(str::to_owned),
+                    resource: ServiceRef::new(&service.name, &service.namespace),
+                    before,
+                    after,
+                });
+            };
+            record(
+                "connect",
+                None,
+                old.connect(&caller, &target, workload.source_ip),
+                new.connect(&caller, &target, workload.source_ip),
+            );
+            for sample in &inventory.requests {
+                let headers = pairs(&sample.headers);
+                let request = HttpRequest {
+                    method: &sample.method,
+                    path: &sample.path,
+                    host: &service.name,
+                    query: &sample.query,
+                    headers: &headers,
+                    source_ip: workload.source_ip,
+                    claims: None,
+                };
+                record(
+                    &sample.method,
+                    Some(&sample.path),
+                    old.request(&caller, &target, &request),
+                    new.request(&caller, &target, &request),
+                );
+            }
+        }
+    }
+    changes
+}
+
+fn pairs(map: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
