@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -14,6 +15,7 @@ use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
     RestrictedExpression,
 };
+use foldhash::fast::RandomState;
 use signet_spiffe::SpiffeId;
 
 use crate::bundle::PolicyBundle;
@@ -157,11 +159,13 @@ struct Inner {
     bundle: Arc<PolicyBundle>,
     /// `None`: every decision hands Cedar the whole bundle and nothing is cached.
     index: Option<PolicyIndex>,
-    prepared: RwLock<HashMap<PreparedKey, Arc<Prepared>>>,
+    /// By a hash of the key's parts, so a lookup allocates nothing.
+    prepared: RwLock<HashMap<u64, Vec<(PreparedKey, Arc<Prepared>)>, RandomState>>,
+    hasher: RandomState,
 }
 
 /// Everything about a caller, a target and a source address that decisions depend on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 struct PreparedKey {
     peer: SpiffeId,
     service: Option<String>,
@@ -174,6 +178,42 @@ struct PreparedKey {
 }
 
 impl PreparedKey {
+    fn hash(
+        state: &RandomState,
+        peer: &SpiffeId,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+        source_ip: IpAddr,
+    ) -> u64 {
+        let mut h = state.build_hasher();
+        peer.as_str().hash(&mut h);
+        caller.service.hash(&mut h);
+        caller.labels.hash(&mut h);
+        target.name.hash(&mut h);
+        target.namespace.hash(&mut h);
+        target.port.hash(&mut h);
+        target.labels.hash(&mut h);
+        source_ip.hash(&mut h);
+        h.finish()
+    }
+
+    fn matches(
+        &self,
+        peer: &SpiffeId,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+        source_ip: IpAddr,
+    ) -> bool {
+        self.peer == *peer
+            && self.service.as_deref() == caller.service
+            && self.caller_labels == caller.labels
+            && self.target == target.name
+            && self.namespace == target.namespace
+            && self.port == target.port
+            && self.target_labels == target.labels
+            && self.source_ip == source_ip
+    }
+
     fn new(peer: &SpiffeId, caller: &Caller<'_>, target: &Target<'_>, source_ip: IpAddr) -> Self {
         Self {
             peer: peer.clone(),
@@ -332,7 +372,8 @@ impl Authorizer {
             inner: Arc::new(Inner {
                 bundle,
                 index,
-                prepared: RwLock::new(HashMap::new()),
+                prepared: RwLock::new(HashMap::default()),
+                hasher: RandomState::default(),
             }),
         }
     }
@@ -406,14 +447,16 @@ impl Authorizer {
         target: &Target<'_>,
         source_ip: IpAddr,
     ) -> Result<Arc<Prepared>, String> {
-        let key = PreparedKey::new(peer, caller, target, source_ip);
-        if let Some(hit) = self
-            .inner
-            .prepared
-            .read()
-            .ok()
-            .and_then(|c| c.get(&key).cloned())
-        {
+        let hash = PreparedKey::hash(&self.inner.hasher, peer, caller, target, source_ip);
+        let hit = self.inner.prepared.read().ok().and_then(|cache| {
+            cache.get(&hash).and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|(k, _)| k.matches(peer, caller, target, source_ip))
+                    .map(|(_, p)| Arc::clone(p))
+            })
+        });
+        if let Some(hit) = hit {
             return Ok(hit);
         }
         let prepared = Arc::new(Prepared::new(peer, caller, target, source_ip)?);
@@ -421,7 +464,11 @@ impl Authorizer {
             if cache.len() >= MAX_PREPARED {
                 cache.clear();
             }
-            cache.insert(key, Arc::clone(&prepared));
+            let key = PreparedKey::new(peer, caller, target, source_ip);
+            cache
+                .entry(hash)
+                .or_default()
+                .push((key, Arc::clone(&prepared)));
         }
         Ok(prepared)
     }
