@@ -160,9 +160,12 @@ struct Inner {
     /// `None`: every decision hands Cedar the whole bundle and nothing is cached.
     index: Option<PolicyIndex>,
     /// By a hash of the key's parts, so a lookup allocates nothing.
-    prepared: RwLock<HashMap<u64, Vec<(PreparedKey, Arc<Prepared>)>, RandomState>>,
+    prepared: RwLock<PreparedCache>,
     hasher: RandomState,
 }
+
+/// Prepared inputs by the hash of their key; a bucket holds every key with that hash.
+type PreparedCache = HashMap<u64, Vec<(PreparedKey, Arc<Prepared>)>, RandomState>;
 
 /// Everything about a caller, a target and a source address that decisions depend on.
 #[derive(Debug, Clone)]
@@ -660,10 +663,13 @@ pub(crate) fn evaluate(request: &Request, set: &PolicySet, entities: &Entities) 
             .collect();
         policies.sort();
         policies.dedup();
+        // Cedar reports errors in hash-map order; sorted, equal decisions compare equal.
+        let mut errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        errors.sort();
         return Decision {
             effect: Effect::Deny,
             policies,
-            errors: errors.iter().map(ToString::to_string).collect(),
+            errors,
         };
     }
     let mut policies: Vec<String> = response
