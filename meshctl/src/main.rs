@@ -1,7 +1,8 @@
 //! `meshctl`, the operator command line.
 //!
-//! Errors print one line, `meshctl: error: …`, and exit 1. `authz test` exits 0 for allow
-//! and 2 for deny, so scripts can branch on the decision.
+//! Errors print one line, `meshctl: error: …`, and exit 1. `authz test` and `authz explain`
+//! exit 0 for allow and 2 for deny, and `authz diff` exits 3 when access widens, so scripts
+//! and pipelines can branch on the answer.
 
 use std::process::ExitCode;
 
@@ -28,8 +29,21 @@ enum Command {
 pub(crate) enum Outcome {
     /// Exit 0.
     Success,
-    /// Exit 2: the decision was deny (`authz test`).
+    /// Exit 2: the decision was deny (`authz test`, `authz explain`).
     Denied,
+    /// Exit 3: the change widens access (`authz diff`).
+    Widened,
+}
+
+impl Outcome {
+    /// Success for an allow, Denied for a deny.
+    pub(crate) fn of(decision: &signet_policy::Decision) -> Self {
+        if decision.is_allowed() {
+            Outcome::Success
+        } else {
+            Outcome::Denied
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -61,6 +75,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Denied) => ExitCode::from(2),
+        Ok(Outcome::Widened) => ExitCode::from(3),
         Err(e) => {
             eprintln!("meshctl: error: {}", one_line(&e));
             ExitCode::from(1)

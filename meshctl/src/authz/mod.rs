@@ -1,4 +1,4 @@
-//! `meshctl authz`: Cedar policies, offline (validate, test) for now.
+//! `meshctl authz`: Cedar policies, offline (validate, test, explain, diff).
 
 use std::path::PathBuf;
 
@@ -6,6 +6,9 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::Outcome;
 
+mod diff;
+mod explain;
+mod request;
 mod test;
 mod validate;
 
@@ -15,6 +18,12 @@ pub(crate) enum Authz {
     Validate(validate::ValidateArgs),
     /// Decide one request under a set of policies: ALLOW (exit 0) or DENY (exit 2).
     Test(Box<test::TestArgs>),
+    /// Explain one decision: the policies that made it, with their text and location, and
+    /// for a default deny the permits that came closest.
+    Explain(Box<explain::ExplainArgs>),
+    /// The access-matrix changes between two policy sets over known workloads and services;
+    /// exit 3 when access widens.
+    Diff(diff::DiffArgs),
 }
 
 /// Output format.
@@ -39,5 +48,7 @@ pub(crate) fn run(cmd: Authz) -> anyhow::Result<Outcome> {
     match cmd {
         Authz::Validate(args) => validate::run(&args),
         Authz::Test(args) => test::run(&args),
+        Authz::Explain(args) => explain::run(&args),
+        Authz::Diff(args) => diff::run(&args),
     }
 }
