@@ -402,6 +402,18 @@ impl Authorizer {
         self.decide(caller, target, Ask::Http(request))
     }
 
+    /// How many policies Cedar is handed for this request (benchmarks report it).
+    #[cfg(feature = "synthetic")]
+    pub fn candidates(&self, caller: &Caller<'_>, target: &Target<'_>, action: &str) -> usize {
+        let table = ActionTable::get();
+        match (caller.id, table.request_action(action), &self.inner.index) {
+            (Some(peer), Some(action), Some(index)) => {
+                index.candidates(&scope_query(peer, action, target)).len()
+            }
+            _ => self.inner.bundle.len(),
+        }
+    }
+
     pub(crate) fn decide(
         &self,
         caller: &Caller<'_>,

@@ -244,6 +244,22 @@ fn push_guardrails(text: &mut String, count: usize) {
 pub const SOURCE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
 
 impl Synthetic {
+    /// How many policies `authorizer` hands Cedar for request `r`.
+    pub fn candidates(&self, authorizer: &crate::Authorizer, r: &SyntheticRequest) -> usize {
+        let (name, namespace) = &self.services[r.service];
+        let caller = Caller {
+            id: self.workloads.get(r.peer),
+            ..Caller::default()
+        };
+        let target = Target {
+            name,
+            namespace,
+            port: 8080,
+            labels: &self.labels[r.service],
+        };
+        authorizer.candidates(&caller, &target, r.action)
+    }
+
     /// Decides request `r` with `authorizer`.
     pub fn decide(&self, authorizer: &crate::Authorizer, r: &SyntheticRequest) -> crate::Decision {
         let (name, namespace) = &self.services[r.service];
