@@ -144,6 +144,10 @@ fn bad_input_is_one_line_and_exit_1() {
          --resource c /nonexistent.cedar",
         "authz test --principal spiffe://acme.internal/ns/shop/sa/frontend --action GET \
          --resource c --header nope x.cedar",
+        "authz test --principal spiffe://acme.internal/ns/shop/sa/frontend --action read \
+         --resource c x.cedar",
+        "authz explain --principal spiffe://acme.internal/ns/shop/sa/frontend --action BREW \
+         --resource c x.cedar",
         "authz validate",
         "authz frobnicate",
     ];

@@ -41,3 +41,10 @@ pub use matrix::{
 pub use schema::MeshSchema;
 pub use shadow::{Divergence, Shadow, ShadowDecision};
 pub use slice::ServiceRef;
+
+/// The actions a request can carry: `connect` and the HTTP methods of the schema (not the
+/// `read`/`write` groups).
+pub fn request_actions() -> impl Iterator<Item = &'static str> {
+    let table = scope::ActionTable::get();
+    table.request_actions().map(|a| table.name(a))
+}

@@ -83,6 +83,15 @@ impl RequestArgs {
             .principal
             .parse()
             .with_context(|| format!("--principal `{}` is not a SPIFFE ID", self.principal))?;
+        if !signet_policy::request_actions().any(|a| a == self.action) {
+            bail!(
+                "--action `{}` is not one of: {}",
+                self.action,
+                signet_policy::request_actions()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let labels = pairs(&self.labels, "--label")?;
         let headers = pairs(&self.headers, "--header")?;
         let claims = self.claims.as_ref().map(read_claims).transpose()?;
