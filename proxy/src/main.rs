@@ -1,10 +1,192 @@
-//! `signet-proxy`, the data-plane sidecar.
+//! `signet-proxy`, the sidecar: mTLS in front of the local app (inbound), a local plain-text
+//! port per upstream service (outbound), Cedar on every connection and request.
 //!
-//! Not built yet: the proxy issue fills it (see `docs/architecture.md`).
+//! It runs from one TOML file (see `deploy/examples/proxy/`); flags override the common
+//! settings. Bad configuration is one line on stderr and exit 1. Once every listener is bound
+//! it prints one JSON line on stdout with their addresses (so port 0 can be used), then logs
+//! to stderr. SIGTERM or SIGINT drains: listeners close, connections in flight get
+//! `limits.drain_timeout` to finish.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use signet_proxy::config::Config;
+use signet_proxy::state::Proxy;
+use signet_proxy::{admin, identity, inbound, outbound, reload};
+
+#[derive(Debug, Parser)]
+#[command(name = "signet-proxy", version, about = "Signet's sidecar proxy")]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, env = "SIGNET_PROXY_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+    /// Overrides `inbound.listen`.
+    #[arg(long, value_name = "ADDR")]
+    inbound_listen: Option<SocketAddr>,
+    /// Overrides `inbound.app`.
+    #[arg(long, value_name = "ADDR")]
+    app: Option<SocketAddr>,
+    /// Overrides `admin.listen`.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+    /// Overrides `policy.dir`.
+    #[arg(long, value_name = "DIR")]
+    policy_dir: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
 
 fn main() -> ExitCode {
-    eprintln!("signet-proxy: not implemented yet; see docs/architecture.md for the plan");
-    ExitCode::from(2)
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("signet-proxy: {first}");
+            return ExitCode::from(1);
+        }
+    };
+    init_logging(args.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("signet-proxy: error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signet-proxy: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn effective_config(args: &Args) -> Result<Config, String> {
+    let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    if let Some(addr) = args.inbound_listen {
+        config.inbound.listen = addr;
+    }
+    if let Some(addr) = args.app {
+        config.inbound.app = addr;
+    }
+    if let Some(addr) = args.admin_listen {
+        config.admin.listen = addr;
+    }
+    if let Some(dir) = &args.policy_dir {
+        config.policy.dir.clone_from(dir);
+    }
+    config.check().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let config = effective_config(&args)?;
+    let (credentials, key) = identity::load(&config.identity)?;
+    let identity = identity::Identity::new(credentials, &key)?;
+    if let Some(path) = &config.identity.deny_list {
+        let (ids, serials) = identity::load_deny_list(path)?;
+        identity.deny(ids, serials);
+    }
+    let bundle = reload::load_policies(&config.policy.dir, 1)
+        .map_err(|e| format!("policy.dir: {e}"))?;
+    let inbound_listener = bind("inbound.listen", config.inbound.listen).await?;
+    let admin_listener = bind("admin.listen", config.admin.listen).await?;
+    let mut outbound_listeners = Vec::new();
+    for (n, o) in config.outbound.iter().enumerate() {
+        outbound_listeners.push(bind(&format!("outbound[{n}].listen"), o.listen).await?);
+    }
+    let proxy = Arc::new(Proxy::new(config, identity, &bundle)?);
+    let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut outbound_addrs = serde_json::Map::new();
+    let mut tasks = Vec::new();
+    for (o, listener) in proxy.config.outbound.iter().zip(outbound_listeners) {
+        outbound_addrs.insert(o.service.clone(), local(&listener).into());
+        let upstream = Arc::new(outbound::Upstream::new(o.clone(), &proxy)?);
+        tasks.push(tokio::spawn(outbound::run(listener, upstream, Arc::clone(&proxy))));
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "listening": {
+                "inbound": local(&inbound_listener),
+                "admin": local(&admin_listener),
+                "outbound": outbound_addrs,
+            },
+            "spiffe_id": proxy.identity.current.borrow().svid.id().as_str(),
+        })
+    );
+    tracing::info!(
+        service = %proxy.config.service.name,
+        spiffe_id = %proxy.identity.current.borrow().svid.id(),
+        policies = proxy.policies.current().bundle().len(),
+        "signet-proxy started"
+    );
+    tasks.push(tokio::spawn(admin::run(admin_listener, Arc::clone(&proxy))));
+    tasks.push(tokio::spawn(reload::watch(Arc::clone(&proxy), 1)));
+    let inbound = tokio::spawn(inbound::run(inbound_listener, Arc::clone(&proxy)));
+    shutdown_signal().await;
+    tracing::info!("draining");
+    proxy.shutdown.send_replace(true);
+    let deadline = tokio::time::Instant::now() + proxy.config.limits.drain_timeout;
+    while proxy.metrics.inbound_open.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    inbound.abort();
+    for task in tasks {
+        task.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

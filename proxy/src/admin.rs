@@ -1,0 +1,135 @@
+//! The admin port: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::state::Proxy;
+
+/// Serves the admin endpoints until shutdown.
+pub async fn run(listener: TcpListener, proxy: Arc<Proxy>) {
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+            () = proxy.draining() => return,
+        };
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let proxy = Arc::clone(&proxy);
+                async move { Ok::<_, Infallible>(route(&request, &proxy)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+    reply(StatusCode::OK, "application/json", format!("{value:#}\n"))
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn seconds_until(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::now()) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Why the proxy is not ready, if it is not.
+fn not_ready(proxy: &Proxy) -> Vec<String> {
+    let mut why = Vec::new();
+    let credentials = proxy.identity.current.borrow().clone();
+    if credentials.svid.not_after() <= SystemTime::now() {
+        why.push(format!("the SVID expired at unix {}", unix(credentials.svid.not_after())));
+    }
+    if !proxy.identity.resolver.is_loaded() {
+        why.push("no SVID loaded".to_owned());
+    }
+    if *proxy.shutdown.borrow() {
+        why.push("draining".to_owned());
+    }
+    why
+}
+
+fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
+    }
+    let text = "text/plain; charset=utf-8";
+    match request.uri().path() {
+        "/live" => reply(StatusCode::OK, text, "live\n".into()),
+        "/ready" => {
+            let why = not_ready(proxy);
+            if why.is_empty() {
+                reply(StatusCode::OK, text, "ready\n".into())
+            } else {
+                reply(StatusCode::SERVICE_UNAVAILABLE, text, format!("not ready: {}\n", why.join("; ")))
+            }
+        }
+        "/metrics" => {
+            let not_after = proxy.identity.current.borrow().svid.not_after();
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                proxy.metrics.render(seconds_until(not_after)),
+            )
+        }
+        "/identity" => {
+            let c = proxy.identity.current.borrow().clone();
+            json(&serde_json::json!({
+                "spiffe_id": c.svid.id().as_str(),
+                "serial": c.svid.serial().to_string(),
+                "not_before_unix": unix(c.svid.not_before()),
+                "not_after_unix": unix(c.svid.not_after()),
+                "expires_in_seconds": seconds_until(c.svid.not_after()),
+                "refresh_in_seconds": seconds_until(c.svid.refresh_at()),
+                "trust_domain": c.bundle.trust_domain().to_string(),
+                "bundle_roots": c.bundle.roots().len(),
+            }))
+        }
+        "/config" => {
+            let authorizer = proxy.policies.current();
+            let bundle = authorizer.bundle();
+            json(&serde_json::json!({
+                "config": proxy.config,
+                "policy": {
+                    "version": bundle.version(),
+                    "hash": bundle.hash(),
+                    "policies": bundle.origins().keys().collect::<Vec<_>>(),
+                },
+            }))
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            text,
+            "not found; try /live /ready /metrics /identity /config\n".into(),
+        ),
+    }
+}

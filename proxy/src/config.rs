@@ -1,0 +1,350 @@
+//! The proxy's configuration: one TOML file, a few flags on top, checked before anything
+//! starts. Every problem is one line naming the setting.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use signet_spiffe::SpiffeId;
+
+/// Largest configuration file read.
+const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The local workload's service.
+    pub service: ServiceConfig,
+    /// Where the SVID, its key and the trust bundle come from.
+    pub identity: IdentityConfig,
+    /// Where the policies come from.
+    pub policy: PolicyConfig,
+    /// Traffic from other workloads to the local app.
+    pub inbound: InboundConfig,
+    /// Traffic from the local app to other services, one entry per upstream.
+    #[serde(default)]
+    pub outbound: Vec<OutboundConfig>,
+    /// The admin endpoints.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The local workload's service.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Mesh-unique name (the Cedar `Mesh::Service`).
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Labels policies can read as tags.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Identity from files, re-read when they change.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The SVID: leaf first, then intermediates (PEM).
+    pub cert: PathBuf,
+    /// Its PKCS#8 private key (PEM).
+    pub key: PathBuf,
+    /// The trust bundle's roots (PEM).
+    pub bundle: PathBuf,
+    /// The trust domain; default: the SVID's.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    /// A deny-list file (JSON `{"ids": [...], "serials": [...]}`), re-read when it changes.
+    #[serde(default)]
+    pub deny_list: Option<PathBuf>,
+}
+
+/// Policies from a directory of `.cedar` files, re-read when they change.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+/// How traffic is carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 or HTTP/2 (by ALPN or preface); every request is authorized.
+    #[default]
+    Http,
+    /// Opaque bytes; only the connection is authorized.
+    Tcp,
+}
+
+/// How the local app speaks HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppProtocol {
+    /// HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 without TLS (prior knowledge), as gRPC servers speak it.
+    Http2,
+}
+
+/// Inbound: the mTLS listener in front of the local app.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundConfig {
+    /// Where peers connect (mTLS).
+    pub listen: SocketAddr,
+    /// The local app.
+    pub app: SocketAddr,
+    /// How traffic is carried.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// How the app speaks HTTP.
+    #[serde(default)]
+    pub app_protocol: AppProtocol,
+    /// The header that carries the verified peer SPIFFE ID to the app (always overwritten).
+    #[serde(default = "default_identity_header")]
+    pub identity_header: String,
+}
+
+fn default_identity_header() -> String {
+    "x-signet-peer-id".to_owned()
+}
+
+/// One upstream service reached through a local plain-text port.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// The upstream service's name.
+    pub service: String,
+    /// The local port the app sends to (plain text).
+    pub listen: SocketAddr,
+    /// The upstream's endpoints (their proxies' inbound listeners).
+    pub endpoints: Vec<SocketAddr>,
+    /// The SPIFFE IDs the upstream may present; anything else is refused.
+    pub identities: Vec<SpiffeId>,
+    /// How traffic is carried.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// The admin endpoints.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where `/live`, `/ready`, `/metrics`, `/identity` and `/config` are served.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15000)),
+        }
+    }
+}
+
+/// Limits and timeouts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections open at once, per listener.
+    pub max_connections: usize,
+    /// Time for a TLS handshake to complete.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Time an upstream (or the app) has to answer.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: u64,
+    /// On SIGTERM, time given to connections in flight before they are cut.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+    /// How often watched files are checked for changes.
+    #[serde(with = "duration")]
+    pub reload_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(15),
+            reload_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("`{text}` needs a unit (ms, s, m, h)"))?;
+        let (number, unit) = text.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration like `10s`"))?;
+        match unit {
+            "ms" => Ok(Duration::from_millis(n)),
+            "s" => Ok(Duration::from_secs(n)),
+            "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+            "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+            _ => Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m, h)")),
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration problem, one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display();
+        let len = std::fs::metadata(path)
+            .map_err(|e| ConfigError(format!("config `{shown}`: {e}")))?
+            .len();
+        if len > MAX_CONFIG_LEN {
+            return Err(ConfigError(format!(
+                "config `{shown}` is {len} bytes; the limit is {MAX_CONFIG_LEN}"
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("config `{shown}`: {e}")))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
+            ConfigError(format!(
+                "config `{shown}`: {}",
+                e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" ")
+            ))
+        })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Relative paths in the file are relative to the file.
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.identity.cert);
+        fix(&mut self.identity.key);
+        fix(&mut self.identity.bundle);
+        if let Some(d) = self.identity.deny_list.as_mut() {
+            fix(d);
+        }
+        fix(&mut self.policy.dir);
+    }
+
+    /// Checks what the types cannot: files exist, listeners do not clash, lists are not empty.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        for (what, path) in [
+            ("identity.cert", &self.identity.cert),
+            ("identity.key", &self.identity.key),
+            ("identity.bundle", &self.identity.bundle),
+        ] {
+            if !path.is_file() {
+                return err(format!("{what}: `{}` is not a readable file", path.display()));
+            }
+        }
+        if !self.policy.dir.is_dir() {
+            return err(format!(
+                "policy.dir: `{}` is not a directory",
+                self.policy.dir.display()
+            ));
+        }
+        let mut listeners = BTreeSet::new();
+        let mut claim = |what: String, addr: SocketAddr| {
+            if addr.port() != 0 && !listeners.insert(addr) {
+                return Err(ConfigError(format!(
+                    "{what}: {addr} is already used by another listener"
+                )));
+            }
+            Ok(())
+        };
+        claim("inbound.listen".to_owned(), self.inbound.listen)?;
+        claim("admin.listen".to_owned(), self.admin.listen)?;
+        let mut names = BTreeSet::new();
+        for (n, o) in self.outbound.iter().enumerate() {
+            claim(format!("outbound[{n}].listen"), o.listen)?;
+            if !names.insert(&o.service) {
+                return err(format!("outbound[{n}]: service `{}` is listed twice", o.service));
+            }
+            if o.endpoints.is_empty() {
+                return err(format!("outbound[{n}] ({}): no endpoints", o.service));
+            }
+            if o.identities.is_empty() {
+                return err(format!(
+                    "outbound[{n}] ({}): no identities; list the SPIFFE IDs the upstream may present",
+                    o.service
+                ));
+            }
+        }
+        if self.inbound.identity_header.parse::<http::HeaderName>().is_err() {
+            return err(format!(
+                "inbound.identity_header: `{}` is not a header name",
+                self.inbound.identity_header
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return err("limits.max_connections must be at least 1".to_owned());
+        }
+        if self.limits.reload_interval.is_zero() {
+            return err("limits.reload_interval must be above zero".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration::parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration::parse("2m"), Ok(Duration::from_secs(120)));
+        assert!(duration::parse("10").unwrap_err().contains("needs a unit"));
+        assert!(duration::parse("10y").unwrap_err().contains("unknown unit"));
+        assert!(duration::parse("s").is_err());
+    }
+}

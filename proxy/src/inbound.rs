@@ -1,0 +1,378 @@
+//! Inbound: the mTLS listener in front of the local app.
+//!
+//! Handshake (chain against the bundle, deny-list) → peer SPIFFE ID → `connect` decision →
+//! for HTTP, a decision per request → the app, with the verified peer ID in a header the
+//! proxy always overwrites.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use signet_policy::{Caller, Decision, HttpRequest};
+use signet_spiffe::{Serial, SpiffeId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Protocol;
+use crate::io::{LastActivity, Tracked};
+use crate::metrics::class;
+use crate::pool::{Body, strip_hop_by_hop};
+use crate::state::Proxy;
+
+/// The header a denied request's response names the deciding policies in.
+pub const DENIED_BY: &str = "x-signet-denied-by";
+
+/// The verified peer of one connection.
+#[derive(Debug)]
+struct Peer {
+    id: SpiffeId,
+    serial: Serial,
+    addr: SocketAddr,
+}
+
+/// Accepts connections until shutdown.
+pub async fn run(listener: TcpListener, proxy: Arc<Proxy>) -> Result<(), String> {
+    let acceptor = TlsAcceptor::from(Arc::new(proxy.inbound_tls()?));
+    let limit = Arc::new(Semaphore::new(proxy.config.limits.max_connections));
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbound accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = proxy.draining() => return Ok(()),
+        };
+        proxy.metrics.connections.inc(&["inbound"]);
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            proxy
+                .metrics
+                .connections_refused
+                .inc(&["inbound", "connection-limit"]);
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let proxy = Arc::clone(&proxy);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            connection(tcp, remote, acceptor, proxy, permit).await;
+        });
+    }
+}
+
+/// Decrements the open-connections gauge when the connection ends.
+struct Open<'a>(&'a Proxy);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.inbound_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    acceptor: TlsAcceptor,
+    proxy: Arc<Proxy>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let limits = &proxy.config.limits;
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Err(_) => {
+            proxy
+                .metrics
+                .handshake_failures
+                .inc(&["inbound", "timeout"]);
+            return;
+        }
+        Ok(Err(e)) => {
+            let reason = signet_spiffe::tls::peer_error_in_io(&e).map_or("tls", |p| p.reason());
+            proxy
+                .metrics
+                .handshake_failures
+                .inc(&["inbound", reason]);
+            tracing::info!(%remote, error = %e, "inbound handshake refused");
+            return;
+        }
+        Ok(Ok(tls)) => tls,
+    };
+    let (id, serial) = match signet_spiffe::tls::peer_identity(tls.get_ref().1.peer_certificates())
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            proxy
+                .metrics
+                .handshake_failures
+                .inc(&["inbound", e.reason()]);
+            return;
+        }
+    };
+    let decision = {
+        let authorizer = proxy.policies.current();
+        let caller = Caller {
+            id: Some(&id),
+            ..Caller::default()
+        };
+        authorizer.connect(&caller, &proxy.target(), remote.ip())
+    };
+    proxy.metrics.decision("connect", &decision);
+    if !decision.is_allowed() {
+        proxy
+            .metrics
+            .connections_refused
+            .inc(&["inbound", "authz"]);
+        tracing::info!(peer = %id, %remote, reason = %decision.reason(), "connection denied");
+        return;
+    }
+    proxy.metrics.inbound_open.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(&proxy);
+    let peer = Arc::new(Peer {
+        id,
+        serial,
+        addr: remote,
+    });
+    let (io, activity) = Tracked::new(tls);
+    let denied = denied_later(&proxy, Arc::clone(&peer));
+    tokio::pin!(denied);
+    match proxy.config.inbound.protocol {
+        Protocol::Tcp => {
+            tokio::select! {
+                () = tcp_to_app(io, &proxy) => {}
+                () = &mut denied => {}
+                () = activity.idle(limits.idle_timeout) => {}
+                () = proxy.draining() => {}
+            }
+        }
+        Protocol::Http => serve_http(io, &proxy, peer, &activity, denied).await,
+    }
+}
+
+/// Resolves when a deny-list update names this connection's peer.
+async fn denied_later(proxy: &Proxy, peer: Arc<Peer>) {
+    let mut versions = proxy.identity.deny_version.subscribe();
+    while versions.changed().await.is_ok() {
+        if proxy.identity.deny.denies(&peer.id, &peer.serial) {
+            proxy
+                .metrics
+                .connections_refused
+                .inc(&["inbound", "deny-list"]);
+            tracing::info!(peer = %peer.id, "closing a connection: peer is now on the deny-list");
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+async fn tcp_to_app<S>(mut io: S, proxy: &Proxy)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match TcpStream::connect(proxy.config.inbound.app).await {
+        Ok(mut app) => {
+            let _ = tokio::io::copy_bidirectional(&mut io, &mut app).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "the app is unreachable"),
+    }
+}
+
+async fn serve_http<S>(
+    io: S,
+    proxy: &Arc<Proxy>,
+    peer: Arc<Peer>,
+    activity: &LastActivity,
+    mut denied: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &proxy.config.limits;
+    let service = {
+        let proxy = Arc::clone(proxy);
+        service_fn(move |request| {
+            let proxy = Arc::clone(&proxy);
+            let peer = Arc::clone(&peer);
+            async move { Ok::<_, Infallible>(handle(request, &proxy, &peer).await) }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut drain = std::pin::pin!(proxy.draining());
+    let mut idle = std::pin::pin!(activity.idle(limits.idle_timeout));
+    let mut graceful = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "inbound HTTP connection ended");
+                }
+                return;
+            }
+            () = denied.as_mut() => return,
+            () = idle.as_mut(), if !graceful => conn.as_mut().graceful_shutdown(),
+            () = drain.as_mut(), if !graceful => {
+                graceful = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A header value made only of visible ASCII.
+fn visible(text: &str) -> HeaderValue {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .collect();
+    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("unprintable"))
+}
+
+fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into()).map_err(|never| match never {}).boxed()
+}
+
+/// 403 naming the deciding policies; for gRPC, PERMISSION_DENIED (7) with the same header.
+fn denied_response(decision: &Decision, grpc: bool) -> Response<Body> {
+    let reason = decision.reason();
+    let mut response = if grpc {
+        let mut r = Response::new(full(Bytes::new()));
+        let headers = r.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from_static("7"));
+        headers.insert("grpc-message", visible(&format!("denied by {reason}")));
+        r
+    } else {
+        let mut r = Response::new(full(format!("denied by {reason}\n")));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    response.headers_mut().insert(DENIED_BY, visible(&reason));
+    response
+}
+
+fn status(code: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(full(format!("{text}\n")));
+    *r.status_mut() = code;
+    r
+}
+
+async fn handle(request: Request<Incoming>, proxy: &Proxy, peer: &Peer) -> Response<Body> {
+    let response = decide_and_forward(request, proxy, peer).await;
+    proxy
+        .metrics
+        .requests
+        .inc(&["inbound", class(response.status())]);
+    response
+}
+
+async fn decide_and_forward(
+    mut request: Request<Incoming>,
+    proxy: &Proxy,
+    peer: &Peer,
+) -> Response<Body> {
+    // A client's own copy of the identity header is dropped before anything reads it.
+    request.headers_mut().remove(&proxy.identity_header);
+    let grpc = is_grpc(&request);
+    let decision = {
+        let authorizer = proxy.policies.current();
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let caller = Caller {
+            id: Some(&peer.id),
+            ..Caller::default()
+        };
+        authorizer.request(
+            &caller,
+            &proxy.target(),
+            &HttpRequest {
+                method: request.method().as_str(),
+                path: request.uri().path(),
+                host,
+                query: request.uri().query().unwrap_or(""),
+                headers: &headers,
+                source_ip: peer.addr.ip(),
+                claims: None,
+            },
+        )
+    };
+    proxy.metrics.decision("request", &decision);
+    if !decision.is_allowed() {
+        tracing::debug!(peer = %peer.id, path = %request.uri().path(), reason = %decision.reason(), "request denied");
+        return denied_response(&decision, grpc);
+    }
+    let max_body = proxy.config.limits.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    if let Ok(value) = HeaderValue::from_str(peer.id.as_str()) {
+        request
+            .headers_mut()
+            .insert(proxy.identity_header.clone(), value);
+    }
+    strip_hop_by_hop(request.headers_mut());
+    let (parts, body) = request.into_parts();
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let body = Limited::new(body, limit).boxed();
+    let forwarded = proxy.app.send(Request::from_parts(parts, body));
+    match tokio::time::timeout(proxy.config.limits.request_timeout, forwarded).await {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.map_err(Into::into).boxed())
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the app did not answer");
+            status(StatusCode::BAD_GATEWAY, "the app is unavailable")
+        }
+        Err(_) => status(StatusCode::GATEWAY_TIMEOUT, "the app did not answer in time"),
+    }
+}

@@ -1,0 +1,22 @@
+//! Signet's sidecar proxy, as a library: the `signet-proxy` binary wires these together, and
+//! the control-plane source will feed the same state.
+//!
+//! - [`config`]: the TOML configuration and its checks.
+//! - [`identity`]: SVID, trust bundle and deny-list, swapped under running listeners.
+//! - [`state`]: what every listener shares ([`state::Proxy`]).
+//! - [`inbound`]: mTLS in front of the local app; Cedar on every connection and request.
+//! - [`outbound`]: local plain-text ports to upstream services over mTLS.
+//! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections, round-robin balancing.
+//! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
+//! - [`reload`]: watching the bootstrap files.
+
+pub mod admin;
+pub mod config;
+pub mod identity;
+pub mod inbound;
+pub mod io;
+pub mod metrics;
+pub mod outbound;
+pub mod pool;
+pub mod reload;
+pub mod state;

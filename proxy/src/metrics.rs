@@ -1,0 +1,187 @@
+//! Prometheus metrics, rendered as text on `/metrics`.
+//!
+//! Counters with labels live in small maps behind a mutex; the label sets are bounded (policy
+//! ids of the enforced bundle, a fixed list of reasons and classes), and one lock per request
+//! is cheap next to the TLS and Cedar work around it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// A counter family keyed by label values.
+#[derive(Debug, Default)]
+pub struct Family {
+    values: Mutex<BTreeMap<Vec<String>, u64>>,
+}
+
+impl Family {
+    /// Adds one to the series with `labels`.
+    pub fn inc(&self, labels: &[&str]) {
+        if let Ok(mut v) = self.values.lock() {
+            *v.entry(labels.iter().map(|l| (*l).to_owned()).collect())
+                .or_default() += 1;
+        }
+    }
+
+    /// The current value of one series (tests read it).
+    pub fn get(&self, labels: &[&str]) -> u64 {
+        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        self.values
+            .lock()
+            .ok()
+            .and_then(|v| v.get(&key).copied())
+            .unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, labels: &[&str]) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let Ok(values) = self.values.lock() else {
+            return;
+        };
+        for (values, count) in values.iter() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .zip(values)
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = writeln!(out, "{name}{{{}}} {count}", pairs.join(","));
+        }
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Everything the proxy counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Connections accepted, by direction.
+    pub connections: Family,
+    /// Connections open now, inbound.
+    pub inbound_open: AtomicI64,
+    /// Connections refused before any traffic, by direction and reason.
+    pub connections_refused: Family,
+    /// TLS handshakes that failed, by direction and reason.
+    pub handshake_failures: Family,
+    /// Requests answered, by direction and response class (2xx, 4xx…).
+    pub requests: Family,
+    /// Authorization decisions, by action kind (connect, request), effect and policy.
+    pub authz: Family,
+    /// Reloads of watched files that failed and were ignored, by source.
+    pub reload_failures: Family,
+    /// Reloads applied, by source.
+    pub reloads: Family,
+    /// The enforced policy bundle's version.
+    pub policy_version: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one authorization decision under each determining policy (or `default-deny`).
+    pub fn decision(&self, kind: &str, decision: &signet_policy::Decision) {
+        let effect = if decision.is_allowed() { "allow" } else { "deny" };
+        if decision.policies.is_empty() {
+            self.authz.inc(&[kind, effect, "default-deny"]);
+        }
+        for policy in &decision.policies {
+            self.authz.inc(&[kind, effect, policy]);
+        }
+    }
+
+    /// The text exposition; `svid_expiry_seconds` is computed by the caller.
+    pub fn render(&self, svid_expiry_seconds: i64) -> String {
+        let mut out = String::new();
+        self.connections.render(
+            &mut out,
+            "signet_proxy_connections_total",
+            "Connections accepted.",
+            &["direction"],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP signet_proxy_inbound_open_connections Inbound connections open now.\n\
+             # TYPE signet_proxy_inbound_open_connections gauge\n\
+             signet_proxy_inbound_open_connections {}",
+            self.inbound_open.load(Ordering::Relaxed)
+        );
+        self.connections_refused.render(
+            &mut out,
+            "signet_proxy_connections_refused_total",
+            "Connections refused after the handshake (authorization, limits).",
+            &["direction", "reason"],
+        );
+        self.handshake_failures.render(
+            &mut out,
+            "signet_proxy_handshake_failures_total",
+            "TLS handshakes that failed.",
+            &["direction", "reason"],
+        );
+        self.requests.render(
+            &mut out,
+            "signet_proxy_requests_total",
+            "HTTP requests answered.",
+            &["direction", "class"],
+        );
+        self.authz.render(
+            &mut out,
+            "signet_proxy_authz_decisions_total",
+            "Authorization decisions by the policy that determined them.",
+            &["action", "decision", "policy"],
+        );
+        self.reloads.render(
+            &mut out,
+            "signet_proxy_reloads_total",
+            "Watched files reloaded and applied.",
+            &["source"],
+        );
+        self.reload_failures.render(
+            &mut out,
+            "signet_proxy_reload_failures_total",
+            "Watched files that changed but were refused (the previous version stays).",
+            &["source"],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP signet_proxy_svid_expiry_seconds Seconds until the SVID expires.\n\
+             # TYPE signet_proxy_svid_expiry_seconds gauge\n\
+             signet_proxy_svid_expiry_seconds {svid_expiry_seconds}\n\
+             # HELP signet_proxy_policy_version Version of the enforced policy bundle.\n\
+             # TYPE signet_proxy_policy_version gauge\n\
+             signet_proxy_policy_version {}",
+            self.policy_version.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// `2xx`, `4xx`… for a status code.
+pub fn class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_series() {
+        let m = Metrics::default();
+        m.requests.inc(&["inbound", "2xx"]);
+        m.requests.inc(&["inbound", "2xx"]);
+        m.authz.inc(&["request", "deny", "a\"b"]);
+        let text = m.render(42);
+        assert!(text.contains("signet_proxy_requests_total{direction=\"inbound\",class=\"2xx\"} 2"));
+        assert!(text.contains("policy=\"a\\\"b\"} 1"));
+        assert!(text.contains("signet_proxy_svid_expiry_seconds 42"));
+        assert_eq!(m.requests.get(&["inbound", "2xx"]), 2);
+    }
+}

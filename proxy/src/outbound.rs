@@ -1,0 +1,212 @@
+//! Outbound: a local plain-text port per upstream service. Requests (or, for TCP, bytes) go to
+//! the upstream's endpoints over mTLS, round robin, on pooled connections; the upstream must
+//! present one of the SPIFFE IDs configured for it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+
+use crate::config::{OutboundConfig, Protocol};
+use crate::metrics::class;
+use crate::pool::{Balancer, Body, Pool, SendError, Transport, strip_hop_by_hop};
+use crate::state::Proxy;
+
+/// The header that says why the proxy, not the upstream, answered with an error.
+pub const PROXY_ERROR: &str = "x-signet-error";
+
+/// One upstream service.
+pub struct Upstream {
+    config: OutboundConfig,
+    connector: TlsConnector,
+    balancer: Balancer,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("service", &self.config.service)
+            .field("endpoints", &self.config.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// The upstream `config` describes, reached with `proxy`'s identity.
+    pub fn new(config: OutboundConfig, proxy: &Proxy) -> Result<Self, String> {
+        let tls = proxy.outbound_tls(&config.identities, config.protocol)?;
+        let connector = TlsConnector::from(Arc::new(tls));
+        let balancer = Balancer::new(
+            config
+                .endpoints
+                .iter()
+                .map(|addr| Arc::new(Pool::new(*addr, Transport::Tls(connector.clone()))))
+                .collect(),
+        );
+        Ok(Self {
+            config,
+            connector,
+            balancer,
+        })
+    }
+}
+
+/// Accepts the local app's connections to `upstream` until shutdown.
+pub async fn run(listener: TcpListener, upstream: Arc<Upstream>, proxy: Arc<Proxy>) {
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbound accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = proxy.draining() => return,
+        };
+        proxy.metrics.connections.inc(&["outbound"]);
+        let _ = tcp.set_nodelay(true);
+        let proxy = Arc::clone(&proxy);
+        let upstream = Arc::clone(&upstream);
+        tokio::spawn(async move {
+            match upstream.config.protocol {
+                Protocol::Http => serve_http(tcp, upstream, proxy).await,
+                Protocol::Tcp => forward_tcp(tcp, &upstream, &proxy).await,
+            }
+        });
+    }
+}
+
+async fn serve_http(tcp: TcpStream, upstream: Arc<Upstream>, proxy: Arc<Proxy>) {
+    let service = {
+        let proxy = Arc::clone(&proxy);
+        service_fn(move |request| {
+            let proxy = Arc::clone(&proxy);
+            let upstream = Arc::clone(&upstream);
+            async move { Ok::<_, Infallible>(handle(request, &upstream, &proxy).await) }
+        })
+    };
+    let limits = &proxy.config.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "outbound HTTP connection ended");
+            }
+            return;
+        }
+        () = proxy.draining() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+fn error(code: StatusCode, why: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(bytes::Bytes::from(format!("{why}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = code;
+    if let Ok(v) = http::HeaderValue::from_str(why) {
+        r.headers_mut().insert(PROXY_ERROR, v);
+    }
+    r
+}
+
+async fn handle(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
+    let response = forward(request, upstream, proxy).await;
+    proxy
+        .metrics
+        .requests
+        .inc(&["outbound", class(response.status())]);
+    response
+}
+
+async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
+    let Some(pool) = upstream.balancer.pick() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no endpoints");
+    };
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // The identity header is for the upstream's proxy to set; never pass the app's along.
+    parts.headers.remove(&proxy.identity_header);
+    let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    match tokio::time::timeout(proxy.config.limits.request_timeout, pool.send(request)).await {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.map_err(Into::into).boxed())
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %upstream.config.service, error = %e, "upstream request failed");
+            if let SendError::Handshake { source, .. } = &e {
+                let reason = signet_spiffe::tls::peer_error_in_io(source).map_or("tls", |p| p.reason());
+                proxy
+                    .metrics
+                    .handshake_failures
+                    .inc(&["outbound", reason]);
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("upstream handshake failed: {reason}"),
+                );
+            }
+            error(StatusCode::BAD_GATEWAY, "upstream unavailable")
+        }
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "upstream did not answer in time"),
+    }
+}
+
+async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
+    let Some(pool) = upstream.balancer.pick() else {
+        return;
+    };
+    let addr = pool.addr();
+    let tcp = match TcpStream::connect(addr).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "upstream unreachable");
+            return;
+        }
+    };
+    let name = ServerName::IpAddress(addr.ip().into());
+    let handshake = upstream.connector.connect(name, tcp);
+    let mut tls = match tokio::time::timeout(proxy.config.limits.handshake_timeout, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let reason = signet_spiffe::tls::peer_error_in_io(&e).map_or("tls", |p| p.reason());
+            proxy
+                .metrics
+                .handshake_failures
+                .inc(&["outbound", reason]);
+            return;
+        }
+        Err(_) => {
+            proxy
+                .metrics
+                .handshake_failures
+                .inc(&["outbound", "timeout"]);
+            return;
+        }
+    };
+    let _ = tokio::io::copy_bidirectional(&mut local, &mut tls).await;
+}

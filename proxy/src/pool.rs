@@ -1,0 +1,349 @@
+//! Connections to one endpoint, reused: an HTTP/2 connection is shared by every request (it
+//! multiplexes), HTTP/1.1 connections are kept idle and handed to the next request. Used for
+//! the local app (plain text) and for other proxies (mTLS, HTTP/2 when both sides offer it).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri, Version, header};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Request and response bodies as the proxy passes them along.
+pub type Body = BoxBody<Bytes, BoxError>;
+/// Any error a body or a connection can carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle HTTP/1.1 connections kept per endpoint.
+const MAX_IDLE: usize = 64;
+
+/// How to reach the endpoint.
+#[derive(Clone)]
+pub enum Transport {
+    /// Plain TCP, HTTP/1.1.
+    Http1,
+    /// Plain TCP, HTTP/2 with prior knowledge (h2c).
+    Http2,
+    /// mTLS; HTTP/2 if the server agrees to it by ALPN, else HTTP/1.1.
+    Tls(TlsConnector),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Http1 => "Http1",
+            Transport::Http2 => "Http2",
+            Transport::Tls(_) => "Tls",
+        })
+    }
+}
+
+/// Why a request could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// TCP connect failed.
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (the upstream's identity was refused, say).
+    #[error("TLS handshake with {addr}: {source}")]
+    Handshake {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// HTTP failed.
+    #[error("HTTP to {addr}: {source}")]
+    Http {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The cause.
+        source: hyper::Error,
+    },
+}
+
+/// Connections to one endpoint.
+#[derive(Debug)]
+pub struct Pool {
+    addr: SocketAddr,
+    transport: Transport,
+    h2: Mutex<Option<http2::SendRequest<Body>>>,
+    h1: Mutex<Vec<http1::SendRequest<Body>>>,
+}
+
+enum Conn {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+impl Pool {
+    /// A pool for `addr`, connecting by `transport`.
+    pub fn new(addr: SocketAddr, transport: Transport) -> Self {
+        Self {
+            addr,
+            transport,
+            h2: Mutex::new(None),
+            h1: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The endpoint.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends `request` on a pooled connection, or a new one.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
+        let conn = match self.pooled() {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        let http = |source| SendError::Http {
+            addr: self.addr,
+            source,
+        };
+        match conn {
+            Conn::H2(mut sender) => {
+                let response = sender.send_request(for_h2(request)).await.map_err(http)?;
+                Ok(response)
+            }
+            Conn::H1(mut sender) => {
+                let response = sender.send_request(for_h1(request)).await.map_err(http)?;
+                if let Ok(mut idle) = self.h1.lock() {
+                    // Ready again once this response's body is read; until then `pooled`
+                    // passes over it.
+                    if idle.len() < MAX_IDLE {
+                        idle.push(sender);
+                    }
+                }
+                Ok(response)
+            }
+        }
+    }
+
+    fn pooled(&self) -> Option<Conn> {
+        if let Ok(mut h2) = self.h2.lock() {
+            match h2.as_ref() {
+                Some(sender) if sender.is_ready() => return Some(Conn::H2(sender.clone())),
+                Some(sender) if sender.is_closed() => *h2 = None,
+                _ => {}
+            }
+        }
+        let mut idle = self.h1.lock().ok()?;
+        idle.retain(|s| !s.is_closed());
+        let ready = idle.iter().position(http1::SendRequest::is_ready)?;
+        Some(Conn::H1(idle.swap_remove(ready)))
+    }
+
+    async fn connect(&self) -> Result<Conn, SendError> {
+        let addr = self.addr;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| SendError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        let http = |source| SendError::Http { addr, source };
+        match &self.transport {
+            Transport::Http1 => h1(TokioIo::new(tcp)).await.map_err(http),
+            Transport::Http2 => self.h2(TokioIo::new(tcp)).await.map_err(http),
+            Transport::Tls(connector) => {
+                // SPIFFE verification ignores the name; rustls needs one.
+                let name = ServerName::IpAddress(addr.ip().into());
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|source| SendError::Handshake { addr, source })?;
+                let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                if is_h2 {
+                    self.h2(TokioIo::new(tls)).await.map_err(http)
+                } else {
+                    h1(TokioIo::new(tls)).await.map_err(http)
+                }
+            }
+        }
+    }
+
+    async fn h2<T>(&self, io: T) -> Result<Conn, hyper::Error>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        if let Ok(mut h2) = self.h2.lock() {
+            *h2 = Some(sender.clone());
+        }
+        Ok(Conn::H2(sender))
+    }
+}
+
+async fn h1<T>(io: T) -> Result<Conn, hyper::Error>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+        }
+    });
+    Ok(Conn::H1(sender))
+}
+
+/// HTTP/2 wants an absolute URI; the authority comes from the `host` header when there is one.
+fn for_h2(mut request: Request<Body>) -> Request<Body> {
+    let authority = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Some(authority) = authority
+        && let Ok(uri) = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+    {
+        *request.uri_mut() = uri;
+    }
+    request.headers_mut().remove(header::HOST);
+    *request.version_mut() = Version::HTTP_2;
+    request
+}
+
+/// HTTP/1.1 wants an origin-form URI and a `host` header.
+fn for_h1(mut request: Request<Body>) -> Request<Body> {
+    if !request.headers().contains_key(header::HOST)
+        && let Some(authority) = request.uri().authority()
+        && let Ok(value) = authority.as_str().parse()
+    {
+        request.headers_mut().insert(header::HOST, value);
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Ok(uri) = path.parse() {
+        *request.uri_mut() = uri;
+    }
+    *request.version_mut() = Version::HTTP_11;
+    request
+}
+
+/// Removes the headers that belong to one hop (RFC 9110 §7.6.1), keeping `te: trailers`
+/// (gRPC needs it).
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHORIZATION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    let trailers_only = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !trailers_only {
+        headers.remove(header::TE);
+    }
+}
+
+/// Round-robin over a service's endpoints.
+#[derive(Debug)]
+pub struct Balancer {
+    pools: Vec<Arc<Pool>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Balancer {
+    /// A balancer over `pools` (not empty).
+    pub fn new(pools: Vec<Arc<Pool>>) -> Self {
+        Self {
+            pools,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The next endpoint's pool.
+    pub fn pick(&self) -> Option<&Arc<Pool>> {
+        if self.pools.is_empty() {
+            return None;
+        }
+        let n = self
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pools.get(n % self.pools.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none() && h.get(header::CONNECTION).is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert!(h.get("x-kept").is_some());
+        h.insert(header::TE, "gzip".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.get(header::TE).is_none());
+    }
+
+    #[test]
+    fn uris_fit_each_protocol() {
+        let body = || http_body_util::Empty::new().map_err(|n| match n {}).boxed();
+        use http_body_util::BodyExt;
+        let r = Request::builder()
+            .uri("/api/x?y=1")
+            .header(header::HOST, "cart")
+            .body(body())
+            .unwrap();
+        let r = for_h2(r);
+        assert_eq!(r.uri().to_string(), "http://cart/api/x?y=1");
+        let r = for_h1(r);
+        assert_eq!(r.uri().to_string(), "/api/x?y=1");
+        assert_eq!(r.headers().get(header::HOST).unwrap(), "cart");
+    }
+}

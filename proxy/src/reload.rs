@@ -1,0 +1,119 @@
+//! Watching the bootstrap files: credentials, the deny-list and the policy directory are
+//! re-read when they change. A change that fails to load is refused (logged and counted) and
+//! the previous version stays in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use signet_policy::PolicyBundle;
+
+use crate::identity;
+use crate::state::Proxy;
+
+/// Size and modification time of each watched file.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    paths
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).ok();
+            (
+                p.clone(),
+                meta.as_ref().map_or(0, std::fs::Metadata::len),
+                meta.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect()
+}
+
+/// The `.cedar` files of `dir`, sorted.
+fn policy_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Loads the policy directory as a bundle with `version`.
+pub fn load_policies(dir: &Path, version: u64) -> Result<PolicyBundle, String> {
+    PolicyBundle::load(&[dir.to_path_buf()])
+        .map(|b| b.with_version(version))
+        .map_err(|e| {
+            let more = e.problems.len().saturating_sub(1);
+            let first = e.problems.first().map(ToString::to_string).unwrap_or_default();
+            if more > 0 {
+                format!("{first} (and {more} more)")
+            } else {
+                first
+            }
+        })
+}
+
+/// Checks the watched files every `limits.reload_interval` until shutdown.
+pub async fn watch(proxy: Arc<Proxy>, mut policy_version: u64) {
+    let identity_config = proxy.config.identity.clone();
+    let credential_paths = vec![
+        identity_config.cert.clone(),
+        identity_config.key.clone(),
+        identity_config.bundle.clone(),
+    ];
+    let deny_paths: Vec<PathBuf> = identity_config.deny_list.iter().cloned().collect();
+    let dir = proxy.config.policy.dir.clone();
+    let mut credentials = fingerprint(&credential_paths);
+    let mut deny = fingerprint(&deny_paths);
+    let mut policies = fingerprint(&policy_files(&dir));
+    let mut tick = tokio::time::interval(proxy.config.limits.reload_interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = proxy.draining() => return,
+        }
+        let now = fingerprint(&credential_paths);
+        if now != credentials {
+            credentials = now;
+            let result = identity::load(&identity_config)
+                .and_then(|(c, key)| proxy.identity.rotate(c, &key));
+            report(&proxy, "identity", result);
+        }
+        let now = fingerprint(&deny_paths);
+        if now != deny {
+            deny = now;
+            if let Some(path) = deny_paths.first() {
+                let result = identity::load_deny_list(path)
+                    .map(|(ids, serials)| proxy.identity.deny(ids, serials));
+                report(&proxy, "deny-list", result);
+            }
+        }
+        let now = fingerprint(&policy_files(&dir));
+        if now != policies {
+            policies = now;
+            let result = load_policies(&dir, policy_version + 1).map(|bundle| {
+                policy_version += 1;
+                proxy.enforce(&bundle);
+            });
+            report(&proxy, "policy", result);
+        }
+    }
+}
+
+fn report(proxy: &Proxy, source: &str, result: Result<(), String>) {
+    match result {
+        Ok(()) => {
+            proxy.metrics.reloads.inc(&[source]);
+            tracing::info!(source, "reloaded");
+        }
+        Err(e) => {
+            proxy.metrics.reload_failures.inc(&[source]);
+            tracing::warn!(source, error = %e, "reload refused; keeping the previous version");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! What every listener of one proxy shares: configuration, identity, the enforced policies,
+//! metrics, and the pool to the local app.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::HeaderName;
+use signet_policy::{Enforced, PolicyBundle, ServiceRef, Target};
+use signet_spiffe::tls::{SpiffeClientVerifier, SpiffeServerVerifier, client_config, server_config};
+use signet_spiffe::verify::{AllOf, AllowList, PeerFilter};
+use signet_spiffe::SpiffeId;
+use tokio::sync::watch;
+
+use crate::config::{AppProtocol, Config, Protocol};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::pool::{Pool, Transport};
+
+/// ALPN for HTTP between proxies.
+pub const ALPN_HTTP: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// One proxy's shared state.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The effective configuration.
+    pub config: Config,
+    /// SVID, bundle, deny-list.
+    pub identity: Identity,
+    /// The enforced slice of the policy bundle.
+    pub policies: Enforced,
+    /// Counters.
+    pub metrics: Metrics,
+    /// The local app.
+    pub app: Pool,
+    /// The header the app reads the peer's identity from.
+    pub identity_header: HeaderName,
+    /// The local service's labels, as the authorizer takes them.
+    pub labels: Vec<(String, String)>,
+    /// Set to start draining.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// The proxy for `config`, with `identity` and the policy `bundle` loaded.
+    pub fn new(config: Config, identity: Identity, bundle: &PolicyBundle) -> Result<Self, String> {
+        let identity_header = config
+            .inbound
+            .identity_header
+            .parse()
+            .map_err(|_| "inbound.identity_header is not a header name".to_owned())?;
+        let app = Pool::new(
+            config.inbound.app,
+            match config.inbound.app_protocol {
+                AppProtocol::Http1 => Transport::Http1,
+                AppProtocol::Http2 => Transport::Http2,
+            },
+        );
+        let labels = config
+            .service
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let (shutdown, _) = watch::channel(false);
+        let slice = bundle.slice_for(&ServiceRef::new(&config.service.name, &config.service.namespace));
+        let metrics = Metrics::default();
+        metrics.policy_version.store(slice.version(), Ordering::Relaxed);
+        Ok(Self {
+            policies: Enforced::new(slice),
+            identity,
+            metrics,
+            app,
+            identity_header,
+            labels,
+            shutdown,
+            config,
+        })
+    }
+
+    /// Resolves once draining has started.
+    pub async fn draining(&self) {
+        let mut shutdown = self.shutdown.subscribe();
+        let _ = shutdown.wait_for(|draining| *draining).await;
+    }
+
+    /// Enforces this service's slice of `bundle`.
+    pub fn enforce(&self, bundle: &PolicyBundle) {
+        let slice = bundle.slice_for(&ServiceRef::new(
+            &self.config.service.name,
+            &self.config.service.namespace,
+        ));
+        self.metrics
+            .policy_version
+            .store(slice.version(), Ordering::Relaxed);
+        self.policies.replace(slice);
+    }
+
+    /// The local service as the authorizer's target.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            name: &self.config.service.name,
+            namespace: &self.config.service.namespace,
+            port: self.config.inbound.listen.port(),
+            labels: &self.labels,
+        }
+    }
+
+    /// The inbound TLS configuration: client SVIDs required, deny-list applied.
+    pub fn inbound_tls(&self) -> Result<rustls::ServerConfig, String> {
+        let filter: Arc<dyn PeerFilter> = self.identity.deny.clone();
+        let verifier = Arc::new(SpiffeClientVerifier::new(
+            self.identity.bundle.clone(),
+            filter,
+        ));
+        let mut config =
+            server_config(self.identity.resolver.clone(), verifier).map_err(|e| e.to_string())?;
+        if self.config.inbound.protocol == Protocol::Http {
+            config.alpn_protocols = ALPN_HTTP.iter().map(|p| p.to_vec()).collect();
+        }
+        Ok(config)
+    }
+
+    /// The TLS configuration towards an upstream that may present only `identities`.
+    pub fn outbound_tls(
+        &self,
+        identities: &[SpiffeId],
+        protocol: Protocol,
+    ) -> Result<rustls::ClientConfig, String> {
+        let filter: Arc<dyn PeerFilter> = Arc::new(AllOf(vec![
+            self.identity.deny.clone(),
+            Arc::new(AllowList::new(identities.iter().cloned())),
+        ]));
+        let verifier = Arc::new(SpiffeServerVerifier::new(
+            self.identity.bundle.clone(),
+            filter,
+        ));
+        let mut config =
+            client_config(self.identity.resolver.clone(), verifier).map_err(|e| e.to_string())?;
+        if protocol == Protocol::Http {
+            config.alpn_protocols = ALPN_HTTP.iter().map(|p| p.to_vec()).collect();
+        }
+        Ok(config)
+    }
+}
