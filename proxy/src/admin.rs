@@ -42,8 +42,10 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>) {
 fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = code;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     r
 }
 
@@ -67,7 +69,10 @@ fn not_ready(proxy: &Proxy) -> Vec<String> {
     let mut why = Vec::new();
     let credentials = proxy.identity.current.borrow().clone();
     if credentials.svid.not_after() <= SystemTime::now() {
-        why.push(format!("the SVID expired at unix {}", unix(credentials.svid.not_after())));
+        why.push(format!(
+            "the SVID expired at unix {}",
+            unix(credentials.svid.not_after())
+        ));
     }
     if !proxy.identity.resolver.is_loaded() {
         why.push("no SVID loaded".to_owned());
@@ -80,7 +85,11 @@ fn not_ready(proxy: &Proxy) -> Vec<String> {
 
 fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
     }
     let text = "text/plain; charset=utf-8";
     match request.uri().path() {
@@ -90,7 +99,11 @@ fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
             if why.is_empty() {
                 reply(StatusCode::OK, text, "ready\n".into())
             } else {
-                reply(StatusCode::SERVICE_UNAVAILABLE, text, format!("not ready: {}\n", why.join("; ")))
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    text,
+                    format!("not ready: {}\n", why.join("; ")),
+                )
             }
         }
         "/metrics" => {

@@ -248,9 +248,16 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("config `{shown}`: {e}")))?;
         let mut config: Config = toml::from_str(&text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |span| {
+                let before = &text[..span.start.min(text.len())];
+                (
+                    before.matches('\n').count() + 1,
+                    before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                )
+            });
             ConfigError(format!(
-                "config `{shown}`: {}",
-                e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" ")
+                "config `{shown}`:{line}:{col}: {}",
+                e.message().replace('\n', " ")
             ))
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
@@ -282,7 +289,10 @@ impl Config {
             ("identity.bundle", &self.identity.bundle),
         ] {
             if !path.is_file() {
-                return err(format!("{what}: `{}` is not a readable file", path.display()));
+                return err(format!(
+                    "{what}: `{}` is not a readable file",
+                    path.display()
+                ));
             }
         }
         if !self.policy.dir.is_dir() {
@@ -306,7 +316,10 @@ impl Config {
         for (n, o) in self.outbound.iter().enumerate() {
             claim(format!("outbound[{n}].listen"), o.listen)?;
             if !names.insert(&o.service) {
-                return err(format!("outbound[{n}]: service `{}` is listed twice", o.service));
+                return err(format!(
+                    "outbound[{n}]: service `{}` is listed twice",
+                    o.service
+                ));
             }
             if o.endpoints.is_empty() {
                 return err(format!("outbound[{n}] ({}): no endpoints", o.service));
@@ -318,7 +331,12 @@ impl Config {
                 ));
             }
         }
-        if self.inbound.identity_header.parse::<http::HeaderName>().is_err() {
+        if self
+            .inbound
+            .identity_header
+            .parse::<http::HeaderName>()
+            .is_err()
+        {
             return err(format!(
                 "inbound.identity_header: `{}` is not a header name",
                 self.inbound.identity_header

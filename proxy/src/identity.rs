@@ -49,7 +49,9 @@ fn read(path: &Path, what: &str) -> Result<String, String> {
         .map_err(|e| format!("{what} `{shown}`: {e}"))?
         .len();
     if len > MAX_FILE_LEN {
-        return Err(format!("{what} `{shown}` is {len} bytes; the limit is {MAX_FILE_LEN}"));
+        return Err(format!(
+            "{what} `{shown}` is {len} bytes; the limit is {MAX_FILE_LEN}"
+        ));
     }
     std::fs::read_to_string(path).map_err(|e| format!("{what} `{shown}`: {e}"))
 }
@@ -62,7 +64,12 @@ pub fn load(config: &IdentityConfig) -> Result<(Credentials, WorkloadKey), Strin
     let bundle_pem = read(&config.bundle, "identity.bundle")?;
     let first = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .next()
-        .ok_or_else(|| format!("identity.cert `{}` holds no certificate", config.cert.display()))?
+        .ok_or_else(|| {
+            format!(
+                "identity.cert `{}` holds no certificate",
+                config.cert.display()
+            )
+        })?
         .map_err(|e| format!("identity.cert `{}`: {e}", config.cert.display()))?;
     let trust_domain = match &config.trust_domain {
         Some(td) => TrustDomain::new(td).map_err(|e| format!("identity.trust_domain: {e}"))?,
@@ -111,7 +118,10 @@ pub fn load_deny_list(path: &Path) -> Result<(Vec<SpiffeId>, Vec<Serial>), Strin
         .iter()
         .map(|s| {
             Serial::from_hex(&s.to_ascii_lowercase()).ok_or_else(|| {
-                format!("identity.deny_list `{}`: serial `{s}` is not hex", path.display())
+                format!(
+                    "identity.deny_list `{}`: serial `{s}` is not hex",
+                    path.display()
+                )
             })
         })
         .collect::<Result<_, _>>()?;

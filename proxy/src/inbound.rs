@@ -100,10 +100,7 @@ async fn connection(
         }
         Ok(Err(e)) => {
             let reason = signet_spiffe::tls::peer_error_in_io(&e).map_or("tls", |p| p.reason());
-            proxy
-                .metrics
-                .handshake_failures
-                .inc(&["inbound", reason]);
+            proxy.metrics.handshake_failures.inc(&["inbound", reason]);
             tracing::info!(%remote, error = %e, "inbound handshake refused");
             return;
         }
@@ -130,10 +127,7 @@ async fn connection(
     };
     proxy.metrics.decision("connect", &decision);
     if !decision.is_allowed() {
-        proxy
-            .metrics
-            .connections_refused
-            .inc(&["inbound", "authz"]);
+        proxy.metrics.connections_refused.inc(&["inbound", "authz"]);
         tracing::info!(peer = %id, %remote, reason = %decision.reason(), "connection denied");
         return;
     }
@@ -250,13 +244,21 @@ fn is_grpc<B>(request: &Request<B>) -> bool {
 fn visible(text: &str) -> HeaderValue {
     let clean: String = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("unprintable"))
 }
 
 fn full(text: impl Into<Bytes>) -> Body {
-    Full::new(text.into()).map_err(|never| match never {}).boxed()
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// 403 naming the deciding policies; for gRPC, PERMISSION_DENIED (7) with the same header.
@@ -373,6 +375,9 @@ async fn decide_and_forward(
             tracing::warn!(error = %e, "the app did not answer");
             status(StatusCode::BAD_GATEWAY, "the app is unavailable")
         }
-        Err(_) => status(StatusCode::GATEWAY_TIMEOUT, "the app did not answer in time"),
+        Err(_) => status(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the app did not answer in time",
+        ),
     }
 }

@@ -122,8 +122,8 @@ async fn run(args: Args) -> Result<(), String> {
         let (ids, serials) = identity::load_deny_list(path)?;
         identity.deny(ids, serials);
     }
-    let bundle = reload::load_policies(&config.policy.dir, 1)
-        .map_err(|e| format!("policy.dir: {e}"))?;
+    let bundle =
+        reload::load_policies(&config.policy.dir, 1).map_err(|e| format!("policy.dir: {e}"))?;
     let inbound_listener = bind("inbound.listen", config.inbound.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
     let mut outbound_listeners = Vec::new();
@@ -137,7 +137,11 @@ async fn run(args: Args) -> Result<(), String> {
     for (o, listener) in proxy.config.outbound.iter().zip(outbound_listeners) {
         outbound_addrs.insert(o.service.clone(), local(&listener).into());
         let upstream = Arc::new(outbound::Upstream::new(o.clone(), &proxy)?);
-        tasks.push(tokio::spawn(outbound::run(listener, upstream, Arc::clone(&proxy))));
+        tasks.push(tokio::spawn(outbound::run(
+            listener,
+            upstream,
+            Arc::clone(&proxy),
+        )));
     }
     println!(
         "{}",

@@ -82,7 +82,11 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one authorization decision under each determining policy (or `default-deny`).
     pub fn decision(&self, kind: &str, decision: &signet_policy::Decision) {
-        let effect = if decision.is_allowed() { "allow" } else { "deny" };
+        let effect = if decision.is_allowed() {
+            "allow"
+        } else {
+            "deny"
+        };
         if decision.policies.is_empty() {
             self.authz.inc(&[kind, effect, "default-deny"]);
         }
@@ -179,7 +183,9 @@ mod tests {
         m.requests.inc(&["inbound", "2xx"]);
         m.authz.inc(&["request", "deny", "a\"b"]);
         let text = m.render(42);
-        assert!(text.contains("signet_proxy_requests_total{direction=\"inbound\",class=\"2xx\"} 2"));
+        assert!(
+            text.contains("signet_proxy_requests_total{direction=\"inbound\",class=\"2xx\"} 2")
+        );
         assert!(text.contains("policy=\"a\\\"b\"} 1"));
         assert!(text.contains("signet_proxy_svid_expiry_seconds 42"));
         assert_eq!(m.requests.get(&["inbound", "2xx"]), 2);

@@ -160,11 +160,9 @@ async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy)
         Ok(Err(e)) => {
             tracing::warn!(upstream = %upstream.config.service, error = %e, "upstream request failed");
             if let SendError::Handshake { source, .. } = &e {
-                let reason = signet_spiffe::tls::peer_error_in_io(source).map_or("tls", |p| p.reason());
-                proxy
-                    .metrics
-                    .handshake_failures
-                    .inc(&["outbound", reason]);
+                let reason =
+                    signet_spiffe::tls::peer_error_in_io(source).map_or("tls", |p| p.reason());
+                proxy.metrics.handshake_failures.inc(&["outbound", reason]);
                 return error(
                     StatusCode::BAD_GATEWAY,
                     &format!("upstream handshake failed: {reason}"),
@@ -172,7 +170,10 @@ async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy)
             }
             error(StatusCode::BAD_GATEWAY, "upstream unavailable")
         }
-        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "upstream did not answer in time"),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream did not answer in time",
+        ),
     }
 }
 
@@ -190,14 +191,12 @@ async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
     };
     let name = ServerName::IpAddress(addr.ip().into());
     let handshake = upstream.connector.connect(name, tcp);
-    let mut tls = match tokio::time::timeout(proxy.config.limits.handshake_timeout, handshake).await {
+    let mut tls = match tokio::time::timeout(proxy.config.limits.handshake_timeout, handshake).await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let reason = signet_spiffe::tls::peer_error_in_io(&e).map_or("tls", |p| p.reason());
-            proxy
-                .metrics
-                .handshake_failures
-                .inc(&["outbound", reason]);
+            proxy.metrics.handshake_failures.inc(&["outbound", reason]);
             return;
         }
         Err(_) => {

@@ -63,6 +63,12 @@ pub enum SendError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A fresh connection closed before taking the request.
+    #[error("{addr} closed the connection before taking the request")]
+    Closed {
+        /// The endpoint.
+        addr: SocketAddr,
+    },
     /// HTTP failed.
     #[error("HTTP to {addr}: {source}")]
     Http {
@@ -80,6 +86,13 @@ pub struct Pool {
     transport: Transport,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     h1: Mutex<Vec<http1::SendRequest<Body>>>,
+}
+
+/// A request that did not get an answer: either never sent (and so safe to send again), or
+/// failed.
+enum Unsent {
+    Again(Request<Body>),
+    Failed(SendError),
 }
 
 enum Conn {
@@ -103,23 +116,48 @@ impl Pool {
         self.addr
     }
 
-    /// Sends `request` on a pooled connection, or a new one.
+    /// Sends `request` on a pooled connection, or a new one. A request the pooled connection
+    /// never sent (it had just closed) is sent again on a new connection.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
-        let conn = match self.pooled() {
-            Some(conn) => conn,
-            None => self.connect().await?,
+        let request = match self.pooled() {
+            Some(conn) => match self.try_send(conn, request).await {
+                Ok(response) => return Ok(response),
+                Err(Unsent::Again(request)) => request,
+                Err(Unsent::Failed(e)) => return Err(e),
+            },
+            None => request,
         };
-        let http = |source| SendError::Http {
-            addr: self.addr,
-            source,
-        };
+        let conn = self.connect().await?;
+        match self.try_send(conn, request).await {
+            Ok(response) => Ok(response),
+            Err(Unsent::Failed(e)) => Err(e),
+            Err(Unsent::Again(_)) => Err(SendError::Closed { addr: self.addr }),
+        }
+    }
+
+    async fn try_send(
+        &self,
+        conn: Conn,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, Unsent> {
+        let failed =
+            |mut e: hyper::client::conn::TrySendError<Request<Body>>| match e.take_message() {
+                Some(request) => Unsent::Again(request),
+                None => Unsent::Failed(SendError::Http {
+                    addr: self.addr,
+                    source: e.into_error(),
+                }),
+            };
         match conn {
-            Conn::H2(mut sender) => {
-                let response = sender.send_request(for_h2(request)).await.map_err(http)?;
-                Ok(response)
-            }
+            Conn::H2(mut sender) => sender
+                .try_send_request(for_h2(request))
+                .await
+                .map_err(failed),
             Conn::H1(mut sender) => {
-                let response = sender.send_request(for_h1(request)).await.map_err(http)?;
+                let response = sender
+                    .try_send_request(for_h1(request))
+                    .await
+                    .map_err(failed)?;
                 if let Ok(mut idle) = self.h1.lock() {
                     // Ready again once this response's body is read; until then `pooled`
                     // passes over it.
@@ -302,9 +340,7 @@ impl Balancer {
         if self.pools.is_empty() {
             return None;
         }
-        let n = self
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pools.get(n % self.pools.len())
     }
 }

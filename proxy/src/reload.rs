@@ -49,7 +49,11 @@ pub fn load_policies(dir: &Path, version: u64) -> Result<PolicyBundle, String> {
         .map(|b| b.with_version(version))
         .map_err(|e| {
             let more = e.problems.len().saturating_sub(1);
-            let first = e.problems.first().map(ToString::to_string).unwrap_or_default();
+            let first = e
+                .problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             if more > 0 {
                 format!("{first} (and {more} more)")
             } else {

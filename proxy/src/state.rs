@@ -6,9 +6,11 @@ use std::sync::atomic::Ordering;
 
 use http::HeaderName;
 use signet_policy::{Enforced, PolicyBundle, ServiceRef, Target};
-use signet_spiffe::tls::{SpiffeClientVerifier, SpiffeServerVerifier, client_config, server_config};
-use signet_spiffe::verify::{AllOf, AllowList, PeerFilter};
 use signet_spiffe::SpiffeId;
+use signet_spiffe::tls::{
+    SpiffeClientVerifier, SpiffeServerVerifier, client_config, server_config,
+};
+use signet_spiffe::verify::{AllOf, AllowList, PeerFilter};
 use tokio::sync::watch;
 
 use crate::config::{AppProtocol, Config, Protocol};
@@ -62,9 +64,14 @@ impl Proxy {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let (shutdown, _) = watch::channel(false);
-        let slice = bundle.slice_for(&ServiceRef::new(&config.service.name, &config.service.namespace));
+        let slice = bundle.slice_for(&ServiceRef::new(
+            &config.service.name,
+            &config.service.namespace,
+        ));
         let metrics = Metrics::default();
-        metrics.policy_version.store(slice.version(), Ordering::Relaxed);
+        metrics
+            .policy_version
+            .store(slice.version(), Ordering::Relaxed);
         Ok(Self {
             policies: Enforced::new(slice),
             identity,

@@ -1,4 +1,15 @@
-//! Signet's end-to-end test harness: starts real control planes, proxies and echo apps on
-//! 127.0.0.1.
-//!
-//! Empty for now: the proxy and control-plane issues add the harness and the tests.
+//! Signet's end-to-end test harness: test certificates written to files, an echo app, real
+//! `signet-proxy` processes on 127.0.0.1 (every port chosen by the OS), and small HTTP and
+//! TLS clients to drive them.
+
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test harness: a failure here is the test failing, with the message saying why"
+)]
+
+pub mod app;
+pub mod client;
+pub mod pki;
+pub mod process;

@@ -1,0 +1,656 @@
+//! `signet-proxy` end to end: real proxy processes, an echo app, real mTLS on 127.0.0.1.
+
+#![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use signet_spiffe::test_pki::LeafSpec;
+use signet_tests::app::EchoApp;
+use signet_tests::client::{self, Http};
+use signet_tests::pki::{IdentityFiles, Pki};
+use signet_tests::process::ProxyProcess;
+
+const FRONTEND: &str = "spiffe://acme.internal/ns/shop/sa/frontend";
+const CART: &str = "spiffe://acme.internal/ns/shop/sa/cart";
+const BLOG: &str = "spiffe://acme.internal/ns/blog/sa/web";
+
+const CART_POLICIES: &str = r#"
+@id("shop-connect")
+permit (principal in Mesh::Namespace::"shop", action == Mesh::Action::"connect",
+        resource in Mesh::Namespace::"shop");
+
+@id("frontend-reads-cart-api")
+permit (principal == Mesh::Workload::"spiffe://acme.internal/ns/shop/sa/frontend",
+        action in Mesh::Action::"read", resource == Mesh::Service::"cart")
+when { context.path like "/api/*" };
+
+@id("frontend-gets-carts-over-grpc")
+permit (principal == Mesh::Workload::"spiffe://acme.internal/ns/shop/sa/frontend",
+        action == Mesh::Action::"POST", resource == Mesh::Service::"cart")
+when { context has grpc_service && context.grpc_service == "shop.Cart" &&
+       context has grpc_method && context.grpc_method == "Get" };
+
+@id("no-admin-paths")
+forbid (principal, action in [Mesh::Action::"read", Mesh::Action::"write"], resource)
+when { context.path like "/admin*" };
+"#;
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_signet-proxy"))
+}
+
+fn policies(dir: &Path, text: &str) -> PathBuf {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("policies.cedar"), text).unwrap();
+    policies
+}
+
+/// The TOML of a proxy for `service` in namespace `shop`.
+fn config(
+    service: &str,
+    id: &IdentityFiles,
+    policy_dir: &Path,
+    app: std::net::SocketAddr,
+    app_protocol: &str,
+    outbound: &str,
+) -> String {
+    format!(
+        r#"
+[service]
+name = "{service}"
+namespace = "shop"
+labels = {{ env = "prod" }}
+
+[identity]
+cert = "{cert}"
+key = "{key}"
+bundle = "{bundle}"
+
+[policy]
+dir = "{policy_dir}"
+
+[inbound]
+listen = "127.0.0.1:0"
+app = "{app}"
+app_protocol = "{app_protocol}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[limits]
+reload_interval = "100ms"
+drain_timeout = "2s"
+{outbound}
+"#,
+        cert = id.cert.display(),
+        key = id.key.display(),
+        bundle = id.bundle.display(),
+        policy_dir = policy_dir.display(),
+    )
+}
+
+fn outbound_to(service: &str, endpoint: std::net::SocketAddr, identity: &str) -> String {
+    format!(
+        r#"
+[[outbound]]
+service = "{service}"
+listen = "127.0.0.1:0"
+endpoints = ["{endpoint}"]
+identities = ["{identity}"]
+"#
+    )
+}
+
+/// A cart proxy in front of an echo app, and a frontend proxy whose outbound port reaches it.
+struct Mesh {
+    pki: Pki,
+    dir: tempfile::TempDir,
+    app: EchoApp,
+    cart: ProxyProcess,
+    frontend: ProxyProcess,
+    cart_policies: PathBuf,
+}
+
+impl Mesh {
+    async fn start() -> Self {
+        Self::start_with("http1").await
+    }
+
+    /// With the cart app speaking `app_protocol` (`http1`, or `http2` as gRPC servers do).
+    async fn start_with(app_protocol: &str) -> Self {
+        let pki = Pki::new("acme.internal");
+        let dir = tempfile::tempdir().unwrap();
+        let app = EchoApp::start().await;
+        let cart_dir = dir.path().join("cart");
+        let cart_id = pki.identity(&cart_dir, "cart", CART);
+        let cart_policies = policies(&cart_dir, CART_POLICIES);
+        let cart = ProxyProcess::start(
+            &binary(),
+            dir.path(),
+            "cart",
+            &config("cart", &cart_id, &cart_policies, app.addr, app_protocol, ""),
+        );
+        let frontend_dir = dir.path().join("frontend");
+        let frontend_id = pki.identity(&frontend_dir, "frontend", FRONTEND);
+        let frontend_policies = policies(&frontend_dir, "");
+        let frontend = ProxyProcess::start(
+            &binary(),
+            dir.path(),
+            "frontend",
+            &config(
+                "frontend",
+                &frontend_id,
+                &frontend_policies,
+                app.addr,
+                "http1",
+                &outbound_to("cart", cart.inbound, CART),
+            ),
+        );
+        Self {
+            pki,
+            dir,
+            app,
+            cart,
+            frontend,
+            cart_policies,
+        }
+    }
+
+    fn to_cart(&self) -> std::net::SocketAddr {
+        self.frontend.outbound["cart"]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http1_and_http2_requests_cross_the_mesh_with_the_peer_identity() {
+    let mesh = Mesh::start().await;
+    for mut http in [
+        Http::h1(mesh.to_cart()).await,
+        Http::h2(mesh.to_cart()).await,
+    ] {
+        // The app's own attempt to claim an identity is overwritten.
+        let reply = http
+            .get("cart", "/api/items?page=2", &[("x-signet-peer-id", BLOG)])
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.echoed_header("x-signet-peer-id"), [FRONTEND]);
+        assert_eq!(reply.json()["path"], "/api/items");
+        assert_eq!(reply.json()["query"], "page=2");
+        // A second request reuses the connections on both hops.
+        let reply = http.get("cart", "/api/items/7", &[]).await;
+        assert_eq!(reply.status, 200);
+    }
+    assert!(mesh.app.requests.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    assert_eq!(
+        mesh.cart
+            .metric("signet_proxy_authz_decisions_total{action=\"request\",decision=\"allow\",policy=\"frontend-reads-cart-api\"}")
+            .await,
+        4
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_request_names_the_policy_that_denied_it() {
+    let mesh = Mesh::start().await;
+    let mut http = Http::h1(mesh.to_cart()).await;
+    let reply = http.get("cart", "/admin/users", &[]).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.header("x-signet-denied-by").as_deref(),
+        Some("no-admin-paths")
+    );
+    assert_eq!(reply.body, Bytes::from("denied by no-admin-paths\n"));
+
+    let reply = http.get("cart", "/internal", &[]).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.header("x-signet-denied-by").as_deref(),
+        Some("default-deny")
+    );
+    // Same connection, still usable.
+    assert_eq!(http.get("cart", "/api/x", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_calls_are_authorized_by_service_and_method() {
+    let mesh = Mesh::start_with("http2").await;
+    let mut http = Http::h2(mesh.to_cart()).await;
+    let call = |method: &str| {
+        client::request(
+            "POST",
+            "cart",
+            &format!("/shop.Cart/{method}"),
+            &[("content-type", "application/grpc"), ("te", "trailers")],
+            Bytes::from_static(&[0, 0, 0, 0, 0]),
+        )
+    };
+    let reply = http.send(call("Get")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let trailers = reply.trailers.unwrap();
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+
+    let reply = http.send(call("Delete")).await.unwrap();
+    assert_eq!(reply.status, 200, "gRPC errors travel as 200 + grpc-status");
+    assert_eq!(reply.header("grpc-status").as_deref(), Some("7"));
+    assert_eq!(
+        reply.header("x-signet-denied-by").as_deref(),
+        Some("default-deny")
+    );
+    assert!(reply.header("grpc-message").unwrap().contains("denied by"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_peers_are_refused_at_the_handshake() {
+    let mesh = Mesh::start().await;
+    let cart = mesh.cart.inbound;
+    let bundle = mesh.pki.ca.bundle();
+    let pkcs8 = |key: &signet_spiffe::WorkloadKey| key.private_key_der().clone_key();
+    // Control: a good certificate from this trust domain gets an answer (a 403 from policy).
+    let (chain, key) = mesh.pki.ca.issue(&LeafSpec::for_id(FRONTEND));
+    let good = client::raw_tls_get(cart, chain, pkcs8(&key), bundle.clone()).await;
+    assert!(
+        good.as_deref().is_ok_and(|r| r.starts_with("HTTP/1.1 403")),
+        "{good:?}"
+    );
+
+    let foreign = Pki::new("evil.example");
+    let (chain, key) = foreign.ca.issue(&LeafSpec::for_id(
+        "spiffe://evil.example/ns/shop/sa/frontend",
+    ));
+    let refused = client::raw_tls_get(cart, chain, pkcs8(&key), bundle.clone()).await;
+    assert!(refused.is_err(), "foreign trust domain: {refused:?}");
+
+    let mut expired = LeafSpec::for_id(FRONTEND);
+    expired.not_before = std::time::SystemTime::now() - Duration::from_secs(7200);
+    expired.not_after = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let (chain, key) = mesh.pki.ca.issue(&expired);
+    let refused = client::raw_tls_get(cart, chain, pkcs8(&key), bundle.clone()).await;
+    assert!(refused.is_err(), "expired: {refused:?}");
+
+    let mut no_uri = LeafSpec::for_id(FRONTEND);
+    no_uri.uris.clear();
+    no_uri.dns = vec!["frontend.shop".to_owned()];
+    let (chain, key) = mesh.pki.ca.issue(&no_uri);
+    let refused = client::raw_tls_get(cart, chain, pkcs8(&key), bundle.clone()).await;
+    assert!(refused.is_err(), "no URI SAN: {refused:?}");
+
+    let answer = client::plain_text_get(cart).await;
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain text got an HTTP answer"
+    );
+
+    let (_, metrics) = mesh.cart.admin_get("/metrics").await;
+    let failures: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("signet_proxy_handshake_failures_total{direction=\"inbound\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(failures >= 4, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_denied_connect_is_closed_after_the_handshake() {
+    let mesh = Mesh::start().await;
+    let (chain, key) = mesh.pki.ca.issue(&LeafSpec::for_id(BLOG));
+    let key = key.private_key_der().clone_key();
+    let refused = client::raw_tls_get(mesh.cart.inbound, chain, key, mesh.pki.ca.bundle()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        mesh.cart
+            .metric(
+                "signet_proxy_connections_refused_total{direction=\"inbound\",reason=\"authz\"}"
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        mesh.cart
+            .metric("signet_proxy_authz_decisions_total{action=\"connect\",decision=\"deny\",policy=\"default-deny\"}")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_change_applies_to_new_requests_without_dropping_connections() {
+    let mesh = Mesh::start().await;
+    let mut http = Http::h2(mesh.to_cart()).await;
+    assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+
+    // Forbid what was allowed; the proxy picks the change up within its reload interval.
+    let tightened = format!(
+        "{CART_POLICIES}\n@id(\"freeze\")\nforbid (principal, action in Mesh::Action::\"read\", resource);\n"
+    );
+    std::fs::write(mesh.cart_policies.join("policies.cedar"), tightened).unwrap();
+    let mut denied = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let reply = http.get("cart", "/api/items", &[]).await;
+        if reply.status == 403 {
+            denied = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, 200);
+    }
+    let denied = denied.unwrap_or_else(|| panic!("the new policy never took effect"));
+    assert_eq!(
+        denied.header("x-signet-denied-by").as_deref(),
+        Some("freeze")
+    );
+    assert!(!http.is_closed());
+
+    // An invalid bundle is refused; the last good one stays.
+    std::fs::write(
+        mesh.cart_policies.join("policies.cedar"),
+        "permit (principal, action, resource);",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reply = http.get("cart", "/api/items", &[]).await;
+    assert_eq!(
+        reply.header("x-signet-denied-by").as_deref(),
+        Some("freeze")
+    );
+    assert_eq!(
+        mesh.cart
+            .metric("signet_proxy_reload_failures_total{source=\"policy\"}")
+            .await,
+        1
+    );
+    assert_eq!(mesh.cart.metric("signet_proxy_policy_version").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_endpoints_report_identity_policy_and_health() {
+    let mesh = Mesh::start().await;
+    let cart = &mesh.cart;
+    assert_eq!(cart.admin_get("/live").await, (200, "live\n".to_owned()));
+    assert_eq!(cart.admin_get("/ready").await, (200, "ready\n".to_owned()));
+    let (code, identity) = cart.admin_get("/identity").await;
+    assert_eq!(code, 200);
+    let identity: serde_json::Value = serde_json::from_str(&identity).unwrap();
+    assert_eq!(identity["spiffe_id"], CART);
+    assert!(identity["expires_in_seconds"].as_i64().unwrap() > 3000);
+    let (_, config) = cart.admin_get("/config").await;
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["config"]["service"]["name"], "cart");
+    assert_eq!(config["policy"]["version"], 1);
+    assert_eq!(config["policy"]["hash"].as_str().unwrap().len(), 64);
+    let (_, metrics) = cart.admin_get("/metrics").await;
+    assert!(metrics.contains("# TYPE signet_proxy_svid_expiry_seconds gauge"));
+    assert_eq!(cart.admin_get("/nope").await.0, 404);
+    let _ = &mesh.dir;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_rotation_under_traffic_loses_no_request() {
+    let mesh = Mesh::start().await;
+    let (_, before) = mesh.cart.admin_get("/identity").await;
+    let serial =
+        |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap()["serial"].clone();
+    let to_cart = mesh.to_cart();
+    let traffic = tokio::spawn(async move {
+        let mut ok = 0;
+        let mut failed = Vec::new();
+        for n in 0..150 {
+            // New connections too, so new handshakes happen during the rotation.
+            let mut http = if n % 10 == 0 {
+                Http::h1(to_cart).await
+            } else {
+                Http::h2(to_cart).await
+            };
+            let reply = http.get("cart", "/api/items", &[]).await;
+            if reply.status == 200 {
+                ok += 1
+            } else {
+                failed.push(reply.status)
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (ok, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    mesh.pki
+        .identity(&mesh.dir.path().join("cart"), "cart", CART);
+    mesh.pki
+        .identity(&mesh.dir.path().join("frontend"), "frontend", FRONTEND);
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(ok, 150);
+    let (_, after) = mesh.cart.admin_get("/identity").await;
+    assert_ne!(serial(&before), serial(&after), "the new SVID is in use");
+    assert!(
+        mesh.cart
+            .metric("signet_proxy_reloads_total{source=\"identity\"}")
+            .await
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_on_sigterm_exits_cleanly() {
+    let mesh = Mesh::start().await;
+    let Mesh { cart, .. } = mesh;
+    assert_eq!(cart.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deny_list_update_closes_live_connections_of_that_peer() {
+    let mesh = Mesh::start().await;
+    let mut http = Http::h2(mesh.to_cart()).await;
+    assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+    // Point the cart proxy at a deny-list naming the frontend: rewrite its config's file.
+    let deny = mesh.dir.path().join("cart").join("deny.json");
+    std::fs::write(&deny, "{\"ids\": []}").unwrap();
+    let config = std::fs::read_to_string(&mesh.cart.config).unwrap().replace(
+        "[policy]",
+        &format!("deny_list = \"{}\"\n\n[policy]", deny.display()),
+    );
+    let cart = ProxyProcess::start(&binary(), mesh.dir.path(), "cart-with-deny-list", &config);
+    let frontend_dir = mesh.dir.path().join("frontend");
+    let frontend_id = IdentityFiles {
+        cert: frontend_dir.join("frontend.crt"),
+        key: frontend_dir.join("frontend.key"),
+        bundle: frontend_dir.join("bundle.pem"),
+    };
+    let frontend = ProxyProcess::start(
+        &binary(),
+        mesh.dir.path(),
+        "frontend-2",
+        &config_for_frontend(&frontend_id, &frontend_dir, &mesh, cart.inbound),
+    );
+    let mut http = Http::h2(frontend.outbound["cart"]).await;
+    assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+    std::fs::write(&deny, format!("{{\"ids\": [\"{FRONTEND}\"]}}")).unwrap();
+    let mut refused = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if cart
+            .metric("signet_proxy_connections_refused_total{direction=\"inbound\",reason=\"deny-list\"}")
+            .await
+            >= 1
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the live connection was closed");
+    // New connections from the frontend are refused at the handshake.
+    let reply = http.get("cart", "/api/items", &[]).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(reply.header("x-signet-error").is_some(), "{reply:?}");
+    let (_, metrics) = cart.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "signet_proxy_handshake_failures_total{direction=\"inbound\",reason=\"refused\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+fn config_for_frontend(
+    id: &IdentityFiles,
+    dir: &Path,
+    mesh: &Mesh,
+    cart: std::net::SocketAddr,
+) -> String {
+    config(
+        "frontend",
+        id,
+        &dir.join("policies"),
+        mesh.app.addr,
+        "http1",
+        &outbound_to("cart", cart, CART),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opaque_tcp_is_authorized_per_connection() {
+    let pki = Pki::new("acme.internal");
+    let dir = tempfile::tempdir().unwrap();
+    let app = EchoApp::start().await;
+    let cart_id = pki.identity(&dir.path().join("cart"), "cart", CART);
+    let cart_policies = policies(&dir.path().join("cart"), CART_POLICIES);
+    let cart = ProxyProcess::start(
+        &binary(),
+        dir.path(),
+        "cart",
+        &config("cart", &cart_id, &cart_policies, app.addr, "http1", "")
+            .replace("app_protocol = \"http1\"", "protocol = \"tcp\""),
+    );
+    let frontend_id = pki.identity(&dir.path().join("frontend"), "frontend", FRONTEND);
+    let frontend = ProxyProcess::start(
+        &binary(),
+        dir.path(),
+        "frontend",
+        &config(
+            "frontend",
+            &frontend_id,
+            &policies(&dir.path().join("frontend"), ""),
+            app.addr,
+            "http1",
+            &format!(
+                "{}protocol = \"tcp\"\n",
+                outbound_to("cart", cart.inbound, CART)
+            ),
+        ),
+    );
+    // Bytes pass untouched: the app sees the app's own headers, no identity header, and no
+    // per-request decision (an /admin path goes through).
+    let mut http = Http::h1(frontend.outbound["cart"]).await;
+    let reply = http
+        .get("cart", "/admin/x", &[("x-signet-peer-id", BLOG)])
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.echoed_header("x-signet-peer-id"), [BLOG]);
+    assert_eq!(
+        cart.metric("signet_proxy_authz_decisions_total{action=\"connect\",decision=\"allow\",policy=\"shop-connect\"}")
+            .await,
+        1
+    );
+}
+
+/// Runs the proxy with `config` and returns its exit code and stderr.
+fn run_with(dir: &Path, config: &str) -> (Option<i32>, String) {
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(binary())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_configuration_is_one_clear_line_and_exit_1() {
+    let pki = Pki::new("acme.internal");
+    let dir = tempfile::tempdir().unwrap();
+    let id = pki.identity(dir.path(), "cart", CART);
+    let good_policies = policies(dir.path(), CART_POLICIES);
+    let app: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let good = config("cart", &id, &good_policies, app, "http1", "");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap();
+    let broken_policies = dir.path().join("broken");
+    std::fs::create_dir_all(&broken_policies).unwrap();
+    std::fs::write(
+        broken_policies.join("a.cedar"),
+        "permit (principal, action, resource);",
+    )
+    .unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            good.replace(&id.cert.display().to_string(), "/nonexistent.crt"),
+            "identity.cert: `/nonexistent.crt` is not a readable file",
+        ),
+        (
+            good.replacen(
+                "listen = \"127.0.0.1:0\"",
+                "listen = \"127.0.0.1:99999\"",
+                1,
+            ),
+            "invalid socket address",
+        ),
+        (
+            good.replace(
+                "[admin]\nlisten = \"127.0.0.1:0\"",
+                "[admin]\nlisten = \"127.0.0.1:15999\"",
+            )
+            .replacen(
+                "listen = \"127.0.0.1:0\"",
+                "listen = \"127.0.0.1:15999\"",
+                1,
+            ),
+            "already used by another listener",
+        ),
+        (
+            good.replacen(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"{taken}\""),
+                1,
+            ),
+            "inbound.listen: cannot listen on",
+        ),
+        (
+            good.replace(
+                &good_policies.display().to_string(),
+                &broken_policies.display().to_string(),
+            ),
+            "policy.dir: ",
+        ),
+        (
+            good.replace("[limits]", "[limits]\nfrobs = 1"),
+            "unknown field `frobs`",
+        ),
+        (
+            good.replace("reload_interval = \"100ms\"", "reload_interval = \"soon\""),
+            "is not a duration like `10s`",
+        ),
+        (
+            good.replace(
+                &id.key.display().to_string(),
+                &id.bundle.display().to_string(),
+            ),
+            "identity.key",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (code, stderr) = run_with(dir.path(), &text);
+        assert_eq!(code, Some(1), "{expected}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{expected}: {stderr}");
+        assert!(stderr.starts_with("signet-proxy: error: "), "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected `{expected}` in: {stderr}"
+        );
+    }
+    let _ = taken;
+}
