@@ -357,6 +357,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configuration_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/proxy/cart.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.service.name, "cart");
+        assert_eq!(config.outbound.len(), 1);
+        assert_eq!(config.limits.drain_timeout, Duration::from_secs(15));
+        assert!(config.identity.cert.ends_with("certs/cart.crt"));
+        assert!(config.identity.cert.is_absolute() || config.identity.cert.starts_with(".."));
+    }
+
+    #[test]
     fn durations_parse_with_units() {
         assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(duration::parse("10s"), Ok(Duration::from_secs(10)));

@@ -41,6 +41,9 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Worker threads (default: one per CPU).
+    #[arg(long, env = "SIGNET_PROXY_WORKERS", value_name = "N")]
+    workers: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -58,10 +61,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(args.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("signet-proxy: error: starting the runtime: {e}");

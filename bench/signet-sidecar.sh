@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sidecar adapter: signet-proxy, for the side-by-side harness (bench/harness/run.sh; contract in
+# bench/harness/sidecars/TEMPLATE.sh). Usage: signet-sidecar.sh outbound|inbound
+#
+# inbound:  mTLS on SC_LISTEN_PORT, a Cedar policy admits only SC_PEER_ID (connect and every
+#           request), plain HTTP/1.1 to the app on SC_TARGET_PORT.
+# outbound: plain HTTP/1.1 on SC_LISTEN_PORT, mTLS to SC_TARGET_PORT, the server must present
+#           SC_PEER_ID.
+set -euo pipefail
+role=$1; d=$SC_RUNDIR; mkdir -p "$d/policies"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+bin=${SIGNET_PROXY_BIN:-$here/../target/release/signet-proxy}
+sa=${SC_SELF_ID##*/}
+cat > "$d/policies/bench.cedar" <<EOC
+@id("only-the-bench-peer")
+permit (principal == Mesh::Workload::"$SC_PEER_ID", action, resource);
+EOC
+if [ "$role" = outbound ]; then
+  outbound="[[outbound]]
+service = \"server\"
+listen = \"127.0.0.1:$SC_LISTEN_PORT\"
+endpoints = [\"127.0.0.1:$SC_TARGET_PORT\"]
+identities = [\"$SC_PEER_ID\"]"
+  inbound_listen=127.0.0.1:0; app=127.0.0.1:9
+else
+  outbound=""; inbound_listen=127.0.0.1:$SC_LISTEN_PORT; app=127.0.0.1:$SC_TARGET_PORT
+fi
+cat > "$d/signet.toml" <<EOC
+[service]
+name = "$sa"
+namespace = "default"
+
+[identity]
+cert = "$SC_CERT"
+key = "$SC_KEY"
+bundle = "$SC_CA"
+
+[policy]
+dir = "$d/policies"
+
+[inbound]
+listen = "$inbound_listen"
+app = "$app"
+
+[admin]
+listen = "127.0.0.1:0"
+
+$outbound
+EOC
+export RUST_LOG=${RUST_LOG:-warn}
+exec "$bin" --config "$d/signet.toml" --workers "$SC_WORKERS" > "$d/stdout.log" 2> "$d/stderr.log"
