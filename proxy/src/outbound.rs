@@ -61,6 +61,9 @@ impl Upstream {
 
 /// Accepts the local app's connections to `upstream` until shutdown.
 pub async fn run(listener: TcpListener, upstream: Arc<Upstream>, proxy: Arc<Proxy>) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        proxy.config.limits.max_connections,
+    ));
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -74,10 +77,18 @@ pub async fn run(listener: TcpListener, upstream: Arc<Upstream>, proxy: Arc<Prox
             () = proxy.draining() => return,
         };
         proxy.metrics.connections.inc(&["outbound"]);
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            proxy
+                .metrics
+                .connections_refused
+                .inc(&["outbound", "connection-limit"]);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let upstream = Arc::clone(&upstream);
         tokio::spawn(async move {
+            let _permit = permit;
             match upstream.config.protocol {
                 Protocol::Http => serve_http(tcp, upstream, proxy).await,
                 Protocol::Tcp => forward_tcp(tcp, &upstream, &proxy).await,

@@ -32,6 +32,11 @@ permit (principal == Mesh::Workload::"spiffe://acme.internal/ns/shop/sa/frontend
 when { context has grpc_service && context.grpc_service == "shop.Cart" &&
        context has grpc_method && context.grpc_method == "Get" };
 
+@id("frontend-uploads")
+permit (principal == Mesh::Workload::"spiffe://acme.internal/ns/shop/sa/frontend",
+        action == Mesh::Action::"POST", resource == Mesh::Service::"cart")
+when { context.path == "/api/upload" };
+
 @id("no-admin-paths")
 forbid (principal, action in [Mesh::Action::"read", Mesh::Action::"write"], resource)
 when { context.path like "/admin*" };
@@ -121,6 +126,11 @@ impl Mesh {
 
     /// With the cart app speaking `app_protocol` (`http1`, or `http2` as gRPC servers do).
     async fn start_with(app_protocol: &str) -> Self {
+        Self::start_limited(app_protocol, "").await
+    }
+
+    /// With extra `[limits]` lines for the cart proxy.
+    async fn start_limited(app_protocol: &str, limits: &str) -> Self {
         let pki = Pki::new("acme.internal");
         let dir = tempfile::tempdir().unwrap();
         let app = EchoApp::start().await;
@@ -131,7 +141,8 @@ impl Mesh {
             &binary(),
             dir.path(),
             "cart",
-            &config("cart", &cart_id, &cart_policies, app.addr, app_protocol, ""),
+            &config("cart", &cart_id, &cart_policies, app.addr, app_protocol, "")
+                .replace("[limits]", &format!("[limits]\n{limits}")),
         );
         let frontend_dir = dir.path().join("frontend");
         let frontend_id = pki.identity(&frontend_dir, "frontend", FRONTEND);
@@ -653,4 +664,36 @@ async fn bad_configuration_is_one_clear_line_and_exit_1() {
         );
     }
     let _ = taken;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_limit_and_idle_connections_are_cut() {
+    let mesh =
+        Mesh::start_limited("http1", "max_body_bytes = 1024\nidle_timeout = \"300ms\"").await;
+    let mut http = Http::h1(mesh.to_cart()).await;
+    let upload = |size: usize| {
+        client::request(
+            "POST",
+            "cart",
+            "/api/upload",
+            &[],
+            Bytes::from(vec![b'x'; size]),
+        )
+    };
+    assert_eq!(http.send(upload(1000)).await.unwrap().status, 200);
+    let reply = http.send(upload(5000)).await.unwrap();
+    assert_eq!(reply.status, 413, "{reply:?}");
+    // The frontend's pooled connection to the cart goes quiet and the cart closes it...
+    let open = "signet_proxy_inbound_open_connections";
+    let mut closed = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if mesh.cart.metric(open).await == 0 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "idle connection still open");
+    // ...and the next request simply opens a new one.
+    assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
 }
