@@ -20,7 +20,8 @@ if [ "$role" = outbound ]; then
 service = \"server\"
 listen = \"127.0.0.1:$SC_LISTEN_PORT\"
 endpoints = [\"127.0.0.1:$SC_TARGET_PORT\"]
-identities = [\"$SC_PEER_ID\"]"
+identities = [\"$SC_PEER_ID\"]
+upstream_http = \"${SIGNET_BENCH_UPSTREAM_HTTP:-same-as-app}\""
   inbound_listen=127.0.0.1:0; app=127.0.0.1:9
 else
   outbound=""; inbound_listen=127.0.0.1:$SC_LISTEN_PORT; app=127.0.0.1:$SC_TARGET_PORT

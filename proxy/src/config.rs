@@ -134,6 +134,23 @@ pub struct OutboundConfig {
     /// How traffic is carried.
     #[serde(default)]
     pub protocol: Protocol,
+    /// What the hop to the upstream's proxy speaks.
+    #[serde(default)]
+    pub upstream_http: UpstreamHttp,
+}
+
+/// What the hop between proxies speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamHttp {
+    /// What the app spoke: HTTP/2 requests (gRPC) over one multiplexed HTTP/2 connection per
+    /// endpoint, HTTP/1.1 requests over pooled HTTP/1.1 keep-alive connections.
+    #[default]
+    SameAsApp,
+    /// Everything over one multiplexed HTTP/2 connection per endpoint.
+    Http2,
+    /// Everything over pooled HTTP/1.1 connections.
+    Http1,
 }
 
 /// The admin endpoints.

@@ -61,8 +61,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(args.log_json);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.workers.filter(|n| *n > 0) {
+    // One worker: a current-thread runtime, so a request's hops (connection tasks, pools)
+    // never cross threads.
+    let mut builder = match args.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = args.workers.filter(|n| *n > 1) {
         builder.worker_threads(n);
     }
     let runtime = match builder.enable_all().build() {

@@ -15,9 +15,9 @@ use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 
-use crate::config::{OutboundConfig, Protocol};
+use crate::config::{OutboundConfig, Protocol, UpstreamHttp};
 use crate::metrics::class;
-use crate::pool::{Balancer, Body, Pool, SendError, Transport, strip_hop_by_hop};
+use crate::pool::{Balancer, Body, Pool, SendError, Transport, UseH2, strip_hop_by_hop};
 use crate::state::Proxy;
 
 /// The header that says why the proxy, not the upstream, answered with an error.
@@ -42,15 +42,29 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// The upstream `config` describes, reached with `proxy`'s identity.
     pub fn new(config: OutboundConfig, proxy: &Proxy) -> Result<Self, String> {
-        let tls = proxy.outbound_tls(&config.identities, config.protocol)?;
-        let connector = TlsConnector::from(Arc::new(tls));
+        let connector = |http2| -> Result<TlsConnector, String> {
+            let tls = proxy.outbound_tls(&config.identities, config.protocol, http2)?;
+            Ok(TlsConnector::from(Arc::new(tls)))
+        };
+        let h1 = connector(false)?;
+        let (h2, use_h2) = match config.upstream_http {
+            UpstreamHttp::Http1 => (None, UseH2::SameAsRequest),
+            UpstreamHttp::SameAsApp => (Some(connector(true)?), UseH2::SameAsRequest),
+            UpstreamHttp::Http2 => (Some(connector(true)?), UseH2::Always),
+        };
+        let transport = Transport::Tls {
+            h1: h1.clone(),
+            h2,
+            use_h2,
+        };
         let balancer = Balancer::new(
             config
                 .endpoints
                 .iter()
-                .map(|addr| Arc::new(Pool::new(*addr, Transport::Tls(connector.clone()))))
+                .map(|addr| Arc::new(Pool::new(*addr, transport.clone())))
                 .collect(),
         );
+        let connector = h1;
         Ok(Self {
             config,
             connector,

@@ -30,17 +30,38 @@ pub enum Transport {
     Http1,
     /// Plain TCP, HTTP/2 with prior knowledge (h2c).
     Http2,
-    /// mTLS; HTTP/2 if the server agrees to it by ALPN, else HTTP/1.1.
-    Tls(TlsConnector),
+    /// mTLS. `h1` offers only HTTP/1.1 by ALPN; `h2`, when set, offers HTTP/2 first and is
+    /// used for the requests `use_h2` picks.
+    Tls {
+        /// Connector offering HTTP/1.1.
+        h1: TlsConnector,
+        /// Connector offering HTTP/2 (and HTTP/1.1 as a fallback).
+        h2: Option<TlsConnector>,
+        /// Which requests go over HTTP/2.
+        use_h2: UseH2,
+    },
+}
+
+/// Which requests travel over HTTP/2 between proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UseH2 {
+    /// Those that arrived over HTTP/2 (gRPC, say): each hop speaks what the app spoke.
+    SameAsRequest,
+    /// All: everything multiplexed on one connection per endpoint.
+    Always,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Http1 => "Http1",
-            Transport::Http2 => "Http2",
-            Transport::Tls(_) => "Tls",
-        })
+        match self {
+            Transport::Http1 => f.write_str("Http1"),
+            Transport::Http2 => f.write_str("Http2"),
+            Transport::Tls { h2, use_h2, .. } => f
+                .debug_struct("Tls")
+                .field("h2", &h2.is_some())
+                .field("use_h2", use_h2)
+                .finish(),
+        }
     }
 }
 
@@ -119,7 +140,17 @@ impl Pool {
     /// Sends `request` on a pooled connection, or a new one. A request the pooled connection
     /// never sent (it had just closed) is sent again on a new connection.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
-        let request = match self.pooled() {
+        let h2 = match &self.transport {
+            Transport::Http1 => false,
+            Transport::Http2 => true,
+            Transport::Tls { h2: None, .. } => false,
+            Transport::Tls {
+                h2: Some(_),
+                use_h2,
+                ..
+            } => *use_h2 == UseH2::Always || request.version() == Version::HTTP_2,
+        };
+        let request = match self.pooled(h2) {
             Some(conn) => match self.try_send(conn, request).await {
                 Ok(response) => return Ok(response),
                 Err(Unsent::Again(request)) => request,
@@ -127,7 +158,7 @@ impl Pool {
             },
             None => request,
         };
-        let conn = self.connect().await?;
+        let conn = self.connect(h2).await?;
         match self.try_send(conn, request).await {
             Ok(response) => Ok(response),
             Err(Unsent::Failed(e)) => Err(e),
@@ -170,11 +201,13 @@ impl Pool {
         }
     }
 
-    fn pooled(&self) -> Option<Conn> {
-        if let Ok(mut h2) = self.h2.lock() {
-            match h2.as_ref() {
+    /// A ready pooled connection: the shared HTTP/2 one when `h2`, else an idle HTTP/1.1 one
+    /// (also used for HTTP/2 requests when the endpoint only speaks HTTP/1.1).
+    fn pooled(&self, h2: bool) -> Option<Conn> {
+        if h2 && let Ok(mut shared) = self.h2.lock() {
+            match shared.as_ref() {
                 Some(sender) if sender.is_ready() => return Some(Conn::H2(sender.clone())),
-                Some(sender) if sender.is_closed() => *h2 = None,
+                Some(sender) if sender.is_closed() => *shared = None,
                 _ => {}
             }
         }
@@ -184,7 +217,7 @@ impl Pool {
         Some(Conn::H1(idle.swap_remove(ready)))
     }
 
-    async fn connect(&self) -> Result<Conn, SendError> {
+    async fn connect(&self, want_h2: bool) -> Result<Conn, SendError> {
         let addr = self.addr;
         let tcp = TcpStream::connect(addr)
             .await
@@ -194,7 +227,11 @@ impl Pool {
         match &self.transport {
             Transport::Http1 => h1(TokioIo::new(tcp)).await.map_err(http),
             Transport::Http2 => self.h2(TokioIo::new(tcp)).await.map_err(http),
-            Transport::Tls(connector) => {
+            Transport::Tls { h1: plain, h2, .. } => {
+                let connector = match (want_h2, h2) {
+                    (true, Some(h2)) => h2,
+                    _ => plain,
+                };
                 // SPIFFE verification ignores the name; rustls needs one.
                 let name = ServerName::IpAddress(addr.ip().into());
                 let tls = connector

@@ -132,7 +132,9 @@ impl Proxy {
         &self,
         identities: &[SpiffeId],
         protocol: Protocol,
+        http2: bool,
     ) -> Result<rustls::ClientConfig, String> {
+        // `http2`: offer h2 first by ALPN; otherwise HTTP/1.1 only.
         let filter: Arc<dyn PeerFilter> = Arc::new(AllOf(vec![
             self.identity.deny.clone(),
             Arc::new(AllowList::new(identities.iter().cloned())),
@@ -144,7 +146,11 @@ impl Proxy {
         let mut config =
             client_config(self.identity.resolver.clone(), verifier).map_err(|e| e.to_string())?;
         if protocol == Protocol::Http {
-            config.alpn_protocols = ALPN_HTTP.iter().map(|p| p.to_vec()).collect();
+            config.alpn_protocols = ALPN_HTTP
+                .iter()
+                .filter(|p| http2 || **p != b"h2")
+                .map(|p| p.to_vec())
+                .collect();
         }
         Ok(config)
     }
