@@ -246,6 +246,12 @@ pub const SOURCE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
 impl Synthetic {
     /// How many policies `authorizer` hands Cedar for request `r`.
     pub fn candidates(&self, authorizer: &crate::Authorizer, r: &SyntheticRequest) -> usize {
+        let (caller, target) = self.parties(r);
+        authorizer.candidates(&caller, &target, r.action)
+    }
+
+    /// The caller and target of request `r`.
+    fn parties(&self, r: &SyntheticRequest) -> (Caller<'_>, Target<'_>) {
         let (name, namespace) = &self.services[r.service];
         let caller = Caller {
             id: self.workloads.get(r.peer),
@@ -257,29 +263,19 @@ impl Synthetic {
             port: 8080,
             labels: &self.labels[r.service],
         };
-        authorizer.candidates(&caller, &target, r.action)
+        (caller, target)
     }
 
     /// Decides request `r` with `authorizer`.
     pub fn decide(&self, authorizer: &crate::Authorizer, r: &SyntheticRequest) -> crate::Decision {
-        let (name, namespace) = &self.services[r.service];
-        let caller = Caller {
-            id: self.workloads.get(r.peer),
-            ..Caller::default()
-        };
-        let target = Target {
-            name,
-            namespace,
-            port: 8080,
-            labels: &self.labels[r.service],
-        };
+        let (caller, target) = self.parties(r);
         if r.action == "connect" {
             authorizer.connect(&caller, &target, SOURCE_IP)
         } else {
             let request = HttpRequest {
                 method: r.action,
                 path: &r.path,
-                host: name,
+                host: target.name,
                 query: "",
                 headers: &r.headers,
                 source_ip: SOURCE_IP,

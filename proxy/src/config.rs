@@ -211,6 +211,26 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// An HTTP/1.1 + HTTP/2 server for one connection, bounded by these limits.
+    pub fn http_server(
+        &self,
+    ) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+        use hyper_util::rt::{TokioExecutor, TokioTimer};
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.handshake_timeout)
+            .max_buf_size(self.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX));
+        builder
+    }
+}
+
 /// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
 mod duration {
     use std::time::Duration;

@@ -14,8 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use signet_policy::{Caller, Decision, HttpRequest};
 use signet_spiffe::{Serial, SpiffeId};
 use tokio::net::{TcpListener, TcpStream};
@@ -200,16 +199,7 @@ async fn serve_http<S>(
             async move { Ok::<_, Infallible>(handle(request, &proxy, &peer).await) }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.handshake_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = limits.http_server();
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut drain = std::pin::pin!(proxy.draining());
