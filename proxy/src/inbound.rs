@@ -356,11 +356,7 @@ async fn decide_and_forward(
     let body = Limited::new(body, limit).boxed();
     let forwarded = proxy.app.send(Request::from_parts(parts, body));
     match tokio::time::timeout(proxy.config.limits.request_timeout, forwarded).await {
-        Ok(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, body.map_err(Into::into).boxed())
-        }
+        Ok(Ok(response)) => crate::pool::relay(response).await,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the app did not answer");
             status(StatusCode::BAD_GATEWAY, "the app is unavailable")

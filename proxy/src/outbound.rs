@@ -167,11 +167,7 @@ async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy)
     parts.headers.remove(&proxy.identity_header);
     let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
     match tokio::time::timeout(proxy.config.limits.request_timeout, pool.send(request)).await {
-        Ok(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, body.map_err(Into::into).boxed())
-        }
+        Ok(Ok(response)) => crate::pool::relay(response).await,
         Ok(Err(e)) => {
             tracing::warn!(upstream = %upstream.config.service, error = %e, "upstream request failed");
             if let SendError::Handshake { source, .. } = &e {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri, Version, header};
+use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -323,6 +324,46 @@ fn for_h1(mut request: Request<Body>) -> Request<Body> {
     }
     *request.version_mut() = Version::HTTP_11;
     request
+}
+
+/// Responses this small (by `content-length`) are read whole before they are passed on, so
+/// head and body leave in one write instead of two.
+const SMALL_BODY: u64 = 16 * 1024;
+
+/// A response from the next hop, made ready to pass back: hop-by-hop headers removed, and a
+/// small body read whole.
+pub async fn relay(response: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= SMALL_BODY);
+    if small {
+        return match body.collect().await {
+            Ok(collected) => Response::from_parts(
+                parts,
+                http_body_util::Full::new(collected.to_bytes())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading a response body failed");
+                let mut r = Response::new(
+                    http_body_util::Full::new(Bytes::from_static(
+                        b"bad response from the next hop\n",
+                    ))
+                    .map_err(|never| match never {})
+                    .boxed(),
+                );
+                *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                r
+            }
+        };
+    }
+    Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
 
 /// Removes the headers that belong to one hop (RFC 9110 §7.6.1), keeping `te: trailers`
