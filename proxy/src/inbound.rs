@@ -284,11 +284,12 @@ fn status(code: StatusCode, text: &str) -> Response<Body> {
 }
 
 async fn handle(request: Request<Incoming>, proxy: &Proxy, peer: &Peer) -> Response<Body> {
+    let protocol = crate::metrics::protocol(request.version());
     let response = decide_and_forward(request, proxy, peer).await;
     proxy
         .metrics
         .requests
-        .inc(&["inbound", class(response.status())]);
+        .inc(&["inbound", protocol, class(response.status())]);
     response
 }
 

@@ -67,7 +67,7 @@ pub struct Metrics {
     pub connections_refused: Family,
     /// TLS handshakes that failed, by direction and reason.
     pub handshake_failures: Family,
-    /// Requests answered, by direction and response class (2xx, 4xx…).
+    /// Requests answered, by direction, protocol they arrived in and response class.
     pub requests: Family,
     /// Authorization decisions, by action kind (connect, request), effect and policy.
     pub authz: Family,
@@ -127,7 +127,7 @@ impl Metrics {
             &mut out,
             "signet_proxy_requests_total",
             "HTTP requests answered.",
-            &["direction", "class"],
+            &["direction", "protocol", "class"],
         );
         self.authz.render(
             &mut out,
@@ -161,6 +161,16 @@ impl Metrics {
     }
 }
 
+/// `http/1.1`, `h2`… for a request's version.
+pub fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "h2",
+        http::Version::HTTP_11 => "http/1.1",
+        http::Version::HTTP_10 => "http/1.0",
+        _ => "other",
+    }
+}
+
 /// `2xx`, `4xx`… for a status code.
 pub fn class(status: http::StatusCode) -> &'static str {
     match status.as_u16() {
@@ -179,15 +189,15 @@ mod tests {
     #[test]
     fn renders_labelled_series() {
         let m = Metrics::default();
-        m.requests.inc(&["inbound", "2xx"]);
-        m.requests.inc(&["inbound", "2xx"]);
+        m.requests.inc(&["inbound", "h2", "2xx"]);
+        m.requests.inc(&["inbound", "h2", "2xx"]);
         m.authz.inc(&["request", "deny", "a\"b"]);
         let text = m.render(42);
-        assert!(
-            text.contains("signet_proxy_requests_total{direction=\"inbound\",class=\"2xx\"} 2")
-        );
+        assert!(text.contains(
+            "signet_proxy_requests_total{direction=\"inbound\",protocol=\"h2\",class=\"2xx\"} 2"
+        ));
         assert!(text.contains("policy=\"a\\\"b\"} 1"));
         assert!(text.contains("signet_proxy_svid_expiry_seconds 42"));
-        assert_eq!(m.requests.get(&["inbound", "2xx"]), 2);
+        assert_eq!(m.requests.get(&["inbound", "h2", "2xx"]), 2);
     }
 }

@@ -149,11 +149,12 @@ fn error(code: StatusCode, why: &str) -> Response<Body> {
 }
 
 async fn handle(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
+    let protocol = crate::metrics::protocol(request.version());
     let response = forward(request, upstream, proxy).await;
     proxy
         .metrics
         .requests
-        .inc(&["outbound", class(response.status())]);
+        .inc(&["outbound", protocol, class(response.status())]);
     response
 }
 

@@ -108,6 +108,9 @@ pub struct Pool {
     transport: Transport,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     h1: Mutex<Vec<http1::SendRequest<Body>>>,
+    /// Set once an offer of HTTP/2 was declined: HTTP/2 requests then share the HTTP/1.1
+    /// connections.
+    no_h2: std::sync::atomic::AtomicBool,
 }
 
 /// A request that did not get an answer: either never sent (and so safe to send again), or
@@ -130,6 +133,7 @@ impl Pool {
             transport,
             h2: Mutex::new(None),
             h1: Mutex::new(Vec::new()),
+            no_h2: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -149,7 +153,10 @@ impl Pool {
                 h2: Some(_),
                 use_h2,
                 ..
-            } => *use_h2 == UseH2::Always || request.version() == Version::HTTP_2,
+            } => {
+                (*use_h2 == UseH2::Always || request.version() == Version::HTTP_2)
+                    && !self.no_h2.load(std::sync::atomic::Ordering::Relaxed)
+            }
         };
         let request = match self.pooled(h2) {
             Some(conn) => match self.try_send(conn, request).await {
@@ -202,15 +209,18 @@ impl Pool {
         }
     }
 
-    /// A ready pooled connection: the shared HTTP/2 one when `h2`, else an idle HTTP/1.1 one
-    /// (also used for HTTP/2 requests when the endpoint only speaks HTTP/1.1).
+    /// A ready pooled connection: the shared HTTP/2 one when `h2`, else an idle HTTP/1.1 one.
     fn pooled(&self, h2: bool) -> Option<Conn> {
-        if h2 && let Ok(mut shared) = self.h2.lock() {
-            match shared.as_ref() {
-                Some(sender) if sender.is_ready() => return Some(Conn::H2(sender.clone())),
-                Some(sender) if sender.is_closed() => *shared = None,
-                _ => {}
-            }
+        if h2 {
+            let mut shared = self.h2.lock().ok()?;
+            return match shared.as_ref() {
+                Some(sender) if sender.is_ready() => Some(Conn::H2(sender.clone())),
+                Some(sender) if sender.is_closed() => {
+                    *shared = None;
+                    None
+                }
+                _ => None,
+            };
         }
         let mut idle = self.h1.lock().ok()?;
         idle.retain(|s| !s.is_closed());
@@ -240,6 +250,9 @@ impl Pool {
                     .await
                     .map_err(|source| SendError::Handshake { addr, source })?;
                 let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                if want_h2 && !is_h2 {
+                    self.no_h2.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 if is_h2 {
                     self.h2(TokioIo::new(tls)).await.map_err(http)
                 } else {

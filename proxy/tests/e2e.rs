@@ -195,6 +195,14 @@ async fn http1_and_http2_requests_cross_the_mesh_with_the_peer_identity() {
         assert_eq!(reply.status, 200);
     }
     assert!(mesh.app.requests.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    // Between the proxies each request kept the protocol the app used.
+    let inbound = |protocol: &str| {
+        format!(
+            "signet_proxy_requests_total{{direction=\"inbound\",protocol=\"{protocol}\",class=\"2xx\"}}"
+        )
+    };
+    assert_eq!(mesh.cart.metric(&inbound("http/1.1")).await, 2);
+    assert_eq!(mesh.cart.metric(&inbound("h2")).await, 2);
     assert_eq!(
         mesh.cart
             .metric("signet_proxy_authz_decisions_total{action=\"request\",decision=\"allow\",policy=\"frontend-reads-cart-api\"}")
@@ -696,4 +704,48 @@ async fn bodies_over_the_limit_and_idle_connections_are_cut() {
     assert!(closed, "idle connection still open");
     // ...and the next request simply opens a new one.
     assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_http2_multiplexes_http1_requests_between_the_proxies() {
+    let pki = Pki::new("acme.internal");
+    let dir = tempfile::tempdir().unwrap();
+    let app = EchoApp::start().await;
+    let cart_id = pki.identity(&dir.path().join("cart"), "cart", CART);
+    let cart_policies = policies(&dir.path().join("cart"), CART_POLICIES);
+    let cart = ProxyProcess::start(
+        &binary(),
+        dir.path(),
+        "cart",
+        &config("cart", &cart_id, &cart_policies, app.addr, "http1", ""),
+    );
+    let frontend_id = pki.identity(&dir.path().join("frontend"), "frontend", FRONTEND);
+    let frontend = ProxyProcess::start(
+        &binary(),
+        dir.path(),
+        "frontend",
+        &config(
+            "frontend",
+            &frontend_id,
+            &policies(&dir.path().join("frontend"), ""),
+            app.addr,
+            "http1",
+            &format!(
+                "{}upstream_http = \"http2\"\n",
+                outbound_to("cart", cart.inbound, CART)
+            ),
+        ),
+    );
+    for _ in 0..3 {
+        let mut http = Http::h1(frontend.outbound["cart"]).await;
+        assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+    }
+    let series = "signet_proxy_requests_total{direction=\"inbound\",protocol=\"h2\",class=\"2xx\"}";
+    assert_eq!(cart.metric(series).await, 3);
+    // Three client connections, one connection between the proxies.
+    assert_eq!(
+        cart.metric("signet_proxy_connections_total{direction=\"inbound\"}")
+            .await,
+        1
+    );
 }
