@@ -106,6 +106,19 @@ impl ProxyProcess {
         )
     }
 
+    /// Waits up to five seconds for a series to reach `at_least`; returns its last value.
+    pub async fn metric_reaching(&self, series: &str, at_least: u64) -> u64 {
+        let mut value = 0;
+        for _ in 0..50 {
+            value = self.metric(series).await;
+            if value >= at_least {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        value
+    }
+
     /// The value of one Prometheus series (0 if absent).
     pub async fn metric(&self, series: &str) -> u64 {
         let (_, text) = self.admin_get("/metrics").await;
