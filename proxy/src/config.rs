@@ -212,6 +212,28 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// An HTTP/1.1 server for one connection, bounded by these limits.
+    pub fn http1_server(&self) -> hyper::server::conn::http1::Builder {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.handshake_timeout)
+            .max_buf_size(self.max_header_bytes.max(8192));
+        builder
+    }
+
+    /// An HTTP/2 server for one connection, bounded by these limits.
+    pub fn http2_server(
+        &self,
+    ) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+        let mut builder =
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX));
+        builder
+    }
+
     /// An HTTP/1.1 + HTTP/2 server for one connection, bounded by these limits.
     pub fn http_server(
         &self,

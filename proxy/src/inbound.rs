@@ -137,6 +137,7 @@ async fn connection(
         serial,
         addr: remote,
     });
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let (io, activity) = Tracked::new(tls);
     let denied = denied_later(&proxy, Arc::clone(&peer));
     tokio::pin!(denied);
@@ -149,7 +150,7 @@ async fn connection(
                 () = proxy.draining() => {}
             }
         }
-        Protocol::Http => serve_http(io, &proxy, peer, &activity, denied).await,
+        Protocol::Http => serve_http(io, alpn, &proxy, peer, &activity, denied).await,
     }
 }
 
@@ -183,6 +184,7 @@ where
 
 async fn serve_http<S>(
     io: S,
+    alpn: Option<Vec<u8>>,
     proxy: &Arc<Proxy>,
     peer: Arc<Peer>,
     activity: &LastActivity,
@@ -199,26 +201,42 @@ async fn serve_http<S>(
             async move { Ok::<_, Infallible>(handle(request, &proxy, &peer).await) }
         })
     };
-    let builder = limits.http_server();
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let io = TokioIo::new(io);
     let mut drain = std::pin::pin!(proxy.draining());
     let mut idle = std::pin::pin!(activity.idle(limits.idle_timeout));
-    let mut graceful = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "inbound HTTP connection ended");
+    // Runs the connection until it ends, its peer is denied, or it idles out or the proxy
+    // drains (both graceful). A macro, not a function: the three connection types share no
+    // trait that a generic async fn could name without tripping over higher-ranked bounds.
+    macro_rules! drive {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            let mut graceful = false;
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "inbound HTTP connection ended");
+                        }
+                        break;
+                    }
+                    () = denied.as_mut() => break,
+                    () = idle.as_mut(), if !graceful => conn.as_mut().graceful_shutdown(),
+                    () = drain.as_mut(), if !graceful => {
+                        graceful = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                 }
-                return;
             }
-            () = denied.as_mut() => return,
-            () = idle.as_mut(), if !graceful => conn.as_mut().graceful_shutdown(),
-            () = drain.as_mut(), if !graceful => {
-                graceful = true;
-                conn.as_mut().graceful_shutdown();
-            }
+        }};
+    }
+    // ALPN already said which protocol; sniffing the preface is only for peers that sent none.
+    match alpn.as_deref() {
+        Some(b"http/1.1") => drive!(limits.http1_server().serve_connection(io, service)),
+        Some(b"h2") => drive!(limits.http2_server().serve_connection(io, service)),
+        _ => {
+            let builder = limits.http_server();
+            drive!(builder.serve_connection(io, service));
         }
     }
 }
