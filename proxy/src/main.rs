@@ -124,7 +124,7 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let config = effective_config(&args)?;
+    let mut config = effective_config(&args)?;
     let (credentials, key) = identity::load(&config.identity)?;
     let identity = identity::Identity::new(credentials, &key)?;
     if let Some(path) = &config.identity.deny_list {
@@ -138,6 +138,14 @@ async fn run(args: Args) -> Result<(), String> {
     let mut outbound_listeners = Vec::new();
     for (n, o) in config.outbound.iter().enumerate() {
         outbound_listeners.push(bind(&format!("outbound[{n}].listen"), o.listen).await?);
+    }
+    // From here on the configuration names the addresses actually bound (port 0 resolved),
+    // so policies reading `resource.port` and `/config` see the real ones.
+    let bound = |l: &TcpListener, configured: SocketAddr| l.local_addr().unwrap_or(configured);
+    config.inbound.listen = bound(&inbound_listener, config.inbound.listen);
+    config.admin.listen = bound(&admin_listener, config.admin.listen);
+    for (o, l) in config.outbound.iter_mut().zip(&outbound_listeners) {
+        o.listen = bound(l, o.listen);
     }
     let proxy = Arc::new(Proxy::new(config, identity, &bundle)?);
     let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -398,6 +398,11 @@ async fn admin_endpoints_report_identity_policy_and_health() {
     let (_, config) = cart.admin_get("/config").await;
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(config["config"]["service"]["name"], "cart");
+    // Port 0 in the file; the effective configuration names the port bound.
+    assert_eq!(
+        config["config"]["inbound"]["listen"],
+        cart.inbound.to_string()
+    );
     assert_eq!(config["policy"]["version"], 1);
     assert_eq!(config["policy"]["hash"].as_str().unwrap().len(), 64);
     let (_, metrics) = cart.admin_get("/metrics").await;
