@@ -321,10 +321,17 @@ async fn decide_and_forward(
     let grpc = is_grpc(&request);
     let decision = {
         let authorizer = proxy.policies.current();
+        // Every header reaches the policies, whatever bytes its value holds: dropping the
+        // non-UTF-8 ones would let a client hide a header a `forbid` looks for.
         let headers: Vec<(String, String)> = request
             .headers()
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let host = request
             .headers()

@@ -37,6 +37,10 @@ permit (principal == Mesh::Workload::"spiffe://acme.internal/ns/shop/sa/frontend
         action == Mesh::Action::"POST", resource == Mesh::Service::"cart")
 when { context.path == "/api/upload" };
 
+@id("no-debug-header")
+forbid (principal, action in [Mesh::Action::"read", Mesh::Action::"write"], resource)
+when { context.headers.hasTag("x-debug") };
+
 @id("no-admin-paths")
 forbid (principal, action in [Mesh::Action::"read", Mesh::Action::"write"], resource)
 when { context.path like "/admin*" };
@@ -222,6 +226,19 @@ async fn a_denied_request_names_the_policy_that_denied_it() {
         Some("no-admin-paths")
     );
     assert_eq!(reply.body, Bytes::from("denied by no-admin-paths\n"));
+
+    // A header a policy forbids cannot be hidden behind bytes that are not UTF-8.
+    let mut sneaky = client::request("GET", "cart", "/api/items", &[], Bytes::new());
+    sneaky.headers_mut().insert(
+        "x-debug",
+        http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+    );
+    let reply = http.send(sneaky).await.unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.header("x-signet-denied-by").as_deref(),
+        Some("no-debug-header")
+    );
 
     let reply = http.get("cart", "/internal", &[]).await;
     assert_eq!(reply.status, 403);
