@@ -319,6 +319,26 @@ async fn decide_and_forward(
     // A client's own copy of the identity header is dropped before anything reads it.
     request.headers_mut().remove(&proxy.identity_header);
     let grpc = is_grpc(&request);
+    // Decide on the path the app will resolve, and send the app exactly that path.
+    let path = match crate::path::canonical(request.uri().path()) {
+        Ok(path) => path,
+        Err(e) => return status(StatusCode::BAD_REQUEST, &format!("bad request path: {e}")),
+    };
+    if path != request.uri().path() {
+        let mut parts = request.uri().clone().into_parts();
+        let with_query = match request.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        match with_query.parse() {
+            Ok(pq) => parts.path_and_query = Some(pq),
+            Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
+        }
+        match http::Uri::from_parts(parts) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
+        }
+    }
     let decision = {
         let authorizer = proxy.policies.current();
         // Every header reaches the policies, whatever bytes its value holds: dropping the
@@ -348,7 +368,7 @@ async fn decide_and_forward(
             &proxy.target(),
             &HttpRequest {
                 method: request.method().as_str(),
-                path: request.uri().path(),
+                path: &path,
                 host,
                 query: request.uri().query().unwrap_or(""),
                 headers: &headers,

@@ -6,6 +6,7 @@
 //! - [`state`]: what every listener shares ([`state::Proxy`]).
 //! - [`inbound`]: mTLS in front of the local app; Cedar on every connection and request.
 //! - [`outbound`]: local plain-text ports to upstream services over mTLS.
+//! - [`path`]: canonical request paths, so what is authorized is what the app sees.
 //! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections, round-robin balancing.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
 //! - [`reload`]: watching the bootstrap files.
@@ -17,6 +18,7 @@ pub mod inbound;
 pub mod io;
 pub mod metrics;
 pub mod outbound;
+pub mod path;
 pub mod pool;
 pub mod reload;
 pub mod state;

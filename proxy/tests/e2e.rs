@@ -240,6 +240,32 @@ async fn a_denied_request_names_the_policy_that_denied_it() {
         Some("no-debug-header")
     );
 
+    // Paths are decided as the app will resolve them.
+    for sneaky in [
+        "/api/../admin/x",
+        "//admin/x",
+        "/api/%2e%2e/admin",
+        "/%61dmin",
+    ] {
+        let reply = http.get("cart", sneaky, &[]).await;
+        assert_eq!(reply.status, 403, "{sneaky}");
+        assert_eq!(
+            reply.header("x-signet-denied-by").as_deref(),
+            Some("no-admin-paths"),
+            "{sneaky}"
+        );
+    }
+    let reply = http.get("cart", "/api/items%2F..%2Fadmin", &[]).await;
+    assert_eq!(reply.status, 400);
+    let reply = http.get("cart", "/api//items/./7?x=1", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json()["path"],
+        "/api/items/7",
+        "the app sees the authorized path"
+    );
+    assert_eq!(reply.json()["query"], "x=1");
+
     let reply = http.get("cart", "/internal", &[]).await;
     assert_eq!(reply.status, 403);
     assert_eq!(
