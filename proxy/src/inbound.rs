@@ -156,8 +156,12 @@ async fn connection(
 
 /// Resolves when a deny-list update names this connection's peer.
 async fn denied_later(proxy: &Proxy, peer: Arc<Peer>) {
+    // Subscribe, then look once: an update that landed between this connection's handshake
+    // and the subscription is not missed.
     let mut versions = proxy.identity.deny_version.subscribe();
-    while versions.changed().await.is_ok() {
+    let mut first = true;
+    while first || versions.changed().await.is_ok() {
+        first = false;
         if proxy.identity.deny.denies(&peer.id, &peer.serial) {
             proxy
                 .metrics
