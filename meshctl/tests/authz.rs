@@ -241,6 +241,22 @@ fn explain_names_the_deciding_policy_and_the_closest_permits() {
     assert_eq!(json["closest"], serde_json::json!([]));
 }
 
+/// `meshctl authz diff --old <old> --new <new> --entities <entities> <extra>...`
+fn diff(old: &str, new: &str, entities: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "authz",
+        "diff",
+        "--old",
+        old,
+        "--new",
+        new,
+        "--entities",
+        entities,
+    ];
+    args.extend_from_slice(extra);
+    meshctl(&args)
+}
+
 /// A copy of the example policies with `change` applied to `file`.
 fn changed_examples(dir: &std::path::Path, file: &str, change: impl Fn(String) -> String) {
     for name in ["shop.cedar", "guardrails.cedar"] {
@@ -259,16 +275,7 @@ fn diff_marks_widened_and_narrowed_access_and_exits_3_on_widening() {
     changed_examples(dir.path(), "shop.cedar", |t| {
         t + "\n@id(\"blog-to-cart\")\npermit (\n  principal == Mesh::Workload::\"spiffe://acme.internal/ns/blog/sa/web\",\n  action == Mesh::Action::\"connect\",\n  resource == Mesh::Service::\"cart\"\n);\n"
     });
-    let out = meshctl(&[
-        "authz",
-        "diff",
-        "--old",
-        &examples(),
-        "--new",
-        &new,
-        "--entities",
-        &entities(),
-    ]);
+    let out = diff(&examples(), &new, &entities(), &[]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     let lines: Vec<&str> = shown.lines().collect();
@@ -289,18 +296,7 @@ fn diff_marks_widened_and_narrowed_access_and_exits_3_on_widening() {
             "context.path like \"/api/v2/*\"",
         )
     });
-    let out = meshctl(&[
-        "authz",
-        "diff",
-        "--old",
-        &examples(),
-        "--new",
-        &new,
-        "--entities",
-        &entities(),
-        "-o",
-        "json",
-    ]);
+    let out = diff(&examples(), &new, &entities(), &["-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["widened"], 0);
@@ -312,16 +308,7 @@ fn diff_marks_widened_and_narrowed_access_and_exits_3_on_widening() {
     );
 
     // No change at all.
-    let out = meshctl(&[
-        "authz",
-        "diff",
-        "--old",
-        &examples(),
-        "--new",
-        &examples(),
-        "--entities",
-        &entities(),
-    ]);
+    let out = diff(&examples(), &examples(), &entities(), &[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).starts_with("0 changes in 112 decisions"));
 }
@@ -373,16 +360,7 @@ fn diff_refuses_bad_entities_and_bad_policies_with_one_line() {
         ),
     ];
     for (args, expected) in cases {
-        let out = meshctl(&[
-            "authz",
-            "diff",
-            "--old",
-            &args[0],
-            "--new",
-            &args[1],
-            "--entities",
-            &args[2],
-        ]);
+        let out = diff(&args[0], &args[1], &args[2], &[]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");

@@ -135,19 +135,32 @@ impl Mesh {
 
     /// With extra `[limits]` lines for the cart proxy.
     async fn start_limited(app_protocol: &str, limits: &str) -> Self {
+        let protocol = format!("app_protocol = \"{app_protocol}\"");
+        let limits = format!("[limits]\n{limits}");
+        Self::start_custom(
+            |cart, _| {
+                cart.replace("app_protocol = \"http1\"", &protocol)
+                    .replace("[limits]", &limits)
+            },
+            "",
+        )
+        .await
+    }
+
+    /// With the cart proxy's configuration passed through `cart` (which also gets the cart's
+    /// directory, to put files there) and `outbound` appended to the frontend's `[[outbound]]`.
+    async fn start_custom(cart: impl FnOnce(String, &Path) -> String, outbound: &str) -> Self {
         let pki = Pki::new("acme.internal");
         let dir = tempfile::tempdir().unwrap();
         let app = EchoApp::start().await;
         let cart_dir = dir.path().join("cart");
         let cart_id = pki.identity(&cart_dir, "cart", CART);
         let cart_policies = policies(&cart_dir, CART_POLICIES);
-        let cart = ProxyProcess::start(
-            &binary(),
-            dir.path(),
-            "cart",
-            &config("cart", &cart_id, &cart_policies, app.addr, app_protocol, "")
-                .replace("[limits]", &format!("[limits]\n{limits}")),
+        let cart_config = cart(
+            config("cart", &cart_id, &cart_policies, app.addr, "http1", ""),
+            &cart_dir,
         );
+        let cart = ProxyProcess::start(&binary(), dir.path(), "cart", &cart_config);
         let frontend_dir = dir.path().join("frontend");
         let frontend_id = pki.identity(&frontend_dir, "frontend", FRONTEND);
         let frontend_policies = policies(&frontend_dir, "");
@@ -161,7 +174,7 @@ impl Mesh {
                 &frontend_policies,
                 app.addr,
                 "http1",
-                &outbound_to("cart", cart.inbound, CART),
+                &format!("{}{outbound}", outbound_to("cart", cart.inbound, CART)),
             ),
         );
         Self {
@@ -508,30 +521,24 @@ async fn drain_on_sigterm_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deny_list_update_closes_live_connections_of_that_peer() {
-    let mesh = Mesh::start().await;
+    // The cart proxy reads a deny-list file, empty at first.
+    let mesh = Mesh::start_custom(
+        |cart, dir| {
+            let deny = dir.join("deny.json");
+            std::fs::write(&deny, "{\"ids\": []}").unwrap();
+            cart.replace(
+                "[policy]",
+                &format!("deny_list = \"{}\"\n\n[policy]", deny.display()),
+            )
+        },
+        "",
+    )
+    .await;
+    let deny = mesh.dir.path().join("cart").join("deny.json");
+    let cart = &mesh.cart;
     let mut http = Http::h2(mesh.to_cart()).await;
     assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
-    // Point the cart proxy at a deny-list naming the frontend: rewrite its config's file.
-    let deny = mesh.dir.path().join("cart").join("deny.json");
-    std::fs::write(&deny, "{\"ids\": []}").unwrap();
-    let config = std::fs::read_to_string(&mesh.cart.config).unwrap().replace(
-        "[policy]",
-        &format!("deny_list = \"{}\"\n\n[policy]", deny.display()),
-    );
-    let cart = ProxyProcess::start(&binary(), mesh.dir.path(), "cart-with-deny-list", &config);
-    let frontend_dir = mesh.dir.path().join("frontend");
-    let frontend_id = IdentityFiles {
-        cert: frontend_dir.join("frontend.crt"),
-        key: frontend_dir.join("frontend.key"),
-        bundle: frontend_dir.join("bundle.pem"),
-    };
-    let frontend = ProxyProcess::start(
-        &binary(),
-        mesh.dir.path(),
-        "frontend-2",
-        &config_for_frontend(&frontend_id, &frontend_dir, &mesh, cart.inbound),
-    );
-    let mut http = Http::h2(frontend.outbound["cart"]).await;
+    let mut http = Http::h2(mesh.to_cart()).await;
     assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
     std::fs::write(&deny, format!("{{\"ids\": [\"{FRONTEND}\"]}}")).unwrap();
     let refused = cart
@@ -551,53 +558,14 @@ async fn a_deny_list_update_closes_live_connections_of_that_peer() {
     assert!(cart.metric_reaching(series, 1).await >= 1);
 }
 
-fn config_for_frontend(
-    id: &IdentityFiles,
-    dir: &Path,
-    mesh: &Mesh,
-    cart: std::net::SocketAddr,
-) -> String {
-    config(
-        "frontend",
-        id,
-        &dir.join("policies"),
-        mesh.app.addr,
-        "http1",
-        &outbound_to("cart", cart, CART),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn opaque_tcp_is_authorized_per_connection() {
-    let pki = Pki::new("acme.internal");
-    let dir = tempfile::tempdir().unwrap();
-    let app = EchoApp::start().await;
-    let cart_id = pki.identity(&dir.path().join("cart"), "cart", CART);
-    let cart_policies = policies(&dir.path().join("cart"), CART_POLICIES);
-    let cart = ProxyProcess::start(
-        &binary(),
-        dir.path(),
-        "cart",
-        &config("cart", &cart_id, &cart_policies, app.addr, "http1", "")
-            .replace("app_protocol = \"http1\"", "protocol = \"tcp\""),
-    );
-    let frontend_id = pki.identity(&dir.path().join("frontend"), "frontend", FRONTEND);
-    let frontend = ProxyProcess::start(
-        &binary(),
-        dir.path(),
-        "frontend",
-        &config(
-            "frontend",
-            &frontend_id,
-            &policies(&dir.path().join("frontend"), ""),
-            app.addr,
-            "http1",
-            &format!(
-                "{}protocol = \"tcp\"\n",
-                outbound_to("cart", cart.inbound, CART)
-            ),
-        ),
-    );
+    let mesh = Mesh::start_custom(
+        |cart, _| cart.replace("app_protocol = \"http1\"", "protocol = \"tcp\""),
+        "protocol = \"tcp\"\n",
+    )
+    .await;
+    let (cart, frontend) = (&mesh.cart, &mesh.frontend);
     // Bytes pass untouched: the app sees the app's own headers, no identity header, and no
     // per-request decision (an /admin path goes through).
     let mut http = Http::h1(frontend.outbound["cart"]).await;
@@ -748,34 +716,8 @@ async fn bodies_over_the_limit_and_idle_connections_are_cut() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_http2_multiplexes_http1_requests_between_the_proxies() {
-    let pki = Pki::new("acme.internal");
-    let dir = tempfile::tempdir().unwrap();
-    let app = EchoApp::start().await;
-    let cart_id = pki.identity(&dir.path().join("cart"), "cart", CART);
-    let cart_policies = policies(&dir.path().join("cart"), CART_POLICIES);
-    let cart = ProxyProcess::start(
-        &binary(),
-        dir.path(),
-        "cart",
-        &config("cart", &cart_id, &cart_policies, app.addr, "http1", ""),
-    );
-    let frontend_id = pki.identity(&dir.path().join("frontend"), "frontend", FRONTEND);
-    let frontend = ProxyProcess::start(
-        &binary(),
-        dir.path(),
-        "frontend",
-        &config(
-            "frontend",
-            &frontend_id,
-            &policies(&dir.path().join("frontend"), ""),
-            app.addr,
-            "http1",
-            &format!(
-                "{}upstream_http = \"http2\"\n",
-                outbound_to("cart", cart.inbound, CART)
-            ),
-        ),
-    );
+    let mesh = Mesh::start_custom(|cart, _| cart, "upstream_http = \"http2\"\n").await;
+    let (cart, frontend) = (&mesh.cart, &mesh.frontend);
     for _ in 0..3 {
         let mut http = Http::h1(frontend.outbound["cart"]).await;
         assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
