@@ -229,6 +229,11 @@ impl PolicyBundle {
         Ok(Self::assemble(policies, origins))
     }
 
+    /// A bundle with no policies: it denies everything.
+    pub fn empty() -> Self {
+        Self::assemble(PolicySet::new(), BTreeMap::new())
+    }
+
     /// A bundle of already-validated policies.
     pub(crate) fn assemble(policies: PolicySet, origins: BTreeMap<String, PolicyOrigin>) -> Self {
         let hash = content_hash(&origins);

@@ -100,12 +100,28 @@ impl PeerCheck {
 /// A server's verifier of client certificates: a client must present an SVID of the bundle's
 /// trust domain that passes the filter.
 #[derive(Debug)]
-pub struct SpiffeClientVerifier(PeerCheck);
+pub struct SpiffeClientVerifier {
+    check: PeerCheck,
+    mandatory: bool,
+}
 
 impl SpiffeClientVerifier {
     /// Verifies against `bundle` and then `filter` (a deny-list, usually).
     pub fn new(bundle: SharedBundle, filter: Arc<dyn PeerFilter>) -> Self {
-        Self(PeerCheck { bundle, filter })
+        Self {
+            check: PeerCheck { bundle, filter },
+            mandatory: true,
+        }
+    }
+
+    /// Like [`Self::new`], but a client may also connect without a certificate (the control
+    /// plane's join call, operators with a bearer token); one that presents a certificate is
+    /// verified just the same. Whoever serves must then tell the two apart.
+    pub fn optional(bundle: SharedBundle, filter: Arc<dyn PeerFilter>) -> Self {
+        Self {
+            mandatory: false,
+            ..Self::new(bundle, filter)
+        }
     }
 }
 
@@ -114,13 +130,17 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         &[]
     }
 
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        self.0
+        self.check
             .chain(end_entity, intermediates, now, Usage::Client)?;
         Ok(ClientCertVerified::assertion())
     }

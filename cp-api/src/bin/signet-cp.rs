@@ -1,0 +1,171 @@
+//! `signet-cp`, the control plane: issues identities, stores and distributes policies, keeps
+//! the service registry, and serves operators.
+//!
+//! On start it prints one JSON line on stdout with the bound addresses (so port 0 works),
+//! then the `set -a; . <dir>/meshctl.env` hint on stderr, then logs to stderr. Bad arguments
+//! or an unusable data directory: one line on stderr and exit 1. SIGTERM/SIGINT: exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use signet_cp::server::{Options, start};
+
+#[derive(Debug, Parser)]
+#[command(name = "signet-cp", version, about = "Signet's control plane")]
+struct Args {
+    /// Data directory (CA, store, operator credentials). Default: $XDG_DATA_HOME/signet or
+    /// ~/.local/share/signet.
+    #[arg(long, env = "SIGNET_CP_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Trust domain of a new data directory (default signet.local); an existing one keeps its own.
+    #[arg(long, value_name = "TD")]
+    trust_domain: Option<String>,
+    /// gRPC listener for proxies.
+    #[arg(long, default_value = "127.0.0.1:15010", value_name = "ADDR")]
+    grpc_listen: SocketAddr,
+    /// REST listener for operators.
+    #[arg(long, default_value = "127.0.0.1:15011", value_name = "ADDR")]
+    api_listen: SocketAddr,
+    /// Store URL (default: sqlite file signet.db in the data dir).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Default SVID lifetime (e.g. 1h, 30m, 20s).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    svid_ttl: Duration,
+    /// Proxy heartbeat interval; three missed heartbeats remove an endpoint.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    heartbeat_interval: Duration,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 10m, 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}` is not a duration like 30s, 10m, 1h")),
+    };
+    if secs == 0 {
+        return Err("a duration must be more than zero".to_owned());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn default_data_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("signet"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or("no --data-dir given and neither XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/signet"))
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!(
+                "signet-cp: {}",
+                text.lines().next().unwrap_or("bad arguments")
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("signet-cp: error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signet-cp: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
+    let running = start(Options {
+        data_dir,
+        trust_domain: args.trust_domain,
+        grpc_listen: args.grpc_listen,
+        api_listen: args.api_listen,
+        store: args.store,
+        svid_ttl: args.svid_ttl,
+        heartbeat_interval: args.heartbeat_interval,
+    })
+    .await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "grpc": running.grpc.to_string(),
+            "api": running.api.to_string(),
+            "data_dir": running.data_dir.display().to_string(),
+            "trust_domain": running.trust_domain,
+            "env": running.env_file.display().to_string(),
+        })
+    );
+    eprintln!(
+        "signet-cp: to point meshctl here: set -a; . {}",
+        running.env_file.display()
+    );
+    tracing::info!(grpc = %running.grpc, api = %running.api, "signet-cp started");
+    shutdown_signal().await;
+    running.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The data directory, opened or created on start.
+//!
+//! ```text
+//! <data-dir>/            0700
+//!   ca/                  the built-in CA (keys 0600)
+//!   signet.db            the SQLite store (unless --store names another)
+//!   operators.cedar      who may operate the control plane (written once, then the operator's)
+//!   admin.token          the admin bearer token, 0600 (delete it to have a new one made)
+//!   bundle.pem           the trust bundle: what meshctl and new proxies trust (SIGNET_CA)
+//!   meshctl.env          SIGNET_CP, SIGNET_TOKEN, SIGNET_CA for `set -a; . meshctl.env`, 0600
+//! ```
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ring::rand::{SecureRandom as _, SystemRandom};
+use signet_ca::{Authority as _, BuiltinAuthority, BuiltinOptions, SignRequest, SvidProfile};
+use signet_spiffe::tls::{SharedBundle, SvidResolver, shared_bundle};
+use signet_spiffe::verify::DenyList;
+use signet_spiffe::{Serial, SpiffeId, TrustDomain, WorkloadKey};
+use tokio::sync::watch;
+
+use crate::server::Options;
+use crate::server::hub::Hub;
+use crate::server::operators::{OperatorPolicies, admin_id, default_policies};
+use crate::server::rest::sha256;
+use crate::server::store::{SqliteStore, Store};
+
+/// The trust domain of a new data directory when none is given.
+pub const DEFAULT_TRUST_DOMAIN: &str = "signet.local";
+/// The lifetime asked for the control plane's own SVID.
+const OWN_SVID_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything opened from the data directory.
+#[derive(Debug)]
+pub struct Boot {
+    pub hub: Arc<Hub>,
+    pub resolver: Arc<SvidResolver>,
+    pub bundle: SharedBundle,
+    pub deny: Arc<DenyList>,
+    pub operators: Arc<OperatorPolicies>,
+    data_dir: PathBuf,
+    admin_token: String,
+}
+
+/// What renewing the control plane's own SVID needs.
+#[derive(Debug)]
+pub struct Renewal {
+    hub: Arc<Hub>,
+    resolver: Arc<SvidResolver>,
+    deny: Arc<DenyList>,
+    next: std::time::SystemTime,
+}
+
+/// Writes `contents` to `path` with mode 0600, atomically.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| format!("writing `{}`: {e}", path.display()))
+}
+
+fn random_hex(bytes: usize) -> Result<String, String> {
+    let mut b = vec![0u8; bytes];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "no secure random source".to_owned())?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn own_id(td: &TrustDomain) -> Result<SpiffeId, String> {
+    td.workload("/signet/control-plane")
+        .map_err(|e| e.to_string())
+}
+
+/// The control plane's own identity.
+fn issue_own(authority: &BuiltinAuthority, resolver: &SvidResolver) -> Result<SystemTime, String> {
+    let id = own_id(authority.trust_domain())?;
+    let key = WorkloadKey::generate().map_err(|e| e.to_string())?;
+    let csr = key.csr(&id).map_err(|e| e.to_string())?;
+    let svid = authority
+        .issue(SignRequest {
+            csr: &csr,
+            id: &id,
+            ttl: Some(OWN_SVID_TTL),
+        })
+        .map_err(|e| format!("issuing the control plane's SVID: {e}"))?;
+    resolver
+        .update(&svid, &key)
+        .map_err(|e| format!("loading the control plane's SVID: {e}"))?;
+    Ok(svid.refresh_at())
+}
+
+fn trust_domain(options: &Options) -> Result<TrustDomain, String> {
+    let marker = options.data_dir.join("ca").join("trust-domain");
+    let existing = std::fs::read_to_string(&marker).ok();
+    let name = match (&options.trust_domain, &existing) {
+        (Some(given), _) => given.clone(),
+        (None, Some(found)) => found.trim().to_owned(),
+        (None, None) => DEFAULT_TRUST_DOMAIN.to_owned(),
+    };
+    TrustDomain::new(&name).map_err(|e| format!("--trust-domain `{name}`: {e}"))
+}
+
+/// Opens the data directory, creating whatever is missing.
+pub async fn open(options: &Options) -> Result<Boot, String> {
+    let dir = &options.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating `{}`: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("securing `{}`: {e}", dir.display()))?;
+    let td = trust_domain(options)?;
+    let authority = BuiltinAuthority::open(
+        &dir.join("ca"),
+        &td,
+        BuiltinOptions {
+            profile: SvidProfile {
+                default_ttl: options.svid_ttl,
+                ..SvidProfile::default()
+            },
+            ..BuiltinOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let authority = Arc::new(authority);
+
+    let store: Arc<dyn Store> = match &options.store {
+        None => {
+            let path = dir.join("signet.db");
+            let store = SqliteStore::open(&path).await.map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("securing `{}`: {e}", path.display()))?;
+            Arc::new(store)
+        }
+        Some(url) if url.starts_with("sqlite:") => Arc::new(
+            SqliteStore::open_url(url)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        Some(url) => {
+            return Err(format!(
+                "--store `{url}`: only sqlite: URLs are supported by this build"
+            ));
+        }
+    };
+
+    let operators_file = dir.join("operators.cedar");
+    if !operators_file.exists() {
+        write_private(&operators_file, &default_policies(&td)?)?;
+    }
+    let operators = Arc::new(OperatorPolicies::load(&operators_file)?);
+
+    let token_file = dir.join("admin.token");
+    let admin_token = match std::fs::read_to_string(&token_file) {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        _ => {
+            let token = random_hex(32)?;
+            store
+                .put_operator_token("admin", admin_id(&td)?.as_str(), sha256(token.as_bytes()))
+                .await
+                .map_err(|e| e.to_string())?;
+            write_private(&token_file, &format!("{token}\n"))?;
+            token
+        }
+    };
+
+    let bundle = authority.bundle();
+    write_private(&dir.join("bundle.pem"), &bundle.to_pem())?;
+    let resolver = Arc::new(SvidResolver::new());
+    issue_own(&authority, &resolver)?;
+    let hub = Hub::load(
+        td,
+        Arc::clone(&authority),
+        store,
+        options.heartbeat_interval,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Boot {
+        hub: Arc::new(hub),
+        resolver,
+        bundle: shared_bundle(bundle),
+        deny: Arc::new(DenyList::new()),
+        operators,
+        data_dir: dir.clone(),
+        admin_token,
+    })
+}
+
+impl Boot {
+    /// Writes `meshctl.env` naming the API at `api`; returns its path.
+    pub fn write_env(&self, api: SocketAddr) -> Result<PathBuf, String> {
+        let path = self.data_dir.join("meshctl.env");
+        let dir = std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        write_private(
+            &path,
+            &format!(
+                "SIGNET_CP=https://{api}\nSIGNET_TOKEN={}\nSIGNET_CA={}\n",
+                self.admin_token,
+                dir.join("bundle.pem").display()
+            ),
+        )?;
+        Ok(dir.join("meshctl.env"))
+    }
+
+    /// What the renewal task needs.
+    pub fn clone_for_renewal(&self) -> Renewal {
+        Renewal {
+            hub: Arc::clone(&self.hub),
+            resolver: Arc::clone(&self.resolver),
+            deny: Arc::clone(&self.deny),
+            next: SystemTime::now() + OWN_SVID_TTL / 2,
+        }
+    }
+}
+
+/// Renews the control plane's own SVID at half-life, and keeps the handshake deny-list in
+/// step with the hub's.
+pub async fn renew_own_svid(mut renewal: Renewal, mut stop: watch::Receiver<bool>) {
+    let mut changes = renewal.hub.subscribe();
+    loop {
+        let deny = renewal.hub.deny_list();
+        renewal.deny.replace(
+            deny.spiffe_ids.iter().filter_map(|s| s.parse().ok()),
+            deny.serials.iter().filter_map(|s| Serial::from_hex(s)),
+        );
+        let wait = renewal
+            .next
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {
+                match issue_own(&renewal.hub.authority, &renewal.resolver) {
+                    Ok(next) => renewal.next = next,
+                    Err(e) => {
+                        tracing::error!(error = %e, "renewing the control plane's SVID failed");
+                        renewal.next = SystemTime::now() + Duration::from_secs(30);
+                    }
+                }
+            }
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

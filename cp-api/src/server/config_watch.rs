@@ -1,0 +1,98 @@
+//! `signet.v1.Config`: one stream per proxy carrying everything it enforces. The stream
+//! sends the proxy's view at once, then again whenever the control plane changes something
+//! that view contains (a policy version, the bundle, the deny-list, an upstream's
+//! endpoints); changes elsewhere in the mesh send nothing.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use signet_policy::ServiceRef;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::api::v1 as pb;
+use crate::server::hub::Hub;
+use crate::server::identity::caller;
+
+/// Most upstreams one proxy may ask for.
+const MAX_UPSTREAMS: usize = 256;
+
+/// The service a SPIFFE ID runs as: `ns/<namespace>/sa/<service>`.
+pub fn service_of(id: &signet_spiffe::SpiffeId) -> Result<ServiceRef, Status> {
+    id.namespace_and_account()
+        .map(|(ns, sa)| ServiceRef::new(sa, ns))
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "`{id}` does not name a service (expected spiffe://<trust-domain>/ns/<namespace>/sa/<service>)"
+            ))
+        })
+}
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct ConfigService {
+    hub: Arc<Hub>,
+}
+
+impl ConfigService {
+    /// The service over `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+type ConfigStream = Pin<Box<dyn Stream<Item = Result<pb::ProxyConfig, Status>> + Send>>;
+
+fn same_content(a: &pb::ProxyConfig, b: &pb::ProxyConfig) -> bool {
+    a.policies == b.policies
+        && a.bundle == b.bundle
+        && a.deny == b.deny
+        && a.upstreams == b.upstreams
+}
+
+#[tonic::async_trait]
+impl pb::config_server::Config for ConfigService {
+    type WatchStream = ConfigStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let id = caller(&request, &self.hub)?;
+        let service = service_of(&id)?;
+        let mut upstreams = request.into_inner().upstreams;
+        if upstreams.len() > MAX_UPSTREAMS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_UPSTREAMS} upstreams"
+            )));
+        }
+        upstreams.sort();
+        upstreams.dedup();
+        tracing::info!(spiffe_id = %id, upstreams = ?upstreams, "config stream opened");
+        let hub = Arc::clone(&self.hub);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut changes = hub.subscribe();
+            let mut last: Option<pb::ProxyConfig> = None;
+            loop {
+                // Mark the current generation seen before reading the state, so a change
+                // made while computing wakes the loop again.
+                changes.borrow_and_update();
+                let config = hub.config_for(&service, &upstreams);
+                if !last.as_ref().is_some_and(|l| same_content(l, &config)) {
+                    if tx.send(Ok(config.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(config);
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

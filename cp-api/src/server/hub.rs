@@ -1,0 +1,363 @@
+//! The control plane's live state, shared by the gRPC services and the REST API: the applied
+//! policies, the deny-list, the registry of proxies, and a change counter that every config
+//! stream follows.
+//!
+//! Stored state (policies, deny-list) is written to the store first and published here only
+//! after the write committed, so what proxies receive is always something the store kept.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use signet_ca::{Authority, BuiltinAuthority};
+use signet_policy::{PolicyBundle, PolicySource, ServiceRef};
+use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain};
+use tokio::sync::watch;
+
+use crate::api::v1 as pb;
+use crate::server::store::{DenyEntry, PolicyVersion, Store, StoreError, StoredFile};
+
+/// The policies being distributed.
+#[derive(Debug)]
+pub struct Applied {
+    /// Their version's record (`None` until the first apply).
+    pub meta: Option<PolicyVersion>,
+    /// The validated bundle, versioned.
+    pub bundle: Arc<PolicyBundle>,
+    /// The files as applied.
+    pub files: Vec<StoredFile>,
+}
+
+/// A registered proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyEntry {
+    pub instance: String,
+    pub spiffe_id: SpiffeId,
+    pub service: String,
+    pub namespace: String,
+    pub endpoint: String,
+    pub admin: String,
+    pub serial: String,
+    pub config_version: u64,
+    pub policy_version: u64,
+    pub registered_at: SystemTime,
+    pub last_seen: SystemTime,
+    seen: Instant,
+}
+
+/// The shared state.
+#[derive(Debug)]
+pub struct Hub {
+    pub trust_domain: TrustDomain,
+    pub authority: Arc<BuiltinAuthority>,
+    pub store: Arc<dyn Store>,
+    pub heartbeat_interval: Duration,
+    pub started: SystemTime,
+    applied: RwLock<Arc<Applied>>,
+    deny: RwLock<Arc<pb::DenyList>>,
+    registry: Mutex<HashMap<String, ProxyEntry>>,
+    changes: watch::Sender<u64>,
+}
+
+/// A change could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored policy version {version} no longer validates: {problems}")]
+    Invalid { version: u64, problems: String },
+}
+
+fn read<T: ?Sized>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    match lock.read() {
+        Ok(guard) => Arc::clone(&guard),
+        Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    }
+}
+
+fn write<T: ?Sized>(lock: &RwLock<Arc<T>>, value: Arc<T>) {
+    match lock.write() {
+        Ok(mut guard) => *guard = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
+}
+
+/// Parses stored files as a bundle of `version`.
+pub fn bundle_of(files: &[StoredFile], version: u64) -> Result<PolicyBundle, String> {
+    let sources: Vec<PolicySource> = files
+        .iter()
+        .map(|f| PolicySource {
+            name: f.name.clone(),
+            text: f.text.clone(),
+        })
+        .collect();
+    PolicyBundle::from_sources(&sources)
+        .map(|b| b.with_version(version))
+        .map_err(|e| e.to_string())
+}
+
+impl Hub {
+    /// The hub over `store`, loading the latest policies and the deny-list from it.
+    pub async fn load(
+        trust_domain: TrustDomain,
+        authority: Arc<BuiltinAuthority>,
+        store: Arc<dyn Store>,
+        heartbeat_interval: Duration,
+    ) -> Result<Self, HubError> {
+        let hub = Self {
+            trust_domain,
+            authority,
+            store,
+            heartbeat_interval,
+            started: SystemTime::now(),
+            applied: RwLock::new(Arc::new(Applied {
+                meta: None,
+                bundle: Arc::new(PolicyBundle::empty()),
+                files: Vec::new(),
+            })),
+            deny: RwLock::new(Arc::new(pb::DenyList::default())),
+            registry: Mutex::new(HashMap::new()),
+            changes: watch::channel(1).0,
+        };
+        if let Some((meta, files)) = hub.store.latest_policies().await? {
+            hub.publish_policies(meta, files)?;
+        }
+        hub.reload_deny_list().await?;
+        Ok(hub)
+    }
+
+    /// The policies being distributed.
+    pub fn applied(&self) -> Arc<Applied> {
+        read(&self.applied)
+    }
+
+    /// Publishes a committed policy version to every proxy.
+    pub fn publish_policies(
+        &self,
+        meta: PolicyVersion,
+        files: Vec<StoredFile>,
+    ) -> Result<(), HubError> {
+        let bundle = bundle_of(&files, meta.version).map_err(|problems| HubError::Invalid {
+            version: meta.version,
+            problems,
+        })?;
+        write(
+            &self.applied,
+            Arc::new(Applied {
+                meta: Some(meta),
+                bundle: Arc::new(bundle),
+                files,
+            }),
+        );
+        self.changed();
+        Ok(())
+    }
+
+    /// Re-reads the deny-list from the store and publishes it.
+    pub async fn reload_deny_list(&self) -> Result<(), HubError> {
+        let entries: Vec<DenyEntry> = self.store.deny_list().await?;
+        let mut list = pb::DenyList::default();
+        for e in entries {
+            match e.kind.as_str() {
+                "spiffe_id" => list.spiffe_ids.push(e.value),
+                _ => list.serials.push(e.value),
+            }
+        }
+        write(&self.deny, Arc::new(list));
+        self.changed();
+        Ok(())
+    }
+
+    /// The deny-list being distributed.
+    pub fn deny_list(&self) -> Arc<pb::DenyList> {
+        read(&self.deny)
+    }
+
+    /// The trust bundle as the API sends it.
+    pub fn bundle(&self) -> pb::TrustBundle {
+        bundle_message(&self.authority.bundle())
+    }
+
+    /// Bumps the change counter: every config stream recomputes its proxy's view.
+    pub fn changed(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Follows the change counter.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The current change counter.
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    fn with_registry<T>(&self, f: impl FnOnce(&mut HashMap<String, ProxyEntry>) -> T) -> T {
+        match self.registry.lock() {
+            Ok(mut guard) => f(&mut guard),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Registers (or re-registers) a proxy instance.
+    #[expect(clippy::too_many_arguments, reason = "one registration's fields")]
+    pub fn register(
+        &self,
+        instance: String,
+        spiffe_id: SpiffeId,
+        service: String,
+        namespace: String,
+        endpoint: String,
+        admin: String,
+        serial: String,
+    ) {
+        let now = SystemTime::now();
+        let endpoint_changed = self.with_registry(|r| {
+            let before = r
+                .get(&instance)
+                .map(|e| (e.endpoint.clone(), e.service.clone()));
+            let registered_at = r.get(&instance).map_or(now, |e| e.registered_at);
+            let (config_version, policy_version) = r
+                .get(&instance)
+                .map_or((0, 0), |e| (e.config_version, e.policy_version));
+            let changed = before != Some((endpoint.clone(), service.clone()));
+            r.insert(
+                instance.clone(),
+                ProxyEntry {
+                    instance,
+                    spiffe_id,
+                    service,
+                    namespace,
+                    endpoint,
+                    admin,
+                    serial,
+                    config_version,
+                    policy_version,
+                    registered_at,
+                    last_seen: now,
+                    seen: Instant::now(),
+                },
+            );
+            changed
+        });
+        if endpoint_changed {
+            self.changed();
+        }
+    }
+
+    /// Records a heartbeat; `false` if the instance is not registered (it must register again).
+    pub fn heartbeat(
+        &self,
+        instance: &str,
+        caller: &SpiffeId,
+        config_version: u64,
+        policy_version: u64,
+        serial: String,
+    ) -> bool {
+        self.with_registry(|r| match r.get_mut(instance) {
+            Some(e) if e.spiffe_id == *caller => {
+                e.config_version = config_version;
+                e.policy_version = policy_version;
+                e.serial = serial;
+                e.last_seen = SystemTime::now();
+                e.seen = Instant::now();
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// Removes proxies whose heartbeats stopped; returns how many.
+    pub fn expire(&self, after: Duration) -> usize {
+        let removed = self.with_registry(|r| {
+            let before = r.len();
+            r.retain(|_, e| e.seen.elapsed() < after);
+            before - r.len()
+        });
+        if removed > 0 {
+            self.changed();
+        }
+        removed
+    }
+
+    /// Every registered proxy, by service then instance.
+    pub fn proxies(&self) -> Vec<ProxyEntry> {
+        let mut all: Vec<ProxyEntry> = self.with_registry(|r| r.values().cloned().collect());
+        all.sort_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
+        all
+    }
+
+    /// What the proxy of `service` in `namespace` must enforce, with the endpoints of
+    /// `upstreams`.
+    pub fn config_for(&self, service: &ServiceRef, upstreams: &[String]) -> pb::ProxyConfig {
+        let applied = self.applied();
+        let slice = applied.bundle.slice_for(service);
+        let proxies = self.proxies();
+        let upstreams = upstreams
+            .iter()
+            .map(|name| {
+                let members: Vec<&ProxyEntry> =
+                    proxies.iter().filter(|p| p.service == *name).collect();
+                let endpoints: BTreeSet<String> =
+                    members.iter().map(|p| p.endpoint.clone()).collect();
+                let identities: BTreeSet<String> = members
+                    .iter()
+                    .map(|p| p.spiffe_id.as_str().to_owned())
+                    .collect();
+                pb::Upstream {
+                    service: name.clone(),
+                    endpoints: endpoints.into_iter().collect(),
+                    identities: identities.into_iter().collect(),
+                }
+            })
+            .collect();
+        pb::ProxyConfig {
+            version: self.generation(),
+            policies: Some(pb::PolicySlice {
+                version: applied.meta.as_ref().map_or(0, |m| m.version),
+                bundle_hash: applied.bundle.hash().to_owned(),
+                files: slice_files(&slice),
+            }),
+            bundle: Some(self.bundle()),
+            deny: Some((*self.deny_list()).clone()),
+            upstreams,
+        }
+    }
+}
+
+/// A slice's policies as files: each policy's text under the file it came from, in source
+/// order, so the proxy re-validates exactly what was applied.
+pub fn slice_files(slice: &PolicyBundle) -> Vec<pb::PolicyFile> {
+    let mut by_file: BTreeMap<&str, Vec<(usize, usize, &str)>> = BTreeMap::new();
+    for origin in slice.origins().values() {
+        by_file.entry(origin.file.as_str()).or_default().push((
+            origin.line,
+            origin.col,
+            origin.text.as_str(),
+        ));
+    }
+    by_file
+        .into_iter()
+        .map(|(name, mut policies)| {
+            policies.sort_unstable();
+            pb::PolicyFile {
+                name: name.to_owned(),
+                text: policies
+                    .iter()
+                    .map(|(_, _, text)| *text)
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+            }
+        })
+        .collect()
+}
+
+/// A trust bundle as the API sends it.
+pub fn bundle_message(bundle: &TrustBundle) -> pb::TrustBundle {
+    pb::TrustBundle {
+        trust_domain: bundle.trust_domain().as_str().to_owned(),
+        roots: bundle.roots().map(|r| r.to_vec()).collect(),
+        sequence: bundle.sequence(),
+    }
+}

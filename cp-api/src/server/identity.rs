@@ -1,0 +1,203 @@
+//! `signet.v1.Identity`: SVIDs for proxies. A join token buys the first one; after that a
+//! proxy renews over mTLS with the SVID it holds, and only for the identity it names.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls_pki_types::CertificateSigningRequestDer;
+use signet_ca::token::{TokenRecord, TokenStoreError};
+use signet_ca::{
+    Authority, AuthorityError, BoxFuture, JoinTokens, SignRequest, TokenError, TokenStore,
+};
+use signet_spiffe::{SpiffeId, X509Svid};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::api::v1 as pb;
+use crate::server::hub::Hub;
+use crate::server::store::{IssuedCertificate, Store, unix_ms};
+use crate::server::tls::Peer;
+
+/// Largest CSR accepted.
+const MAX_CSR_LEN: usize = 16 * 1024;
+
+/// Join tokens kept in the control plane's store.
+#[derive(Debug, Clone)]
+pub struct Tokens(pub Arc<dyn Store>);
+
+impl TokenStore for Tokens {
+    fn insert(&self, record: TokenRecord) -> BoxFuture<'_, Result<(), TokenStoreError>> {
+        self.0.insert_token(record)
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, TokenStoreError>> {
+        self.0.get_token(id)
+    }
+
+    fn mark_used<'a>(
+        &'a self,
+        id: &'a str,
+        at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        self.0.mark_token_used(id, at)
+    }
+}
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct IdentityService {
+    hub: Arc<Hub>,
+    tokens: JoinTokens<Tokens>,
+}
+
+impl IdentityService {
+    /// The service over `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        let tokens = JoinTokens::new(Tokens(Arc::clone(&hub.store)));
+        Self { hub, tokens }
+    }
+
+    async fn sign(
+        &self,
+        id: &SpiffeId,
+        csr: Vec<u8>,
+        ttl_seconds: u32,
+        kind: &str,
+    ) -> Result<pb::IssueResponse, Status> {
+        if csr.len() > MAX_CSR_LEN {
+            return Err(Status::invalid_argument("CSR is too large"));
+        }
+        let csr = CertificateSigningRequestDer::from(csr);
+        let ttl = (ttl_seconds > 0).then(|| Duration::from_secs(u64::from(ttl_seconds)));
+        let svid = self
+            .hub
+            .authority
+            .sign(SignRequest { csr: &csr, id, ttl })
+            .await
+            .map_err(authority_status)?;
+        self.hub
+            .store
+            .record_certificate(record(&svid, kind))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(spiffe_id = %id, serial = %svid.serial(), kind, "SVID issued");
+        Ok(pb::IssueResponse {
+            spiffe_id: id.as_str().to_owned(),
+            chain: svid.chain().iter().map(|c| c.to_vec()).collect(),
+            bundle: Some(self.hub.bundle()),
+        })
+    }
+}
+
+fn record(svid: &X509Svid, kind: &str) -> IssuedCertificate {
+    IssuedCertificate {
+        serial: svid.serial().to_string(),
+        spiffe_id: svid.id().as_str().to_owned(),
+        not_before: unix_ms(svid.not_before()),
+        not_after: unix_ms(svid.not_after()),
+        issued_at: unix_ms(SystemTime::now()),
+        kind: kind.to_owned(),
+    }
+}
+
+fn authority_status(e: AuthorityError) -> Status {
+    match e {
+        AuthorityError::Csr(e) => Status::invalid_argument(format!("CSR refused: {e}")),
+        AuthorityError::ForeignId { .. } => Status::permission_denied(e.to_string()),
+        AuthorityError::Unavailable(_) => Status::unavailable(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn token_status(e: TokenError) -> Status {
+    match e {
+        TokenError::Store(e) => Status::internal(e.to_string()),
+        TokenError::Malformed => Status::invalid_argument(e.to_string()),
+        other => Status::unauthenticated(other.to_string()),
+    }
+}
+
+/// The caller's current certificate, or the status that refuses the call.
+pub fn caller<T>(request: &Request<T>, hub: &Hub) -> Result<SpiffeId, Status> {
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .and_then(|p| p.certificate.clone())
+        .ok_or_else(|| Status::unauthenticated("this call needs a client SVID"))?;
+    if !peer.is_current() {
+        return Err(Status::unauthenticated("the client SVID has expired"));
+    }
+    let deny = hub.deny_list();
+    if deny.spiffe_ids.iter().any(|d| d == peer.id.as_str())
+        || deny.serials.iter().any(|s| *s == peer.serial.to_string())
+    {
+        return Err(Status::permission_denied("the client SVID is deny-listed"));
+    }
+    Ok(peer.id)
+}
+
+type BundleStream = Pin<Box<dyn Stream<Item = Result<pb::TrustBundle, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::identity_server::Identity for IdentityService {
+    async fn issue(
+        &self,
+        request: Request<pb::IssueRequest>,
+    ) -> Result<Response<pb::IssueResponse>, Status> {
+        let remote = request.extensions().get::<Peer>().map(|p| p.remote);
+        let body = request.into_inner();
+        let id = self.tokens.redeem(&body.join_token).await.map_err(|e| {
+            tracing::warn!(?remote, error = %e, "join refused");
+            token_status(e)
+        })?;
+        self.sign(&id, body.csr, body.ttl_seconds, "issue")
+            .await
+            .map(Response::new)
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::IssueResponse>, Status> {
+        let id = caller(&request, &self.hub)?;
+        let body = request.into_inner();
+        self.sign(&id, body.csr, body.ttl_seconds, "renew")
+            .await
+            .map(Response::new)
+    }
+
+    type WatchBundleStream = BundleStream;
+
+    async fn watch_bundle(
+        &self,
+        request: Request<pb::WatchBundleRequest>,
+    ) -> Result<Response<Self::WatchBundleStream>, Status> {
+        caller(&request, &self.hub)?;
+        let hub = Arc::clone(&self.hub);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut changes = hub.subscribe();
+            let mut last = None;
+            loop {
+                let bundle = hub.bundle();
+                if last.as_ref() != Some(&bundle) {
+                    if tx.send(Ok(bundle.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(bundle);
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

@@ -1,0 +1,209 @@
+//! The `signet-cp` server: the gRPC API for proxies, the REST API for operators, and what
+//! they share.
+//!
+//! - [`bootstrap`]: the data directory: CA, store, operator policies, admin token, meshctl.env.
+//! - [`hub`]: live state (applied policies, deny-list, registry) and the change counter.
+//! - [`identity`], [`config_watch`], [`registry`]: the gRPC services.
+//! - [`rest`] and [`operators`]: the operator API and who may use it.
+//! - [`store`]: durable state behind a trait; SQLite by default.
+//! - [`tls`]: both listeners' TLS and what a handshake proved about the client.
+
+pub mod bootstrap;
+pub mod config_watch;
+pub mod hub;
+pub mod identity;
+pub mod operators;
+pub mod registry;
+pub mod rest;
+pub mod store;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::v1 as pb;
+
+/// How the control plane runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the CA, the store and the operator credentials live.
+    pub data_dir: PathBuf,
+    /// The trust domain; `None`: the data dir's, or `signet.local` for a new one.
+    pub trust_domain: Option<String>,
+    /// The gRPC listener (proxies).
+    pub grpc_listen: SocketAddr,
+    /// The REST listener (operators).
+    pub api_listen: SocketAddr,
+    /// The store URL; `None`: `sqlite` file `signet.db` in the data dir.
+    pub store: Option<String>,
+    /// Default SVID lifetime.
+    pub svid_ttl: Duration,
+    /// How often proxies heartbeat; three missed heartbeats remove an endpoint.
+    pub heartbeat_interval: Duration,
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound gRPC address.
+    pub grpc: SocketAddr,
+    /// The bound REST address.
+    pub api: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The trust domain.
+    pub trust_domain: String,
+    /// `meshctl.env`.
+    pub env_file: PathBuf,
+    /// The shared state.
+    pub hub: Arc<hub::Hub>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops accepting work.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// Starts the control plane: opens (or creates) the data directory, binds both listeners and
+/// serves until [`Running::shutdown`].
+pub async fn start(options: Options) -> Result<Running, String> {
+    let boot = bootstrap::open(&options).await?;
+    let grpc_listener = TcpListener::bind(options.grpc_listen)
+        .await
+        .map_err(|e| format!("--grpc-listen {}: {e}", options.grpc_listen))?;
+    let api_listener = TcpListener::bind(options.api_listen)
+        .await
+        .map_err(|e| format!("--api-listen {}: {e}", options.api_listen))?;
+    let grpc = grpc_listener.local_addr().map_err(|e| e.to_string())?;
+    let api = api_listener.local_addr().map_err(|e| e.to_string())?;
+    let env_file = boot.write_env(api)?;
+    let hub = Arc::clone(&boot.hub);
+    let (shutdown, _) = watch::channel(false);
+
+    let grpc_tls = tls::server_config(
+        Arc::clone(&boot.resolver),
+        Arc::clone(&boot.bundle),
+        Arc::clone(&boot.deny),
+        &[b"h2"],
+    )
+    .map_err(|e| format!("TLS: {e}"))?;
+    let api_tls = tls::server_config(
+        Arc::clone(&boot.resolver),
+        Arc::clone(&boot.bundle),
+        Arc::clone(&boot.deny),
+        &[b"h2", b"http/1.1"],
+    )
+    .map_err(|e| format!("TLS: {e}"))?;
+    let handshake_timeout = Duration::from_secs(10);
+
+    let incoming = tls::accept(
+        grpc_listener,
+        TlsAcceptor::from(Arc::new(grpc_tls)),
+        handshake_timeout,
+    );
+    let mut stop = shutdown.subscribe();
+    let grpc_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(pb::identity_server::IdentityServer::new(
+            identity::IdentityService::new(Arc::clone(&hub)),
+        ))
+        .add_service(pb::config_server::ConfigServer::new(
+            config_watch::ConfigService::new(Arc::clone(&hub)),
+        ))
+        .add_service(pb::registry_server::RegistryServer::new(
+            registry::RegistryService::new(Arc::clone(&hub)),
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(incoming),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        );
+    tokio::spawn(async move {
+        if let Err(e) = grpc_server.await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+
+    let router = rest::router(rest::Api {
+        hub: Arc::clone(&hub),
+        operators: Arc::clone(&boot.operators),
+        tokens: signet_ca::JoinTokens::new(identity::Tokens(Arc::clone(&hub.store))),
+        apply_lock: Arc::default(),
+    });
+    let mut rest_incoming = tls::accept(
+        api_listener,
+        TlsAcceptor::from(Arc::new(api_tls)),
+        handshake_timeout,
+    );
+    let mut stop = shutdown.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                next = rest_incoming.recv() => match next {
+                    Some(Ok(conn)) => conn,
+                    Some(Err(_)) => continue,
+                    None => return,
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let peer = conn.peer().clone();
+            let service = router.clone().layer(axum::Extension(peer));
+            tokio::spawn(async move {
+                let io = TokioIo::new(conn.into_stream());
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder
+                    .serve_connection(io, TowerToHyperService::new(service))
+                    .await
+                {
+                    tracing::debug!(error = %e, "API connection ended");
+                }
+            });
+        }
+    });
+
+    // Endpoints of proxies that stopped heartbeating leave the registry.
+    let expiry_hub = Arc::clone(&hub);
+    let mut stop = shutdown.subscribe();
+    tokio::spawn(async move {
+        let after = expiry_hub.heartbeat_interval * 3;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let removed = expiry_hub.expire(after);
+                    if removed > 0 {
+                        tracing::info!(removed, "proxies missed their heartbeats; endpoints removed");
+                    }
+                }
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+    tokio::spawn(bootstrap::renew_own_svid(
+        boot.clone_for_renewal(),
+        shutdown.subscribe(),
+    ));
+
+    Ok(Running {
+        grpc,
+        api,
+        data_dir: options.data_dir.clone(),
+        trust_domain: hub.trust_domain.as_str().to_owned(),
+        env_file,
+        hub,
+        shutdown,
+    })
+}

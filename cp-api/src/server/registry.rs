@@ -1,0 +1,113 @@
+//! `signet.v1.Registry`: proxies announce their service's endpoint and keep it alive with
+//! heartbeats. A proxy may register only as the service its SPIFFE ID names, so the
+//! identities other proxies expect for a service are exactly those of its registered members.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::api::v1 as pb;
+use crate::server::config_watch::service_of;
+use crate::server::hub::Hub;
+use crate::server::identity::caller;
+
+/// Longest instance id accepted.
+const MAX_INSTANCE_LEN: usize = 128;
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct RegistryService {
+    hub: Arc<Hub>,
+}
+
+impl RegistryService {
+    /// The service over `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+fn check_instance(instance: &str) -> Result<(), Status> {
+    if instance.is_empty()
+        || instance.len() > MAX_INSTANCE_LEN
+        || !instance
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Status::invalid_argument(
+            "instance must be 1-128 characters of letters, digits, `-` and `_`",
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl pb::registry_server::Registry for RegistryService {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let id = caller(&request, &self.hub)?;
+        let serial = request
+            .extensions()
+            .get::<crate::server::tls::Peer>()
+            .and_then(|p| p.certificate.as_ref())
+            .map(|c| c.serial.to_string())
+            .unwrap_or_default();
+        let body = request.into_inner();
+        check_instance(&body.instance)?;
+        let service = service_of(&id)?;
+        if body.service != service.name || body.namespace != service.namespace {
+            return Err(Status::permission_denied(format!(
+                "`{id}` may register only as service `{}` in namespace `{}`",
+                service.name, service.namespace
+            )));
+        }
+        let endpoint: SocketAddr = body.endpoint.parse().map_err(|_| {
+            Status::invalid_argument(format!("endpoint `{}` is not host:port", body.endpoint))
+        })?;
+        if endpoint.port() == 0 || endpoint.ip().is_unspecified() {
+            return Err(Status::invalid_argument(format!(
+                "endpoint `{endpoint}` is not reachable by other proxies"
+            )));
+        }
+        if !body.admin.is_empty() && body.admin.parse::<SocketAddr>().is_err() {
+            return Err(Status::invalid_argument("admin is not host:port"));
+        }
+        tracing::info!(spiffe_id = %id, instance = %body.instance, %endpoint, "proxy registered");
+        self.hub.register(
+            body.instance,
+            id,
+            service.name,
+            service.namespace,
+            endpoint.to_string(),
+            body.admin,
+            serial,
+        );
+        Ok(Response::new(pb::RegisterResponse {
+            heartbeat_interval_seconds: u32::try_from(self.hub.heartbeat_interval.as_secs())
+                .unwrap_or(u32::MAX)
+                .max(1),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let id = caller(&request, &self.hub)?;
+        let body = request.into_inner();
+        if self.hub.heartbeat(
+            &body.instance,
+            &id,
+            body.config_version,
+            body.policy_version,
+            body.serial,
+        ) {
+            Ok(Response::new(pb::HeartbeatResponse {}))
+        } else {
+            Err(Status::not_found("not registered; register again"))
+        }
+    }
+}

@@ -1,0 +1,837 @@
+//! The operator API: REST/JSON over TLS. Every call authenticates (a bearer token or a
+//! client certificate), is authorized by the operator policies, and is recorded, allowed or
+//! not. Errors are `{"error": "...", "problems": [...]}` with a fitting status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use signet_ca::{Authority as _, JoinTokens};
+use signet_policy::{Authorizer, Caller, ServiceRef, Target};
+use signet_spiffe::SpiffeId;
+
+use crate::server::hub::{Hub, ProxyEntry, bundle_of};
+use crate::server::identity::Tokens;
+use crate::server::operators::OperatorPolicies;
+use crate::server::store::{
+    DenyEntry, NewPolicyVersion, OperatorAction, StoreError, StoredFile, unix_ms,
+};
+use crate::server::tls::Peer;
+
+/// Largest request body.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Most policy files in one apply.
+const MAX_FILES: usize = 1_000;
+/// Longest join-token lifetime.
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub hub: Arc<Hub>,
+    pub operators: Arc<OperatorPolicies>,
+    pub tokens: JoinTokens<Tokens>,
+    /// Serializes policy changes so versions are published in the order they were stored.
+    pub apply_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// An API error.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    problems: Vec<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match e {
+            StoreError::Conflict { .. } => StatusCode::CONFLICT,
+            StoreError::NoSuchVersion(_) => StatusCode::NOT_FOUND,
+            StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = if self.problems.is_empty() {
+            json!({ "error": self.message })
+        } else {
+            json!({ "error": self.message, "problems": self.problems })
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// An authenticated operator.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub id: SpiffeId,
+}
+
+impl FromRequestParts<Api> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        if let Some(token) = bearer(&parts.headers)? {
+            let hash = sha256(token.as_bytes());
+            let found = api.hub.store.operator_for_token(hash).await?;
+            // The lookup is by hash; compare again in constant time so timing says nothing
+            // about how much of a guess matched.
+            // Looked up by the token's hash: the comparison the database makes reveals nothing
+            // about the token itself.
+            return match found {
+                Some(id) => {
+                    let id = SpiffeId::from_str(&id).map_err(|e| {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                    })?;
+                    Ok(Self { id })
+                }
+                _ => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the bearer token is not valid",
+                )),
+            };
+        }
+        let peer = parts
+            .extensions
+            .get::<Peer>()
+            .and_then(|p| p.certificate.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "authenticate with a bearer token (SIGNET_TOKEN) or an operator certificate",
+                )
+            })?;
+        if !peer.is_current() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the client certificate has expired",
+            ));
+        }
+        Ok(Self { id: peer.id })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "malformed Authorization header"))?;
+    let token = text.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Authorization must be `Bearer <token>`",
+        )
+    })?;
+    Ok(Some(token.trim().to_owned()))
+}
+
+/// SHA-256 of `b`.
+pub fn sha256(b: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, b);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl Api {
+    /// Decides and records `operator` doing `action` on `target`.
+    async fn authorize(
+        &self,
+        operator: &Operator,
+        action: &str,
+        target: &str,
+    ) -> Result<(), ApiError> {
+        let decision = self.operators.decide(&operator.id, action);
+        let detail = if decision.policies.is_empty() {
+            "default-deny".to_owned()
+        } else {
+            decision.policies.join(",")
+        };
+        self.record(operator, action, target, decision.allowed, &detail)
+            .await;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("`{}` may not `{action}` ({detail})", operator.id),
+            ))
+        }
+    }
+
+    async fn record(
+        &self,
+        operator: &Operator,
+        action: &str,
+        target: &str,
+        allowed: bool,
+        detail: &str,
+    ) {
+        let entry = OperatorAction {
+            at: unix_ms(SystemTime::now()),
+            principal: operator.id.as_str().to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            allowed,
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = self.hub.store.record_action(entry).await {
+            tracing::error!(error = %e, "recording an operator action failed");
+        }
+    }
+}
+
+/// The router.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/status", get(status))
+        .route("/v1/ca", get(ca))
+        .route("/v1/policies", get(current_policies).post(apply))
+        .route("/v1/policies/history", get(history))
+        .route("/v1/policies/rollback", post(rollback))
+        .route("/v1/policies/{version}", get(policy_version))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/services", get(services))
+        .route("/v1/proxies", get(proxies))
+        .route("/v1/inventory", get(inventory))
+        .route("/v1/identities", get(identity))
+        .route("/v1/deny", get(deny_list).post(deny))
+        .route("/v1/operator-actions", get(actions))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+fn time_ms(t: SystemTime) -> i64 {
+    unix_ms(t)
+}
+
+fn der_not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp() * 1000)
+}
+
+fn der_subject(der: &[u8]) -> String {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c.subject().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether a proxy enforces the current configuration: its last heartbeat names the current
+/// policy version and came within three heartbeat intervals.
+fn in_sync(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> bool {
+    let fresh = p
+        .last_seen
+        .elapsed()
+        .is_ok_and(|age| age < hub.heartbeat_interval * 3);
+    fresh && p.policy_version == policy_version
+}
+
+async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "status").await?;
+    let hub = &api.hub;
+    let applied = hub.applied();
+    let version = applied.meta.as_ref().map_or(0, |m| m.version);
+    let proxies = hub.proxies();
+    let synced = proxies.iter().filter(|p| in_sync(hub, p, version)).count();
+    Ok(Json(json!({
+        "healthy": true,
+        "trust_domain": hub.trust_domain.as_str(),
+        "uptime_seconds": hub.started.elapsed().map_or(0, |d| d.as_secs()),
+        "ca": ca_json(hub),
+        "policy": {
+            "version": version,
+            "hash": applied.bundle.hash(),
+            "policies": applied.bundle.len(),
+        },
+        "proxies": { "total": proxies.len(), "in_sync": synced, "stale": proxies.len() - synced },
+    })))
+}
+
+fn ca_json(hub: &Hub) -> Value {
+    let authority = &hub.authority;
+    let roots: Vec<Value> = authority
+        .bundle()
+        .roots()
+        .map(|r| json!({ "subject": der_subject(r), "not_after": der_not_after(r) }))
+        .collect();
+    json!({
+        "kind": signet_ca::Authority::kind(authority.as_ref()),
+        "intermediate": {
+            "subject": der_subject(authority.intermediate()),
+            "not_after": time_ms(authority.intermediate_not_after()),
+        },
+        "roots": roots,
+    })
+}
+
+async fn ca(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "ca").await?;
+    Ok(Json(ca_json(&api.hub)))
+}
+
+fn files_json(files: &[StoredFile]) -> Value {
+    json!(files)
+}
+
+async fn current_policies(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "policies").await?;
+    let applied = api.hub.applied();
+    Ok(Json(json!({
+        "version": applied.meta.as_ref().map_or(0, |m| m.version),
+        "meta": applied.meta,
+        "hash": applied.bundle.hash(),
+        "policies": applied.bundle.len(),
+        "files": files_json(&applied.files),
+    })))
+}
+
+async fn history(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "policies").await?;
+    Ok(Json(
+        json!({ "versions": api.hub.store.policy_history().await? }),
+    ))
+}
+
+async fn policy_version(
+    State(api): State<Api>,
+    op: Operator,
+    Path(version): Path<String>,
+) -> ApiResult {
+    api.authorize(&op, "read", &format!("policies/{version}"))
+        .await?;
+    let version: u64 = version
+        .parse()
+        .map_err(|_| ApiError::bad(format!("`{version}` is not a version number")))?;
+    let (meta, files) = api.hub.store.policy_version(version).await?;
+    Ok(Json(
+        json!({ "version": meta.version, "meta": meta, "files": files_json(&files) }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    files: Vec<StoredFile>,
+    #[serde(default)]
+    message: String,
+    /// Apply only if this is still the latest version (what the caller reviewed against).
+    #[serde(default)]
+    expected_version: Option<u64>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn check_files(files: &[StoredFile]) -> Result<(), ApiError> {
+    if files.is_empty() {
+        return Err(ApiError::bad("no policy files given"));
+    }
+    if files.len() > MAX_FILES {
+        return Err(ApiError::bad(format!("at most {MAX_FILES} policy files")));
+    }
+    let mut names = BTreeSet::new();
+    for f in files {
+        if f.name.is_empty() || f.name.len() > 256 || f.name.chars().any(char::is_control) {
+            return Err(ApiError::bad(format!(
+                "bad policy file name `{}`",
+                f.name.escape_debug()
+            )));
+        }
+        if !names.insert(&f.name) {
+            return Err(ApiError::bad(format!(
+                "policy file `{}` given twice",
+                f.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn publish(
+    api: &Api,
+    op: &Operator,
+    files: Vec<StoredFile>,
+    message: String,
+    expected: Option<u64>,
+    rolled_back_from: Option<u64>,
+) -> ApiResult {
+    let bundle = bundle_of(&files, 0).map_err(|problems| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: "the policies were rejected; nothing was applied".to_owned(),
+        problems: problems.lines().map(str::to_owned).collect(),
+    })?;
+    let _guard = api.apply_lock.lock().await;
+    let version = api
+        .hub
+        .store
+        .apply_policies(NewPolicyVersion {
+            hash: bundle.hash().to_owned(),
+            policies: bundle.len() as u64,
+            author: op.id.as_str().to_owned(),
+            message,
+            rolled_back_from,
+            files,
+            expected,
+        })
+        .await?;
+    let (meta, files) = api.hub.store.policy_version(version).await?;
+    api.hub
+        .publish_policies(meta.clone(), files)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    tracing::info!(version, hash = %meta.hash, author = %op.id, "policies applied");
+    Ok(Json(
+        json!({ "version": version, "hash": meta.hash, "policies": meta.policies }),
+    ))
+}
+
+async fn apply(
+    State(api): State<Api>,
+    op: Operator,
+    body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    api.authorize(&op, "policy.apply", "policies").await?;
+    check_files(&body.files)?;
+    if body.dry_run {
+        let bundle = bundle_of(&body.files, 0).map_err(|problems| ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: "the policies were rejected".to_owned(),
+            problems: problems.lines().map(str::to_owned).collect(),
+        })?;
+        return Ok(Json(
+            json!({ "dry_run": true, "hash": bundle.hash(), "policies": bundle.len() }),
+        ));
+    }
+    publish(
+        &api,
+        &op,
+        body.files,
+        body.message,
+        body.expected_version,
+        None,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    version: u64,
+    #[serde(default)]
+    expected_version: Option<u64>,
+}
+
+async fn rollback(
+    State(api): State<Api>,
+    op: Operator,
+    body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    api.authorize(
+        &op,
+        "policy.rollback",
+        &format!("policies/{}", body.version),
+    )
+    .await?;
+    let (_, files) = api.hub.store.policy_version(body.version).await?;
+    publish(
+        &api,
+        &op,
+        files,
+        format!("rollback to version {}", body.version),
+        body.expected_version,
+        Some(body.version),
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    spiffe_id: String,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+async fn create_token(
+    State(api): State<Api>,
+    op: Operator,
+    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    api.authorize(&op, "token.create", &body.spiffe_id).await?;
+    let id = SpiffeId::from_str(&body.spiffe_id)
+        .map_err(|e| ApiError::bad(format!("`{}`: {e}", body.spiffe_id)))?;
+    if !id.is_member_of(&api.hub.trust_domain) {
+        return Err(ApiError::bad(format!(
+            "`{id}` is not in this control plane's trust domain `{}`",
+            api.hub.trust_domain
+        )));
+    }
+    let ttl = Duration::from_secs(body.ttl_seconds.unwrap_or(600));
+    if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+        return Err(ApiError::bad("ttl must be between 1 second and 7 days"));
+    }
+    let new = api
+        .tokens
+        .create(id, ttl)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({
+        "token": new.token,
+        "id": new.record.id,
+        "spiffe_id": new.record.spiffe_id.as_str(),
+        "expires_at": unix_ms(new.record.expires_at),
+    })))
+}
+
+fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
+    json!({
+        "instance": p.instance,
+        "spiffe_id": p.spiffe_id.as_str(),
+        "service": p.service,
+        "namespace": p.namespace,
+        "endpoint": p.endpoint,
+        "admin": p.admin,
+        "serial": p.serial,
+        "config_version": p.config_version,
+        "policy_version": p.policy_version,
+        "registered_at": unix_ms(p.registered_at),
+        "last_heartbeat": unix_ms(p.last_seen),
+        "in_sync": in_sync(hub, p, policy_version),
+    })
+}
+
+async fn proxies(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "proxies").await?;
+    let version = api.hub.applied().meta.as_ref().map_or(0, |m| m.version);
+    let list: Vec<Value> = api
+        .hub
+        .proxies()
+        .iter()
+        .map(|p| proxy_json(&api.hub, p, version))
+        .collect();
+    Ok(Json(json!({ "proxies": list })))
+}
+
+fn services_of(proxies: &[ProxyEntry]) -> BTreeMap<(String, String), Vec<&ProxyEntry>> {
+    let mut by: BTreeMap<(String, String), Vec<&ProxyEntry>> = BTreeMap::new();
+    for p in proxies {
+        by.entry((p.service.clone(), p.namespace.clone()))
+            .or_default()
+            .push(p);
+    }
+    by
+}
+
+async fn services(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "services").await?;
+    let proxies = api.hub.proxies();
+    let list: Vec<Value> = services_of(&proxies)
+        .into_iter()
+        .map(|((name, namespace), members)| {
+            let identities: BTreeSet<&str> = members.iter().map(|p| p.spiffe_id.as_str()).collect();
+            json!({
+                "name": name,
+                "namespace": namespace,
+                "endpoints": members.iter().map(|p| p.endpoint.as_str()).collect::<Vec<_>>(),
+                "identities": identities,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "services": list })))
+}
+
+async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "inventory").await?;
+    let proxies = api.hub.proxies();
+    let mut workloads = BTreeMap::new();
+    for p in &proxies {
+        workloads.insert(p.spiffe_id.as_str().to_owned(), p.service.clone());
+    }
+    let services: Vec<Value> = services_of(&proxies)
+        .into_iter()
+        .map(|((name, namespace), members)| {
+            let port = members
+                .first()
+                .and_then(|p| p.endpoint.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or(8080);
+            json!({ "name": name, "namespace": namespace, "port": port })
+        })
+        .collect();
+    let workloads: Vec<Value> = workloads
+        .into_iter()
+        .map(|(id, service)| json!({ "spiffe_id": id, "service": service }))
+        .collect();
+    Ok(Json(
+        json!({ "workloads": workloads, "services": services }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct IdentityQuery {
+    id: String,
+}
+
+async fn identity(
+    State(api): State<Api>,
+    op: Operator,
+    Query(q): Query<IdentityQuery>,
+) -> ApiResult {
+    api.authorize(&op, "read", &format!("identity/{}", q.id))
+        .await?;
+    let hub = &api.hub;
+    let proxies = hub.proxies();
+    let id = if q.id.starts_with("spiffe://") {
+        SpiffeId::from_str(&q.id).map_err(|e| ApiError::bad(format!("`{}`: {e}", q.id)))?
+    } else {
+        let ids: BTreeSet<&SpiffeId> = proxies
+            .iter()
+            .filter(|p| p.service == q.id)
+            .map(|p| &p.spiffe_id)
+            .collect();
+        match ids.len() {
+            1 => ids
+                .into_iter()
+                .next()
+                .cloned()
+                .ok_or_else(|| ApiError::bad("unreachable"))?,
+            0 => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no proxy of service `{}` is registered; name its SPIFFE ID instead",
+                        q.id
+                    ),
+                ));
+            }
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "service `{}` runs under several identities ({}); name one",
+                    q.id,
+                    ids.iter()
+                        .map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+    };
+    let certificates = hub.store.certificates_for(id.as_str(), 10).await?;
+    let holders: Vec<&ProxyEntry> = proxies.iter().filter(|p| p.spiffe_id == id).collect();
+    let current = holders
+        .iter()
+        .filter_map(|p| certificates.iter().find(|c| c.serial == p.serial))
+        .max_by_key(|c| c.issued_at)
+        .or_else(|| certificates.first());
+    let issuer_chain: Vec<Value> = std::iter::once(json!({
+        "subject": der_subject(hub.authority.intermediate()),
+        "not_after": time_ms(hub.authority.intermediate_not_after()),
+    }))
+    .chain(
+        hub.authority
+            .bundle()
+            .roots()
+            .map(|r| json!({ "subject": der_subject(r), "not_after": der_not_after(r) })),
+    )
+    .collect();
+    let current_json = current.map(|c| {
+        let refresh_at = c.not_before + (c.not_after - c.not_before) / 2;
+        json!({
+            "serial": c.serial,
+            "not_before": c.not_before,
+            "not_after": c.not_after,
+            "refresh_at": refresh_at,
+            "issued_at": c.issued_at,
+            "kind": c.kind,
+            "issuer_chain": issuer_chain,
+        })
+    });
+    let version = hub.applied().meta.as_ref().map_or(0, |m| m.version);
+    let holders_json: Vec<Value> = holders
+        .iter()
+        .map(|p| {
+            let renewed = certificates
+                .iter()
+                .find(|c| c.serial == p.serial)
+                .map(|c| c.issued_at);
+            let mut v = proxy_json(hub, p, version);
+            v["last_renewed"] = json!(renewed);
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "spiffe_id": id.as_str(),
+        "service": id.namespace_and_account().map(|(ns, sa)| json!({ "name": sa, "namespace": ns })),
+        "certificate": current_json,
+        "certificates": certificates,
+        "proxies": holders_json,
+        "authorization": effective_authorization(hub, &id, &proxies),
+    })))
+}
+
+/// Who may connect to `id`'s service, and which services `id` may connect to, under the
+/// applied policies, over every identity and service the registry knows.
+fn effective_authorization(hub: &Hub, id: &SpiffeId, proxies: &[ProxyEntry]) -> Value {
+    let authorizer = Authorizer::new(Arc::clone(&hub.applied().bundle));
+    let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let own_service = id
+        .namespace_and_account()
+        .map(|(ns, sa)| ServiceRef::new(sa, ns));
+    let mut callers: BTreeMap<&SpiffeId, &str> = BTreeMap::new();
+    for p in proxies {
+        callers.insert(&p.spiffe_id, &p.service);
+    }
+    let services = services_of(proxies);
+    let decide = |caller: &SpiffeId, caller_service: Option<&str>, target: &ServiceRef| {
+        let port = services
+            .get(&(target.name.clone(), target.namespace.clone()))
+            .and_then(|m| m.first())
+            .and_then(|p| p.endpoint.rsplit(':').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(8080);
+        let d = authorizer.connect(
+            &Caller {
+                id: Some(caller),
+                service: caller_service,
+                labels: &[],
+            },
+            &Target {
+                name: &target.name,
+                namespace: &target.namespace,
+                port,
+                labels: &[],
+            },
+            source,
+        );
+        (d.is_allowed(), d.reason())
+    };
+    let inbound: Vec<Value> = own_service
+        .as_ref()
+        .map(|svc| {
+            callers
+                .iter()
+                .filter(|(c, _)| **c != id)
+                .map(|(c, s)| {
+                    let (allowed, reason) = decide(c, Some(s), svc);
+                    json!({ "spiffe_id": c.as_str(), "connect": allowed, "policies": reason })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let own_name = own_service.as_ref().map(|s| s.name.as_str());
+    let outbound: Vec<Value> = services
+        .keys()
+        .filter(|(name, _)| Some(name.as_str()) != own_name)
+        .map(|(name, ns)| {
+            let (allowed, reason) = decide(id, own_name, &ServiceRef::new(name, ns));
+            json!({ "service": name, "namespace": ns, "connect": allowed, "policies": reason })
+        })
+        .collect();
+    json!({ "policy_version": hub.applied().meta.as_ref().map_or(0, |m| m.version), "inbound": inbound, "outbound": outbound })
+}
+
+async fn deny_list(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "deny").await?;
+    Ok(Json(json!({ "entries": api.hub.store.deny_list().await? })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DenyBody {
+    #[serde(default)]
+    spiffe_id: Option<String>,
+    #[serde(default)]
+    serial: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn deny(
+    State(api): State<Api>,
+    op: Operator,
+    body: Result<Json<DenyBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let (kind, value) = match (body.spiffe_id, body.serial) {
+        (Some(id), None) => {
+            let id = SpiffeId::from_str(&id).map_err(|e| ApiError::bad(format!("`{id}`: {e}")))?;
+            ("spiffe_id", id.as_str().to_owned())
+        }
+        (None, Some(serial)) => {
+            let serial = serial.to_ascii_lowercase();
+            signet_spiffe::Serial::from_hex(&serial)
+                .ok_or_else(|| ApiError::bad(format!("serial `{serial}` is not hex")))?;
+            ("serial", serial)
+        }
+        _ => return Err(ApiError::bad("give exactly one of spiffe_id and serial")),
+    };
+    api.authorize(&op, "deny.add", &value).await?;
+    api.hub
+        .store
+        .deny(DenyEntry {
+            kind: kind.to_owned(),
+            value: value.clone(),
+            reason: body.reason,
+            created_at: unix_ms(SystemTime::now()),
+        })
+        .await?;
+    api.hub
+        .reload_deny_list()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "denied": { kind: value } })))
+}
+
+async fn actions(State(api): State<Api>, op: Operator) -> ApiResult {
+    api.authorize(&op, "read", "operator-actions").await?;
+    Ok(Json(
+        json!({ "actions": api.hub.store.actions(200).await? }),
+    ))
+}

@@ -1,0 +1,171 @@
+//! The control plane's durable state, behind one trait so that the SQLite default and a
+//! PostgreSQL backend share every caller.
+//!
+//! Contract for every backend:
+//! - `open` applies pending migrations in order, each in its own transaction, and refuses a
+//!   database migrated by a newer Signet.
+//! - Every write is one transaction: a policy version and all of its files appear together
+//!   or not at all.
+//! - `apply_policies` fails with [`StoreError::Conflict`] when `expected` is given and is not
+//!   the latest version, so a change reviewed against one version is never applied on top
+//!   of another.
+
+use std::time::SystemTime;
+
+use signet_ca::BoxFuture;
+use signet_ca::token::{TokenRecord, TokenStoreError};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Backend(String),
+    #[error("policy version {expected} is no longer the latest (it is {latest})")]
+    Conflict { expected: u64, latest: u64 },
+    #[error("no policy version {0}")]
+    NoSuchVersion(u64),
+}
+
+/// One policy file as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredFile {
+    /// The name it was applied under.
+    pub name: String,
+    /// Its Cedar text.
+    pub text: String,
+}
+
+/// A policy version's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyVersion {
+    pub version: u64,
+    pub hash: String,
+    pub policies: u64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub author: String,
+    pub message: String,
+    pub rolled_back_from: Option<u64>,
+}
+
+/// A new policy version to write.
+#[derive(Debug, Clone)]
+pub struct NewPolicyVersion {
+    pub hash: String,
+    pub policies: u64,
+    pub author: String,
+    pub message: String,
+    pub rolled_back_from: Option<u64>,
+    pub files: Vec<StoredFile>,
+    /// The version the change was made against (`Some(0)`: none yet); `None` skips the check.
+    pub expected: Option<u64>,
+}
+
+/// An issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IssuedCertificate {
+    /// Lowercase hex.
+    pub serial: String,
+    pub spiffe_id: String,
+    /// Unix milliseconds, as are the other times.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub issued_at: i64,
+    /// `issue` (join token) or `renew`.
+    pub kind: String,
+}
+
+/// A deny-list entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DenyEntry {
+    /// `spiffe_id` or `serial`.
+    pub kind: String,
+    pub value: String,
+    pub reason: String,
+    pub created_at: i64,
+}
+
+/// An operator action, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperatorAction {
+    pub at: i64,
+    pub principal: String,
+    pub action: String,
+    pub target: String,
+    pub allowed: bool,
+    pub detail: String,
+}
+
+/// A policy version with its files.
+pub type VersionWithFiles = (PolicyVersion, Vec<StoredFile>);
+
+/// The control plane's storage.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Writes a new policy version with its files; returns its number.
+    fn apply_policies(&self, new: NewPolicyVersion) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// The latest policy version and its files, if any was applied.
+    fn latest_policies(&self) -> BoxFuture<'_, Result<Option<VersionWithFiles>, StoreError>>;
+    /// One policy version and its files.
+    fn policy_version(&self, version: u64) -> BoxFuture<'_, Result<VersionWithFiles, StoreError>>;
+    /// Every policy version, newest first.
+    fn policy_history(&self) -> BoxFuture<'_, Result<Vec<PolicyVersion>, StoreError>>;
+
+    /// Join tokens (the contract of [`signet_ca::TokenStore`]).
+    fn insert_token(&self, record: TokenRecord) -> BoxFuture<'_, Result<(), TokenStoreError>>;
+    fn get_token<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, TokenStoreError>>;
+    fn mark_token_used<'a>(
+        &'a self,
+        id: &'a str,
+        at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>>;
+
+    /// Stores an operator bearer token's hash under `name`, replacing an older one.
+    fn put_operator_token<'a>(
+        &'a self,
+        name: &'a str,
+        spiffe_id: &'a str,
+        token_sha256: [u8; 32],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The operator identity a bearer token's hash belongs to.
+    fn operator_for_token(
+        &self,
+        token_sha256: [u8; 32],
+    ) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+
+    /// Records an issued certificate.
+    fn record_certificate(&self, cert: IssuedCertificate) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Certificates issued to `spiffe_id`, newest first, at most `limit`.
+    fn certificates_for<'a>(
+        &'a self,
+        spiffe_id: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<IssuedCertificate>, StoreError>>;
+
+    /// The deny-list.
+    fn deny_list(&self) -> BoxFuture<'_, Result<Vec<DenyEntry>, StoreError>>;
+    /// Adds (or replaces) a deny-list entry.
+    fn deny(&self, entry: DenyEntry) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Records an operator action.
+    fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The latest operator actions, newest first.
+    fn actions(&self, limit: u32) -> BoxFuture<'_, Result<Vec<OperatorAction>, StoreError>>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The time `ms` milliseconds after the Unix epoch.
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs())
+}

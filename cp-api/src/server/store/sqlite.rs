@@ -1,0 +1,495 @@
+//! The default store: one SQLite file, WAL mode, migrations embedded in the binary.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use signet_ca::BoxFuture;
+use signet_ca::token::{TokenRecord, TokenStoreError};
+use signet_spiffe::SpiffeId;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    DenyEntry, IssuedCertificate, NewPolicyVersion, OperatorAction, PolicyVersion, Store,
+    StoreError, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
+};
+
+/// Migrations in order; each runs once, in its own transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_init.sql"))];
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn token_backend(e: impl std::fmt::Display) -> TokenStoreError {
+    TokenStoreError(e.to_string())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        Self::connect(options).await
+    }
+
+    /// Opens a `sqlite:` URL (`sqlite:///path/to/file.db`, `sqlite::memory:`).
+    pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("`{url}`: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if applied > newest {
+            return Err(StoreError::Backend(format!(
+                "the database is at schema version {applied}; this signet-cp knows up to {newest}"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(unix_ms(SystemTime::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    async fn files(&self, version: i64) -> Result<Vec<StoredFile>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, text FROM policy_files WHERE version = $1 ORDER BY position")
+                .bind(version)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredFile {
+                    name: r.try_get("name").map_err(backend)?,
+                    text: r.try_get("text").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn policy_version(r: &SqliteRow) -> Result<PolicyVersion, StoreError> {
+    Ok(PolicyVersion {
+        version: to_u64(r.try_get("version").map_err(backend)?),
+        hash: r.try_get("hash").map_err(backend)?,
+        policies: to_u64(r.try_get("policies").map_err(backend)?),
+        created_at: r.try_get("created_at").map_err(backend)?,
+        author: r.try_get("author").map_err(backend)?,
+        message: r.try_get("message").map_err(backend)?,
+        rolled_back_from: r
+            .try_get::<Option<i64>, _>("rolled_back_from")
+            .map_err(backend)?
+            .map(to_u64),
+    })
+}
+
+fn token_record(r: &SqliteRow) -> Result<TokenRecord, TokenStoreError> {
+    let hash: Vec<u8> = r.try_get("secret_sha256").map_err(token_backend)?;
+    let spiffe_id: String = r.try_get("spiffe_id").map_err(token_backend)?;
+    Ok(TokenRecord {
+        id: r.try_get("id").map_err(token_backend)?,
+        secret_sha256: hash
+            .try_into()
+            .map_err(|_| TokenStoreError("stored token hash is not 32 bytes".to_owned()))?,
+        spiffe_id: SpiffeId::from_str(&spiffe_id).map_err(token_backend)?,
+        created_at: from_unix_ms(r.try_get("created_at").map_err(token_backend)?),
+        expires_at: from_unix_ms(r.try_get("expires_at").map_err(token_backend)?),
+        used_at: r
+            .try_get::<Option<i64>, _>("used_at")
+            .map_err(token_backend)?
+            .map(from_unix_ms),
+    })
+}
+
+fn certificate(r: &SqliteRow) -> Result<IssuedCertificate, StoreError> {
+    Ok(IssuedCertificate {
+        serial: r.try_get("serial").map_err(backend)?,
+        spiffe_id: r.try_get("spiffe_id").map_err(backend)?,
+        not_before: r.try_get("not_before").map_err(backend)?,
+        not_after: r.try_get("not_after").map_err(backend)?,
+        issued_at: r.try_get("issued_at").map_err(backend)?,
+        kind: r.try_get("kind").map_err(backend)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn apply_policies(&self, new: NewPolicyVersion) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            // BEGIN IMMEDIATE would be ideal; a write lock is taken by the first INSERT and
+            // the version check below runs inside the same transaction either way.
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let latest: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM policy_versions")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if let Some(expected) = new.expected
+                && to_i64(expected) != latest
+            {
+                return Err(StoreError::Conflict {
+                    expected,
+                    latest: to_u64(latest),
+                });
+            }
+            let version = latest + 1;
+            sqlx::query(
+                "INSERT INTO policy_versions \
+                 (version, hash, policies, created_at, author, message, rolled_back_from) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(version)
+            .bind(&new.hash)
+            .bind(to_i64(new.policies))
+            .bind(unix_ms(SystemTime::now()))
+            .bind(&new.author)
+            .bind(&new.message)
+            .bind(new.rolled_back_from.map(to_i64))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            for (position, file) in new.files.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO policy_files (version, position, name, text) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(version)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(&file.name)
+                .bind(&file.text)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(to_u64(version))
+        })
+    }
+
+    fn latest_policies(&self) -> BoxFuture<'_, Result<Option<VersionWithFiles>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT version, hash, policies, created_at, author, message, rolled_back_from \
+                 FROM policy_versions ORDER BY version DESC LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+            let Some(row) = row else { return Ok(None) };
+            let meta = policy_version(&row)?;
+            let files = self.files(to_i64(meta.version)).await?;
+            Ok(Some((meta, files)))
+        })
+    }
+
+    fn policy_version(&self, version: u64) -> BoxFuture<'_, Result<VersionWithFiles, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT version, hash, policies, created_at, author, message, rolled_back_from \
+                 FROM policy_versions WHERE version = $1",
+            )
+            .bind(to_i64(version))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NoSuchVersion(version))?;
+            let meta = policy_version(&row)?;
+            let files = self.files(to_i64(version)).await?;
+            Ok((meta, files))
+        })
+    }
+
+    fn policy_history(&self) -> BoxFuture<'_, Result<Vec<PolicyVersion>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT version, hash, policies, created_at, author, message, rolled_back_from \
+                 FROM policy_versions ORDER BY version DESC",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter().map(policy_version).collect()
+        })
+    }
+
+    fn insert_token(&self, record: TokenRecord) -> BoxFuture<'_, Result<(), TokenStoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO join_tokens \
+                 (id, secret_sha256, spiffe_id, created_at, expires_at, used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&record.id)
+            .bind(record.secret_sha256.as_slice())
+            .bind(record.spiffe_id.as_str())
+            .bind(unix_ms(record.created_at))
+            .bind(unix_ms(record.expires_at))
+            .bind(record.used_at.map(unix_ms))
+            .execute(&self.pool)
+            .await
+            .map_err(token_backend)?;
+            Ok(())
+        })
+    }
+
+    fn get_token<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenRecord>, TokenStoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT id, secret_sha256, spiffe_id, created_at, expires_at, used_at \
+                 FROM join_tokens WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(token_backend)?;
+            row.as_ref().map(token_record).transpose()
+        })
+    }
+
+    fn mark_token_used<'a>(
+        &'a self,
+        id: &'a str,
+        at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        Box::pin(async move {
+            // The `used_at IS NULL` condition makes this the compare-and-set: of two racing
+            // redemptions exactly one updates a row.
+            let done = sqlx::query(
+                "UPDATE join_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
+            )
+            .bind(unix_ms(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(token_backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn put_operator_token<'a>(
+        &'a self,
+        name: &'a str,
+        spiffe_id: &'a str,
+        token_sha256: [u8; 32],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            sqlx::query("DELETE FROM operator_tokens WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(
+                "INSERT INTO operator_tokens (token_sha256, name, spiffe_id, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(token_sha256.as_slice())
+            .bind(name)
+            .bind(spiffe_id)
+            .bind(unix_ms(SystemTime::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn operator_for_token(
+        &self,
+        token_sha256: [u8; 32],
+    ) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT spiffe_id FROM operator_tokens WHERE token_sha256 = $1")
+                .bind(token_sha256.as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)
+        })
+    }
+
+    fn record_certificate(&self, cert: IssuedCertificate) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO certificates \
+                 (serial, spiffe_id, not_before, not_after, issued_at, kind) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&cert.serial)
+            .bind(&cert.spiffe_id)
+            .bind(cert.not_before)
+            .bind(cert.not_after)
+            .bind(cert.issued_at)
+            .bind(&cert.kind)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn certificates_for<'a>(
+        &'a self,
+        spiffe_id: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<IssuedCertificate>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT serial, spiffe_id, not_before, not_after, issued_at, kind \
+                 FROM certificates WHERE spiffe_id = $1 ORDER BY issued_at DESC LIMIT $2",
+            )
+            .bind(spiffe_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter().map(certificate).collect()
+        })
+    }
+
+    fn deny_list(&self) -> BoxFuture<'_, Result<Vec<DenyEntry>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT kind, value, reason, created_at FROM deny_list ORDER BY kind, value",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DenyEntry {
+                        kind: r.try_get("kind").map_err(backend)?,
+                        value: r.try_get("value").map_err(backend)?,
+                        reason: r.try_get("reason").map_err(backend)?,
+                        created_at: r.try_get("created_at").map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn deny(&self, entry: DenyEntry) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT OR REPLACE INTO deny_list (kind, value, reason, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&entry.kind)
+            .bind(&entry.value)
+            .bind(&entry.reason)
+            .bind(entry.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO operator_actions (at, principal, action, target, allowed, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(action.at)
+            .bind(&action.principal)
+            .bind(&action.action)
+            .bind(&action.target)
+            .bind(action.allowed)
+            .bind(&action.detail)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn actions(&self, limit: u32) -> BoxFuture<'_, Result<Vec<OperatorAction>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT at, principal, action, target, allowed, detail FROM operator_actions \
+                 ORDER BY seq DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OperatorAction {
+                        at: r.try_get("at").map_err(backend)?,
+                        principal: r.try_get("principal").map_err(backend)?,
+                        action: r.try_get("action").map_err(backend)?,
+                        target: r.try_get("target").map_err(backend)?,
+                        allowed: r.try_get("allowed").map_err(backend)?,
+                        detail: r.try_get("detail").map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;

@@ -1,0 +1,114 @@
+use super::*;
+use crate::server::store::{NewPolicyVersion, StoreError, StoredFile};
+
+fn version(files: &[(&str, &str)], expected: Option<u64>) -> NewPolicyVersion {
+    NewPolicyVersion {
+        hash: format!("hash-{}", files.len()),
+        policies: files.len() as u64,
+        author: "spiffe://t.test/signet/operator/admin".to_owned(),
+        message: String::new(),
+        rolled_back_from: None,
+        files: files
+            .iter()
+            .map(|(n, t)| StoredFile {
+                name: (*n).to_owned(),
+                text: (*t).to_owned(),
+            })
+            .collect(),
+        expected,
+    }
+}
+
+#[tokio::test]
+async fn versions_are_kept_and_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cp.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(store.latest_policies().await.unwrap().is_none());
+    let v1 = store
+        .apply_policies(version(&[("a.cedar", "A")], Some(0)))
+        .await
+        .unwrap();
+    let v2 = store
+        .apply_policies(version(&[("a.cedar", "A2"), ("b.cedar", "B")], Some(1)))
+        .await
+        .unwrap();
+    assert_eq!((v1, v2), (1, 2));
+    drop(store);
+
+    // Reopening runs no migration twice and finds everything.
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (meta, files) = store.latest_policies().await.unwrap().unwrap();
+    assert_eq!(meta.version, 2);
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[1].name, "b.cedar");
+    let history = store.policy_history().await.unwrap();
+    assert_eq!(
+        history.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    let (_, old) = store.policy_version(1).await.unwrap();
+    assert_eq!(old[0].text, "A");
+    assert!(matches!(
+        store.policy_version(9).await,
+        Err(StoreError::NoSuchVersion(9))
+    ));
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cp.db")).await.unwrap();
+    store
+        .apply_policies(version(&[("a.cedar", "A")], Some(0)))
+        .await
+        .unwrap();
+    let err = store
+        .apply_policies(version(&[("b.cedar", "B")], Some(0)))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Conflict {
+            expected: 0,
+            latest: 1
+        }
+    ));
+    assert_eq!(store.policy_history().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn join_tokens_are_single_use_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("cp.db")).await.unwrap());
+    let tokens = signet_ca::JoinTokens::new(crate::server::identity::Tokens(store.clone()));
+    let id: SpiffeId = "spiffe://t.test/ns/shop/sa/cart".parse().unwrap();
+    let new = tokens
+        .create(id.clone(), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(tokens.redeem(&new.token).await.unwrap(), id);
+    assert_eq!(
+        tokens.redeem(&new.token).await.unwrap_err(),
+        signet_ca::TokenError::AlreadyUsed
+    );
+}
+
+#[tokio::test]
+async fn operator_tokens_are_found_by_hash_and_replaced_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cp.db")).await.unwrap();
+    store
+        .put_operator_token("admin", "spiffe://t.test/signet/operator/admin", [1; 32])
+        .await
+        .unwrap();
+    store
+        .put_operator_token("admin", "spiffe://t.test/signet/operator/admin", [2; 32])
+        .await
+        .unwrap();
+    assert_eq!(store.operator_for_token([1; 32]).await.unwrap(), None);
+    assert_eq!(
+        store.operator_for_token([2; 32]).await.unwrap().as_deref(),
+        Some("spiffe://t.test/signet/operator/admin")
+    );
+}
