@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod authz;
+mod cp;
+mod demo;
+mod duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "meshctl", version, about = "Operate a Signet mesh")]
@@ -19,9 +22,44 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write, check and reason about Cedar policies.
+    /// Write, check and reason about Cedar policies; apply them to the control plane.
     #[command(subcommand)]
     Authz(authz::Authz),
+    /// Join tokens for new proxies.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Workload identities.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Services in the registry.
+    #[command(subcommand)]
+    Services(ListCommand),
+    /// Proxies connected to the control plane.
+    #[command(subcommand)]
+    Proxies(ListCommand),
+    /// Control plane health, CA expiry, policy version, proxies in sync.
+    Status(cp::lists::ListArgs),
+    /// Run a whole mesh on this machine: control plane, three services behind proxies,
+    /// policies, traffic allowed and denied.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// A one-time join token for a proxy.
+    Create(cp::token::CreateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Certificate, issuer chain, holders and effective authorization of an identity.
+    Inspect(cp::identity::InspectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ListCommand {
+    /// List them.
+    List(cp::lists::ListArgs),
 }
 
 /// How a command ended, beyond plain success.
@@ -71,6 +109,12 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Authz(cmd) => authz::run(cmd),
+        Command::Token(TokenCommand::Create(args)) => cp::token::create(&args),
+        Command::Identity(IdentityCommand::Inspect(args)) => cp::identity::inspect(&args),
+        Command::Services(ListCommand::List(args)) => cp::lists::services(&args),
+        Command::Proxies(ListCommand::List(args)) => cp::lists::proxies(&args),
+        Command::Status(args) => cp::lists::status(&args),
+        Command::Demo(args) => demo::run(&args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -64,6 +64,28 @@ fn seconds_until(t: SystemTime) -> i64 {
     }
 }
 
+/// What `/ready` adds about the control plane: the proxy stays ready without it (it serves
+/// its last configuration), but says so.
+fn control_plane_detail(proxy: &Proxy) -> String {
+    use std::sync::atomic::Ordering;
+    let cp = &proxy.metrics.control_plane;
+    if !cp.enabled.load(Ordering::Relaxed) {
+        return String::new();
+    }
+    if cp.connected.load(Ordering::Relaxed) {
+        return "; control plane: connected".to_owned();
+    }
+    let last = cp.last_contact.load(Ordering::Relaxed);
+    if last == 0 {
+        "; control plane: not reached yet".to_owned()
+    } else {
+        format!(
+            "; control plane: unreachable, last contact {}s ago; serving the last configuration",
+            unix(SystemTime::now()).saturating_sub(last)
+        )
+    }
+}
+
 /// Why the proxy is not ready, if it is not.
 fn not_ready(proxy: &Proxy) -> Vec<String> {
     let mut why = Vec::new();
@@ -97,7 +119,11 @@ fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
         "/ready" => {
             let why = not_ready(proxy);
             if why.is_empty() {
-                reply(StatusCode::OK, text, "ready\n".into())
+                reply(
+                    StatusCode::OK,
+                    text,
+                    format!("ready{}\n", control_plane_detail(proxy)),
+                )
             } else {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -18,10 +18,16 @@ const MAX_CONFIG_LEN: u64 = 1024 * 1024;
 pub struct Config {
     /// The local workload's service.
     pub service: ServiceConfig,
-    /// Where the SVID, its key and the trust bundle come from.
-    pub identity: IdentityConfig,
-    /// Where the policies come from.
-    pub policy: PolicyConfig,
+    /// Where the SVID, its key and the trust bundle come from (files; without a control plane).
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    /// Where the policies come from (a directory; without a control plane).
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// The control plane everything else comes from: SVID, trust bundle, deny-list,
+    /// policies, upstream endpoints and identities.
+    #[serde(default)]
+    pub control_plane: Option<ControlPlaneConfig>,
     /// Traffic from other workloads to the local app.
     pub inbound: InboundConfig,
     /// Traffic from the local app to other services, one entry per upstream.
@@ -64,6 +70,30 @@ pub struct IdentityConfig {
     /// A deny-list file (JSON `{"ids": [...], "serials": [...]}`), re-read when it changes.
     #[serde(default)]
     pub deny_list: Option<PathBuf>,
+}
+
+/// The control plane, and what the proxy keeps of it on disk.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// Its gRPC address (`host:port`).
+    pub address: String,
+    /// Roots its certificate chains to (PEM): the trust bundle `signet-cp` writes to its data
+    /// directory. Trusted only until the proxy has the control plane's own bundle.
+    pub ca: PathBuf,
+    /// The mesh's trust domain.
+    pub trust_domain: String,
+    /// A one-time join token, or `@file` to read it from; needed only until the proxy has an
+    /// SVID in `state_dir`.
+    #[serde(default, skip_serializing)]
+    pub join_token: Option<String>,
+    /// Where the SVID, its key (0600), the bundle and the last configuration are kept, so a
+    /// restart renews instead of re-joining and serves the last configuration if the control
+    /// plane is away.
+    pub state_dir: PathBuf,
+    /// The address other proxies reach the inbound listener at (default: `inbound.listen`).
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
 }
 
 /// Policies from a directory of `.cedar` files, re-read when they change.
@@ -127,9 +157,13 @@ pub struct OutboundConfig {
     pub service: String,
     /// The local port the app sends to (plain text).
     pub listen: SocketAddr,
-    /// The upstream's endpoints (their proxies' inbound listeners).
+    /// The upstream's endpoints (their proxies' inbound listeners); from the control plane
+    /// when there is one.
+    #[serde(default)]
     pub endpoints: Vec<SocketAddr>,
-    /// The SPIFFE IDs the upstream may present; anything else is refused.
+    /// The SPIFFE IDs the upstream may present; anything else is refused. From the control
+    /// plane when there is one.
+    #[serde(default)]
     pub identities: Vec<SpiffeId>,
     /// How traffic is carried.
     #[serde(default)]
@@ -330,35 +364,79 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.identity.cert);
-        fix(&mut self.identity.key);
-        fix(&mut self.identity.bundle);
-        if let Some(d) = self.identity.deny_list.as_mut() {
-            fix(d);
+        if let Some(identity) = self.identity.as_mut() {
+            fix(&mut identity.cert);
+            fix(&mut identity.key);
+            fix(&mut identity.bundle);
+            if let Some(d) = identity.deny_list.as_mut() {
+                fix(d);
+            }
         }
-        fix(&mut self.policy.dir);
+        if let Some(policy) = self.policy.as_mut() {
+            fix(&mut policy.dir);
+        }
+        if let Some(cp) = self.control_plane.as_mut() {
+            fix(&mut cp.ca);
+            fix(&mut cp.state_dir);
+            if let Some(token) = cp.join_token.as_mut()
+                && let Some(file) = token.strip_prefix('@')
+                && Path::new(file).is_relative()
+            {
+                *token = format!("@{}", base.join(file).display());
+            }
+        }
     }
 
     /// Checks what the types cannot: files exist, listeners do not clash, lists are not empty.
     pub fn check(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        for (what, path) in [
-            ("identity.cert", &self.identity.cert),
-            ("identity.key", &self.identity.key),
-            ("identity.bundle", &self.identity.bundle),
-        ] {
-            if !path.is_file() {
-                return err(format!(
-                    "{what}: `{}` is not a readable file",
-                    path.display()
-                ));
+        match (&self.control_plane, &self.identity, &self.policy) {
+            (Some(cp), None, None) => {
+                if !cp.ca.is_file() {
+                    return err(format!(
+                        "control_plane.ca: `{}` is not a readable file",
+                        cp.ca.display()
+                    ));
+                }
+                if cp.address.is_empty() {
+                    return err("control_plane.address is empty".to_owned());
+                }
+                if let Err(e) = signet_spiffe::TrustDomain::new(&cp.trust_domain) {
+                    return err(format!("control_plane.trust_domain: {e}"));
+                }
             }
-        }
-        if !self.policy.dir.is_dir() {
-            return err(format!(
-                "policy.dir: `{}` is not a directory",
-                self.policy.dir.display()
-            ));
+            (Some(_), _, _) => {
+                return err(
+                    "[identity] and [policy] come from the control plane: remove them, or remove [control_plane]"
+                        .to_owned(),
+                );
+            }
+            (None, Some(identity), Some(policy)) => {
+                for (what, path) in [
+                    ("identity.cert", &identity.cert),
+                    ("identity.key", &identity.key),
+                    ("identity.bundle", &identity.bundle),
+                ] {
+                    if !path.is_file() {
+                        return err(format!(
+                            "{what}: `{}` is not a readable file",
+                            path.display()
+                        ));
+                    }
+                }
+                if !policy.dir.is_dir() {
+                    return err(format!(
+                        "policy.dir: `{}` is not a directory",
+                        policy.dir.display()
+                    ));
+                }
+            }
+            (None, _, _) => {
+                return err(
+                    "no source of identity: give [control_plane] (or --cp), or both [identity] and [policy]"
+                        .to_owned(),
+                );
+            }
         }
         let mut listeners = BTreeSet::new();
         let mut claim = |what: String, addr: SocketAddr| {
@@ -379,6 +457,15 @@ impl Config {
                     "outbound[{n}]: service `{}` is listed twice",
                     o.service
                 ));
+            }
+            if self.control_plane.is_some() {
+                if !o.endpoints.is_empty() || !o.identities.is_empty() {
+                    return err(format!(
+                        "outbound[{n}] ({}): endpoints and identities come from the control plane; remove them",
+                        o.service
+                    ));
+                }
+                continue;
             }
             if o.endpoints.is_empty() {
                 return err(format!("outbound[{n}] ({}): no endpoints", o.service));
@@ -422,8 +509,9 @@ mod tests {
         assert_eq!(config.service.name, "cart");
         assert_eq!(config.outbound.len(), 1);
         assert_eq!(config.limits.drain_timeout, Duration::from_secs(15));
-        assert!(config.identity.cert.ends_with("certs/cart.crt"));
-        assert!(config.identity.cert.is_absolute() || config.identity.cert.starts_with(".."));
+        let identity = config.identity.as_ref().unwrap();
+        assert!(identity.cert.ends_with("certs/cart.crt"));
+        assert!(identity.cert.is_absolute() || identity.cert.starts_with(".."));
     }
 
     #[test]

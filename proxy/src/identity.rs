@@ -158,6 +158,17 @@ impl Identity {
         Ok(())
     }
 
+    /// Switches to a new trust bundle, keeping the SVID.
+    pub fn update_bundle(&self, bundle: TrustBundle) {
+        self.bundle.store(Arc::new(bundle.clone()));
+        self.current.send_modify(|c| {
+            *c = Arc::new(Credentials {
+                svid: c.svid.clone(),
+                bundle,
+            });
+        });
+    }
+
     /// Replaces the deny-list and tells live connections to re-check their peers.
     pub fn deny(&self, ids: Vec<SpiffeId>, serials: Vec<Serial>) {
         self.deny.replace(ids, serials);

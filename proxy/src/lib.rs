@@ -10,9 +10,11 @@
 //! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections, round-robin balancing.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
 //! - [`reload`]: watching the bootstrap files.
+//! - [`control`]: the control-plane source (SVID, bundle, deny-list, policies, endpoints).
 
 pub mod admin;
 pub mod config;
+pub mod control;
 pub mod identity;
 pub mod inbound;
 pub mod io;

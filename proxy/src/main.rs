@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use signet_proxy::config::Config;
 use signet_proxy::state::Proxy;
-use signet_proxy::{admin, identity, inbound, outbound, reload};
+use signet_proxy::{admin, control, identity, inbound, outbound, reload};
 
 #[derive(Debug, Parser)]
 #[command(name = "signet-proxy", version, about = "Signet's sidecar proxy")]
@@ -38,6 +38,21 @@ struct Args {
     /// Overrides `policy.dir`.
     #[arg(long, value_name = "DIR")]
     policy_dir: Option<PathBuf>,
+    /// The control plane's gRPC address; sets or overrides `control_plane.address`.
+    #[arg(long, env = "SIGNET_PROXY_CP", value_name = "ADDR")]
+    cp: Option<String>,
+    /// A one-time join token, or @FILE holding one (`control_plane.join_token`).
+    #[arg(long, env = "SIGNET_JOIN_TOKEN", value_name = "TOKEN|@FILE")]
+    join_token: Option<String>,
+    /// Roots the control plane's certificate chains to (`control_plane.ca`).
+    #[arg(long, env = "SIGNET_CA", value_name = "FILE")]
+    cp_ca: Option<PathBuf>,
+    /// The mesh's trust domain (`control_plane.trust_domain`, default signet.local).
+    #[arg(long, value_name = "TD")]
+    trust_domain: Option<String>,
+    /// Where the SVID, key and last configuration are kept (`control_plane.state_dir`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -111,7 +126,47 @@ fn effective_config(args: &Args) -> Result<Config, String> {
         config.admin.listen = addr;
     }
     if let Some(dir) = &args.policy_dir {
-        config.policy.dir.clone_from(dir);
+        match config.policy.as_mut() {
+            Some(policy) => policy.dir.clone_from(dir),
+            None => config.policy = Some(signet_proxy::config::PolicyConfig { dir: dir.clone() }),
+        }
+    }
+    let cp_flags = args.cp.is_some()
+        || args.join_token.is_some()
+        || args.state_dir.is_some()
+        || args.trust_domain.is_some();
+    if cp_flags || config.control_plane.is_some() {
+        let existing = config.control_plane.take();
+        let address = args
+            .cp
+            .clone()
+            .or_else(|| existing.as_ref().map(|c| c.address.clone()))
+            .ok_or("--join-token, --state-dir and --trust-domain need --cp or [control_plane]")?;
+        let ca = args
+            .cp_ca
+            .clone()
+            .or_else(|| existing.as_ref().map(|c| c.ca.clone()))
+            .ok_or("--cp needs --cp-ca (the control plane's bundle.pem)")?;
+        let state_dir = args
+            .state_dir
+            .clone()
+            .or_else(|| existing.as_ref().map(|c| c.state_dir.clone()))
+            .ok_or("--cp needs --state-dir (where the SVID and last configuration are kept)")?;
+        config.control_plane = Some(signet_proxy::config::ControlPlaneConfig {
+            address,
+            ca,
+            trust_domain: args
+                .trust_domain
+                .clone()
+                .or_else(|| existing.as_ref().map(|c| c.trust_domain.clone()))
+                .unwrap_or_else(|| "signet.local".to_owned()),
+            join_token: args
+                .join_token
+                .clone()
+                .or_else(|| existing.as_ref().and_then(|c| c.join_token.clone())),
+            state_dir,
+            advertise: existing.as_ref().and_then(|c| c.advertise),
+        });
     }
     config.check().map_err(|e| e.to_string())?;
     Ok(config)
@@ -123,16 +178,58 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))
 }
 
+/// Where identity and policies come from.
+enum Source {
+    Files {
+        identity: signet_proxy::config::IdentityConfig,
+        policy_dir: PathBuf,
+    },
+    ControlPlane {
+        config: signet_proxy::config::ControlPlaneConfig,
+        trust_domain: signet_spiffe::TrustDomain,
+        saved: Option<Box<signet_cp::api::v1::ProxyConfig>>,
+    },
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let mut config = effective_config(&args)?;
-    let (credentials, key) = identity::load(&config.identity)?;
-    let identity = identity::Identity::new(credentials, &key)?;
-    if let Some(path) = &config.identity.deny_list {
-        let (ids, serials) = identity::load_deny_list(path)?;
-        identity.deny(ids, serials);
-    }
-    let bundle =
-        reload::load_policies(&config.policy.dir, 1).map_err(|e| format!("policy.dir: {e}"))?;
+    let (identity, bundle, source) = match (&config.control_plane, &config.identity, &config.policy)
+    {
+        (Some(cp), _, _) => {
+            let td = signet_spiffe::TrustDomain::new(&cp.trust_domain)
+                .map_err(|e| format!("control_plane.trust_domain: {e}"))?;
+            let (credentials, key) = control::obtain_identity(cp, &td, &config.service).await?;
+            let identity = identity::Identity::new(credentials, &key)?;
+            let saved = control::saved_config(&cp.state_dir).map(Box::new);
+            let source = Source::ControlPlane {
+                config: cp.clone(),
+                trust_domain: td,
+                saved,
+            };
+            (identity, signet_policy::PolicyBundle::empty(), source)
+        }
+        (None, Some(files), Some(policy)) => {
+            let (credentials, key) = identity::load(files)?;
+            let identity = identity::Identity::new(credentials, &key)?;
+            if let Some(path) = &files.deny_list {
+                let (ids, serials) = identity::load_deny_list(path)?;
+                identity.deny(ids, serials);
+            }
+            let bundle =
+                reload::load_policies(&policy.dir, 1).map_err(|e| format!("policy.dir: {e}"))?;
+            let source = Source::Files {
+                identity: files.clone(),
+                policy_dir: policy.dir.clone(),
+            };
+            (identity, bundle, source)
+        }
+        _ => {
+            return Err(
+                "no source of identity: give [control_plane], or [identity] and [policy]"
+                    .to_owned(),
+            );
+        }
+    };
     let inbound_listener = bind("inbound.listen", config.inbound.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
     let mut outbound_listeners = Vec::new();
@@ -151,9 +248,55 @@ async fn run(args: Args) -> Result<(), String> {
     let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut outbound_addrs = serde_json::Map::new();
     let mut tasks = Vec::new();
-    for (o, listener) in proxy.config.outbound.iter().zip(outbound_listeners) {
+    let mut upstreams = Vec::new();
+    for o in &proxy.config.outbound {
+        upstreams.push(Arc::new(outbound::Upstream::new(o.clone(), &proxy)?));
+    }
+    match source {
+        Source::Files {
+            identity,
+            policy_dir,
+        } => {
+            tasks.push(tokio::spawn(reload::watch(
+                Arc::clone(&proxy),
+                identity,
+                policy_dir,
+                1,
+            )));
+        }
+        Source::ControlPlane {
+            config,
+            trust_domain,
+            saved,
+        } => {
+            let link =
+                control::Link::new(config, trust_domain, Arc::clone(&proxy), upstreams.clone())?;
+            // A configuration kept by the last run serves until the control plane answers.
+            let patience = if let Some(saved) = &saved {
+                link.apply(saved);
+                std::time::Duration::from_secs(2)
+            } else {
+                std::time::Duration::from_secs(10)
+            };
+            let (first, applied) = tokio::sync::oneshot::channel();
+            tasks.push(tokio::spawn(Arc::clone(&link).watch(first)));
+            if tokio::time::timeout(patience, applied).await.is_err() {
+                tracing::warn!(
+                    "no configuration from the control plane yet; starting with what is kept"
+                );
+            }
+            tasks.push(tokio::spawn(Arc::clone(&link).register()));
+            tasks.push(tokio::spawn(link.renew()));
+        }
+    }
+    for ((o, listener), upstream) in proxy
+        .config
+        .outbound
+        .iter()
+        .zip(outbound_listeners)
+        .zip(upstreams)
+    {
         outbound_addrs.insert(o.service.clone(), local(&listener).into());
-        let upstream = Arc::new(outbound::Upstream::new(o.clone(), &proxy)?);
         tasks.push(tokio::spawn(outbound::run(
             listener,
             upstream,
@@ -178,7 +321,6 @@ async fn run(args: Args) -> Result<(), String> {
         "signet-proxy started"
     );
     tasks.push(tokio::spawn(admin::run(admin_listener, Arc::clone(&proxy))));
-    tasks.push(tokio::spawn(reload::watch(Arc::clone(&proxy), 1)));
     let inbound = tokio::spawn(inbound::run(inbound_listener, Arc::clone(&proxy)));
     shutdown_signal().await;
     tracing::info!("draining");

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// A counter family keyed by label values.
 #[derive(Debug, Default)]
@@ -77,6 +77,33 @@ pub struct Metrics {
     pub reloads: Family,
     /// The enforced policy bundle's version.
     pub policy_version: AtomicU64,
+    /// The control-plane source, when there is one.
+    pub control_plane: ControlPlaneMetrics,
+}
+
+/// How the link to the control plane is doing.
+#[derive(Debug, Default)]
+pub struct ControlPlaneMetrics {
+    /// Whether the proxy runs from a control plane at all.
+    pub enabled: AtomicBool,
+    /// Whether the config stream is up now.
+    pub connected: AtomicBool,
+    /// Unix seconds of the last message or successful call.
+    pub last_contact: AtomicU64,
+    /// The applied `ProxyConfig` version.
+    pub config_version: AtomicU64,
+    /// Failed calls, by call.
+    pub errors: Family,
+}
+
+impl ControlPlaneMetrics {
+    /// Notes a successful exchange now.
+    pub fn contact(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_contact.store(now, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -157,6 +184,30 @@ impl Metrics {
              signet_proxy_policy_version {}",
             self.policy_version.load(Ordering::Relaxed)
         );
+        let cp = &self.control_plane;
+        if cp.enabled.load(Ordering::Relaxed) {
+            let _ = writeln!(
+                out,
+                "# HELP signet_proxy_control_plane_connected Whether the config stream from the control plane is up.\n\
+                 # TYPE signet_proxy_control_plane_connected gauge\n\
+                 signet_proxy_control_plane_connected {}\n\
+                 # HELP signet_proxy_control_plane_last_contact_seconds Unix time of the last exchange with the control plane.\n\
+                 # TYPE signet_proxy_control_plane_last_contact_seconds gauge\n\
+                 signet_proxy_control_plane_last_contact_seconds {}\n\
+                 # HELP signet_proxy_config_version Version of the configuration applied from the control plane.\n\
+                 # TYPE signet_proxy_config_version gauge\n\
+                 signet_proxy_config_version {}",
+                u8::from(cp.connected.load(Ordering::Relaxed)),
+                cp.last_contact.load(Ordering::Relaxed),
+                cp.config_version.load(Ordering::Relaxed),
+            );
+            cp.errors.render(
+                &mut out,
+                "signet_proxy_control_plane_errors_total",
+                "Calls to the control plane that failed, by call.",
+                &["call"],
+            );
+        }
         out
     }
 }

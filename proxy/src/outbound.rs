@@ -3,7 +3,11 @@
 //! present one of the SPIFFE IDs configured for it.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use signet_spiffe::SpiffeId;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -25,6 +29,15 @@ pub const PROXY_ERROR: &str = "x-signet-error";
 /// One upstream service.
 pub struct Upstream {
     config: OutboundConfig,
+    targets: ArcSwap<Targets>,
+}
+
+/// An upstream's endpoints and the identities they may present, with the connectors that
+/// check them. Replaced whole when either changes; requests in flight keep the pools they
+/// picked.
+struct Targets {
+    endpoints: Vec<SocketAddr>,
+    identities: Vec<SpiffeId>,
     connector: TlsConnector,
     balancer: Balancer,
 }
@@ -33,7 +46,7 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("service", &self.config.service)
-            .field("endpoints", &self.config.endpoints)
+            .field("endpoints", &self.targets.load().endpoints)
             .finish_non_exhaustive()
     }
 }
@@ -41,8 +54,50 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// The upstream `config` describes, reached with `proxy`'s identity.
     pub fn new(config: OutboundConfig, proxy: &Proxy) -> Result<Self, String> {
+        let targets = Targets::new(
+            &config,
+            config.endpoints.clone(),
+            config.identities.clone(),
+            proxy,
+        )?;
+        Ok(Self {
+            config,
+            targets: ArcSwap::from_pointee(targets),
+        })
+    }
+
+    /// The upstream's service name.
+    pub fn service(&self) -> &str {
+        &self.config.service
+    }
+
+    /// Switches to new endpoints and identities (from the control plane); nothing happens if
+    /// both are unchanged, so live pooled connections survive unrelated updates.
+    pub fn update(
+        &self,
+        endpoints: Vec<SocketAddr>,
+        identities: Vec<SpiffeId>,
+        proxy: &Proxy,
+    ) -> Result<bool, String> {
+        let current = self.targets.load();
+        if current.endpoints == endpoints && current.identities == identities {
+            return Ok(false);
+        }
+        let targets = Targets::new(&self.config, endpoints, identities, proxy)?;
+        self.targets.store(Arc::new(targets));
+        Ok(true)
+    }
+}
+
+impl Targets {
+    fn new(
+        config: &OutboundConfig,
+        endpoints: Vec<SocketAddr>,
+        identities: Vec<SpiffeId>,
+        proxy: &Proxy,
+    ) -> Result<Self, String> {
         let connector = |http2| -> Result<TlsConnector, String> {
-            let tls = proxy.outbound_tls(&config.identities, config.protocol, http2)?;
+            let tls = proxy.outbound_tls(&identities, config.protocol, http2)?;
             Ok(TlsConnector::from(Arc::new(tls)))
         };
         let h1 = connector(false)?;
@@ -57,16 +112,15 @@ impl Upstream {
             use_h2,
         };
         let balancer = Balancer::new(
-            config
-                .endpoints
+            endpoints
                 .iter()
                 .map(|addr| Arc::new(Pool::new(*addr, transport.clone())))
                 .collect(),
         );
-        let connector = h1;
         Ok(Self {
-            config,
-            connector,
+            endpoints,
+            identities,
+            connector: h1,
             balancer,
         })
     }
@@ -159,7 +213,8 @@ async fn handle(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) 
 }
 
 async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
-    let Some(pool) = upstream.balancer.pick() else {
+    let targets = upstream.targets.load();
+    let Some(pool) = targets.balancer.pick() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no endpoints");
     };
     let (mut parts, body) = request.into_parts();
@@ -190,7 +245,8 @@ async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy)
 }
 
 async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
-    let Some(pool) = upstream.balancer.pick() else {
+    let targets = upstream.targets.load_full();
+    let Some(pool) = targets.balancer.pick() else {
         return;
     };
     let addr = pool.addr();
@@ -202,7 +258,7 @@ async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
         }
     };
     let name = ServerName::IpAddress(addr.ip().into());
-    let handshake = upstream.connector.connect(name, tcp);
+    let handshake = targets.connector.connect(name, tcp);
     let mut tls = match tokio::time::timeout(proxy.config.limits.handshake_timeout, handshake).await
     {
         Ok(Ok(tls)) => tls,

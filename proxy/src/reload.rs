@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use signet_policy::PolicyBundle;
 
+use crate::config::IdentityConfig;
 use crate::identity;
 use crate::state::Proxy;
 
@@ -62,16 +63,20 @@ pub fn load_policies(dir: &Path, version: u64) -> Result<PolicyBundle, String> {
         })
 }
 
-/// Checks the watched files every `limits.reload_interval` until shutdown.
-pub async fn watch(proxy: Arc<Proxy>, mut policy_version: u64) {
-    let identity_config = proxy.config.identity.clone();
+/// Checks the watched files (`identity_config`'s and the policy directory `dir`) every
+/// `limits.reload_interval` until shutdown.
+pub async fn watch(
+    proxy: Arc<Proxy>,
+    identity_config: IdentityConfig,
+    dir: PathBuf,
+    mut policy_version: u64,
+) {
     let credential_paths = vec![
         identity_config.cert.clone(),
         identity_config.key.clone(),
         identity_config.bundle.clone(),
     ];
     let deny_paths: Vec<PathBuf> = identity_config.deny_list.iter().cloned().collect();
-    let dir = proxy.config.policy.dir.clone();
     let mut credentials = fingerprint(&credential_paths);
     let mut deny = fingerprint(&deny_paths);
     let mut policies = fingerprint(&policy_files(&dir));

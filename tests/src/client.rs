@@ -153,26 +153,51 @@ pub async fn raw_tls_get(
     key: PrivateKeyDer<'static>,
     bundle: TrustBundle,
 ) -> Result<String, String> {
+    tls_request(addr, Some((chain, key)), bundle, "/", &[]).await
+}
+
+/// A client certificate chain and its key.
+pub type ClientCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Sends `GET path` with `headers` over TLS to `addr` (trusting `bundle`, presenting
+/// `client` if given) and returns the raw response, or why the exchange failed.
+pub async fn tls_request(
+    addr: SocketAddr,
+    client: Option<ClientCert>,
+    bundle: TrustBundle,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<String, String> {
     let verifier = Arc::new(SpiffeServerVerifier::new(
         shared_bundle(bundle),
         Arc::new(AdmitAll),
     ));
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| e.to_string())?;
+        .with_custom_certificate_verifier(verifier);
+    let config = match client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| e.to_string())?,
+        None => builder.with_no_client_auth(),
+    };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let mut tls = connector
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
         .await
         .map_err(|e| e.to_string())?;
-    tls.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{extra}\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     match tls.read_to_end(&mut out).await {
         Ok(_) if out.is_empty() => Err("closed without a response".to_owned()),

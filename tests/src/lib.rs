@@ -11,5 +11,6 @@
 
 pub mod app;
 pub mod client;
+pub mod control;
 pub mod pki;
 pub mod process;

@@ -109,7 +109,7 @@ fn what(change: &AccessChange) -> String {
     }
 }
 
-fn row(change: &AccessChange) -> String {
+pub(crate) fn row(change: &AccessChange) -> String {
     let mark = match change.kind {
         ChangeKind::Widened => "+ WIDENED ",
         ChangeKind::Narrowed => "- NARROWED",
@@ -124,7 +124,7 @@ fn row(change: &AccessChange) -> String {
     )
 }
 
-fn json(change: &AccessChange) -> serde_json::Value {
+pub(crate) fn json(change: &AccessChange) -> serde_json::Value {
     let decision = |d: &signet_policy::Decision| {
         serde_json::json!({
             "decision": if d.is_allowed() { "allow" } else { "deny" },

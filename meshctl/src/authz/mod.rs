@@ -1,4 +1,5 @@
-//! `meshctl authz`: Cedar policies, offline (validate, test, explain, diff).
+//! `meshctl authz`: Cedar policies, offline (validate, test, explain, diff) and on the
+//! control plane (apply, history, rollback, get).
 
 use std::path::PathBuf;
 
@@ -6,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::Outcome;
 
-mod diff;
+pub(crate) mod diff;
 mod explain;
 mod request;
 mod test;
@@ -24,6 +25,15 @@ pub(crate) enum Authz {
     /// The access-matrix changes between two policy sets over known workloads and services;
     /// exit 3 when access widens.
     Diff(diff::DiffArgs),
+    /// Validate, show the access-matrix diff against the applied policies, and apply them on
+    /// the control plane as a new version (atomically; nothing on any error).
+    Apply(crate::cp::policies::ApplyArgs),
+    /// The control plane's policy versions.
+    History(crate::cp::policies::HistoryArgs),
+    /// Apply an earlier version's policies again, as a new version.
+    Rollback(crate::cp::policies::RollbackArgs),
+    /// Print the applied policies (or an earlier version's).
+    Get(crate::cp::policies::GetArgs),
 }
 
 /// Output format.
@@ -50,5 +60,9 @@ pub(crate) fn run(cmd: Authz) -> anyhow::Result<Outcome> {
         Authz::Test(args) => test::run(&args),
         Authz::Explain(args) => explain::run(&args),
         Authz::Diff(args) => diff::run(&args),
+        Authz::Apply(args) => crate::cp::policies::apply(&args),
+        Authz::History(args) => crate::cp::policies::history(&args),
+        Authz::Rollback(args) => crate::cp::policies::rollback(&args),
+        Authz::Get(args) => crate::cp::policies::get(&args),
     }
 }

@@ -1,0 +1,453 @@
+//! End to end: a real `signet-cp`, real `signet-proxy` processes that join it with tokens, an
+//! echo app behind the cart's proxy, and `meshctl` driving it, all on 127.0.0.1.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is the test failing"
+)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use signet_tests::app::EchoApp;
+use signet_tests::client::{Http, tls_request};
+use signet_tests::control::{ControlPlane, workspace_binary};
+use signet_tests::process::ProxyProcess;
+
+const TD: &str = "mesh.test";
+const FRONTEND: &str = "spiffe://mesh.test/ns/shop/sa/frontend";
+const CART: &str = "spiffe://mesh.test/ns/shop/sa/cart";
+
+fn policies(read_paths: &str) -> String {
+    format!(
+        r#"
+@id("shop-connect")
+permit (principal in Mesh::Namespace::"shop", action == Mesh::Action::"connect",
+        resource in Mesh::Namespace::"shop");
+
+@id("frontend-reads-cart")
+permit (principal == Mesh::Workload::"{FRONTEND}", action in Mesh::Action::"read",
+        resource == Mesh::Service::"cart")
+when {{ context.path like "{read_paths}" }};
+"#
+    )
+}
+
+fn proxy_toml(
+    cp: &ControlPlane,
+    service: &str,
+    token: Option<&str>,
+    app: SocketAddr,
+    upstreams: &[&str],
+) -> String {
+    let mut toml = format!(
+        "[service]\nname = \"{service}\"\nnamespace = \"shop\"\n\n\
+         [control_plane]\naddress = \"{}\"\nca = \"{}\"\ntrust_domain = \"{TD}\"\nstate_dir = \"{service}-state\"\n",
+        cp.grpc,
+        cp.setting("SIGNET_CA"),
+    );
+    if let Some(token) = token {
+        toml.push_str(&format!("join_token = \"{token}\"\n"));
+    }
+    toml.push_str(&format!(
+        "\n[inbound]\nlisten = \"127.0.0.1:0\"\napp = \"{app}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    for u in upstreams {
+        toml.push_str(&format!(
+            "\n[[outbound]]\nservice = \"{u}\"\nlisten = \"127.0.0.1:0\"\n"
+        ));
+    }
+    toml
+}
+
+/// A control plane, the cart (echo app + proxy) and the frontend's proxy calling it.
+struct Mesh {
+    dir: tempfile::TempDir,
+    cp: ControlPlane,
+    app: EchoApp,
+    cart: ProxyProcess,
+    frontend: ProxyProcess,
+}
+
+impl Mesh {
+    async fn start(cp_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--trust-domain", TD, "--heartbeat-interval", "1s"];
+        args.extend_from_slice(cp_args);
+        let cp = ControlPlane::start(&dir.path().join("cp"), &args);
+        let file = dir.path().join("v1.cedar");
+        std::fs::write(&file, policies("/api/*")).unwrap();
+        cp.meshctl_ok(&[
+            "authz",
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "-m",
+            "first",
+        ]);
+        let app = EchoApp::start().await;
+        let proxy = workspace_binary("signet-proxy");
+        let cart = ProxyProcess::start(
+            &proxy,
+            dir.path(),
+            "cart",
+            &proxy_toml(&cp, "cart", Some(&cp.token(CART)), app.addr, &[]),
+        );
+        let frontend = ProxyProcess::start(
+            &proxy,
+            dir.path(),
+            "frontend",
+            &proxy_toml(
+                &cp,
+                "frontend",
+                Some(&cp.token(FRONTEND)),
+                app.addr,
+                &["cart"],
+            ),
+        );
+        let mesh = Self {
+            dir,
+            cp,
+            app,
+            cart,
+            frontend,
+        };
+        mesh.wait_for(200, "/api/items", Duration::from_secs(15))
+            .await;
+        mesh
+    }
+
+    fn cart_port(&self) -> SocketAddr {
+        self.frontend.outbound["cart"]
+    }
+
+    /// One request from the frontend's app to the cart: the status and `x-signet-denied-by`.
+    async fn call(&self, path: &str) -> (u16, Option<String>) {
+        let attempt = async {
+            let mut http = Http::h1(self.cart_port()).await;
+            let reply = http.get("cart", path, &[]).await;
+            (reply.status.as_u16(), reply.header("x-signet-denied-by"))
+        };
+        tokio::time::timeout(Duration::from_secs(5), attempt)
+            .await
+            .unwrap_or((0, None))
+    }
+
+    /// Waits until a request gets `status`; panics after `within`. Returns how long it took.
+    async fn wait_for(&self, status: u16, path: &str, within: Duration) -> Duration {
+        let begun = Instant::now();
+        loop {
+            let (got, _) = self.call(path).await;
+            if got == status {
+                return begun.elapsed();
+            }
+            assert!(
+                begun.elapsed() < within,
+                "{path}: still {got}, not {status}, after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn apply(&self, name: &str, text: &str) -> std::process::Output {
+        let file = self.dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        self.cp
+            .meshctl(&["authz", "apply", "-f", file.to_str().unwrap()])
+    }
+
+    fn versions(&self) -> Vec<u64> {
+        let out = self.cp.meshctl_ok(&["authz", "history", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect()
+    }
+}
+
+async fn identity_serial(proxy: &ProxyProcess) -> String {
+    let (_, body) = proxy.admin_get("/identity").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["serial"].as_str().unwrap().to_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn proxies_join_with_one_time_tokens_and_restart_without_them() {
+    let mesh = Mesh::start(&[]).await;
+    let (_, identity) = mesh.cart.admin_get("/identity").await;
+    assert!(identity.contains(CART), "{identity}");
+    // The key and SVID are kept 0600 so a restart renews instead of re-joining.
+    let state = mesh.dir.path().join("cart-state");
+    assert_eq!(mode(&state.join("key.pem")), 0o600);
+    assert_eq!(mode(&state.join("svid.pem")), 0o600);
+    // The env file and the admin token are the operator's alone.
+    assert_eq!(mode(&mesh.cp.data_dir.join("meshctl.env")), 0o600);
+    assert_eq!(mode(&mesh.cp.data_dir.join("admin.token")), 0o600);
+
+    // A token is good once: a second proxy presenting the cart's token is refused.
+    let token = mesh.cp.token(CART);
+    let first = ProxyProcess::start(
+        &workspace_binary("signet-proxy"),
+        mesh.dir.path(),
+        "cart2",
+        &proxy_toml(&mesh.cp, "cart", Some(&token), mesh.app.addr, &[])
+            .replace("cart-state", "cart2-state"),
+    );
+    drop(first);
+    let reuse = mesh.dir.path().join("cart3.toml");
+    std::fs::write(
+        &reuse,
+        proxy_toml(&mesh.cp, "cart", Some(&token), mesh.app.addr, &[])
+            .replace("cart-state", "cart3-state"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(workspace_binary("signet-proxy"))
+        .arg("--config")
+        .arg(&reuse)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("join token was already used"), "{stderr}");
+
+    // Restarted without a token, the cart's proxy uses the SVID it kept.
+    let Mesh {
+        dir,
+        cp,
+        app,
+        cart,
+        frontend,
+    } = mesh;
+    let serial_before = identity_serial(&cart).await;
+    let config = std::fs::read_to_string(&cart.config).unwrap();
+    let without_token: String = config
+        .lines()
+        .filter(|l| !l.starts_with("join_token"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(cart.terminate(), Some(0));
+    let cart = ProxyProcess::start(
+        &workspace_binary("signet-proxy"),
+        dir.path(),
+        "cart-again",
+        &without_token,
+    );
+    assert_eq!(identity_serial(&cart).await, serial_before);
+    drop((cp, app, cart, frontend));
+}
+
+#[tokio::test]
+async fn short_lived_svids_renew_under_traffic_without_losing_a_request() {
+    let mesh = Mesh::start(&["--svid-ttl", "6s"]).await;
+    let mut cart_serials = BTreeSet::new();
+    let mut frontend_serials = BTreeSet::new();
+    let begun = Instant::now();
+    let mut sent = 0;
+    while begun.elapsed() < Duration::from_secs(14) {
+        let (status, _) = mesh.call("/api/items").await;
+        assert_eq!(status, 200, "request {sent} failed during rotation");
+        sent += 1;
+        if sent % 10 == 0 {
+            cart_serials.insert(identity_serial(&mesh.cart).await);
+            frontend_serials.insert(identity_serial(&mesh.frontend).await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 6-second SVIDs renewed at about half-life: at least three in 14 seconds.
+    assert!(cart_serials.len() >= 3, "cart serials: {cart_serials:?}");
+    assert!(
+        frontend_serials.len() >= 3,
+        "frontend serials: {frontend_serials:?}"
+    );
+    assert!(
+        mesh.cart
+            .metric("signet_proxy_control_plane_errors_total{call=\"renew\"}")
+            .await
+            == 0
+    );
+}
+
+#[tokio::test]
+async fn applied_policies_reach_every_proxy_and_roll_back_and_bad_ones_change_nothing() {
+    let mesh = Mesh::start(&[]).await;
+    assert_eq!(mesh.call("/api/items").await.0, 200);
+
+    // Narrow: reads only under /admin/. Every proxy enforces version 2 quickly.
+    let out = mesh.apply("v2.cedar", &policies("/admin/*"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = mesh
+        .wait_for(403, "/api/items", Duration::from_secs(5))
+        .await;
+    for proxy in [&mesh.cart, &mesh.frontend] {
+        assert_eq!(
+            proxy
+                .metric_reaching("signet_proxy_policy_version", 2)
+                .await,
+            2
+        );
+    }
+    let (status, denied_by) = mesh.call("/api/items").await;
+    assert_eq!((status, denied_by.as_deref()), (403, Some("default-deny")));
+    eprintln!("apply to enforce: {took:?}");
+
+    // A bad file: one clear error, nothing applied, the running policy unchanged.
+    let out = mesh.apply("bad.cedar", "permit (principal, action, resource");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.cedar:1:"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(mesh.versions(), [2, 1]);
+    // Valid Cedar the mesh schema refuses is refused too.
+    let out = mesh.apply(
+        "unknown.cedar",
+        "@id(\"x\") permit (principal, action == Mesh::Action::\"BREW\", resource);",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(mesh.versions(), [2, 1]);
+    assert_eq!(mesh.call("/api/items").await.0, 403);
+
+    // Rollback to 1: allowed again, as version 3.
+    mesh.cp.meshctl_ok(&["authz", "rollback", "1"]);
+    mesh.wait_for(200, "/api/items", Duration::from_secs(5))
+        .await;
+    assert_eq!(mesh.versions(), [3, 2, 1]);
+    let current = mesh.cp.meshctl_ok(&["authz", "get"]);
+    assert!(current.contains("/api/*"), "{current}");
+    // Rolling back to a version that does not exist is an error, and changes nothing.
+    let out = mesh.cp.meshctl(&["authz", "rollback", "9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(mesh.versions(), [3, 2, 1]);
+}
+
+#[tokio::test]
+async fn traffic_flows_while_the_control_plane_is_down_and_proxies_reconnect_after() {
+    let mut mesh = Mesh::start(&[]).await;
+    assert_eq!(mesh.cp.stop(), Some(0));
+
+    // Static stability: the last configuration and identity keep serving.
+    for _ in 0..20 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, ready) = mesh.frontend.admin_get("/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    let mut unreachable = false;
+    for _ in 0..50 {
+        let (_, ready) = mesh.frontend.admin_get("/ready").await;
+        if ready.contains("unreachable") {
+            unreachable = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        unreachable,
+        "/ready never reported the control plane unreachable"
+    );
+
+    // Back on the same data dir and ports: nothing stored was lost, proxies reconnect.
+    mesh.cp.restart();
+    assert_eq!(mesh.versions(), [1]);
+    assert!(
+        mesh.frontend
+            .metric_reaching("signet_proxy_control_plane_connected", 1)
+            .await
+            == 1
+    );
+    let mut registered = 0;
+    for _ in 0..100 {
+        let out = mesh.cp.meshctl_ok(&["proxies", "list", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        registered = v["proxies"].as_array().unwrap().len();
+        if registered == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(registered, 2);
+    // And the reconnected streams carry new versions.
+    let out = mesh.apply("v2.cedar", &policies("/admin/*"));
+    assert!(out.status.success());
+    mesh.wait_for(403, "/api/items", Duration::from_secs(5))
+        .await;
+    let status = mesh.cp.meshctl_ok(&["status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["policy"]["version"], 2);
+}
+
+#[tokio::test]
+async fn operators_without_permission_are_refused_and_recorded() {
+    let mesh = Mesh::start(&[]).await;
+    // A wrong bearer token.
+    let out = mesh.cp.meshctl(&["status", "--token", "not-a-token"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bearer token is not valid"), "{stderr}");
+
+    // A workload's own SVID authenticates but is no operator: 403, by the operator policies.
+    let state = mesh.dir.path().join("cart-state");
+    let chain: Vec<_> = rustls::pki_types::pem::PemObject::pem_file_iter(state.join("svid.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::pem::PemObject::from_pem_file(state.join("key.pem")).unwrap();
+    let bundle = signet_spiffe::TrustBundle::from_pem(
+        signet_spiffe::TrustDomain::new(TD).unwrap(),
+        &std::fs::read_to_string(state.join("bundle.pem")).unwrap(),
+    )
+    .unwrap();
+    let answer = tls_request(
+        mesh.cp.api,
+        Some((chain, key)),
+        bundle.clone(),
+        "/v1/policies",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("may not `read` (default-deny)"), "{answer}");
+
+    // The refusal is recorded with who and what; the admin reads the record.
+    let bearer = format!("Bearer {}", mesh.cp.setting("SIGNET_TOKEN"));
+    let answer = tls_request(
+        mesh.cp.api,
+        None,
+        bundle,
+        "/v1/operator-actions",
+        &[("authorization", &bearer)],
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let log: serde_json::Value = serde_json::from_str(body).unwrap();
+    let actions = log["actions"].as_array().unwrap();
+    assert!(
+        actions.iter().any(|a| a["principal"] == CART
+            && a["allowed"] == false
+            && a["action"] == "read"
+            && a["detail"] == "default-deny"),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["action"] == "policy.apply" && a["allowed"] == true),
+        "{actions:?}"
+    );
+}

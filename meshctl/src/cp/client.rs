@@ -1,0 +1,202 @@
+//! The REST client for `signet-cp`: HTTPS with the control plane's certificate checked
+//! against `SIGNET_CA` (it must be an SVID naming the control plane), and a bearer token.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+use signet_spiffe::TrustBundle;
+use signet_spiffe::verify::{Usage, verify_peer};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Largest response read.
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// Checks the control plane's certificate: it chains to the roots in `SIGNET_CA` and names
+/// `spiffe://<trust domain>/signet/control-plane`. Host names play no part.
+#[derive(Debug)]
+struct ControlPlaneVerifier {
+    roots_pem: String,
+}
+
+impl ServerCertVerifier for ControlPlaneVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let general = |m: String| rustls::Error::General(m);
+        let id = signet_spiffe::leaf_spiffe_id(end_entity)
+            .map_err(|e| general(format!("the control plane's certificate: {e}")))?;
+        let bundle = TrustBundle::from_pem(id.trust_domain(), &self.roots_pem)
+            .map_err(|e| general(format!("SIGNET_CA: {e}")))?;
+        verify_peer(&bundle, end_entity, intermediates, now, Usage::Server)
+            .map_err(|e| general(format!("the control plane's certificate: {e}")))?;
+        if id.path() != "/signet/control-plane" {
+            return Err(general(format!("`{id}` is not a Signet control plane")));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not allowed".to_owned()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &signet_spiffe::tls::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        signet_spiffe::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A connection to one control plane.
+#[derive(Debug)]
+pub(crate) struct Client {
+    address: String,
+    token: Option<String>,
+    tls: Arc<rustls::ClientConfig>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Client {
+    /// A client for `base` (`https://host:port`), trusting the roots in `ca_pem`.
+    pub(crate) fn new(base: &str, token: Option<String>, ca_pem: String) -> anyhow::Result<Self> {
+        let address = base
+            .strip_prefix("https://")
+            .ok_or_else(|| anyhow!("SIGNET_CP `{base}` must start with https://"))?
+            .trim_end_matches('/')
+            .to_owned();
+        anyhow::ensure!(
+            !address.is_empty() && !address.contains('/'),
+            "SIGNET_CP `{base}` must be https://host:port"
+        );
+        let mut tls = rustls::ClientConfig::builder_with_provider(signet_spiffe::tls::provider())
+            .with_protocol_versions(signet_spiffe::tls::PROTOCOL_VERSIONS)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ControlPlaneVerifier { roots_pem: ca_pem }))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        Ok(Self {
+            address,
+            token,
+            tls: Arc::new(tls),
+            runtime,
+        })
+    }
+
+    /// GET `path`; the JSON body of a 2xx answer.
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call("GET", path, None)
+    }
+
+    /// POST `body` to `path`; the JSON body of a 2xx answer.
+    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call("POST", path, Some(body))
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        self.runtime
+            .block_on(self.send(method, path, body))
+            .with_context(|| format!("{method} {path}"))
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let tcp = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            TcpStream::connect(&self.address),
+        )
+        .await
+        .map_err(|_| anyhow!("connecting to {}: timed out", self.address))?
+        .with_context(|| format!("connecting to the control plane at {}", self.address))?;
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(h, _)| h);
+        let name = ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+        .map_err(|e| anyhow!("`{host}`: {e}"))?;
+        let tls = TlsConnector::from(Arc::clone(&self.tls))
+            .connect(name, tcp)
+            .await
+            .with_context(|| format!("TLS with the control plane at {}", self.address))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.address)
+            .header("accept", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let payload = match body {
+            Some(b) => {
+                request = request.header("content-type", "application/json");
+                serde_json::to_vec(b)?
+            }
+            None => Vec::new(),
+        };
+        let response = sender
+            .send_request(request.body(Full::new(bytes::Bytes::from(payload)))?)
+            .await?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| anyhow!("reading the answer: {e}"))?
+            .to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value.get("error").and_then(Value::as_str).map_or_else(
+                || format!("the control plane answered {status}"),
+                str::to_owned,
+            );
+            let problems: Vec<&str> = value
+                .get("problems")
+                .and_then(Value::as_array)
+                .map(|p| p.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if problems.is_empty() {
+                bail!("{message}");
+            }
+            bail!("{message}: {}", problems.join("; "));
+        }
+        Ok(value)
+    }
+}

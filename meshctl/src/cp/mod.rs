@@ -1,0 +1,207 @@
+//! Commands that talk to a running control plane, and how they find it: `--cp`, `--token`
+//! and `--ca` flags, else `SIGNET_CP`, `SIGNET_TOKEN`, `SIGNET_CA`, else the same lines in
+//! `$XDG_CONFIG_HOME/signet/meshctl.env` (or `~/.config/signet/meshctl.env`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+pub(crate) mod client;
+pub(crate) mod identity;
+pub(crate) mod lists;
+pub(crate) mod policies;
+pub(crate) mod token;
+
+pub(crate) use client::Client;
+
+/// Output format of commands that read the control plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// For people.
+    #[default]
+    Table,
+    /// For scripts.
+    Json,
+    /// For scripts and people.
+    Yaml,
+}
+
+/// Where the control plane is and how to authenticate.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Remote {
+    /// The control plane's API (https://host:port) [env: SIGNET_CP].
+    #[arg(long, value_name = "URL")]
+    cp: Option<String>,
+    /// Bearer token [env: SIGNET_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// The control plane's trust bundle (PEM) [env: SIGNET_CA].
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub(crate) output: Output,
+}
+
+fn config_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("signet").join("meshctl.env"))
+}
+
+fn file_settings() -> BTreeMap<String, String> {
+    let Some(path) = config_file() else {
+        return BTreeMap::new();
+    };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    text.lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+impl Remote {
+    /// The client these settings describe.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        let file = file_settings();
+        let setting = |flag: Option<String>, name: &str| {
+            flag.or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+                .or_else(|| file.get(name).cloned())
+        };
+        let cp = setting(self.cp.clone(), "SIGNET_CP").ok_or_else(|| {
+            anyhow!(
+                "no control plane: pass --cp or set SIGNET_CP (`set -a; . <data-dir>/meshctl.env`)"
+            )
+        })?;
+        let ca = setting(
+            self.ca.as_ref().map(|p| p.display().to_string()),
+            "SIGNET_CA",
+        )
+        .ok_or_else(|| {
+            anyhow!("no trust bundle for the control plane: pass --ca or set SIGNET_CA")
+        })?;
+        let ca_pem =
+            std::fs::read_to_string(&ca).with_context(|| format!("reading SIGNET_CA `{ca}`"))?;
+        let token = setting(self.token.clone(), "SIGNET_TOKEN");
+        Client::new(&cp, token, ca_pem)
+    }
+}
+
+/// Prints `value` as JSON or YAML; `false` for the table format (the caller prints it).
+pub(crate) fn print_structured(output: Output, value: &Value) -> anyhow::Result<bool> {
+    match output {
+        Output::Table => Ok(false),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(value)?);
+            Ok(true)
+        }
+        Output::Yaml => {
+            print!("{}", serde_norway::to_string(value)?);
+            Ok(true)
+        }
+    }
+}
+
+/// A table with left-aligned columns.
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// A string field of `v`, or "".
+pub(crate) fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time.
+pub(crate) fn time_of(ms: &Value) -> String {
+    let Some(ms) = ms.as_i64() else {
+        return "-".to_owned();
+    };
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// How long ago (or until) unix milliseconds `ms` is, for people.
+pub(crate) fn relative(ms: &Value) -> String {
+    let Some(ms) = ms.as_i64() else {
+        return "-".to_owned();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let delta = (ms - now) / 1000;
+    let span = |s: i64| match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    };
+    if delta >= 0 {
+        format!("in {}", span(delta))
+    } else {
+        format!("{} ago", span(-delta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_render_as_rfc3339() {
+        assert_eq!(time_of(&Value::from(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            time_of(&Value::from(1_795_000_000_000_i64)),
+            "2026-11-18T11:06:40Z"
+        );
+        assert_eq!(time_of(&Value::Null), "-");
+    }
+}

@@ -1,0 +1,368 @@
+//! `meshctl demo`: a whole mesh on this machine. A control plane on its embedded defaults
+//! (SQLite, built-in CA), three apps (frontend, cart over HTTP/1.1, payments over gRPC) each
+//! behind its own `signet-proxy` that joined with a one-time token, the demo policies
+//! applied, and traffic that is allowed and denied, summarized with the deciding policies.
+//!
+//! Nothing is downloaded: `signet-cp` and `signet-proxy` are found beside `meshctl` or on
+//! PATH. Ctrl-C (or `--duration`) stops every process; a temporary data dir is removed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::Outcome;
+use crate::cp::Client;
+
+mod apps;
+mod process;
+mod traffic;
+
+use process::Process;
+use traffic::{Flow, Tally};
+
+/// The demo's policies (also written to the data dir for editing).
+const POLICIES: &str = include_str!("../../../deploy/examples/demo/shop.cedar");
+const TRUST_DOMAIN: &str = "signet.local";
+const NAMESPACE: &str = "shop";
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Keep everything here (default: a temporary directory, removed on exit).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Stop after this long and check that every flow was decided as the policies say
+    /// (default: run until Ctrl-C).
+    #[arg(long, value_parser = crate::duration::parse, value_name = "DURATION")]
+    duration: Option<Duration>,
+}
+
+/// Where `name` is: beside this executable, else on PATH.
+fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file());
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    beside.or_else(on_path).ok_or_else(|| {
+        anyhow!("`{name}` is not beside meshctl or on PATH; build everything first: cargo build --release")
+    })
+}
+
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<Outcome> {
+    let cp_bin = find_binary("signet-cp")?;
+    let proxy_bin = find_binary("signet-proxy")?;
+    let (dir, _temp) = match &args.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating `{}`", d.display()))?;
+            (std::fs::canonicalize(d)?, None)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("signet-demo-").tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let mut mesh = Mesh {
+        dir,
+        processes: Vec::new(),
+    };
+    let result = mesh.run(&cp_bin, &proxy_bin, &runtime, &stop, args.duration);
+    mesh.stop();
+    result
+}
+
+/// The demo's processes; stopped (SIGTERM, then kill) when the demo ends, however it ends.
+struct Mesh {
+    dir: PathBuf,
+    processes: Vec<Process>,
+}
+
+/// What a proxy needs to join the demo's control plane.
+struct Join<'a> {
+    proxy_bin: &'a Path,
+    client: &'a Client,
+    grpc: &'a str,
+    ca: &'a Path,
+}
+
+/// One demo service's proxy.
+#[derive(Clone, Copy)]
+struct ProxySpec<'a> {
+    service: &'a str,
+    app: std::net::SocketAddr,
+    app_protocol: &'a str,
+    upstreams: &'a [&'a str],
+}
+
+struct ProxyInfo {
+    admin: String,
+    outbound: Value,
+}
+
+impl Mesh {
+    fn stop(&mut self) {
+        for p in self.processes.iter_mut().rev() {
+            p.terminate();
+        }
+    }
+
+    fn start_proxy(&mut self, join: &Join<'_>, spec: &ProxySpec<'_>) -> anyhow::Result<ProxyInfo> {
+        let ProxySpec {
+            service,
+            app,
+            app_protocol,
+            upstreams,
+        } = *spec;
+        let (client, grpc, ca) = (join.client, join.grpc, join.ca);
+        let home = self.dir.join(service);
+        std::fs::create_dir_all(&home)?;
+        let id = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{service}");
+        let token = client.post(
+            "/v1/tokens",
+            &json!({ "spiffe_id": id, "ttl_seconds": 300 }),
+        )?;
+        let token_file = home.join("join-token");
+        std::fs::write(&token_file, crate::cp::text(&token, "token"))?;
+        let mut toml = format!(
+            "# signet-proxy beside the demo's {service} app.\n\
+             [service]\nname = \"{service}\"\nnamespace = \"{NAMESPACE}\"\n\n\
+             [control_plane]\naddress = \"{grpc}\"\nca = \"{}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\
+             join_token = \"@{}\"\nstate_dir = \"state\"\n\n\
+             [inbound]\nlisten = \"127.0.0.1:0\"\napp = \"{app}\"\napp_protocol = \"{app_protocol}\"\n\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
+            ca.display(),
+            token_file.display()
+        );
+        for upstream in upstreams {
+            toml.push_str(&format!(
+                "\n[[outbound]]\nservice = \"{upstream}\"\nlisten = \"127.0.0.1:0\"\n"
+            ));
+        }
+        let config = home.join("proxy.toml");
+        std::fs::write(&config, toml)?;
+        let mut process = Process::start(
+            join.proxy_bin,
+            &["--config".as_ref(), config.as_os_str()],
+            &self.dir.join("logs").join(format!("{service}-proxy.log")),
+        )?;
+        let line = process.first_line(Duration::from_secs(30));
+        self.processes.push(process);
+        let line = line.with_context(|| format!("starting the {service} proxy"))?;
+        let listening = line.get("listening").cloned().unwrap_or(Value::Null);
+        Ok(ProxyInfo {
+            admin: crate::cp::text(&listening, "admin"),
+            outbound: listening.get("outbound").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    fn run(
+        &mut self,
+        cp_bin: &Path,
+        proxy_bin: &Path,
+        runtime: &tokio::runtime::Runtime,
+        stop: &AtomicBool,
+        duration: Option<Duration>,
+    ) -> anyhow::Result<Outcome> {
+        let dir = self.dir.clone();
+        std::fs::create_dir_all(dir.join("logs"))?;
+        println!("Signet demo mesh in {}", dir.display());
+
+        // The control plane, on its embedded defaults.
+        let cp_dir = dir.join("cp");
+        let mut cp = Process::start(
+            cp_bin,
+            &[
+                "--data-dir".as_ref(),
+                cp_dir.as_os_str(),
+                "--grpc-listen".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--api-listen".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--heartbeat-interval".as_ref(),
+                "2s".as_ref(),
+            ],
+            &dir.join("logs").join("signet-cp.log"),
+        )?;
+        let started = cp.first_line(Duration::from_secs(30));
+        self.processes.push(cp);
+        let started = started.context("starting signet-cp")?;
+        let grpc = crate::cp::text(&started, "grpc");
+        let env_file = PathBuf::from(crate::cp::text(&started, "env"));
+        let env = std::fs::read_to_string(&env_file)
+            .with_context(|| format!("reading `{}`", env_file.display()))?;
+        let setting = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("`{}` has no {key}", env_file.display()))
+        };
+        let ca = PathBuf::from(setting("SIGNET_CA")?);
+        let client = Client::new(
+            &setting("SIGNET_CP")?,
+            Some(setting("SIGNET_TOKEN")?),
+            std::fs::read_to_string(&ca)?,
+        )?;
+        println!(
+            "  control plane   grpc {grpc}, api {}",
+            setting("SIGNET_CP")?
+        );
+
+        // The demo policies, applied as version 1 (and kept for editing).
+        std::fs::create_dir_all(dir.join("policies"))?;
+        let policy_file = dir.join("policies").join("shop.cedar");
+        std::fs::write(&policy_file, POLICIES)?;
+        let applied = client.post(
+            "/v1/policies",
+            &json!({
+                "files": [{ "name": "shop.cedar", "text": POLICIES }],
+                "message": "meshctl demo",
+            }),
+        )?;
+        println!(
+            "  policies        version {}: {} policies from {}",
+            crate::cp::text(&applied, "version"),
+            crate::cp::text(&applied, "policies"),
+            policy_file.display()
+        );
+
+        // The apps, then a proxy beside each.
+        let apps = runtime.block_on(apps::start())?;
+        let join = Join {
+            proxy_bin,
+            client: &client,
+            grpc: &grpc,
+            ca: &ca,
+        };
+        let payments = self.start_proxy(
+            &join,
+            &ProxySpec {
+                service: "payments",
+                app: apps.payments,
+                app_protocol: "http2",
+                upstreams: &[],
+            },
+        )?;
+        let cart = self.start_proxy(
+            &join,
+            &ProxySpec {
+                service: "cart",
+                app: apps.cart,
+                app_protocol: "http1",
+                upstreams: &["payments"],
+            },
+        )?;
+        let frontend = self.start_proxy(
+            &join,
+            &ProxySpec {
+                service: "frontend",
+                app: apps.frontend,
+                app_protocol: "http1",
+                upstreams: &["cart", "payments"],
+            },
+        )?;
+        for (name, p, app) in [
+            ("frontend", &frontend, apps.frontend),
+            ("cart", &cart, apps.cart),
+            ("payments (gRPC)", &payments, apps.payments),
+        ] {
+            println!("  {name:<15} app {app}, proxy admin http://{}", p.admin);
+        }
+        let outbound = |p: &ProxyInfo, svc: &str| -> anyhow::Result<String> {
+            p.outbound
+                .get(svc)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("the proxy has no outbound port for {svc}"))
+        };
+        let flows = vec![
+            Flow::http(
+                "frontend -> cart",
+                outbound(&frontend, "cart")?,
+                "/api/cart",
+                &cart.admin,
+            ),
+            Flow::grpc(
+                "cart -> payments (gRPC)",
+                outbound(&cart, "payments")?,
+                "/demo.Payments/Charge",
+                &payments.admin,
+            ),
+            Flow::http(
+                "frontend -> payments",
+                outbound(&frontend, "payments")?,
+                "/api/charge",
+                &payments.admin,
+            ),
+        ];
+
+        // Endpoints reach the callers' proxies once every proxy registered.
+        runtime.block_on(traffic::wait_for_endpoints(&flows, Duration::from_secs(20)))?;
+        println!();
+        println!("Try, in another terminal, while this runs:");
+        println!("  set -a; . {}; set +a", env_file.display());
+        println!("  meshctl identity inspect cart");
+        println!("  meshctl proxies list");
+        println!(
+            "  meshctl authz apply -f {}   # after editing it",
+            policy_file.display()
+        );
+        println!("  curl -s http://{}/metrics | grep authz", payments.admin);
+        println!("Ctrl-C stops everything.");
+        println!();
+
+        let mut tallies: Vec<Tally> = flows.iter().map(|_| Tally::default()).collect();
+        let begun = Instant::now();
+        let mut last_print = Instant::now();
+        loop {
+            for (flow, tally) in flows.iter().zip(tallies.iter_mut()) {
+                let result = runtime.block_on(flow.send());
+                tally.record(result);
+            }
+            let done =
+                stop.load(Ordering::SeqCst) || duration.is_some_and(|d| begun.elapsed() >= d);
+            if done || last_print.elapsed() >= Duration::from_secs(5) {
+                let allows: Vec<Vec<String>> = flows
+                    .iter()
+                    .map(|f| runtime.block_on(f.allow_policies()))
+                    .collect();
+                traffic::print_summary(&flows, &tallies, &allows, begun.elapsed());
+                last_print = Instant::now();
+            }
+            if done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        if duration.is_some() {
+            traffic::check(&flows, &tallies)?;
+            println!("demo: every flow was decided as the policies say");
+        }
+        if stop.load(Ordering::SeqCst) {
+            println!("stopping");
+        }
+        Ok(Outcome::Success)
+    }
+}

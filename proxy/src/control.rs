@@ -1,0 +1,661 @@
+//! The control-plane source: the proxy's SVID, trust bundle, deny-list, policies and upstream
+//! endpoints come from `signet-cp` instead of files, through the same internals the file
+//! source uses ([`Identity::rotate`], [`Proxy::enforce`], [`Upstream::update`]).
+//!
+//! - Start: an SVID persisted in `state_dir` that is still valid is used (a restart renews
+//!   rather than re-joins); otherwise the join token buys one. The key never leaves the proxy.
+//! - Renewal at the SVID's refresh time (half-life with jitter), over mTLS with the current
+//!   SVID; failures retry with backoff until the SVID expires.
+//! - One config stream; each message is applied and persisted, so a restart while the
+//!   control plane is away serves the last configuration (static stability).
+//! - Registration of the inbound endpoint and heartbeats.
+//!
+//! Every call that fails is counted by call and retried with capped exponential backoff.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::TokioIo;
+use prost::Message as _;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, ServerName};
+use signet_cp::api::v1 as pb;
+use signet_policy::{PolicyBundle, PolicySource};
+use signet_spiffe::tls::{SharedBundle, SpiffeServerVerifier, SvidResolver, shared_bundle};
+use signet_spiffe::verify::AllowList;
+use signet_spiffe::{Serial, SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{ControlPlaneConfig, IdentityConfig, ServiceConfig};
+use crate::identity::{self, Credentials};
+use crate::outbound::Upstream;
+use crate::state::Proxy;
+
+/// How long one unary call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Backoff bounds for retries.
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long start-up waits to join when the control plane is not answering yet.
+const JOIN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The control plane's own SPIFFE ID in `td`.
+pub fn control_plane_id(td: &TrustDomain) -> Result<SpiffeId, String> {
+    td.workload("/signet/control-plane")
+        .map_err(|e| e.to_string())
+}
+
+/// Where the persisted credentials live.
+fn state_files(state_dir: &Path, td: &TrustDomain) -> IdentityConfig {
+    IdentityConfig {
+        cert: state_dir.join("svid.pem"),
+        key: state_dir.join("key.pem"),
+        bundle: state_dir.join("bundle.pem"),
+        trust_domain: Some(td.as_str().to_owned()),
+        deny_list: None,
+    }
+}
+
+fn config_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("config.pb")
+}
+
+/// Writes `contents` to `path` with mode 0600: written whole to a temporary file, then renamed.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| format!("writing `{}`: {e}", path.display()))
+}
+
+fn persist(
+    state_dir: &Path,
+    td: &TrustDomain,
+    c: &Credentials,
+    key: &WorkloadKey,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(state_dir)
+        .and_then(|()| std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| format!("control_plane.state_dir `{}`: {e}", state_dir.display()))?;
+    let files = state_files(state_dir, td);
+    write_private(&files.key, key.to_pkcs8_pem().as_bytes())?;
+    write_private(&files.cert, c.svid.to_pem().as_bytes())?;
+    write_private(&files.bundle, c.bundle.to_pem().as_bytes())
+}
+
+/// The join token: the text, or the contents of `@file`.
+pub fn join_token(cfg: &ControlPlaneConfig) -> Result<Option<String>, String> {
+    match cfg.join_token.as_deref() {
+        None | Some("") => Ok(None),
+        Some(t) => match t.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .map(|s| Some(s.trim().to_owned()))
+                .map_err(|e| format!("control_plane.join_token `{t}`: {e}")),
+            None => Ok(Some(t.trim().to_owned())),
+        },
+    }
+}
+
+/// TLS towards the control plane: its SVID must chain to `bundle` and name the control plane;
+/// the proxy presents whatever `client` holds (nothing before it has joined).
+fn tls(
+    bundle: SharedBundle,
+    td: &TrustDomain,
+    client: Arc<dyn ResolvesClientCert>,
+) -> Result<rustls::ClientConfig, String> {
+    let verifier = Arc::new(SpiffeServerVerifier::new(
+        bundle,
+        Arc::new(AllowList::new([control_plane_id(td)?])),
+    ));
+    let mut config =
+        signet_spiffe::tls::client_config(client, verifier).map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// A lazily connecting gRPC channel to `address` over `tls`.
+fn channel(address: &str, tls: rustls::ClientConfig) -> Result<Channel, String> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let name = ServerName::try_from(host)
+        .map_err(|e| format!("control_plane.address `{address}`: {e}"))?
+        .to_owned();
+    let connector = TlsConnector::from(Arc::new(tls));
+    let target = address.to_owned();
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| format!("control_plane.address `{address}`: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+            let connector = connector.clone();
+            let name = name.clone();
+            let target = target.clone();
+            async move {
+                let tcp = TcpStream::connect(&target).await?;
+                let _ = tcp.set_nodelay(true);
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        })),
+    )
+}
+
+fn credentials(
+    response: pb::IssueResponse,
+    td: &TrustDomain,
+    expected: &SpiffeId,
+) -> Result<Credentials, String> {
+    let chain = response
+        .chain
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    let svid = X509Svid::parse(chain, td, SystemTime::now())
+        .map_err(|e| format!("the control plane sent a bad SVID: {e}"))?;
+    if svid.id() != expected {
+        return Err(format!(
+            "the control plane issued `{}`, not `{expected}`",
+            svid.id()
+        ));
+    }
+    let roots = response
+        .bundle
+        .map(|b| b.roots)
+        .unwrap_or_default()
+        .into_iter()
+        .map(CertificateDer::from);
+    let bundle = TrustBundle::from_roots(td.clone(), roots)
+        .map_err(|e| format!("the control plane sent a bad bundle: {e}"))?;
+    Ok(Credentials { svid, bundle })
+}
+
+fn status_text(s: &tonic::Status) -> String {
+    if s.message().is_empty() {
+        format!("{:?}", s.code())
+    } else {
+        s.message().to_owned()
+    }
+}
+
+/// Whether retrying a refused call could help.
+fn retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::ResourceExhausted
+    )
+}
+
+async fn timed<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r.map(tonic::Response::into_inner),
+        Err(_) => Err(tonic::Status::deadline_exceeded(
+            "the control plane did not answer",
+        )),
+    }
+}
+
+/// The proxy's credentials at start: the persisted ones if still valid, else by joining.
+pub async fn obtain_identity(
+    cfg: &ControlPlaneConfig,
+    td: &TrustDomain,
+    service: &ServiceConfig,
+) -> Result<(Credentials, WorkloadKey), String> {
+    let expected = td
+        .service_account(&service.namespace, &service.name)
+        .map_err(|e| format!("service: {e}"))?;
+    let files = state_files(&cfg.state_dir, td);
+    if files.cert.exists() {
+        match identity::load(&files) {
+            Ok((c, key)) if c.svid.id() == &expected => {
+                tracing::info!(serial = %c.svid.serial(), "using the SVID kept in the state directory");
+                return Ok((c, key));
+            }
+            Ok((c, _)) => {
+                tracing::warn!(found = %c.svid.id(), %expected, "the kept SVID is for another identity; joining again")
+            }
+            Err(e) => tracing::warn!(error = %e, "the kept SVID is not usable; joining again"),
+        }
+    }
+    let token = join_token(cfg)?.ok_or_else(|| {
+        format!(
+            "no valid SVID in `{}` and no join token: create one with `meshctl token create --spiffe-id {expected}` and pass --join-token",
+            cfg.state_dir.display()
+        )
+    })?;
+    let ca = std::fs::read_to_string(&cfg.ca)
+        .map_err(|e| format!("control_plane.ca `{}`: {e}", cfg.ca.display()))?;
+    let bootstrap = TrustBundle::from_pem(td.clone(), &ca)
+        .map_err(|e| format!("control_plane.ca `{}`: {e}", cfg.ca.display()))?;
+    let channel = channel(
+        &cfg.address,
+        tls(shared_bundle(bootstrap), td, Arc::new(SvidResolver::new()))?,
+    )?;
+    let key = WorkloadKey::generate().map_err(|e| e.to_string())?;
+    let csr = key.csr(&expected).map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
+    let mut backoff = BACKOFF_START;
+    let response = loop {
+        let request = pb::IssueRequest {
+            join_token: token.clone(),
+            csr: csr.as_ref().to_vec(),
+            ttl_seconds: 0,
+        };
+        let mut client = pb::identity_client::IdentityClient::new(channel.clone());
+        match timed(client.issue(request)).await {
+            Ok(r) => break r,
+            Err(s) if retryable(&s) && tokio::time::Instant::now() + backoff < deadline => {
+                tracing::warn!(error = %status_text(&s), "control plane not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Err(s) => {
+                return Err(format!(
+                    "joining the control plane at {}: {}",
+                    cfg.address,
+                    status_text(&s)
+                ));
+            }
+        }
+    };
+    let c = credentials(response, td, &expected)?;
+    persist(&cfg.state_dir, td, &c, &key)?;
+    tracing::info!(spiffe_id = %c.svid.id(), serial = %c.svid.serial(), "joined the control plane");
+    Ok((c, key))
+}
+
+/// The configuration saved by the last run, if any.
+pub fn saved_config(state_dir: &Path) -> Option<pb::ProxyConfig> {
+    let bytes = std::fs::read(config_file(state_dir)).ok()?;
+    pb::ProxyConfig::decode(bytes.as_slice()).ok()
+}
+
+/// The running link: applies what the control plane sends.
+#[derive(Debug)]
+pub struct Link {
+    cfg: ControlPlaneConfig,
+    td: TrustDomain,
+    proxy: Arc<Proxy>,
+    upstreams: Vec<Arc<Upstream>>,
+    /// Replaced after each renewal so new connections present the new SVID.
+    channel: ArcSwap<Channel>,
+    instance: String,
+    advertise: SocketAddr,
+    last_deny: Mutex<Option<pb::DenyList>>,
+    last_policies: Mutex<Option<pb::PolicySlice>>,
+}
+
+impl Link {
+    /// The link for `proxy` and its `upstreams`.
+    pub fn new(
+        cfg: ControlPlaneConfig,
+        td: TrustDomain,
+        proxy: Arc<Proxy>,
+        upstreams: Vec<Arc<Upstream>>,
+    ) -> Result<Arc<Self>, String> {
+        let advertise = cfg.advertise.unwrap_or(proxy.config.inbound.listen);
+        if advertise.ip().is_unspecified() {
+            return Err(format!(
+                "inbound.listen is {advertise}: set control_plane.advertise to the address other proxies reach it at"
+            ));
+        }
+        let mut instance = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut instance)
+            .map_err(|_| "no secure random source".to_owned())?;
+        let channel = Self::channel_for(&cfg, &td, &proxy)?;
+        proxy
+            .metrics
+            .control_plane
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(Arc::new(Self {
+            instance: instance.iter().map(|b| format!("{b:02x}")).collect(),
+            channel: ArcSwap::from_pointee(channel),
+            advertise,
+            cfg,
+            td,
+            proxy,
+            upstreams,
+            last_deny: Mutex::new(None),
+            last_policies: Mutex::new(None),
+        }))
+    }
+
+    fn channel_for(
+        cfg: &ControlPlaneConfig,
+        td: &TrustDomain,
+        proxy: &Proxy,
+    ) -> Result<Channel, String> {
+        channel(
+            &cfg.address,
+            tls(
+                proxy.identity.bundle.clone(),
+                td,
+                proxy.identity.resolver.clone(),
+            )?,
+        )
+    }
+
+    fn channel(&self) -> Channel {
+        Channel::clone(&self.channel.load())
+    }
+
+    fn failed(&self, call: &str, status: &tonic::Status) {
+        self.proxy.metrics.control_plane.errors.inc(&[call]);
+        tracing::warn!(call, error = %status_text(status), "control plane call failed");
+    }
+
+    /// Applies one configuration: bundle, deny-list, policies, upstreams. A part that does
+    /// not validate is refused (and counted); the rest still applies.
+    pub fn apply(&self, config: &pb::ProxyConfig) {
+        let proxy = &self.proxy;
+        if let Some(b) = &config.bundle {
+            let roots = b.roots.iter().cloned().map(CertificateDer::from);
+            match TrustBundle::from_roots(self.td.clone(), roots) {
+                Ok(bundle) if !bundle.is_empty() => {
+                    let current = proxy.identity.bundle.load();
+                    if !current.roots().eq(bundle.roots()) {
+                        proxy.identity.update_bundle(bundle);
+                        tracing::info!("trust bundle updated");
+                    }
+                }
+                Ok(_) => self.refused("bundle", "empty trust bundle"),
+                Err(e) => self.refused("bundle", &e.to_string()),
+            }
+        }
+        if let Some(deny) = &config.deny {
+            let mut last = self
+                .last_deny
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.as_ref() != Some(deny) {
+                let ids: Vec<SpiffeId> = deny
+                    .spiffe_ids
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                let serials: Vec<Serial> = deny
+                    .serials
+                    .iter()
+                    .filter_map(|s| Serial::from_hex(s))
+                    .collect();
+                proxy.identity.deny(ids, serials);
+                *last = Some(deny.clone());
+                tracing::info!(
+                    ids = deny.spiffe_ids.len(),
+                    serials = deny.serials.len(),
+                    "deny-list updated"
+                );
+            }
+        }
+        if let Some(p) = &config.policies {
+            let mut last = self
+                .last_policies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.as_ref() != Some(p) {
+                *last = Some(p.clone());
+                let sources: Vec<PolicySource> = p
+                    .files
+                    .iter()
+                    .map(|f| PolicySource {
+                        name: f.name.clone(),
+                        text: f.text.clone(),
+                    })
+                    .collect();
+                match PolicyBundle::from_sources(&sources) {
+                    Ok(bundle) => {
+                        proxy.enforce(&bundle.with_version(p.version));
+                        proxy.metrics.reloads.inc(&["policy"]);
+                        tracing::info!(version = p.version, "policies applied");
+                    }
+                    Err(e) => self.refused("policy", &e.to_string()),
+                }
+            }
+        }
+        for upstream in &self.upstreams {
+            let Some(u) = config
+                .upstreams
+                .iter()
+                .find(|u| u.service == upstream.service())
+            else {
+                continue;
+            };
+            let endpoints: Vec<SocketAddr> =
+                u.endpoints.iter().filter_map(|e| e.parse().ok()).collect();
+            let identities: Vec<SpiffeId> =
+                u.identities.iter().filter_map(|i| i.parse().ok()).collect();
+            match upstream.update(endpoints, identities, proxy) {
+                Ok(true) => {
+                    tracing::info!(service = %u.service, endpoints = ?u.endpoints, "upstream updated")
+                }
+                Ok(false) => {}
+                Err(e) => self.refused("upstream", &e),
+            }
+        }
+        proxy
+            .metrics
+            .control_plane
+            .config_version
+            .store(config.version, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn refused(&self, part: &str, why: &str) {
+        self.proxy.metrics.reload_failures.inc(&[part]);
+        tracing::warn!(
+            part,
+            error = why,
+            "configuration refused; keeping the previous one"
+        );
+    }
+
+    /// Follows the config stream until shutdown; `first` is told when the first
+    /// configuration has been applied.
+    pub async fn watch(self: Arc<Self>, first: tokio::sync::oneshot::Sender<()>) {
+        let mut first = Some(first);
+        let upstreams: Vec<String> = self
+            .upstreams
+            .iter()
+            .map(|u| u.service().to_owned())
+            .collect();
+        let cp = &self.proxy.metrics.control_plane;
+        let mut backoff = BACKOFF_START;
+        loop {
+            let mut client = pb::config_client::ConfigClient::new(self.channel());
+            let opened = timed(client.watch(pb::WatchRequest {
+                upstreams: upstreams.clone(),
+            }))
+            .await;
+            match opened {
+                Ok(mut stream) => loop {
+                    let next = tokio::select! {
+                        next = stream.message() => next,
+                        () = self.proxy.draining() => return,
+                    };
+                    match next {
+                        Ok(Some(config)) => {
+                            cp.connected
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                            cp.contact();
+                            backoff = BACKOFF_START;
+                            self.apply(&config);
+                            if let Err(e) = write_private(
+                                &config_file(&self.cfg.state_dir),
+                                &config.encode_to_vec(),
+                            ) {
+                                tracing::warn!(error = %e, "could not keep the configuration");
+                            }
+                            if let Some(tx) = first.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(s) => {
+                            self.failed("watch", &s);
+                            break;
+                        }
+                    }
+                },
+                Err(s) => self.failed("watch", &s),
+            }
+            cp.connected
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.proxy.draining() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Registers the inbound endpoint and heartbeats until shutdown.
+    pub async fn register(self: Arc<Self>) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            let mut client = pb::registry_client::RegistryClient::new(self.channel());
+            let request = pb::RegisterRequest {
+                instance: self.instance.clone(),
+                service: self.proxy.config.service.name.clone(),
+                namespace: self.proxy.config.service.namespace.clone(),
+                endpoint: self.advertise.to_string(),
+                admin: self.proxy.config.admin.listen.to_string(),
+            };
+            let interval = match timed(client.register(request)).await {
+                Ok(r) => {
+                    self.proxy.metrics.control_plane.contact();
+                    backoff = BACKOFF_START;
+                    Duration::from_secs(u64::from(r.heartbeat_interval_seconds.max(1)))
+                }
+                Err(s) => {
+                    self.failed("register", &s);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.proxy.draining() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = self.proxy.draining() => return,
+                }
+                let metrics = &self.proxy.metrics;
+                let request = pb::HeartbeatRequest {
+                    instance: self.instance.clone(),
+                    config_version: metrics
+                        .control_plane
+                        .config_version
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    policy_version: metrics
+                        .policy_version
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    serial: self
+                        .proxy
+                        .identity
+                        .current
+                        .borrow()
+                        .svid
+                        .serial()
+                        .to_string(),
+                };
+                let mut client = pb::registry_client::RegistryClient::new(self.channel());
+                match timed(client.heartbeat(request)).await {
+                    Ok(_) => metrics.control_plane.contact(),
+                    Err(s) if s.code() == tonic::Code::NotFound => break,
+                    Err(s) => self.failed("heartbeat", &s),
+                }
+            }
+        }
+    }
+
+    /// Renews the SVID at its refresh time until shutdown.
+    pub async fn renew(self: Arc<Self>) {
+        loop {
+            let (refresh_at, not_after, id) = {
+                let c = self.proxy.identity.current.borrow();
+                (c.svid.refresh_at(), c.svid.not_after(), c.svid.id().clone())
+            };
+            let wait = refresh_at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.proxy.draining() => return,
+            }
+            let mut backoff = BACKOFF_START;
+            loop {
+                match self.renew_once(&id).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        self.proxy.metrics.control_plane.errors.inc(&["renew"]);
+                        tracing::warn!(error = %e, "renewing the SVID failed; retrying");
+                    }
+                }
+                // Never wait past the expiry by more than a backoff step.
+                let left = not_after
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                let pause = backoff.min(left.max(BACKOFF_START));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = self.proxy.draining() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+
+    async fn renew_once(&self, id: &SpiffeId) -> Result<(), String> {
+        let key = WorkloadKey::generate().map_err(|e| e.to_string())?;
+        let csr = key.csr(id).map_err(|e| e.to_string())?;
+        let mut client = pb::identity_client::IdentityClient::new(self.channel());
+        let response = timed(client.renew(pb::RenewRequest {
+            csr: csr.as_ref().to_vec(),
+            ttl_seconds: 0,
+        }))
+        .await
+        .map_err(|s| status_text(&s))?;
+        let c = credentials(response, &self.td, id)?;
+        persist(&self.cfg.state_dir, &self.td, &c, &key)?;
+        tracing::info!(serial = %c.svid.serial(), not_after = ?c.svid.not_after(), "SVID renewed");
+        self.proxy.identity.rotate(c, &key)?;
+        self.proxy.metrics.control_plane.contact();
+        // New connections present the new SVID; the old channel closes once unused.
+        match Self::channel_for(&self.cfg, &self.td, &self.proxy) {
+            Ok(ch) => self.channel.store(Arc::new(ch)),
+            Err(e) => tracing::warn!(error = %e, "could not rebuild the control-plane channel"),
+        }
+        Ok(())
+    }
+}

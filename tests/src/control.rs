@@ -1,0 +1,176 @@
+//! A real `signet-cp` process and the `meshctl` binary pointed at it.
+//!
+//! Binaries of other packages are found beside the test executable's directory
+//! (`target/<profile>/`): building the workspace's tests builds every binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// `target/<profile>/<name>`.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "`{}` is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    child: Child,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its gRPC address.
+    pub grpc: SocketAddr,
+    /// Its REST address.
+    pub api: SocketAddr,
+    /// `SIGNET_CP`, `SIGNET_TOKEN`, `SIGNET_CA`.
+    pub env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ControlPlane {
+    /// Starts `signet-cp` on `data_dir` with ports chosen by the OS and `extra` arguments.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    fn start_on(data_dir: &Path, grpc: &str, api: &str, extra: &[&str]) -> Self {
+        let binary = workspace_binary("signet-cp");
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--grpc-listen".into(),
+            grpc.into(),
+            "--api-listen".into(),
+            api.into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut child = Command::new(&binary)
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start signet-cp");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let Ok(started) = serde_json::from_str::<serde_json::Value>(&line) else {
+            let _ = child.kill();
+            let output = child.wait_with_output().ok();
+            let stderr = output
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default();
+            panic!("signet-cp did not start: {stderr}");
+        };
+        if let Some(stderr) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if std::env::var_os("SIGNET_TEST_LOGS").is_some() {
+                        eprintln!("[signet-cp] {line}");
+                    }
+                }
+            });
+        }
+        let env_file = started["env"].as_str().expect("env file");
+        let env = std::fs::read_to_string(env_file)
+            .expect("meshctl.env")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let addr = |k: &str| started[k].as_str().and_then(|s| s.parse().ok()).expect(k);
+        Self {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            grpc: addr("grpc"),
+            api: addr("api"),
+            env,
+            args: extra.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Stops it with SIGTERM; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().ok()?.code()
+    }
+
+    /// Starts it again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        let extra: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let next = Self::start_on(
+            &self.data_dir,
+            &self.grpc.to_string(),
+            &self.api.to_string(),
+            &extra,
+        );
+        *self = next;
+    }
+
+    /// The value of one of the `meshctl.env` settings.
+    pub fn setting(&self, key: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .expect(key)
+    }
+
+    /// Runs `meshctl` against this control plane.
+    pub fn meshctl(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(workspace_binary("meshctl"));
+        command.args(args).env_remove("SIGNET_TOKEN");
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        command
+            .env("XDG_CONFIG_HOME", &self.data_dir)
+            .output()
+            .expect("run meshctl")
+    }
+
+    /// Runs `meshctl` and returns its stdout, panicking with its stderr if it failed.
+    pub fn meshctl_ok(&self, args: &[&str]) -> String {
+        let out = self.meshctl(args);
+        assert!(
+            out.status.success(),
+            "meshctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A one-time join token for `spiffe_id`.
+    pub fn token(&self, spiffe_id: &str) -> String {
+        self.meshctl_ok(&["token", "create", "--spiffe-id", spiffe_id])
+            .trim()
+            .to_owned()
+    }
+}
