@@ -282,6 +282,32 @@ async fn applied_policies_reach_every_proxy_and_roll_back_and_bad_ones_change_no
     let mesh = Mesh::start(&[]).await;
     assert_eq!(mesh.call("/api/items").await.0, 200);
 
+    // A dry run shows what would narrow, over the registry and a request sample, and
+    // applies nothing.
+    let v2 = mesh.dir.path().join("v2.cedar");
+    std::fs::write(&v2, policies("/admin/*")).unwrap();
+    let samples = mesh.dir.path().join("samples.yaml");
+    std::fs::write(
+        &samples,
+        "requests:\n  - method: GET\n    path: /api/items\n",
+    )
+    .unwrap();
+    let shown = mesh.cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "--dry-run",
+        "-f",
+        v2.to_str().unwrap(),
+        "--entities",
+        samples.to_str().unwrap(),
+    ]);
+    assert!(
+        shown.contains(&format!("- NARROWED  {FRONTEND} -> cart: GET /api/items")),
+        "{shown}"
+    );
+    assert!(shown.contains("dry run"), "{shown}");
+    assert_eq!(mesh.versions(), [1]);
+
     // Narrow: reads only under /admin/. Every proxy enforces version 2 quickly.
     let out = mesh.apply("v2.cedar", &policies("/admin/*"));
     assert!(

@@ -216,6 +216,27 @@ impl Api {
     }
 }
 
+/// Every route, as `METHOD path`: the OpenAPI description must describe exactly these.
+pub const ROUTES: &[&str] = &[
+    "GET /healthz",
+    "GET /v1/openapi.json",
+    "GET /v1/status",
+    "GET /v1/ca",
+    "GET /v1/policies",
+    "POST /v1/policies",
+    "GET /v1/policies/history",
+    "POST /v1/policies/rollback",
+    "GET /v1/policies/{version}",
+    "POST /v1/tokens",
+    "GET /v1/services",
+    "GET /v1/proxies",
+    "GET /v1/inventory",
+    "GET /v1/identities",
+    "GET /v1/deny",
+    "POST /v1/deny",
+    "GET /v1/operator-actions",
+];
+
 /// The router.
 pub fn router(api: Api) -> Router {
     Router::new()
@@ -513,6 +534,11 @@ async fn create_token(
             api.hub.trust_domain
         )));
     }
+    if reserved(&id, &api.hub.trust_domain) {
+        return Err(ApiError::bad(format!(
+            "`{id}` is the control plane's own identity; no token can grant it"
+        )));
+    }
     let ttl = Duration::from_secs(body.ttl_seconds.unwrap_or(600));
     if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
         return Err(ApiError::bad("ttl must be between 1 second and 7 days"));
@@ -528,6 +554,11 @@ async fn create_token(
         "spiffe_id": new.record.spiffe_id.as_str(),
         "expires_at": unix_ms(new.record.expires_at),
     })))
+}
+
+/// Identities no join token may grant: the control plane's own.
+fn reserved(id: &SpiffeId, td: &signet_spiffe::TrustDomain) -> bool {
+    id.is_member_of(td) && id.path() == "/signet/control-plane"
 }
 
 fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
@@ -834,4 +865,39 @@ async fn actions(State(api): State<Api>, op: Operator) -> ApiResult {
     Ok(Json(
         json!({ "actions": api.hub.store.actions(200).await? }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_description_covers_every_route_and_nothing_else() {
+        let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(spec["openapi"], "3.1.0");
+        let mut described: Vec<String> = spec["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| format!("{} {path}", m.to_uppercase()))
+            })
+            .collect();
+        described.sort();
+        let mut routes: Vec<String> = ROUTES.iter().map(|r| (*r).to_owned()).collect();
+        routes.sort();
+        assert_eq!(described, routes);
+    }
+
+    #[test]
+    fn tokens_for_the_control_planes_own_identity_are_refused() {
+        let td = signet_spiffe::TrustDomain::new("t.test").unwrap();
+        let own: SpiffeId = "spiffe://t.test/signet/control-plane".parse().unwrap();
+        assert!(reserved(&own, &td));
+        let workload: SpiffeId = "spiffe://t.test/ns/shop/sa/cart".parse().unwrap();
+        assert!(!reserved(&workload, &td));
+    }
 }

@@ -33,7 +33,7 @@ pub(crate) struct DiffArgs {
 }
 
 pub(crate) fn run(args: &DiffArgs) -> anyhow::Result<Outcome> {
-    let inventory = read_inventory(&args.entities)?;
+    let inventory = read_inventory_file(&args.entities, true)?;
     let old = load_bundle(&args.old).context("--old")?;
     let new = load_bundle(&args.new).context("--new")?;
     let (old_hash, new_hash) = (old.hash().to_owned(), new.hash().to_owned());
@@ -79,7 +79,12 @@ pub(crate) fn run(args: &DiffArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-fn read_inventory(path: &PathBuf) -> anyhow::Result<Inventory> {
+/// Reads and checks an inventory file; `require_entries`: it must list at least one
+/// workload and one service.
+pub(crate) fn read_inventory_file(
+    path: &PathBuf,
+    require_entries: bool,
+) -> anyhow::Result<Inventory> {
     let shown = path.display();
     let len = std::fs::metadata(path)
         .with_context(|| format!("reading entities `{shown}`"))?
@@ -96,7 +101,7 @@ fn read_inventory(path: &PathBuf) -> anyhow::Result<Inventory> {
         .check()
         .map_err(|e| anyhow::anyhow!("entities `{shown}`: {e}"))?;
     anyhow::ensure!(
-        !inventory.workloads.is_empty() && !inventory.services.is_empty(),
+        !require_entries || (!inventory.workloads.is_empty() && !inventory.services.is_empty()),
         "entities `{shown}` must list at least one workload and one service"
     );
     Ok(inventory)

@@ -52,7 +52,13 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
             println!("not before     {}", when(cert, "not_before"));
             println!("not after      {}", when(cert, "not_after"));
             println!("refresh at     {}", when(cert, "refresh_at"));
-            println!("issued by      ({})", text(cert, "kind"));
+            let how = if text(cert, "kind") == "renew" {
+                "renewal over mTLS"
+            } else {
+                "join token"
+            };
+            println!("obtained by    {how}");
+            println!("issuer chain");
             for (depth, issuer) in cert
                 .get("issuer_chain")
                 .and_then(Value::as_array)

@@ -27,6 +27,10 @@ pub(crate) struct ApplyArgs {
     /// Show the diff and validate on the control plane; apply nothing.
     #[arg(long)]
     dry_run: bool,
+    /// More workloads, services and HTTP request samples for the access-matrix diff (YAML,
+    /// as `authz diff --entities`); the registry's workloads and services are always used.
+    #[arg(long, value_name = "FILE")]
+    entities: Option<PathBuf>,
     /// A note kept with the version.
     #[arg(short = 'm', long, default_value = "", value_name = "TEXT")]
     message: String,
@@ -133,8 +137,26 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     let current = client.get("/v1/policies")?;
     let current_version = current.get("version").and_then(Value::as_u64).unwrap_or(0);
     let old = bundle_of_files(current.get("files").unwrap_or(&Value::Null))?;
-    let inventory: Inventory = serde_json::from_value(client.get("/v1/inventory")?)
+    let mut inventory: Inventory = serde_json::from_value(client.get("/v1/inventory")?)
         .context("reading the registry's inventory")?;
+    if let Some(file) = &args.entities {
+        let extra = crate::authz::diff::read_inventory_file(file, false)?;
+        for w in extra.workloads {
+            if !inventory
+                .workloads
+                .iter()
+                .any(|k| k.spiffe_id == w.spiffe_id)
+            {
+                inventory.workloads.push(w);
+            }
+        }
+        for s in extra.services {
+            if !inventory.services.iter().any(|k| k.name == s.name) {
+                inventory.services.push(s);
+            }
+        }
+        inventory.requests.extend(extra.requests);
+    }
     let changes = access_diff(
         &Authorizer::new(Arc::new(old)),
         &Authorizer::new(Arc::new(new.clone())),
@@ -166,11 +188,15 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
             println!("{}", row(change));
         }
         println!(
-            "access matrix over {} workloads x {} services: {widened} widened, {} narrowed",
+            "access matrix over {} workloads x {} services x {} actions: {widened} widened, {} narrowed",
             inventory.workloads.len(),
             inventory.services.len(),
+            1 + inventory.requests.len(),
             changes.len() - widened
         );
+        if inventory.requests.is_empty() {
+            println!("(connect decisions only: add HTTP request samples with --entities FILE)");
+        }
         if args.dry_run {
             println!(
                 "dry run: {} policies valid; nothing applied (version {current_version} stays)",
