@@ -515,6 +515,46 @@ mod tests {
     }
 
     #[test]
+    fn the_joining_example_parses_and_mixing_sources_is_refused() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/proxy/joined.toml");
+        let config = Config::load(&path).unwrap();
+        let cp = config.control_plane.as_ref().unwrap();
+        assert_eq!(cp.trust_domain, "signet.local");
+        assert!(cp.join_token.as_deref().unwrap().starts_with('@'));
+        assert!(config.identity.is_none() && config.policy.is_none());
+        assert!(config.outbound[0].endpoints.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+        let base = "[service]\nname = \"cart\"\nnamespace = \"shop\"\n\
+                    [inbound]\nlisten = \"127.0.0.1:0\"\napp = \"127.0.0.1:1\"\n\
+                    [control_plane]\naddress = \"127.0.0.1:1\"\nca = \"ca.pem\"\n\
+                    trust_domain = \"t.test\"\nstate_dir = \"state\"\n";
+        let check = |extra: &str| {
+            let file = dir.path().join("p.toml");
+            std::fs::write(&file, format!("{base}{extra}")).unwrap();
+            Config::load(&file)
+                .unwrap()
+                .check()
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(""), Ok(()));
+        assert!(
+            check("[policy]\ndir = \".\"\n")
+                .unwrap_err()
+                .contains("come from the control plane")
+        );
+        let pinned = "[[outbound]]\nservice = \"pay\"\nlisten = \"127.0.0.1:0\"\n\
+                      endpoints = [\"127.0.0.1:9\"]\n";
+        assert!(
+            check(pinned)
+                .unwrap_err()
+                .contains("come from the control plane")
+        );
+    }
+
+    #[test]
     fn durations_parse_with_units() {
         assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(duration::parse("10s"), Ok(Duration::from_secs(10)));

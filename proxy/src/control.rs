@@ -548,6 +548,17 @@ impl Link {
                 namespace: self.proxy.config.service.namespace.clone(),
                 endpoint: self.advertise.to_string(),
                 admin: self.proxy.config.admin.listen.to_string(),
+                config_version: self
+                    .proxy
+                    .metrics
+                    .control_plane
+                    .config_version
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                policy_version: self
+                    .proxy
+                    .metrics
+                    .policy_version
+                    .load(std::sync::atomic::Ordering::Relaxed),
             };
             let interval = match timed(client.register(request)).await {
                 Ok(r) => {

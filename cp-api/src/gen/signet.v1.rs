@@ -112,6 +112,11 @@ pub struct RegisterRequest {
     /// The proxy's admin address, for operators.
     #[prost(string, tag = "5")]
     pub admin: ::prost::alloc::string::String,
+    /// What it enforces now, as in HeartbeatRequest.
+    #[prost(uint64, tag = "6")]
+    pub config_version: u64,
+    #[prost(uint64, tag = "7")]
+    pub policy_version: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {

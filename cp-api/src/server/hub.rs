@@ -211,6 +211,7 @@ impl Hub {
         endpoint: String,
         admin: String,
         serial: String,
+        versions: (u64, u64),
     ) {
         let now = SystemTime::now();
         let endpoint_changed = self.with_registry(|r| {
@@ -218,9 +219,7 @@ impl Hub {
                 .get(&instance)
                 .map(|e| (e.endpoint.clone(), e.service.clone()));
             let registered_at = r.get(&instance).map_or(now, |e| e.registered_at);
-            let (config_version, policy_version) = r
-                .get(&instance)
-                .map_or((0, 0), |e| (e.config_version, e.policy_version));
+            let (config_version, policy_version) = versions;
             let changed = before != Some((endpoint.clone(), service.clone()));
             r.insert(
                 instance.clone(),

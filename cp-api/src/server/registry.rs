@@ -84,6 +84,7 @@ impl pb::registry_server::Registry for RegistryService {
             endpoint.to_string(),
             body.admin,
             serial,
+            (body.config_version, body.policy_version),
         );
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_seconds: u32::try_from(self.hub.heartbeat_interval.as_secs())
