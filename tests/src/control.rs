@@ -115,6 +115,11 @@ impl ControlPlane {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops it with SIGTERM; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let pid = self.child.id().to_string();

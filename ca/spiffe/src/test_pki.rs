@@ -156,9 +156,13 @@ impl TestCa {
         p.not_before = OffsetDateTime::from(spec.not_before);
         p.not_after = OffsetDateTime::from(spec.not_after);
         let mut serial = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
-            .expect("random serial");
-        serial[0] &= 0x7f;
+        // Top bit clear (positive) and first byte non-zero, so the DER INTEGER is exactly
+        // 16 bytes, as the CA's serials are.
+        while serial[0] == 0 {
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+                .expect("random serial");
+            serial[0] &= 0x7f;
+        }
         p.serial_number = Some(SerialNumber::from_slice(&serial));
         p.use_authority_key_identifier_extension = true;
         let leaf = p

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use signet_ca::BoxFuture;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 use signet_spiffe::SpiffeId;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
 use super::{
@@ -47,6 +49,10 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL: every commit is atomic and survives a crash of the process;
+            // only a power loss can drop the last commits (never half of one). FULL would
+            // fsync every issuance record.
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         Self::connect(options).await

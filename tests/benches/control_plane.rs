@@ -1,0 +1,402 @@
+//! Control-plane benchmarks against a real `signet-cp` (release build, its own process):
+//!
+//! 1. SVID issuance through the gRPC API: `Issue` (join token + CSR) and `Renew` (mTLS with
+//!    the current SVID), 64 calls in flight over 4 HTTP/2 connections.
+//! 2. Apply to enforce: simulated proxies (each its own SVID, TLS connection and config
+//!    stream; on each config they rebuild the policy bundle from the slice, as a proxy
+//!    does); the time from sending `POST /v1/policies` until the last of N proxies holds the
+//!    new version, for N = 1, 10, 100.
+//! 3. The control plane's resident memory with 100 proxies connected.
+//!
+//! `cargo build --release -p signet-cp && cargo bench -p signet-tests --bench control_plane`
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark: a failure stops it with the reason"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, ServerName};
+use signet_cp::api::v1 as pb;
+use signet_spiffe::tls::{SpiffeServerVerifier, SvidResolver, shared_bundle};
+use signet_spiffe::verify::AllowList;
+use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
+use signet_tests::control::ControlPlane;
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+
+const TD: &str = "bench.test";
+
+struct Setup {
+    cp: ControlPlane,
+    td: TrustDomain,
+    bundle: TrustBundle,
+    token: String,
+}
+
+fn tls(setup: &Setup, client: Arc<dyn ResolvesClientCert>, alpn: &[u8]) -> rustls::ClientConfig {
+    let cp_id = setup.td.workload("/signet/control-plane").unwrap();
+    let verifier = Arc::new(SpiffeServerVerifier::new(
+        shared_bundle(setup.bundle.clone()),
+        Arc::new(AllowList::new([cp_id])),
+    ));
+    let mut config = signet_spiffe::tls::client_config(client, verifier).unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
+}
+
+fn channel(setup: &Setup, client: Arc<dyn ResolvesClientCert>) -> Channel {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls(setup, client, b"h2")));
+    let addr = setup.cp.grpc;
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+            let connector = connector.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector
+                    .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+}
+
+async fn rest(
+    setup: &Setup,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let config = tls(setup, Arc::new(SvidResolver::new()), b"http/1.1");
+    let tcp = TcpStream::connect(setup.cp.api).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::IpAddress(setup.cp.api.ip().into()), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "cp")
+        .header("authorization", format!("Bearer {}", setup.token))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        status.is_success(),
+        "{method} {path}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn token(setup: &Setup, id: &str) -> String {
+    let v = rest(
+        setup,
+        "POST",
+        "/v1/tokens",
+        serde_json::json!({ "spiffe_id": id }),
+    )
+    .await;
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// Joins as `id`: the SVID and its key, loaded in a resolver.
+async fn join(setup: &Setup, id: &SpiffeId) -> (Arc<SvidResolver>, X509Svid) {
+    let token = token(setup, id.as_str()).await;
+    let key = WorkloadKey::generate().unwrap();
+    let csr = key.csr(id).unwrap();
+    let mut client =
+        pb::identity_client::IdentityClient::new(channel(setup, Arc::new(SvidResolver::new())));
+    let response = client
+        .issue(pb::IssueRequest {
+            join_token: token,
+            csr: csr.as_ref().to_vec(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let chain = response
+        .chain
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    let svid = X509Svid::parse(chain, &setup.td, std::time::SystemTime::now()).unwrap();
+    let resolver = Arc::new(SvidResolver::new());
+    resolver.update(&svid, &key).unwrap();
+    (resolver, svid)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn issuance(setup: &Setup) {
+    const TOKENS: usize = 4_000;
+    const IN_FLIGHT: usize = 64;
+    let id = setup.td.service_account("bench", "issue").unwrap();
+    // Tokens made ahead through the REST API; not part of the measurement.
+    let mut tokens = Vec::with_capacity(TOKENS);
+    for _ in 0..TOKENS {
+        tokens.push(token(setup, id.as_str()).await);
+    }
+    let key = WorkloadKey::generate().unwrap();
+    let csr = key.csr(&id).unwrap().as_ref().to_vec();
+    let channels: Vec<Channel> = (0..4)
+        .map(|_| channel(setup, Arc::new(SvidResolver::new())))
+        .collect();
+    let tokens = Arc::new(std::sync::Mutex::new(tokens));
+    let begun = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..IN_FLIGHT {
+        let mut client = pb::identity_client::IdentityClient::new(channels[n % 4].clone());
+        let tokens = Arc::clone(&tokens);
+        let csr = csr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u32;
+            loop {
+                let Some(token) = tokens.lock().unwrap().pop() else {
+                    return done;
+                };
+                client
+                    .issue(pb::IssueRequest {
+                        join_token: token,
+                        csr: csr.clone(),
+                        ttl_seconds: 0,
+                    })
+                    .await
+                    .unwrap();
+                done += 1;
+            }
+        }));
+    }
+    let mut issued = 0;
+    for t in tasks {
+        issued += t.await.unwrap();
+    }
+    let took = begun.elapsed();
+    println!(
+        "| Issue (join token + CSR) | {issued} | {IN_FLIGHT} | {:.2} s | **{:.0}/s** |",
+        took.as_secs_f64(),
+        f64::from(issued) / took.as_secs_f64()
+    );
+
+    // Renew over mTLS with the SVID just issued.
+    const RENEWALS: u32 = 8_000;
+    let (resolver, _) = join(setup, &setup.td.service_account("bench", "renew").unwrap()).await;
+    let rid = setup.td.service_account("bench", "renew").unwrap();
+    let csr = key.csr(&rid).unwrap().as_ref().to_vec();
+    let channels: Vec<Channel> = (0..4).map(|_| channel(setup, resolver.clone())).collect();
+    let left = Arc::new(std::sync::atomic::AtomicU32::new(RENEWALS));
+    let begun = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..IN_FLIGHT {
+        let mut client = pb::identity_client::IdentityClient::new(channels[n % 4].clone());
+        let left = Arc::clone(&left);
+        let csr = csr.clone();
+        tasks.push(tokio::spawn(async move {
+            while left
+                .fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
+                client
+                    .renew(pb::RenewRequest {
+                        csr: csr.clone(),
+                        ttl_seconds: 0,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = begun.elapsed();
+    println!(
+        "| Renew (mTLS, current SVID) | {RENEWALS} | {IN_FLIGHT} | {:.2} s | **{:.0}/s** |",
+        took.as_secs_f64(),
+        f64::from(RENEWALS) / took.as_secs_f64()
+    );
+}
+
+/// A policy set of 12 policies; `round` changes one literal so every apply is a new version.
+fn policies(round: usize) -> String {
+    let mut text = String::from(
+        "@id(\"bench-connect\") permit (principal in Mesh::Namespace::\"bench\", action == Mesh::Action::\"connect\", resource in Mesh::Namespace::\"bench\");\n",
+    );
+    for i in 0..10 {
+        text.push_str(&format!(
+            "@id(\"svc{i}-reads\") permit (principal, action in Mesh::Action::\"read\", resource == Mesh::Service::\"svc{i}\") when {{ context.path like \"/api/{i}/*\" }};\n"
+        ));
+    }
+    text.push_str(&format!(
+        "@id(\"round\") forbid (principal, action == Mesh::Action::\"DELETE\", resource in Mesh::Namespace::\"bench\") when {{ context.path == \"/round/{round}\" }};\n"
+    ));
+    text
+}
+
+async fn apply_to_enforce(
+    setup: &Setup,
+    proxies: usize,
+    rounds: usize,
+    first_round: usize,
+) -> Vec<Duration> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, Instant)>();
+    let mut tasks = Vec::new();
+    for i in 0..proxies {
+        let id = setup
+            .td
+            .service_account("bench", &format!("svc{}", i % 10))
+            .unwrap();
+        let (resolver, _) = join(setup, &id).await;
+        let mut client = pb::config_client::ConfigClient::new(channel(setup, resolver));
+        let mut stream = client
+            .watch(pb::WatchRequest {
+                upstreams: vec!["svc1".into(), "svc2".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(Some(config)) = stream.message().await {
+                let slice = config.policies.unwrap_or_default();
+                let sources: Vec<signet_policy::PolicySource> = slice
+                    .files
+                    .iter()
+                    .map(|f| signet_policy::PolicySource {
+                        name: f.name.clone(),
+                        text: f.text.clone(),
+                    })
+                    .collect();
+                // What a proxy does before it enforces: validate the slice.
+                let _bundle = signet_policy::PolicyBundle::from_sources(&sources).unwrap();
+                if tx.send((i, slice.version, Instant::now())).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    // Drain the initial configurations.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while rx.try_recv().is_ok() {}
+    let mut latencies = Vec::new();
+    for round in first_round..first_round + rounds {
+        let sent = Instant::now();
+        let applied = rest(
+            setup,
+            "POST",
+            "/v1/policies",
+            serde_json::json!({
+                "files": [{ "name": "bench.cedar", "text": policies(round) }],
+            }),
+        )
+        .await;
+        let version = applied["version"].as_u64().unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut last = sent;
+        while seen.len() < proxies {
+            let (i, v, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a proxy never got the new version")
+                .unwrap();
+            if v == version {
+                seen.insert(i);
+                last = last.max(at);
+            }
+        }
+        latencies.push(last - sent);
+    }
+    if proxies == 100 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", setup.cp.pid())).unwrap();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .unwrap_or_default();
+        println!("\nsignet-cp with 100 proxies connected: {rss}; peak {hwm}\n");
+    }
+    for t in tasks {
+        t.abort();
+    }
+    latencies
+}
+
+fn main() {
+    // `cargo bench` passes --bench; test runners list (--list) or run targets without it:
+    // this benchmark has no tests for them.
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::start(&dir.path().join("cp"), &["--trust-domain", TD]);
+        let td = TrustDomain::new(TD).unwrap();
+        let bundle = TrustBundle::from_pem(
+            td.clone(),
+            &std::fs::read_to_string(cp.setting("SIGNET_CA")).unwrap(),
+        )
+        .unwrap();
+        let token = cp.setting("SIGNET_TOKEN");
+        let setup = Setup {
+            cp,
+            td,
+            bundle,
+            token,
+        };
+        let status = std::fs::read_to_string(format!("/proc/{}/status", setup.cp.pid())).unwrap();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .unwrap_or_default();
+        println!("signet-cp idle: {rss}\n");
+
+        println!("| call | SVIDs | in flight | time | rate |\n|---|---|---|---|---|");
+        issuance(&setup).await;
+
+        println!("\n| proxies | applies | p50 | p99 | max |\n|---|---|---|---|---|");
+        let mut round = 0;
+        for proxies in [1, 10, 100] {
+            let rounds = 30;
+            let mut l = apply_to_enforce(&setup, proxies, rounds, round).await;
+            round += rounds;
+            l.sort();
+            println!(
+                "| {proxies} | {rounds} | {:.1} ms | {:.1} ms | {:.1} ms |",
+                percentile(&l, 0.5).as_secs_f64() * 1e3,
+                percentile(&l, 0.99).as_secs_f64() * 1e3,
+                l.last().unwrap().as_secs_f64() * 1e3,
+            );
+        }
+    });
+}
