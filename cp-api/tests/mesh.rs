@@ -416,6 +416,178 @@ async fn traffic_flows_while_the_control_plane_is_down_and_proxies_reconnect_aft
 }
 
 #[tokio::test]
+async fn stopped_proxies_leave_the_registry_and_denied_identities_are_refused() {
+    let mesh = Mesh::start(&[]).await;
+    let Mesh {
+        dir,
+        cp,
+        app,
+        cart,
+        frontend,
+    } = mesh;
+    assert_eq!(cart.terminate(), Some(0));
+    // Heartbeats every second; three missed remove the endpoint, and the frontend's proxy
+    // learns it has none left.
+    let mut services = String::new();
+    for _ in 0..100 {
+        services = cp.meshctl_ok(&["services", "list", "-o", "json"]);
+        if !services.contains("\"cart\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!services.contains("\"cart\""), "{services}");
+    let mut http = Http::h1(frontend.outbound["cart"]).await;
+    let reply = http.get("cart", "/api/items", &[]).await;
+    assert_eq!(reply.status.as_u16(), 503);
+
+    // A new cart proxy joins; then the frontend's identity is denied everywhere.
+    let cart = ProxyProcess::start(
+        &workspace_binary("signet-proxy"),
+        dir.path(),
+        "cart-b",
+        &proxy_toml(&cp, "cart", Some(&cp.token(CART)), app.addr, &[])
+            .replace("cart-state", "cart-b-state"),
+    );
+    let mesh = Mesh {
+        dir,
+        cp,
+        app,
+        cart,
+        frontend,
+    };
+    mesh.wait_for(200, "/api/items", Duration::from_secs(10))
+        .await;
+    let out = mesh.cp.meshctl_ok(&[
+        "identity",
+        "deny",
+        "--spiffe-id",
+        FRONTEND,
+        "--reason",
+        "test",
+    ]);
+    assert!(out.contains("denied spiffe_id"), "{out}");
+    mesh.wait_for(502, "/api/items", Duration::from_secs(5))
+        .await;
+    // Live connections were closed; every new handshake is refused by the cart's proxy.
+    for _ in 0..3 {
+        assert_eq!(mesh.call("/api/items").await.0, 502);
+    }
+    let refused = "signet_proxy_handshake_failures_total{direction=\"inbound\",reason=\"refused\"}";
+    assert!(mesh.cart.metric_reaching(refused, 1).await >= 1);
+    // Bad input: neither or both.
+    let out = mesh.cp.meshctl(&["identity", "deny"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = mesh
+        .cp
+        .meshctl(&["identity", "deny", "--serial", "not-hex"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not hex"));
+}
+
+#[tokio::test]
+async fn operators_authenticate_with_tokens_or_certificates_and_are_authorized_by_cedar() {
+    let mesh = Mesh::start(&[]).await;
+    let certs = mesh.dir.path().join("operators");
+    let issue = |id: &str, name: &str, token: &str| {
+        mesh.cp.meshctl(&[
+            "identity",
+            "issue",
+            "--spiffe-id",
+            id,
+            "--join-token",
+            token,
+            "--out",
+            certs.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+    };
+    // The admin identity, as a client certificate instead of the token.
+    let admin = "spiffe://mesh.test/signet/operator/admin";
+    let token = mesh.cp.token(admin);
+    let out = issue(admin, "admin", &token);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&certs.join("admin.key")), 0o600);
+    let with_cert = |name: &str, args: &[&str]| {
+        let cert = certs.join(format!("{name}.crt"));
+        let key = certs.join(format!("{name}.key"));
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]);
+        mesh.cp.meshctl(&all)
+    };
+    let out = with_cert("admin", &["authz", "history"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The token was single-use.
+    let out = issue(admin, "again", &token);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already used"));
+
+    // Another operator identity authenticates but the operator policies give it nothing.
+    let bob = "spiffe://mesh.test/signet/operator/bob";
+    let out = issue(bob, "bob", &mesh.cp.token(bob));
+    assert!(out.status.success());
+    let out = with_cert("bob", &["authz", "history"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("`{bob}` may not `read` (default-deny)")),
+        "{stderr}"
+    );
+
+    // With nothing in the environment, meshctl reads the same settings from the user's
+    // config home; with nothing there either, it says what is missing.
+    let home = mesh.dir.path().join("config-home");
+    std::fs::create_dir_all(home.join("signet")).unwrap();
+    let bare = |home: &Path| {
+        std::process::Command::new(workspace_binary("meshctl"))
+            .arg("status")
+            .env_remove("SIGNET_CP")
+            .env_remove("SIGNET_TOKEN")
+            .env_remove("SIGNET_CA")
+            .env("XDG_CONFIG_HOME", home)
+            .output()
+            .unwrap()
+    };
+    let out = bare(&home);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no control plane"));
+    std::fs::copy(
+        mesh.cp.data_dir.join("meshctl.env"),
+        home.join("signet/meshctl.env"),
+    )
+    .unwrap();
+    let out = bare(&home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // No token can grant the control plane's own identity.
+    let out = mesh.cp.meshctl(&[
+        "token",
+        "create",
+        "--spiffe-id",
+        "spiffe://mesh.test/signet/control-plane",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
 async fn operators_without_permission_are_refused_and_recorded() {
     let mesh = Mesh::start(&[]).await;
     // A wrong bearer token.

@@ -54,6 +54,11 @@ enum TokenCommand {
 enum IdentityCommand {
     /// Certificate, issuer chain, holders and effective authorization of an identity.
     Inspect(cp::identity::InspectArgs),
+    /// Redeem a join token for an SVID made with a key kept here (an operator's client
+    /// certificate).
+    Issue(cp::identity::IssueArgs),
+    /// Put a SPIFFE ID or a certificate serial on the deny-list every proxy enforces.
+    Deny(cp::identity::DenyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +116,8 @@ fn main() -> ExitCode {
         Command::Authz(cmd) => authz::run(cmd),
         Command::Token(TokenCommand::Create(args)) => cp::token::create(&args),
         Command::Identity(IdentityCommand::Inspect(args)) => cp::identity::inspect(&args),
+        Command::Identity(IdentityCommand::Issue(args)) => cp::identity::issue(&args),
+        Command::Identity(IdentityCommand::Deny(args)) => cp::identity::deny(&args),
         Command::Services(ListCommand::List(args)) => cp::lists::services(&args),
         Command::Proxies(ListCommand::List(args)) => cp::lists::proxies(&args),
         Command::Status(args) => cp::lists::status(&args),
@@ -134,4 +141,14 @@ fn one_line(e: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
         .replace('\n', "; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -93,7 +93,8 @@ impl IdentityService {
     }
 }
 
-fn record(svid: &X509Svid, kind: &str) -> IssuedCertificate {
+/// What the store keeps of an issued SVID.
+pub fn record(svid: &X509Svid, kind: &str) -> IssuedCertificate {
     IssuedCertificate {
         serial: svid.serial().to_string(),
         spiffe_id: svid.id().as_str().to_owned(),

@@ -235,6 +235,7 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/deny",
     "POST /v1/deny",
     "GET /v1/operator-actions",
+    "POST /v1/svid",
 ];
 
 /// The router.
@@ -255,6 +256,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/identities", get(identity))
         .route("/v1/deny", get(deny_list).post(deny))
         .route("/v1/operator-actions", get(actions))
+        .route("/v1/svid", post(issue_svid))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -858,6 +860,61 @@ async fn deny(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "denied": { kind: value } })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SvidBody {
+    join_token: String,
+    /// PKCS#10 CSR, PEM.
+    csr: String,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+/// Redeems a join token for an SVID, as `Identity.Issue` does, for clients that speak
+/// REST: operators obtaining a client certificate (`meshctl identity issue`). The token is
+/// the authorization; no operator policy is consulted.
+async fn issue_svid(
+    State(api): State<Api>,
+    body: Result<Json<SvidBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    use rustls_pki_types::pem::PemObject as _;
+    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let csr = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(body.csr.as_bytes())
+        .map_err(|e| ApiError::bad(format!("csr: {e}")))?;
+    let id = api
+        .tokens
+        .redeem(&body.join_token)
+        .await
+        .map_err(|e| match e {
+            signet_ca::TokenError::Store(e) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            other => ApiError::new(StatusCode::UNAUTHORIZED, other.to_string()),
+        })?;
+    let ttl = body.ttl_seconds.map(Duration::from_secs);
+    let svid = api
+        .hub
+        .authority
+        .sign(signet_ca::SignRequest {
+            csr: &csr,
+            id: &id,
+            ttl,
+        })
+        .await
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    api.hub
+        .store
+        .record_certificate(crate::server::identity::record(&svid, "issue"))
+        .await?;
+    tracing::info!(spiffe_id = %id, serial = %svid.serial(), "SVID issued over REST");
+    Ok(Json(json!({
+        "spiffe_id": id.as_str(),
+        "chain": svid.to_pem(),
+        "bundle": api.hub.authority.bundle().to_pem(),
+        "not_after": unix_ms(svid.not_after()),
+    })))
 }
 
 async fn actions(State(api): State<Api>, op: Operator) -> ApiResult {

@@ -78,6 +78,28 @@ impl ServerCertVerifier for ControlPlaneVerifier {
     }
 }
 
+/// A client certificate and its key.
+#[derive(Debug)]
+pub(crate) struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Reads a PEM chain and a PKCS#8 PEM key.
+    pub(crate) fn load(cert: &str, key: &str) -> anyhow::Result<Self> {
+        use rustls::pki_types::pem::PemObject as _;
+        let chain = CertificateDer::pem_file_iter(cert)
+            .with_context(|| format!("reading `{cert}`"))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("reading `{cert}`"))?;
+        anyhow::ensure!(!chain.is_empty(), "`{cert}` holds no certificate");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("reading `{key}`"))?;
+        Ok(Self { chain, key })
+    }
+}
+
 /// A connection to one control plane.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -90,6 +112,16 @@ pub(crate) struct Client {
 impl Client {
     /// A client for `base` (`https://host:port`), trusting the roots in `ca_pem`.
     pub(crate) fn new(base: &str, token: Option<String>, ca_pem: String) -> anyhow::Result<Self> {
+        Self::with_identity(base, token, ca_pem, None)
+    }
+
+    /// [`Client::new`], presenting `identity` as the client certificate when given.
+    pub(crate) fn with_identity(
+        base: &str,
+        token: Option<String>,
+        ca_pem: String,
+        identity: Option<ClientIdentity>,
+    ) -> anyhow::Result<Self> {
         let address = base
             .strip_prefix("https://")
             .ok_or_else(|| anyhow!("SIGNET_CP `{base}` must start with https://"))?
@@ -99,11 +131,16 @@ impl Client {
             !address.is_empty() && !address.contains('/'),
             "SIGNET_CP `{base}` must be https://host:port"
         );
-        let mut tls = rustls::ClientConfig::builder_with_provider(signet_spiffe::tls::provider())
+        let builder = rustls::ClientConfig::builder_with_provider(signet_spiffe::tls::provider())
             .with_protocol_versions(signet_spiffe::tls::PROTOCOL_VERSIONS)?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ControlPlaneVerifier { roots_pem: ca_pem }))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(ControlPlaneVerifier { roots_pem: ca_pem }));
+        let mut tls = match identity {
+            Some(id) => builder
+                .with_client_auth_cert(id.chain, id.key)
+                .context("the client certificate and key do not match")?,
+            None => builder.with_no_client_auth(),
+        };
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

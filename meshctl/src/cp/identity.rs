@@ -16,6 +16,146 @@ pub(crate) struct InspectArgs {
     remote: Remote,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct IssueArgs {
+    /// The SPIFFE ID the token was created for (e.g. spiffe://signet.local/signet/operator/alice).
+    #[arg(long, value_name = "ID")]
+    spiffe_id: String,
+    /// The one-time join token (`meshctl token create`), or @FILE holding it.
+    #[arg(long, value_name = "TOKEN|@FILE")]
+    join_token: String,
+    /// Where to write `<name>.crt` (chain), `<name>.key` (0600) and `bundle.pem`.
+    #[arg(long, value_name = "DIR")]
+    out: std::path::PathBuf,
+    /// File name stem.
+    #[arg(long, default_value = "operator", value_name = "NAME")]
+    name: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// Makes a key here, sends only its CSR with the token, and writes the SVID: an operator's
+/// client certificate for `--cert`/`--key` (or `SIGNET_CERT`/`SIGNET_KEY`).
+pub(crate) fn issue(args: &IssueArgs) -> anyhow::Result<Outcome> {
+    use anyhow::Context as _;
+    let id: signet_spiffe::SpiffeId = args
+        .spiffe_id
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--spiffe-id `{}`: {e}", args.spiffe_id))?;
+    let token = match args.join_token.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading `{file}`"))?
+            .trim()
+            .to_owned(),
+        None => args.join_token.trim().to_owned(),
+    };
+    let key = signet_spiffe::WorkloadKey::generate()?;
+    let csr = key.csr(&id)?;
+    let client = args.remote.anonymous()?;
+    let value = client.post(
+        "/v1/svid",
+        &serde_json::json!({ "join_token": token, "csr": pem("CERTIFICATE REQUEST", csr.as_ref()) }),
+    )?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating `{}`", args.out.display()))?;
+    let cert_path = args.out.join(format!("{}.crt", args.name));
+    let key_path = args.out.join(format!("{}.key", args.name));
+    write_private(&key_path, &key.to_pkcs8_pem())?;
+    std::fs::write(&cert_path, text(&value, "chain"))
+        .with_context(|| format!("writing `{}`", cert_path.display()))?;
+    std::fs::write(args.out.join("bundle.pem"), text(&value, "bundle"))
+        .with_context(|| format!("writing `{}`", args.out.display()))?;
+    if !print_structured(
+        args.remote.output,
+        &serde_json::json!({
+            "spiffe_id": text(&value, "spiffe_id"),
+            "cert": cert_path.display().to_string(),
+            "key": key_path.display().to_string(),
+            "not_after": value.get("not_after"),
+        }),
+    )? {
+        println!("{}", text(&value, "spiffe_id"));
+        println!("  certificate  {}", cert_path.display());
+        println!("  key          {} (0600)", key_path.display());
+        println!(
+            "  expires      {}",
+            time_of(value.get("not_after").unwrap_or(&Value::Null))
+        );
+        println!(
+            "use it: meshctl --cert {} --key {} … (or SIGNET_CERT / SIGNET_KEY)",
+            cert_path.display(),
+            key_path.display()
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true))]
+pub(crate) struct DenyArgs {
+    /// Refuse every certificate of this SPIFFE ID.
+    #[arg(long, value_name = "ID", group = "what")]
+    spiffe_id: Option<String>,
+    /// Refuse the certificate with this serial (hex).
+    #[arg(long, value_name = "HEX", group = "what")]
+    serial: Option<String>,
+    /// Why, for the record.
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    reason: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// Adds to the deny-list every proxy enforces at the handshake; live connections of the
+/// denied peer are closed.
+pub(crate) fn deny(args: &DenyArgs) -> anyhow::Result<Outcome> {
+    let client = args.remote.client()?;
+    let value = client.post(
+        "/v1/deny",
+        &serde_json::json!({
+            "spiffe_id": args.spiffe_id,
+            "serial": args.serial,
+            "reason": args.reason,
+        }),
+    )?;
+    if !print_structured(args.remote.output, &value)? {
+        let denied = value.get("denied").cloned().unwrap_or(Value::Null);
+        let what = denied
+            .as_object()
+            .and_then(|o| o.iter().next())
+            .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default()))
+            .unwrap_or_default();
+        println!("denied {what}: every proxy refuses it from now on");
+    }
+    Ok(Outcome::Success)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))
+}
+
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

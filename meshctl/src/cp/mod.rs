@@ -41,6 +41,13 @@ pub(crate) struct Remote {
     /// The control plane's trust bundle (PEM) [env: SIGNET_CA].
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// Authenticate with this client certificate (an operator SVID, PEM chain) instead of a
+    /// token [env: SIGNET_CERT].
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's key (PKCS#8 PEM) [env: SIGNET_KEY].
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub(crate) output: Output,
@@ -68,6 +75,28 @@ fn file_settings() -> BTreeMap<String, String> {
 }
 
 impl Remote {
+    /// The control plane's address and trust, without credentials (for calls a join token
+    /// authorizes).
+    pub(crate) fn anonymous(&self) -> anyhow::Result<Client> {
+        let file = file_settings();
+        let setting = |flag: Option<String>, name: &str| {
+            flag.or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+                .or_else(|| file.get(name).cloned())
+        };
+        let cp = setting(self.cp.clone(), "SIGNET_CP")
+            .ok_or_else(|| anyhow!("no control plane: pass --cp or set SIGNET_CP"))?;
+        let ca = setting(
+            self.ca.as_ref().map(|p| p.display().to_string()),
+            "SIGNET_CA",
+        )
+        .ok_or_else(|| {
+            anyhow!("no trust bundle for the control plane: pass --ca or set SIGNET_CA")
+        })?;
+        let ca_pem =
+            std::fs::read_to_string(&ca).with_context(|| format!("reading SIGNET_CA `{ca}`"))?;
+        Client::with_identity(&cp, None, ca_pem, None)
+    }
+
     /// The client these settings describe.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let file = file_settings();
@@ -89,8 +118,25 @@ impl Remote {
         })?;
         let ca_pem =
             std::fs::read_to_string(&ca).with_context(|| format!("reading SIGNET_CA `{ca}`"))?;
-        let token = setting(self.token.clone(), "SIGNET_TOKEN");
-        Client::new(&cp, token, ca_pem)
+        let cert = setting(
+            self.cert.as_ref().map(|p| p.display().to_string()),
+            "SIGNET_CERT",
+        );
+        let key = setting(
+            self.key.as_ref().map(|p| p.display().to_string()),
+            "SIGNET_KEY",
+        );
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some(client::ClientIdentity::load(&cert, &key)?),
+            (None, None) => None,
+            _ => return Err(anyhow!("SIGNET_CERT and SIGNET_KEY go together")),
+        };
+        // A certificate replaces the token, unless a token is given on the command line.
+        let token = match (&identity, &self.token) {
+            (Some(_), None) => None,
+            _ => setting(self.token.clone(), "SIGNET_TOKEN"),
+        };
+        Client::with_identity(&cp, token, ca_pem, identity)
     }
 }
 
