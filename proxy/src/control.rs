@@ -65,24 +65,7 @@ fn config_file(state_dir: &Path) -> PathBuf {
     state_dir.join("config.pb")
 }
 
-/// Writes `contents` to `path` with mode 0600: written whole to a temporary file, then renamed.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| format!("writing `{}`: {e}", path.display()))
-}
+use signet_spiffe::write_private;
 
 fn persist(
     state_dir: &Path,

@@ -3,11 +3,9 @@
 //! Binaries of other packages are found beside the test executable's directory
 //! (`target/<profile>/`): building the workspace's tests builds every binary.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Output};
 
 /// `target/<profile>/<name>`.
 pub fn workspace_binary(name: &str) -> PathBuf {
@@ -64,39 +62,9 @@ impl ControlPlane {
             api.into(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut child = Command::new(&binary)
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start signet-cp");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Ok(started) = serde_json::from_str::<serde_json::Value>(&line) else {
-            let _ = child.kill();
-            let output = child.wait_with_output().ok();
-            let stderr = output
-                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                .unwrap_or_default();
-            panic!("signet-cp did not start: {stderr}");
-        };
-        if let Some(stderr) = child.stderr.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("SIGNET_TEST_LOGS").is_some() {
-                        eprintln!("[signet-cp] {line}");
-                    }
-                }
-            });
-        }
+        let mut command = Command::new(&binary);
+        command.args(&args);
+        let (child, started) = crate::process::spawn_announcing(command, "signet-cp");
         let env_file = started["env"].as_str().expect("env file");
         let env = std::fs::read_to_string(env_file)
             .expect("meshctl.env")

@@ -33,48 +33,55 @@ fn addr(v: &serde_json::Value) -> SocketAddr {
     v.as_str().and_then(|s| s.parse().ok()).expect("an address")
 }
 
+/// Starts `command` (stdout and stderr piped), waits up to 30 s for the JSON line it prints
+/// once it is listening, and keeps draining its stderr (shown with `SIGNET_TEST_LOGS=1`).
+/// Panics with its stderr if it does not start.
+pub fn spawn_announcing(mut command: Command, name: &str) -> (Child, serde_json::Value) {
+    let mut child = command
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let Ok(started) = serde_json::from_str::<serde_json::Value>(&line) else {
+        let _ = child.kill();
+        let output = child.wait_with_output().ok();
+        let stderr = output
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
+        panic!("`{name}` did not start: {stderr}");
+    };
+    if let Some(stderr) = child.stderr.take() {
+        let name = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("SIGNET_TEST_LOGS").is_some() {
+                    eprintln!("[{name}] {line}");
+                }
+            }
+        });
+    }
+    (child, started)
+}
+
 impl ProxyProcess {
     /// Writes `config` to `dir/<name>.toml` and starts `binary` with it; panics with the
     /// proxy's stderr if it does not start.
     pub fn start(binary: &Path, dir: &Path, name: &str, config: &str) -> Self {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(binary)
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start signet-proxy");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        let Ok(started) = serde_json::from_str::<serde_json::Value>(&line) else {
-            let _ = child.kill();
-            let output = child.wait_with_output().ok();
-            let stderr = output
-                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                .unwrap_or_default();
-            panic!("signet-proxy `{name}` did not start: {stderr}");
-        };
-        // Keep draining stderr so the proxy never blocks on a full pipe.
-        if let Some(stderr) = child.stderr.take() {
-            let name = name.to_owned();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("SIGNET_TEST_LOGS").is_some() {
-                        eprintln!("[{name}] {line}");
-                    }
-                }
-            });
-        }
+        let mut command = Command::new(binary);
+        command.arg("--config").arg(&path);
+        let (child, started) = spawn_announcing(command, name);
         let listening = &started["listening"];
         Self {
             child,

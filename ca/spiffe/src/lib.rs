@@ -7,6 +7,7 @@
 //! - [`X509Svid`] is a structurally checked SVID chain, with [`X509Svid::refresh_at`] for
 //!   rotation at half-life with jitter.
 //! - [`WorkloadKey`] makes the workload's P-256 key and its CSR; the key stays in the process.
+//! - [`write_private`] writes keys and credentials 0600, atomically.
 //! - [`verify`] checks a peer's chain against a bundle and yields its SPIFFE ID; [`tls`] pins
 //!   rustls (TLS 1.3, ring) and wraps that check in verifiers for both directions.
 //!
@@ -26,6 +27,7 @@ mod bundle;
 mod csr;
 mod id;
 mod pem;
+mod private_file;
 mod svid;
 pub mod tls;
 pub mod verify;
@@ -37,4 +39,5 @@ pub use bundle::{BundleError, TrustBundle};
 pub use csr::{CsrError, WorkloadKey};
 pub use id::{IdError, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, TrustDomain};
 pub use pem::certificates as certificates_to_pem;
+pub use private_file::write_private;
 pub use svid::{MAX_REFRESH_JITTER, Serial, SvidError, X509Svid, leaf_spiffe_id};

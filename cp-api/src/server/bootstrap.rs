@@ -10,9 +10,8 @@
 //!   meshctl.env          SIGNET_CP, SIGNET_TOKEN, SIGNET_CA for `set -a; . meshctl.env`, 0600
 //! ```
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -58,19 +57,7 @@ pub struct Renewal {
 
 /// Writes `contents` to `path` with mode 0600, atomically.
 pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| format!("writing `{}`: {e}", path.display()))
+    signet_spiffe::write_private(path, contents.as_bytes())
 }
 
 fn random_hex(bytes: usize) -> Result<String, String> {

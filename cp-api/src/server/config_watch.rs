@@ -69,30 +69,10 @@ impl pb::config_server::Config for ConfigService {
         upstreams.sort();
         upstreams.dedup();
         tracing::info!(spiffe_id = %id, upstreams = ?upstreams, "config stream opened");
-        let hub = Arc::clone(&self.hub);
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tokio::spawn(async move {
-            let mut changes = hub.subscribe();
-            let mut last: Option<pb::ProxyConfig> = None;
-            loop {
-                // Mark the current generation seen before reading the state, so a change
-                // made while computing wakes the loop again.
-                changes.borrow_and_update();
-                let config = hub.config_for(&service, &upstreams);
-                if !last.as_ref().is_some_and(|l| same_content(l, &config)) {
-                    if tx.send(Ok(config.clone())).await.is_err() {
-                        return;
-                    }
-                    last = Some(config);
-                }
-                tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let stream = self.hub.follow(
+            move |hub| hub.config_for(&service, &upstreams),
+            same_content,
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 }

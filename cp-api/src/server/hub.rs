@@ -188,6 +188,43 @@ impl Hub {
         self.changes.subscribe()
     }
 
+    /// A stream of `view(hub)`: sent at once, then after each change whose result differs
+    /// from the last one sent by `same`. Ends when the receiver goes away.
+    pub fn follow<T, V, S>(
+        self: &Arc<Self>,
+        view: V,
+        same: S,
+    ) -> tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>
+    where
+        T: Clone + Send + 'static,
+        V: Fn(&Hub) -> T + Send + 'static,
+        S: Fn(&T, &T) -> bool + Send + 'static,
+    {
+        let hub = Arc::clone(self);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut changes = hub.subscribe();
+            let mut last: Option<T> = None;
+            loop {
+                // Mark the current generation seen before reading the state, so a change
+                // made while computing wakes the loop again.
+                changes.borrow_and_update();
+                let now = view(&hub);
+                if !last.as_ref().is_some_and(|l| same(l, &now)) {
+                    if tx.send(Ok(now.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(now);
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+
     /// The current change counter.
     pub fn generation(&self) -> u64 {
         *self.changes.borrow()

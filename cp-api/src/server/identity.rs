@@ -178,27 +178,8 @@ impl pb::identity_server::Identity for IdentityService {
         request: Request<pb::WatchBundleRequest>,
     ) -> Result<Response<Self::WatchBundleStream>, Status> {
         caller(&request, &self.hub)?;
-        let hub = Arc::clone(&self.hub);
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut changes = hub.subscribe();
-            let mut last = None;
-            loop {
-                let bundle = hub.bundle();
-                if last.as_ref() != Some(&bundle) {
-                    if tx.send(Ok(bundle.clone())).await.is_err() {
-                        return;
-                    }
-                    last = Some(bundle);
-                }
-                tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                }
-            }
-        });
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            self.hub.follow(Hub::bundle, |a, b| a == b),
         )))
     }
 }

@@ -60,7 +60,8 @@ pub(crate) fn issue(args: &IssueArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("creating `{}`", args.out.display()))?;
     let cert_path = args.out.join(format!("{}.crt", args.name));
     let key_path = args.out.join(format!("{}.key", args.name));
-    write_private(&key_path, &key.to_pkcs8_pem())?;
+    signet_spiffe::write_private(&key_path, key.to_pkcs8_pem().as_bytes())
+        .map_err(anyhow::Error::msg)?;
     std::fs::write(&cert_path, text(&value, "chain"))
         .with_context(|| format!("writing `{}`", cert_path.display()))?;
     std::fs::write(args.out.join("bundle.pem"), text(&value, "bundle"))
@@ -140,20 +141,6 @@ fn pem(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))?;
-    f.write_all(contents.as_bytes())
-        .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))
 }
 
 fn encode(s: &str) -> String {

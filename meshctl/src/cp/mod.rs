@@ -75,17 +75,25 @@ fn file_settings() -> BTreeMap<String, String> {
 }
 
 impl Remote {
-    /// The control plane's address and trust, without credentials (for calls a join token
-    /// authorizes).
-    pub(crate) fn anonymous(&self) -> anyhow::Result<Client> {
-        let file = file_settings();
-        let setting = |flag: Option<String>, name: &str| {
-            flag.or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
-                .or_else(|| file.get(name).cloned())
-        };
-        let cp = setting(self.cp.clone(), "SIGNET_CP")
-            .ok_or_else(|| anyhow!("no control plane: pass --cp or set SIGNET_CP"))?;
-        let ca = setting(
+    /// One setting: the flag, else the environment, else the config-home file.
+    fn setting(
+        file: &BTreeMap<String, String>,
+        flag: Option<String>,
+        name: &str,
+    ) -> Option<String> {
+        flag.or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+            .or_else(|| file.get(name).cloned())
+    }
+
+    /// The control plane's address and the PEM of its trust bundle.
+    fn endpoint(&self, file: &BTreeMap<String, String>) -> anyhow::Result<(String, String)> {
+        let cp = Self::setting(file, self.cp.clone(), "SIGNET_CP").ok_or_else(|| {
+            anyhow!(
+                "no control plane: pass --cp or set SIGNET_CP (`set -a; . <data-dir>/meshctl.env`)"
+            )
+        })?;
+        let ca = Self::setting(
+            file,
             self.ca.as_ref().map(|p| p.display().to_string()),
             "SIGNET_CA",
         )
@@ -94,38 +102,23 @@ impl Remote {
         })?;
         let ca_pem =
             std::fs::read_to_string(&ca).with_context(|| format!("reading SIGNET_CA `{ca}`"))?;
+        Ok((cp, ca_pem))
+    }
+
+    /// The control plane's address and trust, without credentials (for calls a join token
+    /// authorizes).
+    pub(crate) fn anonymous(&self) -> anyhow::Result<Client> {
+        let (cp, ca_pem) = self.endpoint(&file_settings())?;
         Client::with_identity(&cp, None, ca_pem, None)
     }
 
     /// The client these settings describe.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let file = file_settings();
-        let setting = |flag: Option<String>, name: &str| {
-            flag.or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
-                .or_else(|| file.get(name).cloned())
-        };
-        let cp = setting(self.cp.clone(), "SIGNET_CP").ok_or_else(|| {
-            anyhow!(
-                "no control plane: pass --cp or set SIGNET_CP (`set -a; . <data-dir>/meshctl.env`)"
-            )
-        })?;
-        let ca = setting(
-            self.ca.as_ref().map(|p| p.display().to_string()),
-            "SIGNET_CA",
-        )
-        .ok_or_else(|| {
-            anyhow!("no trust bundle for the control plane: pass --ca or set SIGNET_CA")
-        })?;
-        let ca_pem =
-            std::fs::read_to_string(&ca).with_context(|| format!("reading SIGNET_CA `{ca}`"))?;
-        let cert = setting(
-            self.cert.as_ref().map(|p| p.display().to_string()),
-            "SIGNET_CERT",
-        );
-        let key = setting(
-            self.key.as_ref().map(|p| p.display().to_string()),
-            "SIGNET_KEY",
-        );
+        let (cp, ca_pem) = self.endpoint(&file)?;
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let cert = Self::setting(&file, path(&self.cert), "SIGNET_CERT");
+        let key = Self::setting(&file, path(&self.key), "SIGNET_KEY");
         let identity = match (cert, key) {
             (Some(cert), Some(key)) => Some(client::ClientIdentity::load(&cert, &key)?),
             (None, None) => None,
@@ -134,7 +127,7 @@ impl Remote {
         // A certificate replaces the token, unless a token is given on the command line.
         let token = match (&identity, &self.token) {
             (Some(_), None) => None,
-            _ => setting(self.token.clone(), "SIGNET_TOKEN"),
+            _ => Self::setting(&file, self.token.clone(), "SIGNET_TOKEN"),
         };
         Client::with_identity(&cp, token, ca_pem, identity)
     }
