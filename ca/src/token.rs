@@ -198,8 +198,23 @@ impl<S: TokenStore> JoinTokens<S> {
         })
     }
 
+    /// The identity `token` would grant if redeemed now, without redeeming it: lets a caller
+    /// check the rest of a request (a CSR) before the token is spent.
+    pub async fn peek(&self, token: &str) -> Result<SpiffeId, TokenError> {
+        self.valid(token).await.map(|(_, record)| record.spiffe_id)
+    }
+
     /// Redeems `token` once and returns the identity it grants.
     pub async fn redeem(&self, token: &str) -> Result<SpiffeId, TokenError> {
+        let (id, record) = self.valid(token).await?;
+        if !self.store.mark_used(&id, self.clock.now()).await? {
+            return Err(TokenError::AlreadyUsed);
+        }
+        Ok(record.spiffe_id)
+    }
+
+    /// The token's record if it could be redeemed now.
+    async fn valid(&self, token: &str) -> Result<(String, TokenRecord), TokenError> {
         let (id, secret) = parse(token.trim()).ok_or(TokenError::Malformed)?;
         let record = self.store.get(id).await?;
         let presented = sha256(secret.as_bytes());
@@ -212,14 +227,10 @@ impl<S: TokenStore> JoinTokens<S> {
         if record.used_at.is_some() {
             return Err(TokenError::AlreadyUsed);
         }
-        let now = self.clock.now();
-        if now >= record.expires_at {
+        if self.clock.now() >= record.expires_at {
             return Err(TokenError::Expired);
         }
-        if !self.store.mark_used(id, now).await? {
-            return Err(TokenError::AlreadyUsed);
-        }
-        Ok(record.spiffe_id)
+        Ok((id.to_owned(), record))
     }
 
     /// The store, for listing and auditing.

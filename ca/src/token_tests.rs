@@ -29,6 +29,17 @@ async fn a_token_redeems_once_for_its_identity() {
 }
 
 #[tokio::test]
+async fn peeking_spends_nothing_and_sees_what_redeeming_would() {
+    let tokens = JoinTokens::new(MemoryTokenStore::default());
+    let new = tokens.create(id(), Duration::from_secs(600)).await.unwrap();
+    assert_eq!(tokens.peek(&new.token).await.unwrap(), id());
+    assert_eq!(tokens.peek(&new.token).await.unwrap(), id());
+    assert_eq!(tokens.redeem(&new.token).await.unwrap(), id());
+    assert_eq!(tokens.peek(&new.token).await, Err(TokenError::AlreadyUsed));
+    assert_eq!(tokens.peek("nope").await, Err(TokenError::Malformed));
+}
+
+#[tokio::test]
 async fn only_a_hash_of_the_secret_is_stored() {
     let tokens = JoinTokens::new(MemoryTokenStore::default());
     let new = tokens.create(id(), Duration::from_secs(600)).await.unwrap();

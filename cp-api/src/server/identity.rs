@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::CertificateSigningRequestDer;
+use signet_ca::csr::check_csr;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 use signet_ca::{
     Authority, AuthorityError, BoxFuture, JoinTokens, SignRequest, TokenError, TokenStore,
@@ -151,10 +152,22 @@ impl pb::identity_server::Identity for IdentityService {
     ) -> Result<Response<pb::IssueResponse>, Status> {
         let remote = request.extensions().get::<Peer>().map(|p| p.remote);
         let body = request.into_inner();
-        let id = self.tokens.redeem(&body.join_token).await.map_err(|e| {
+        let refused = |e: TokenError| {
             tracing::warn!(?remote, error = %e, "join refused");
             token_status(e)
-        })?;
+        };
+        // The CSR is checked before the token is spent, so a bad request costs no token.
+        let id = self.tokens.peek(&body.join_token).await.map_err(refused)?;
+        check_csr(
+            &CertificateSigningRequestDer::from(body.csr.as_slice()),
+            &id,
+        )
+        .map_err(|e| Status::invalid_argument(format!("CSR refused: {e}")))?;
+        let id = self
+            .tokens
+            .redeem(&body.join_token)
+            .await
+            .map_err(refused)?;
         self.sign(&id, body.csr, body.ttl_seconds, "issue")
             .await
             .map(Response::new)

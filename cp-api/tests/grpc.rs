@@ -1,0 +1,245 @@
+//! The gRPC API of a real `signet-cp` as a proxy (or an intruder) speaks it: identity comes
+//! from the client certificate, never from a request field, and every refusal has the
+//! status a client can act on.
+#![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
+
+use std::sync::Arc;
+
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, ServerName};
+use signet_cp::api::v1 as pb;
+use signet_spiffe::tls::{SpiffeServerVerifier, SvidResolver, shared_bundle};
+use signet_spiffe::verify::AllowList;
+use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
+use signet_tests::control::ControlPlane;
+use tokio::net::TcpStream;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+const TD: &str = "grpc.test";
+const CART: &str = "spiffe://grpc.test/ns/shop/sa/cart";
+
+struct Api {
+    cp: ControlPlane,
+    _dir: tempfile::TempDir,
+    td: TrustDomain,
+    bundle: TrustBundle,
+}
+
+impl Api {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::start(&dir.path().join("cp"), &["--trust-domain", TD]);
+        let td = TrustDomain::new(TD).unwrap();
+        let pem = std::fs::read_to_string(cp.setting("SIGNET_CA")).unwrap();
+        let bundle = TrustBundle::from_pem(td.clone(), &pem).unwrap();
+        Self {
+            cp,
+            _dir: dir,
+            td,
+            bundle,
+        }
+    }
+
+    fn channel(&self, client: Arc<dyn ResolvesClientCert>) -> Channel {
+        let verifier = Arc::new(SpiffeServerVerifier::new(
+            shared_bundle(self.bundle.clone()),
+            Arc::new(AllowList::new([self
+                .td
+                .workload("/signet/control-plane")
+                .unwrap()])),
+        ));
+        let mut tls = signet_spiffe::tls::client_config(client, verifier).unwrap();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        let addr = self.cp.grpc;
+        Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+                let connector = connector.clone();
+                async move {
+                    let tcp = TcpStream::connect(addr).await?;
+                    let tls = connector
+                        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                        .await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                }
+            }))
+    }
+
+    fn anonymous(&self) -> Channel {
+        self.channel(Arc::new(SvidResolver::new()))
+    }
+
+    async fn issue(
+        &self,
+        token: &str,
+        csr_for: &SpiffeId,
+    ) -> Result<(Arc<SvidResolver>, X509Svid), tonic::Status> {
+        let key = WorkloadKey::generate().unwrap();
+        let csr = key.csr(csr_for).unwrap();
+        let response = pb::identity_client::IdentityClient::new(self.anonymous())
+            .issue(pb::IssueRequest {
+                join_token: token.to_owned(),
+                csr: csr.as_ref().to_vec(),
+                ttl_seconds: 0,
+            })
+            .await?
+            .into_inner();
+        let chain = response
+            .chain
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
+        let svid = X509Svid::parse(chain, &self.td, std::time::SystemTime::now()).unwrap();
+        let resolver = Arc::new(SvidResolver::new());
+        resolver.update(&svid, &key).unwrap();
+        Ok((resolver, svid))
+    }
+}
+
+#[tokio::test]
+async fn issue_renew_and_watch_with_the_identity_of_the_certificate() {
+    let api = Api::start();
+    let cart: SpiffeId = CART.parse().unwrap();
+    let token = api.cp.token(CART);
+
+    // A CSR for another identity is refused, and the token is not spent by it.
+    let other: SpiffeId = "spiffe://grpc.test/ns/shop/sa/payments".parse().unwrap();
+    let err = api.issue(&token, &other).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let (resolver, first) = api.issue(&token, &cart).await.unwrap();
+    assert_eq!(first.id(), &cart);
+    // Spent now.
+    let err = api.issue(&token, &cart).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("already used"));
+    // Malformed and unknown tokens.
+    let err = api.issue("nonsense", &cart).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let unknown = format!("{}.{}", "0".repeat(16), "0".repeat(64));
+    assert_eq!(
+        api.issue(&unknown, &cart).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    // Renew: over mTLS, for the certificate's identity.
+    let key = WorkloadKey::generate().unwrap();
+    let csr = key.csr(&cart).unwrap().as_ref().to_vec();
+    let renewed = pb::identity_client::IdentityClient::new(api.channel(resolver.clone()))
+        .renew(pb::RenewRequest {
+            csr: csr.clone(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renewed.spiffe_id, CART);
+    let chain = renewed
+        .chain
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    let second = X509Svid::parse(chain, &api.td, std::time::SystemTime::now()).unwrap();
+    assert_ne!(second.serial(), first.serial());
+    // Without a certificate there is no one to renew for.
+    let err = pb::identity_client::IdentityClient::new(api.anonymous())
+        .renew(pb::RenewRequest {
+            csr,
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    // The bundle stream starts with the bundle the control plane wrote for operators.
+    let mut bundles = pb::identity_client::IdentityClient::new(api.channel(resolver.clone()))
+        .watch_bundle(pb::WatchBundleRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let bundle = bundles.message().await.unwrap().unwrap();
+    assert_eq!(bundle.trust_domain, TD);
+    let roots: Vec<Vec<u8>> = api.bundle.roots().map(|r| r.to_vec()).collect();
+    assert_eq!(bundle.roots, roots);
+    let err = pb::identity_client::IdentityClient::new(api.anonymous())
+        .watch_bundle(pb::WatchBundleRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    // The config stream: the cart's view, with no policies applied yet.
+    let mut configs = pb::config_client::ConfigClient::new(api.channel(resolver.clone()))
+        .watch(pb::WatchRequest {
+            upstreams: vec!["payments".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let config = configs.message().await.unwrap().unwrap();
+    assert_eq!(config.policies.unwrap().version, 0);
+    assert_eq!(config.upstreams.len(), 1);
+    assert!(config.upstreams[0].endpoints.is_empty());
+    let err = pb::config_client::ConfigClient::new(api.anonymous())
+        .watch(pb::WatchRequest { upstreams: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_proxy_registers_only_as_its_own_service() {
+    let api = Api::start();
+    let cart: SpiffeId = CART.parse().unwrap();
+    let (resolver, _) = api.issue(&api.cp.token(CART), &cart).await.unwrap();
+    let mut registry = pb::registry_client::RegistryClient::new(api.channel(resolver));
+    let register = |service: &str, endpoint: &str| pb::RegisterRequest {
+        instance: "i-1".into(),
+        service: service.into(),
+        namespace: "shop".into(),
+        endpoint: endpoint.into(),
+        admin: String::new(),
+        config_version: 0,
+        policy_version: 0,
+    };
+    let err = registry
+        .register(register("payments", "127.0.0.1:9"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message()
+            .contains("may register only as service `cart`")
+    );
+    for bad in ["0.0.0.0:9", "127.0.0.1:0", "localhost"] {
+        let err = registry.register(register("cart", bad)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+    }
+    let mut bad_instance = register("cart", "127.0.0.1:9");
+    bad_instance.instance = "../etc".into();
+    assert_eq!(
+        registry.register(bad_instance).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+
+    let ok = registry
+        .register(register("cart", "127.0.0.1:9"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.heartbeat_interval_seconds >= 1);
+    let heartbeat = |instance: &str| pb::HeartbeatRequest {
+        instance: instance.into(),
+        config_version: 1,
+        policy_version: 0,
+        serial: String::new(),
+    };
+    registry.heartbeat(heartbeat("i-1")).await.unwrap();
+    let err = registry
+        .heartbeat(heartbeat("i-unknown"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let services = api.cp.meshctl_ok(&["services", "list", "-o", "json"]);
+    assert!(services.contains("127.0.0.1:9"), "{services}");
+}
