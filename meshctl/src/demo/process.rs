@@ -2,6 +2,7 @@
 //! bound; its stderr goes to a log file.
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -23,7 +24,10 @@ impl Process {
     pub(super) fn start(bin: &Path, args: &[&std::ffi::OsStr], log: &Path) -> anyhow::Result<Self> {
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating `{}`", log.display()))?;
+        // Its own process group: Ctrl-C reaches meshctl alone, which then stops the children
+        // in order (proxies drain) instead of everything dying at once mid-request.
         let mut child = Command::new(bin)
+            .process_group(0)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
