@@ -1,0 +1,203 @@
+//! The durable local spool: segment files `segment-<first seq, 20 digits>.jsonl` in one
+//! directory, one line per record or checkpoint, bounded in size: when the whole spool
+//! outgrows its bound the oldest segments are deleted and the writer records a gap naming
+//! exactly the sequence numbers lost.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::record::{Record, hash_line};
+
+/// One segment file.
+#[derive(Debug, Clone)]
+struct Segment {
+    path: PathBuf,
+    first: u64,
+    last: u64,
+    bytes: u64,
+}
+
+/// Size bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolLimits {
+    /// Start a new segment past this size.
+    pub segment_bytes: u64,
+    /// Delete the oldest segments past this total.
+    pub total_bytes: u64,
+}
+
+impl Default for SpoolLimits {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 8 * 1024 * 1024,
+            total_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where a spool's chain ended: the last record's number and line hash.
+pub type Tail = (u64, String);
+
+/// An open spool.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    limits: SpoolLimits,
+    segments: VecDeque<Segment>,
+    out: Option<BufWriter<File>>,
+    /// The first sequence number no longer on disk, once any was evicted: every gap record
+    /// declares the whole lost prefix, so it stays declared after older gap records are
+    /// evicted in turn.
+    lost_from: Option<u64>,
+}
+
+/// The segment files of `dir`, oldest first.
+pub fn segment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn first_seq(path: &Path) -> u64 {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("segment-"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `dir`; returns it and where its chain ended.
+    pub fn open(dir: &Path, limits: SpoolLimits) -> Result<(Self, Option<Tail>), String> {
+        let shown = dir.display();
+        std::fs::create_dir_all(dir).map_err(|e| format!("audit spool `{shown}`: {e}"))?;
+        let mut segments = VecDeque::new();
+        let mut tail = None;
+        for path in segment_files(dir).map_err(|e| format!("audit spool `{shown}`: {e}"))? {
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let mut last = 0;
+            let file = File::open(&path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            for line in BufReader::new(file).split(b'\n').map_while(Result::ok) {
+                if let Ok(record) = serde_json::from_slice::<Record>(&line) {
+                    last = record.seq;
+                    tail = Some((record.seq, hash_line(&line)));
+                }
+            }
+            segments.push_back(Segment {
+                first: first_seq(&path),
+                last,
+                path,
+                bytes,
+            });
+        }
+        // Records before the oldest segment can only have been evicted.
+        let lost_from = segments.front().filter(|s| s.first > 1).map(|_| 1);
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                limits,
+                segments,
+                out: None,
+                lost_from,
+            },
+            tail,
+        ))
+    }
+
+    /// Starts a new segment whose first record will be `next_seq`. A writer starts one on
+    /// every start and every new signer, so a torn line left by a crash is never appended to.
+    pub fn rotate(&mut self, next_seq: u64) -> Result<(), String> {
+        self.sync()?;
+        let mut path = self.dir.join(format!("segment-{next_seq:020}.jsonl"));
+        let mut n = 1;
+        while path.exists() {
+            // The same first seq again (a restart before any record): keep names unique and
+            // in order.
+            path = self.dir.join(format!("segment-{next_seq:020}.{n}.jsonl"));
+            n += 1;
+        }
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("`{}`: {e}", path.display()))?;
+        self.segments.push_back(Segment {
+            path,
+            first: next_seq,
+            last: next_seq.saturating_sub(1),
+            bytes: 0,
+        });
+        self.out = Some(BufWriter::with_capacity(64 * 1024, file));
+        Ok(())
+    }
+
+    /// Appends one line (a record with `seq`, or a checkpoint with `None`).
+    pub fn write(&mut self, line: &[u8], seq: Option<u64>) -> Result<(), String> {
+        let out = self.out.as_mut().ok_or("the spool has no open segment")?;
+        out.write_all(line)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| format!("audit spool: {e}"))?;
+        if let Some(segment) = self.segments.back_mut() {
+            segment.bytes += line.len() as u64 + 1;
+            if let Some(seq) = seq {
+                segment.last = seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and fsyncs the open segment.
+    pub fn sync(&mut self) -> Result<(), String> {
+        if let Some(out) = self.out.as_mut() {
+            out.flush().map_err(|e| format!("audit spool: {e}"))?;
+            out.get_ref()
+                .sync_data()
+                .map_err(|e| format!("audit spool: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the open segment has reached its size bound.
+    pub fn segment_full(&self) -> bool {
+        self.segments
+            .back()
+            .is_some_and(|s| s.bytes >= self.limits.segment_bytes)
+    }
+
+    /// Deletes the oldest closed segments while the spool is over its bound; returns the
+    /// range of sequence numbers no longer on disk (from the first ever lost), if this call
+    /// lost any.
+    pub fn evict(&mut self) -> Option<(u64, u64)> {
+        let mut lost: Option<(u64, u64)> = None;
+        while self.segments.iter().map(|s| s.bytes).sum::<u64>() > self.limits.total_bytes
+            && self.segments.len() > 1
+        {
+            let Some(oldest) = self.segments.pop_front() else {
+                break;
+            };
+            if std::fs::remove_file(&oldest.path).is_err() {
+                break;
+            }
+            if oldest.last >= oldest.first {
+                let from = *self.lost_from.get_or_insert(oldest.first);
+                lost = Some((from, oldest.last));
+            }
+        }
+        lost
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
