@@ -133,7 +133,7 @@ async fn an_edited_record_is_located() {
     let i = find(&l, 20);
     l[i] = l[i].replace("/api/items/19", "/api/items/ok");
     save(&file, &l);
-    let report = verify_files(&[file.clone()], &ca.bundle());
+    let report = verify_files(std::slice::from_ref(&file), &ca.bundle());
     assert!(!report.ok());
     assert_eq!(kinds(&report), [(Kind::Altered, Some(20))]);
     assert_eq!(report.findings[0].line, i + 1);
@@ -160,7 +160,7 @@ async fn deleted_inserted_and_reordered_records_are_located() {
     let mut l = original.clone();
     l.remove(find(&l, 20));
     save(&file, &l);
-    let report = verify_files(&[file.clone()], &ca.bundle());
+    let report = verify_files(std::slice::from_ref(&file), &ca.bundle());
     assert!(
         kinds(&report).contains(&(Kind::Missing, Some(20))),
         "{:?}",
@@ -172,7 +172,7 @@ async fn deleted_inserted_and_reordered_records_are_located() {
     let at = find(&l, 30);
     l.insert(at, copy);
     save(&file, &l);
-    let report = verify_files(&[file.clone()], &ca.bundle());
+    let report = verify_files(std::slice::from_ref(&file), &ca.bundle());
     assert_eq!(kinds(&report), [(Kind::Duplicate, Some(20))]);
 
     let mut l = original;
@@ -196,7 +196,7 @@ async fn truncation_and_foreign_signatures_are_found() {
 
     // Cut in the middle of a line.
     std::fs::write(&file, &original[..original.len() * 2 / 3]).unwrap();
-    let report = verify_files(&[file.clone()], &ca.bundle());
+    let report = verify_files(std::slice::from_ref(&file), &ca.bundle());
     let k = kinds(&report);
     assert!(k.iter().any(|(k, _)| *k == Kind::Malformed), "{k:?}");
     assert!(k.iter().any(|(k, _)| *k == Kind::Unsigned), "{k:?}");
@@ -205,7 +205,7 @@ async fn truncation_and_foreign_signatures_are_found() {
     std::fs::write(&file, &original).unwrap();
     let evil = TestCa::new("acme.internal");
     resign(&file, signer(&evil, ID).as_ref(), false);
-    let report = verify_files(&[file.clone()], &ca.bundle());
+    let report = verify_files(std::slice::from_ref(&file), &ca.bundle());
     let bad = report
         .findings
         .iter()
