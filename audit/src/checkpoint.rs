@@ -13,7 +13,7 @@ use crate::record::Checkpoint;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Whoever signs checkpoints: the proxy with its SVID key, the control plane with its own.
-pub trait Signer: Send + Sync {
+pub trait Signer: Send + Sync + std::fmt::Debug {
     /// The signer's SPIFFE ID (the writer).
     fn id(&self) -> String;
     /// Its certificate chain, leaf first.

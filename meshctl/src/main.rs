@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod authz;
 mod cp;
 mod demo;
@@ -25,6 +26,9 @@ enum Command {
     /// Write, check and reason about Cedar policies; apply them to the control plane.
     #[command(subcommand)]
     Authz(authz::Authz),
+    /// The signed audit trail.
+    #[command(subcommand)]
+    Audit(audit::Audit),
     /// Join tokens for new proxies.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Authz(cmd) => authz::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Token(TokenCommand::Create(args)) => cp::token::create(&args),
         Command::Identity(IdentityCommand::Inspect(args)) => cp::identity::inspect(&args),
         Command::Identity(IdentityCommand::Issue(args)) => cp::identity::issue(&args),

@@ -32,9 +32,55 @@ fn the_demo_mesh_allows_and_denies_by_policy_and_cleans_up() {
         "{stdout}"
     );
     assert!(stdout.contains("meshctl identity inspect cart"), "{stdout}");
+    assert!(stdout.contains("signed and verified"), "{stdout}");
     // Everything it started has stopped: the control plane's port is free again.
     let log = std::fs::read_to_string(data.join("logs").join("signet-cp.log")).unwrap();
     assert!(log.contains("stopped"), "{log}");
+
+    // The proxies' audit trails verify on their own...
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_meshctl"))
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("OK   ") && text.contains("sa/payments"),
+        "{text}"
+    );
+
+    // ...and a decision turned from deny to allow in a copy is found, at its line.
+    let spool = data.join("payments").join("state").join("audit");
+    let segment = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let original = std::fs::read_to_string(&segment).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    let (n, line) = lines
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.contains("\"decision\":\"deny\""))
+        .map(|(n, l)| (n, l.clone()))
+        .unwrap();
+    lines[n] = line.replace("\"decision\":\"deny\"", "\"decision\":\"allow\"");
+    std::fs::write(&segment, lines.join("\n") + "\n").unwrap();
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("ALTERED {}:{}", segment.display(), n + 1)),
+        "{text}"
+    );
 }
 
 #[test]

@@ -39,6 +39,57 @@ pub struct Config {
     /// Limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// The audit trail of decisions.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The audit trail: where the signed spool lives and how allows are sampled.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record decisions at all (default: yes when there is a directory for the spool).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The spool directory; default `<control_plane.state_dir>/audit`. Without a control
+    /// plane there is no default: no directory, no audit.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Record one allowed request in this many (connections and denials: always all).
+    #[serde(default = "one")]
+    pub sample_allows: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            sample_allows: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Where the audit spool goes, if decisions are recorded.
+    pub fn audit_dir(&self) -> Option<PathBuf> {
+        if !self.audit.enabled {
+            return None;
+        }
+        self.audit.dir.clone().or_else(|| {
+            self.control_plane
+                .as_ref()
+                .map(|cp| cp.state_dir.join("audit"))
+        })
+    }
 }
 
 /// The local workload's service.
@@ -374,6 +425,9 @@ impl Config {
         }
         if let Some(policy) = self.policy.as_mut() {
             fix(&mut policy.dir);
+        }
+        if let Some(dir) = self.audit.dir.as_mut() {
+            fix(dir);
         }
         if let Some(cp) = self.control_plane.as_mut() {
             fix(&mut cp.ca);

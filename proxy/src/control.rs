@@ -643,7 +643,7 @@ impl Link {
         let c = credentials(response, &self.td, id)?;
         persist(&self.cfg.state_dir, &self.td, &c, &key)?;
         tracing::info!(serial = %c.svid.serial(), not_after = ?c.svid.not_after(), "SVID renewed");
-        self.proxy.identity.rotate(c, &key)?;
+        self.proxy.rotate(c, &key)?;
         self.proxy.metrics.control_plane.contact();
         // New connections present the new SVID; the old channel closes once unused.
         match Self::channel_for(&self.cfg, &self.td, &self.proxy) {

@@ -116,8 +116,8 @@ async fn connection(
             return;
         }
     };
+    let authorizer = proxy.policies.current();
     let decision = {
-        let authorizer = proxy.policies.current();
         let caller = Caller {
             id: Some(&id),
             ..Caller::default()
@@ -125,6 +125,20 @@ async fn connection(
         authorizer.connect(&caller, &proxy.target(), remote.ip())
     };
     proxy.metrics.decision("connect", &decision);
+    proxy.audit(
+        &crate::audit::Subject {
+            action: "connect",
+            peer: &id,
+            serial: &serial,
+            path: None,
+            trace: None,
+            src: remote,
+            dst: proxy.config.inbound.listen,
+        },
+        &decision,
+        authorizer.bundle().hash(),
+    );
+    drop(authorizer);
     if !decision.is_allowed() {
         proxy.metrics.connections_refused.inc(&["inbound", "authz"]);
         tracing::info!(peer = %id, %remote, reason = %decision.reason(), "connection denied");
@@ -343,8 +357,8 @@ async fn decide_and_forward(
             Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
         }
     }
+    let authorizer = proxy.policies.current();
     let decision = {
-        let authorizer = proxy.policies.current();
         // Every header reaches the policies, whatever bytes its value holds: dropping the
         // non-UTF-8 ones would let a client hide a header a `forbid` looks for.
         let headers: Vec<(String, String)> = request
@@ -382,6 +396,28 @@ async fn decide_and_forward(
         )
     };
     proxy.metrics.decision("request", &decision);
+    if proxy.audit.is_some() {
+        let trace = crate::audit::trace_id(
+            request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+        );
+        proxy.audit(
+            &crate::audit::Subject {
+                action: request.method().as_str(),
+                peer: &peer.id,
+                serial: &peer.serial,
+                path: Some(&path),
+                trace,
+                src: peer.addr,
+                dst: proxy.config.inbound.listen,
+            },
+            &decision,
+            authorizer.bundle().hash(),
+        );
+    }
+    drop(authorizer);
     if !decision.is_allowed() {
         tracing::debug!(peer = %peer.id, path = %request.uri().path(), reason = %decision.reason(), "request denied");
         return denied_response(&decision, grpc);

@@ -8,11 +8,13 @@
 //! - [`outbound`]: local plain-text ports to upstream services over mTLS.
 //! - [`path`]: canonical request paths, so what is authorized is what the app sees.
 //! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections, round-robin balancing.
+//! - [`audit`]: decisions recorded in a signed, hash-chained spool.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
 //! - [`reload`]: watching the bootstrap files.
 //! - [`control`]: the control-plane source (SVID, bundle, deny-list, policies, endpoints).
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod control;
 pub mod identity;

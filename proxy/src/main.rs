@@ -193,43 +193,50 @@ enum Source {
 
 async fn run(args: Args) -> Result<(), String> {
     let mut config = effective_config(&args)?;
-    let (identity, bundle, source) = match (&config.control_plane, &config.identity, &config.policy)
-    {
-        (Some(cp), _, _) => {
-            let td = signet_spiffe::TrustDomain::new(&cp.trust_domain)
-                .map_err(|e| format!("control_plane.trust_domain: {e}"))?;
-            let (credentials, key) = control::obtain_identity(cp, &td, &config.service).await?;
-            let identity = identity::Identity::new(credentials, &key)?;
-            let saved = control::saved_config(&cp.state_dir).map(Box::new);
-            let source = Source::ControlPlane {
-                config: cp.clone(),
-                trust_domain: td,
-                saved,
-            };
-            (identity, signet_policy::PolicyBundle::empty(), source)
-        }
-        (None, Some(files), Some(policy)) => {
-            let (credentials, key) = identity::load(files)?;
-            let identity = identity::Identity::new(credentials, &key)?;
-            if let Some(path) = &files.deny_list {
-                let (ids, serials) = identity::load_deny_list(path)?;
-                identity.deny(ids, serials);
+    let (identity, bundle, source, signer) =
+        match (&config.control_plane, &config.identity, &config.policy) {
+            (Some(cp), _, _) => {
+                let td = signet_spiffe::TrustDomain::new(&cp.trust_domain)
+                    .map_err(|e| format!("control_plane.trust_domain: {e}"))?;
+                let (credentials, key) = control::obtain_identity(cp, &td, &config.service).await?;
+                let signer = signet_proxy::audit::signer(&credentials.svid, &key)?;
+                let identity = identity::Identity::new(credentials, &key)?;
+                let saved = control::saved_config(&cp.state_dir).map(Box::new);
+                let source = Source::ControlPlane {
+                    config: cp.clone(),
+                    trust_domain: td,
+                    saved,
+                };
+                (
+                    identity,
+                    signet_policy::PolicyBundle::empty(),
+                    source,
+                    signer,
+                )
             }
-            let bundle =
-                reload::load_policies(&policy.dir, 1).map_err(|e| format!("policy.dir: {e}"))?;
-            let source = Source::Files {
-                identity: files.clone(),
-                policy_dir: policy.dir.clone(),
-            };
-            (identity, bundle, source)
-        }
-        _ => {
-            return Err(
-                "no source of identity: give [control_plane], or [identity] and [policy]"
-                    .to_owned(),
-            );
-        }
-    };
+            (None, Some(files), Some(policy)) => {
+                let (credentials, key) = identity::load(files)?;
+                let signer = signet_proxy::audit::signer(&credentials.svid, &key)?;
+                let identity = identity::Identity::new(credentials, &key)?;
+                if let Some(path) = &files.deny_list {
+                    let (ids, serials) = identity::load_deny_list(path)?;
+                    identity.deny(ids, serials);
+                }
+                let bundle = reload::load_policies(&policy.dir, 1)
+                    .map_err(|e| format!("policy.dir: {e}"))?;
+                let source = Source::Files {
+                    identity: files.clone(),
+                    policy_dir: policy.dir.clone(),
+                };
+                (identity, bundle, source, signer)
+            }
+            _ => {
+                return Err(
+                    "no source of identity: give [control_plane], or [identity] and [policy]"
+                        .to_owned(),
+                );
+            }
+        };
     let inbound_listener = bind("inbound.listen", config.inbound.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
     let mut outbound_listeners = Vec::new();
@@ -244,7 +251,14 @@ async fn run(args: Args) -> Result<(), String> {
     for (o, l) in config.outbound.iter_mut().zip(&outbound_listeners) {
         o.listen = bound(l, o.listen);
     }
-    let proxy = Arc::new(Proxy::new(config, identity, &bundle)?);
+    let audit = match config.audit_dir() {
+        Some(dir) => Some(
+            signet_proxy::audit::Audit::start(dir.clone(), config.audit.sample_allows, signer)
+                .map_err(|e| format!("audit.dir `{}`: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let proxy = Arc::new(Proxy::new(config, identity, &bundle, audit)?);
     let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut outbound_addrs = serde_json::Map::new();
     let mut tasks = Vec::new();
@@ -334,6 +348,10 @@ async fn run(args: Args) -> Result<(), String> {
     inbound.abort();
     for task in tasks {
         task.abort();
+    }
+    if let Some(audit) = &proxy.audit {
+        // The last records are written and signed before the process ends.
+        audit.close().await;
     }
     tracing::info!("stopped");
     Ok(())

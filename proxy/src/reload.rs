@@ -89,8 +89,8 @@ pub async fn watch(
         let now = fingerprint(&credential_paths);
         if now != credentials {
             credentials = now;
-            let result = identity::load(&identity_config)
-                .and_then(|(c, key)| proxy.identity.rotate(c, &key));
+            let result =
+                identity::load(&identity_config).and_then(|(c, key)| proxy.rotate(c, &key));
             report(&proxy, "identity", result);
         }
         let now = fingerprint(&deny_paths);

@@ -40,11 +40,18 @@ pub struct Proxy {
     pub labels: Vec<(String, String)>,
     /// Set to start draining.
     pub shutdown: watch::Sender<bool>,
+    /// The audit trail, when decisions are recorded.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 impl Proxy {
     /// The proxy for `config`, with `identity` and the policy `bundle` loaded.
-    pub fn new(config: Config, identity: Identity, bundle: &PolicyBundle) -> Result<Self, String> {
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        bundle: &PolicyBundle,
+        audit: Option<crate::audit::Audit>,
+    ) -> Result<Self, String> {
         let identity_header = config
             .inbound
             .identity_header
@@ -80,8 +87,41 @@ impl Proxy {
             identity_header,
             labels,
             shutdown,
+            audit,
             config,
         })
+    }
+
+    /// Records a decision in the audit trail, if there is one.
+    pub fn audit(
+        &self,
+        subject: &crate::audit::Subject<'_>,
+        decision: &signet_policy::Decision,
+        bundle_hash: &str,
+    ) {
+        if let Some(audit) = &self.audit {
+            audit.decision(
+                subject,
+                decision,
+                (&self.config.service.name, &self.config.service.namespace),
+                bundle_hash,
+            );
+        }
+    }
+
+    /// Switches to new credentials: new handshakes present them and the audit trail signs
+    /// with their key from now on.
+    pub fn rotate(
+        &self,
+        credentials: crate::identity::Credentials,
+        key: &signet_spiffe::WorkloadKey,
+    ) -> Result<(), String> {
+        let signer = crate::audit::signer(&credentials.svid, key);
+        self.identity.rotate(credentials, key)?;
+        if let Some(audit) = &self.audit {
+            audit.rotate(signer?);
+        }
+        Ok(())
     }
 
     /// Resolves once draining has started.

@@ -1,0 +1,20 @@
+//! `meshctl audit`: the signed audit trail.
+
+use clap::Subcommand;
+
+use crate::Outcome;
+
+pub(crate) mod verify;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Audit {
+    /// Check every chain and checkpoint signature against the trust bundle; exit 1 on any
+    /// integrity failure, naming the record and where it is.
+    Verify(verify::VerifyArgs),
+}
+
+pub(crate) fn run(cmd: Audit) -> anyhow::Result<Outcome> {
+    match cmd {
+        Audit::Verify(args) => verify::run(&args),
+    }
+}

@@ -1,0 +1,143 @@
+//! The proxy's audit trail: every connection decision and every denied request is recorded;
+//! allowed requests are recorded one in `sample_allows` (1: all, the default), with the rate
+//! in the record. Records go through `signet-audit`'s non-blocking writer into a local spool,
+//! signed by the proxy's own SVID key; a rotated SVID starts a new signed segment.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use signet_audit::{AuditLog, Decision as Record, Event, KeySigner, Signer};
+use signet_policy::Decision;
+use signet_spiffe::{Serial, SpiffeId, WorkloadKey, X509Svid};
+use tokio::sync::watch;
+
+/// The writer handle and the sampling state.
+#[derive(Debug)]
+pub struct Audit {
+    log: AuditLog,
+    sample_allows: u32,
+    allows: AtomicU64,
+    signers: watch::Sender<Arc<dyn Signer>>,
+}
+
+/// A signer over an SVID and its key.
+pub fn signer(svid: &X509Svid, key: &WorkloadKey) -> Result<Arc<dyn Signer>, String> {
+    let rustls::pki_types::PrivateKeyDer::Pkcs8(der) = key.private_key_der() else {
+        return Err("audit: the workload key is not PKCS#8".to_owned());
+    };
+    Ok(Arc::new(KeySigner::new(
+        svid.id(),
+        svid.chain().to_vec(),
+        der.secret_pkcs8_der(),
+    )?))
+}
+
+/// What one decision was about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub action: &'a str,
+    pub peer: &'a SpiffeId,
+    pub serial: &'a Serial,
+    pub path: Option<&'a str>,
+    pub trace: Option<&'a str>,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+impl Audit {
+    /// Starts the writer on `dir`, signing with `signer`.
+    pub fn start(
+        dir: std::path::PathBuf,
+        sample_allows: u32,
+        signer: Arc<dyn Signer>,
+    ) -> Result<Self, String> {
+        let (signers, rx) = watch::channel(signer);
+        let (log, _task) = AuditLog::start(signet_audit::WriterConfig::new(dir), rx)?;
+        Ok(Self {
+            log,
+            sample_allows: sample_allows.max(1),
+            allows: AtomicU64::new(0),
+            signers,
+        })
+    }
+
+    /// Signs from now on with a rotated SVID's key.
+    pub fn rotate(&self, signer: Arc<dyn Signer>) {
+        self.signers.send_replace(signer);
+    }
+
+    /// Records `decision` about `subject` (allows of requests sampled).
+    pub fn decision(
+        &self,
+        subject: &Subject<'_>,
+        decision: &Decision,
+        target: (&str, &str),
+        bundle_hash: &str,
+    ) {
+        let sampled = decision.is_allowed() && subject.action != "connect";
+        let sample = if sampled { self.sample_allows } else { 1 };
+        if sampled
+            && self.sample_allows > 1
+            && !self
+                .allows
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(u64::from(self.sample_allows))
+        {
+            return;
+        }
+        self.log.record(Event::Decision(Record {
+            decision: if decision.is_allowed() {
+                "allow"
+            } else {
+                "deny"
+            }
+            .to_owned(),
+            action: subject.action.to_owned(),
+            principal: subject.peer.as_str().to_owned(),
+            serial: subject.serial.to_string(),
+            resource: target.0.to_owned(),
+            namespace: target.1.to_owned(),
+            path: subject.path.map(str::to_owned),
+            policies: decision.policies.clone(),
+            bundle: bundle_hash.to_owned(),
+            trace: subject.trace.map(str::to_owned),
+            src: subject.src.to_string(),
+            dst: subject.dst.to_string(),
+            sample,
+        }));
+    }
+
+    /// Writes what is queued and signs a last checkpoint.
+    pub async fn close(&self) {
+        self.log.close().await;
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &signet_audit::writer::WriterStats {
+        self.log.stats()
+    }
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`).
+pub fn trace_id(traceparent: Option<&str>) -> Option<&str> {
+    let id = traceparent?.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_come_from_well_formed_traceparents_only() {
+        assert_eq!(
+            trace_id(Some(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            )),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_id(Some("00-xyz-00f067aa0ba902b7-01")), None);
+        assert_eq!(trace_id(None), None);
+    }
+}
