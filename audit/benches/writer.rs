@@ -1,0 +1,100 @@
+//! Records per second through the audit writer, on one core: the chain alone (serialize +
+//! SHA-256), then the whole writer (queue, chain, spool file, a signed checkpoint every 1,024
+//! records with an fsync before each) on a current-thread runtime, so callers and the
+//! writer share one core.
+//!
+//! `cargo bench -p signet-audit --bench writer`
+#![expect(
+    clippy::unwrap_used,
+    reason = "a benchmark: a failure stops it with the reason"
+)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use signet_audit::chain::Chain;
+use signet_audit::{AuditLog, Decision, Event, KeySigner, Signer, WriterConfig};
+use signet_spiffe::test_pki::TestCa;
+
+const ID: &str = "spiffe://acme.internal/ns/shop/sa/cart";
+
+fn event(n: u64) -> Event {
+    Event::Decision(Decision {
+        decision: "allow".to_owned(),
+        action: "GET".to_owned(),
+        principal: "spiffe://acme.internal/ns/shop/sa/frontend".to_owned(),
+        serial: "5f3c0a0b1e2d4c6b8a9f0e1d2c3b4a59".to_owned(),
+        resource: "cart".to_owned(),
+        namespace: "shop".to_owned(),
+        path: Some(format!("/api/items/{n}")),
+        policies: vec!["frontend-reads-cart".to_owned()],
+        bundle: "ab".repeat(32),
+        trace: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+        src: "127.0.0.1:40000".to_owned(),
+        dst: "127.0.0.1:15006".to_owned(),
+        sample: 1,
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--list") {
+        return;
+    }
+    const N: u64 = 1_000_000;
+
+    // The chain alone.
+    let mut chain = Chain::new(ID);
+    let mut bytes = 0;
+    let begun = Instant::now();
+    for n in 0..N {
+        bytes += chain.append(n, event(n)).line.len();
+    }
+    let took = begun.elapsed();
+    println!(
+        "chain (serialize + SHA-256): {N} records in {:.2} s: {:.0} records/s, {:.0} ns/record, {} bytes/record",
+        took.as_secs_f64(),
+        N as f64 / took.as_secs_f64(),
+        took.as_nanos() as f64 / N as f64,
+        bytes as u64 / N
+    );
+
+    // The whole writer.
+    let ca = TestCa::new("acme.internal");
+    let (certs, key) = ca.svid(ID);
+    let rustls_pki_types::PrivateKeyDer::Pkcs8(der) = key.private_key_der() else {
+        unreachable!("workload keys are PKCS#8")
+    };
+    let signer: Arc<dyn Signer> =
+        Arc::new(KeySigner::new(&ID.parse().unwrap(), certs, der.secret_pkcs8_der()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_signers, rx) = tokio::sync::watch::channel(signer);
+        let mut config = WriterConfig::new(dir.path().to_path_buf());
+        config.limits.total_bytes = 4 * 1024 * 1024 * 1024;
+        let (log, _task) = AuditLog::start(config, rx).unwrap();
+        let begun = Instant::now();
+        for n in 0..N {
+            log.record(event(n));
+            if n % 4096 == 4095 {
+                // Let the writer drain: callers never wait on it, but here they share its core.
+                tokio::task::yield_now().await;
+            }
+        }
+        log.close().await;
+        let took = begun.elapsed();
+        let stats = log.stats();
+        let written = stats.records.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "writer (queue + chain + spool + checkpoints, one core): {written} records in {:.2} s: {:.0} records/s; {} checkpoints, {} dropped",
+            took.as_secs_f64(),
+            written as f64 / took.as_secs_f64(),
+            stats.checkpoints.load(std::sync::atomic::Ordering::Relaxed),
+            stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    });
+}
