@@ -9,6 +9,7 @@
 //! - [`spool`]: bounded segment files on local disk.
 //! - [`writer`]: the non-blocking writer (bounded queue, checkpoints every second or N
 //!   records, fsync before each checkpoint, gap records for anything dropped).
+//! - [`receiver`]: the control plane's copy of a shipped chain, appended idempotently.
 //! - [`verify`]: locating every missing, altered, reordered, duplicated or unsigned record.
 //!
 //! The model follows certificate-transparency logs (RFC 9162: an append-only hash chain
@@ -17,6 +18,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod receiver;
 pub mod record;
 pub mod spool;
 pub mod verify;

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::record::{Record, hash_line};
+use crate::record::{CheckpointLine, Record, hash_line};
 
 /// One segment file.
 #[derive(Debug, Clone)]
@@ -37,8 +37,16 @@ impl Default for SpoolLimits {
     }
 }
 
-/// Where a spool's chain ended: the last record's number and line hash.
-pub type Tail = (u64, String);
+/// Where a spool's chain ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// The last record's number.
+    pub seq: u64,
+    /// Its line hash.
+    pub head: String,
+    /// The last record covered by a checkpoint in the spool (0: none).
+    pub signed_through: u64,
+}
 
 /// An open spool.
 #[derive(Debug)]
@@ -90,7 +98,16 @@ impl Spool {
             for line in BufReader::new(file).split(b'\n').map_while(Result::ok) {
                 if let Ok(record) = serde_json::from_slice::<Record>(&line) {
                     last = record.seq;
-                    tail = Some((record.seq, hash_line(&line)));
+                    let signed_through = tail.as_ref().map_or(0, |t: &Tail| t.signed_through);
+                    tail = Some(Tail {
+                        seq: record.seq,
+                        head: hash_line(&line),
+                        signed_through,
+                    });
+                } else if let Ok(c) = serde_json::from_slice::<CheckpointLine>(&line)
+                    && let Some(t) = tail.as_mut()
+                {
+                    t.signed_through = t.signed_through.max(c.checkpoint.last);
                 }
             }
             segments.push_back(Segment {

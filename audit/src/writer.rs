@@ -85,7 +85,7 @@ impl AuditLog {
         let (mut spool, tail) = Spool::open(&config.dir, config.limits)?;
         let writer = signer.borrow().id();
         let chain = match tail {
-            Some((seq, head)) => Chain::resume(writer, seq, head),
+            Some(tail) => Chain::resume(writer, tail.seq, tail.head),
             None => Chain::new(writer),
         };
         spool.rotate(chain.seq() + 1)?;

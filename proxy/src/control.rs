@@ -593,6 +593,55 @@ impl Link {
         }
     }
 
+    /// Ships the audit spool in `dir` to the control plane until shutdown: every second,
+    /// whatever complete lines lie past the cursor (`dir/shipped.cursor`, advanced only once
+    /// the control plane acknowledged them), so an outage delays records but loses none.
+    pub async fn ship(self: Arc<Self>, dir: PathBuf) {
+        let cursor_path = dir.join("shipped.cursor");
+        let mut cursor = read_cursor(&cursor_path);
+        let mut backoff = BACKOFF_START;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = self.proxy.draining() => return,
+            }
+            loop {
+                let (lines, next) = match read_batch(&dir, &cursor) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the audit spool to ship it");
+                        break;
+                    }
+                };
+                if lines.is_empty() {
+                    cursor = next;
+                    break;
+                }
+                let mut client = pb::audit_client::AuditClient::new(self.channel());
+                match timed(client.ship(pb::ShipRequest { lines })).await {
+                    Ok(_) => {
+                        self.proxy.metrics.control_plane.contact();
+                        cursor = next;
+                        backoff = BACKOFF_START;
+                        let text = format!("{}\n{}\n", cursor.0, cursor.1);
+                        if let Err(e) = write_private(&cursor_path, text.as_bytes()) {
+                            tracing::warn!(error = %e, "keeping the audit cursor");
+                        }
+                    }
+                    Err(s) => {
+                        self.failed("ship", &s);
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = self.proxy.draining() => return,
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     /// Renews the SVID at its refresh time until shutdown.
     pub async fn renew(self: Arc<Self>) {
         loop {
@@ -652,4 +701,69 @@ impl Link {
         }
         Ok(())
     }
+}
+
+/// Where shipping has got to: a segment file name and a byte offset in it.
+type Cursor = (String, u64);
+
+/// Most lines and bytes per shipped batch.
+const SHIP_LINES: usize = 1024;
+const SHIP_BYTES: usize = 1024 * 1024;
+
+fn read_cursor(path: &Path) -> Cursor {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            let mut lines = text.lines();
+            Some((lines.next()?.to_owned(), lines.next()?.parse().ok()?))
+        })
+        .unwrap_or_default()
+}
+
+/// The complete lines past `cursor` (at most a batch), and the cursor after them.
+fn read_batch(dir: &Path, cursor: &Cursor) -> std::io::Result<(Vec<Vec<u8>>, Cursor)> {
+    use std::io::{Read as _, Seek as _};
+    let files = signet_audit::spool::segment_files(dir)?;
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    // The cursor's file, or the first one after it (an evicted file's records are declared
+    // lost by a gap record in the chain itself).
+    let Some(start) = files.iter().position(|f| name(f) >= cursor.0) else {
+        return Ok((Vec::new(), cursor.clone()));
+    };
+    let mut lines = Vec::new();
+    let mut bytes = 0;
+    let mut at = cursor.clone();
+    for (i, file) in files.iter().enumerate().skip(start) {
+        let offset = if name(file) == cursor.0 { cursor.1 } else { 0 };
+        let mut f = std::fs::File::open(file)?;
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        f.take((SHIP_BYTES - bytes) as u64 + 1)
+            .read_to_end(&mut buf)?;
+        let mut consumed = 0;
+        for line in buf.split_inclusive(|b| *b == b'\n') {
+            if !line.ends_with(b"\n")
+                || lines.len() == SHIP_LINES
+                || bytes + line.len() > SHIP_BYTES
+            {
+                break;
+            }
+            consumed += line.len();
+            bytes += line.len();
+            let content = &line[..line.len() - 1];
+            if !content.is_empty() {
+                lines.push(content.to_vec());
+            }
+        }
+        at = (name(file), offset + consumed as u64);
+        let at_end = offset + consumed as u64 >= std::fs::metadata(file)?.len();
+        if !at_end || i + 1 == files.len() || lines.len() == SHIP_LINES {
+            break;
+        }
+    }
+    Ok((lines, at))
 }

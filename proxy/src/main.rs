@@ -300,6 +300,9 @@ async fn run(args: Args) -> Result<(), String> {
                 );
             }
             tasks.push(tokio::spawn(Arc::clone(&link).register()));
+            if let Some(dir) = proxy.config.audit_dir().filter(|_| proxy.audit.is_some()) {
+                tasks.push(tokio::spawn(Arc::clone(&link).ship(dir)));
+            }
             tasks.push(tokio::spawn(link.renew()));
         }
     }

@@ -8,6 +8,7 @@
 //! - [`store`]: durable state behind a trait; SQLite by default.
 //! - [`tls`]: both listeners' TLS and what a handshake proved about the client.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod config_watch;
 pub mod hub;
@@ -124,6 +125,12 @@ pub async fn start(options: Options) -> Result<Running, String> {
         ))
         .add_service(pb::registry_server::RegistryServer::new(
             registry::RegistryService::new(Arc::clone(&hub)),
+        ))
+        .add_service(pb::audit_server::AuditServer::new(
+            audit::AuditService::new(
+                Arc::clone(&hub),
+                options.data_dir.join("audit").join("received"),
+            ),
         ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::ReceiverStream::new(incoming),

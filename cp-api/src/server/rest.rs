@@ -236,6 +236,7 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/deny",
     "GET /v1/operator-actions",
     "POST /v1/svid",
+    "GET /v1/audit",
 ];
 
 /// The router.
@@ -257,6 +258,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/deny", get(deny_list).post(deny))
         .route("/v1/operator-actions", get(actions))
         .route("/v1/svid", post(issue_svid))
+        .route("/v1/audit", get(audit_records))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -915,6 +917,20 @@ async fn issue_svid(
         "bundle": api.hub.authority.bundle().to_pem(),
         "not_after": unix_ms(svid.not_after()),
     })))
+}
+
+async fn audit_records(
+    State(api): State<Api>,
+    op: Operator,
+    query: Result<
+        Query<crate::server::store::AuditQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> ApiResult {
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    api.authorize(&op, "read", "audit").await?;
+    let rows = api.hub.store.query_audit(query).await?;
+    Ok(Json(json!({ "records": rows })))
 }
 
 async fn actions(State(api): State<Api>, op: Operator) -> ApiResult {

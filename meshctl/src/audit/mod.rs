@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use crate::Outcome;
 
+mod tail;
 pub(crate) mod verify;
 
 #[derive(Debug, Subcommand)]
@@ -11,10 +12,13 @@ pub(crate) enum Audit {
     /// Check every chain and checkpoint signature against the trust bundle; exit 1 on any
     /// integrity failure, naming the record and where it is.
     Verify(verify::VerifyArgs),
+    /// The newest audit records the control plane holds; --follow for new ones.
+    Tail(Box<tail::TailArgs>),
 }
 
 pub(crate) fn run(cmd: Audit) -> anyhow::Result<Outcome> {
     match cmd {
         Audit::Verify(args) => verify::run(&args),
+        Audit::Tail(args) => tail::run(&args),
     }
 }

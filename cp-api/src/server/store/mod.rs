@@ -100,6 +100,51 @@ pub struct OperatorAction {
     pub detail: String,
 }
 
+/// An indexed audit record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRow {
+    /// Position in the index (for `after`).
+    pub id: i64,
+    pub writer: String,
+    pub seq: u64,
+    /// Unix nanoseconds.
+    pub time: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub decision: Option<String>,
+    pub action: Option<String>,
+    pub principal: Option<String>,
+    pub resource: Option<String>,
+    pub path: Option<String>,
+    pub policies: Option<String>,
+    /// The record's line as written.
+    pub line: String,
+}
+
+/// Which audit records to return.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AuditQuery {
+    /// Only after this index position.
+    #[serde(default)]
+    pub after: Option<i64>,
+    #[serde(default)]
+    pub decision: Option<String>,
+    #[serde(default)]
+    pub principal: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Unix nanoseconds, inclusive.
+    #[serde(default)]
+    pub since: Option<u64>,
+    #[serde(default)]
+    pub until: Option<u64>,
+    /// Newest `limit` (default 100, at most 10,000), returned oldest first.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
 /// A policy version with its files.
 pub type VersionWithFiles = (PolicyVersion, Vec<StoredFile>);
 
@@ -152,6 +197,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn deny_list(&self) -> BoxFuture<'_, Result<Vec<DenyEntry>, StoreError>>;
     /// Adds (or replaces) a deny-list entry.
     fn deny(&self, entry: DenyEntry) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Indexes shipped audit records (already stored as spool lines).
+    fn index_audit(&self, rows: Vec<AuditRow>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Indexed audit records matching `query`.
+    fn query_audit(&self, query: AuditQuery) -> BoxFuture<'_, Result<Vec<AuditRow>, StoreError>>;
 
     /// Records an operator action.
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;

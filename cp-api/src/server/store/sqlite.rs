@@ -13,12 +13,15 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    DenyEntry, IssuedCertificate, NewPolicyVersion, OperatorAction, PolicyVersion, Store,
-    StoreError, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
+    AuditQuery, AuditRow, DenyEntry, IssuedCertificate, NewPolicyVersion, OperatorAction,
+    PolicyVersion, Store, StoreError, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// Migrations in order; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../../migrations/sqlite/0002_audit.sql")),
+];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -448,6 +451,81 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
             Ok(())
+        })
+    }
+
+    fn index_audit(&self, rows: Vec<AuditRow>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            for r in &rows {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO audit_records (writer, seq, time, type, decision, \
+                     action, principal, resource, path, policies, line) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&r.writer)
+                .bind(to_i64(r.seq))
+                .bind(to_i64(r.time))
+                .bind(&r.kind)
+                .bind(&r.decision)
+                .bind(&r.action)
+                .bind(&r.principal)
+                .bind(&r.resource)
+                .bind(&r.path)
+                .bind(&r.policies)
+                .bind(&r.line)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn query_audit(&self, q: AuditQuery) -> BoxFuture<'_, Result<Vec<AuditRow>, StoreError>> {
+        Box::pin(async move {
+            // Every filter is a bound parameter; an absent one matches everything.
+            let rows = sqlx::query(
+                "SELECT * FROM (SELECT id, writer, seq, time, type, decision, action, \
+                 principal, resource, path, policies, line FROM audit_records \
+                 WHERE id > $1 \
+                 AND ($2 IS NULL OR decision = $2) \
+                 AND ($3 IS NULL OR principal = $3) \
+                 AND ($4 IS NULL OR resource = $4) \
+                 AND ($5 IS NULL OR ',' || policies || ',' LIKE '%,' || $5 || ',%') \
+                 AND ($6 IS NULL OR time >= $6) \
+                 AND ($7 IS NULL OR time <= $7) \
+                 ORDER BY id DESC LIMIT $8) ORDER BY id",
+            )
+            .bind(q.after.unwrap_or(0))
+            .bind(&q.decision)
+            .bind(&q.principal)
+            .bind(&q.resource)
+            .bind(&q.policy)
+            .bind(q.since.map(to_i64))
+            .bind(q.until.map(to_i64))
+            .bind(i64::from(q.limit.unwrap_or(100).clamp(1, 10_000)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AuditRow {
+                        id: r.try_get("id").map_err(backend)?,
+                        writer: r.try_get("writer").map_err(backend)?,
+                        seq: to_u64(r.try_get("seq").map_err(backend)?),
+                        time: to_u64(r.try_get("time").map_err(backend)?),
+                        kind: r.try_get("type").map_err(backend)?,
+                        decision: r.try_get("decision").map_err(backend)?,
+                        action: r.try_get("action").map_err(backend)?,
+                        principal: r.try_get("principal").map_err(backend)?,
+                        resource: r.try_get("resource").map_err(backend)?,
+                        path: r.try_get("path").map_err(backend)?,
+                        policies: r.try_get("policies").map_err(backend)?,
+                        line: r.try_get("line").map_err(backend)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -1,0 +1,148 @@
+//! `signet.v1.Audit`: proxies ship their audit chains here. Each writer's chain is kept as a
+//! spool of the same format under `<data-dir>/audit/received/<writer>/` (so `meshctl audit
+//! verify --data-dir` checks the control plane's copy like any other) and indexed in the
+//! store for queries. A proxy may ship only its own chain: the writer of every line must be
+//! the SPIFFE ID of the certificate the call came over.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use signet_audit::receiver::Receiver;
+use signet_audit::record::Event;
+use tonic::{Request, Response, Status};
+
+use crate::api::v1 as pb;
+use crate::server::hub::Hub;
+use crate::server::identity::caller;
+use crate::server::store::AuditRow;
+
+/// Most lines in one batch, and the longest line.
+const MAX_LINES: usize = 4096;
+const MAX_LINE: usize = 64 * 1024;
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct AuditService {
+    hub: Arc<Hub>,
+    dir: PathBuf,
+    receivers: Arc<tokio::sync::Mutex<HashMap<String, Receiver>>>,
+}
+
+impl AuditService {
+    /// Keeps received chains under `dir`.
+    pub fn new(hub: Arc<Hub>, dir: PathBuf) -> Self {
+        Self {
+            hub,
+            dir,
+            receivers: Arc::default(),
+        }
+    }
+}
+
+/// A directory name for a writer: its SPIFFE ID with every other character than letters,
+/// digits, `.` and `-` made `_`.
+pub fn writer_dir(writer: &str) -> String {
+    writer
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn row(accepted: &signet_audit::receiver::Accepted) -> AuditRow {
+    let r = &accepted.record;
+    let line = String::from_utf8_lossy(&accepted.line).into_owned();
+    let mut row = AuditRow {
+        id: 0,
+        writer: r.writer.clone(),
+        seq: r.seq,
+        time: r.time,
+        kind: String::new(),
+        decision: None,
+        action: None,
+        principal: None,
+        resource: None,
+        path: None,
+        policies: None,
+        line,
+    };
+    match &r.event {
+        Event::Decision(d) => {
+            row.kind = "decision".to_owned();
+            row.decision = Some(d.decision.clone());
+            row.action = Some(d.action.clone());
+            row.principal = Some(d.principal.clone());
+            row.resource = Some(d.resource.clone());
+            row.path.clone_from(&d.path);
+            row.policies = Some(d.policies.join(","));
+        }
+        Event::Certificate(c) => {
+            row.kind = "certificate".to_owned();
+            row.action = Some(c.kind.clone());
+            row.principal = Some(c.spiffe_id.clone());
+        }
+        Event::Policy(p) => {
+            row.kind = "policy".to_owned();
+            row.principal = Some(p.author.clone());
+        }
+        Event::Config(c) => {
+            row.kind = "config".to_owned();
+            row.action = Some(c.what.clone());
+        }
+        Event::Operator(o) => {
+            row.kind = "operator".to_owned();
+            row.decision = Some(if o.allowed { "allow" } else { "deny" }.to_owned());
+            row.action = Some(o.action.clone());
+            row.principal = Some(o.principal.clone());
+            row.resource = Some(o.target.clone());
+        }
+        Event::Gap(_) => row.kind = "gap".to_owned(),
+    }
+    row
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    async fn ship(
+        &self,
+        request: Request<pb::ShipRequest>,
+    ) -> Result<Response<pb::ShipResponse>, Status> {
+        let writer = caller(&request, &self.hub)?;
+        let lines = request.into_inner().lines;
+        if lines.len() > MAX_LINES || lines.iter().any(|l| l.len() > MAX_LINE) {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_LINES} lines of at most {MAX_LINE} bytes per batch"
+            )));
+        }
+        let mut receivers = self.receivers.lock().await;
+        let receiver = match receivers.entry(writer.as_str().to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let dir = self.dir.join(writer_dir(writer.as_str()));
+                e.insert(Receiver::open(&dir, writer.as_str()).map_err(Status::internal)?)
+            }
+        };
+        let accepted = receiver.append(&lines).map_err(Status::invalid_argument)?;
+        let stored_through = receiver.stored_through();
+        drop(receivers);
+        if !accepted.is_empty() {
+            // The spool copy is the record; the index only serves queries, so a failure
+            // here is logged, not returned (the proxy would resend what is already kept).
+            if let Err(e) = self
+                .hub
+                .store
+                .index_audit(accepted.iter().map(row).collect())
+                .await
+            {
+                tracing::error!(error = %e, "indexing audit records failed");
+            }
+        }
+        Ok(Response::new(pb::ShipResponse { stored_through }))
+    }
+}
