@@ -148,6 +148,7 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(grpc = %running.grpc, api = %running.api, "signet-cp started");
     shutdown_signal().await;
     running.shutdown();
+    running.close().await;
     tracing::info!("stopped");
     Ok(())
 }

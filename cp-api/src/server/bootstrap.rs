@@ -38,6 +38,8 @@ const OWN_SVID_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug)]
 pub struct Boot {
     pub hub: Arc<Hub>,
+    /// The signer of the control plane's audit chain, replaced on renewal.
+    pub signers: watch::Sender<Arc<dyn signet_audit::Signer>>,
     pub resolver: Arc<SvidResolver>,
     pub bundle: SharedBundle,
     pub deny: Arc<DenyList>,
@@ -50,6 +52,7 @@ pub struct Boot {
 #[derive(Debug)]
 pub struct Renewal {
     hub: Arc<Hub>,
+    signers: watch::Sender<Arc<dyn signet_audit::Signer>>,
     resolver: Arc<SvidResolver>,
     deny: Arc<DenyList>,
     next: std::time::SystemTime,
@@ -73,8 +76,12 @@ fn own_id(td: &TrustDomain) -> Result<SpiffeId, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The control plane's own identity.
-fn issue_own(authority: &BuiltinAuthority, resolver: &SvidResolver) -> Result<SystemTime, String> {
+/// The control plane's own identity: presented by its listeners, and the key its audit
+/// chain is signed with. Returns when to renew it and the audit signer for it.
+fn issue_own(
+    authority: &BuiltinAuthority,
+    resolver: &SvidResolver,
+) -> Result<(SystemTime, Arc<dyn signet_audit::Signer>), String> {
     let id = own_id(authority.trust_domain())?;
     let key = WorkloadKey::generate().map_err(|e| e.to_string())?;
     let csr = key.csr(&id).map_err(|e| e.to_string())?;
@@ -88,7 +95,11 @@ fn issue_own(authority: &BuiltinAuthority, resolver: &SvidResolver) -> Result<Sy
     resolver
         .update(&svid, &key)
         .map_err(|e| format!("loading the control plane's SVID: {e}"))?;
-    Ok(svid.refresh_at())
+    let rustls_pki_types::PrivateKeyDer::Pkcs8(der) = key.private_key_der() else {
+        return Err("the control plane's key is not PKCS#8".to_owned());
+    };
+    let signer = signet_audit::KeySigner::new(&id, svid.chain().to_vec(), der.secret_pkcs8_der())?;
+    Ok((svid.refresh_at(), Arc::new(signer)))
 }
 
 fn trust_domain(options: &Options) -> Result<TrustDomain, String> {
@@ -166,17 +177,27 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
     let bundle = authority.bundle();
     write_private(&dir.join("bundle.pem"), &bundle.to_pem())?;
     let resolver = Arc::new(SvidResolver::new());
-    issue_own(&authority, &resolver)?;
+    let (_, signer) = issue_own(&authority, &resolver)?;
+    // The control plane's own chain: issuance, policy versions, operator actions.
+    let (signers, signer_rx) = watch::channel(signer);
+    let audit_dir = dir.join("audit").join("control-plane");
+    let (audit, _task) = signet_audit::AuditLog::start(
+        signet_audit::WriterConfig::new(audit_dir.clone()),
+        signer_rx,
+    )
+    .map_err(|e| format!("audit `{}`: {e}", audit_dir.display()))?;
     let hub = Hub::load(
         td,
         Arc::clone(&authority),
         store,
         options.heartbeat_interval,
+        audit,
     )
     .await
     .map_err(|e| e.to_string())?;
     Ok(Boot {
         hub: Arc::new(hub),
+        signers,
         resolver,
         bundle: shared_bundle(bundle),
         deny: Arc::new(DenyList::new()),
@@ -206,6 +227,7 @@ impl Boot {
     pub fn clone_for_renewal(&self) -> Renewal {
         Renewal {
             hub: Arc::clone(&self.hub),
+            signers: self.signers.clone(),
             resolver: Arc::clone(&self.resolver),
             deny: Arc::clone(&self.deny),
             next: SystemTime::now() + OWN_SVID_TTL / 2,
@@ -230,7 +252,10 @@ pub async fn renew_own_svid(mut renewal: Renewal, mut stop: watch::Receiver<bool
         tokio::select! {
             () = tokio::time::sleep(wait) => {
                 match issue_own(&renewal.hub.authority, &renewal.resolver) {
-                    Ok(next) => renewal.next = next,
+                    Ok((next, signer)) => {
+                        renewal.next = next;
+                        renewal.signers.send_replace(signer);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "renewing the control plane's SVID failed");
                         renewal.next = SystemTime::now() + Duration::from_secs(30);

@@ -53,6 +53,8 @@ pub struct Hub {
     pub store: Arc<dyn Store>,
     pub heartbeat_interval: Duration,
     pub started: SystemTime,
+    /// The control plane's own signed audit chain.
+    pub audit: signet_audit::AuditLog,
     applied: RwLock<Arc<Applied>>,
     deny: RwLock<Arc<pb::DenyList>>,
     registry: Mutex<HashMap<String, ProxyEntry>>,
@@ -103,8 +105,10 @@ impl Hub {
         authority: Arc<BuiltinAuthority>,
         store: Arc<dyn Store>,
         heartbeat_interval: Duration,
+        audit: signet_audit::AuditLog,
     ) -> Result<Self, HubError> {
         let hub = Self {
+            audit,
             trust_domain,
             authority,
             store,

@@ -85,6 +85,7 @@ impl IdentityService {
             .record_certificate(record(&svid, kind))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        self.hub.audit.record(certificate_event(&svid, kind));
         tracing::info!(spiffe_id = %id, serial = %svid.serial(), kind, "SVID issued");
         Ok(pb::IssueResponse {
             spiffe_id: id.as_str().to_owned(),
@@ -92,6 +93,19 @@ impl IdentityService {
             bundle: Some(self.hub.bundle()),
         })
     }
+}
+
+/// The audit record of an issued SVID.
+pub fn certificate_event(svid: &X509Svid, kind: &str) -> signet_audit::Event {
+    signet_audit::Event::Certificate(signet_audit::record::CertificateEvent {
+        kind: kind.to_owned(),
+        spiffe_id: svid.id().as_str().to_owned(),
+        serial: svid.serial().to_string(),
+        not_after: svid
+            .not_after()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+    })
 }
 
 /// What the store keeps of an issued SVID.

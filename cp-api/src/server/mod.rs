@@ -74,6 +74,11 @@ impl Running {
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }
+
+    /// Writes and signs what the control plane's own audit chain still holds.
+    pub async fn close(&self) {
+        self.hub.audit.close().await;
+    }
 }
 
 /// Starts the control plane: opens (or creates) the data directory, binds both listeners and

@@ -210,6 +210,15 @@ impl Api {
             allowed,
             detail: detail.to_owned(),
         };
+        self.hub.audit.record(signet_audit::Event::Operator(
+            signet_audit::record::OperatorEvent {
+                principal: entry.principal.clone(),
+                action: entry.action.clone(),
+                target: entry.target.clone(),
+                allowed: entry.allowed,
+                detail: entry.detail.clone(),
+            },
+        ));
         if let Err(e) = self.hub.store.record_action(entry).await {
             tracing::error!(error = %e, "recording an operator action failed");
         }
@@ -448,6 +457,14 @@ async fn publish(
     api.hub
         .publish_policies(meta.clone(), files)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    api.hub.audit.record(signet_audit::Event::Policy(
+        signet_audit::record::PolicyEvent {
+            version,
+            hash: meta.hash.clone(),
+            author: op.id.as_str().to_owned(),
+            rolled_back_from: meta.rolled_back_from,
+        },
+    ));
     tracing::info!(version, hash = %meta.hash, author = %op.id, "policies applied");
     Ok(Json(
         json!({ "version": version, "hash": meta.hash, "policies": meta.policies }),
@@ -857,6 +874,22 @@ async fn deny(
             created_at: unix_ms(SystemTime::now()),
         })
         .await?;
+    api.hub.audit.record(signet_audit::Event::Certificate(
+        signet_audit::record::CertificateEvent {
+            kind: "revoke".to_owned(),
+            spiffe_id: if kind == "spiffe_id" {
+                value.clone()
+            } else {
+                String::new()
+            },
+            serial: if kind == "serial" {
+                value.clone()
+            } else {
+                String::new()
+            },
+            not_after: 0,
+        },
+    ));
     api.hub
         .reload_deny_list()
         .await
@@ -910,6 +943,9 @@ async fn issue_svid(
         .store
         .record_certificate(crate::server::identity::record(&svid, "issue"))
         .await?;
+    api.hub
+        .audit
+        .record(crate::server::identity::certificate_event(&svid, "issue"));
     tracing::info!(spiffe_id = %id, serial = %svid.serial(), "SVID issued over REST");
     Ok(Json(json!({
         "spiffe_id": id.as_str(),

@@ -60,9 +60,6 @@ fn find_bundle(spool: &Path, root: Option<&Path>) -> Option<PathBuf> {
         if candidate.is_file() {
             return Some(candidate);
         }
-        if root.is_some_and(|r| d == r) {
-            break;
-        }
         dir = d.parent();
     }
     let root = root?;

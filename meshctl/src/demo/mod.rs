@@ -108,7 +108,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<Outcome> {
         return Err(anyhow!("the demo's audit trail does not verify"));
     }
     println!(
-        "audit: {records} decisions from {} proxies recorded, hash-chained, signed and verified (meshctl audit verify --data-dir {})",
+        "audit: {records} records in {} chains (the proxies' decisions, the control plane's issuance, policy and operator events; and the control plane's copies of the proxies' chains) hash-chained, signed and verified (meshctl audit verify --data-dir {})",
         reports.len(),
         mesh.dir.display()
     );
