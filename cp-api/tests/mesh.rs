@@ -282,6 +282,30 @@ async fn applied_policies_reach_every_proxy_and_roll_back_and_bad_ones_change_no
     let mesh = Mesh::start(&[]).await;
     assert_eq!(mesh.call("/api/items").await.0, 200);
 
+    // Replaying what the proxies recorded against the narrower policies shows the reads
+    // that would be refused (records reach the spool within a checkpoint interval).
+    let v2_file = mesh.dir.path().join("candidate-v2.cedar");
+    std::fs::write(&v2_file, policies("/admin/*")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let simulate = |file: &Path| {
+        mesh.cp.meshctl(&[
+            "authz",
+            "simulate",
+            "--policies",
+            file.to_str().unwrap(),
+            "--data-dir",
+            mesh.dir.path().to_str().unwrap(),
+        ])
+    };
+    let out = simulate(&v2_file);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("- NARROWED  {FRONTEND} -> cart: GET /api/items")),
+        "{shown}"
+    );
+    assert!(shown.contains("would be DENY by default-deny"), "{shown}");
+
     // A dry run shows what would narrow, over the registry and a request sample, and
     // applies nothing.
     let v2 = mesh.dir.path().join("v2.cedar");
@@ -345,6 +369,16 @@ async fn applied_policies_reach_every_proxy_and_roll_back_and_bad_ones_change_no
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(mesh.versions(), [2, 1]);
     assert_eq!(mesh.call("/api/items").await.0, 403);
+
+    // Replaying the denials since against the first policies: they would be allowed again,
+    // and widening exits 3.
+    let v1_file = mesh.dir.path().join("candidate-v1.cedar");
+    std::fs::write(&v1_file, policies("/api/*")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = simulate(&v1_file);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(shown.contains("+ WIDENED"), "{shown}");
 
     // Rollback to 1: allowed again, as version 3.
     mesh.cp.meshctl_ok(&["authz", "rollback", "1"]);

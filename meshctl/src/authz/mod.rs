@@ -10,6 +10,7 @@ use crate::Outcome;
 pub(crate) mod diff;
 mod explain;
 mod request;
+mod simulate;
 mod test;
 mod validate;
 
@@ -34,6 +35,9 @@ pub(crate) enum Authz {
     Rollback(crate::cp::policies::RollbackArgs),
     /// Print the applied policies (or an earlier version's).
     Get(crate::cp::policies::GetArgs),
+    /// Replay recorded decisions against candidate policies; list every one that would
+    /// change (exit 3 when any would widen).
+    Simulate(Box<simulate::SimulateArgs>),
 }
 
 /// Output format.
@@ -64,5 +68,6 @@ pub(crate) fn run(cmd: Authz) -> anyhow::Result<Outcome> {
         Authz::History(args) => crate::cp::policies::history(&args),
         Authz::Rollback(args) => crate::cp::policies::rollback(&args),
         Authz::Get(args) => crate::cp::policies::get(&args),
+        Authz::Simulate(args) => simulate::run(&args),
     }
 }
