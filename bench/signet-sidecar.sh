@@ -48,5 +48,14 @@ listen = "127.0.0.1:0"
 
 $outbound
 EOC
+if [ "${SIGNET_BENCH_AUDIT:-0}" = 1 ]; then
+  # Every decision recorded (connect and each request), signed spool in the run directory.
+  cat >> "$d/signet.toml" <<EOC
+
+[audit]
+dir = "$d/audit"
+sample_allows = 1
+EOC
+fi
 export RUST_LOG=${RUST_LOG:-warn}
 exec "$bin" --config "$d/signet.toml" --workers "$SC_WORKERS" > "$d/stdout.log" 2> "$d/stderr.log"
