@@ -1,14 +1,19 @@
 //! The audit writer: callers hand it events through a bounded queue and never wait on I/O;
-//! one task numbers, links and spools them, and signs a checkpoint every second or every
-//! `checkpoint_records` records (fsyncing the segment first). Events that do not fit in the
-//! queue are counted and reported in the chain by a gap record.
+//! one thread of its own numbers, links and spools them, and signs a checkpoint every second
+//! or every `checkpoint_records` records (fsyncing the segment first). A thread rather than
+//! an async task because file writes and fsync block: on a proxy's single-threaded runtime
+//! they would stall every request behind them. Events that do not fit in the queue are
+//! counted and reported in the chain by a gap record.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::time::Instant;
+
+use tokio::sync::{oneshot, watch};
 
 use crate::chain::Chain;
 use crate::checkpoint::{Signer, now_ns, sign};
@@ -28,6 +33,8 @@ pub struct WriterConfig {
     pub checkpoint_records: u64,
     /// Events waiting for the writer before new ones are dropped (and counted).
     pub queue: usize,
+    /// How long the writer sleeps between drains of the queue.
+    pub poll: Duration,
 }
 
 impl WriterConfig {
@@ -39,6 +46,7 @@ impl WriterConfig {
             checkpoint_every: Duration::from_secs(1),
             checkpoint_records: 1024,
             queue: 16 * 1024,
+            poll: Duration::from_millis(2),
         }
     }
 }
@@ -70,7 +78,7 @@ pub struct WriterStats {
 /// The handle callers record through. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Message>,
+    tx: SyncSender<Message>,
     pending_drops: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
 }
@@ -81,7 +89,7 @@ impl AuditLog {
     pub fn start(
         config: WriterConfig,
         signer: watch::Receiver<Arc<dyn Signer>>,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), String> {
+    ) -> Result<(Self, std::thread::JoinHandle<()>), String> {
         let (mut spool, tail) = Spool::open(&config.dir, config.limits)?;
         let writer = signer.borrow().id();
         let chain = match tail {
@@ -89,7 +97,7 @@ impl AuditLog {
             None => Chain::new(writer),
         };
         spool.rotate(chain.seq() + 1)?;
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let (tx, rx) = sync_channel(config.queue.max(1));
         let log = Self {
             tx,
             pending_drops: Arc::new(AtomicU64::new(0)),
@@ -103,7 +111,11 @@ impl AuditLog {
             pending_drops: Arc::clone(&log.pending_drops),
             stats: Arc::clone(&log.stats),
         };
-        Ok((log, tokio::spawn(task.run(rx))))
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".to_owned())
+            .spawn(move || task.run(&rx))
+            .map_err(|e| format!("starting the audit writer: {e}"))?;
+        Ok((log, thread))
     }
 
     /// Records `event` now; never waits. If the queue is full the event is counted as
@@ -118,9 +130,18 @@ impl AuditLog {
     /// Writes everything queued, signs a last checkpoint and fsyncs.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Close(done)).await.is_ok() {
-            let _ = wait.await;
+        let mut message = Message::Close(done);
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) => {
+                    message = m;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
         }
+        let _ = wait.await;
     }
 
     /// The writer's counters.
@@ -139,31 +160,32 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
-        let mut tick = tokio::time::interval(self.config.checkpoint_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Once whoever supplies signers is gone, the current signer stays.
-        let mut signers = true;
+    fn run(mut self, rx: &Receiver<Message>) {
+        let mut next_tick = Instant::now() + self.config.checkpoint_every;
         loop {
-            tokio::select! {
-                message = rx.recv() => {
-                    let Some(message) = message else {
-                        self.checkpoint();
-                        return;
-                    };
-                    self.handle(message);
-                    // Drain what is already queued before anything else: one wake-up, many
-                    // records.
-                    while let Ok(message) = rx.try_recv() {
-                        self.handle(message);
-                    }
-                }
-                _ = tick.tick() => self.checkpoint(),
-                changed = self.signer.changed(), if signers => match changed {
-                    Ok(()) => self.new_signer(),
-                    Err(_) => signers = false,
-                },
+            if self.signer.has_changed().unwrap_or(false) {
+                self.signer.borrow_and_update();
+                self.new_signer();
             }
+            // Drain, then sleep: the writer polls instead of blocking on the queue, so a
+            // caller's `try_send` never has to wake it (a futex wake and a context switch
+            // per record cost the request path more than everything else the audit does).
+            let disconnected = loop {
+                match rx.try_recv() {
+                    Ok(message) => self.handle(message),
+                    Err(TryRecvError::Empty) => break false,
+                    Err(TryRecvError::Disconnected) => break true,
+                }
+            };
+            if disconnected {
+                self.checkpoint();
+                return;
+            }
+            if Instant::now() >= next_tick {
+                self.checkpoint();
+                next_tick = Instant::now() + self.config.checkpoint_every;
+            }
+            std::thread::sleep(self.config.poll);
         }
     }
 
@@ -177,7 +199,8 @@ impl Task {
         }
     }
 
-    fn append(&mut self, time: u64, event: Event) {
+    /// Writes a gap record for the events dropped since the last one, if any.
+    fn report_drops(&mut self, time: u64) {
         let dropped = self.pending_drops.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             self.write_event(
@@ -190,6 +213,10 @@ impl Task {
                 }),
             );
         }
+    }
+
+    fn append(&mut self, time: u64, event: Event) {
+        self.report_drops(time);
         self.write_event(time, event);
         if self
             .chain
@@ -232,6 +259,7 @@ impl Task {
 
     /// Signs what is not yet signed, after making it durable.
     fn checkpoint(&mut self) {
+        self.report_drops(now_ns());
         let Some((first, last, head)) = self.chain.pending() else {
             return;
         };
