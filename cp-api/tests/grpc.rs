@@ -6,15 +6,13 @@
 use std::sync::Arc;
 
 use rustls::client::ResolvesClientCert;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use signet_cp::api::v1 as pb;
-use signet_spiffe::tls::{SpiffeServerVerifier, SvidResolver, shared_bundle};
-use signet_spiffe::verify::AllowList;
+use signet_spiffe::tls::SvidResolver;
 use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
-use signet_tests::control::ControlPlane;
-use tokio::net::TcpStream;
+use signet_tests::control::{ControlPlane, control_plane_tls, grpc_channel};
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const TD: &str = "grpc.test";
 const CART: &str = "spiffe://grpc.test/ns/shop/sa/cart";
@@ -42,29 +40,7 @@ impl Api {
     }
 
     fn channel(&self, client: Arc<dyn ResolvesClientCert>) -> Channel {
-        let verifier = Arc::new(SpiffeServerVerifier::new(
-            shared_bundle(self.bundle.clone()),
-            Arc::new(AllowList::new([self
-                .td
-                .workload("/signet/control-plane")
-                .unwrap()])),
-        ));
-        let mut tls = signet_spiffe::tls::client_config(client, verifier).unwrap();
-        tls.alpn_protocols = vec![b"h2".to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-        let addr = self.cp.grpc;
-        Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
-                let connector = connector.clone();
-                async move {
-                    let tcp = TcpStream::connect(addr).await?;
-                    let tls = connector
-                        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-                        .await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-                }
-            }))
+        grpc_channel(self.cp.grpc, control_plane_tls(&self.bundle, client, b"h2"))
     }
 
     fn anonymous(&self) -> Channel {

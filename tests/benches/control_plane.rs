@@ -24,12 +24,11 @@ use hyper_util::rt::TokioIo;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName};
 use signet_cp::api::v1 as pb;
-use signet_spiffe::tls::{SpiffeServerVerifier, SvidResolver, shared_bundle};
-use signet_spiffe::verify::AllowList;
+use signet_spiffe::tls::SvidResolver;
 use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
-use signet_tests::control::ControlPlane;
+use signet_tests::control::{ControlPlane, control_plane_tls, grpc_channel};
 use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const TD: &str = "bench.test";
 
@@ -41,32 +40,11 @@ struct Setup {
 }
 
 fn tls(setup: &Setup, client: Arc<dyn ResolvesClientCert>, alpn: &[u8]) -> rustls::ClientConfig {
-    let cp_id = setup.td.workload("/signet/control-plane").unwrap();
-    let verifier = Arc::new(SpiffeServerVerifier::new(
-        shared_bundle(setup.bundle.clone()),
-        Arc::new(AllowList::new([cp_id])),
-    ));
-    let mut config = signet_spiffe::tls::client_config(client, verifier).unwrap();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    config
+    control_plane_tls(&setup.bundle, client, alpn)
 }
 
 fn channel(setup: &Setup, client: Arc<dyn ResolvesClientCert>) -> Channel {
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls(setup, client, b"h2")));
-    let addr = setup.cp.grpc;
-    Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
-            let connector = connector.clone();
-            async move {
-                let tcp = TcpStream::connect(addr).await?;
-                tcp.set_nodelay(true)?;
-                let tls = connector
-                    .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-                    .await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            }
-        }))
+    grpc_channel(setup.cp.grpc, tls(setup, client, b"h2"))
 }
 
 async fn rest(

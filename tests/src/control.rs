@@ -147,3 +147,41 @@ impl ControlPlane {
             .to_owned()
     }
 }
+
+/// TLS towards a control plane: its certificate must chain to `bundle` and name the control
+/// plane of the bundle's trust domain; `client` is presented (an empty resolver: none).
+pub fn control_plane_tls(
+    bundle: &signet_spiffe::TrustBundle,
+    client: std::sync::Arc<dyn rustls::client::ResolvesClientCert>,
+    alpn: &[u8],
+) -> rustls::ClientConfig {
+    use std::sync::Arc;
+    let cp_id = bundle
+        .trust_domain()
+        .workload("/signet/control-plane")
+        .expect("control-plane ID");
+    let verifier = Arc::new(signet_spiffe::tls::SpiffeServerVerifier::new(
+        signet_spiffe::tls::shared_bundle(bundle.clone()),
+        Arc::new(signet_spiffe::verify::AllowList::new([cp_id])),
+    ));
+    let mut config = signet_spiffe::tls::client_config(client, verifier).expect("TLS config");
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
+}
+
+/// A lazily connecting gRPC channel to `addr` over `tls`.
+pub fn grpc_channel(addr: SocketAddr, tls: rustls::ClientConfig) -> tonic::transport::Channel {
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+}

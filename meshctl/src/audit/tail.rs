@@ -32,17 +32,6 @@ pub(crate) struct TailArgs {
     remote: Remote,
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub(crate) fn run(args: &TailArgs) -> anyhow::Result<Outcome> {
     if let Some(d) = &args.decision {
         anyhow::ensure!(
@@ -59,7 +48,7 @@ pub(crate) fn run(args: &TailArgs) -> anyhow::Result<Outcome> {
         ("policy", &args.policy),
     ] {
         if let Some(v) = value {
-            query.push(format!("{key}={}", encode(v)));
+            query.push(format!("{key}={}", crate::cp::query_value(v)));
         }
     }
     let mut after = 0i64;

@@ -143,17 +143,6 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn when(v: &Value, key: &str) -> String {
     let t = v.get(key).unwrap_or(&Value::Null);
     format!("{} ({})", time_of(t), relative(t))
@@ -161,7 +150,10 @@ fn when(v: &Value, key: &str) -> String {
 
 pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get(&format!("/v1/identities?id={}", encode(&args.target)))?;
+    let value = client.get(&format!(
+        "/v1/identities?id={}",
+        crate::cp::query_value(&args.target)
+    ))?;
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }

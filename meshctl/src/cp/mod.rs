@@ -173,6 +173,18 @@ pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// `s` percent-encoded for a URL query value.
+pub(crate) fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A string field of `v`, or "".
 pub(crate) fn text(v: &Value, key: &str) -> String {
     match v.get(key) {
