@@ -57,6 +57,36 @@ fn the_demo_mesh_allows_and_denies_by_policy_and_cleans_up() {
         "{text}"
     );
 
+    // Forensics on the files alone: the newest denials, from the spools.
+    let out = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args([
+            "audit",
+            "tail",
+            "--decision",
+            "deny",
+            "-n",
+            "3",
+            "-o",
+            "json",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = tail["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    for r in records {
+        assert_eq!(r["decision"], "deny");
+        assert_eq!(r["resource"], "payments");
+        assert_eq!(r["policies"], "frontend-never-calls-payments");
+    }
+
     // ...and a decision turned from deny to allow in a copy is found, at its line.
     let spool = data.join("payments").join("state").join("audit");
     let segment = std::fs::read_dir(&spool)

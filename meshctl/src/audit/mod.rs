@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use crate::Outcome;
 
+pub(crate) mod spools;
 mod tail;
 pub(crate) mod verify;
 

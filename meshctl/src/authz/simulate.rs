@@ -57,34 +57,6 @@ fn since_ns(text: &str) -> anyhow::Result<u64> {
     Ok(u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0))
 }
 
-fn records_from_spools(dir: &std::path::Path, since: u64) -> anyhow::Result<Vec<Record>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("reading `{}`", d.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
-            {
-                let text = std::fs::read_to_string(&path)?;
-                out.extend(
-                    text.lines()
-                        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
-                        .filter(|r| r.time >= since),
-                );
-            }
-        }
-    }
-    // The control plane's copies repeat the proxies' own records: keep one of each.
-    out.sort_by(|a, b| (&a.writer, a.seq).cmp(&(&b.writer, b.seq)));
-    out.dedup_by(|a, b| a.writer == b.writer && a.seq == b.seq);
-    Ok(out)
-}
-
 fn records_from_control_plane(args: &SimulateArgs, since: u64) -> anyhow::Result<Vec<Record>> {
     let client = args.remote.client()?;
     let mut path = format!("/v1/audit?limit={}", args.limit);
@@ -118,7 +90,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<Outcome> {
         .transpose()?
         .unwrap_or(0);
     let records = match &args.data_dir {
-        Some(dir) => records_from_spools(dir, since)?,
+        Some(dir) => crate::audit::spools::records(dir, since)?,
         None => records_from_control_plane(args, since)?,
     };
     // (was allowed, principal, resource, action, path) → change.
