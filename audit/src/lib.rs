@@ -10,6 +10,7 @@
 //! - [`writer`]: the non-blocking writer (bounded queue, checkpoints every second or N
 //!   records, fsync before each checkpoint, gap records for anything dropped).
 //! - [`receiver`]: the control plane's copy of a shipped chain, appended idempotently.
+//! - [`export`]: SIEM formats (JSON lines, CEF, RFC 5424 syslog).
 //! - [`verify`]: locating every missing, altered, reordered, duplicated or unsigned record.
 //!
 //! The model follows certificate-transparency logs (RFC 9162: an append-only hash chain
@@ -18,6 +19,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod export;
 pub mod receiver;
 pub mod record;
 pub mod spool;

@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use crate::Outcome;
 
+mod export;
 pub(crate) mod spools;
 mod tail;
 pub(crate) mod verify;
@@ -15,11 +16,15 @@ pub(crate) enum Audit {
     Verify(verify::VerifyArgs),
     /// The newest audit records the control plane holds; --follow for new ones.
     Tail(Box<tail::TailArgs>),
+    /// The control plane's records as JSON lines, CEF or syslog, to a file or a syslog
+    /// receiver (TCP or TLS), resumable with --cursor.
+    Export(Box<export::ExportArgs>),
 }
 
 pub(crate) fn run(cmd: Audit) -> anyhow::Result<Outcome> {
     match cmd {
         Audit::Verify(args) => verify::run(&args),
         Audit::Tail(args) => tail::run(&args),
+        Audit::Export(args) => export::run(&args),
     }
 }

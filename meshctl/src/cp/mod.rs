@@ -29,9 +29,31 @@ pub(crate) enum Output {
     Yaml,
 }
 
-/// Where the control plane is and how to authenticate.
+/// Where the control plane is and how to authenticate, and how to print.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Remote {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub(crate) output: Output,
+}
+
+impl Remote {
+    /// See [`Connection::client`].
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        self.connection.client()
+    }
+
+    /// See [`Connection::anonymous`].
+    pub(crate) fn anonymous(&self) -> anyhow::Result<Client> {
+        self.connection.anonymous()
+    }
+}
+
+/// Where the control plane is and how to authenticate.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Connection {
     /// The control plane's API (https://host:port) [env: SIGNET_CP].
     #[arg(long, value_name = "URL")]
     cp: Option<String>,
@@ -48,9 +70,6 @@ pub(crate) struct Remote {
     /// The client certificate's key (PKCS#8 PEM) [env: SIGNET_KEY].
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t)]
-    pub(crate) output: Output,
 }
 
 fn config_file() -> Option<PathBuf> {
@@ -74,7 +93,7 @@ fn file_settings() -> BTreeMap<String, String> {
         .collect()
 }
 
-impl Remote {
+impl Connection {
     /// One setting: the flag, else the environment, else the config-home file.
     fn setting(
         file: &BTreeMap<String, String>,

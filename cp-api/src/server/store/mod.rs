@@ -143,6 +143,9 @@ pub struct AuditQuery {
     /// Newest `limit` (default 100, at most 10,000), returned oldest first.
     #[serde(default)]
     pub limit: Option<u32>,
+    /// The oldest `limit` instead of the newest (to page forwards with `after`).
+    #[serde(default)]
+    pub oldest: bool,
 }
 
 /// A policy version with its files.

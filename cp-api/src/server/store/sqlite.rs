@@ -485,29 +485,32 @@ impl Store for SqliteStore {
     fn query_audit(&self, q: AuditQuery) -> BoxFuture<'_, Result<Vec<AuditRow>, StoreError>> {
         Box::pin(async move {
             // Every filter is a bound parameter; an absent one matches everything.
-            let rows = sqlx::query(
-                "SELECT * FROM (SELECT id, writer, seq, time, type, decision, action, \
-                 principal, resource, path, policies, line FROM audit_records \
-                 WHERE id > $1 \
-                 AND ($2 IS NULL OR decision = $2) \
-                 AND ($3 IS NULL OR principal = $3) \
-                 AND ($4 IS NULL OR resource = $4) \
+            const NEWEST: &str = "SELECT * FROM (SELECT id, writer, seq, time, type, decision, \
+                 action, principal, resource, path, policies, line FROM audit_records \
+                 WHERE id > $1 AND ($2 IS NULL OR decision = $2) \
+                 AND ($3 IS NULL OR principal = $3) AND ($4 IS NULL OR resource = $4) \
                  AND ($5 IS NULL OR ',' || policies || ',' LIKE '%,' || $5 || ',%') \
-                 AND ($6 IS NULL OR time >= $6) \
-                 AND ($7 IS NULL OR time <= $7) \
-                 ORDER BY id DESC LIMIT $8) ORDER BY id",
-            )
-            .bind(q.after.unwrap_or(0))
-            .bind(&q.decision)
-            .bind(&q.principal)
-            .bind(&q.resource)
-            .bind(&q.policy)
-            .bind(q.since.map(to_i64))
-            .bind(q.until.map(to_i64))
-            .bind(i64::from(q.limit.unwrap_or(100).clamp(1, 10_000)))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+                 AND ($6 IS NULL OR time >= $6) AND ($7 IS NULL OR time <= $7) \
+                 ORDER BY id DESC LIMIT $8) ORDER BY id";
+            const OLDEST: &str = "SELECT id, writer, seq, time, type, decision, action, \
+                 principal, resource, path, policies, line FROM audit_records \
+                 WHERE id > $1 AND ($2 IS NULL OR decision = $2) \
+                 AND ($3 IS NULL OR principal = $3) AND ($4 IS NULL OR resource = $4) \
+                 AND ($5 IS NULL OR ',' || policies || ',' LIKE '%,' || $5 || ',%') \
+                 AND ($6 IS NULL OR time >= $6) AND ($7 IS NULL OR time <= $7) \
+                 ORDER BY id LIMIT $8";
+            let rows = sqlx::query(if q.oldest { OLDEST } else { NEWEST })
+                .bind(q.after.unwrap_or(0))
+                .bind(&q.decision)
+                .bind(&q.principal)
+                .bind(&q.resource)
+                .bind(&q.policy)
+                .bind(q.since.map(to_i64))
+                .bind(q.until.map(to_i64))
+                .bind(i64::from(q.limit.unwrap_or(100).clamp(1, 10_000)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
             rows.iter()
                 .map(|r| {
                     Ok(AuditRow {

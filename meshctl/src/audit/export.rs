@@ -1,0 +1,245 @@
+//! `meshctl audit export --format jsonl|cef|syslog [--since T] [--until T]
+//! [--output FILE | --to tcp://HOST:PORT | --to tls://HOST:PORT [--to-ca FILE]] [--cursor FILE]`:
+//! the control plane's audit records in a SIEM's format, appended to a file or streamed to a
+//! syslog receiver (RFC 5424 messages, octet-counted framing as RFC 5425 requires on TCP and
+//! TLS). With `--cursor`, the id of the last record written is kept in the file after each
+//! batch is durably written or sent, and the next run starts after it: a restarted exporter
+//! neither loses nor repeats records.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+use signet_audit::export;
+use signet_audit::record::Record;
+
+use crate::Outcome;
+use crate::cp::Connection;
+
+/// Records per request to the control plane.
+const PAGE: u32 = 1000;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// The records' own JSON lines.
+    Jsonl,
+    /// ArcSight Common Event Format.
+    Cef,
+    /// RFC 5424 syslog messages.
+    Syslog,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The output format.
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Only records at or after this time (RFC 3339, or a duration ago: 30m, 2h).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only records at or before this time (RFC 3339, or a duration ago).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Append to this file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "to",
+        required_unless_present = "to"
+    )]
+    output: Option<PathBuf>,
+    /// Stream to a receiver: tcp://HOST:PORT or tls://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    to: Option<String>,
+    /// Roots (PEM) the tls:// receiver's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    to_ca: Option<PathBuf>,
+    /// Keep and resume from the last exported record's id in this file.
+    #[arg(long, value_name = "FILE")]
+    cursor: Option<PathBuf>,
+    /// The HOSTNAME field of syslog messages (default: this machine's name).
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Where the events go.
+enum Sink {
+    File(std::fs::File),
+    Tcp(std::net::TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>),
+}
+
+impl Sink {
+    fn open(args: &ExportArgs) -> anyhow::Result<Self> {
+        if let Some(path) = &args.output {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening `{}`", path.display()))?;
+            return Ok(Sink::File(file));
+        }
+        let to = args
+            .to
+            .as_deref()
+            .ok_or_else(|| anyhow!("give --output or --to"))?;
+        let (scheme, address) = to
+            .split_once("://")
+            .ok_or_else(|| anyhow!("--to `{to}` must be tcp://HOST:PORT or tls://HOST:PORT"))?;
+        let tcp = std::net::TcpStream::connect(address)
+            .with_context(|| format!("connecting to {address}"))?;
+        let _ = tcp.set_nodelay(true);
+        match scheme {
+            "tcp" => Ok(Sink::Tcp(tcp)),
+            "tls" => {
+                let ca = args
+                    .to_ca
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("tls:// needs --to-ca (the receiver's roots)"))?;
+                Ok(Sink::Tls(Box::new(tls(address, ca, tcp)?)))
+            }
+            other => bail!("--to scheme `{other}`: tcp or tls"),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.write_all(bytes),
+            Sink::Tcp(s) => s.write_all(bytes),
+            Sink::Tls(s) => s.write_all(bytes),
+        }
+    }
+
+    /// Makes what was written durable (file) or handed to the receiver (stream).
+    fn commit(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.sync_data(),
+            Sink::Tcp(s) => s.flush(),
+            Sink::Tls(s) => s.flush(),
+        }
+    }
+}
+
+fn tls(
+    address: &str,
+    ca: &PathBuf,
+    tcp: std::net::TcpStream,
+) -> anyhow::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading `{}`", ca.display()))?
+    {
+        roots
+            .add(cert.with_context(|| format!("reading `{}`", ca.display()))?)
+            .map_err(|e| anyhow!("`{}`: {e}", ca.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(signet_spiffe::tls::provider())
+        .with_protocol_versions(signet_spiffe::tls::PROTOCOL_VERSIONS)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let name = rustls::pki_types::ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+    .map_err(|e| anyhow!("`{host}`: {e}"))?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+fn time_arg(text: &str, flag: &str) -> anyhow::Result<u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Ok(ago) = crate::duration::parse(text) {
+        return Ok(now.saturating_sub(ago.as_secs()) * 1_000_000_000);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| anyhow!("{flag} `{text}` is neither RFC 3339 nor a duration like 2h"))?;
+    Ok(u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0))
+}
+
+fn render(format: Format, record: &Record, line: &str, hostname: &str) -> String {
+    match format {
+        Format::Jsonl => format!("{}\n", export::jsonl(line)),
+        Format::Cef => format!("{}\n", export::cef(record)),
+        Format::Syslog => export::octet_counted(&export::syslog(record, line, hostname)),
+    }
+}
+
+pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Outcome> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| time_arg(t, "--since"))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| time_arg(t, "--until"))
+        .transpose()?;
+    let hostname = args.hostname.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    });
+    let mut after: i64 = match &args.cursor {
+        Some(path) if path.exists() => std::fs::read_to_string(path)
+            .with_context(|| format!("reading cursor `{}`", path.display()))?
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("cursor `{}` does not hold a record id", path.display()))?,
+        _ => 0,
+    };
+    let client = args.connection.client()?;
+    let mut sink = Sink::open(args)?;
+    let mut exported = 0u64;
+    loop {
+        let mut path = format!("/v1/audit?limit={PAGE}&after={after}&oldest=true");
+        if let Some(s) = since {
+            path.push_str(&format!("&since={s}"));
+        }
+        if let Some(u) = until {
+            path.push_str(&format!("&until={u}"));
+        }
+        let value = client.get(&path)?;
+        let rows = value
+            .get("records")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut out = String::new();
+        let mut last = after;
+        for row in &rows {
+            let id = row.get("id").and_then(Value::as_i64).unwrap_or(last);
+            let line = row.get("line").and_then(Value::as_str).unwrap_or_default();
+            let record: Record = serde_json::from_str(line)
+                .with_context(|| format!("record {id} from the control plane"))?;
+            out.push_str(&render(args.format, &record, line, &hostname));
+            last = id;
+        }
+        if rows.is_empty() {
+            break;
+        }
+        sink.write(out.as_bytes()).context("writing the export")?;
+        sink.commit().context("writing the export")?;
+        exported += rows.len() as u64;
+        after = last;
+        if let Some(path) = &args.cursor {
+            signet_spiffe::write_private(path, format!("{after}\n").as_bytes())
+                .map_err(anyhow::Error::msg)?;
+        }
+        if rows.len() < PAGE as usize {
+            break;
+        }
+    }
+    eprintln!("exported {exported} records (last id {after})");
+    Ok(Outcome::Success)
+}
