@@ -1,5 +1,6 @@
-//! SIEM formats for audit records: JSON lines, CEF, and syslog (RFC 5424, framed by octet
-//! counting as RFC 5425/6587 require over TCP and TLS). Each function renders one record.
+//! SIEM formats for audit records: JSON lines, CEF, syslog (RFC 5424, framed by octet
+//! counting as RFC 5425/6587 require over TCP and TLS), Splunk HEC events and Elasticsearch
+//! bulk actions with ECS field names. Each function renders one record.
 
 use std::fmt::Write as _;
 
@@ -181,6 +182,91 @@ pub fn octet_counted(message: &str) -> String {
     format!("{} {message}", message.len())
 }
 
+/// One record as a Splunk HTTP Event Collector event (`/services/collector/event`).
+pub fn splunk_hec(record: &Record, line: &str, hostname: &str) -> String {
+    let event: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|_| serde_json::Value::String(line.to_owned()));
+    serde_json::json!({
+        "time": format!("{}.{:06}", record.time / 1_000_000_000, (record.time % 1_000_000_000) / 1_000),
+        "host": hostname,
+        "source": record.writer,
+        "sourcetype": "signet:audit",
+        "event": event,
+    })
+    .to_string()
+}
+
+/// One record as an Elasticsearch bulk `create` action and its ECS document (two lines).
+/// The document id is `<writer>/<seq>`, so a record sent twice is refused as a duplicate
+/// instead of being stored twice.
+pub fn elastic_bulk(record: &Record, line: &str, index: &str) -> String {
+    let original: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|_| serde_json::Value::String(line.to_owned()));
+    let mut doc = serde_json::json!({
+        "@timestamp": rfc3339(record.time),
+        "event": {
+            "kind": "event",
+            "sequence": record.seq,
+            "provider": record.writer,
+            "module": "signet",
+            "dataset": "signet.audit",
+        },
+        "signet": original,
+    });
+    let (name, _, _) = classify(record);
+    doc["event"]["action"] = serde_json::Value::String(name);
+    match &record.event {
+        Event::Decision(d) => {
+            let (src, spt) = split_addr(&d.src);
+            let (dst, dpt) = split_addr(&d.dst);
+            let allowed = d.decision == "allow";
+            doc["event"]["category"] = serde_json::json!(["network"]);
+            doc["event"]["type"] = serde_json::json!([if allowed { "allowed" } else { "denied" }]);
+            doc["event"]["outcome"] =
+                serde_json::json!(if allowed { "success" } else { "failure" });
+            doc["source"] = serde_json::json!({ "ip": src, "port": spt.parse::<u16>().ok() });
+            doc["destination"] = serde_json::json!({ "ip": dst, "port": dpt.parse::<u16>().ok() });
+            doc["user"] = serde_json::json!({ "name": d.principal });
+            doc["service"] = serde_json::json!({ "name": d.resource, "namespace": d.namespace });
+            doc["rule"] = serde_json::json!({ "name": d.policies.join(",") });
+            if d.action != "connect" {
+                doc["http"] = serde_json::json!({ "request": { "method": d.action } });
+            }
+            if let Some(path) = &d.path {
+                doc["url"] = serde_json::json!({ "path": path });
+            }
+            if let Some(trace) = &d.trace {
+                doc["trace"] = serde_json::json!({ "id": trace });
+            }
+        }
+        Event::Operator(o) => {
+            doc["event"]["category"] = serde_json::json!(["configuration"]);
+            doc["event"]["type"] = serde_json::json!(["change"]);
+            doc["event"]["outcome"] =
+                serde_json::json!(if o.allowed { "success" } else { "failure" });
+            doc["user"] = serde_json::json!({ "name": o.principal });
+        }
+        Event::Certificate(c) => {
+            doc["event"]["category"] = serde_json::json!(["iam"]);
+            doc["event"]["type"] = serde_json::json!(["creation"]);
+            doc["user"] = serde_json::json!({ "name": c.spiffe_id });
+        }
+        Event::Policy(p) => {
+            doc["event"]["category"] = serde_json::json!(["configuration"]);
+            doc["event"]["type"] = serde_json::json!(["change"]);
+            doc["user"] = serde_json::json!({ "name": p.author });
+        }
+        Event::Config(_) | Event::Gap(_) => {
+            doc["event"]["category"] = serde_json::json!(["configuration"]);
+            doc["event"]["type"] = serde_json::json!(["info"]);
+        }
+    }
+    let action = serde_json::json!({
+        "create": { "_index": index, "_id": format!("{}/{}", record.writer, record.seq) }
+    });
+    format!("{action}\n{doc}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +306,30 @@ mod tests {
         assert!(text.contains("dst=::1 dpt=15006"), "{text}");
         assert!(text.contains("cs3=no-admin"), "{text}");
         assert_eq!(cef_header("a|b\\c"), "a\\|b\\\\c");
+    }
+
+    #[test]
+    fn elastic_documents_carry_ecs_fields_and_a_stable_id() {
+        let r = record("/admin");
+        let line = serde_json::to_string(&r).unwrap();
+        let bulk = elastic_bulk(&r, &line, "signet-audit");
+        let (action, doc) = bulk.split_once('\n').unwrap();
+        let action: serde_json::Value = serde_json::from_str(action).unwrap();
+        assert_eq!(action["create"]["_id"], "spiffe://t.test/ns/shop/sa/cart/3");
+        let doc: serde_json::Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(doc["event"]["type"][0], "denied");
+        assert_eq!(doc["event"]["outcome"], "failure");
+        assert_eq!(doc["source"]["port"], 40000);
+        assert_eq!(doc["destination"]["ip"], "::1");
+        assert_eq!(doc["http"]["request"]["method"], "GET");
+        assert_eq!(doc["url"]["path"], "/admin");
+        assert_eq!(doc["@timestamp"], "2026-11-18T11:06:40.123456Z");
+        assert_eq!(doc["signet"]["seq"], 3);
+
+        let hec: serde_json::Value = serde_json::from_str(&splunk_hec(&r, &line, "h")).unwrap();
+        assert_eq!(hec["time"], "1795000000.123456");
+        assert_eq!(hec["sourcetype"], "signet:audit");
+        assert_eq!(hec["event"]["event"]["decision"], "deny");
     }
 
     #[test]

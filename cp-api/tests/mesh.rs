@@ -864,6 +864,31 @@ async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
             .any(|l| l.contains(&format!("suser={FRONTEND}")))
     );
 
+    // Elasticsearch bulk (an action and an ECS document per record) and Splunk HEC events.
+    std::fs::remove_file(&cursor).unwrap();
+    let bulk = mesh.dir.path().join("export.ndjson");
+    export("elastic", &bulk);
+    let bulk_lines = lines(&bulk);
+    assert_eq!(bulk_lines.len(), 2 * total);
+    for pair in bulk_lines.chunks(2) {
+        let action: serde_json::Value = serde_json::from_str(&pair[0]).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&pair[1]).unwrap();
+        assert!(
+            action["create"]["_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("spiffe://")
+        );
+        assert!(doc["@timestamp"].is_string() && doc["event"]["kind"] == "event");
+    }
+    std::fs::remove_file(&cursor).unwrap();
+    let hec = mesh.dir.path().join("export.hec");
+    export("splunk-hec", &hec);
+    let hec_lines = lines(&hec);
+    assert_eq!(hec_lines.len(), total);
+    let event: serde_json::Value = serde_json::from_str(&hec_lines[0]).unwrap();
+    assert_eq!(event["sourcetype"], "signet:audit");
+
     // Syslog over TCP to a receiver reading RFC 5425 octet-counted frames.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

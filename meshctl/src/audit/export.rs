@@ -1,4 +1,4 @@
-//! `meshctl audit export --format jsonl|cef|syslog [--since T] [--until T]
+//! `meshctl audit export --format jsonl|cef|syslog|splunk-hec|elastic [--since T] [--until T]
 //! [--output FILE | --to tcp://HOST:PORT | --to tls://HOST:PORT [--to-ca FILE]] [--cursor FILE]`:
 //! the control plane's audit records in a SIEM's format, appended to a file or streamed to a
 //! syslog receiver (RFC 5424 messages, octet-counted framing as RFC 5425 requires on TCP and
@@ -30,6 +30,10 @@ enum Format {
     Cef,
     /// RFC 5424 syslog messages.
     Syslog,
+    /// Splunk HTTP Event Collector events (one JSON object per line).
+    SplunkHec,
+    /// Elasticsearch bulk `create` actions with ECS documents (NDJSON).
+    Elastic,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +175,8 @@ fn render(format: Format, record: &Record, line: &str, hostname: &str) -> String
         Format::Jsonl => format!("{}\n", export::jsonl(line)),
         Format::Cef => format!("{}\n", export::cef(record)),
         Format::Syslog => export::octet_counted(&export::syslog(record, line, hostname)),
+        Format::SplunkHec => format!("{}\n", export::splunk_hec(record, line, hostname)),
+        Format::Elastic => format!("{}\n", export::elastic_bulk(record, line, "signet-audit")),
     }
 }
 
