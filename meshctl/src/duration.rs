@@ -22,6 +22,22 @@ pub(crate) fn parse(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// A point in time given on the command line as RFC 3339 (`2026-11-21T10:00:00Z`) or as a
+/// duration ago (`2h`), in Unix nanoseconds; `flag` names the option in the error.
+pub(crate) fn instant_ns(text: &str, flag: &str) -> anyhow::Result<u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Ok(ago) = parse(text) {
+        return Ok(now.saturating_sub(ago.as_secs()) * 1_000_000_000);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            anyhow::anyhow!("{flag} `{text}` is neither RFC 3339 nor a duration like 2h")
+        })?;
+    Ok(u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +52,21 @@ mod tests {
         assert!(parse("10").is_err());
         assert!(parse("ten m").is_err());
         assert!(parse("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn instants_are_rfc3339_or_a_duration_ago() {
+        assert_eq!(
+            instant_ns("2026-11-18T11:06:40Z", "--since").unwrap(),
+            1_795_000_000_000_000_000
+        );
+        let ago = instant_ns("1h", "--since").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(now - ago >= 3_599_000_000_000 && now - ago <= 3_601_000_000_000);
+        let err = instant_ns("yesterday", "--until").unwrap_err().to_string();
+        assert!(err.starts_with("--until `yesterday`"), "{err}");
     }
 }

@@ -158,18 +158,6 @@ fn tls(
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
-fn time_arg(text: &str, flag: &str) -> anyhow::Result<u64> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Ok(ago) = crate::duration::parse(text) {
-        return Ok(now.saturating_sub(ago.as_secs()) * 1_000_000_000);
-    }
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| anyhow!("{flag} `{text}` is neither RFC 3339 nor a duration like 2h"))?;
-    Ok(u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0))
-}
-
 fn render(format: Format, record: &Record, line: &str, hostname: &str) -> String {
     match format {
         Format::Jsonl => format!("{}\n", export::jsonl(line)),
@@ -184,12 +172,12 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Outcome> {
     let since = args
         .since
         .as_deref()
-        .map(|t| time_arg(t, "--since"))
+        .map(|t| crate::duration::instant_ns(t, "--since"))
         .transpose()?;
     let until = args
         .until
         .as_deref()
-        .map(|t| time_arg(t, "--until"))
+        .map(|t| crate::duration::instant_ns(t, "--until"))
         .transpose()?;
     let hostname = args.hostname.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")

@@ -42,21 +42,6 @@ pub(crate) struct SimulateArgs {
     remote: Remote,
 }
 
-/// `--since` as Unix nanoseconds.
-fn since_ns(text: &str) -> anyhow::Result<u64> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Ok(ago) = crate::duration::parse(text) {
-        return Ok(now.saturating_sub(ago.as_secs()) * 1_000_000_000);
-    }
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| {
-            anyhow::anyhow!("--since `{text}` is neither RFC 3339 nor a duration like 2h")
-        })?;
-    Ok(u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0))
-}
-
 fn records_from_control_plane(args: &SimulateArgs, since: u64) -> anyhow::Result<Vec<Record>> {
     let client = args.remote.client()?;
     let mut path = format!("/v1/audit?limit={}", args.limit);
@@ -86,7 +71,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<Outcome> {
     let since = args
         .since
         .as_deref()
-        .map(since_ns)
+        .map(|t| crate::duration::instant_ns(t, "--since"))
         .transpose()?
         .unwrap_or(0);
     let records = match &args.data_dir {
