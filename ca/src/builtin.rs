@@ -21,17 +21,17 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
-use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use signet_spiffe::{TrustBundle, TrustDomain, X509Svid};
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::authority::{Authority, AuthorityError, BoxFuture, Clock, SignRequest, SystemClock};
-use crate::csr::check_csr;
+use crate::authority::{
+    Authority, AuthorityError, AuthorityStatus, BoxFuture, Clock, SignRequest, SystemClock,
+};
+use crate::local::describe_chain;
+use crate::local::{LocalSigner, not_after};
 use crate::profile::{SvidProfile, random_serial};
-use crate::validate::{Expected, validate_issued};
 
 const ROOT_CERT: &str = "root.crt";
 const ROOT_KEY: &str = "root.key";
@@ -69,21 +69,14 @@ impl Default for BuiltinOptions {
 /// The built-in certificate authority.
 pub struct BuiltinAuthority {
     trust_domain: TrustDomain,
-    options: BuiltinOptions,
-    issuer: Issuer<'static, KeyPair>,
-    intermediate: CertificateDer<'static>,
-    intermediate_not_after: SystemTime,
-    bundle: TrustBundle,
-    /// The intermediate as a one-certificate bundle: proven to chain to `bundle` at open,
-    /// then the anchor each new leaf is validated against.
-    issuer_anchor: TrustBundle,
+    signer: LocalSigner,
 }
 
 impl std::fmt::Debug for BuiltinAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BuiltinAuthority")
             .field("trust_domain", &self.trust_domain)
-            .field("intermediate_not_after", &self.intermediate_not_after)
+            .field("intermediate_not_after", &self.signer.not_after())
             .finish_non_exhaustive()
     }
 }
@@ -190,81 +183,36 @@ impl BuiltinAuthority {
         intermediate: CertificateDer<'static>,
         key: KeyPair,
     ) -> Result<Self, AuthorityError> {
-        let (_, parsed) = X509Certificate::from_der(intermediate.as_ref())
-            .map_err(|e| AuthorityError::Storage(format!("intermediate certificate: {e}")))?;
-        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(AuthorityError::Storage(
-                "intermediate key does not match the intermediate certificate".to_owned(),
-            ));
-        }
-        let intermediate_not_after = not_after(&intermediate)?;
         let bundle = TrustBundle::from_roots(td.clone(), [root])
             .map_err(|e| AuthorityError::Storage(format!("root certificate: {e}")))?;
-        check_issued_by(&intermediate, &bundle, options.clock.now())?;
-        let issuer_anchor = TrustBundle::from_roots(td.clone(), [intermediate.clone()])
-            .map_err(|e| AuthorityError::Storage(format!("intermediate certificate: {e}")))?;
-        let issuer = Issuer::from_ca_cert_der(&intermediate, key)
-            .map_err(|e| AuthorityError::Storage(format!("intermediate certificate: {e}")))?;
+        let signer = LocalSigner::new(
+            td,
+            options.profile,
+            options.clock,
+            vec![intermediate],
+            key,
+            bundle,
+        )?;
         Ok(Self {
             trust_domain: td.clone(),
-            options,
-            issuer,
-            intermediate,
-            intermediate_not_after,
-            bundle,
-            issuer_anchor,
+            signer,
         })
     }
 
     /// Signs synchronously: the whole of [`Authority::sign`] for this backend, which does no
     /// I/O.
     pub fn issue(&self, request: SignRequest<'_>) -> Result<X509Svid, AuthorityError> {
-        if !request.id.is_member_of(&self.trust_domain) {
-            return Err(AuthorityError::ForeignId {
-                id: request.id.clone(),
-                trust_domain: self.trust_domain.to_string(),
-            });
-        }
-        // Step 1: check the CSR and build the template from the attested identity.
-        let key = check_csr(request.csr, request.id)?;
-        let now = self.options.clock.now();
-        let window = self
-            .options
-            .profile
-            .validity(now, request.ttl, self.intermediate_not_after);
-        let params = self
-            .options
-            .profile
-            .template(request.id, window)
-            .map_err(AuthorityError::Sign)?;
-        // Step 2: sign.
-        let leaf = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| AuthorityError::Sign(e.to_string()))?;
-        // Step 3: validate before anyone sees it.
-        let svid = validate_issued(
-            vec![leaf.der().clone(), self.intermediate.clone()],
-            Expected {
-                id: request.id,
-                public_key: key.raw(),
-                not_after: window.1,
-                bundle: &self.bundle,
-                issuer: Some(&self.issuer_anchor),
-                now,
-            },
-        )?;
-        tracing::debug!(spiffe_id = %svid.id(), serial = %svid.serial(), "issued SVID");
-        Ok(svid)
+        self.signer.issue(request)
     }
 
     /// The intermediate certificate SVIDs are signed with.
     pub fn intermediate(&self) -> &CertificateDer<'static> {
-        &self.intermediate
+        self.signer.certificate()
     }
 
     /// When the intermediate expires.
     pub fn intermediate_not_after(&self) -> SystemTime {
-        self.intermediate_not_after
+        self.signer.not_after()
     }
 
     /// The trust domain.
@@ -282,11 +230,19 @@ impl Authority for BuiltinAuthority {
     }
 
     fn bundle(&self) -> TrustBundle {
-        self.bundle.clone()
+        self.signer.bundle().clone()
     }
 
     fn kind(&self) -> &'static str {
         "builtin"
+    }
+
+    fn status(&self) -> AuthorityStatus {
+        AuthorityStatus {
+            backend: self.kind().to_owned(),
+            chain: describe_chain(self.signer.chain(), self.signer.bundle()),
+            ..AuthorityStatus::default()
+        }
     }
 }
 
@@ -333,47 +289,6 @@ fn issue_intermediate(
     Ok((cert.der().clone(), key))
 }
 
-/// Checks that `intermediate` is signed by a root of `bundle` and valid at `now`.
-fn check_issued_by(
-    intermediate: &CertificateDer<'_>,
-    bundle: &TrustBundle,
-    now: SystemTime,
-) -> Result<(), AuthorityError> {
-    let (_, cert) = X509Certificate::from_der(intermediate.as_ref())
-        .map_err(|e| AuthorityError::Storage(format!("intermediate certificate: {e}")))?;
-    if !cert.validity().is_valid_at(
-        x509_parser::time::ASN1Time::from_timestamp(unix(now).try_into().unwrap_or(i64::MAX))
-            .map_err(|e| AuthorityError::Storage(e.to_string()))?,
-    ) {
-        return Err(AuthorityError::Storage(
-            "intermediate certificate is not valid now".to_owned(),
-        ));
-    }
-    // The built-in root is always P-256 (made here).
-    let signed_by_root = bundle.roots().any(|root| {
-        X509Certificate::from_der(root.as_ref())
-            .ok()
-            .is_some_and(|(_, r)| {
-                UnparsedPublicKey::new(
-                    &ECDSA_P256_SHA256_ASN1,
-                    r.public_key().subject_public_key.data.as_ref(),
-                )
-                .verify(
-                    cert.tbs_certificate.as_ref(),
-                    cert.signature_value.data.as_ref(),
-                )
-                .is_ok()
-            })
-    });
-    if signed_by_root {
-        Ok(())
-    } else {
-        Err(AuthorityError::Storage(
-            "intermediate certificate is not signed by the root".to_owned(),
-        ))
-    }
-}
-
 fn ca_params(
     cn: &str,
     path_len: Option<u8>,
@@ -397,12 +312,12 @@ fn ca_params(
     Ok(p)
 }
 
-fn new_key() -> Result<KeyPair, AuthorityError> {
+pub(crate) fn new_key() -> Result<KeyPair, AuthorityError> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| AuthorityError::Sign(e.to_string()))
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename) with `mode`.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AuthorityError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AuthorityError> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
@@ -421,7 +336,7 @@ fn read_cert(path: &Path) -> Result<CertificateDer<'static>, AuthorityError> {
     CertificateDer::from_pem_file(path).map_err(|e| storage("reading", path, e))
 }
 
-fn read_key(path: &Path) -> Result<KeyPair, AuthorityError> {
+pub(crate) fn read_key(path: &Path) -> Result<KeyPair, AuthorityError> {
     let meta = fs::metadata(path).map_err(|e| storage("reading", path, e))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(storage(
@@ -435,13 +350,6 @@ fn read_key(path: &Path) -> Result<KeyPair, AuthorityError> {
     }
     let pem = fs::read_to_string(path).map_err(|e| storage("reading", path, e))?;
     KeyPair::from_pem(&pem).map_err(|e| storage("parsing", path, e))
-}
-
-fn not_after(der: &CertificateDer<'_>) -> Result<SystemTime, AuthorityError> {
-    let (_, cert) = X509Certificate::from_der(der.as_ref())
-        .map_err(|e| AuthorityError::Storage(format!("CA certificate: {e}")))?;
-    let secs = cert.validity().not_after.timestamp();
-    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0).unsigned_abs()))
 }
 
 fn unix(t: SystemTime) -> u64 {

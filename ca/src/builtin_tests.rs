@@ -3,6 +3,7 @@ use crate::authority::FixedClock;
 use crate::csr::CsrError;
 use signet_spiffe::{SpiffeId, WorkloadKey};
 use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 fn td() -> TrustDomain {
     TrustDomain::new("acme.internal").unwrap()

@@ -31,12 +31,15 @@
 pub mod authority;
 pub mod builtin;
 pub mod csr;
+mod local;
 pub mod profile;
 pub mod token;
 pub mod validate;
+pub mod vault;
 
 pub use authority::{
-    Authority, AuthorityError, BoxFuture, Clock, FixedClock, SignRequest, SystemClock,
+    Authority, AuthorityError, AuthorityStatus, BoxFuture, CaCertificate, Clock, FixedClock,
+    SignRequest, SystemClock, VaultStatus,
 };
 pub use builtin::{BuiltinAuthority, BuiltinOptions};
 pub use profile::SvidProfile;

@@ -12,5 +12,6 @@
 pub mod app;
 pub mod client;
 pub mod control;
+pub mod openbao;
 pub mod pki;
 pub mod process;
