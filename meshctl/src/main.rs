@@ -35,6 +35,9 @@ enum Command {
     /// Workload identities.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// The certificate authority: Vault/OpenBao setup, status, rotation.
+    #[command(subcommand)]
+    Ca(cp::ca::Ca),
     /// Services in the registry.
     #[command(subcommand)]
     Services(ListCommand),
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::Services(ListCommand::List(args)) => cp::lists::services(&args),
         Command::Proxies(ListCommand::List(args)) => cp::lists::proxies(&args),
         Command::Status(args) => cp::lists::status(&args),
+        Command::Ca(cmd) => cp::ca::run(&cmd),
         Command::Demo(args) => demo::run(&args),
     };
     match result {

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod client;
 pub mod control;
+pub mod mesh;
 pub mod openbao;
 pub mod pki;
 pub mod process;

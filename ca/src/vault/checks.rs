@@ -130,10 +130,11 @@ pub async fn preflight(
             let roots: Vec<String> = bundle
                 .roots()
                 .map(|r| {
-                    let expiry = not_after(r)
-                        .map(super::sign::unix)
-                        .map_or_else(|_| "?".to_owned(), |t| t.to_string());
-                    format!("{} (expires {expiry})", subject(r))
+                    let days = not_after(r)
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                        .map_or(0, |d| d.as_secs() / 86_400);
+                    format!("{} (expires in {days} days)", subject(r))
                 })
                 .collect();
             out.pass("root", roots.join(", "));

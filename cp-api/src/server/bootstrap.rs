@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ring::rand::{SecureRandom as _, SystemRandom};
-use signet_ca::{Authority as _, BuiltinAuthority, BuiltinOptions, SignRequest, SvidProfile};
+use signet_ca::{SignRequest, SvidProfile};
 use signet_spiffe::tls::{SharedBundle, SvidResolver, shared_bundle};
 use signet_spiffe::verify::DenyList;
 use signet_spiffe::{Serial, SpiffeId, TrustDomain, WorkloadKey};
 use tokio::sync::watch;
 
 use crate::server::Options;
+use crate::server::ca::Ca;
 use crate::server::hub::Hub;
 use crate::server::operators::{OperatorPolicies, admin_id, default_policies};
 use crate::server::rest::sha256;
@@ -55,6 +56,9 @@ pub struct Renewal {
     signers: watch::Sender<Arc<dyn signet_audit::Signer>>,
     resolver: Arc<SvidResolver>,
     deny: Arc<DenyList>,
+    /// What the control plane's listeners trust, and its copy for meshctl and new proxies.
+    bundle: SharedBundle,
+    bundle_file: PathBuf,
     next: std::time::SystemTime,
 }
 
@@ -78,19 +82,20 @@ fn own_id(td: &TrustDomain) -> Result<SpiffeId, String> {
 
 /// The control plane's own identity: presented by its listeners, and the key its audit
 /// chain is signed with. Returns when to renew it and the audit signer for it.
-fn issue_own(
-    authority: &BuiltinAuthority,
+async fn issue_own(
+    ca: &Ca,
     resolver: &SvidResolver,
 ) -> Result<(SystemTime, Arc<dyn signet_audit::Signer>), String> {
-    let id = own_id(authority.trust_domain())?;
+    let id = own_id(ca.trust_domain())?;
     let key = WorkloadKey::generate().map_err(|e| e.to_string())?;
     let csr = key.csr(&id).map_err(|e| e.to_string())?;
-    let svid = authority
-        .issue(SignRequest {
+    let svid = ca
+        .sign_own(SignRequest {
             csr: &csr,
             id: &id,
             ttl: Some(OWN_SVID_TTL),
         })
+        .await
         .map_err(|e| format!("issuing the control plane's SVID: {e}"))?;
     resolver
         .update(&svid, &key)
@@ -120,19 +125,11 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("securing `{}`: {e}", dir.display()))?;
     let td = trust_domain(options)?;
-    let authority = BuiltinAuthority::open(
-        &dir.join("ca"),
-        &td,
-        BuiltinOptions {
-            profile: SvidProfile {
-                default_ttl: options.svid_ttl,
-                ..SvidProfile::default()
-            },
-            ..BuiltinOptions::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let authority = Arc::new(authority);
+    let profile = SvidProfile {
+        default_ttl: options.svid_ttl,
+        ..SvidProfile::default()
+    };
+    let ca = Arc::new(Ca::open(&dir.join("ca"), &td, profile).await?);
 
     let store: Arc<dyn Store> = match &options.store {
         None => {
@@ -174,10 +171,10 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
         }
     };
 
-    let bundle = authority.bundle();
+    let bundle = ca.bundle();
     write_private(&dir.join("bundle.pem"), &bundle.to_pem())?;
     let resolver = Arc::new(SvidResolver::new());
-    let (_, signer) = issue_own(&authority, &resolver)?;
+    let (_, signer) = issue_own(&ca, &resolver).await?;
     // The control plane's own chain: issuance, policy versions, operator actions.
     let (signers, signer_rx) = watch::channel(signer);
     let audit_dir = dir.join("audit").join("control-plane");
@@ -188,7 +185,7 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
     .map_err(|e| format!("audit `{}`: {e}", audit_dir.display()))?;
     let hub = Hub::load(
         td,
-        Arc::clone(&authority),
+        Arc::clone(&ca),
         store,
         options.heartbeat_interval,
         audit,
@@ -230,40 +227,58 @@ impl Boot {
             signers: self.signers.clone(),
             resolver: Arc::clone(&self.resolver),
             deny: Arc::clone(&self.deny),
+            bundle: Arc::clone(&self.bundle),
+            bundle_file: self.data_dir.join("bundle.pem"),
             next: SystemTime::now() + OWN_SVID_TTL / 2,
         }
     }
 }
 
-/// Renews the control plane's own SVID at half-life, and keeps the handshake deny-list in
-/// step with the hub's.
+/// Renews the control plane's own SVID at half-life and at once when the CA's active
+/// backend changes (a promoted rotation), and keeps the handshake deny-list and the trust
+/// bundle (listeners and `bundle.pem`) in step with the hub's.
 pub async fn renew_own_svid(mut renewal: Renewal, mut stop: watch::Receiver<bool>) {
     let mut changes = renewal.hub.subscribe();
+    let mut issuer_generation = renewal.hub.ca.active_generation();
     loop {
         let deny = renewal.hub.deny_list();
         renewal.deny.replace(
             deny.spiffe_ids.iter().filter_map(|s| s.parse().ok()),
             deny.serials.iter().filter_map(|s| Serial::from_hex(s)),
         );
+        let bundle = renewal.hub.ca.bundle();
+        if bundle.sequence() != renewal.bundle.load().sequence()
+            || !bundle.roots().eq(renewal.bundle.load().roots())
+        {
+            if let Err(e) = write_private(&renewal.bundle_file, &bundle.to_pem()) {
+                tracing::error!(error = %e, "writing bundle.pem failed");
+            }
+            renewal.bundle.store(Arc::new(bundle));
+        }
+        if renewal.hub.ca.active_generation() != issuer_generation {
+            issuer_generation = renewal.hub.ca.active_generation();
+            renewal.next = SystemTime::now();
+        }
         let wait = renewal
             .next
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {
-                match issue_own(&renewal.hub.authority, &renewal.resolver) {
-                    Ok((next, signer)) => {
-                        renewal.next = next;
-                        renewal.signers.send_replace(signer);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "renewing the control plane's SVID failed");
-                        renewal.next = SystemTime::now() + Duration::from_secs(30);
-                    }
+        let due = tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            changed = changes.changed() => if changed.is_err() { return } else { false },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if due {
+            match issue_own(&renewal.hub.ca, &renewal.resolver).await {
+                Ok((next, signer)) => {
+                    renewal.next = next;
+                    renewal.signers.send_replace(signer);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "renewing the control plane's SVID failed");
+                    renewal.next = SystemTime::now() + Duration::from_secs(30);
                 }
             }
-            changed = changes.changed() => if changed.is_err() { return },
-            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use signet_ca::{Authority, BuiltinAuthority};
 use signet_policy::{PolicyBundle, PolicySource, ServiceRef};
 use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain};
 use tokio::sync::watch;
 
 use crate::api::v1 as pb;
+use crate::server::ca::Ca;
 use crate::server::store::{DenyEntry, PolicyVersion, Store, StoreError, StoredFile};
 
 /// The policies being distributed.
@@ -49,7 +49,8 @@ pub struct ProxyEntry {
 #[derive(Debug)]
 pub struct Hub {
     pub trust_domain: TrustDomain,
-    pub authority: Arc<BuiltinAuthority>,
+    /// The certificate authority (active backend, rotation, trust bundle).
+    pub ca: Arc<Ca>,
     pub store: Arc<dyn Store>,
     pub heartbeat_interval: Duration,
     pub started: SystemTime,
@@ -102,7 +103,7 @@ impl Hub {
     /// The hub over `store`, loading the latest policies and the deny-list from it.
     pub async fn load(
         trust_domain: TrustDomain,
-        authority: Arc<BuiltinAuthority>,
+        ca: Arc<Ca>,
         store: Arc<dyn Store>,
         heartbeat_interval: Duration,
         audit: signet_audit::AuditLog,
@@ -110,7 +111,7 @@ impl Hub {
         let hub = Self {
             audit,
             trust_domain,
-            authority,
+            ca,
             store,
             heartbeat_interval,
             started: SystemTime::now(),
@@ -179,7 +180,7 @@ impl Hub {
 
     /// The trust bundle as the API sends it.
     pub fn bundle(&self) -> pb::TrustBundle {
-        bundle_message(&self.authority.bundle())
+        bundle_message(&self.ca.bundle())
     }
 
     /// Bumps the change counter: every config stream recomputes its proxy's view.

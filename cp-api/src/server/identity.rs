@@ -8,9 +8,7 @@ use std::time::{Duration, SystemTime};
 use rustls_pki_types::CertificateSigningRequestDer;
 use signet_ca::csr::check_csr;
 use signet_ca::token::{TokenRecord, TokenStoreError};
-use signet_ca::{
-    Authority, AuthorityError, BoxFuture, JoinTokens, SignRequest, TokenError, TokenStore,
-};
+use signet_ca::{AuthorityError, BoxFuture, JoinTokens, SignRequest, TokenError, TokenStore};
 use signet_spiffe::{SpiffeId, X509Svid};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -76,7 +74,7 @@ impl IdentityService {
         let ttl = (ttl_seconds > 0).then(|| Duration::from_secs(u64::from(ttl_seconds)));
         let svid = self
             .hub
-            .authority
+            .ca
             .sign(SignRequest { csr: &csr, id, ttl })
             .await
             .map_err(authority_status)?;

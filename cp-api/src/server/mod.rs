@@ -10,12 +10,14 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod ca;
 pub mod config_watch;
 pub mod hub;
 pub mod identity;
 pub mod operators;
 pub mod registry;
 pub mod rest;
+pub mod rotation;
 pub mod store;
 pub mod tls;
 
@@ -204,6 +206,7 @@ pub async fn start(options: Options) -> Result<Running, String> {
             }
         }
     });
+    tokio::spawn(rotation::drive(Arc::clone(&hub), shutdown.subscribe()));
     tokio::spawn(bootstrap::renew_own_svid(
         boot.clone_for_renewal(),
         shutdown.subscribe(),

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use signet_ca::{Authority as _, JoinTokens};
+use signet_ca::JoinTokens;
 use signet_policy::{Authorizer, Caller, ServiceRef, Target};
 use signet_spiffe::SpiffeId;
 
@@ -231,6 +231,8 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/openapi.json",
     "GET /v1/status",
     "GET /v1/ca",
+    "POST /v1/ca/setup",
+    "POST /v1/ca/rotate",
     "GET /v1/policies",
     "POST /v1/policies",
     "GET /v1/policies/history",
@@ -254,7 +256,9 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/status", get(status))
-        .route("/v1/ca", get(ca))
+        .route("/v1/ca", get(ca_routes::status))
+        .route("/v1/ca/setup", post(ca_routes::setup))
+        .route("/v1/ca/rotate", post(ca_routes::rotate))
         .route("/v1/policies", get(current_policies).post(apply))
         .route("/v1/policies/history", get(history))
         .route("/v1/policies/rollback", post(rollback))
@@ -273,16 +277,14 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
+mod ca_routes;
+
 async fn openapi() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         OPENAPI,
     )
         .into_response()
-}
-
-fn time_ms(t: SystemTime) -> i64 {
-    unix_ms(t)
 }
 
 fn der_not_after(der: &[u8]) -> Option<i64> {
@@ -317,7 +319,7 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
         "healthy": true,
         "trust_domain": hub.trust_domain.as_str(),
         "uptime_seconds": hub.started.elapsed().map_or(0, |d| d.as_secs()),
-        "ca": ca_json(hub),
+        "ca": ca_routes::describe(hub),
         "policy": {
             "version": version,
             "hash": applied.bundle.hash(),
@@ -325,28 +327,6 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
         },
         "proxies": { "total": proxies.len(), "in_sync": synced, "stale": proxies.len() - synced },
     })))
-}
-
-fn ca_json(hub: &Hub) -> Value {
-    let authority = &hub.authority;
-    let roots: Vec<Value> = authority
-        .bundle()
-        .roots()
-        .map(|r| json!({ "subject": der_subject(r), "not_after": der_not_after(r) }))
-        .collect();
-    json!({
-        "kind": signet_ca::Authority::kind(authority.as_ref()),
-        "intermediate": {
-            "subject": der_subject(authority.intermediate()),
-            "not_after": time_ms(authority.intermediate_not_after()),
-        },
-        "roots": roots,
-    })
-}
-
-async fn ca(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "ca").await?;
-    Ok(Json(ca_json(&api.hub)))
 }
 
 fn files_json(files: &[StoredFile]) -> Value {
@@ -722,17 +702,22 @@ async fn identity(
         .filter_map(|p| certificates.iter().find(|c| c.serial == p.serial))
         .max_by_key(|c| c.issued_at)
         .or_else(|| certificates.first());
-    let issuer_chain: Vec<Value> = std::iter::once(json!({
-        "subject": der_subject(hub.authority.intermediate()),
-        "not_after": time_ms(hub.authority.intermediate_not_after()),
-    }))
-    .chain(
-        hub.authority
-            .bundle()
-            .roots()
-            .map(|r| json!({ "subject": der_subject(r), "not_after": der_not_after(r) })),
-    )
-    .collect();
+    // The chain of the backend issuing now (during a rotation, an SVID issued before it was
+    // promoted chains to the previous one).
+    let issuer_chain: Vec<Value> = hub
+        .ca
+        .active()
+        .authority
+        .status()
+        .chain
+        .iter()
+        .map(|c| {
+            json!({
+                "subject": c.subject,
+                "not_after": i64::try_from(c.not_after).unwrap_or(i64::MAX).saturating_mul(1000),
+            })
+        })
+        .collect();
     let current_json = current.map(|c| {
         let refresh_at = c.not_before + (c.not_after - c.not_before) / 2;
         json!({
@@ -931,7 +916,7 @@ async fn issue_svid(
     let ttl = body.ttl_seconds.map(Duration::from_secs);
     let svid = api
         .hub
-        .authority
+        .ca
         .sign(signet_ca::SignRequest {
             csr: &csr,
             id: &id,
@@ -950,7 +935,7 @@ async fn issue_svid(
     Ok(Json(json!({
         "spiffe_id": id.as_str(),
         "chain": svid.to_pem(),
-        "bundle": api.hub.authority.bundle().to_pem(),
+        "bundle": api.hub.ca.bundle().to_pem(),
         "not_after": unix_ms(svid.not_after()),
     })))
 }

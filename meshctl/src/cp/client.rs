@@ -164,6 +164,14 @@ impl Client {
         self.call("POST", path, Some(body))
     }
 
+    /// POST `body` to `path`; the status and JSON body whatever the status (an answer
+    /// that explains a refusal in more than its `error`).
+    pub(crate) fn post_answer(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.runtime
+            .block_on(self.exchange("POST", path, Some(body)))
+            .with_context(|| format!("POST {path}"))
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         self.runtime
             .block_on(self.send(method, path, body))
@@ -171,6 +179,31 @@ impl Client {
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let (status, value) = self.exchange(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            let message = value.get("error").and_then(Value::as_str).map_or_else(
+                || format!("the control plane answered {status}"),
+                str::to_owned,
+            );
+            let problems: Vec<&str> = value
+                .get("problems")
+                .and_then(Value::as_array)
+                .map(|p| p.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if problems.is_empty() {
+                bail!("{message}");
+            }
+            bail!("{message}: {}", problems.join("; "));
+        }
+        Ok(value)
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
         let tcp = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             TcpStream::connect(&self.address),
@@ -219,21 +252,6 @@ impl Client {
             .map_err(|e| anyhow!("reading the answer: {e}"))?
             .to_bytes();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = value.get("error").and_then(Value::as_str).map_or_else(
-                || format!("the control plane answered {status}"),
-                str::to_owned,
-            );
-            let problems: Vec<&str> = value
-                .get("problems")
-                .and_then(Value::as_array)
-                .map(|p| p.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if problems.is_empty() {
-                bail!("{message}");
-            }
-            bail!("{message}: {}", problems.join("; "));
-        }
-        Ok(value)
+        Ok((status.as_u16(), value))
     }
 }

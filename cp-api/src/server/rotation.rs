@@ -1,0 +1,111 @@
+//! The task that moves CA rotations along (staged → promoted → old roots retired) and runs
+//! the active backend's housekeeping (Vault token, intermediate re-signing).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::server::hub::Hub;
+
+/// Proxies that have not acknowledged the staged bundle, by instance.
+pub fn lagging(hub: &Hub) -> Vec<String> {
+    let wanted = hub.ca.staged_generation();
+    hub.proxies()
+        .into_iter()
+        .filter(|p| p.config_version < wanted)
+        .map(|p| format!("{} ({})", p.instance, p.spiffe_id))
+        .collect()
+}
+
+/// How long a staged rotation waits for proxies that keep heartbeating without applying
+/// the new bundle: past this, a proxy is broken in a way a rotation cannot wait for.
+pub fn patience(hub: &Hub) -> Duration {
+    (hub.heartbeat_interval * 12).max(Duration::from_secs(30))
+}
+
+fn audit(hub: &Hub, what: &str, detail: String) {
+    hub.audit.record(signet_audit::Event::Config(
+        signet_audit::record::ConfigEvent {
+            what: what.to_owned(),
+            version: hub.ca.bundle().sequence(),
+            detail,
+        },
+    ));
+}
+
+/// One step: promote a staged rotation every proxy has acknowledged, retire expired roots,
+/// and run housekeeping when due.
+pub async fn step(hub: &Hub, now: SystemTime) {
+    hub.ca.maintain_if_due(now).await;
+    if let Some(staged) = hub.ca.staged() {
+        let waiting = lagging(hub);
+        let since = hub.ca.staged_since().unwrap_or(0);
+        let elapsed = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(since);
+        let timed_out = Duration::from_secs(elapsed) >= patience(hub);
+        if waiting.is_empty() || timed_out {
+            if timed_out && !waiting.is_empty() {
+                tracing::warn!(
+                    ?waiting,
+                    "promoting the CA rotation without these proxies' acknowledgement"
+                );
+            }
+            match hub.ca.promote() {
+                Ok(Some(_)) => {
+                    tracing::info!(
+                        backend = staged.backend.name(),
+                        "CA rotation promoted: new SVIDs come from the new CA"
+                    );
+                    audit(
+                        hub,
+                        "ca",
+                        format!(
+                            "promoted {}: issuance moved to it{}",
+                            staged.backend.name(),
+                            if waiting.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; not acknowledged by {}", waiting.join(", "))
+                            }
+                        ),
+                    );
+                    hub.changed();
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "promoting the CA rotation failed"),
+            }
+        }
+    }
+    match hub.ca.retire_expired(now) {
+        Ok(true) => {
+            tracing::info!("retired CA roots whose SVIDs have all expired");
+            audit(
+                hub,
+                "ca",
+                "retired old roots: every SVID they signed has expired".to_owned(),
+            );
+            hub.changed();
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "retiring CA roots failed"),
+    }
+}
+
+/// Runs [`step`] every second until `stop`.
+pub async fn drive(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            return;
+        }
+        step(&hub, SystemTime::now()).await;
+    }
+}
