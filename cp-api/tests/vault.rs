@@ -226,7 +226,7 @@ async fn vault_sign_mode_with_approle_and_a_role_that_forbids_the_trust_domain()
         "key_usage=DigitalSignature",
     ]);
     let (role_id, secret_id) = bao.approle("signet", "pki", "1h", "24h");
-    let mesh = Mesh::start(&["--svid-ttl", "6s"]).await;
+    let mut mesh = Mesh::start(&["--svid-ttl", "6s"]).await;
 
     // A role that cannot sign this trust domain is caught, and nothing changes.
     let mut args = setup_args(&bao, "sign");
@@ -280,10 +280,41 @@ async fn vault_sign_mode_with_approle_and_a_role_that_forbids_the_trust_domain()
     .await;
     let (status, _) = mesh.call("/api/items").await;
     assert_eq!(status, 200);
-    // A second setup while one is staged would be refused; here none is staged, and a
-    // rotation in sign mode reads the mount again.
+    // A rotation in sign mode reads the mount again.
     mesh.cp.meshctl_ok(&["ca", "rotate", "--wait"]);
     assert_eq!(ca_status(&mesh)["backend"], "vault-sign");
+    // The choice survives a restart of the control plane (AppRole logs in again).
+    mesh.cp.stop();
+    mesh.cp.restart();
+    let status = ca_status(&mesh);
+    assert_eq!(status["backend"], "vault-sign");
+    assert_eq!(status["vault"]["logins"], 1);
+    let serial = signet_tests::mesh::identity_serial(&mesh.cart).await;
+    renewed_serial(&mesh.cart, &serial, Duration::from_secs(20)).await;
+    assert_eq!(mesh.call("/api/items").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_builtin_ca_replaces_its_root_without_a_failed_request() {
+    let mesh = Mesh::start(&["--svid-ttl", "6s"]).await;
+    let old = ca_status(&mesh)["roots"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let traffic = Traffic::start(&mesh);
+    let out = mesh.cp.meshctl_ok(&["ca", "rotate", "--wait"]);
+    assert!(out.contains("promoted"), "{out}");
+    eventually("the old root retired", Duration::from_secs(60), || {
+        let roots = ca_status(&mesh)["roots"].clone();
+        let roots = roots.as_array().unwrap();
+        roots.len() == 1 && roots[0]["sha256"] != old.as_str()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (sent, failed, failures) = traffic.finish().await;
+    assert!(sent > 100, "only {sent} requests");
+    assert_eq!(failed, 0, "{failed} of {sent} failed: {failures:?}");
+    assert_eq!(ca_status(&mesh)["backend"], "builtin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -489,3 +489,80 @@ pub async fn open_backend(
         authority,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn td() -> TrustDomain {
+        TrustDomain::new("rotate.test").unwrap()
+    }
+
+    async fn issue(ca: &Ca) -> X509Svid {
+        let id = td().service_account("a", "b").unwrap();
+        let key = signet_spiffe::WorkloadKey::generate().unwrap();
+        let csr = key.csr(&id).unwrap();
+        ca.sign(SignRequest {
+            csr: &csr,
+            id: &id,
+            ttl: None,
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_rotation_stages_promotes_and_retires_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = SvidProfile {
+            default_ttl: Duration::from_secs(60),
+            ..SvidProfile::default()
+        };
+        let ca = Ca::open(dir.path(), &td(), profile).await.unwrap();
+        let first = ca.bundle();
+        assert_eq!(first.roots().len(), 1);
+        let old_svid = issue(&ca).await;
+
+        let next = ca.successor().await.unwrap();
+        ca.stage(next).unwrap();
+        // Staged: both roots trusted, the old CA still signs, a second rotation waits.
+        assert_eq!(ca.bundle().roots().len(), 2);
+        assert!(ca.bundle().sequence() > first.sequence());
+        assert_eq!(ca.active().backend, Backend::Builtin { dir: String::new() });
+        issue(&ca).await;
+        let again = ca.successor().await.unwrap();
+        assert!(matches!(ca.stage(again), Err(CaError::Busy(_))));
+
+        // A restart keeps the staged rotation.
+        drop(ca);
+        let ca = Ca::open(dir.path(), &td(), profile).await.unwrap();
+        assert!(ca.staged().is_some());
+        assert_eq!(ca.bundle().roots().len(), 2);
+
+        let generation = ca.active_generation();
+        ca.promote().unwrap().unwrap();
+        assert!(ca.staged().is_none());
+        assert_ne!(ca.active_generation(), generation);
+        let new_root = ca.active().authority.bundle();
+        assert!(!new_root.roots().eq(first.roots()));
+        // The old root stays until the last SVID it signed has expired (plus the backdate).
+        let retiring = ca.retiring();
+        assert_eq!(retiring.len(), 1);
+        let until = retiring[0].2;
+        assert!(until >= unix(old_svid.not_after()), "{until}");
+        assert!(!ca.retire_expired(SystemTime::now()).unwrap());
+        assert_eq!(ca.bundle().roots().len(), 2);
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(until + 1);
+        assert!(ca.retire_expired(later).unwrap());
+        assert!(ca.bundle().roots().eq(new_root.roots()));
+
+        // Reopened: the new backend is the active one.
+        drop(ca);
+        let ca = Ca::open(dir.path(), &td(), profile).await.unwrap();
+        assert!(ca.bundle().roots().eq(new_root.roots()));
+        assert_eq!(ca.active().backend.name(), "builtin");
+        let state = std::fs::metadata(dir.path().join(STATE)).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(state.permissions().mode() & 0o077, 0);
+    }
+}
