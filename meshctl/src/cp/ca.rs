@@ -200,7 +200,7 @@ fn print_staged(ca: &Value) {
         text(ca, "bundle_sequence")
     );
     println!(
-        "issuance moves to it once every proxy has them (by {} at the latest); old roots leave",
+        "issuance moves to it once every proxy has them (at the latest {}); old roots leave",
         relative(rotation.get("promote_by").unwrap_or(&Value::Null))
     );
     println!("the bundle after every SVID they signed has expired. Follow it: meshctl ca status");
