@@ -22,10 +22,20 @@ use signet_tests::openbao::OpenBao;
 
 const TD: &str = "bench.internal";
 
-type Requests = Arc<Vec<(SpiffeId, rustls_pki_types::CertificateSigningRequestDer<'static>)>>;
+type Requests = Arc<
+    Vec<(
+        SpiffeId,
+        rustls_pki_types::CertificateSigningRequestDer<'static>,
+    )>,
+>;
 
 /// Signs for `period` with `in_flight` concurrent callers; SVIDs per second.
-async fn rate(ca: Arc<dyn Authority>, requests: Requests, in_flight: usize, period: Duration) -> f64 {
+async fn rate(
+    ca: Arc<dyn Authority>,
+    requests: Requests,
+    in_flight: usize,
+    period: Duration,
+) -> f64 {
     let begun = Instant::now();
     let tasks: Vec<_> = (0..in_flight)
         .map(|w| {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{Issuer, KeyPair};
-use rustls_pki_types::CertificateDer;
-use signet_spiffe::{TrustBundle, TrustDomain, WorkloadKey, X509Svid};
+use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
+use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::authority::{AuthorityError, CaCertificate, Clock, SignRequest};
-use crate::csr::check_csr;
+use crate::csr::{CsrKey, check_csr};
 use crate::profile::SvidProfile;
 use crate::validate::{Expected, validate_issued};
 
@@ -80,14 +80,7 @@ impl LocalSigner {
 
     /// Issues one short-lived SVID and validates its whole chain against the bundle.
     fn self_test(&self) -> Result<(), AuthorityError> {
-        let id = self
-            .trust_domain
-            .workload("/signet/ca-self-test")
-            .map_err(|e| AuthorityError::Sign(e.to_string()))?;
-        let key = WorkloadKey::generate().map_err(|e| AuthorityError::Sign(e.to_string()))?;
-        let csr = key
-            .csr(&id)
-            .map_err(|e| AuthorityError::Sign(e.to_string()))?;
+        let (id, csr) = self_test_request(&self.trust_domain)?;
         self.issue_with(
             SignRequest {
                 csr: &csr,
@@ -114,14 +107,8 @@ impl LocalSigner {
         request: SignRequest<'_>,
         anchor: Option<&TrustBundle>,
     ) -> Result<X509Svid, AuthorityError> {
-        if !request.id.is_member_of(&self.trust_domain) {
-            return Err(AuthorityError::ForeignId {
-                id: request.id.clone(),
-                trust_domain: self.trust_domain.to_string(),
-            });
-        }
         // Step 1: check the CSR and build the template from the attested identity.
-        let key = check_csr(request.csr, request.id)?;
+        let key = check_request(&self.trust_domain, &request)?;
         let now = self.clock.now();
         let window = self.profile.validity(now, request.ttl, self.not_after);
         let params = self
@@ -170,6 +157,34 @@ impl LocalSigner {
     pub(crate) fn bundle(&self) -> &TrustBundle {
         &self.bundle
     }
+}
+
+/// The identity and CSR of a backend's trial issuance (`/signet/ca-self-test`, a fresh key).
+pub(crate) fn self_test_request(
+    trust_domain: &TrustDomain,
+) -> Result<(SpiffeId, CertificateSigningRequestDer<'static>), AuthorityError> {
+    let fail = |e: &dyn std::fmt::Display| AuthorityError::Sign(format!("trial issuance: {e}"));
+    let id = trust_domain
+        .workload("/signet/ca-self-test")
+        .map_err(|e| fail(&e))?;
+    let key = WorkloadKey::generate().map_err(|e| fail(&e))?;
+    let csr = key.csr(&id).map_err(|e| fail(&e))?;
+    Ok((id, csr))
+}
+
+/// What every backend checks before signing: the attested identity is of `trust_domain`,
+/// and the CSR is sound and asks for nothing else. Returns the CSR's key.
+pub(crate) fn check_request(
+    trust_domain: &TrustDomain,
+    request: &SignRequest<'_>,
+) -> Result<CsrKey, AuthorityError> {
+    if !request.id.is_member_of(trust_domain) {
+        return Err(AuthorityError::ForeignId {
+            id: request.id.clone(),
+            trust_domain: trust_domain.to_string(),
+        });
+    }
+    Ok(check_csr(request.csr, request.id)?)
 }
 
 /// The `notAfter` of a certificate.

@@ -44,6 +44,20 @@ fn kept_chain_issuers(mesh: &Mesh, service: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the cart's kept SVID was signed by Vault's root itself (`vault-sign`).
+async fn cart_on_a_vault_signed_svid(mesh: &Mesh) {
+    eventually(
+        "the cart on a Vault-signed SVID",
+        Duration::from_secs(20),
+        || {
+            kept_chain_issuers(mesh, "cart")
+                .first()
+                .is_some_and(|i| i.contains(VAULT_ROOT_CN))
+        },
+    )
+    .await;
+}
+
 /// Waits until `check` holds; panics with `what` after `within`.
 async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let begun = Instant::now();
@@ -268,16 +282,7 @@ async fn vault_sign_mode_with_approle_and_a_role_that_forbids_the_trust_domain()
     assert_eq!(status["vault"]["auth"], "approle");
     assert_eq!(status["vault"]["role"], "signet");
     // Proxies renew into Vault-signed SVIDs (leaf issued by Vault's root) and keep serving.
-    eventually(
-        "the cart on a Vault-signed SVID",
-        Duration::from_secs(20),
-        || {
-            kept_chain_issuers(&mesh, "cart")
-                .first()
-                .is_some_and(|i| i.contains(VAULT_ROOT_CN))
-        },
-    )
-    .await;
+    cart_on_a_vault_signed_svid(&mesh).await;
     let (status, _) = mesh.call("/api/items").await;
     assert_eq!(status, 200);
     // A rotation in sign mode reads the mount again.
@@ -331,16 +336,7 @@ async fn vault_down_reports_errors_keeps_traffic_and_recovers() {
         "--wait",
     ]);
     mesh.cp.meshctl_ok(&args);
-    eventually(
-        "the cart on a Vault-signed SVID",
-        Duration::from_secs(20),
-        || {
-            kept_chain_issuers(&mesh, "cart")
-                .first()
-                .is_some_and(|i| i.contains(VAULT_ROOT_CN))
-        },
-    )
-    .await;
+    cart_on_a_vault_signed_svid(&mesh).await;
 
     let traffic = Traffic::start(&mesh);
     bao.stop();

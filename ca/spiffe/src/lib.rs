@@ -38,6 +38,7 @@ pub mod test_pki;
 pub use bundle::{BundleError, TrustBundle};
 pub use csr::{CsrError, WorkloadKey};
 pub use id::{IdError, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, TrustDomain};
+pub use pem::block as pem_block;
 pub use pem::certificates as certificates_to_pem;
 pub use private_file::write_private;
 pub use svid::{MAX_REFRESH_JITTER, Serial, SvidError, X509Svid, leaf_spiffe_id};

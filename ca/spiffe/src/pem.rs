@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use rustls_pki_types::CertificateDer;
 
 /// `der` as one PEM block with the given label, lines of 64 characters.
-pub(crate) fn block(label: &str, der: &[u8]) -> String {
+pub fn block(label: &str, der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
     out.push_str("-----BEGIN ");

@@ -17,7 +17,7 @@ use signet_spiffe::{TrustBundle, TrustDomain, X509Svid};
 use vaultrs::api::pki::requests::SignIntermediateRequest;
 
 use super::sign::unix;
-use super::{VaultSession, certificates, pem, split_chain};
+use super::{VaultSession, certificates, split_chain};
 use crate::authority::{Authority, AuthorityError, AuthorityStatus, BoxFuture, Clock, SignRequest};
 use crate::builtin::{new_key, read_key, write_file};
 use crate::local::{LocalSigner, describe_chain, not_after, not_before};
@@ -151,7 +151,7 @@ async fn sign_new(
     let csr = params
         .serialize_request(&key)
         .map_err(|e| AuthorityError::Sign(format!("intermediate CSR: {e}")))?;
-    let csr_pem = pem("CERTIFICATE REQUEST", csr.der().as_ref());
+    let csr_pem = signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.der().as_ref());
     let settings = session.settings();
     let mount = settings.mount().to_owned();
     let ttl = settings.intermediate_ttl().as_secs();
@@ -210,17 +210,19 @@ async fn sign_new(
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| AuthorityError::Storage(format!("securing `{}`: {e}", dir.display())))?;
     }
-    let pems = |certs: &[CertificateDer<'_>]| -> String {
-        certs
-            .iter()
-            .map(|c| pem("CERTIFICATE", c.as_ref()))
-            .collect()
-    };
     // Key first: a crash between writes leaves a key without its certificate, which `load`
     // refuses (a new intermediate is then signed), never a certificate without its key.
     write_file(&dir.join(KEY), key_pem.as_bytes(), 0o600)?;
-    write_file(&dir.join(CHAIN), pems(&chain).as_bytes(), 0o644)?;
-    write_file(&dir.join(ROOTS), pems(&roots).as_bytes(), 0o644)?;
+    write_file(
+        &dir.join(CHAIN),
+        signet_spiffe::certificates_to_pem(&chain).as_bytes(),
+        0o644,
+    )?;
+    write_file(
+        &dir.join(ROOTS),
+        signet_spiffe::certificates_to_pem(&roots).as_bytes(),
+        0o644,
+    )?;
     tracing::info!(
         trust_domain = %td,
         not_after = unix(not_after(&ours)?),

@@ -4,14 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::CertificateDer;
-use signet_spiffe::{TrustBundle, TrustDomain, WorkloadKey, X509Svid};
+use signet_spiffe::{TrustBundle, TrustDomain, X509Svid};
 use vaultrs::api::pki::requests::SignCertificateRequest;
 
 use super::endpoints::CaChainRequest;
-use super::{VaultSession, certificates, pem, split_chain};
+use super::{VaultSession, certificates, split_chain};
 use crate::authority::{Authority, AuthorityError, AuthorityStatus, BoxFuture, Clock, SignRequest};
-use crate::csr::check_csr;
-use crate::local::{describe_chain, not_after};
+use crate::local::{check_request, describe_chain, not_after, self_test_request};
 use crate::profile::SvidProfile;
 use crate::validate::{Expected, validate_issued};
 
@@ -67,14 +66,7 @@ impl VaultSignAuthority {
     }
 
     async fn self_test(&self) -> Result<(), AuthorityError> {
-        let id = self
-            .trust_domain
-            .workload("/signet/ca-self-test")
-            .map_err(|e| AuthorityError::Sign(e.to_string()))?;
-        let key = WorkloadKey::generate().map_err(|e| AuthorityError::Sign(e.to_string()))?;
-        let csr = key
-            .csr(&id)
-            .map_err(|e| AuthorityError::Sign(e.to_string()))?;
+        let (id, csr) = self_test_request(&self.trust_domain)?;
         self.sign_csr(SignRequest {
             csr: &csr,
             id: &id,
@@ -85,19 +77,13 @@ impl VaultSignAuthority {
     }
 
     async fn sign_csr(&self, request: SignRequest<'_>) -> Result<X509Svid, AuthorityError> {
-        if !request.id.is_member_of(&self.trust_domain) {
-            return Err(AuthorityError::ForeignId {
-                id: request.id.clone(),
-                trust_domain: self.trust_domain.to_string(),
-            });
-        }
-        let key = check_csr(request.csr, request.id)?;
+        let key = check_request(&self.trust_domain, &request)?;
         let now = self.clock.now();
         let window = self
             .profile
             .validity(now, request.ttl, self.issuer_not_after);
         let ttl = window.1.duration_since(now).unwrap_or_default().as_secs();
-        let csr_pem = pem("CERTIFICATE REQUEST", request.csr.as_ref());
+        let csr_pem = signet_spiffe::pem_block("CERTIFICATE REQUEST", request.csr.as_ref());
         let mount = self.session.settings().mount().to_owned();
         let uri = request.id.as_str().to_owned();
         let signed = self

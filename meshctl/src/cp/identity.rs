@@ -54,7 +54,7 @@ pub(crate) fn issue(args: &IssueArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.anonymous()?;
     let value = client.post(
         "/v1/svid",
-        &serde_json::json!({ "join_token": token, "csr": pem("CERTIFICATE REQUEST", csr.as_ref()) }),
+        &serde_json::json!({ "join_token": token, "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()) }),
     )?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating `{}`", args.out.display()))?;
@@ -129,18 +129,6 @@ pub(crate) fn deny(args: &DenyArgs) -> anyhow::Result<Outcome> {
         println!("denied {what}: every proxy refuses it from now on");
     }
     Ok(Outcome::Success)
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in body.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 fn when(v: &Value, key: &str) -> String {

@@ -181,12 +181,7 @@ pub(super) async fn setup(
 ) -> Result<Response, ApiError> {
     api.authorize(&op, "ca.manage", "ca").await?;
     let hub = &api.hub;
-    if let Some(s) = hub.ca.staged() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            CaError::Busy(s.backend.name().to_owned()).to_string(),
-        ));
-    }
+    refuse_while_staged(hub)?;
     if body.mode == VaultMode::Sign && body.role.is_none() {
         return Err(ApiError::bad("--mode sign needs --vault-role"));
     }
@@ -248,6 +243,17 @@ pub(super) async fn setup(
     Ok(Json(json!({ "checks": checks, "switched": true, "ca": describe(hub) })).into_response())
 }
 
+/// One rotation at a time.
+fn refuse_while_staged(hub: &Hub) -> Result<(), ApiError> {
+    match hub.ca.staged() {
+        Some(s) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            CaError::Busy(s.backend.name().to_owned()).to_string(),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn stage(hub: &Hub, next: Opened) -> Result<(), ApiError> {
     let name = next.backend.name();
     hub.ca.stage(next).map_err(|e| match e {
@@ -273,12 +279,7 @@ fn stage(hub: &Hub, next: Opened) -> Result<(), ApiError> {
 pub(super) async fn rotate(State(api): State<Api>, op: Operator) -> ApiResult {
     api.authorize(&op, "ca.manage", "ca").await?;
     let hub = &api.hub;
-    if let Some(s) = hub.ca.staged() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            CaError::Busy(s.backend.name().to_owned()).to_string(),
-        ));
-    }
+    refuse_while_staged(hub)?;
     let next = hub
         .ca
         .successor()
