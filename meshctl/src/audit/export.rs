@@ -1,4 +1,4 @@
-//! `meshctl audit export --format jsonl|cef|syslog|splunk-hec|elastic [--since T] [--until T]
+//! `meshctl audit export --format jsonl|ocsf|cef|syslog|splunk-hec|elastic [--since T] [--until T]
 //! [--output FILE | --to tcp://HOST:PORT | --to tls://HOST:PORT [--to-ca FILE]] [--cursor FILE]`:
 //! the control plane's audit records in a SIEM's format, appended to a file or streamed to a
 //! syslog receiver (RFC 5424 messages, octet-counted framing as RFC 5425 requires on TCP and
@@ -26,6 +26,9 @@ const PAGE: u32 = 1000;
 enum Format {
     /// The records' own JSON lines.
     Jsonl,
+    /// OCSF 1.5.0 events, one JSON object per line (API Activity, Network Activity,
+    /// Entity Management, Event Log Activity).
+    Ocsf,
     /// ArcSight Common Event Format.
     Cef,
     /// RFC 5424 syslog messages.
@@ -161,6 +164,7 @@ fn tls(
 fn render(format: Format, record: &Record, line: &str, hostname: &str) -> String {
     match format {
         Format::Jsonl => format!("{}\n", export::jsonl(line)),
+        Format::Ocsf => format!("{}\n", signet_audit::ocsf::ocsf(record, line)),
         Format::Cef => format!("{}\n", export::cef(record)),
         Format::Syslog => export::octet_counted(&export::syslog(record, line, hostname)),
         Format::SplunkHec => format!("{}\n", export::splunk_hec(record, line, hostname)),

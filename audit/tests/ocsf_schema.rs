@@ -1,0 +1,154 @@
+//! Every kind of audit record, exported as OCSF, validated against the OCSF schema by
+//! `tests/ocsf/validate.py` (JSON Schema generated offline from the OCSF release by
+//! `ocsf-json-schema`, checked by `jsonschema`; `./scripts/test.sh` installs both).
+
+use std::path::Path;
+
+use signet_audit::record::{
+    CertificateEvent, ConfigEvent, Decision, Event, GENESIS, Gap, OperatorEvent, PolicyEvent,
+    Record,
+};
+
+fn decision(action: &str, allowed: bool, policies: &[&str], trace: Option<&str>) -> Event {
+    Event::Decision(Decision {
+        decision: if allowed { "allow" } else { "deny" }.to_owned(),
+        action: action.to_owned(),
+        principal: "spiffe://t.test/ns/shop/sa/web".to_owned(),
+        serial: "0a1b".to_owned(),
+        resource: "cart".to_owned(),
+        namespace: "shop".to_owned(),
+        path: (action != "connect").then(|| "/api/items?x=1".to_owned()),
+        policies: policies.iter().map(|p| (*p).to_owned()).collect(),
+        bundle: "9f86d081".to_owned(),
+        trace: trace.map(str::to_owned),
+        src: "[2001:db8::1]:40000".to_owned(),
+        dst: "127.0.0.1:8443".to_owned(),
+        sample: 10,
+    })
+}
+
+#[test]
+fn every_record_kind_is_a_valid_ocsf_event() {
+    let events = vec![
+        decision(
+            "GET",
+            true,
+            &["web-reads-cart"],
+            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        ),
+        decision("POST", false, &[], None),
+        decision("PATCH", true, &["a", "b"], None),
+        decision("DELETE", false, &["no-deletes"], None),
+        decision("BREW", false, &[], None),
+        decision("connect", true, &["shop-connect"], None),
+        decision("connect", false, &[], None),
+        Event::Operator(OperatorEvent {
+            principal: "spiffe://t.test/signet/operator/admin".to_owned(),
+            action: "policy.apply".to_owned(),
+            target: "policies".to_owned(),
+            allowed: true,
+            detail: "admin-may-do-everything".to_owned(),
+        }),
+        Event::Operator(OperatorEvent {
+            principal: "spiffe://t.test/signet/operator/auditor".to_owned(),
+            action: "ca.manage".to_owned(),
+            target: "ca".to_owned(),
+            allowed: false,
+            detail: "default-deny".to_owned(),
+        }),
+        Event::Certificate(CertificateEvent {
+            kind: "issue".to_owned(),
+            spiffe_id: "spiffe://t.test/ns/shop/sa/cart".to_owned(),
+            serial: "0c".to_owned(),
+            not_after: 1_800_000_000_000_000_000,
+        }),
+        Event::Certificate(CertificateEvent {
+            kind: "revoke".to_owned(),
+            spiffe_id: "spiffe://t.test/ns/shop/sa/cart".to_owned(),
+            serial: "0c".to_owned(),
+            not_after: 0,
+        }),
+        Event::Policy(PolicyEvent {
+            version: 3,
+            hash: "9f86d081".to_owned(),
+            author: "spiffe://t.test/signet/operator/admin".to_owned(),
+            rolled_back_from: Some(5),
+        }),
+        Event::Config(ConfigEvent {
+            what: "ca".to_owned(),
+            version: 4,
+            detail: "promoted vault-intermediate".to_owned(),
+        }),
+        Event::Gap(Gap {
+            first: 10,
+            last: 19,
+            count: 10,
+            reason: "spool-full".to_owned(),
+        }),
+    ];
+    let mut out = String::new();
+    for (seq, event) in events.into_iter().enumerate() {
+        let record = Record {
+            seq: seq as u64 + 1,
+            prev: GENESIS.to_owned(),
+            time: 1_700_000_000_000_000_000 + seq as u64,
+            writer: "spiffe://t.test/ns/shop/sa/cart".to_owned(),
+            event,
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        out.push_str(&signet_audit::ocsf::ocsf(&record, &line));
+        out.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, out).unwrap();
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ocsf/validate.py");
+    let checked = std::process::Command::new("python3")
+        .arg(&validator)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "OCSF validation failed:\n{report}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for class in [
+        "7  6003 api_activity",
+        "2  4001 network_activity",
+        "4  3004 entity_management",
+        "1  1008 event_log_actvity",
+    ] {
+        assert!(report.contains(class), "expected {class}:\n{report}");
+    }
+}
+
+#[test]
+fn the_validator_rejects_what_breaks_the_schema() {
+    let record = Record {
+        seq: 1,
+        prev: GENESIS.to_owned(),
+        time: 1_700_000_000_000_000_000,
+        writer: "spiffe://t.test/ns/shop/sa/cart".to_owned(),
+        event: decision("GET", true, &["p"], None),
+    };
+    let line = serde_json::to_string(&record).unwrap();
+    let mut event: serde_json::Value =
+        serde_json::from_str(&signet_audit::ocsf::ocsf(&record, &line)).unwrap();
+    event["activity_id"] = serde_json::json!(42);
+    event["not_an_ocsf_attribute"] = serde_json::json!(true);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(&file, format!("{event}\n")).unwrap();
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ocsf/validate.py");
+    let checked = std::process::Command::new("python3")
+        .arg(&validator)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(!checked.status.success(), "{report}");
+    assert!(report.contains("activity_id"), "{report}");
+    assert!(report.contains("not_an_ocsf_attribute"), "{report}");
+}
