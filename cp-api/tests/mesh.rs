@@ -802,6 +802,44 @@ async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
         );
         assert!(f.contains("[signet@32473 writer=\""), "{f}");
     }
+
+    // Syslog over TLS (RFC 5425) to a real rsyslog, verified against its CA and host name.
+    let rsyslog = signet_tests::rsyslog::Rsyslog::start_tls(&mesh.dir.path().join("rsyslog"));
+    mesh.cp.meshctl_ok(&[
+        "audit",
+        "export",
+        "--format",
+        "syslog",
+        "--to",
+        &format!("tls://localhost:{}", rsyslog.port),
+        "--to-ca",
+        rsyslog.ca.to_str().unwrap(),
+        "--hostname",
+        "mesh-test",
+    ]);
+    let received = rsyslog.received(total, Duration::from_secs(20));
+    assert_eq!(received.len(), total, "{received:?}");
+    assert!(
+        received
+            .iter()
+            .all(|l| l.starts_with("decision-") && l.contains("[signet@32473 writer=\"")),
+        "{received:?}"
+    );
+    assert!(received.iter().any(|l| l.starts_with("decision-deny")));
+    // A receiver whose certificate does not chain to --to-ca is refused.
+    let out = mesh.cp.meshctl(&[
+        "audit",
+        "export",
+        "--format",
+        "syslog",
+        "--to",
+        &format!("tls://localhost:{}", rsyslog.port),
+        "--to-ca",
+        mesh.cp.setting("SIGNET_CA").as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+
     // Bad input: one clear line.
     let out = mesh
         .cp

@@ -16,3 +16,4 @@ pub mod mesh;
 pub mod openbao;
 pub mod pki;
 pub mod process;
+pub mod rsyslog;
