@@ -630,7 +630,7 @@ async fn shipped_count(cp: &ControlPlane, at_least: usize) -> usize {
     last
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
     let mesh = Mesh::start(&[]).await;
     for _ in 0..10 {
@@ -728,6 +728,62 @@ async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
     assert_eq!(hec_lines.len(), total);
     let event: serde_json::Value = serde_json::from_str(&hec_lines[0]).unwrap();
     assert_eq!(event["sourcetype"], "signet:audit");
+
+    // HEC and bulk over HTTPS, each with its own cursor.
+    use signet_tests::siem::{Flavor, Receiver};
+    let deliver = |format: &str, rx: &Receiver, token: &str, cursor: &Path| {
+        mesh.cp.meshctl(&[
+            "audit",
+            "export",
+            "--format",
+            format,
+            "--to",
+            rx.url.as_str(),
+            "--to-ca",
+            rx.ca.to_str().unwrap(),
+            "--to-token",
+            token,
+            "--cursor",
+            cursor.to_str().unwrap(),
+        ])
+    };
+    let splunk = Receiver::start(Flavor::SplunkHec, &mesh.dir.path().join("hec")).await;
+    let hec_cursor = mesh.dir.path().join("hec.cursor");
+    let refused = deliver("splunk-hec", &splunk, "wrong", &hec_cursor);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Invalid token (code 4)"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!hec_cursor.exists(), "nothing delivered, nothing recorded");
+    let sent = deliver("splunk-hec", &splunk, &splunk.token, &hec_cursor);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert_eq!(splunk.accepted.lock().unwrap().len(), total);
+    let elastic = Receiver::start(Flavor::ElasticBulk, &mesh.dir.path().join("es")).await;
+    let es_cursor = mesh.dir.path().join("es.cursor");
+    let sent = deliver("elastic", &elastic, &elastic.token, &es_cursor);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let docs = elastic.accepted.lock().unwrap().clone();
+    assert_eq!(docs.len(), total);
+    assert!(docs.values().all(|d| d["event"]["kind"] == "event"));
+    // The cursor lost: everything is sent again and refused as duplicates, nothing stored
+    // twice.
+    std::fs::remove_file(&es_cursor).unwrap();
+    let again = deliver("elastic", &elastic, &elastic.token, &es_cursor);
+    assert!(again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains(&format!("{total} were already in the index")),
+        "{stderr}"
+    );
+    assert_eq!(elastic.accepted.lock().unwrap().len(), total);
 
     // OCSF: every event valid against the OCSF schema (JSON Schema generated offline from
     // the OCSF release by `ocsf-json-schema`, checked by `jsonschema`).

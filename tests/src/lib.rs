@@ -17,3 +17,4 @@ pub mod openbao;
 pub mod pki;
 pub mod process;
 pub mod rsyslog;
+pub mod siem;

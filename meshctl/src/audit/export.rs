@@ -16,6 +16,7 @@ use serde_json::Value;
 use signet_audit::export;
 use signet_audit::record::Record;
 
+use super::deliver::{Api, Https};
 use crate::Outcome;
 use crate::cp::Connection;
 
@@ -58,12 +59,23 @@ pub(crate) struct ExportArgs {
         required_unless_present = "to"
     )]
     output: Option<PathBuf>,
-    /// Stream to a receiver: tcp://HOST:PORT or tls://HOST:PORT.
+    /// Send to a receiver: tcp://HOST:PORT or tls://HOST:PORT (syslog), https://HOST:PORT[/PATH]
+    /// (splunk-hec: Splunk's HTTP Event Collector; elastic: Elasticsearch's bulk API).
     #[arg(long, value_name = "URL")]
     to: Option<String>,
-    /// Roots (PEM) the tls:// receiver's certificate must chain to.
+    /// Roots (PEM) the tls:// or https:// receiver's certificate must chain to (a system
+    /// bundle such as /etc/ssl/certs/ca-certificates.crt for a public CA).
     #[arg(long, value_name = "FILE")]
     to_ca: Option<PathBuf>,
+    /// The receiver's credential: the HEC token (splunk-hec), an API key (elastic)
+    /// [env: SIGNET_EXPORT_TOKEN].
+    #[arg(
+        long,
+        env = "SIGNET_EXPORT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    to_token: Option<String>,
     /// Keep and resume from the last exported record's id in this file.
     #[arg(long, value_name = "FILE")]
     cursor: Option<PathBuf>,
@@ -79,6 +91,8 @@ enum Sink {
     File(std::fs::File),
     Tcp(std::net::TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>),
+    /// HEC or bulk over HTTPS: a batch is buffered, then posted at commit.
+    Https(Box<Https>, Vec<u8>),
 }
 
 impl Sink {
@@ -95,9 +109,32 @@ impl Sink {
             .to
             .as_deref()
             .ok_or_else(|| anyhow!("give --output or --to"))?;
-        let (scheme, address) = to
-            .split_once("://")
-            .ok_or_else(|| anyhow!("--to `{to}` must be tcp://HOST:PORT or tls://HOST:PORT"))?;
+        let (scheme, address) = to.split_once("://").ok_or_else(|| {
+            anyhow!("--to `{to}` must be tcp://HOST:PORT, tls://HOST:PORT or https://HOST:PORT")
+        })?;
+        if scheme == "https" {
+            let api = match args.format {
+                Format::SplunkHec => Api::SplunkHec,
+                Format::Elastic => Api::ElasticBulk,
+                other => bail!(
+                    "--to https:// takes --format splunk-hec or elastic, not {}",
+                    other
+                        .to_possible_value()
+                        .map_or_else(String::new, |v| v.get_name().to_owned())
+                ),
+            };
+            let ca = args
+                .to_ca
+                .as_ref()
+                .ok_or_else(|| anyhow!("https:// needs --to-ca (the receiver's roots)"))?;
+            let https = Https::new(api, to, args.to_token.clone(), client_config(ca)?)?;
+            return Ok(Sink::Https(Box::new(https), Vec::new()));
+        }
+        if matches!(args.format, Format::SplunkHec | Format::Elastic) {
+            bail!(
+                "--format splunk-hec and elastic are sent with --to https://… (or written with --output)"
+            );
+        }
         let tcp = std::net::TcpStream::connect(address)
             .with_context(|| format!("connecting to {address}"))?;
         let _ = tcp.set_nodelay(true);
@@ -119,15 +156,24 @@ impl Sink {
             Sink::File(f) => f.write_all(bytes),
             Sink::Tcp(s) => s.write_all(bytes),
             Sink::Tls(s) => s.write_all(bytes),
+            Sink::Https(_, batch) => {
+                batch.extend_from_slice(bytes);
+                Ok(())
+            }
         }
     }
 
     /// Makes what was written durable (file) or handed to the receiver (stream).
-    fn commit(&mut self) -> std::io::Result<()> {
+    fn commit(&mut self) -> anyhow::Result<()> {
         match self {
-            Sink::File(f) => f.sync_data(),
-            Sink::Tcp(s) => s.flush(),
-            Sink::Tls(s) => s.flush(),
+            Sink::File(f) => Ok(f.sync_data()?),
+            Sink::Tcp(s) => Ok(s.flush()?),
+            Sink::Tls(s) => Ok(s.flush()?),
+            Sink::Https(https, batch) => {
+                https.send(batch)?;
+                batch.clear();
+                Ok(())
+            }
         }
     }
 }
@@ -137,19 +183,7 @@ fn tls(
     ca: &PathBuf,
     tcp: std::net::TcpStream,
 ) -> anyhow::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
-        .with_context(|| format!("reading `{}`", ca.display()))?
-    {
-        roots
-            .add(cert.with_context(|| format!("reading `{}`", ca.display()))?)
-            .map_err(|e| anyhow!("`{}`: {e}", ca.display()))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(signet_spiffe::tls::provider())
-        .with_protocol_versions(signet_spiffe::tls::PROTOCOL_VERSIONS)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = client_config(ca)?;
     let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
     let name = rustls::pki_types::ServerName::try_from(
         host.trim_start_matches('[')
@@ -159,6 +193,25 @@ fn tls(
     .map_err(|e| anyhow!("`{host}`: {e}"))?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
     Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// TLS to a receiver whose certificate chains to the roots in `ca` and names its host.
+fn client_config(ca: &PathBuf) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading `{}`", ca.display()))?
+    {
+        roots
+            .add(cert.with_context(|| format!("reading `{}`", ca.display()))?)
+            .map_err(|e| anyhow!("`{}`: {e}", ca.display()))?;
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(signet_spiffe::tls::provider())
+            .with_protocol_versions(signet_spiffe::tls::PROTOCOL_VERSIONS)?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 fn render(format: Format, record: &Record, line: &str, hostname: &str) -> String {
@@ -227,7 +280,7 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Outcome> {
             break;
         }
         sink.write(out.as_bytes()).context("writing the export")?;
-        sink.commit().context("writing the export")?;
+        sink.commit().context("delivering the export")?;
         exported += rows.len() as u64;
         after = last;
         if let Some(path) = &args.cursor {
@@ -238,6 +291,12 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Outcome> {
             break;
         }
     }
-    eprintln!("exported {exported} records (last id {after})");
+    match &sink {
+        Sink::Https(https, _) if https.duplicates > 0 => eprintln!(
+            "exported {exported} records (last id {after}); {} were already in the index",
+            https.duplicates
+        ),
+        _ => eprintln!("exported {exported} records (last id {after})"),
+    }
     Ok(Outcome::Success)
 }

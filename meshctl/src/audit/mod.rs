@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use crate::Outcome;
 
+mod deliver;
 mod export;
 pub(crate) mod spools;
 mod tail;
