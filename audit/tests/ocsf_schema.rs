@@ -2,6 +2,11 @@
 //! `tests/ocsf/validate.py` (JSON Schema generated offline from the OCSF release by
 //! `ocsf-json-schema`, checked by `jsonschema`; `./scripts/test.sh` installs both).
 
+#![expect(
+    clippy::expect_used,
+    reason = "test helper: a failure is the test failing"
+)]
+
 use std::path::Path;
 
 use signet_audit::record::{
@@ -25,6 +30,22 @@ fn decision(action: &str, allowed: bool, policies: &[&str], trace: Option<&str>)
         dst: "127.0.0.1:8443".to_owned(),
         sample: 10,
     })
+}
+
+/// Runs the validator on `file`: whether every event passed, and what it printed.
+fn validate(file: &Path) -> (bool, String) {
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ocsf/validate.py");
+    let checked = std::process::Command::new("python3")
+        .arg(&validator)
+        .arg(file)
+        .output()
+        .expect("python3 runs (./scripts/test.sh installs the validator's packages)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    (checked.status.success(), report)
 }
 
 #[test]
@@ -102,18 +123,8 @@ fn every_record_kind_is_a_valid_ocsf_event() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.jsonl");
     std::fs::write(&file, out).unwrap();
-    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ocsf/validate.py");
-    let checked = std::process::Command::new("python3")
-        .arg(&validator)
-        .arg(&file)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&checked.stdout);
-    assert!(
-        checked.status.success(),
-        "OCSF validation failed:\n{report}{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let (ok, report) = validate(&file);
+    assert!(ok, "OCSF validation failed:\n{report}");
     for class in [
         "7  6003 api_activity",
         "2  4001 network_activity",
@@ -141,14 +152,8 @@ fn the_validator_rejects_what_breaks_the_schema() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.jsonl");
     std::fs::write(&file, format!("{event}\n")).unwrap();
-    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ocsf/validate.py");
-    let checked = std::process::Command::new("python3")
-        .arg(&validator)
-        .arg(&file)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&checked.stdout);
-    assert!(!checked.status.success(), "{report}");
+    let (ok, report) = validate(&file);
+    assert!(!ok, "{report}");
     assert!(report.contains("activity_id"), "{report}");
     assert!(report.contains("not_an_ocsf_attribute"), "{report}");
 }
