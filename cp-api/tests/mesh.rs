@@ -261,6 +261,19 @@ async fn traffic_flows_while_the_control_plane_is_down_and_proxies_reconnect_aft
     // Back on the same data dir and ports: nothing stored was lost, proxies reconnect.
     mesh.cp.restart();
     assert_eq!(mesh.versions(), [1]);
+    // The registry survived the restart: both proxies are known at once, and traffic keeps
+    // flowing while they reconnect (the new configurations still carry the cart's endpoint).
+    let out = mesh.cp.meshctl_ok(&["proxies", "list", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["proxies"].as_array().unwrap().len(), 2, "{v}");
+    for i in 0..80 {
+        assert_eq!(
+            mesh.call("/api/items").await.0,
+            200,
+            "request {i} after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         mesh.frontend
             .metric_reaching("signet_proxy_control_plane_connected", 1)

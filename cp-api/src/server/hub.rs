@@ -128,6 +128,7 @@ impl Hub {
             hub.publish_policies(meta, files)?;
         }
         hub.reload_deny_list().await?;
+        hub.restore_members().await?;
         Ok(hub)
     }
 
@@ -309,17 +310,56 @@ impl Hub {
         })
     }
 
-    /// Removes proxies whose heartbeats stopped; returns how many.
-    pub fn expire(&self, after: Duration) -> usize {
+    /// Removes proxies whose heartbeats stopped; returns their instances.
+    pub fn expire(&self, after: Duration) -> Vec<String> {
         let removed = self.with_registry(|r| {
-            let before = r.len();
-            r.retain(|_, e| e.seen.elapsed() < after);
-            before - r.len()
+            let gone: Vec<String> = r
+                .values()
+                .filter(|e| e.seen.elapsed() >= after)
+                .map(|e| e.instance.clone())
+                .collect();
+            for instance in &gone {
+                r.remove(instance);
+            }
+            gone
         });
-        if removed > 0 {
+        if !removed.is_empty() {
             self.changed();
         }
         removed
+    }
+
+    /// Restores the registrations kept in the store: each counts as just seen, so a proxy
+    /// that does not heartbeat again leaves after three missed heartbeats as usual. Their
+    /// configuration versions are unknown (0) until they do.
+    async fn restore_members(&self) -> Result<(), StoreError> {
+        let members = self.store.members().await?;
+        let now = SystemTime::now();
+        self.with_registry(|r| {
+            for m in members {
+                let Ok(spiffe_id) = m.spiffe_id.parse::<SpiffeId>() else {
+                    continue;
+                };
+                r.insert(
+                    m.instance.clone(),
+                    ProxyEntry {
+                        instance: m.instance,
+                        spiffe_id,
+                        service: m.service,
+                        namespace: m.namespace,
+                        endpoint: m.endpoint,
+                        admin: m.admin,
+                        serial: m.serial,
+                        config_version: 0,
+                        policy_version: 0,
+                        registered_at: crate::server::store::from_unix_ms(m.registered_at),
+                        last_seen: now,
+                        seen: Instant::now(),
+                    },
+                );
+            }
+        });
+        Ok(())
     }
 
     /// Every registered proxy, by service then instance.

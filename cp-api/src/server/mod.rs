@@ -195,14 +195,22 @@ pub async fn start(options: Options) -> Result<Running, String> {
         let after = expiry_hub.heartbeat_interval * 3;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let removed = expiry_hub.expire(after);
-                    if removed > 0 {
-                        tracing::info!(removed, "proxies missed their heartbeats; endpoints removed");
-                    }
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopping {
+                return;
+            }
+            let removed = expiry_hub.expire(after);
+            if !removed.is_empty() {
+                tracing::info!(
+                    removed = removed.len(),
+                    "proxies missed their heartbeats; endpoints removed"
+                );
+                if let Err(e) = expiry_hub.store.remove_members(removed).await {
+                    tracing::error!(error = %e, "forgetting expired registrations failed");
                 }
-                _ = stop.wait_for(|s| *s) => return,
             }
         }
     });

@@ -76,6 +76,16 @@ impl pb::registry_server::Registry for RegistryService {
             return Err(Status::invalid_argument("admin is not host:port"));
         }
         tracing::info!(spiffe_id = %id, instance = %body.instance, %endpoint, "proxy registered");
+        let member = crate::server::store::Member {
+            instance: body.instance.clone(),
+            spiffe_id: id.as_str().to_owned(),
+            service: service.name.clone(),
+            namespace: service.namespace.clone(),
+            endpoint: endpoint.to_string(),
+            admin: body.admin.clone(),
+            serial: serial.clone(),
+            registered_at: crate::server::store::unix_ms(std::time::SystemTime::now()),
+        };
         self.hub.register(
             body.instance,
             id,
@@ -86,6 +96,11 @@ impl pb::registry_server::Registry for RegistryService {
             serial,
             (body.config_version, body.policy_version),
         );
+        // Kept so that a restarted control plane still knows this endpoint until the proxy
+        // heartbeats again; the registration stands even if the write fails.
+        if let Err(e) = self.hub.store.put_member(member).await {
+            tracing::error!(error = %e, "keeping the registration failed");
+        }
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_seconds: u32::try_from(self.hub.heartbeat_interval.as_secs())
                 .unwrap_or(u32::MAX)

@@ -89,6 +89,20 @@ pub struct DenyEntry {
     pub created_at: i64,
 }
 
+/// A registered proxy, as kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub instance: String,
+    pub spiffe_id: String,
+    pub service: String,
+    pub namespace: String,
+    pub endpoint: String,
+    pub admin: String,
+    pub serial: String,
+    /// Unix milliseconds.
+    pub registered_at: i64,
+}
+
 /// An operator action, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OperatorAction {
@@ -200,6 +214,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn deny_list(&self) -> BoxFuture<'_, Result<Vec<DenyEntry>, StoreError>>;
     /// Adds (or replaces) a deny-list entry.
     fn deny(&self, entry: DenyEntry) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Keeps a registered proxy (replacing its earlier registration).
+    fn put_member(&self, member: Member) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Forgets proxies that left the registry.
+    fn remove_members(&self, instances: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Every kept proxy.
+    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, StoreError>>;
 
     /// Indexes shipped audit records (already stored as spool lines).
     fn index_audit(&self, rows: Vec<AuditRow>) -> BoxFuture<'_, Result<(), StoreError>>;

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AuditQuery, AuditRow, DenyEntry, IssuedCertificate, NewPolicyVersion, OperatorAction,
+    AuditQuery, AuditRow, DenyEntry, IssuedCertificate, Member, NewPolicyVersion, OperatorAction,
     PolicyVersion, Store, StoreError, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
@@ -21,6 +21,10 @@ use super::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_audit.sql")),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_members.sql"),
+    ),
 ];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -451,6 +455,67 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
             Ok(())
+        })
+    }
+
+    fn put_member(&self, member: Member) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT OR REPLACE INTO members (instance, spiffe_id, service, namespace, \
+                 endpoint, admin, serial, registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&member.instance)
+            .bind(&member.spiffe_id)
+            .bind(&member.service)
+            .bind(&member.namespace)
+            .bind(&member.endpoint)
+            .bind(&member.admin)
+            .bind(&member.serial)
+            .bind(member.registered_at)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn remove_members(&self, instances: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            for instance in &instances {
+                sqlx::query("DELETE FROM members WHERE instance = $1")
+                    .bind(instance)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT instance, spiffe_id, service, namespace, endpoint, admin, serial, \
+                 registered_at FROM members ORDER BY instance",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Member {
+                        instance: r.try_get("instance").map_err(backend)?,
+                        spiffe_id: r.try_get("spiffe_id").map_err(backend)?,
+                        service: r.try_get("service").map_err(backend)?,
+                        namespace: r.try_get("namespace").map_err(backend)?,
+                        endpoint: r.try_get("endpoint").map_err(backend)?,
+                        admin: r.try_get("admin").map_err(backend)?,
+                        serial: r.try_get("serial").map_err(backend)?,
+                        registered_at: r.try_get("registered_at").map_err(backend)?,
+                    })
+                })
+                .collect()
         })
     }
 

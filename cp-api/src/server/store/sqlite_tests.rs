@@ -112,3 +112,35 @@ async fn operator_tokens_are_found_by_hash_and_replaced_by_name() {
         Some("spiffe://t.test/signet/operator/admin")
     );
 }
+
+#[tokio::test]
+async fn members_are_kept_replaced_and_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cp.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let member = |instance: &str, endpoint: &str| Member {
+        instance: instance.to_owned(),
+        spiffe_id: "spiffe://t.test/ns/shop/sa/cart".to_owned(),
+        service: "cart".to_owned(),
+        namespace: "shop".to_owned(),
+        endpoint: endpoint.to_owned(),
+        admin: String::new(),
+        serial: "0a".to_owned(),
+        registered_at: 1_700_000_000_000,
+    };
+    store.put_member(member("a", "127.0.0.1:1")).await.unwrap();
+    store.put_member(member("b", "127.0.0.1:2")).await.unwrap();
+    // Registering again replaces.
+    store.put_member(member("a", "127.0.0.1:3")).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.members().await.unwrap(),
+        [member("a", "127.0.0.1:3"), member("b", "127.0.0.1:2")]
+    );
+    store
+        .remove_members(vec!["b".to_owned(), "unknown".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(store.members().await.unwrap(), [member("a", "127.0.0.1:3")]);
+}
