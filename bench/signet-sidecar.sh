@@ -58,4 +58,8 @@ sample_allows = 1
 EOC
 fi
 export RUST_LOG=${RUST_LOG:-warn}
-exec "$bin" --config "$d/signet.toml" --workers "$SC_WORKERS" > "$d/stdout.log" 2> "$d/stderr.log"
+# SIGNET_BENCH_SIDECAR_CPUS (e.g. 1) pins the proxy, so the load generator can have the other
+# core to itself (see run.sh --lg-cpus).
+pin=()
+[ -n "${SIGNET_BENCH_SIDECAR_CPUS:-}" ] && pin=(taskset -c "$SIGNET_BENCH_SIDECAR_CPUS")
+exec "${pin[@]}" "$bin" --config "$d/signet.toml" --workers "$SC_WORKERS" > "$d/stdout.log" 2> "$d/stderr.log"

@@ -31,6 +31,8 @@ Usage: $0 [options]
   --gate-wait S        (default 20)
   --retries N          repeat a run up to N times when foreign CPU during it was >= --contam-pct (default 1)
   --contam-pct X       (default 15)
+  --lg-cpus LIST       pin the load generators to these CPUs (taskset list, e.g. 0); pair with
+                       SIGNET_BENCH_SIDECAR_CPUS=1 for the adapters, to keep them off each other's core
   --nice N             run this script and everything it starts at nice N (e.g. -10 on a shared
                        machine, so co-tenant jobs at nice 0 disturb the measurements less; default 0)
   --no-install         do not apt-get/cargo install missing tools
@@ -69,7 +71,7 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift;; --hs-clients) HS_CLIENTS=$2; shift;; --tests) TESTS=$2; shift;;
     --only) ONLY=$2; shift;; --no-install) INSTALL=0;; --out) OUT=$2; shift;;
     --base-port) BASE_PORT=$2; shift;; --gate-pct) GATE_PCT=$2; shift;; --gate-wait) GATE_WAIT=$2; shift;;
-    --retries) RETRIES=$2; shift;; --nice) NICE=$2; shift;; --contam-pct) CONTAM_PCT=$2; shift;;
+    --retries) RETRIES=$2; shift;; --nice) NICE=$2; shift;; --lg-cpus) LG_CPUS=$2; shift;; --contam-pct) CONTAM_PCT=$2; shift;;
     --sidecar) n=${2%%=*}; c=${2#*=}; [ -n "$n" ] && [ "$n" != "$2" ] || { echo "bad --sidecar $2" >&2; exit 2; }
                [ -n "${SIDECAR[$n]+x}" ] || SIDECAR_ORDER+=("$n"); SIDECAR[$n]=$c; shift;;
     --fixed-workers) FIXED[$2]=1; shift;;
@@ -154,6 +156,7 @@ quiet_gate() {  # wait until foreign load is below GATE_PCT (or GATE_WAIT s pass
   local i b=0; for ((i=0; i*1 < GATE_WAIT; i++)); do b=$(busy_pct 0.5); [ "$b" -lt "$GATE_PCT" ] && break; sleep 0.5; done; echo $b; }
 lg_run() {  # cpufile timeout cmd... : run a load generator, write its CPU ticks (user+sys) to cpufile
   local cf=$1 to=$2; shift 2; rm -f "$cf"
+  [ -n "${LG_CPUS:-}" ] && set -- taskset -c "$LG_CPUS" "$@"
   CPUF=$cf timeout "$to" bash -c '"$@"; rc=$?; s=$(cat /proc/$$/stat); s=${s##*) }; set -- $s; echo $(( ${14} + ${15} )) > "$CPUF"; exit $rc' _ "$@"; }
 MB_T0=0 MB_B0=0 MB_S0=0 MB_M0=0 LAST_FOREIGN=0
 with_retries() {  # round test-label topo cmd... : rerun while foreign CPU load contaminated the run
