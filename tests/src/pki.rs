@@ -43,6 +43,22 @@ impl Pki {
         self.write(dir, name, &LeafSpec::for_id(id))
     }
 
+    /// A TLS server certificate for `localhost` (no SPIFFE ID), valid for an hour, written
+    /// as [`Pki::write`] does: for receivers the exporters verify by host name.
+    pub fn localhost_server(&self, dir: &Path, name: &str) -> IdentityFiles {
+        let now = std::time::SystemTime::now();
+        let spec = LeafSpec {
+            uris: Vec::new(),
+            dns: vec!["localhost".to_owned()],
+            is_ca: false,
+            not_before: now - std::time::Duration::from_secs(60),
+            not_after: now + std::time::Duration::from_secs(3600),
+            eku: Vec::new(),
+            ku: Vec::new(),
+        };
+        self.write(dir, name, &spec)
+    }
+
     /// The bundle, PEM.
     pub fn bundle_pem(&self) -> String {
         self.ca.bundle().to_pem()

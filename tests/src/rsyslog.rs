@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use signet_spiffe::test_pki::LeafSpec;
-
 use crate::pki::Pki;
 
 /// A running rsyslogd, killed on drop.
@@ -47,17 +45,7 @@ impl Rsyslog {
     pub fn start_tls(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let pki = Pki::new("syslog.test");
-        let now = std::time::SystemTime::now();
-        let spec = LeafSpec {
-            uris: Vec::new(),
-            dns: vec!["localhost".to_owned()],
-            is_ca: false,
-            not_before: now - Duration::from_secs(60),
-            not_after: now + Duration::from_secs(3600),
-            eku: Vec::new(),
-            ku: Vec::new(),
-        };
-        let files = pki.write(dir, "rsyslog", &spec);
+        let files = pki.localhost_server(dir, "rsyslog");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -16,7 +15,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
-use signet_spiffe::test_pki::LeafSpec;
 
 use crate::pki::Pki;
 
@@ -195,20 +193,7 @@ impl Receiver {
     /// under `dir`.
     pub async fn start(flavor: Flavor, dir: &Path) -> Self {
         let pki = Pki::new("siem.test");
-        let now = SystemTime::now();
-        let files = pki.write(
-            dir,
-            "receiver",
-            &LeafSpec {
-                uris: Vec::new(),
-                dns: vec!["localhost".to_owned()],
-                is_ca: false,
-                not_before: now - std::time::Duration::from_secs(60),
-                not_after: now + std::time::Duration::from_secs(3600),
-                eku: Vec::new(),
-                ku: Vec::new(),
-            },
-        );
+        let files = pki.localhost_server(dir, "receiver");
         use rustls::pki_types::pem::PemObject as _;
         let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&files.cert)
             .unwrap()
