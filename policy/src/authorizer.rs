@@ -137,11 +137,54 @@ pub struct HttpRequest<'a> {
     pub query: &'a str,
     /// Headers; names are lower-cased before evaluation. A repeated header's values are
     /// joined with `,`.
-    pub headers: &'a [(String, String)],
+    pub headers: Headers<'a>,
     /// Source address of the connection.
     pub source_ip: IpAddr,
     /// End-user claims, when a JWT was verified.
     pub claims: Option<&'a Claims>,
+}
+
+/// A request's headers: given, or made only when a candidate policy reads them (most
+/// decisions do not, and a proxy would otherwise copy every header of every request).
+#[derive(Clone, Copy)]
+pub enum Headers<'a> {
+    /// Name/value pairs.
+    Pairs(&'a [(String, String)]),
+    /// Called at most once per decision, and only when a candidate policy reads headers.
+    Lazy(&'a dyn Fn() -> Vec<(String, String)>),
+}
+
+impl Headers<'_> {
+    /// No headers.
+    pub const NONE: Headers<'static> = Headers::Pairs(&[]);
+
+    fn joined(&self) -> Vec<(String, String)> {
+        match self {
+            Headers::Pairs(pairs) => joined_headers(pairs),
+            Headers::Lazy(make) => joined_headers(&make()),
+        }
+    }
+}
+
+impl<'a> From<&'a [(String, String)]> for Headers<'a> {
+    fn from(pairs: &'a [(String, String)]) -> Self {
+        Headers::Pairs(pairs)
+    }
+}
+
+impl<'a> From<&'a Vec<(String, String)>> for Headers<'a> {
+    fn from(pairs: &'a Vec<(String, String)>) -> Self {
+        Headers::Pairs(pairs)
+    }
+}
+
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Headers::Pairs(pairs) => f.debug_tuple("Pairs").field(pairs).finish(),
+            Headers::Lazy(_) => f.write_str("Lazy"),
+        }
+    }
 }
 
 /// Prepared caller/target pairs kept before the cache starts over. Each holds a few small
@@ -247,6 +290,9 @@ struct Prepared {
     source_ip: RestrictedExpression,
     /// The `connect` decision, once made.
     connect: OnceLock<Decision>,
+    /// By action number: the decision for requests when the candidate policies read nothing
+    /// that changes between requests (`Needs::PER_REQUEST`), once made.
+    settled: Vec<OnceLock<Decision>>,
 }
 
 impl Prepared {
@@ -267,6 +313,9 @@ impl Prepared {
             peer: string(peer.as_str()),
             source_ip: RestrictedExpression::new_ip(source_ip.to_string()),
             connect: OnceLock::new(),
+            settled: (0..ActionTable::get().len())
+                .map(|_| OnceLock::new())
+                .collect(),
         })
     }
 
@@ -451,6 +500,12 @@ impl Authorizer {
         let decide = || decide_with(&prepared, action, ask, needs, &index.set_of(&candidates));
         match ask {
             Ask::Connect(_) => prepared.connect.get_or_init(decide).clone(),
+            Ask::Http(_) if !needs.reads_any(Needs::PER_REQUEST) => {
+                match prepared.settled.get(action) {
+                    Some(settled) => settled.get_or_init(decide).clone(),
+                    None => decide(),
+                }
+            }
             Ask::Http(_) => decide(),
         }
     }
@@ -611,7 +666,7 @@ fn http_context(
     }
     if needs.has(Needs::HEADERS) {
         let headers = uid(&types.headers, "request");
-        entities.push(entity(&headers, [], None, &joined_headers(request.headers)));
+        entities.push(entity(&headers, [], None, &request.headers.joined()));
         context.push((
             "headers".to_owned(),
             RestrictedExpression::new_entity_uid(headers),

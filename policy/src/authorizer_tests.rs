@@ -42,7 +42,7 @@ fn get<'a>(path: &'a str, headers: &'a [(String, String)]) -> HttpRequest<'a> {
         path,
         host: "cart",
         query: "",
-        headers,
+        headers: headers.into(),
         source_ip: IP,
         claims: None,
     }
@@ -282,5 +282,78 @@ fn cedar_inputs_fit_the_schema() {
     assert!(
         table.request_action("read").is_none(),
         "groups are not request actions"
+    );
+}
+
+#[test]
+fn a_decision_is_reused_only_while_no_candidate_reads_the_request() {
+    let frontend = shop("frontend");
+    let headers_made = std::cell::Cell::new(0);
+    let debug = || {
+        headers_made.set(headers_made.get() + 1);
+        vec![("X-Debug".to_owned(), "1".to_owned())]
+    };
+    let request = |path| HttpRequest {
+        headers: Headers::Lazy(&debug),
+        ..get(path, &[])
+    };
+
+    // Nothing per request is read: one answer for every GET, and the headers are never made.
+    let open = with(r#"@id("all") permit (principal, action, resource);"#);
+    for path in ["/api", "/admin", "/api"] {
+        let d = open.request(&caller(&frontend), &svc("cart"), &request(path));
+        assert_eq!(d.policies, ["all"], "{path}");
+    }
+    assert_eq!(headers_made.get(), 0);
+
+    // A candidate reading the path: each request is decided on its own path.
+    let guarded = with(
+        r#"@id("all") permit (principal, action, resource);
+           @id("no-admin") forbid (principal, action == Mesh::Action::"GET", resource) when { context.path like "/admin*" };"#,
+    );
+    let decide = |path| guarded.request(&caller(&frontend), &svc("cart"), &request(path));
+    assert!(decide("/api").is_allowed());
+    assert_eq!(decide("/admin").policies, ["no-admin"]);
+    assert!(decide("/api").is_allowed());
+    assert_eq!(headers_made.get(), 0);
+
+    // A candidate reading headers gets them, made once per decision.
+    let no_debug = with(
+        r#"@id("all") permit (principal, action, resource);
+           @id("no-debug") forbid (principal, action == Mesh::Action::"GET", resource) when { context.headers.hasTag("x-debug") };"#,
+    );
+    let d = no_debug.request(&caller(&frontend), &svc("cart"), &request("/api"));
+    assert_eq!(d.policies, ["no-debug"]);
+    assert_eq!(headers_made.get(), 1);
+    let plain = get("/api", &[]);
+    assert!(
+        no_debug
+            .request(&caller(&frontend), &svc("cart"), &plain)
+            .is_allowed()
+    );
+
+    // The connection-level context (source address) is part of what a reused answer is for.
+    let local_only = with(
+        r#"@id("local") permit (principal, action, resource) when { context.source_ip.isLoopback() };"#,
+    );
+    let from = |ip| HttpRequest {
+        source_ip: ip,
+        ..get("/api", &[])
+    };
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert!(
+        local_only
+            .request(&caller(&frontend), &svc("cart"), &from(loopback))
+            .is_allowed()
+    );
+    assert!(
+        !local_only
+            .request(&caller(&frontend), &svc("cart"), &from(IP))
+            .is_allowed()
+    );
+    assert!(
+        local_only
+            .request(&caller(&frontend), &svc("cart"), &from(loopback))
+            .is_allowed()
     );
 }

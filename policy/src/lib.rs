@@ -31,7 +31,7 @@ mod slice;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 
-pub use authorizer::{Authorizer, Caller, Claims, Decision, Effect, HttpRequest, Target};
+pub use authorizer::{Authorizer, Caller, Claims, Decision, Effect, Headers, HttpRequest, Target};
 pub use bundle::{BundleError, PolicyBundle, PolicyOrigin, PolicySource, Problem};
 pub use enforced::Enforced;
 pub use explain::{Cited, Explanation, Miss, NearMiss};

@@ -195,7 +195,7 @@ pub fn access_diff(old: &Authorizer, new: &Authorizer, inventory: &Inventory) ->
                     path: &sample.path,
                     host: &service.name,
                     query: &sample.query,
-                    headers: &headers,
+                    headers: (&headers).into(),
                     source_ip: workload.source_ip,
                     claims: None,
                 };

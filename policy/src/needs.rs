@@ -21,9 +21,19 @@ impl Needs {
     pub(crate) const GRPC: Needs = Needs(1 << 6);
     pub(crate) const USER: Needs = Needs(1 << 7);
     pub(crate) const ALL: Needs = Needs(u8::MAX);
+    /// The parts that can change from one request to the next between the same caller and
+    /// target (peer ID and source address are fixed per connection): a decision reading none
+    /// of them is the same for every request of its action, and is made once.
+    pub(crate) const PER_REQUEST: Needs = Needs(
+        Self::PATH.0 | Self::HOST.0 | Self::QUERY.0 | Self::HEADERS.0 | Self::GRPC.0 | Self::USER.0,
+    );
 
     pub(crate) fn has(self, part: Needs) -> bool {
         self.0 & part.0 == part.0
+    }
+
+    pub(crate) fn reads_any(self, parts: Needs) -> bool {
+        self.0 & parts.0 != 0
     }
 
     pub(crate) fn union(self, other: Needs) -> Needs {
@@ -110,6 +120,22 @@ mod tests {
             Needs::of_policy("permit(principal, action, resource);"),
             Needs::default()
         );
+    }
+
+    #[test]
+    fn per_request_parts_are_told_apart_from_per_connection_ones() {
+        let connection = Needs::of_policy(
+            r#"permit(principal, action, resource) when {
+               context.source_ip.isLoopback() && context.peer_spiffe_id like "spiffe://a/*" };"#,
+        );
+        assert!(!connection.reads_any(Needs::PER_REQUEST));
+        for read in ["path", "host", "query", "headers", "grpc_service", "user"] {
+            let n = Needs::of_policy(&format!(
+                "permit(principal, action, resource) when {{ context has {read} }};"
+            ));
+            assert!(n.reads_any(Needs::PER_REQUEST), "{read}");
+        }
+        assert!(Needs::ALL.reads_any(Needs::PER_REQUEST));
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl Synthetic {
                 path: &r.path,
                 host: target.name,
                 query: "",
-                headers: &r.headers,
+                headers: (&r.headers).into(),
                 source_ip: SOURCE_IP,
                 claims: None,
             };

@@ -66,7 +66,7 @@ fn get(path: &str) -> HttpRequest<'_> {
         path,
         host: "cart",
         query: "",
-        headers: &[],
+        headers: signet_policy::Headers::NONE,
         source_ip: IP,
         claims: None,
     }

@@ -240,7 +240,7 @@ fn decide(a: &Authorizer, r: &Req) -> signet_policy::Decision {
             path: PATHS[r.path],
             host: name,
             query: "",
-            headers: &headers,
+            headers: (&headers).into(),
             source_ip: source,
             claims: claims.as_ref(),
         },

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use signet_policy::{Caller, Decision, HttpRequest};
+use signet_policy::{Caller, Decision, Headers, HttpRequest};
 use signet_spiffe::{Serial, SpiffeId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -360,17 +360,20 @@ async fn decide_and_forward(
     let authorizer = proxy.policies.current();
     let decision = {
         // Every header reaches the policies, whatever bytes its value holds: dropping the
-        // non-UTF-8 ones would let a client hide a header a `forbid` looks for.
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        // non-UTF-8 ones would let a client hide a header a `forbid` looks for. Copied only
+        // when a candidate policy reads headers.
+        let headers = || -> Vec<(String, String)> {
+            request
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect()
+        };
         let host = request
             .headers()
             .get(header::HOST)
@@ -389,7 +392,7 @@ async fn decide_and_forward(
                 path: &path,
                 host,
                 query: request.uri().query().unwrap_or(""),
-                headers: &headers,
+                headers: Headers::Lazy(&headers),
                 source_ip: peer.addr.ip(),
                 claims: None,
             },

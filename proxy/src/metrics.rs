@@ -1,10 +1,9 @@
 //! Prometheus metrics, rendered as text on `/metrics`.
 //!
-//! Counters with labels live in small maps behind a mutex; the label sets are bounded (policy
+//! Counters with labels live in small lists behind a mutex; the label sets are bounded (policy
 //! ids of the enforced bundle, a fixed list of reasons and classes), and one lock per request
 //! is cheap next to the TLS and Cedar work around it.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -12,25 +11,42 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 /// A counter family keyed by label values.
 #[derive(Debug, Default)]
 pub struct Family {
-    values: Mutex<BTreeMap<Vec<String>, u64>>,
+    /// Each series' label values and count, in first-seen order. A family holds tens of
+    /// series, so a scan that allocates nothing beats a map keyed by owned strings on the
+    /// request path.
+    values: Mutex<Vec<(Box<[String]>, u64)>>,
+}
+
+fn same_labels(series: &[String], labels: &[&str]) -> bool {
+    series.len() == labels.len() && series.iter().zip(labels).all(|(a, b)| a == b)
 }
 
 impl Family {
     /// Adds one to the series with `labels`.
     pub fn inc(&self, labels: &[&str]) {
-        if let Ok(mut v) = self.values.lock() {
-            *v.entry(labels.iter().map(|l| (*l).to_owned()).collect())
-                .or_default() += 1;
+        let Ok(mut values) = self.values.lock() else {
+            return;
+        };
+        match values
+            .iter_mut()
+            .find(|(series, _)| same_labels(series, labels))
+        {
+            Some((_, count)) => *count += 1,
+            None => values.push((labels.iter().map(|l| (*l).to_owned()).collect(), 1)),
         }
     }
 
     /// The current value of one series (tests read it).
     pub fn get(&self, labels: &[&str]) -> u64 {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
         self.values
             .lock()
             .ok()
-            .and_then(|v| v.get(&key).copied())
+            .and_then(|values| {
+                values
+                    .iter()
+                    .find(|(series, _)| same_labels(series, labels))
+                    .map(|(_, count)| *count)
+            })
             .unwrap_or(0)
     }
 
@@ -39,10 +55,12 @@ impl Family {
         let Ok(values) = self.values.lock() else {
             return;
         };
-        for (values, count) in values.iter() {
+        let mut sorted: Vec<&(Box<[String]>, u64)> = values.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (values, count) in sorted {
             let pairs: Vec<String> = labels
                 .iter()
-                .zip(values)
+                .zip(values.iter())
                 .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
                 .collect();
             let _ = writeln!(out, "{name}{{{}}} {count}", pairs.join(","));

@@ -118,7 +118,7 @@ impl RequestArgs {
             path: &self.path,
             host: self.host.as_deref().unwrap_or(&self.resource),
             query: &self.query,
-            headers: &headers,
+            headers: (&headers).into(),
             source_ip: self.source_ip,
             claims: claims.as_ref(),
         };

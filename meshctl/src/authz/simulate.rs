@@ -116,7 +116,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<Outcome> {
                     path: d.path.as_deref().unwrap_or("/"),
                     host: &d.resource,
                     query: "",
-                    headers: &[],
+                    headers: signet_policy::Headers::NONE,
                     source_ip: source,
                     claims: None,
                 },
