@@ -34,6 +34,37 @@ if ! python3 -c 'import ocsf_json_schema, jsonschema' 2>/dev/null; then
     || python3 -m pip install --user --quiet --break-system-packages ocsf-json-schema jsonschema
 fi
 
+# Elastic's ECS field definitions (the `@elastic/ecs` npm package, checked against its
+# published sha512) and Node.js to run tests/ecs/validate.js over the Elasticsearch export.
+if ! command -v node >/dev/null; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  install_node() {
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      nodejs >/dev/null
+  }
+  install_node || { $SUDO apt-get update >/dev/null && install_node; }
+fi
+export SIGNET_ECS_DIR="${SIGNET_ECS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tests/elastic-ecs-9.4.0/package}"
+if [ ! -f "$SIGNET_ECS_DIR/build/commonjs/ecs_flat.js" ]; then
+  python3 - "$SIGNET_ECS_DIR" <<'PY'
+import base64, hashlib, io, pathlib, sys, tarfile, urllib.request
+url = "https://registry.npmjs.org/@elastic/ecs/-/ecs-9.4.0.tgz"
+integrity = "znk6Jr38KNRsyUKstormNX4QKtqnwQY1EWqrMCWIg/nY6dC1imSxzrdR6xuljxnY6JHj+/9NdTiRohVbeUEA/Q=="
+data = urllib.request.urlopen(url, timeout=60).read()
+if base64.b64encode(hashlib.sha512(data).digest()).decode() != integrity:
+    sys.exit(f"{url}: sha512 does not match the published integrity")
+target = pathlib.Path(sys.argv[1]).parent
+target.mkdir(parents=True, exist_ok=True)
+with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    root = target.resolve()
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir()) or root not in (root / member.name).resolve().parents:
+            sys.exit(f"{url}: unexpected entry {member.name}")
+    tar.extractall(target)
+PY
+fi
+
 if ! command -v cargo-nextest >/dev/null; then
   cargo install cargo-nextest --locked
 fi

@@ -196,6 +196,10 @@ pub fn splunk_hec(record: &Record, line: &str, hostname: &str) -> String {
     .to_string()
 }
 
+/// The ECS release the Elasticsearch documents follow (and are validated against in the
+/// tests, with Elastic's own field definitions).
+pub const ECS_VERSION: &str = "9.4.0";
+
 /// One record as an Elasticsearch bulk `create` action and its ECS document (two lines).
 /// The document id is `<writer>/<seq>`, so a record sent twice is refused as a duplicate
 /// instead of being stored twice.
@@ -204,6 +208,7 @@ pub fn elastic_bulk(record: &Record, line: &str, index: &str) -> String {
         serde_json::from_str(line).unwrap_or_else(|_| serde_json::Value::String(line.to_owned()));
     let mut doc = serde_json::json!({
         "@timestamp": rfc3339(record.time),
+        "ecs": { "version": ECS_VERSION },
         "event": {
             "kind": "event",
             "sequence": record.seq,
@@ -227,7 +232,9 @@ pub fn elastic_bulk(record: &Record, line: &str, index: &str) -> String {
             doc["source"] = serde_json::json!({ "ip": src, "port": spt.parse::<u16>().ok() });
             doc["destination"] = serde_json::json!({ "ip": dst, "port": dpt.parse::<u16>().ok() });
             doc["user"] = serde_json::json!({ "name": d.principal });
-            doc["service"] = serde_json::json!({ "name": d.resource, "namespace": d.namespace });
+            doc["service"] = serde_json::json!({ "name": d.resource });
+            // ECS has no `service.namespace`; a workload namespace is `orchestrator.namespace`.
+            doc["orchestrator"] = serde_json::json!({ "namespace": d.namespace });
             doc["rule"] = serde_json::json!({ "name": d.policies.join(",") });
             if d.action != "connect" {
                 doc["http"] = serde_json::json!({ "request": { "method": d.action } });

@@ -18,3 +18,4 @@ pub mod pki;
 pub mod process;
 pub mod rsyslog;
 pub mod siem;
+pub mod validators;

@@ -1,6 +1,5 @@
-//! Every kind of audit record, exported as OCSF, validated against the OCSF schema by
-//! `tests/ocsf/validate.py` (JSON Schema generated offline from the OCSF release by
-//! `ocsf-json-schema`, checked by `jsonschema`; `./scripts/test.sh` installs both).
+//! Every kind of audit record, exported as OCSF and as Elasticsearch bulk documents, checked
+//! by validators built from the standards' own definitions (`signet_tests::validators`).
 
 #![expect(
     clippy::expect_used,
@@ -32,24 +31,18 @@ fn decision(action: &str, allowed: bool, policies: &[&str], trace: Option<&str>)
     })
 }
 
-/// Runs the validator on `file`: whether every event passed, and what it printed.
 fn validate(file: &Path) -> (bool, String) {
-    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ocsf/validate.py");
-    let checked = std::process::Command::new("python3")
-        .arg(&validator)
-        .arg(file)
-        .output()
-        .expect("python3 runs (./scripts/test.sh installs the validator's packages)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    (checked.status.success(), report)
+    let verdict = signet_tests::validators::ocsf(file);
+    (verdict.ok, verdict.report)
 }
 
-#[test]
-fn every_record_kind_is_a_valid_ocsf_event() {
+fn validate_ecs(file: &Path) -> (bool, String) {
+    let verdict = signet_tests::validators::ecs(file);
+    (verdict.ok, verdict.report)
+}
+
+/// One record of every kind the exports map differently.
+fn every_kind() -> Vec<Record> {
     let events = vec![
         decision(
             "GET",
@@ -107,19 +100,33 @@ fn every_record_kind_is_a_valid_ocsf_event() {
             reason: "spool-full".to_owned(),
         }),
     ];
-    let mut out = String::new();
-    for (seq, event) in events.into_iter().enumerate() {
-        let record = Record {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(seq, event)| Record {
             seq: seq as u64 + 1,
             prev: GENESIS.to_owned(),
             time: 1_700_000_000_000_000_000 + seq as u64,
             writer: "spiffe://t.test/ns/shop/sa/cart".to_owned(),
             event,
-        };
-        let line = serde_json::to_string(&record).unwrap();
-        out.push_str(&signet_audit::ocsf::ocsf(&record, &line));
+        })
+        .collect()
+}
+
+/// Each record rendered by `render` (given the record and its JSON line), one per line.
+fn exported(records: &[Record], render: impl Fn(&Record, &str) -> String) -> String {
+    let mut out = String::new();
+    for record in records {
+        let line = serde_json::to_string(record).expect("a record serializes");
+        out.push_str(&render(record, &line));
         out.push('\n');
     }
+    out
+}
+
+#[test]
+fn every_record_kind_is_a_valid_ocsf_event() {
+    let out = exported(&every_kind(), signet_audit::ocsf::ocsf);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.jsonl");
     std::fs::write(&file, out).unwrap();
@@ -156,4 +163,53 @@ fn the_validator_rejects_what_breaks_the_schema() {
     assert!(!ok, "{report}");
     assert!(report.contains("activity_id"), "{report}");
     assert!(report.contains("not_an_ocsf_attribute"), "{report}");
+}
+
+#[test]
+fn every_record_kind_is_a_valid_ecs_document() {
+    let records = every_kind();
+    let out = exported(&records, |record, line| {
+        signet_audit::export::elastic_bulk(record, line, "signet-audit")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bulk.ndjson");
+    std::fs::write(&file, out).unwrap();
+    let (ok, report) = validate_ecs(&file);
+    assert!(ok, "ECS validation failed:\n{report}");
+    assert!(
+        report.contains(&format!(
+            "ok: {} documents (ECS {})",
+            records.len(),
+            signet_audit::export::ECS_VERSION
+        )),
+        "the documents claim the ECS version they are checked against:\n{report}"
+    );
+}
+
+#[test]
+fn the_ecs_validator_rejects_what_ecs_does_not_define() {
+    let record = &every_kind()[0];
+    let line = serde_json::to_string(record).unwrap();
+    let bulk = signet_audit::export::elastic_bulk(record, &line, "signet-audit");
+    let (action, doc) = bulk.split_once('\n').unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(doc).unwrap();
+    doc["service"]["namespace"] = serde_json::json!("shop");
+    doc["event"]["outcome"] = serde_json::json!("maybe");
+    doc["source"]["port"] = serde_json::json!("40000");
+    doc["event"]["type"] = serde_json::json!(["creation"]);
+    doc.as_object_mut().unwrap().remove("ecs");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.ndjson");
+    std::fs::write(&file, format!("{action}\n{doc}\n")).unwrap();
+    let (ok, report) = validate_ecs(&file);
+    assert!(!ok, "{report}");
+    for problem in [
+        "service.namespace: not an ECS field",
+        "event.outcome: \"maybe\" is not an allowed value",
+        "source.port: \"40000\" is not an integer",
+        "event.type: \"creation\" is not expected for event.category [\"network\"]",
+        "ecs.version: required by ECS, missing",
+    ] {
+        assert!(report.contains(problem), "expected `{problem}`:\n{report}");
+    }
 }
