@@ -358,13 +358,24 @@ async fn bad_peers_are_refused_at_the_handshake() {
         "plain text got an HTTP answer"
     );
 
-    let (_, metrics) = mesh.cart.admin_get("/metrics").await;
-    let failures: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("signet_proxy_handshake_failures_total{direction=\"inbound\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert!(failures >= 4, "{metrics}");
+    // A client sees the refusal (the alert, the close) before the proxy counts it, so the
+    // last one may land a moment after the client returns.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = mesh.cart.admin_get("/metrics").await;
+        let failures: u64 = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("signet_proxy_handshake_failures_total{direction=\"inbound\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if failures >= 4 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
