@@ -296,7 +296,7 @@ pub(crate) mod tests {
     pub(crate) fn borrowed_and_owned() -> Vec<(Vec<u8>, Event)> {
         let addr: std::net::SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
         let dst: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let policies = ["a".to_owned(), "b\"c".to_owned()];
+        let policies = vec!["a".to_owned(), "b\"c".to_owned()];
         let mut out = Vec::new();
         for (path, trace, policies) in [
             (

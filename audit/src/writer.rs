@@ -171,6 +171,12 @@ impl AuditLog {
     }
 }
 
+/// An event to append, as the caller gave it.
+enum Entry<'a> {
+    Event(Event),
+    Serialized(&'a [u8]),
+}
+
 struct Task {
     config: WriterConfig,
     spool: Spool,
@@ -212,17 +218,8 @@ impl Task {
 
     fn handle(&mut self, message: Message) {
         match message {
-            Message::Event(time, event) => {
-                self.report_drops(time);
-                self.write_event(time, event);
-                self.appended();
-            }
-            Message::Serialized(time, json) => {
-                self.report_drops(time);
-                let appended = self.chain.append_serialized(time, &json);
-                self.write_appended(&appended);
-                self.appended();
-            }
+            Message::Event(time, event) => self.append(time, Entry::Event(event)),
+            Message::Serialized(time, json) => self.append(time, Entry::Serialized(&json)),
             Message::Close(done) => {
                 self.checkpoint();
                 let _ = done.send(());
@@ -246,9 +243,15 @@ impl Task {
         }
     }
 
-    /// After a caller's record: a checkpoint when enough are unsigned, a new segment (and
-    /// eviction) when the open one is full.
-    fn appended(&mut self) {
+    fn append(&mut self, time: u64, entry: Entry<'_>) {
+        self.report_drops(time);
+        match entry {
+            Entry::Event(event) => self.write_event(time, event),
+            Entry::Serialized(json) => {
+                let appended = self.chain.append_serialized(time, json);
+                self.write_appended(&appended);
+            }
+        }
         if self
             .chain
             .pending()
