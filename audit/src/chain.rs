@@ -59,27 +59,6 @@ impl Chain {
         }
     }
 
-    /// Numbers and links an event given as its JSON (the exact bytes `Event` serializes to),
-    /// producing the line `append` would for that event.
-    pub fn append_serialized(&mut self, time: u64, event: &[u8]) -> Appended {
-        use std::io::Write as _;
-        let seq = self.seq + 1;
-        let mut line = Vec::with_capacity(event.len() + self.writer.len() + 128);
-        // The layout of `Record`'s serialization: its fields in declared order, `event` last.
-        let _ = write!(
-            line,
-            r#"{{"seq":{seq},"prev":"{}","time":{time},"writer":"#,
-            self.head
-        );
-        let _ = serde_json::to_writer(&mut line, &self.writer);
-        line.extend_from_slice(br#","event":"#);
-        line.extend_from_slice(event);
-        line.push(b'}');
-        self.seq = seq;
-        self.head = hash_line(&line);
-        Appended { seq, line }
-    }
-
     /// The range a checkpoint would cover now, and the head it would sign; `None` if every
     /// record is already covered.
     pub fn pending(&self) -> Option<(u64, u64, &str)> {
@@ -99,30 +78,5 @@ impl Chain {
     /// The last sequence number.
     pub fn seq(&self) -> u64 {
         self.seq
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_serialized_event_makes_the_line_its_event_would() {
-        let writer = "spiffe://t.test/ns/shop/sa/\"cart\"";
-        let mut owned = Chain::new(writer);
-        let mut spliced = Chain::new(writer);
-        for (n, (json, event)) in crate::record::tests::borrowed_and_owned()
-            .into_iter()
-            .enumerate()
-        {
-            let time = 1_795_000_000_000_000_000 + n as u64;
-            let a = owned.append(time, event);
-            let b = spliced.append_serialized(time, &json);
-            assert_eq!(
-                String::from_utf8(b.line).unwrap(),
-                String::from_utf8(a.line).unwrap()
-            );
-            assert_eq!((a.seq, owned.head.as_str()), (b.seq, spliced.head.as_str()));
-        }
     }
 }

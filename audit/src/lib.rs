@@ -28,6 +28,6 @@ pub mod verify;
 pub mod writer;
 
 pub use checkpoint::{KeySigner, Signer};
-pub use record::{Decision, DecisionRef, Event, Record};
+pub use record::{Decision, Event, Record};
 pub use verify::{Finding, Kind, Report, verify_files};
 pub use writer::{AuditLog, WriterConfig};

@@ -74,64 +74,6 @@ pub struct Decision {
     pub sample: u32,
 }
 
-/// An authorization decision, borrowed from the request that made it. It serializes to
-/// exactly the bytes `Event::Decision` does (a test holds the two together), so the request
-/// path can hand the writer one serialized buffer instead of a dozen owned strings for the
-/// writer's thread to free.
-#[derive(Clone, Copy, Serialize)]
-#[serde(tag = "type", rename = "decision")]
-pub struct DecisionRef<'a> {
-    /// `allow` or `deny`.
-    pub decision: &'a str,
-    /// `connect`, or the HTTP method.
-    pub action: &'a str,
-    /// The caller's SPIFFE ID.
-    pub principal: &'a str,
-    /// The caller's certificate serial (hex).
-    #[serde(serialize_with = "as_text")]
-    pub serial: &'a dyn std::fmt::Display,
-    /// The destination service.
-    pub resource: &'a str,
-    /// Its namespace.
-    pub namespace: &'a str,
-    /// The request path (HTTP).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<&'a str>,
-    /// The determining policy ids; empty for a default deny.
-    pub policies: &'a [String],
-    /// The enforced bundle's content hash.
-    pub bundle: &'a str,
-    /// W3C trace id, when the request carried one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace: Option<&'a str>,
-    /// Source address.
-    #[serde(serialize_with = "as_text")]
-    pub src: &'a dyn std::fmt::Display,
-    /// Destination address.
-    #[serde(serialize_with = "as_text")]
-    pub dst: &'a dyn std::fmt::Display,
-    /// One record stands for this many decisions like it.
-    pub sample: u32,
-}
-
-impl std::fmt::Debug for DecisionRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecisionRef")
-            .field("decision", &self.decision)
-            .field("action", &self.action)
-            .field("principal", &self.principal)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-fn as_text<S: serde::Serializer>(
-    value: &&dyn std::fmt::Display,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
-}
-
 /// A certificate event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,7 +185,7 @@ pub fn hash_line(line: &[u8]) -> String {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     fn decision() -> Record {
@@ -289,66 +231,6 @@ pub(crate) mod tests {
         // Parsing and writing again gives the same bytes.
         let back: Record = serde_json::from_slice(&a).unwrap();
         assert_eq!(serde_json::to_vec(&back).unwrap(), a);
-    }
-
-    /// The borrowed form of a decision, for each optional part present or not and with
-    /// text that JSON must escape.
-    pub(crate) fn borrowed_and_owned() -> Vec<(Vec<u8>, Event)> {
-        let addr: std::net::SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
-        let dst: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
-        let policies = vec!["a".to_owned(), "b\"c".to_owned()];
-        let mut out = Vec::new();
-        for (path, trace, policies) in [
-            (
-                Some("/a\"b\\c\u{1}é\n"),
-                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
-                &policies[..],
-            ),
-            (None, None, &[][..]),
-        ] {
-            let borrowed = DecisionRef {
-                decision: "allow",
-                action: "GET",
-                principal: "spiffe://t.test/ns/shop/sa/web",
-                serial: &"0a1b",
-                resource: "cart",
-                namespace: "shop",
-                path,
-                policies,
-                bundle: "9f86",
-                trace,
-                src: &addr,
-                dst: &dst,
-                sample: 10,
-            };
-            let owned = Event::Decision(Decision {
-                decision: "allow".to_owned(),
-                action: "GET".to_owned(),
-                principal: "spiffe://t.test/ns/shop/sa/web".to_owned(),
-                serial: "0a1b".to_owned(),
-                resource: "cart".to_owned(),
-                namespace: "shop".to_owned(),
-                path: path.map(str::to_owned),
-                policies: policies.to_vec(),
-                bundle: "9f86".to_owned(),
-                trace: trace.map(str::to_owned),
-                src: addr.to_string(),
-                dst: dst.to_string(),
-                sample: 10,
-            });
-            out.push((serde_json::to_vec(&borrowed).unwrap(), owned));
-        }
-        out
-    }
-
-    #[test]
-    fn a_borrowed_decision_serializes_to_the_owned_ones_bytes() {
-        for (borrowed, owned) in borrowed_and_owned() {
-            assert_eq!(
-                String::from_utf8(borrowed).unwrap(),
-                serde_json::to_string(&owned).unwrap()
-            );
-        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::chain::Chain;
 use crate::checkpoint::{Signer, now_ns, sign};
-use crate::record::{CheckpointLine, DecisionRef, Event, Gap};
+use crate::record::{CheckpointLine, Event, Gap};
 use crate::spool::{Spool, SpoolLimits};
 
 /// How the writer runs.
@@ -57,8 +57,6 @@ impl WriterConfig {
 )]
 enum Message {
     Event(u64, Event),
-    /// A decision already serialized on the caller's side (`Event`'s exact JSON).
-    Serialized(u64, Vec<u8>),
     Close(oneshot::Sender<()>),
 }
 
@@ -129,25 +127,6 @@ impl AuditLog {
         }
     }
 
-    /// Records a decision; like [`AuditLog::record`], but the caller serializes it, so what
-    /// crosses to the writer's thread is one buffer (see [`DecisionRef`]).
-    pub fn record_decision(&self, decision: &DecisionRef<'_>) {
-        let mut json = Vec::with_capacity(512);
-        // Serializing borrowed strings and integers cannot fail.
-        if serde_json::to_writer(&mut json, decision).is_err() {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self
-            .tx
-            .try_send(Message::Serialized(now_ns(), json))
-            .is_err()
-        {
-            self.pending_drops.fetch_add(1, Ordering::Relaxed);
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Writes everything queued, signs a last checkpoint and fsyncs.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
@@ -169,12 +148,6 @@ impl AuditLog {
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }
-}
-
-/// An event to append, as the caller gave it.
-enum Entry<'a> {
-    Event(Event),
-    Serialized(&'a [u8]),
 }
 
 struct Task {
@@ -218,8 +191,7 @@ impl Task {
 
     fn handle(&mut self, message: Message) {
         match message {
-            Message::Event(time, event) => self.append(time, Entry::Event(event)),
-            Message::Serialized(time, json) => self.append(time, Entry::Serialized(&json)),
+            Message::Event(time, event) => self.append(time, event),
             Message::Close(done) => {
                 self.checkpoint();
                 let _ = done.send(());
@@ -243,15 +215,9 @@ impl Task {
         }
     }
 
-    fn append(&mut self, time: u64, entry: Entry<'_>) {
+    fn append(&mut self, time: u64, event: Event) {
         self.report_drops(time);
-        match entry {
-            Entry::Event(event) => self.write_event(time, event),
-            Entry::Serialized(json) => {
-                let appended = self.chain.append_serialized(time, json);
-                self.write_appended(&appended);
-            }
-        }
+        self.write_event(time, event);
         if self
             .chain
             .pending()
@@ -283,10 +249,6 @@ impl Task {
 
     fn write_event(&mut self, time: u64, event: Event) {
         let appended = self.chain.append(time, event);
-        self.write_appended(&appended);
-    }
-
-    fn write_appended(&mut self, appended: &crate::chain::Appended) {
         match self.spool.write(&appended.line, Some(appended.seq)) {
             Ok(()) => {
                 self.stats.records.fetch_add(1, Ordering::Relaxed);

@@ -1,15 +1,13 @@
 //! The proxy's audit trail: every connection decision and every denied request is recorded;
 //! allowed requests are recorded one in `sample_allows` (1: all, the default), with the rate
-//! in the record. Each decision is serialized on the spot into one buffer (no owned strings
-//! for the writer's thread to free) and goes through `signet-audit`'s non-blocking writer
-//! into a local spool, signed by the proxy's own SVID key; a rotated SVID starts a new signed
-//! segment.
+//! in the record. Records go through `signet-audit`'s non-blocking writer into a local spool,
+//! signed by the proxy's own SVID key; a rotated SVID starts a new signed segment.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use signet_audit::{AuditLog, DecisionRef, KeySigner, Signer};
+use signet_audit::{AuditLog, Decision as Record, Event, KeySigner, Signer};
 use signet_policy::Decision;
 use signet_spiffe::{Serial, SpiffeId, WorkloadKey, X509Svid};
 use tokio::sync::watch;
@@ -88,25 +86,26 @@ impl Audit {
         {
             return;
         }
-        self.log.record_decision(&DecisionRef {
+        self.log.record(Event::Decision(Record {
             decision: if decision.is_allowed() {
                 "allow"
             } else {
                 "deny"
-            },
-            action: subject.action,
-            principal: subject.peer.as_str(),
-            serial: subject.serial,
-            resource: target.0,
-            namespace: target.1,
-            path: subject.path,
-            policies: &decision.policies,
-            bundle: bundle_hash,
-            trace: subject.trace,
-            src: &subject.src,
-            dst: &subject.dst,
+            }
+            .to_owned(),
+            action: subject.action.to_owned(),
+            principal: subject.peer.as_str().to_owned(),
+            serial: subject.serial.to_string(),
+            resource: target.0.to_owned(),
+            namespace: target.1.to_owned(),
+            path: subject.path.map(str::to_owned),
+            policies: decision.policies.clone(),
+            bundle: bundle_hash.to_owned(),
+            trace: subject.trace.map(str::to_owned),
+            src: subject.src.to_string(),
+            dst: subject.dst.to_string(),
             sample,
-        });
+        }));
     }
 
     /// Writes what is queued and signs a last checkpoint.
