@@ -33,8 +33,11 @@ pub struct WriterConfig {
     pub checkpoint_records: u64,
     /// Events waiting for the writer before new ones are dropped (and counted).
     pub queue: usize,
-    /// How long the writer sleeps between drains of the queue.
+    /// How long the writer sleeps between drains of the queue while records arrive.
     pub poll: Duration,
+    /// The longest it sleeps once the queue has stayed empty: the sleep doubles from `poll`
+    /// up to this, so an idle writer wakes a few times a second, not hundreds.
+    pub idle_poll: Duration,
 }
 
 impl WriterConfig {
@@ -47,6 +50,7 @@ impl WriterConfig {
             checkpoint_records: 1024,
             queue: 16 * 1024,
             poll: Duration::from_millis(2),
+            idle_poll: Duration::from_millis(64),
         }
     }
 }
@@ -162,6 +166,7 @@ struct Task {
 impl Task {
     fn run(mut self, rx: &Receiver<Message>) {
         let mut next_tick = Instant::now() + self.config.checkpoint_every;
+        let mut sleep = self.config.poll;
         loop {
             if self.signer.has_changed().unwrap_or(false) {
                 self.signer.borrow_and_update();
@@ -170,9 +175,13 @@ impl Task {
             // Drain, then sleep: the writer polls instead of blocking on the queue, so a
             // caller's `try_send` never has to wake it (a futex wake and a context switch
             // per record cost the request path more than everything else the audit does).
+            let mut drained = false;
             let disconnected = loop {
                 match rx.try_recv() {
-                    Ok(message) => self.handle(message),
+                    Ok(message) => {
+                        drained = true;
+                        self.handle(message);
+                    }
                     Err(TryRecvError::Empty) => break false,
                     Err(TryRecvError::Disconnected) => break true,
                 }
@@ -185,7 +194,15 @@ impl Task {
                 self.checkpoint();
                 next_tick = Instant::now() + self.config.checkpoint_every;
             }
-            std::thread::sleep(self.config.poll);
+            // Back off while nothing arrives; the first record after a quiet spell waits at
+            // most `idle_poll` to be written (a queue of 16,384 holds that long at any rate a
+            // proxy reaches).
+            sleep = if drained {
+                self.config.poll
+            } else {
+                (sleep * 2).min(self.config.idle_poll.max(self.config.poll))
+            };
+            std::thread::sleep(sleep);
         }
     }
 
