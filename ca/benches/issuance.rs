@@ -14,19 +14,13 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use signet_ca::{BuiltinAuthority, BuiltinOptions, SignRequest};
 use signet_spiffe::{TrustDomain, WorkloadKey};
 
+mod common;
+
 fn issuance(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let td = TrustDomain::new("acme.internal").expect("trust domain");
     let ca = BuiltinAuthority::open(dir.path(), &td, BuiltinOptions::default()).expect("CA");
-    let requests: Vec<_> = (0..64)
-        .map(|i| {
-            let id = td
-                .service_account("bench", &format!("workload-{i}"))
-                .expect("id");
-            let csr = WorkloadKey::generate().expect("key").csr(&id).expect("csr");
-            (id, csr)
-        })
-        .collect();
+    let requests = common::csrs(&td);
 
     let mut g = c.benchmark_group("builtin_ca");
     g.throughput(Throughput::Elements(1));

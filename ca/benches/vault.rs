@@ -17,8 +17,10 @@ use signet_ca::vault::{VaultAuth, VaultMode, VaultSettings, preflight};
 use signet_ca::{
     Authority, BuiltinAuthority, BuiltinOptions, SignRequest, SvidProfile, SystemClock,
 };
-use signet_spiffe::{SpiffeId, TrustDomain, WorkloadKey};
+use signet_spiffe::{SpiffeId, TrustDomain};
 use signet_tests::openbao::OpenBao;
+
+mod common;
 
 const TD: &str = "bench.internal";
 
@@ -99,17 +101,7 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let td = TrustDomain::new(TD).expect("trust domain");
-        let requests: Requests = Arc::new(
-            (0..64)
-                .map(|i| {
-                    let id = td
-                        .service_account("bench", &format!("workload-{i}"))
-                        .expect("id");
-                    let csr = WorkloadKey::generate().expect("key").csr(&id).expect("csr");
-                    (id, csr)
-                })
-                .collect(),
-        );
+        let requests: Requests = Arc::new(common::csrs(&td));
         let bao = OpenBao::start_dev();
         bao.setup_pki("pki", TD);
         let dir = tempfile::tempdir().expect("temp dir");

@@ -190,31 +190,34 @@ pub async fn start(options: Options) -> Result<Running, String> {
 
     // Endpoints of proxies that stopped heartbeating leave the registry.
     let expiry_hub = Arc::clone(&hub);
-    let mut stop = shutdown.subscribe();
-    tokio::spawn(async move {
-        let after = expiry_hub.heartbeat_interval * 3;
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            let stopping = tokio::select! {
-                _ = tick.tick() => false,
-                _ = stop.wait_for(|s| *s) => true,
-            };
-            if stopping {
-                return;
-            }
-            let removed = expiry_hub.expire(after);
-            if !removed.is_empty() {
-                tracing::info!(
-                    removed = removed.len(),
-                    "proxies missed their heartbeats; endpoints removed"
-                );
-                if let Err(e) = expiry_hub.store.remove_members(removed).await {
-                    tracing::error!(error = %e, "forgetting expired registrations failed");
+    tokio::spawn(every(
+        Duration::from_millis(500),
+        shutdown.subscribe(),
+        move || {
+            let hub = Arc::clone(&expiry_hub);
+            async move {
+                let removed = hub.expire(hub.heartbeat_interval * 3);
+                if !removed.is_empty() {
+                    tracing::info!(
+                        removed = removed.len(),
+                        "proxies missed their heartbeats; endpoints removed"
+                    );
+                    if let Err(e) = hub.store.remove_members(removed).await {
+                        tracing::error!(error = %e, "forgetting expired registrations failed");
+                    }
                 }
             }
-        }
-    });
-    tokio::spawn(rotation::drive(Arc::clone(&hub), shutdown.subscribe()));
+        },
+    ));
+    let rotation_hub = Arc::clone(&hub);
+    tokio::spawn(every(
+        Duration::from_secs(1),
+        shutdown.subscribe(),
+        move || {
+            let hub = Arc::clone(&rotation_hub);
+            async move { rotation::step(&hub, std::time::SystemTime::now()).await }
+        },
+    ));
     tokio::spawn(bootstrap::renew_own_svid(
         boot.clone_for_renewal(),
         shutdown.subscribe(),
@@ -229,4 +232,25 @@ pub async fn start(options: Options) -> Result<Running, String> {
         hub,
         shutdown,
     })
+}
+
+/// Runs `step` every `period` (a late tick waits a whole period after it) until `stop`
+/// says the server is stopping.
+async fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            return;
+        }
+        step().await;
+    }
 }

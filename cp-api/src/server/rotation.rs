@@ -1,10 +1,7 @@
-//! The task that moves CA rotations along (staged → promoted → old roots retired) and runs
+//! The step, run every second, that moves CA rotations along (staged → promoted → old roots retired) and runs
 //! the active backend's housekeeping (Vault token, intermediate re-signing).
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use tokio::sync::watch;
 
 use crate::server::hub::Hub;
 
@@ -91,21 +88,5 @@ pub async fn step(hub: &Hub, now: SystemTime) {
         }
         Ok(false) => {}
         Err(e) => tracing::error!(error = %e, "retiring CA roots failed"),
-    }
-}
-
-/// Runs [`step`] every second until `stop`.
-pub async fn drive(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopping = tokio::select! {
-            _ = tick.tick() => false,
-            _ = stop.wait_for(|s| *s) => true,
-        };
-        if stopping {
-            return;
-        }
-        step(&hub, SystemTime::now()).await;
     }
 }
