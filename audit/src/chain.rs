@@ -1,7 +1,7 @@
 //! The writer's side of the hash chain: numbers each record, links it to the previous one,
 //! and says what a checkpoint must cover.
 
-use crate::record::{Event, GENESIS, Record, hash_line};
+use crate::record::{Event, GENESIS, RecordRef, hash_line_into};
 
 /// The state of one writer's chain.
 #[derive(Debug, Clone)]
@@ -13,13 +13,8 @@ pub struct Chain {
     head: String,
     /// The first record not yet covered by a checkpoint.
     unsigned_from: u64,
-}
-
-/// A record ready to be written: its line (without the newline) and what it is.
-#[derive(Debug, Clone)]
-pub struct Appended {
-    pub seq: u64,
-    pub line: Vec<u8>,
+    /// The last record's line, its buffer reused for the next.
+    line: Vec<u8>,
 }
 
 impl Chain {
@@ -36,27 +31,28 @@ impl Chain {
             seq,
             head,
             unsigned_from: seq + 1,
+            line: Vec::with_capacity(1024),
         }
     }
 
-    /// Numbers and links `event` at `time` (Unix nanoseconds).
-    pub fn append(&mut self, time: u64, event: Event) -> Appended {
-        let record = Record {
-            seq: self.seq + 1,
-            prev: std::mem::take(&mut self.head),
+    /// Numbers and links `event` at `time` (Unix nanoseconds): its sequence number and its
+    /// line (without the newline), valid until the next append.
+    pub fn append(&mut self, time: u64, event: &Event) -> (u64, &[u8]) {
+        let seq = self.seq + 1;
+        let record = RecordRef {
+            seq,
+            prev: &self.head,
             time,
-            writer: self.writer.clone(),
+            writer: &self.writer,
             event,
         };
-        // Serializing our own types to a Vec cannot fail: no maps with non-string keys, no
-        // floats, no custom serializers.
-        let line = serde_json::to_vec(&record).unwrap_or_default();
-        self.seq = record.seq;
-        self.head = hash_line(&line);
-        Appended {
-            seq: record.seq,
-            line,
-        }
+        self.line.clear();
+        // Serializing our own types into a Vec cannot fail: no maps with non-string keys,
+        // no floats, no custom serializers.
+        let _ = serde_json::to_writer(&mut self.line, &record);
+        self.seq = seq;
+        hash_line_into(&self.line, &mut self.head);
+        (seq, &self.line)
     }
 
     /// The range a checkpoint would cover now, and the head it would sign; `None` if every
