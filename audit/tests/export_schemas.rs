@@ -1,5 +1,7 @@
-//! Every kind of audit record, exported as OCSF and as Elasticsearch bulk documents, checked
-//! by validators built from the standards' own definitions (`signet_tests::validators`).
+//! Every kind of audit record, exported as OCSF, as Elasticsearch bulk documents and as Splunk
+//! HEC events, checked by validators built from the standards' own definitions
+//! (`signet_tests::validators`) or, for HEC, Splunk's documented event envelope
+//! (`signet_tests::siem::hec_event_problem`).
 
 #![expect(
     clippy::expect_used,
@@ -212,4 +214,58 @@ fn the_ecs_validator_rejects_what_ecs_does_not_define() {
     ] {
         assert!(report.contains(problem), "expected `{problem}`:\n{report}");
     }
+}
+
+#[test]
+fn every_record_kind_is_an_event_splunk_hec_accepts() {
+    use signet_tests::siem::{HecRefusal, hec_event_problem};
+    let records = every_kind();
+    let out = exported(&records, |record, line| {
+        signet_audit::export::splunk_hec(record, line, "node-1")
+    });
+    for (record, line) in records.iter().zip(out.lines()) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(hec_event_problem(&event), None, "{line}");
+        // The time is the record's, to the microsecond, in epoch seconds.
+        let time: f64 = event["time"].as_str().unwrap().parse().unwrap();
+        let micros = (time * 1e6).round() as u64;
+        assert_eq!(micros, record.time / 1_000, "{line}");
+        assert_eq!(event["source"], record.writer.as_str());
+        assert_eq!(event["event"]["seq"], record.seq);
+    }
+
+    // The checks bite: each planted fault is refused with Splunk's code for it.
+    let good: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let planted: [(&str, serde_json::Value, HecRefusal); 6] = [
+        (
+            "time",
+            serde_json::json!("yesterday"),
+            HecRefusal::InvalidDataFormat,
+        ),
+        ("host", serde_json::json!(7), HecRefusal::InvalidDataFormat),
+        ("event", serde_json::json!(""), HecRefusal::EventBlank),
+        ("event", serde_json::Value::Null, HecRefusal::EventBlank),
+        (
+            "fields",
+            serde_json::json!({ "nested": { "a": 1 } }),
+            HecRefusal::IndexedFields,
+        ),
+        (
+            "fields",
+            serde_json::json!({ "n": [1] }),
+            HecRefusal::IndexedFields,
+        ),
+    ];
+    for (key, value, refusal) in planted {
+        let mut bad = good.clone();
+        bad[key] = value;
+        assert_eq!(hec_event_problem(&bad), Some(refusal), "{bad}");
+    }
+    let mut bad = good;
+    bad.as_object_mut().unwrap().remove("event");
+    assert_eq!(
+        hec_event_problem(&bad),
+        Some(HecRefusal::EventRequired),
+        "{bad}"
+    );
 }

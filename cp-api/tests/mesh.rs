@@ -649,20 +649,22 @@ async fn operators_without_permission_are_refused_and_recorded() {
 }
 
 /// How many records the control plane has indexed, once shipping has caught up (at least
-/// `at_least` and unchanged between two reads); the last count if it never settles.
+/// `at_least` and unchanged over three reads, which span more than the proxies' one-second
+/// shipping period, so a batch still on its way cannot pass for the end); the last count if
+/// it never settles.
 async fn shipped_count(cp: &ControlPlane, at_least: usize) -> usize {
-    let mut last = usize::MAX;
+    let mut last = [usize::MAX; 2];
     for _ in 0..100 {
         let out = cp.meshctl_ok(&["audit", "tail", "-o", "json", "-n", "10000"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let n = v["records"].as_array().unwrap().len();
-        if n >= at_least && n == last {
+        if n >= at_least && last == [n, n] {
             return n;
         }
-        last = n;
+        last = [last[1], n];
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    last
+    last[1]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! HTTPS receivers that speak Splunk's HTTP Event Collector and Elasticsearch's bulk API the
 //! way those servers answer (neither server can run on this machine): token checks, HEC's
-//! `{"text","code"}` answers, bulk `items` with 201 for a new document and 409 for an id
+//! `{"text","code"}` answers and its documented event envelope ([`hec_event_problem`]), bulk `items` with 201 for a new document and 409 for an id
 //! already indexed, 400 for a document without `@timestamp`. What they accepted is kept.
 
 use std::collections::BTreeMap;
@@ -37,6 +37,75 @@ pub struct Receiver {
     /// Accepted events (HEC) or documents by `_id` (bulk).
     pub accepted: Arc<Mutex<BTreeMap<String, Value>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Why HEC refuses an event, with the status codes Splunk documents for its event endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HecRefusal {
+    /// Code 6: not JSON, not an object, or metadata of the wrong type (`time` not epoch
+    /// seconds as a number or numeric string; `host`, `source`, `sourcetype`, `index` not
+    /// strings).
+    InvalidDataFormat,
+    /// Code 12: no `event`.
+    EventRequired,
+    /// Code 13: `event` null, an empty string or an empty object.
+    EventBlank,
+    /// Code 15: `fields` not a flat object of strings or arrays of strings.
+    IndexedFields,
+}
+
+impl HecRefusal {
+    /// Splunk's answer text and code.
+    pub fn text_and_code(self) -> (&'static str, u32) {
+        match self {
+            HecRefusal::InvalidDataFormat => ("Invalid data format", 6),
+            HecRefusal::EventRequired => ("Event field is required", 12),
+            HecRefusal::EventBlank => ("Event field cannot be blank", 13),
+            HecRefusal::IndexedFields => ("Error in handling indexed fields", 15),
+        }
+    }
+}
+
+/// What HEC's event endpoint would refuse in one event, if anything: the envelope Splunk
+/// documents (`event` required and not blank; `time` in epoch seconds; `host`, `source`,
+/// `sourcetype` and `index` strings; `fields` flat, string-valued).
+pub fn hec_event_problem(event: &Value) -> Option<HecRefusal> {
+    let Some(envelope) = event.as_object() else {
+        return Some(HecRefusal::InvalidDataFormat);
+    };
+    match envelope.get("event") {
+        None => return Some(HecRefusal::EventRequired),
+        Some(Value::Null) => return Some(HecRefusal::EventBlank),
+        Some(Value::String(s)) if s.is_empty() => return Some(HecRefusal::EventBlank),
+        Some(Value::Object(o)) if o.is_empty() => return Some(HecRefusal::EventBlank),
+        Some(_) => {}
+    }
+    let epoch_seconds = |v: &Value| match v {
+        Value::Number(n) => n.as_f64().is_some_and(|t| t >= 0.0),
+        Value::String(s) => s.parse::<f64>().is_ok_and(|t| t >= 0.0 && t.is_finite()),
+        _ => false,
+    };
+    if envelope.get("time").is_some_and(|t| !epoch_seconds(t)) {
+        return Some(HecRefusal::InvalidDataFormat);
+    }
+    for key in ["host", "source", "sourcetype", "index"] {
+        if envelope.get(key).is_some_and(|v| !v.is_string()) {
+            return Some(HecRefusal::InvalidDataFormat);
+        }
+    }
+    if let Some(fields) = envelope.get("fields") {
+        let flat = fields.as_object().is_some_and(|f| {
+            f.values().all(|v| match v {
+                Value::String(_) => true,
+                Value::Array(items) => items.iter().all(Value::is_string),
+                _ => false,
+            })
+        });
+        if !flat {
+            return Some(HecRefusal::IndexedFields);
+        }
+    }
+    None
 }
 
 impl Drop for Receiver {
@@ -89,17 +158,26 @@ impl State {
         }
         let text = String::from_utf8_lossy(body);
         let mut events = Vec::new();
-        for value in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
-            match value {
-                Ok(v) if v.get("event").is_some() => events.push(v),
-                Ok(_) => {
-                    return (
-                        400,
-                        json!({ "text": "Event field is required", "code": 12 }),
-                    );
-                }
-                Err(_) => return (400, json!({ "text": "Invalid data format", "code": 6 })),
-            }
+        for (n, value) in serde_json::Deserializer::from_str(&text)
+            .into_iter::<Value>()
+            .enumerate()
+        {
+            let refused = match value {
+                Ok(v) => match hec_event_problem(&v) {
+                    None => {
+                        events.push(v);
+                        continue;
+                    }
+                    Some(refused) => refused,
+                },
+                Err(_) => HecRefusal::InvalidDataFormat,
+            };
+            // Nothing of a refused request is indexed, and the answer names the event.
+            let (text, code) = refused.text_and_code();
+            return (
+                400,
+                json!({ "text": text, "code": code, "invalid-event-number": n }),
+            );
         }
         if events.is_empty() {
             return (400, json!({ "text": "No data", "code": 5 }));
