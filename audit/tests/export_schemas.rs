@@ -269,3 +269,62 @@ fn every_record_kind_is_an_event_splunk_hec_accepts() {
         "{bad}"
     );
 }
+
+#[test]
+fn every_record_kind_parses_as_cef_with_its_values_intact() {
+    let mut records = every_kind();
+    // Values that CEF must escape: `=` and `\` in extensions, `|` and `\` in headers (the
+    // name carries the method), line breaks.
+    let mut hostile = records[0].clone();
+    if let Event::Decision(d) = &mut hostile.event {
+        d.path = Some("/a=b\\c|d\ne x=y".to_owned());
+        d.policies = vec!["p=1".to_owned(), "q\\r w".to_owned()];
+        d.action = "GE|T\\".to_owned();
+    }
+    records.push(hostile);
+    let out = exported(&records, |record, _| signet_audit::export::cef(record));
+    let parsed = signet_tests::validators::cef(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(parsed.len(), records.len(), "{out}");
+    for (record, event) in records.iter().zip(&parsed) {
+        assert_eq!(event["DeviceVendor"], "Signet", "{event}");
+        assert_eq!(event["DeviceProduct"], "signet", "{event}");
+        let severity: u8 = event["Severity"].as_str().unwrap().parse().unwrap();
+        assert!(severity <= 10, "{event}");
+        let ext = &event["Extensions"];
+        assert_eq!(ext["rt"], (record.time / 1_000_000).to_string(), "{event}");
+        assert_eq!(ext["cs1"], record.writer.as_str(), "{event}");
+        assert_eq!(ext["cn1"], record.seq.to_string(), "{event}");
+        match &record.event {
+            Event::Decision(d) => {
+                assert_eq!(
+                    event["Name"],
+                    format!("{} {}", d.action, d.decision),
+                    "{event}"
+                );
+                assert_eq!(ext["act"], d.decision.as_str(), "{event}");
+                assert_eq!(ext["suser"], d.principal.as_str(), "{event}");
+                assert_eq!(ext["requestMethod"], d.action.as_str(), "{event}");
+                assert_eq!(ext["cs2"], format!("{}/{}", d.namespace, d.resource));
+                if let Some(path) = &d.path {
+                    assert_eq!(ext["request"], path.as_str(), "{event}");
+                }
+                if !d.policies.is_empty() {
+                    assert_eq!(ext["cs3"], d.policies.join(","), "{event}");
+                }
+            }
+            Event::Operator(o) => assert_eq!(ext["suser"], o.principal.as_str()),
+            Event::Certificate(c) => assert_eq!(ext["duser"], c.spiffe_id.as_str()),
+            Event::Policy(p) => assert_eq!(ext["suser"], p.author.as_str()),
+            Event::Config(_) | Event::Gap(_) => assert!(ext["msg"].is_string(), "{event}"),
+        }
+    }
+
+    // The parser is strict enough to notice a broken line: an unescaped `=` in a value makes
+    // a key of its own, and a header missing its fields is not CEF.
+    let broken = signet_tests::validators::cef("CEF:0|Signet|signet|1|x\n").unwrap_err();
+    assert!(broken.contains("line 1"), "{broken}");
+    let split =
+        signet_tests::validators::cef("CEF:0|Signet|signet|1|x|y|1|request=/a x=y act=deny\n")
+            .unwrap();
+    assert_eq!(split[0]["Extensions"]["request"], "/a", "{}", split[0]);
+}

@@ -740,6 +740,15 @@ async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
             .iter()
             .any(|l| l.contains(&format!("suser={FRONTEND}")))
     );
+    // And liblognorm's CEF parser reads every event back, the caller intact.
+    let parsed = signet_tests::validators::cef(&std::fs::read_to_string(&cef).unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.len(), total);
+    assert!(
+        parsed
+            .iter()
+            .any(|e| e["Extensions"]["suser"] == FRONTEND && e["DeviceVendor"] == "Signet")
+    );
 
     // Elasticsearch bulk (an action and an ECS document per record) and Splunk HEC events.
     std::fs::remove_file(&cursor).unwrap();

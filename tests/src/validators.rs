@@ -2,7 +2,9 @@
 //! - OCSF: `tests/ocsf/validate.py` (JSON Schema generated offline from the OCSF release by
 //!   the `ocsf-json-schema` package, checked by `jsonschema`);
 //! - ECS: `tests/ecs/validate.js` (Elastic's `EcsFlat` field table from the `@elastic/ecs`
-//!   package, run by Node.js).
+//!   package, run by Node.js);
+//! - CEF: liblognorm's ArcSight CEF parser (rsyslog's normalization library, Debian's
+//!   `lognormalizer`), which unescapes headers and extensions as the CEF standard says.
 //!
 //! `./scripts/test.sh` installs what they need.
 
@@ -62,4 +64,75 @@ pub fn ecs(file: &Path) -> Verdict {
     node.arg(script("ecs/validate.js"))
         .env("SIGNET_ECS_DIR", ecs_definitions());
     run(node, file)
+}
+
+/// Parses CEF events, one per line of `lines`, with liblognorm's CEF parser: for each line
+/// its header (`DeviceVendor`, `DeviceProduct`, `DeviceVersion`, `SignatureID`, `Name`,
+/// `Severity`) and `Extensions`, unescaped; an error naming the lines it could not parse.
+///
+/// liblognorm 2.0.6 (Debian 12) drops the first character of the first extension key when
+/// nothing separates it from the header's last `|` (rsyslog/liblognorm#363, fixed upstream
+/// later); each line is given one space there, which CEF parsers skip, before parsing.
+pub fn cef(lines: &str) -> Result<Vec<serde_json::Value>, String> {
+    use std::io::Write as _;
+    let input: String = lines
+        .lines()
+        .map(|l| {
+            let at = header_end(l).unwrap_or(l.len());
+            format!("{} {}\n", &l[..at], &l[at..])
+        })
+        .collect();
+    let mut child = Command::new("lognormalizer")
+        .args(["-e", "json", "-r"])
+        .arg(script("cef/cef.rulebase"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lognormalizer runs (./scripts/test.sh installs liblognorm-utils)");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .expect("lognormalizer reads its input");
+    drop(stdin);
+    let out = child.wait_with_output().expect("lognormalizer finishes");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parsed = Vec::new();
+    let mut refused = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("lognormalizer said `{line}`: {e}"))?;
+        match v.get("cef") {
+            Some(event) => parsed.push(event.clone()),
+            None => refused.push(format!("line {}: {line}", n + 1)),
+        }
+    }
+    if !out.status.success() || !refused.is_empty() {
+        return Err(format!(
+            "liblognorm did not parse every event as CEF:\n{}{}",
+            refused.join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(parsed)
+}
+
+/// The byte offset just past a CEF line's seventh unescaped `|` (the end of its header).
+fn header_end(line: &str) -> Option<usize> {
+    let mut bars = 0;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '|' => {
+                bars += 1;
+                if bars == 7 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
