@@ -35,7 +35,10 @@ pub(crate) fn instant_ns(text: &str, flag: &str) -> anyhow::Result<u64> {
         .map_err(|_| {
             anyhow::anyhow!("{flag} `{text}` is neither RFC 3339 nor a duration like 2h")
         })?;
-    Ok(u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0))
+    // Records carry Unix nanoseconds in a u64: 1970 to 2554. Outside that a time would
+    // silently become the epoch and turn a window into everything or nothing.
+    u64::try_from(t.unix_timestamp_nanos())
+        .map_err(|_| anyhow::anyhow!("{flag} `{text}` is outside 1970 to 2554"))
 }
 
 #[cfg(test)]
@@ -68,5 +71,10 @@ mod tests {
         assert!(now - ago >= 3_599_000_000_000 && now - ago <= 3_601_000_000_000);
         let err = instant_ns("yesterday", "--until").unwrap_err().to_string();
         assert!(err.starts_with("--until `yesterday`"), "{err}");
+        for outside in ["2999-01-01T00:00:00Z", "1969-12-31T23:59:59Z"] {
+            let err = instant_ns(outside, "--since").unwrap_err().to_string();
+            assert!(err.contains("outside 1970 to 2554"), "{err}");
+        }
+        assert!(instant_ns("2500-01-01T00:00:00Z", "--since").is_ok());
     }
 }
