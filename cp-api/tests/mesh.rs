@@ -670,10 +670,47 @@ async fn shipped_count(cp: &ControlPlane, at_least: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
     let mesh = Mesh::start(&[]).await;
+    // Someone follows the denials as they arrive.
+    let mut follow = mesh
+        .cp
+        .meshctl_command(&["audit", "tail", "--follow", "--decision", "deny"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, followed) = std::sync::mpsc::channel::<String>();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     for _ in 0..10 {
         assert_eq!(mesh.call("/api/items").await.0, 200);
     }
     assert_eq!(mesh.call("/admin").await.0, 403);
+    // The denial reaches the follower (the proxy ships every second, tail polls every
+    // second); allows never do.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("DENY") && l.contains("/admin"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match followed.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no denial followed ({e}): {seen:?}"),
+        }
+    }
+    assert!(!seen.iter().any(|l| l.contains("ALLOW")), "{seen:?}");
+    follow.kill().unwrap();
+    let _ = follow.wait();
     let first = shipped_count(&mesh.cp, 10).await;
     assert!(first >= 10, "shipping never settled: {first}");
     let out_file = mesh.dir.path().join("export.jsonl");

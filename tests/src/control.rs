@@ -116,17 +116,21 @@ impl ControlPlane {
             .expect(key)
     }
 
-    /// Runs `meshctl` against this control plane.
-    pub fn meshctl(&self, args: &[&str]) -> Output {
+    /// `meshctl` set up to talk to this control plane, not started (for commands that keep
+    /// running, such as `audit tail --follow`).
+    pub fn meshctl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(workspace_binary("meshctl"));
         command.args(args).env_remove("SIGNET_TOKEN");
         for (k, v) in &self.env {
             command.env(k, v);
         }
+        command.env("XDG_CONFIG_HOME", &self.data_dir);
         command
-            .env("XDG_CONFIG_HOME", &self.data_dir)
-            .output()
-            .expect("run meshctl")
+    }
+
+    /// Runs `meshctl` against this control plane.
+    pub fn meshctl(&self, args: &[&str]) -> Output {
+        self.meshctl_command(args).output().expect("run meshctl")
     }
 
     /// Runs `meshctl` and returns its stdout, panicking with its stderr if it failed.
