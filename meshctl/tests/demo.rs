@@ -195,6 +195,22 @@ fn the_demo_mesh_allows_and_denies_by_policy_and_cleans_up() {
         .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .unwrap();
     let original = std::fs::read_to_string(&segment).unwrap();
+    // Given as files (the bundle found beside their directory), the untouched segment
+    // verifies too.
+    let by_file = |segment: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_meshctl"))
+            .args(["audit", "verify"])
+            .arg(segment)
+            .output()
+            .unwrap()
+    };
+    let out = by_file(&segment);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("OK   ") && text.contains("sa/payments"),
+        "{text}"
+    );
     let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
     let (n, line) = lines
         .iter()
@@ -205,6 +221,13 @@ fn the_demo_mesh_allows_and_denies_by_policy_and_cleans_up() {
     lines[n] = line.replace("\"decision\":\"deny\"", "\"decision\":\"allow\"");
     std::fs::write(&segment, lines.join("\n") + "\n").unwrap();
     let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("ALTERED {}:{}", segment.display(), n + 1)),
+        "{text}"
+    );
+    let out = by_file(&segment);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
