@@ -68,8 +68,7 @@ pub(crate) struct ExportArgs {
     /// bundle such as /etc/ssl/certs/ca-certificates.crt for a public CA).
     #[arg(long, value_name = "FILE")]
     to_ca: Option<PathBuf>,
-    /// The receiver's credential: the HEC token (splunk-hec), an API key (elastic)
-    /// [env: SIGNET_EXPORT_TOKEN].
+    /// The receiver's credential: the HEC token (splunk-hec), an API key (elastic).
     #[arg(
         long,
         env = "SIGNET_EXPORT_TOKEN",

@@ -15,10 +15,12 @@ pub(crate) enum Audit {
     /// Check every chain and checkpoint signature against the trust bundle; exit 1 on any
     /// integrity failure, naming the record and where it is.
     Verify(verify::VerifyArgs),
-    /// The newest audit records the control plane holds; --follow for new ones.
+    /// The newest audit records the control plane holds (or the spools under --data-dir);
+    /// --follow for new ones.
     Tail(Box<tail::TailArgs>),
-    /// The control plane's records as JSON lines, CEF or syslog, to a file or a syslog
-    /// receiver (TCP or TLS), resumable with --cursor.
+    /// Audit records (the control plane's, or the spools under --data-dir) as JSON lines,
+    /// OCSF, CEF, syslog, Splunk HEC or Elasticsearch bulk, to a file or a receiver (syslog
+    /// over TCP/TLS, HEC and bulk over HTTPS); resumable with --cursor.
     Export(Box<export::ExportArgs>),
 }
 
