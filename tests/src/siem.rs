@@ -1,7 +1,8 @@
 //! HTTPS receivers that speak Splunk's HTTP Event Collector and Elasticsearch's bulk API the
 //! way those servers answer (neither server can run on this machine): token checks, HEC's
-//! `{"text","code"}` answers and its documented event envelope ([`hec_event_problem`]), bulk `items` with 201 for a new document and 409 for an id
-//! already indexed, 400 for a document without `@timestamp`. What they accepted is kept.
+//! `{"text","code"}` answers and its documented event envelope ([`hec_event_problem`]), bulk
+//! `items` with 201 for a new document and 409 for an id already indexed, 400 for a document
+//! without `@timestamp`. What they accepted is kept.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
