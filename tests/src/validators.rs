@@ -90,12 +90,15 @@ pub fn cef(lines: &str) -> Result<Vec<serde_json::Value>, String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("lognormalizer runs (./scripts/test.sh installs liblognorm-utils)");
+    // Fed from a thread of its own: a large input would otherwise fill both pipes while
+    // lognormalizer waits for its output to be read.
     let mut stdin = child.stdin.take().expect("a piped stdin");
-    stdin
-        .write_all(input.as_bytes())
-        .expect("lognormalizer reads its input");
-    drop(stdin);
+    let feeder = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().expect("lognormalizer finishes");
+    feeder
+        .join()
+        .expect("the feeder thread")
+        .expect("lognormalizer reads its input");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parsed = Vec::new();
     let mut refused = Vec::new();
