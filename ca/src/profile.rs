@@ -38,6 +38,14 @@ impl Default for SvidProfile {
 }
 
 impl SvidProfile {
+    /// What a workload's request for `requested` may ask the CA for: less than the
+    /// configured lifetime, never more (a caller choosing its own lifetime would outlive the
+    /// revocation horizon operators planned for). The control plane's own identity is not a
+    /// workload request and is not capped by this.
+    pub fn workload_request(&self, requested: Option<Duration>) -> Option<Duration> {
+        requested.map(|ttl| ttl.min(self.default_ttl))
+    }
+
     /// The lifetime to grant for a request.
     pub fn clamp_ttl(&self, requested: Option<Duration>) -> Duration {
         requested
@@ -120,6 +128,24 @@ mod tests {
         assert_eq!(
             p.clamp_ttl(Some(Duration::from_secs(600))),
             Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn a_configured_lifetime_is_the_longest_granted() {
+        let p = SvidProfile {
+            default_ttl: Duration::from_secs(900),
+            ..SvidProfile::default()
+        };
+        let granted = |ttl| p.clamp_ttl(p.workload_request(ttl));
+        assert_eq!(granted(None), Duration::from_secs(900));
+        assert_eq!(
+            granted(Some(Duration::from_secs(30 * 86400))),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            granted(Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
         );
     }
 

@@ -194,6 +194,12 @@ pub struct InboundConfig {
     /// The header that carries the verified peer SPIFFE ID to the app (always overwritten).
     #[serde(default = "default_identity_header")]
     pub identity_header: String,
+    /// Request headers whose names hold `_`: `drop` (default), `reject` or `allow`.
+    #[serde(default)]
+    pub underscore_headers: crate::headers::UnderscoreHeaders,
+    /// Path parameters (`/api/..;/admin`): `reject` (default) or `strip`.
+    #[serde(default)]
+    pub path_parameters: crate::path::PathParameters,
 }
 
 fn default_identity_header() -> String {

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Protocol;
 use crate::io::{LastActivity, Tracked};
 use crate::metrics::class;
-use crate::pool::{Body, strip_hop_by_hop};
+use crate::pool::Body;
 use crate::state::Proxy;
 
 /// The header a denied request's response names the deciding policies in.
@@ -334,11 +334,18 @@ async fn decide_and_forward(
     proxy: &Proxy,
     peer: &Peer,
 ) -> Response<Body> {
-    // A client's own copy of the identity header is dropped before anything reads it.
-    request.headers_mut().remove(&proxy.identity_header);
+    // The policies decide on the headers the app will get: hop-by-hop headers (and those a
+    // client's `Connection` names) go first, then anything spelled like a header the proxy
+    // vouches for; the identity header itself is set last, after the decision.
+    let inbound = &proxy.config.inbound;
+    crate::headers::strip_hop_by_hop(request.headers_mut());
+    if let Err(e) = crate::headers::underscores(request.headers_mut(), inbound.underscore_headers) {
+        return status(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
+    }
+    crate::headers::strip_reserved(request.headers_mut(), &proxy.identity_header);
     let grpc = is_grpc(&request);
     // Decide on the path the app will resolve, and send the app exactly that path.
-    let path = match crate::path::canonical(request.uri().path()) {
+    let path = match crate::path::canonical(request.uri().path(), inbound.path_parameters) {
         Ok(path) => path,
         Err(e) => return status(StatusCode::BAD_REQUEST, &format!("bad request path: {e}")),
     };
@@ -434,18 +441,19 @@ async fn decide_and_forward(
     if declared.is_some_and(|n| n > max_body) {
         return status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
-    if let Ok(value) = HeaderValue::from_str(peer.id.as_str()) {
-        request
-            .headers_mut()
-            .insert(proxy.identity_header.clone(), value);
-    }
-    strip_hop_by_hop(request.headers_mut());
+    crate::headers::vouch(request.headers_mut(), &proxy.identity_header, &peer.id);
     let (parts, body) = request.into_parts();
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let body = Limited::new(body, limit).boxed();
     let forwarded = proxy.app.send(Request::from_parts(parts, body));
     match tokio::time::timeout(proxy.config.limits.request_timeout, forwarded).await {
-        Ok(Ok(response)) => crate::pool::relay(response).await,
+        Ok(Ok(response)) => {
+            let mut response = crate::pool::relay(response).await;
+            // What the mesh says about a request (`x-signet-denied-by`, ...) is said by
+            // proxies only; the app cannot speak for them.
+            crate::headers::strip_reserved(response.headers_mut(), &proxy.identity_header);
+            response
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the app did not answer");
             status(StatusCode::BAD_GATEWAY, "the app is unavailable")

@@ -6,6 +6,7 @@
 //! - [`state`]: what every listener shares ([`state::Proxy`]).
 //! - [`inbound`]: mTLS in front of the local app; Cedar on every connection and request.
 //! - [`outbound`]: local plain-text ports to upstream services over mTLS.
+//! - [`headers`]: the headers the proxy vouches for, and hop-by-hop headers.
 //! - [`path`]: canonical request paths, so what is authorized is what the app sees.
 //! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections, round-robin balancing.
 //! - [`audit`]: decisions recorded in a signed, hash-chained spool.
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod control;
+pub mod headers;
 pub mod identity;
 pub mod inbound;
 pub mod io;

@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{OutboundConfig, Protocol, UpstreamHttp};
 use crate::metrics::class;
-use crate::pool::{Balancer, Body, Pool, SendError, Transport, UseH2, strip_hop_by_hop};
+use crate::pool::{Balancer, Body, Pool, SendError, Transport, UseH2};
 use crate::state::Proxy;
 
 /// The header that says why the proxy, not the upstream, answered with an error.
@@ -218,9 +218,10 @@ async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy)
         return error(StatusCode::SERVICE_UNAVAILABLE, "no endpoints");
     };
     let (mut parts, body) = request.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    // The identity header is for the upstream's proxy to set; never pass the app's along.
-    parts.headers.remove(&proxy.identity_header);
+    crate::headers::strip_hop_by_hop(&mut parts.headers);
+    // The identity header (under any spelling) is for the upstream's proxy to set; never
+    // pass the app's along.
+    crate::headers::strip_reserved(&mut parts.headers, &proxy.identity_header);
     let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
     match tokio::time::timeout(proxy.config.limits.request_timeout, pool.send(request)).await {
         Ok(Ok(response)) => crate::pool::relay(response).await,

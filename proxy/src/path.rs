@@ -9,7 +9,25 @@
 //! - `.` and `..` segments are resolved (RFC 3986 §5.2.4), never above the root;
 //! - encoded `/`, `\` and NUL (`%2F`, `%5C`, `%00`), a raw `\`, and a path that does not start
 //!   with `/` are refused: their meaning differs between servers, so no decision about them
-//!   can be trusted.
+//!   can be trusted;
+//! - a `;` (a path parameter, `/api/..;/admin`) is refused by default: servlet containers
+//!   drop everything from `;` to the end of a segment before resolving `..`, so the app would
+//!   serve `/admin` while a policy saw `/api/..;/admin`. With [`PathParameters::Strip`] the
+//!   proxy does what those containers do and decides on, and forwards, the stripped path.
+
+use serde::{Deserialize, Serialize};
+
+/// What to do with path parameters (`;` in a segment).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathParameters {
+    /// Refuse the request (400).
+    #[default]
+    Reject,
+    /// Remove each segment's parameters (from `;` to the segment's end) before dot segments
+    /// are resolved, as servlet containers do.
+    Strip,
+}
 
 /// Why a path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +44,9 @@ pub enum PathError {
     /// Not absolute.
     #[error("the path does not start with `/`")]
     NotAbsolute,
+    /// A `;` while parameters are refused.
+    #[error("the path holds a `;` (path parameters are refused)")]
+    Parameter,
 }
 
 fn unreserved(b: u8) -> bool {
@@ -42,9 +63,12 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// The canonical form of `path` (no query).
-pub fn canonical(path: &str) -> Result<String, PathError> {
+pub fn canonical(path: &str, parameters: PathParameters) -> Result<String, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
+    }
+    if parameters == PathParameters::Reject && path.contains(';') {
+        return Err(PathError::Parameter);
     }
     // Decode what may be decoded; refuse what cannot be trusted.
     let bytes = path.as_bytes();
@@ -82,6 +106,10 @@ pub fn canonical(path: &str) -> Result<String, PathError> {
     // Merge slashes and resolve dot segments.
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/').skip(1) {
+        let segment = match parameters {
+            PathParameters::Strip => segment.split(';').next().unwrap_or_default(),
+            PathParameters::Reject => segment,
+        };
         match segment {
             "" | "." => {}
             ".." => {
@@ -90,7 +118,12 @@ pub fn canonical(path: &str) -> Result<String, PathError> {
             s => segments.push(s),
         }
     }
-    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let last = decoded.rsplit('/').next().unwrap_or_default();
+    let last = match parameters {
+        PathParameters::Strip => last.split(';').next().unwrap_or_default(),
+        PathParameters::Reject => last,
+    };
+    let trailing = matches!(last, "" | "." | "..");
     let mut out = String::with_capacity(decoded.len());
     for s in &segments {
         out.push('/');
@@ -126,20 +159,56 @@ mod tests {
             ("/caf\u{e9}", "/caf\u{e9}"),
             ("/shop.Payments/Charge", "/shop.Payments/Charge"),
         ] {
-            assert_eq!(canonical(raw).as_deref(), Ok(canon), "{raw}");
+            assert_eq!(
+                canonical(raw, PathParameters::Reject).as_deref(),
+                Ok(canon),
+                "{raw}"
+            );
+            assert_eq!(
+                canonical(raw, PathParameters::Strip).as_deref(),
+                Ok(canon),
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn untrustworthy_paths_are_refused() {
-        assert_eq!(canonical("/a%2Fb"), Err(PathError::EncodedSeparator));
-        assert_eq!(canonical("/a%2fb"), Err(PathError::EncodedSeparator));
-        assert_eq!(canonical("/a%5cb"), Err(PathError::EncodedSeparator));
-        assert_eq!(canonical("/a%00"), Err(PathError::EncodedSeparator));
-        assert_eq!(canonical("/a\\b"), Err(PathError::Backslash));
-        assert_eq!(canonical("/a%zz"), Err(PathError::BadEscape));
-        assert_eq!(canonical("/a%2"), Err(PathError::BadEscape));
-        assert_eq!(canonical("a/b"), Err(PathError::NotAbsolute));
-        assert_eq!(canonical("*"), Err(PathError::NotAbsolute));
+        assert_eq!(
+            canonical("/a%2Fb", PathParameters::Reject),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(
+            canonical("/a%2fb", PathParameters::Reject),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(
+            canonical("/a%5cb", PathParameters::Reject),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(
+            canonical("/a%00", PathParameters::Reject),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(
+            canonical("/a\\b", PathParameters::Reject),
+            Err(PathError::Backslash)
+        );
+        assert_eq!(
+            canonical("/a%zz", PathParameters::Reject),
+            Err(PathError::BadEscape)
+        );
+        assert_eq!(
+            canonical("/a%2", PathParameters::Reject),
+            Err(PathError::BadEscape)
+        );
+        assert_eq!(
+            canonical("a/b", PathParameters::Reject),
+            Err(PathError::NotAbsolute)
+        );
+        assert_eq!(
+            canonical("*", PathParameters::Reject),
+            Err(PathError::NotAbsolute)
+        );
     }
 }

@@ -347,7 +347,7 @@ const SMALL_BODY: u64 = 16 * 1024;
 /// small body read whole.
 pub async fn relay(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    crate::headers::strip_hop_by_hop(&mut parts.headers);
     let small = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -379,37 +379,6 @@ pub async fn relay(response: Response<Incoming>) -> Response<Body> {
     Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
 
-/// Removes the headers that belong to one hop (RFC 9110 §7.6.1), keeping `te: trailers`
-/// (gRPC needs it).
-pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let named: Vec<http::HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHORIZATION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    let trailers_only = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !trailers_only {
-        headers.remove(header::TE);
-    }
-}
-
 /// Round-robin over a service's endpoints.
 #[derive(Debug)]
 pub struct Balancer {
@@ -439,24 +408,6 @@ impl Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_go() {
-        let mut h = http::HeaderMap::new();
-        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
-        h.insert("x-secret", "1".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert(header::TE, "trailers".parse().unwrap());
-        h.insert("x-kept", "1".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert!(h.get("x-secret").is_none() && h.get(header::CONNECTION).is_none());
-        assert!(h.get("keep-alive").is_none());
-        assert_eq!(h.get(header::TE).unwrap(), "trailers");
-        assert!(h.get("x-kept").is_some());
-        h.insert(header::TE, "gzip".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert!(h.get(header::TE).is_none());
-    }
 
     #[test]
     fn uris_fit_each_protocol() {

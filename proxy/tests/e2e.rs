@@ -742,3 +742,116 @@ async fn upstream_http2_multiplexes_http1_requests_between_the_proxies() {
         1
     );
 }
+
+/// The names of the request headers the echo app saw.
+fn echoed_names(body: &serde_json::Value) -> Vec<String> {
+    body["headers"]
+        .as_array()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter_map(|h| h[0].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a header name reads as one of the mesh's own (`x-signet-…`) to a CGI/WSGI-style
+/// server, which maps `_`, `.` and `-` alike.
+fn reads_as_mesh_header(name: &str) -> bool {
+    name.to_ascii_lowercase()
+        .replace(['_', '.'], "-")
+        .starts_with("x-signet-")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_spelling_of_the_identity_header_and_no_connection_trick_reaches_the_app() {
+    let mesh = Mesh::start().await;
+    let forged = [
+        ("x_signet_peer_id", BLOG),
+        ("x-signet-peer_id", BLOG),
+        ("x.signet.peer.id", BLOG),
+        ("x-signet-trusted", "yes"),
+        ("x_debug", "1"),
+    ];
+    // Through the frontend's outbound port, over HTTP/1.1 and HTTP/2 between the proxies.
+    for mut http in [
+        Http::h1(mesh.to_cart()).await,
+        Http::h2(mesh.to_cart()).await,
+    ] {
+        let reply = http.get("cart", "/api/items", &forged).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.echoed_header("x-signet-peer-id"), [FRONTEND]);
+        let names = echoed_names(&reply.json());
+        let mesh_names: Vec<&String> = names.iter().filter(|n| reads_as_mesh_header(n)).collect();
+        assert_eq!(mesh_names, ["x-signet-peer-id"], "{names:?}");
+        assert!(!names.iter().any(|n| n.contains('_')), "{names:?}");
+    }
+    // A workload speaking mTLS to the cart's proxy itself, with its own valid SVID, tries to
+    // make the proxy remove its identity header (and `host`) through `Connection`.
+    let (chain, key) = mesh.pki.ca.issue(&LeafSpec::for_id(FRONTEND));
+    let raw = client::tls_request(
+        mesh.cart.inbound,
+        Some((chain, key.private_key_der().clone_key())),
+        mesh.pki.ca.bundle(),
+        "/api/items",
+        &[
+            ("connection", "x-signet-peer-id, host"),
+            ("x_signet_peer_id", BLOG),
+            ("x-signet-peer-id", BLOG),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let body: serde_json::Value =
+        serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let identity: Vec<&serde_json::Value> = body["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| reads_as_mesh_header(h[0].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        identity,
+        [&serde_json::json!(["x-signet-peer-id", FRONTEND])],
+        "{body}"
+    );
+    let host: Vec<&serde_json::Value> = body["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0] == "host")
+        .collect();
+    assert_eq!(host, [&serde_json::json!(["host", "x"])], "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_parameters_cannot_walk_around_a_path_policy() {
+    let mesh = Mesh::start().await;
+    let mut http = Http::h1(mesh.to_cart()).await;
+    // `/api/..;/admin` is `/admin` to a servlet container; by default it is refused.
+    let reply = http.get("cart", "/api/..;/admin/users", &[]).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(
+        mesh.app.requests.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    drop(mesh);
+    // Stripped as such a container strips it, the policy sees `/admin/users` and forbids it.
+    let mesh = Mesh::start_custom(
+        |cart, _| cart.replace("[inbound]", "[inbound]\npath_parameters = \"strip\""),
+        "",
+    )
+    .await;
+    let mut http = Http::h1(mesh.to_cart()).await;
+    let reply = http.get("cart", "/api/..;/admin/users", &[]).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(
+        reply.header("x-signet-denied-by").as_deref(),
+        Some("no-admin-paths")
+    );
+    let reply = http.get("cart", "/api;v=2/items;x", &[]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["path"], "/api/items");
+}

@@ -189,3 +189,96 @@ pub fn grpc_channel(addr: SocketAddr, tls: rustls::ClientConfig) -> tonic::trans
             }
         }))
 }
+
+/// An answer from the control plane's REST API.
+#[derive(Debug)]
+pub struct RestReply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub json: serde_json::Value,
+    /// The body's length in bytes.
+    pub len: usize,
+}
+
+impl ControlPlane {
+    /// The control plane's trust bundle, as operators get it (`SIGNET_CA`).
+    pub fn bundle(&self) -> signet_spiffe::TrustBundle {
+        let pem = std::fs::read_to_string(self.setting("SIGNET_CA")).expect("SIGNET_CA");
+        let marker = self.data_dir.join("ca").join("trust-domain");
+        let name = std::fs::read_to_string(marker).expect("ca/trust-domain");
+        let td = signet_spiffe::TrustDomain::new(name.trim()).expect("trust domain");
+        signet_spiffe::TrustBundle::from_pem(td, &pem).expect("bundle")
+    }
+
+    /// Sends one REST request (`body` as JSON), with the admin's bearer token unless
+    /// `bearer` names another (`Some("")`: none) or `client` presents a certificate.
+    pub async fn rest(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> RestReply {
+        self.rest_as(
+            std::sync::Arc::new(signet_spiffe::tls::SvidResolver::new()),
+            method,
+            path,
+            bearer,
+            body,
+        )
+        .await
+    }
+
+    /// [`ControlPlane::rest`], presenting what `client` resolves.
+    pub async fn rest_as(
+        &self,
+        client: std::sync::Arc<dyn rustls::client::ResolvesClientCert>,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> RestReply {
+        use http_body_util::BodyExt as _;
+        let tls = control_plane_tls(&self.bundle(), client, b"http/1.1");
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+        let tcp = tokio::net::TcpStream::connect(self.api)
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::IpAddress(self.api.ip().into());
+        let tls = connector.connect(name, tcp).await.expect("TLS");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .expect("HTTP/1.1");
+        tokio::spawn(conn);
+        let admin = self.setting("SIGNET_TOKEN");
+        let token = bearer.unwrap_or(&admin);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, "signet-cp")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if !token.is_empty() {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default(),
+            )))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        RestReply {
+            status,
+            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            len: bytes.len(),
+        }
+    }
+}

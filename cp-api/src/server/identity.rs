@@ -71,7 +71,8 @@ impl IdentityService {
             return Err(Status::invalid_argument("CSR is too large"));
         }
         let csr = CertificateSigningRequestDer::from(csr);
-        let ttl = (ttl_seconds > 0).then(|| Duration::from_secs(u64::from(ttl_seconds)));
+        let requested = (ttl_seconds > 0).then(|| Duration::from_secs(u64::from(ttl_seconds)));
+        let ttl = self.hub.ca.profile().workload_request(requested);
         let svid = self
             .hub
             .ca

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Schema, ValidationMode,
-    Validator,
+    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
+    Schema, ValidationMode, Validator,
 };
 use signet_spiffe::{SpiffeId, TrustDomain};
 
@@ -23,8 +23,151 @@ pub const ACTIONS: &[&str] = &[
     "policy.apply",
     "policy.rollback",
     "token.create",
+    "operator.enroll",
     "deny.add",
+    "ca.manage",
 ];
+
+/// The longest target text an operator-action record keeps: what a caller sends is recorded
+/// only after it was validated, and never more than this of it.
+pub const MAX_TARGET: usize = 512;
+
+/// One operator action on what it touches, as the operator policies see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Act<'a> {
+    /// Reading a collection (`policies`, `audit`, ...).
+    Read { collection: &'a str },
+    /// Applying policy files.
+    PolicyApply {
+        files: usize,
+        dry_run: bool,
+        expected_version: Option<u64>,
+    },
+    /// Rolling back to `version`.
+    PolicyRollback {
+        version: u64,
+        expected_version: Option<u64>,
+    },
+    /// A join token for `id` (an operator identity makes this `operator.enroll`).
+    TokenCreate {
+        id: &'a SpiffeId,
+        operator: bool,
+        ttl_seconds: u64,
+    },
+    /// A deny-list entry for an identity.
+    DenyId { id: &'a SpiffeId },
+    /// A deny-list entry for a certificate serial (lowercase hex).
+    DenySerial { serial: &'a str },
+    /// Changing the CA (`setup`, `rotate`).
+    CaManage { operation: &'a str },
+}
+
+impl Act<'_> {
+    /// The Cedar action's name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "read",
+            Self::PolicyApply { .. } => "policy.apply",
+            Self::PolicyRollback { .. } => "policy.rollback",
+            Self::TokenCreate {
+                operator: false, ..
+            } => "token.create",
+            Self::TokenCreate { operator: true, .. } => "operator.enroll",
+            Self::DenyId { .. } | Self::DenySerial { .. } => "deny.add",
+            Self::CaManage { .. } => "ca.manage",
+        }
+    }
+
+    /// What the action touches, as `(entity type, id)`.
+    fn resource(&self) -> (&'static str, String) {
+        match self {
+            Self::Read { .. } | Self::CaManage { .. } => ("ControlPlane", "cp".to_owned()),
+            Self::PolicyApply { .. } | Self::PolicyRollback { .. } => {
+                ("PolicySet", "mesh".to_owned())
+            }
+            Self::TokenCreate { id, .. } | Self::DenyId { id } => {
+                ("Identity", id.as_str().to_owned())
+            }
+            Self::DenySerial { serial } => ("Certificate", (*serial).to_owned()),
+        }
+    }
+
+    fn context(&self) -> Vec<(String, RestrictedExpression)> {
+        let text =
+            |k: &str, v: &str| (k.to_owned(), RestrictedExpression::new_string(v.to_owned()));
+        let long = |k: &str, v: u64| {
+            (
+                k.to_owned(),
+                RestrictedExpression::new_long(i64::try_from(v).unwrap_or(i64::MAX)),
+            )
+        };
+        let mut pairs = Vec::new();
+        match *self {
+            Self::Read { collection } => pairs.push(text("collection", collection)),
+            Self::PolicyApply {
+                files,
+                dry_run,
+                expected_version,
+            } => {
+                pairs.push(long("files", files as u64));
+                pairs.push((
+                    "dry_run".to_owned(),
+                    RestrictedExpression::new_bool(dry_run),
+                ));
+                pairs.extend(expected_version.map(|v| long("expected_version", v)));
+            }
+            Self::PolicyRollback {
+                version,
+                expected_version,
+            } => {
+                pairs.push(long("version", version));
+                pairs.extend(expected_version.map(|v| long("expected_version", v)));
+            }
+            Self::TokenCreate {
+                id, ttl_seconds, ..
+            } => {
+                pairs.push(text("spiffe_id", id.as_str()));
+                pairs.push(text("path", id.path()));
+                pairs.push(long("ttl_seconds", ttl_seconds));
+            }
+            Self::DenyId { id } => {
+                pairs.push(text("kind", "spiffe_id"));
+                pairs.push(text("value", id.as_str()));
+            }
+            Self::DenySerial { serial } => {
+                pairs.push(text("kind", "serial"));
+                pairs.push(text("value", serial));
+            }
+            Self::CaManage { operation } => pairs.push(text("operation", operation)),
+        }
+        pairs
+    }
+
+    /// What an operator-action record names as the target (bounded by [`MAX_TARGET`]).
+    pub fn target(&self) -> String {
+        let mut text = match self {
+            Self::Read { collection } => (*collection).to_owned(),
+            Self::PolicyApply { .. } => "policies".to_owned(),
+            Self::PolicyRollback { version, .. } => format!("policies/{version}"),
+            Self::TokenCreate { id, .. } | Self::DenyId { id } => id.as_str().to_owned(),
+            Self::DenySerial { serial } => (*serial).to_owned(),
+            Self::CaManage { .. } => "ca".to_owned(),
+        };
+        if text.len() > MAX_TARGET {
+            let mut end = MAX_TARGET;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        text
+    }
+}
+
+/// Whether `id` names an operator (or the control plane): `/signet/...` in `td`.
+pub fn is_operator_identity(id: &SpiffeId, td: &TrustDomain) -> bool {
+    id.is_member_of(td) && (id.path() == "/signet" || id.path().starts_with("/signet/"))
+}
 
 /// The identity the first-start bearer token acts as.
 pub fn admin_id(td: &TrustDomain) -> Result<SpiffeId, String> {
@@ -35,8 +178,9 @@ pub fn admin_id(td: &TrustDomain) -> Result<SpiffeId, String> {
 /// The operator policies a new data directory starts with.
 pub fn default_policies(td: &TrustDomain) -> Result<String, String> {
     Ok(format!(
-        "// Who may operate this control plane (Cedar; schema: Signet::Operator, actions\n\
-         // \"read\", \"policy.apply\", \"policy.rollback\", \"token.create\", \"deny.add\").\n\
+        "// Who may operate this control plane (Cedar; schema: cp-api/schema/operators.cedarschema,\n\
+         // actions \"read\", \"policy.apply\", \"policy.rollback\", \"token.create\",\n\
+         // \"operator.enroll\", \"deny.add\", \"ca.manage\").\n\
          // Read at start. The bearer token in meshctl.env acts as the admin below.\n\
          @id(\"admin-may-do-everything\")\n\
          permit (\n    principal == Signet::Operator::\"{}\",\n    action,\n    resource\n);\n",
@@ -81,6 +225,12 @@ impl OperatorPolicies {
         if let Some(e) = result.validation_errors().next() {
             return Err(format!("{name}: {e}"));
         }
+        // A warning here is a policy that can never apply (a resource type the action does
+        // not touch, say): an operator who wrote it expects it to grant or forbid something,
+        // so it is refused rather than silently ignored.
+        if let Some(w) = result.validation_warnings().next() {
+            return Err(format!("{name}: {w}"));
+        }
         Ok(Self {
             policies,
             schema,
@@ -95,27 +245,26 @@ impl OperatorPolicies {
         Self::parse(&path.display().to_string(), &text)
     }
 
-    /// May `operator` do `action`?
-    pub fn decide(&self, operator: &SpiffeId, action: &str) -> OperatorDecision {
+    /// May `operator` do `act`? Anything that cannot be put to Cedar is a deny.
+    pub fn decide(&self, operator: &SpiffeId, act: &Act<'_>) -> OperatorDecision {
         let deny = OperatorDecision {
             allowed: false,
             policies: Vec::new(),
         };
         let uid = |ty: &str, id: &str| EntityUid::from_str(&format!("{ty}::{}", quoted(id))).ok();
+        let (resource_type, resource_id) = act.resource();
         let (Some(principal), Some(action), Some(resource)) = (
             uid("Signet::Operator", operator.as_str()),
-            uid("Signet::Action", action),
-            uid("Signet::ControlPlane", "cp"),
+            uid("Signet::Action", act.action()),
+            uid(&format!("Signet::{resource_type}"), &resource_id),
         ) else {
             return deny;
         };
-        let Ok(request) = Request::new(
-            principal,
-            action,
-            resource,
-            Context::empty(),
-            Some(&self.schema),
-        ) else {
+        let Ok(context) = Context::from_pairs(act.context()) else {
+            return deny;
+        };
+        let Ok(request) = Request::new(principal, action, resource, context, Some(&self.schema))
+        else {
             return deny;
         };
         let response = self
@@ -143,50 +292,5 @@ fn first_line(e: &impl std::fmt::Display) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_policies_let_the_admin_do_everything_and_no_one_else_anything() {
-        let td = TrustDomain::new("t.test").unwrap();
-        let policies =
-            OperatorPolicies::parse("operators.cedar", &default_policies(&td).unwrap()).unwrap();
-        let admin = admin_id(&td).unwrap();
-        let workload: SpiffeId = "spiffe://t.test/ns/shop/sa/cart".parse().unwrap();
-        for action in ACTIONS {
-            let d = policies.decide(&admin, action);
-            assert!(d.allowed, "{action}");
-            assert_eq!(d.policies, ["admin-may-do-everything"]);
-            assert!(!policies.decide(&workload, action).allowed, "{action}");
-        }
-    }
-
-    #[test]
-    fn a_read_only_role_reads_and_nothing_more() {
-        let text = r#"
-            @id("auditors-read")
-            permit (principal == Signet::Operator::"spiffe://t.test/signet/operator/auditor",
-                    action == Signet::Action::"read", resource);
-        "#;
-        let policies = OperatorPolicies::parse("operators.cedar", text).unwrap();
-        let auditor: SpiffeId = "spiffe://t.test/signet/operator/auditor".parse().unwrap();
-        assert!(policies.decide(&auditor, "read").allowed);
-        assert!(!policies.decide(&auditor, "policy.apply").allowed);
-    }
-
-    #[test]
-    fn bad_operator_policies_are_refused_with_the_file_name() {
-        let no_id = "permit (principal, action, resource);";
-        assert!(
-            OperatorPolicies::parse("ops.cedar", no_id)
-                .unwrap_err()
-                .contains("@id")
-        );
-        let unknown = r#"@id("x") permit (principal, action == Signet::Action::"brew", resource);"#;
-        assert!(
-            OperatorPolicies::parse("ops.cedar", unknown)
-                .unwrap_err()
-                .starts_with("ops.cedar: ")
-        );
-    }
-}
+#[path = "operators_tests.rs"]
+mod tests;

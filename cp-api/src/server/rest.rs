@@ -22,16 +22,21 @@ use signet_spiffe::SpiffeId;
 
 use crate::server::hub::{Hub, ProxyEntry, bundle_of};
 use crate::server::identity::Tokens;
-use crate::server::operators::OperatorPolicies;
+use crate::server::operators::{Act, OperatorPolicies, is_operator_identity};
 use crate::server::store::{
     DenyEntry, NewPolicyVersion, OperatorAction, StoreError, StoredFile, unix_ms,
 };
 use crate::server::tls::Peer;
 
-/// Largest request body.
+/// Largest request body: policy files.
 const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest body of every other request (a SPIFFE ID, a CSR, a deny entry, Vault settings):
+/// the bytes a caller may make the control plane read before it looks at them.
+const SMALL_BODY: usize = 64 * 1024;
 /// Most policy files in one apply.
 const MAX_FILES: usize = 1_000;
+/// Longest reason a deny-list entry keeps.
+const MAX_REASON: usize = 1024;
 /// Longest join-token lifetime.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 86_400);
 
@@ -93,6 +98,12 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;
+
+/// A body that could not be read as the request's JSON: 413 when it was too large, 400
+/// otherwise, with axum's explanation.
+fn rejected(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError::new(e.status(), e.body_text())
+}
 
 /// An authenticated operator.
 #[derive(Debug, Clone)]
@@ -169,20 +180,18 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
 }
 
 impl Api {
-    /// Decides and records `operator` doing `action` on `target`.
-    async fn authorize(
-        &self,
-        operator: &Operator,
-        action: &str,
-        target: &str,
-    ) -> Result<(), ApiError> {
-        let decision = self.operators.decide(&operator.id, action);
+    /// Decides and records `operator` doing `act`. Callers validate the request first, so
+    /// what is recorded is well-formed and bounded.
+    async fn authorize(&self, operator: &Operator, act: Act<'_>) -> Result<(), ApiError> {
+        let action = act.action();
+        let target = act.target();
+        let decision = self.operators.decide(&operator.id, &act);
         let detail = if decision.policies.is_empty() {
             "default-deny".to_owned()
         } else {
             decision.policies.join(",")
         };
-        self.record(operator, action, target, decision.allowed, &detail)
+        self.record(operator, action, &target, decision.allowed, &detail)
             .await;
         if decision.allowed {
             Ok(())
@@ -257,20 +266,40 @@ pub fn router(api: Api) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/status", get(status))
         .route("/v1/ca", get(ca_routes::status))
-        .route("/v1/ca/setup", post(ca_routes::setup))
-        .route("/v1/ca/rotate", post(ca_routes::rotate))
+        .route(
+            "/v1/ca/setup",
+            post(ca_routes::setup).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/ca/rotate",
+            post(ca_routes::rotate).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route("/v1/policies", get(current_policies).post(apply))
         .route("/v1/policies/history", get(history))
-        .route("/v1/policies/rollback", post(rollback))
+        .route(
+            "/v1/policies/rollback",
+            post(rollback).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route("/v1/policies/{version}", get(policy_version))
-        .route("/v1/tokens", post(create_token))
+        .route(
+            "/v1/tokens",
+            post(create_token).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route("/v1/services", get(services))
         .route("/v1/proxies", get(proxies))
         .route("/v1/inventory", get(inventory))
         .route("/v1/identities", get(identity))
-        .route("/v1/deny", get(deny_list).post(deny))
+        .route(
+            "/v1/deny",
+            get(deny_list)
+                .post(deny)
+                .layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route("/v1/operator-actions", get(actions))
-        .route("/v1/svid", post(issue_svid))
+        .route(
+            "/v1/svid",
+            post(issue_svid).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route("/v1/audit", get(audit_records))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -309,7 +338,13 @@ fn in_sync(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> bool {
 }
 
 async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "status").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "status",
+        },
+    )
+    .await?;
     let hub = &api.hub;
     let applied = hub.applied();
     let version = applied.meta.as_ref().map_or(0, |m| m.version);
@@ -334,7 +369,13 @@ fn files_json(files: &[StoredFile]) -> Value {
 }
 
 async fn current_policies(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "policies").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "policies",
+        },
+    )
+    .await?;
     let applied = api.hub.applied();
     Ok(Json(json!({
         "version": applied.meta.as_ref().map_or(0, |m| m.version),
@@ -346,7 +387,13 @@ async fn current_policies(State(api): State<Api>, op: Operator) -> ApiResult {
 }
 
 async fn history(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "policies").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "policies",
+        },
+    )
+    .await?;
     Ok(Json(
         json!({ "versions": api.hub.store.policy_history().await? }),
     ))
@@ -357,8 +404,13 @@ async fn policy_version(
     op: Operator,
     Path(version): Path<String>,
 ) -> ApiResult {
-    api.authorize(&op, "read", &format!("policies/{version}"))
-        .await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "policies",
+        },
+    )
+    .await?;
     let version: u64 = version
         .parse()
         .map_err(|_| ApiError::bad(format!("`{version}` is not a version number")))?;
@@ -456,9 +508,17 @@ async fn apply(
     op: Operator,
     body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
-    api.authorize(&op, "policy.apply", "policies").await?;
+    let Json(body) = body.map_err(rejected)?;
     check_files(&body.files)?;
+    api.authorize(
+        &op,
+        Act::PolicyApply {
+            files: body.files.len(),
+            dry_run: body.dry_run,
+            expected_version: body.expected_version,
+        },
+    )
+    .await?;
     if body.dry_run {
         let bundle = bundle_of(&body.files, 0).map_err(|problems| ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -493,11 +553,13 @@ async fn rollback(
     op: Operator,
     body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let Json(body) = body.map_err(rejected)?;
     api.authorize(
         &op,
-        "policy.rollback",
-        &format!("policies/{}", body.version),
+        Act::PolicyRollback {
+            version: body.version,
+            expected_version: body.expected_version,
+        },
     )
     .await?;
     let (_, files) = api.hub.store.policy_version(body.version).await?;
@@ -525,10 +587,9 @@ async fn create_token(
     op: Operator,
     body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
-    api.authorize(&op, "token.create", &body.spiffe_id).await?;
-    let id = SpiffeId::from_str(&body.spiffe_id)
-        .map_err(|e| ApiError::bad(format!("`{}`: {e}", body.spiffe_id)))?;
+    let Json(body) = body.map_err(rejected)?;
+    // Validated before it is authorized and recorded: nothing unchecked reaches the log.
+    let id = SpiffeId::from_str(&body.spiffe_id).map_err(|e| ApiError::bad(e.to_string()))?;
     if !id.is_member_of(&api.hub.trust_domain) {
         return Err(ApiError::bad(format!(
             "`{id}` is not in this control plane's trust domain `{}`",
@@ -544,6 +605,15 @@ async fn create_token(
     if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
         return Err(ApiError::bad("ttl must be between 1 second and 7 days"));
     }
+    api.authorize(
+        &op,
+        Act::TokenCreate {
+            id: &id,
+            operator: is_operator_identity(&id, &api.hub.trust_domain),
+            ttl_seconds: ttl.as_secs(),
+        },
+    )
+    .await?;
     let new = api
         .tokens
         .create(id, ttl)
@@ -580,7 +650,13 @@ fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
 }
 
 async fn proxies(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "proxies").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "proxies",
+        },
+    )
+    .await?;
     let version = api.hub.applied().meta.as_ref().map_or(0, |m| m.version);
     let list: Vec<Value> = api
         .hub
@@ -602,7 +678,13 @@ fn services_of(proxies: &[ProxyEntry]) -> BTreeMap<(String, String), Vec<&ProxyE
 }
 
 async fn services(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "services").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "services",
+        },
+    )
+    .await?;
     let proxies = api.hub.proxies();
     let list: Vec<Value> = services_of(&proxies)
         .into_iter()
@@ -620,7 +702,13 @@ async fn services(State(api): State<Api>, op: Operator) -> ApiResult {
 }
 
 async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "inventory").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "inventory",
+        },
+    )
+    .await?;
     let proxies = api.hub.proxies();
     let mut workloads = BTreeMap::new();
     for p in &proxies {
@@ -656,8 +744,13 @@ async fn identity(
     op: Operator,
     Query(q): Query<IdentityQuery>,
 ) -> ApiResult {
-    api.authorize(&op, "read", &format!("identity/{}", q.id))
-        .await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "identity",
+        },
+    )
+    .await?;
     let hub = &api.hub;
     let proxies = hub.proxies();
     let id = if q.id.starts_with("spiffe://") {
@@ -815,7 +908,7 @@ fn effective_authorization(hub: &Hub, id: &SpiffeId, proxies: &[ProxyEntry]) -> 
 }
 
 async fn deny_list(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "deny").await?;
+    api.authorize(&op, Act::Read { collection: "deny" }).await?;
     Ok(Json(json!({ "entries": api.hub.store.deny_list().await? })))
 }
 
@@ -835,21 +928,38 @@ async fn deny(
     op: Operator,
     body: Result<Json<DenyBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let Json(body) = body.map_err(rejected)?;
+    if body.reason.len() > MAX_REASON {
+        return Err(ApiError::bad(format!(
+            "the reason is longer than {MAX_REASON} bytes"
+        )));
+    }
     let (kind, value) = match (body.spiffe_id, body.serial) {
         (Some(id), None) => {
-            let id = SpiffeId::from_str(&id).map_err(|e| ApiError::bad(format!("`{id}`: {e}")))?;
+            let id = SpiffeId::from_str(&id).map_err(|e| ApiError::bad(e.to_string()))?;
+            if reserved(&id, &api.hub.trust_domain) {
+                return Err(ApiError::bad(format!(
+                    "`{id}` is the control plane's own identity; denying it would cut every \
+                     proxy off from the control plane"
+                )));
+            }
+            api.authorize(&op, Act::DenyId { id: &id }).await?;
             ("spiffe_id", id.as_str().to_owned())
         }
         (None, Some(serial)) => {
             let serial = serial.to_ascii_lowercase();
-            signet_spiffe::Serial::from_hex(&serial)
-                .ok_or_else(|| ApiError::bad(format!("serial `{serial}` is not hex")))?;
+            if signet_spiffe::Serial::from_hex(&serial).is_none() || serial.len() > 64 {
+                return Err(ApiError::bad(format!(
+                    "serial `{}` is not hex (at most 64 digits)",
+                    serial.chars().take(64).collect::<String>()
+                )));
+            }
+            api.authorize(&op, Act::DenySerial { serial: &serial })
+                .await?;
             ("serial", serial)
         }
         _ => return Err(ApiError::bad("give exactly one of spiffe_id and serial")),
     };
-    api.authorize(&op, "deny.add", &value).await?;
     api.hub
         .store
         .deny(DenyEntry {
@@ -900,7 +1010,7 @@ async fn issue_svid(
     body: Result<Json<SvidBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     use rustls_pki_types::pem::PemObject as _;
-    let Json(body) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let Json(body) = body.map_err(rejected)?;
     let csr = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(body.csr.as_bytes())
         .map_err(|e| ApiError::bad(format!("csr: {e}")))?;
     let id = api
@@ -913,7 +1023,11 @@ async fn issue_svid(
             }
             other => ApiError::new(StatusCode::UNAUTHORIZED, other.to_string()),
         })?;
-    let ttl = body.ttl_seconds.map(Duration::from_secs);
+    let ttl = api
+        .hub
+        .ca
+        .profile()
+        .workload_request(body.ttl_seconds.map(Duration::from_secs));
     let svid = api
         .hub
         .ca
@@ -949,13 +1063,25 @@ async fn audit_records(
     >,
 ) -> ApiResult {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
-    api.authorize(&op, "read", "audit").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "audit",
+        },
+    )
+    .await?;
     let rows = api.hub.store.query_audit(query).await?;
     Ok(Json(json!({ "records": rows })))
 }
 
 async fn actions(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "operator-actions").await?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "operator-actions",
+        },
+    )
+    .await?;
     Ok(Json(
         json!({ "actions": api.hub.store.actions(200).await? }),
     ))

@@ -145,7 +145,8 @@ pub(super) fn describe(hub: &Hub) -> Value {
 }
 
 pub(super) async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "read", "ca").await?;
+    api.authorize(&op, super::Act::Read { collection: "ca" })
+        .await?;
     Ok(Json(describe(&api.hub)))
 }
 
@@ -179,7 +180,8 @@ pub(super) async fn setup(
     op: Operator,
     Json(body): Json<SetupRequest>,
 ) -> Result<Response, ApiError> {
-    api.authorize(&op, "ca.manage", "ca").await?;
+    api.authorize(&op, super::Act::CaManage { operation: "setup" })
+        .await?;
     let hub = &api.hub;
     refuse_while_staged(hub)?;
     if body.mode == VaultMode::Sign && body.role.is_none() {
@@ -277,7 +279,13 @@ fn stage(hub: &Hub, next: Opened) -> Result<(), ApiError> {
 }
 
 pub(super) async fn rotate(State(api): State<Api>, op: Operator) -> ApiResult {
-    api.authorize(&op, "ca.manage", "ca").await?;
+    api.authorize(
+        &op,
+        super::Act::CaManage {
+            operation: "rotate",
+        },
+    )
+    .await?;
     let hub = &api.hub;
     refuse_while_staged(hub)?;
     let next = hub

@@ -1,0 +1,237 @@
+//! Attacks on a real `signet-cp`, as an operator with a narrow role, a workload, or anyone
+//! who can reach its ports would try them. Each test fails on a control plane with the hole.
+#![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
+
+use std::process::Output;
+use std::time::{Duration, SystemTime};
+
+use signet_tests::control::ControlPlane;
+
+const TD: &str = "sec.test";
+const ADMIN: &str = "spiffe://sec.test/signet/operator/admin";
+const CI: &str = "spiffe://sec.test/signet/operator/ci";
+const CART: &str = "spiffe://sec.test/ns/shop/sa/cart";
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> ControlPlane {
+    let mut args = vec!["--trust-domain", TD];
+    args.extend_from_slice(extra);
+    ControlPlane::start(&dir.join("cp"), &args)
+}
+
+/// An operator certificate for `id`, enrolled by the admin; returns `--cert`/`--key`.
+fn enroll(cp: &ControlPlane, dir: &std::path::Path, id: &str) -> [String; 4] {
+    let token = cp.token(id);
+    let out = dir.join(id.rsplit('/').next().unwrap());
+    cp.meshctl_ok(&[
+        "identity",
+        "issue",
+        "--spiffe-id",
+        id,
+        "--join-token",
+        &token,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    [
+        "--cert".to_owned(),
+        out.join("operator.crt").display().to_string(),
+        "--key".to_owned(),
+        out.join("operator.key").display().to_string(),
+    ]
+}
+
+/// `meshctl` as the operator whose certificate `as_op` names (no bearer token).
+fn meshctl_as(cp: &ControlPlane, as_op: &[String; 4], args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(as_op.iter().map(String::as_str));
+    cp.meshctl_command(&all)
+        .env_remove("SIGNET_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_allowed_token_create_cannot_mint_an_operator_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cp = start(dir.path(), &[]);
+    // The CI role may onboard workloads of the shop namespace, and nothing else.
+    let operators = cp.data_dir.join("operators.cedar");
+    let mut text = std::fs::read_to_string(&operators).unwrap();
+    text.push_str(&format!(
+        r#"
+@id("ci-onboards-shop")
+permit (principal == Signet::Operator::"{CI}",
+        action == Signet::Action::"token.create", resource)
+when {{ context.path like "/ns/shop/*" }};
+"#
+    ));
+    std::fs::write(&operators, text).unwrap();
+    cp.stop();
+    cp.restart();
+    let ci = enroll(&cp, dir.path(), CI);
+
+    let out = meshctl_as(&cp, &ci, &["token", "create", "--spiffe-id", CART]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for target in [ADMIN, CI, "spiffe://sec.test/signet/operator/new"] {
+        let out = meshctl_as(&cp, &ci, &["token", "create", "--spiffe-id", target]);
+        assert_eq!(out.status.code(), Some(1), "{target}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("`{CI}` may not `operator.enroll` (default-deny)")),
+            "{target}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    let out = meshctl_as(
+        &cp,
+        &ci,
+        &[
+            "token",
+            "create",
+            "--spiffe-id",
+            "spiffe://sec.test/ns/bank/sa/ledger",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // Nor can the role add deny-list entries or read the audit trail.
+    let out = meshctl_as(&cp, &ci, &["identity", "deny", "--spiffe-id", CART]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not `deny.add`"));
+    // The refusals are on record, naming the identity that was asked for.
+    let actions = cp.rest("GET", "/v1/operator-actions", None, None).await;
+    let refused: Vec<&serde_json::Value> = actions.json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["principal"] == CI && a["allowed"] == false)
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|a| a["action"] == "operator.enroll" && a["target"] == ADMIN),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn svid_lifetimes_never_exceed_the_configured_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(dir.path(), &["--svid-ttl", "10m"]);
+    let token = cp.token(CART);
+    let key = signet_spiffe::WorkloadKey::generate().unwrap();
+    let csr = key.csr(&CART.parse().unwrap()).unwrap();
+    let body = serde_json::json!({
+        "join_token": token,
+        "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()),
+        "ttl_seconds": 30 * 86_400,
+    });
+    let reply = cp
+        .rest(
+            "POST",
+            "/v1/svid",
+            Some(""),
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let not_after = reply.json["not_after"].as_u64().unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let lifetime = Duration::from_millis(not_after.saturating_sub(now));
+    assert!(lifetime <= Duration::from_secs(600), "{lifetime:?}");
+    assert!(lifetime > Duration::from_secs(500), "{lifetime:?}");
+}
+
+#[tokio::test]
+async fn refused_or_malformed_requests_leave_no_large_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(dir.path(), &[]);
+    // A workload's certificate authenticates, but it is no operator.
+    let token = cp.token(CART);
+    let key = signet_spiffe::WorkloadKey::generate().unwrap();
+    let id = CART.parse().unwrap();
+    let csr = key.csr(&id).unwrap();
+    let body = serde_json::json!({
+        "join_token": token,
+        "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()),
+    });
+    let reply = cp
+        .rest(
+            "POST",
+            "/v1/svid",
+            Some(""),
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let chain: Vec<_> = rustls::pki_types::pem::PemObject::pem_slice_iter(
+        reply.json["chain"].as_str().unwrap().as_bytes(),
+    )
+    .map(Result::unwrap)
+    .collect();
+    let svid = signet_spiffe::X509Svid::parse(
+        chain,
+        &signet_spiffe::TrustDomain::new(TD).unwrap(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let resolver = std::sync::Arc::new(signet_spiffe::tls::SvidResolver::new());
+    resolver.update(&svid, &key).unwrap();
+
+    let huge = "x".repeat(1024 * 1024);
+    let body = serde_json::json!({ "spiffe_id": format!("spiffe://sec.test/{huge}") });
+    let reply = cp
+        .rest_as(
+            resolver.clone(),
+            "POST",
+            "/v1/tokens",
+            Some(""),
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    // Small enough to be read, too long to be an ID: refused before anything is recorded.
+    let long = "x".repeat(3000);
+    let body = serde_json::json!({ "spiffe_id": format!("spiffe://sec.test/{long}") });
+    for _ in 0..3 {
+        let reply = cp
+            .rest_as(
+                resolver.clone(),
+                "POST",
+                "/v1/tokens",
+                Some(""),
+                Some(body.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{reply:?}");
+    }
+    // A valid request the workload may not make is recorded, at its bounded size.
+    let body = serde_json::json!({ "spiffe_id": CART });
+    let reply = cp
+        .rest_as(
+            resolver,
+            "POST",
+            "/v1/tokens",
+            Some(""),
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let actions = cp.rest("GET", "/v1/operator-actions", None, None).await;
+    assert_eq!(actions.status, 200);
+    assert!(actions.len < 64 * 1024, "{} bytes", actions.len);
+    let by_cart: Vec<&serde_json::Value> = actions.json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["principal"] == CART)
+        .collect();
+    assert_eq!(by_cart.len(), 1, "{by_cart:?}");
+    assert_eq!(by_cart[0]["target"], CART);
+}
