@@ -6,6 +6,19 @@
 /// The gRPC API: messages, clients and server traits, generated from
 /// `proto/signet/v1/mesh.proto` (see `tests/generated_code.rs`).
 pub mod api {
+    /// The largest gRPC message either side of the control-plane API sends or accepts: set
+    /// explicitly on the server and on every proxy client, so the two can never disagree.
+    pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+    /// The largest policy slice one proxy may be sent. The rest of the message limit is
+    /// room for the trust bundle, the deny-list ([`MAX_DENY_BYTES`]) and the upstreams that
+    /// travel in the same `ProxyConfig`. The control plane refuses a change whose slice for
+    /// any service could exceed it.
+    pub const MAX_SLICE_BYTES: usize = 3 * 1024 * 1024;
+
+    /// The largest deny-list, encoded; the control plane refuses an entry past it.
+    pub const MAX_DENY_BYTES: usize = 512 * 1024;
+
     /// Version 1.
     #[expect(
         clippy::allow_attributes,

@@ -177,6 +177,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         admin: String::new(),
         config_version: 0,
         policy_version: 0,
+        trust_version: 0,
     };
     let err = registry
         .register(register("payments", "127.0.0.1:9"))
@@ -208,6 +209,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         instance: instance.into(),
         config_version: 1,
         policy_version: 0,
+        trust_version: 0,
         serial: String::new(),
     };
     registry.heartbeat(heartbeat("i-1")).await.unwrap();
@@ -218,4 +220,35 @@ async fn a_proxy_registers_only_as_its_own_service() {
     assert_eq!(err.code(), Code::NotFound);
     let services = api.cp.meshctl_ok(&["services", "list", "-o", "json"]);
     assert!(services.contains("127.0.0.1:9"), "{services}");
+
+    // Another identity cannot take over the cart's registry entry by reusing its instance
+    // id (the entry would then point the cart's callers at the other proxy's endpoint).
+    const OTHER: &str = "spiffe://grpc.test/ns/shop/sa/payments";
+    let other: SpiffeId = OTHER.parse().unwrap();
+    let (resolver, _) = api.issue(&api.cp.token(OTHER), &other).await.unwrap();
+    let mut intruder = pb::registry_client::RegistryClient::new(api.channel(resolver));
+    let mut takeover = register("payments", "127.0.0.1:7");
+    takeover.instance = "i-1".into();
+    let err = intruder.register(takeover).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("another identity"), "{err:?}");
+    let services = api.cp.meshctl_ok(&["services", "list", "-o", "json"]);
+    assert!(services.contains("127.0.0.1:9"), "{services}");
+    assert!(!services.contains("127.0.0.1:7"), "{services}");
+
+    // One identity's instances are capped.
+    for n in 2..=64 {
+        let mut more = register("cart", "127.0.0.1:9");
+        more.instance = format!("i-{n}");
+        registry.register(more).await.unwrap();
+    }
+    let mut one_too_many = register("cart", "127.0.0.1:9");
+    one_too_many.instance = "i-65".into();
+    let err = registry.register(one_too_many).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // Re-registering a held instance still works.
+    registry
+        .register(register("cart", "127.0.0.1:9"))
+        .await
+        .unwrap();
 }

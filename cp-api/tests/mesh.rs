@@ -985,3 +985,107 @@ async fn audit_exports_resume_from_their_cursor_and_reach_a_syslog_receiver() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A policy change too large for one proxy's configuration message is refused whole, a
+/// revocation reaches every proxy whatever the policies, and a change some proxy does not
+/// enforce by the deadline is reported as such, not as a success.
+#[tokio::test]
+async fn oversized_policies_are_refused_and_changes_report_the_proxies_that_lag() {
+    let mesh = Mesh::start(&[]).await;
+    assert_eq!(mesh.call("/api/items").await.0, 200);
+    let before = mesh.versions();
+    // Five files, each one valid, unscoped policy of about 0.9 MB: every proxy's slice would
+    // hold them all.
+    let big = mesh.dir.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join("base.cedar"), policies("/api/*")).unwrap();
+    for i in 0..5 {
+        let text = format!(
+            "@id(\"big-{i}\")\nforbid (principal, action in Mesh::Action::\"read\", resource)\n\
+             when {{ context.path == \"/{}\" }};\n",
+            "x".repeat(900_000)
+        );
+        std::fs::write(big.join(format!("big-{i}.cedar")), text).unwrap();
+    }
+    let out = mesh
+        .cp
+        .meshctl(&["authz", "apply", "-f", big.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nothing was applied"), "{stderr}");
+    assert!(stderr.contains("a proxy can be sent at most"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(mesh.versions(), before, "a refused change stored a version");
+
+    // The cart's proxy stops answering (frozen, still registered): a new version is stored
+    // but not claimed as enforced; meshctl names the proxy and exits 1.
+    let registered = || {
+        let out = mesh.cp.meshctl_ok(&["proxies", "list", "-o", "json"]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["proxies"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while registered() < 2 {
+        assert!(Instant::now() < deadline, "both proxies never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(mesh.cart.pid(), "STOP");
+    let file = mesh.dir.path().join("next.cedar");
+    std::fs::write(&file, policies("/api/items*")).unwrap();
+    let started = Instant::now();
+    let out = mesh.cp.meshctl(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--wait",
+        "2s",
+    ]);
+    let waited = started.elapsed();
+    signal(mesh.cart.pid(), "CONT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stderr} {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("is stored, but 1 of 2 proxies do not enforce it yet"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(CART), "{stderr}");
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    assert_eq!(mesh.versions().len(), before.len() + 1);
+    // Thawed, the cart's proxy catches up; the next change is acknowledged by both.
+    let out = mesh
+        .cp
+        .meshctl_ok(&["authz", "rollback", &before.last().unwrap().to_string()]);
+    assert!(out.contains("enforced by 2 of 2 proxies"), "{out}");
+
+    // A revocation is acknowledged by the proxies, and enforced.
+    // (The frontend's own proxy is revoked by it, so only the cart's is waited for.)
+    let started = Instant::now();
+    let out = mesh
+        .cp
+        .meshctl_ok(&["identity", "deny", "--spiffe-id", FRONTEND]);
+    assert!(out.contains("enforced by 1 of 1 proxies"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    mesh.wait_for(502, "/api/items", Duration::from_secs(5))
+        .await;
+}

@@ -45,6 +45,16 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The control plane's own SPIFFE ID in `td`.
+/// A gRPC client held to the message limit the control plane uses, in both directions (one
+/// constant for both sides: a limit that differs between them freezes a proxy's config).
+macro_rules! limited {
+    ($client:expr) => {
+        $client
+            .max_decoding_message_size(signet_cp::api::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(signet_cp::api::MAX_MESSAGE_BYTES)
+    };
+}
+
 pub fn control_plane_id(td: &TrustDomain) -> Result<SpiffeId, String> {
     td.workload("/signet/control-plane")
         .map_err(|e| e.to_string())
@@ -253,7 +263,7 @@ pub async fn obtain_identity(
             csr: csr.as_ref().to_vec(),
             ttl_seconds: 0,
         };
-        let mut client = pb::identity_client::IdentityClient::new(channel.clone());
+        let mut client = limited!(pb::identity_client::IdentityClient::new(channel.clone()));
         match timed(client.issue(request)).await {
             Ok(r) => break r,
             Err(s) if retryable(&s) && tokio::time::Instant::now() + backoff < deadline => {
@@ -295,6 +305,11 @@ pub struct Link {
     advertise: SocketAddr,
     last_deny: Mutex<Option<pb::DenyList>>,
     last_policies: Mutex<Option<pb::PolicySlice>>,
+    /// Told when a change was applied: the next heartbeat goes at once, so the control plane
+    /// learns quickly what this proxy enforces.
+    applied: tokio::sync::Notify,
+    /// What is kept on disk: the last configuration with the last trust update in it.
+    kept: Mutex<pb::ProxyConfig>,
 }
 
 impl Link {
@@ -330,6 +345,8 @@ impl Link {
             upstreams,
             last_deny: Mutex::new(None),
             last_policies: Mutex::new(None),
+            applied: tokio::sync::Notify::new(),
+            kept: Mutex::new(pb::ProxyConfig::default()),
         }))
     }
 
@@ -357,11 +374,10 @@ impl Link {
         tracing::warn!(call, error = %status_text(status), "control plane call failed");
     }
 
-    /// Applies one configuration: bundle, deny-list, policies, upstreams. A part that does
-    /// not validate is refused (and counted); the rest still applies.
-    pub fn apply(&self, config: &pb::ProxyConfig) {
+    /// Applies a trust bundle and a deny-list (from either stream).
+    fn apply_trust(&self, bundle: Option<&pb::TrustBundle>, deny: Option<&pb::DenyList>) {
         let proxy = &self.proxy;
-        if let Some(b) = &config.bundle {
+        if let Some(b) = bundle {
             let roots = b.roots.iter().cloned().map(CertificateDer::from);
             match TrustBundle::from_roots(self.td.clone(), roots) {
                 Ok(bundle) if !bundle.is_empty() => {
@@ -375,7 +391,7 @@ impl Link {
                 Err(e) => self.refused("bundle", &e.to_string()),
             }
         }
-        if let Some(deny) = &config.deny {
+        if let Some(deny) = deny {
             let mut last = self
                 .last_deny
                 .lock()
@@ -400,6 +416,13 @@ impl Link {
                 );
             }
         }
+    }
+
+    /// Applies one configuration: bundle, deny-list, policies, upstreams. A part that does
+    /// not validate is refused (and counted); the rest still applies.
+    pub fn apply(&self, config: &pb::ProxyConfig) {
+        let proxy = &self.proxy;
+        self.apply_trust(config.bundle.as_ref(), config.deny.as_ref());
         if let Some(p) = &config.policies {
             let mut last = self
                 .last_policies
@@ -450,6 +473,7 @@ impl Link {
             .control_plane
             .config_version
             .store(config.version, std::sync::atomic::Ordering::Relaxed);
+        self.applied.notify_one();
     }
 
     fn refused(&self, part: &str, why: &str) {
@@ -473,7 +497,7 @@ impl Link {
         let cp = &self.proxy.metrics.control_plane;
         let mut backoff = BACKOFF_START;
         loop {
-            let mut client = pb::config_client::ConfigClient::new(self.channel());
+            let mut client = limited!(pb::config_client::ConfigClient::new(self.channel()));
             let opened = timed(client.watch(pb::WatchRequest {
                 upstreams: upstreams.clone(),
             }))
@@ -491,12 +515,7 @@ impl Link {
                             cp.contact();
                             backoff = BACKOFF_START;
                             self.apply(&config);
-                            if let Err(e) = write_private(
-                                &config_file(&self.cfg.state_dir),
-                                &config.encode_to_vec(),
-                            ) {
-                                tracing::warn!(error = %e, "could not keep the configuration");
-                            }
+                            self.keep(Some(config), None);
                             if let Some(tx) = first.take() {
                                 let _ = tx.send(());
                             }
@@ -520,11 +539,78 @@ impl Link {
         }
     }
 
+    /// Follows the trust stream (bundle and deny-list) until shutdown; `first` is told when
+    /// the first update has been applied. A stream of its own, so a revocation reaches the
+    /// proxy whatever happens to the policy stream.
+    pub async fn watch_trust(self: Arc<Self>, first: tokio::sync::oneshot::Sender<()>) {
+        let mut first = Some(first);
+        let cp = &self.proxy.metrics.control_plane;
+        let mut backoff = BACKOFF_START;
+        loop {
+            let mut client = limited!(pb::config_client::ConfigClient::new(self.channel()));
+            match timed(client.watch_trust(pb::WatchTrustRequest {})).await {
+                Ok(mut stream) => loop {
+                    let next = tokio::select! {
+                        next = stream.message() => next,
+                        () = self.proxy.draining() => return,
+                    };
+                    match next {
+                        Ok(Some(update)) => {
+                            cp.contact();
+                            backoff = BACKOFF_START;
+                            self.apply_trust(update.bundle.as_ref(), update.deny.as_ref());
+                            cp.trust_version
+                                .store(update.version, std::sync::atomic::Ordering::Relaxed);
+                            self.applied.notify_one();
+                            self.keep(None, Some(update));
+                            if let Some(tx) = first.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(s) => {
+                            self.failed("watch_trust", &s);
+                            break;
+                        }
+                    }
+                },
+                Err(s) => self.failed("watch_trust", &s),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.proxy.draining() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Keeps the newest configuration and trust update on disk as one `ProxyConfig`, so a
+    /// restart without the control plane enforces both.
+    fn keep(&self, config: Option<pb::ProxyConfig>, trust: Option<pb::TrustUpdate>) {
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(config) = config {
+            let (bundle, deny) = (kept.bundle.take(), kept.deny.take());
+            *kept = config;
+            kept.bundle = kept.bundle.take().or(bundle);
+            kept.deny = kept.deny.take().or(deny);
+        }
+        if let Some(trust) = trust {
+            kept.bundle = trust.bundle;
+            kept.deny = trust.deny;
+        }
+        if let Err(e) = write_private(&config_file(&self.cfg.state_dir), &kept.encode_to_vec()) {
+            tracing::warn!(error = %e, "could not keep the configuration");
+        }
+    }
+
     /// Registers the inbound endpoint and heartbeats until shutdown.
     pub async fn register(self: Arc<Self>) {
         let mut backoff = BACKOFF_START;
         loop {
-            let mut client = pb::registry_client::RegistryClient::new(self.channel());
+            let mut client = limited!(pb::registry_client::RegistryClient::new(self.channel()));
             let request = pb::RegisterRequest {
                 instance: self.instance.clone(),
                 service: self.proxy.config.service.name.clone(),
@@ -541,6 +627,12 @@ impl Link {
                     .proxy
                     .metrics
                     .policy_version
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                trust_version: self
+                    .proxy
+                    .metrics
+                    .control_plane
+                    .trust_version
                     .load(std::sync::atomic::Ordering::Relaxed),
             };
             let interval = match timed(client.register(request)).await {
@@ -560,8 +652,10 @@ impl Link {
                 }
             };
             loop {
+                // A change just applied is reported at once; otherwise every interval.
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
+                    () = self.applied.notified() => {}
                     () = self.proxy.draining() => return,
                 }
                 let metrics = &self.proxy.metrics;
@@ -574,6 +668,10 @@ impl Link {
                     policy_version: metrics
                         .policy_version
                         .load(std::sync::atomic::Ordering::Relaxed),
+                    trust_version: metrics
+                        .control_plane
+                        .trust_version
+                        .load(std::sync::atomic::Ordering::Relaxed),
                     serial: self
                         .proxy
                         .identity
@@ -583,7 +681,7 @@ impl Link {
                         .serial()
                         .to_string(),
                 };
-                let mut client = pb::registry_client::RegistryClient::new(self.channel());
+                let mut client = limited!(pb::registry_client::RegistryClient::new(self.channel()));
                 match timed(client.heartbeat(request)).await {
                     Ok(_) => metrics.control_plane.contact(),
                     Err(s) if s.code() == tonic::Code::NotFound => break,
@@ -617,7 +715,7 @@ impl Link {
                     cursor = next;
                     break;
                 }
-                let mut client = pb::audit_client::AuditClient::new(self.channel());
+                let mut client = limited!(pb::audit_client::AuditClient::new(self.channel()));
                 match timed(client.ship(pb::ShipRequest { lines })).await {
                     Ok(_) => {
                         self.proxy.metrics.control_plane.contact();
@@ -682,7 +780,7 @@ impl Link {
     async fn renew_once(&self, id: &SpiffeId) -> Result<(), String> {
         let key = WorkloadKey::generate().map_err(|e| e.to_string())?;
         let csr = key.csr(id).map_err(|e| e.to_string())?;
-        let mut client = pb::identity_client::IdentityClient::new(self.channel());
+        let mut client = limited!(pb::identity_client::IdentityClient::new(self.channel()));
         let response = timed(client.renew(pb::RenewRequest {
             csr: csr.as_ref().to_vec(),
             ttl_seconds: 0,

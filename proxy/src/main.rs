@@ -294,7 +294,12 @@ async fn run(args: Args) -> Result<(), String> {
             };
             let (first, applied) = tokio::sync::oneshot::channel();
             tasks.push(tokio::spawn(Arc::clone(&link).watch(first)));
-            if tokio::time::timeout(patience, applied).await.is_err() {
+            let (first_trust, trusted) = tokio::sync::oneshot::channel();
+            tasks.push(tokio::spawn(Arc::clone(&link).watch_trust(first_trust)));
+            let both = async {
+                let _ = tokio::join!(applied, trusted);
+            };
+            if tokio::time::timeout(patience, both).await.is_err() {
                 tracing::warn!(
                     "no configuration from the control plane yet; starting with what is kept"
                 );

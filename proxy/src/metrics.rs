@@ -110,6 +110,8 @@ pub struct ControlPlaneMetrics {
     pub last_contact: AtomicU64,
     /// The applied `ProxyConfig` version.
     pub config_version: AtomicU64,
+    /// The applied `TrustUpdate` version (trust bundle and deny-list).
+    pub trust_version: AtomicU64,
     /// Failed calls, by call.
     pub errors: Family,
 }
@@ -214,10 +216,14 @@ impl Metrics {
                  signet_proxy_control_plane_last_contact_seconds {}\n\
                  # HELP signet_proxy_config_version Version of the configuration applied from the control plane.\n\
                  # TYPE signet_proxy_config_version gauge\n\
-                 signet_proxy_config_version {}",
+                 signet_proxy_config_version {}\n\
+                 # HELP signet_proxy_trust_version Version of the trust bundle and deny-list applied from the control plane.\n\
+                 # TYPE signet_proxy_trust_version gauge\n\
+                 signet_proxy_trust_version {}",
                 u8::from(cp.connected.load(Ordering::Relaxed)),
                 cp.last_contact.load(Ordering::Relaxed),
                 cp.config_version.load(Ordering::Relaxed),
+                cp.trust_version.load(Ordering::Relaxed),
             );
             cp.errors.render(
                 &mut out,

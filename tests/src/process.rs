@@ -95,7 +95,12 @@ impl ProxyProcess {
         }
     }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it with SIGTERM and waits; its exit code.
     pub fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();

@@ -39,6 +39,18 @@ pub struct TrustBundle {
     #[prost(uint64, tag = "3")]
     pub sequence: u64,
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchTrustRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TrustUpdate {
+    /// The control plane's change counter when this was cut (as ProxyConfig.version).
+    #[prost(uint64, tag = "1")]
+    pub version: u64,
+    #[prost(message, optional, tag = "2")]
+    pub bundle: ::core::option::Option<TrustBundle>,
+    #[prost(message, optional, tag = "3")]
+    pub deny: ::core::option::Option<DenyList>,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct WatchRequest {
     /// Services the proxy's app calls; their endpoints and identities come back.
@@ -52,6 +64,8 @@ pub struct ProxyConfig {
     pub version: u64,
     #[prost(message, optional, tag = "2")]
     pub policies: ::core::option::Option<PolicySlice>,
+    /// Unset on the Watch stream: the bundle and deny-list come on WatchTrust. Set in the copy
+    /// a proxy keeps on disk, so a restart without the control plane enforces them.
     #[prost(message, optional, tag = "3")]
     pub bundle: ::core::option::Option<TrustBundle>,
     #[prost(message, optional, tag = "4")]
@@ -117,6 +131,9 @@ pub struct RegisterRequest {
     pub config_version: u64,
     #[prost(uint64, tag = "7")]
     pub policy_version: u64,
+    /// The TrustUpdate version it enforces.
+    #[prost(uint64, tag = "8")]
+    pub trust_version: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {
@@ -135,6 +152,9 @@ pub struct HeartbeatRequest {
     /// Serial (hex) of the SVID the proxy presents.
     #[prost(string, tag = "4")]
     pub serial: ::prost::alloc::string::String,
+    /// The TrustUpdate version (bundle and deny-list) the proxy enforces.
+    #[prost(uint64, tag = "5")]
+    pub trust_version: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatResponse {}
@@ -706,6 +726,32 @@ pub mod config_client {
             req.extensions_mut().insert(GrpcMethod::new("signet.v1.Config", "Watch"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// The trust bundle and the deny-list, now and after each change, on a stream of their
+        /// own: whatever happens to the (larger) policy stream, revocations and new roots arrive.
+        pub async fn watch_trust(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchTrustRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::TrustUpdate>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/signet.v1.Config/WatchTrust",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("signet.v1.Config", "WatchTrust"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -733,6 +779,18 @@ pub mod config_server {
             &self,
             request: tonic::Request<super::WatchRequest>,
         ) -> std::result::Result<tonic::Response<Self::WatchStream>, tonic::Status>;
+        /// Server streaming response type for the WatchTrust method.
+        type WatchTrustStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::TrustUpdate, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// The trust bundle and the deny-list, now and after each change, on a stream of their
+        /// own: whatever happens to the (larger) policy stream, revocations and new roots arrive.
+        async fn watch_trust(
+            &self,
+            request: tonic::Request<super::WatchTrustRequest>,
+        ) -> std::result::Result<tonic::Response<Self::WatchTrustStream>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct ConfigServer<T> {
@@ -841,6 +899,52 @@ pub mod config_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = WatchSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/signet.v1.Config/WatchTrust" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchTrustSvc<T: Config>(pub Arc<T>);
+                    impl<
+                        T: Config,
+                    > tonic::server::ServerStreamingService<super::WatchTrustRequest>
+                    for WatchTrustSvc<T> {
+                        type Response = super::TrustUpdate;
+                        type ResponseStream = T::WatchTrustStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchTrustRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Config>::watch_trust(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchTrustSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

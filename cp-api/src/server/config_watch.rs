@@ -2,6 +2,10 @@
 //! sends the proxy's view at once, then again whenever the control plane changes something
 //! that view contains (a policy version, the bundle, the deny-list, an upstream's
 //! endpoints); changes elsewhere in the mesh send nothing.
+//!
+//! A second stream, `WatchTrust`, carries only the trust bundle and the deny-list: small,
+//! and independent of the policies, so no policy (however large, or however broken on the
+//! proxy's side) can hold back a revocation or a new root.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,17 +46,33 @@ impl ConfigService {
 }
 
 type ConfigStream = Pin<Box<dyn Stream<Item = Result<pb::ProxyConfig, Status>> + Send>>;
+type TrustStream = Pin<Box<dyn Stream<Item = Result<pb::TrustUpdate, Status>> + Send>>;
 
 fn same_content(a: &pb::ProxyConfig, b: &pb::ProxyConfig) -> bool {
-    a.policies == b.policies
-        && a.bundle == b.bundle
-        && a.deny == b.deny
-        && a.upstreams == b.upstreams
+    a.policies == b.policies && a.upstreams == b.upstreams
 }
 
 #[tonic::async_trait]
 impl pb::config_server::Config for ConfigService {
     type WatchStream = ConfigStream;
+    type WatchTrustStream = TrustStream;
+
+    async fn watch_trust(
+        &self,
+        request: Request<pb::WatchTrustRequest>,
+    ) -> Result<Response<Self::WatchTrustStream>, Status> {
+        let id = caller(&request, &self.hub)?;
+        tracing::debug!(spiffe_id = %id, "trust stream opened");
+        let stream = self.hub.follow(
+            |hub| pb::TrustUpdate {
+                version: hub.generation(),
+                bundle: Some(hub.bundle()),
+                deny: Some((*hub.deny_list()).clone()),
+            },
+            |a, b| a.bundle == b.bundle && a.deny == b.deny,
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
 
     async fn watch(
         &self,

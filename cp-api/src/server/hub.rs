@@ -40,6 +40,8 @@ pub struct ProxyEntry {
     pub serial: String,
     pub config_version: u64,
     pub policy_version: u64,
+    /// The bundle-and-deny-list version it enforces (a `TrustUpdate` version).
+    pub trust_version: u64,
     pub registered_at: SystemTime,
     pub last_seen: SystemTime,
     seen: Instant,
@@ -58,8 +60,40 @@ pub struct Hub {
     pub audit: signet_audit::AuditLog,
     applied: RwLock<Arc<Applied>>,
     deny: RwLock<Arc<pb::DenyList>>,
+    /// The change counter when the deny-list's content last changed: a proxy whose trust
+    /// stream reached this version enforces every entry.
+    deny_generation: std::sync::atomic::AtomicU64,
     registry: Mutex<HashMap<String, ProxyEntry>>,
     changes: watch::Sender<u64>,
+    /// Woken by every registration and heartbeat: what waits for proxies to acknowledge a
+    /// version looks again.
+    reports: tokio::sync::Notify,
+}
+
+/// Most proxy instances one identity may register: one identity's proxies cannot crowd the
+/// registry (nor the endpoint lists every caller of the service receives).
+pub const MAX_INSTANCES_PER_IDENTITY: usize = 64;
+
+/// What a proxy reports it enforces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Versions {
+    /// The `ProxyConfig` version.
+    pub config: u64,
+    /// The policy version.
+    pub policy: u64,
+    /// The `TrustUpdate` version.
+    pub trust: u64,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The instance id is another identity's.
+    #[error("instance `{instance}` is registered by another identity")]
+    Taken { instance: String },
+    /// The identity has as many instances as it may.
+    #[error("`{id}` already has {MAX_INSTANCES_PER_IDENTITY} registered instances")]
+    TooMany { id: String },
 }
 
 /// A change could not be published.
@@ -121,8 +155,10 @@ impl Hub {
                 files: Vec::new(),
             })),
             deny: RwLock::new(Arc::new(pb::DenyList::default())),
+            deny_generation: std::sync::atomic::AtomicU64::new(0),
             registry: Mutex::new(HashMap::new()),
             changes: watch::channel(1).0,
+            reports: tokio::sync::Notify::new(),
         };
         if let Some((meta, files)) = hub.store.latest_policies().await? {
             hub.publish_policies(meta, files)?;
@@ -147,6 +183,19 @@ impl Hub {
             version: meta.version,
             problems,
         })?;
+        self.publish_bundle(meta, bundle, files);
+        Ok(())
+    }
+
+    /// Publishes a committed policy version already parsed as `bundle` (given `meta`'s
+    /// version here).
+    pub fn publish_bundle(
+        &self,
+        meta: PolicyVersion,
+        bundle: PolicyBundle,
+        files: Vec<StoredFile>,
+    ) {
+        let bundle = bundle.with_version(meta.version);
         write(
             &self.applied,
             Arc::new(Applied {
@@ -156,7 +205,6 @@ impl Hub {
             }),
         );
         self.changed();
-        Ok(())
     }
 
     /// Re-reads the deny-list from the store and publishes it.
@@ -169,9 +217,19 @@ impl Hub {
                 _ => list.serials.push(e.value),
             }
         }
-        write(&self.deny, Arc::new(list));
-        self.changed();
+        if *self.deny_list() != list {
+            write(&self.deny, Arc::new(list));
+            let generation = self.changed();
+            self.deny_generation
+                .store(generation, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(())
+    }
+
+    /// The change counter when the deny-list last changed.
+    pub fn deny_generation(&self) -> u64 {
+        self.deny_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The deny-list being distributed.
@@ -184,9 +242,15 @@ impl Hub {
         bundle_message(&self.ca.bundle())
     }
 
-    /// Bumps the change counter: every config stream recomputes its proxy's view.
-    pub fn changed(&self) {
-        self.changes.send_modify(|v| *v += 1);
+    /// Bumps the change counter (every config stream recomputes its proxy's view); returns
+    /// the new value.
+    pub fn changed(&self) -> u64 {
+        let mut now = 0;
+        self.changes.send_modify(|v| {
+            *v += 1;
+            now = *v;
+        });
+        now
     }
 
     /// Follows the change counter.
@@ -243,7 +307,8 @@ impl Hub {
         }
     }
 
-    /// Registers (or re-registers) a proxy instance.
+    /// Registers (or re-registers) a proxy instance. An instance id belongs to the identity
+    /// that registered it first: another identity cannot take over its registry entry.
     #[expect(clippy::too_many_arguments, reason = "one registration's fields")]
     pub fn register(
         &self,
@@ -254,16 +319,24 @@ impl Hub {
         endpoint: String,
         admin: String,
         serial: String,
-        versions: (u64, u64),
-    ) {
+        versions: Versions,
+    ) -> Result<(), RegisterError> {
         let now = SystemTime::now();
         let endpoint_changed = self.with_registry(|r| {
-            let before = r
-                .get(&instance)
-                .map(|e| (e.endpoint.clone(), e.service.clone()));
-            let registered_at = r.get(&instance).map_or(now, |e| e.registered_at);
-            let (config_version, policy_version) = versions;
-            let changed = before != Some((endpoint.clone(), service.clone()));
+            let before = r.get(&instance);
+            if before.is_some_and(|e| e.spiffe_id != spiffe_id) {
+                return Err(RegisterError::Taken { instance });
+            }
+            if before.is_none()
+                && r.values().filter(|e| e.spiffe_id == spiffe_id).count()
+                    >= MAX_INSTANCES_PER_IDENTITY
+            {
+                return Err(RegisterError::TooMany {
+                    id: spiffe_id.as_str().to_owned(),
+                });
+            }
+            let changed = before.map(|e| (&e.endpoint, &e.service)) != Some((&endpoint, &service));
+            let registered_at = before.map_or(now, |e| e.registered_at);
             r.insert(
                 instance.clone(),
                 ProxyEntry {
@@ -274,18 +347,21 @@ impl Hub {
                     endpoint,
                     admin,
                     serial,
-                    config_version,
-                    policy_version,
+                    config_version: versions.config,
+                    policy_version: versions.policy,
+                    trust_version: versions.trust,
                     registered_at,
                     last_seen: now,
                     seen: Instant::now(),
                 },
             );
-            changed
-        });
+            Ok(changed)
+        })?;
+        self.reports.notify_waiters();
         if endpoint_changed {
             self.changed();
         }
+        Ok(())
     }
 
     /// Records a heartbeat; `false` if the instance is not registered (it must register again).
@@ -293,21 +369,28 @@ impl Hub {
         &self,
         instance: &str,
         caller: &SpiffeId,
-        config_version: u64,
-        policy_version: u64,
+        versions: Versions,
         serial: String,
     ) -> bool {
-        self.with_registry(|r| match r.get_mut(instance) {
+        let found = self.with_registry(|r| match r.get_mut(instance) {
             Some(e) if e.spiffe_id == *caller => {
-                e.config_version = config_version;
-                e.policy_version = policy_version;
+                e.config_version = versions.config;
+                e.policy_version = versions.policy;
+                e.trust_version = versions.trust;
                 e.serial = serial;
                 e.last_seen = SystemTime::now();
                 e.seen = Instant::now();
                 true
             }
             _ => false,
-        })
+        });
+        self.reports.notify_waiters();
+        found
+    }
+
+    /// Woken at every registration and heartbeat.
+    pub fn reports(&self) -> &tokio::sync::Notify {
+        &self.reports
     }
 
     /// Removes proxies whose heartbeats stopped; returns their instances.
@@ -352,6 +435,7 @@ impl Hub {
                         serial: m.serial,
                         config_version: 0,
                         policy_version: 0,
+                        trust_version: 0,
                         registered_at: crate::server::store::from_unix_ms(m.registered_at),
                         last_seen: now,
                         seen: Instant::now(),
@@ -400,8 +484,9 @@ impl Hub {
                 bundle_hash: applied.bundle.hash().to_owned(),
                 files: slice_files(&slice),
             }),
-            bundle: Some(self.bundle()),
-            deny: Some((*self.deny_list()).clone()),
+            // On their own stream (`WatchTrust`), so no policy can hold them back.
+            bundle: None,
+            deny: None,
             upstreams,
         }
     }

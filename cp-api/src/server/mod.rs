@@ -8,6 +8,7 @@
 //! - [`store`]: durable state behind a trait; SQLite by default.
 //! - [`tls`]: both listeners' TLS and what a handshake proved about the client.
 
+pub mod acks;
 pub mod audit;
 pub mod bootstrap;
 pub mod ca;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::api::MAX_MESSAGE_BYTES;
 use crate::api::v1 as pb;
 
 /// How the control plane runs.
@@ -124,21 +126,35 @@ pub async fn start(options: Options) -> Result<Running, String> {
     let grpc_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(pb::identity_server::IdentityServer::new(
-            identity::IdentityService::new(Arc::clone(&hub)),
-        ))
-        .add_service(pb::config_server::ConfigServer::new(
-            config_watch::ConfigService::new(Arc::clone(&hub)),
-        ))
-        .add_service(pb::registry_server::RegistryServer::new(
-            registry::RegistryService::new(Arc::clone(&hub)),
-        ))
-        .add_service(pb::audit_server::AuditServer::new(
-            audit::AuditService::new(
+        .add_service(
+            pb::identity_server::IdentityServer::new(identity::IdentityService::new(Arc::clone(
+                &hub,
+            )))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::config_server::ConfigServer::new(config_watch::ConfigService::new(Arc::clone(
+                &hub,
+            )))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::registry_server::RegistryServer::new(registry::RegistryService::new(Arc::clone(
+                &hub,
+            )))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::audit_server::AuditServer::new(audit::AuditService::new(
                 Arc::clone(&hub),
                 options.data_dir.join("audit").join("received"),
-            ),
-        ))
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::ReceiverStream::new(incoming),
             async move {

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::v1 as pb;
 use crate::server::config_watch::service_of;
-use crate::server::hub::Hub;
+use crate::server::hub::{Hub, RegisterError, Versions};
 use crate::server::identity::caller;
 
 /// Longest instance id accepted.
@@ -86,16 +86,25 @@ impl pb::registry_server::Registry for RegistryService {
             serial: serial.clone(),
             registered_at: crate::server::store::unix_ms(std::time::SystemTime::now()),
         };
-        self.hub.register(
-            body.instance,
-            id,
-            service.name,
-            service.namespace,
-            endpoint.to_string(),
-            body.admin,
-            serial,
-            (body.config_version, body.policy_version),
-        );
+        self.hub
+            .register(
+                body.instance,
+                id,
+                service.name,
+                service.namespace,
+                endpoint.to_string(),
+                body.admin,
+                serial,
+                Versions {
+                    config: body.config_version,
+                    policy: body.policy_version,
+                    trust: body.trust_version,
+                },
+            )
+            .map_err(|e| match e {
+                RegisterError::Taken { .. } => Status::permission_denied(e.to_string()),
+                RegisterError::TooMany { .. } => Status::resource_exhausted(e.to_string()),
+            })?;
         // Kept so that a restarted control plane still knows this endpoint until the proxy
         // heartbeats again; the registration stands even if the write fails.
         if let Err(e) = self.hub.store.put_member(member).await {
@@ -114,13 +123,15 @@ impl pb::registry_server::Registry for RegistryService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let id = caller(&request, &self.hub)?;
         let body = request.into_inner();
-        if self.hub.heartbeat(
-            &body.instance,
-            &id,
-            body.config_version,
-            body.policy_version,
-            body.serial,
-        ) {
+        let versions = Versions {
+            config: body.config_version,
+            policy: body.policy_version,
+            trust: body.trust_version,
+        };
+        if self
+            .hub
+            .heartbeat(&body.instance, &id, versions, body.serial)
+        {
             Ok(Response::new(pb::HeartbeatResponse {}))
         } else {
             Err(Status::not_found("not registered; register again"))

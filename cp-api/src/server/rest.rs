@@ -431,6 +431,54 @@ struct ApplyBody {
     expected_version: Option<u64>,
     #[serde(default)]
     dry_run: bool,
+    /// How long to wait for every proxy to report it enforces the new version (default
+    /// [`DEFAULT_WAIT`]; 0: do not wait).
+    #[serde(default)]
+    wait_seconds: Option<u64>,
+}
+
+/// How long `apply`, `rollback` and `deny` wait for proxies by default.
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+fn wait_of(seconds: Option<u64>) -> Duration {
+    seconds.map_or(DEFAULT_WAIT, Duration::from_secs)
+}
+
+/// Refuses a bundle whose slice for some service could not be sent to its proxies in one
+/// configuration message: such a version would be stored and never enforced.
+fn check_slice_size(bundle: &signet_policy::PolicyBundle) -> Result<(), ApiError> {
+    let largest = bundle.largest_slice_bytes();
+    if largest > crate::api::MAX_SLICE_BYTES {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: "the policies were rejected; nothing was applied".to_owned(),
+            problems: vec![format!(
+                "one service's share of these policies could reach {largest} bytes; a proxy \
+                 can be sent at most {} bytes of policies (split them by service with \
+                 `resource == Mesh::Service::\"...\"` or `resource in Mesh::Namespace::\"...\"`)",
+                crate::api::MAX_SLICE_BYTES
+            )],
+        });
+    }
+    Ok(())
+}
+
+/// Parses and validates `files` off the async workers (a large bundle takes seconds, and
+/// must not hold up every proxy's heartbeat meanwhile), and checks its slices' size.
+async fn validated(
+    files: Vec<StoredFile>,
+    refusal: &str,
+) -> Result<(signet_policy::PolicyBundle, Vec<StoredFile>), ApiError> {
+    let (parsed, files) = tokio::task::spawn_blocking(move || (bundle_of(&files, 0), files))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let bundle = parsed.map_err(|problems| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: refusal.to_owned(),
+        problems: problems.lines().map(str::to_owned).collect(),
+    })?;
+    check_slice_size(&bundle)?;
+    Ok((bundle, files))
 }
 
 fn check_files(files: &[StoredFile]) -> Result<(), ApiError> {
@@ -458,20 +506,26 @@ fn check_files(files: &[StoredFile]) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn publish(
-    api: &Api,
-    op: &Operator,
+/// A policy change to store and publish.
+struct Change {
     files: Vec<StoredFile>,
     message: String,
     expected: Option<u64>,
     rolled_back_from: Option<u64>,
-) -> ApiResult {
-    let bundle = bundle_of(&files, 0).map_err(|problems| ApiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        message: "the policies were rejected; nothing was applied".to_owned(),
-        problems: problems.lines().map(str::to_owned).collect(),
-    })?;
-    let _guard = api.apply_lock.lock().await;
+    wait: Duration,
+}
+
+async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
+    let Change {
+        files,
+        message,
+        expected,
+        rolled_back_from,
+        wait,
+    } = change;
+    let (bundle, files) =
+        validated(files, "the policies were rejected; nothing was applied").await?;
+    let guard = api.apply_lock.lock().await;
     let version = api
         .hub
         .store
@@ -486,9 +540,7 @@ async fn publish(
         })
         .await?;
     let (meta, files) = api.hub.store.policy_version(version).await?;
-    api.hub
-        .publish_policies(meta.clone(), files)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    api.hub.publish_bundle(meta.clone(), bundle, files);
     api.hub.audit.record(signet_audit::Event::Policy(
         signet_audit::record::PolicyEvent {
             version,
@@ -498,9 +550,15 @@ async fn publish(
         },
     ));
     tracing::info!(version, hash = %meta.hash, author = %op.id, "policies applied");
-    Ok(Json(
-        json!({ "version": version, "hash": meta.hash, "policies": meta.policies }),
-    ))
+    drop(guard);
+    let acks =
+        crate::server::acks::wait(&api.hub, wait, |_| true, |p| p.policy_version >= version).await;
+    Ok(Json(json!({
+        "version": version,
+        "hash": meta.hash,
+        "policies": meta.policies,
+        "enforcement": acks.to_json(|p| p.policy_version),
+    })))
 }
 
 async fn apply(
@@ -520,11 +578,7 @@ async fn apply(
     )
     .await?;
     if body.dry_run {
-        let bundle = bundle_of(&body.files, 0).map_err(|problems| ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: "the policies were rejected".to_owned(),
-            problems: problems.lines().map(str::to_owned).collect(),
-        })?;
+        let (bundle, _) = validated(body.files, "the policies were rejected").await?;
         return Ok(Json(
             json!({ "dry_run": true, "hash": bundle.hash(), "policies": bundle.len() }),
         ));
@@ -532,10 +586,13 @@ async fn apply(
     publish(
         &api,
         &op,
-        body.files,
-        body.message,
-        body.expected_version,
-        None,
+        Change {
+            files: body.files,
+            message: body.message,
+            expected: body.expected_version,
+            rolled_back_from: None,
+            wait: wait_of(body.wait_seconds),
+        },
     )
     .await
 }
@@ -546,6 +603,8 @@ struct RollbackBody {
     version: u64,
     #[serde(default)]
     expected_version: Option<u64>,
+    #[serde(default)]
+    wait_seconds: Option<u64>,
 }
 
 async fn rollback(
@@ -566,10 +625,13 @@ async fn rollback(
     publish(
         &api,
         &op,
-        files,
-        format!("rollback to version {}", body.version),
-        body.expected_version,
-        Some(body.version),
+        Change {
+            files,
+            message: format!("rollback to version {}", body.version),
+            expected: body.expected_version,
+            rolled_back_from: Some(body.version),
+            wait: wait_of(body.wait_seconds),
+        },
     )
     .await
 }
@@ -921,6 +983,8 @@ struct DenyBody {
     serial: Option<String>,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    wait_seconds: Option<u64>,
 }
 
 async fn deny(
@@ -960,6 +1024,20 @@ async fn deny(
         }
         _ => return Err(ApiError::bad("give exactly one of spiffe_id and serial")),
     };
+    {
+        use prost::Message as _;
+        let size = api.hub.deny_list().encoded_len() + value.len() + 8;
+        if size > crate::api::MAX_DENY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "the deny-list is full ({} bytes at most): deny by serial, or let short-lived \
+                     SVIDs expire",
+                    crate::api::MAX_DENY_BYTES
+                ),
+            ));
+        }
+    }
     api.hub
         .store
         .deny(DenyEntry {
@@ -989,7 +1067,24 @@ async fn deny(
         .reload_deny_list()
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!({ "denied": { kind: value } })))
+    let target = api.hub.deny_generation();
+    // The denied identity's own proxies cannot report any more (the control plane refuses
+    // them too): they are not waited for.
+    let revoked = |p: &ProxyEntry| match kind {
+        "spiffe_id" => p.spiffe_id.as_str() == value,
+        _ => p.serial.eq_ignore_ascii_case(&value),
+    };
+    let acks = crate::server::acks::wait(
+        &api.hub,
+        wait_of(body.wait_seconds),
+        |p| !revoked(p),
+        |p| p.trust_version >= target,
+    )
+    .await;
+    Ok(Json(json!({
+        "denied": { kind: value },
+        "enforcement": acks.to_json(|p| p.trust_version),
+    })))
 }
 
 #[derive(Debug, Deserialize)]

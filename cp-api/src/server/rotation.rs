@@ -10,7 +10,7 @@ pub fn lagging(hub: &Hub) -> Vec<String> {
     let wanted = hub.ca.staged_generation();
     hub.proxies()
         .into_iter()
-        .filter(|p| p.config_version < wanted)
+        .filter(|p| p.trust_version < wanted)
         .map(|p| format!("{} ({})", p.instance, p.spiffe_id))
         .collect()
 }

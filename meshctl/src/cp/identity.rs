@@ -104,6 +104,8 @@ pub(crate) struct DenyArgs {
     #[arg(long, default_value = "", value_name = "TEXT")]
     reason: String,
     #[command(flatten)]
+    wait: super::Wait,
+    #[command(flatten)]
     remote: Remote,
 }
 
@@ -117,16 +119,19 @@ pub(crate) fn deny(args: &DenyArgs) -> anyhow::Result<Outcome> {
             "spiffe_id": args.spiffe_id,
             "serial": args.serial,
             "reason": args.reason,
+            "wait_seconds": args.wait.wait.as_secs(),
         }),
     )?;
-    if !print_structured(args.remote.output, &value)? {
-        let denied = value.get("denied").cloned().unwrap_or(Value::Null);
-        let what = denied
-            .as_object()
-            .and_then(|o| o.iter().next())
-            .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default()))
-            .unwrap_or_default();
-        println!("denied {what}: every proxy refuses it from now on");
+    let denied = value.get("denied").cloned().unwrap_or(Value::Null);
+    let what = denied
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default()))
+        .unwrap_or_default();
+    let table = !print_structured(args.remote.output, &value)?;
+    let enforced = super::enforcement(&value, &format!("the denial of {what}"))?;
+    if table {
+        println!("denied {what}: {enforced}, which refuse it from now on");
     }
     Ok(Outcome::Success)
 }

@@ -276,3 +276,54 @@ mod tests {
         assert_eq!(time_of(&Value::Null), "-");
     }
 }
+
+/// `--wait`: how long a change waits for every proxy to report that it enforces it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Wait {
+    /// How long to wait for every registered proxy to enforce the change (`0s`: do not
+    /// wait); proxies still behind when it ends are named and the exit status is 1.
+    #[arg(long = "wait", default_value = "10s", value_parser = parse_wait, value_name = "DURATION")]
+    pub(crate) wait: std::time::Duration,
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" || s == "0s" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let wait = crate::duration::parse(s)?;
+    if wait > std::time::Duration::from_secs(300) {
+        return Err("--wait is at most 5m".to_owned());
+    }
+    Ok(wait)
+}
+
+/// The sentence saying how many proxies enforce `what`; an error naming those that do not.
+pub(crate) fn enforcement(result: &Value, what: &str) -> anyhow::Result<String> {
+    let e = result.get("enforcement").unwrap_or(&Value::Null);
+    let proxies = e.get("proxies").and_then(Value::as_u64).unwrap_or(0);
+    let enforced = e.get("enforced_by").and_then(Value::as_u64).unwrap_or(0);
+    let pending: Vec<String> = e
+        .get("pending")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    format!(
+                        "{} (instance {}, at {})",
+                        text(p, "spiffe_id"),
+                        text(p, "instance"),
+                        text(p, "enforces")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if pending.is_empty() {
+        return Ok(format!("enforced by {enforced} of {proxies} proxies"));
+    }
+    Err(anyhow!(
+        "{what} is stored, but {} of {proxies} proxies do not enforce it yet: {}",
+        pending.len(),
+        pending.join(", ")
+    ))
+}

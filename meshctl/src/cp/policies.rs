@@ -35,6 +35,8 @@ pub(crate) struct ApplyArgs {
     #[arg(short = 'm', long, default_value = "", value_name = "TEXT")]
     message: String,
     #[command(flatten)]
+    wait: super::Wait,
+    #[command(flatten)]
     remote: Remote,
 }
 
@@ -49,6 +51,8 @@ pub(crate) struct RollbackArgs {
     /// The version whose policies become current again (as a new version).
     #[arg(value_name = "VERSION")]
     version: u64,
+    #[command(flatten)]
+    wait: super::Wait,
     #[command(flatten)]
     remote: Remote,
 }
@@ -171,6 +175,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         "message": args.message,
         "expected_version": current_version,
         "dry_run": args.dry_run,
+        "wait_seconds": args.wait.wait.as_secs(),
     });
     let result = client.post("/v1/policies", &body)?;
     let summary = json!({
@@ -182,6 +187,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         "widened": widened,
         "narrowed": changes.len() - widened,
         "changes": changes.iter().map(change_json).collect::<Vec<_>>(),
+        "enforcement": result.get("enforcement"),
     });
     if !print_structured(args.remote.output, &summary)? {
         for change in &changes {
@@ -209,6 +215,13 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
                 new.len(),
                 &new.hash()[..12.min(new.hash().len())]
             );
+        }
+    }
+    if !args.dry_run {
+        let enforced =
+            super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
+        if args.remote.output == super::Output::Table {
+            println!("{enforced}");
         }
     }
     Ok(Outcome::Success)
@@ -261,14 +274,22 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let result = client.post("/v1/policies/rollback", &json!({ "version": args.version }))?;
-    if !print_structured(args.remote.output, &result)? {
+    let result = client.post(
+        "/v1/policies/rollback",
+        &json!({ "version": args.version, "wait_seconds": args.wait.wait.as_secs() }),
+    )?;
+    let table = !print_structured(args.remote.output, &result)?;
+    if table {
         println!(
             "applied version {} with the policies of version {} ({} policies)",
             text(&result, "version"),
             args.version,
             text(&result, "policies")
         );
+    }
+    let enforced = super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
+    if table {
+        println!("{enforced}");
     }
     Ok(Outcome::Success)
 }

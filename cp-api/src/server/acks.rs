@@ -1,0 +1,85 @@
+//! Waiting until every registered proxy reports that it enforces a change.
+//!
+//! Storing a policy version or a deny-list entry is not the same as enforcing it: a proxy
+//! may be disconnected, or may refuse what it received. `meshctl authz apply` and
+//! `meshctl identity deny` therefore wait (up to a deadline) for the proxies' own reports,
+//! which arrive with the heartbeat a proxy sends as soon as it applied a change, and say
+//! which proxies have not caught up instead of claiming success.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::server::hub::{Hub, ProxyEntry};
+
+/// The longest a caller may ask to wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// What the registered proxies reported by the deadline.
+#[derive(Debug, Clone)]
+pub struct Acks {
+    /// Registered proxies.
+    pub proxies: usize,
+    /// Those that had not reported the change.
+    pub pending: Vec<ProxyEntry>,
+}
+
+impl Acks {
+    /// As the REST API reports it; `reported` names what a pending proxy enforces.
+    pub fn to_json(&self, reported: impl Fn(&ProxyEntry) -> u64) -> Value {
+        let pending: Vec<Value> = self
+            .pending
+            .iter()
+            .map(|p| {
+                json!({
+                    "instance": p.instance,
+                    "spiffe_id": p.spiffe_id.as_str(),
+                    "service": p.service,
+                    "enforces": reported(p),
+                })
+            })
+            .collect();
+        json!({
+            "proxies": self.proxies,
+            "enforced_by": self.proxies - self.pending.len(),
+            "pending": pending,
+        })
+    }
+}
+
+/// Waits up to `timeout` for every registered proxy that `counts` to satisfy `done`.
+pub async fn wait(
+    hub: &Hub,
+    timeout: Duration,
+    counts: impl Fn(&ProxyEntry) -> bool,
+    done: impl Fn(&ProxyEntry) -> bool,
+) -> Acks {
+    let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
+    // Who was registered when the change was made: one that leaves the registry while we
+    // wait (its heartbeats stopped) did not enforce the change, and is reported.
+    let at_start: Vec<ProxyEntry> = hub.proxies().into_iter().filter(&counts).collect();
+    loop {
+        // Listen before looking, so a report landing in between is not missed.
+        let report = hub.reports().notified();
+        tokio::pin!(report);
+        report.as_mut().enable();
+        let mut proxies: Vec<ProxyEntry> = hub.proxies().into_iter().filter(&counts).collect();
+        for gone in &at_start {
+            if !proxies.iter().any(|p| p.instance == gone.instance) {
+                proxies.push(gone.clone());
+            }
+        }
+        let total = proxies.len();
+        let pending: Vec<ProxyEntry> = proxies.into_iter().filter(|p| !done(p)).collect();
+        if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Acks {
+                proxies: total,
+                pending,
+            };
+        }
+        tokio::select! {
+            () = report => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
