@@ -36,6 +36,8 @@ pub enum AuthorityError {
     Csr(#[from] CsrError),
     #[error("SPIFFE ID `{id}` is not in this authority's trust domain `{trust_domain}`")]
     ForeignId { id: SpiffeId, trust_domain: String },
+    #[error("SPIFFE ID `{0}` has no path; an X509-SVID names a workload, not a trust domain")]
+    NoPath(SpiffeId),
     #[error("signing failed: {0}")]
     Sign(String),
     #[error("issued certificate failed validation: {0}")]

@@ -162,6 +162,17 @@ fn an_identity_of_another_trust_domain_is_refused() {
 }
 
 #[test]
+fn an_id_without_a_path_is_never_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = open(tmp.path());
+    let bare: SpiffeId = "spiffe://acme.internal".parse().unwrap();
+    assert!(matches!(
+        sign(&ca, &bare, None),
+        Err(AuthorityError::NoPath(_))
+    ));
+}
+
+#[test]
 fn a_ca_dir_for_another_trust_domain_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let _ = open(tmp.path());

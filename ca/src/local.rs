@@ -172,8 +172,9 @@ pub(crate) fn self_test_request(
     Ok((id, csr))
 }
 
-/// What every backend checks before signing: the attested identity is of `trust_domain`,
-/// and the CSR is sound and asks for nothing else. Returns the CSR's key.
+/// What every backend checks before signing: the attested identity is of `trust_domain` and
+/// names a workload (an X509-SVID's ID has a path), and the CSR is sound and asks for nothing
+/// else. Returns the CSR's key.
 pub(crate) fn check_request(
     trust_domain: &TrustDomain,
     request: &SignRequest<'_>,
@@ -183,6 +184,9 @@ pub(crate) fn check_request(
             id: request.id.clone(),
             trust_domain: trust_domain.to_string(),
         });
+    }
+    if request.id.path().is_empty() {
+        return Err(AuthorityError::NoPath(request.id.clone()));
     }
     Ok(check_csr(request.csr, request.id)?)
 }

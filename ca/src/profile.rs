@@ -6,8 +6,8 @@
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
-    SanType, SerialNumber,
+    CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
+    SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use signet_spiffe::SpiffeId;
@@ -72,9 +72,9 @@ impl SvidProfile {
         (not_before, not_after): (SystemTime, SystemTime),
     ) -> Result<CertificateParams, String> {
         let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Signet");
-        p.distinguished_name = dn;
+        // An empty subject, so no two leaves share one (RFC 5280 §4.1.2.6); rcgen then marks
+        // the SAN critical, as that section requires.
+        p.distinguished_name = DistinguishedName::new();
         let uri = id
             .as_str()
             .try_into()

@@ -211,14 +211,25 @@ mod tests {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyCertSign,
         ];
-        assert_eq!(
-            run(&ca, &signer, ID, None).unwrap_err(),
-            IssuedInvalid::KeyUsage
-        );
+        // The SVID profile refuses these already; issuance is stricter still (below).
+        assert!(matches!(
+            run(&ca, &signer, ID, None),
+            Err(IssuedInvalid::Svid(SvidError::KeyUsage(_)))
+        ));
         let mut no_signature = spec.clone();
         no_signature.ku = vec![KeyUsagePurpose::KeyAgreement];
+        assert!(matches!(
+            run(&ca, &no_signature, ID, None),
+            Err(IssuedInvalid::Svid(SvidError::KeyUsage(_)))
+        ));
+        // Peers may carry keyEncipherment; what Signet issues carries digitalSignature only.
+        let mut encipher = spec.clone();
+        encipher.ku = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         assert_eq!(
-            run(&ca, &no_signature, ID, None).unwrap_err(),
+            run(&ca, &encipher, ID, None).unwrap_err(),
             IssuedInvalid::KeyUsage
         );
 

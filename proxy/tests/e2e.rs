@@ -352,6 +352,21 @@ async fn bad_peers_are_refused_at_the_handshake() {
     let refused = client::raw_tls_get(cart, chain, pkcs8(&key), bundle.clone()).await;
     assert!(refused.is_err(), "no URI SAN: {refused:?}");
 
+    // Outside the X509-SVID profile: a leaf that may sign certificates, one without key
+    // usage, one naming the trust domain itself.
+    let mut signer = LeafSpec::for_id(FRONTEND);
+    signer.ku = vec![
+        signet_spiffe::test_pki::KeyUsagePurpose::DigitalSignature,
+        signet_spiffe::test_pki::KeyUsagePurpose::KeyCertSign,
+    ];
+    let mut no_usage = LeafSpec::for_id(FRONTEND);
+    no_usage.without_key_usage = true;
+    for spec in [signer, no_usage, LeafSpec::for_id("spiffe://acme.internal")] {
+        let (chain, key) = mesh.pki.ca.issue(&spec);
+        let refused = client::raw_tls_get(cart, chain, pkcs8(&key), bundle.clone()).await;
+        assert!(refused.is_err(), "{spec:?}: {refused:?}");
+    }
+
     let answer = client::plain_text_get(cart).await;
     assert!(
         !answer.starts_with(b"HTTP/"),

@@ -55,6 +55,7 @@ impl Pki {
             not_after: now + std::time::Duration::from_secs(3600),
             eku: Vec::new(),
             ku: Vec::new(),
+            without_key_usage: false,
         };
         self.write(dir, name, &spec)
     }

@@ -34,6 +34,10 @@ pub enum SvidError {
     BadSpiffeId { uri: String, reason: IdError },
     #[error("leaf is a CA certificate; an SVID leaf must not be")]
     LeafIsCa,
+    #[error("SPIFFE ID `{0}` has no path; an X509-SVID names a workload, not a trust domain")]
+    NoPath(SpiffeId),
+    #[error("leaf key usage {0}")]
+    KeyUsage(&'static str),
     #[error("certificate {index} in the chain is not a CA but signs the one before it")]
     IntermediateNotCa { index: usize },
     #[error("SPIFFE ID `{id}` is not in trust domain `{expected}`")]
@@ -72,6 +76,7 @@ impl X509Svid {
         if leaf.is_ca() {
             return Err(SvidError::LeafIsCa);
         }
+        check_leaf(&leaf, &id)?;
         if !id.is_member_of(trust_domain) {
             return Err(SvidError::WrongTrustDomain {
                 id,
@@ -273,6 +278,30 @@ pub(crate) fn spiffe_id_of(cert: &X509Certificate<'_>) -> Result<SpiffeId, SvidE
         }),
         many => Err(SvidError::ManyUriSans(many.len())),
     }
+}
+
+/// The X509-SVID rules for a leaf beyond its one URI SAN (SPIFFE X509-SVID §3, §4.3): the
+/// ID has a path, and the key usage extension is present with digitalSignature and without
+/// keyCertSign or cRLSign. keyEncipherment and keyAgreement are allowed, as other SPIFFE
+/// implementations issue them.
+pub(crate) fn check_leaf(cert: &X509Certificate<'_>, id: &SpiffeId) -> Result<(), SvidError> {
+    if id.path().is_empty() || id.path() == "/" {
+        return Err(SvidError::NoPath(id.clone()));
+    }
+    let ku = match cert.key_usage() {
+        Ok(Some(ext)) => ext.value,
+        Ok(None) => return Err(SvidError::KeyUsage("is missing")),
+        Err(_) => return Err(SvidError::KeyUsage("cannot be parsed")),
+    };
+    if !ku.digital_signature() {
+        return Err(SvidError::KeyUsage("lacks digitalSignature"));
+    }
+    if ku.key_cert_sign() || ku.crl_sign() {
+        return Err(SvidError::KeyUsage(
+            "holds keyCertSign or cRLSign, which a leaf must not",
+        ));
+    }
+    Ok(())
 }
 
 fn check_validity(cert: &X509Certificate<'_>, index: usize, now: i64) -> Result<(), SvidError> {

@@ -10,9 +10,10 @@
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
 };
+pub use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
@@ -44,6 +45,8 @@ pub struct LeafSpec {
     pub eku: Vec<ExtendedKeyUsagePurpose>,
     /// Key usages; empty means digitalSignature only.
     pub ku: Vec<KeyUsagePurpose>,
+    /// Leave the key usage extension out altogether.
+    pub without_key_usage: bool,
 }
 
 impl LeafSpec {
@@ -58,6 +61,7 @@ impl LeafSpec {
             not_after: now + Duration::from_secs(3600),
             eku: Vec::new(),
             ku: Vec::new(),
+            without_key_usage: false,
         }
     }
 }
@@ -140,7 +144,9 @@ impl TestCa {
         } else {
             IsCa::ExplicitNoCa
         };
-        p.key_usages = if spec.ku.is_empty() {
+        p.key_usages = if spec.without_key_usage {
+            Vec::new()
+        } else if spec.ku.is_empty() {
             vec![KeyUsagePurpose::DigitalSignature]
         } else {
             spec.ku.clone()

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-use crate::svid::{Serial, SvidError, parse_cert, spiffe_id_of};
+use crate::svid::{Serial, SvidError, check_leaf, parse_cert, spiffe_id_of};
 use crate::{SpiffeId, TrustBundle, TrustDomain};
 
 /// What the peer's certificate must be good for.
@@ -115,6 +115,7 @@ pub fn verify_peer(
 
     let leaf = parse_cert(end_entity, 0).map_err(PeerError::NotSvid)?;
     let id = spiffe_id_of(&leaf).map_err(PeerError::NotSvid)?;
+    check_leaf(&leaf, &id).map_err(PeerError::NotSvid)?;
     if !id.is_member_of(bundle.trust_domain()) {
         return Err(PeerError::WrongTrustDomain {
             id,

@@ -203,3 +203,43 @@ fn filters_refuse_by_id_and_serial() {
     let both = AllOf(vec![Arc::new(AdmitAll), Arc::new(denying)]);
     assert!(run(&both).is_err());
 }
+
+#[test]
+fn leaves_that_break_the_x509_svid_profile_are_refused_and_what_it_allows_is_not() {
+    use rcgen::KeyUsagePurpose as Ku;
+    let ca = TestCa::new("acme.internal");
+    let refused = |spec: &LeafSpec| {
+        let (chain, _) = ca.issue(spec);
+        match check(&ca.bundle(), &chain, Usage::Client) {
+            Err(PeerError::NotSvid(e)) => e,
+            other => panic!("{spec:?}: {other:?}"),
+        }
+    };
+    // An ID without a path names a trust domain, not a workload.
+    let no_path = LeafSpec::for_id("spiffe://acme.internal");
+    assert!(matches!(refused(&no_path), SvidError::NoPath(_)));
+    // Key usages a leaf must not have, or lacks.
+    for ku in [
+        vec![Ku::DigitalSignature, Ku::KeyCertSign],
+        vec![Ku::DigitalSignature, Ku::CrlSign],
+        vec![Ku::KeyEncipherment],
+    ] {
+        let mut spec = LeafSpec::for_id(ID);
+        spec.ku = ku.clone();
+        assert!(matches!(refused(&spec), SvidError::KeyUsage(_)), "{ku:?}");
+    }
+    let mut spec = LeafSpec::for_id(ID);
+    spec.without_key_usage = true;
+    assert_eq!(refused(&spec), SvidError::KeyUsage("is missing"));
+    // What other SPIFFE implementations issue is fine.
+    let mut spec = LeafSpec::for_id(ID);
+    spec.ku = vec![Ku::DigitalSignature, Ku::KeyEncipherment, Ku::KeyAgreement];
+    let (chain, _) = ca.issue(&spec);
+    assert_eq!(
+        check(&ca.bundle(), &chain, Usage::Server)
+            .unwrap()
+            .id
+            .as_str(),
+        ID
+    );
+}

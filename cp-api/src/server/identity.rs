@@ -123,6 +123,7 @@ fn authority_status(e: AuthorityError) -> Status {
     match e {
         AuthorityError::Csr(e) => Status::invalid_argument(format!("CSR refused: {e}")),
         AuthorityError::ForeignId { .. } => Status::permission_denied(e.to_string()),
+        AuthorityError::NoPath(_) => Status::invalid_argument(e.to_string()),
         AuthorityError::Unavailable(_) => Status::unavailable(e.to_string()),
         other => Status::internal(other.to_string()),
     }

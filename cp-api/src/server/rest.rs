@@ -663,6 +663,12 @@ async fn create_token(
             "`{id}` is the control plane's own identity; no token can grant it"
         )));
     }
+    if id.path().is_empty() {
+        return Err(ApiError::bad(format!(
+            "`{id}` has no path: an SVID names a workload (spiffe://{}/ns/NS/sa/NAME)",
+            api.hub.trust_domain
+        )));
+    }
     let ttl = Duration::from_secs(body.ttl_seconds.unwrap_or(600));
     if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
         return Err(ApiError::bad("ttl must be between 1 second and 7 days"));
