@@ -41,28 +41,34 @@ if ! python3 -c 'import ocsf_json_schema, jsonschema' 2>/dev/null; then
     || python3 -m pip install --user --quiet --break-system-packages ocsf-json-schema jsonschema
 fi
 
-# Elastic's ECS field definitions (the `@elastic/ecs` npm package, checked against its
-# published sha512) and Node.js to run tests/ecs/validate.js over the Elasticsearch export.
+# Elastic's ECS field definitions (the `@elastic/ecs` npm package, fetched with npm itself and
+# checked against its published sha512) and Node.js to run tests/ecs/validate.js over the
+# Elasticsearch export.
 if ! command -v node >/dev/null; then
   apt_install nodejs
 fi
+if ! command -v npm >/dev/null; then
+  apt_install npm
+fi
 export SIGNET_ECS_DIR="${SIGNET_ECS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tests/elastic-ecs-9.4.0/package}"
 if [ ! -f "$SIGNET_ECS_DIR/build/commonjs/ecs_flat.js" ]; then
-  python3 - "$SIGNET_ECS_DIR" <<'PY'
-import base64, hashlib, io, pathlib, sys, tarfile, urllib.request
-url = "https://registry.npmjs.org/@elastic/ecs/-/ecs-9.4.0.tgz"
+  ecs_parent="$(dirname "$SIGNET_ECS_DIR")"
+  mkdir -p "$ecs_parent"
+  tarball="$(cd "$ecs_parent" && npm pack --silent @elastic/ecs@9.4.0 | tail -n 1)"
+  python3 - "$ecs_parent/$tarball" <<'PY'
+import base64, hashlib, pathlib, sys, tarfile
+path = pathlib.Path(sys.argv[1])
 integrity = "znk6Jr38KNRsyUKstormNX4QKtqnwQY1EWqrMCWIg/nY6dC1imSxzrdR6xuljxnY6JHj+/9NdTiRohVbeUEA/Q=="
-data = urllib.request.urlopen(url, timeout=60).read()
+data = path.read_bytes()
 if base64.b64encode(hashlib.sha512(data).digest()).decode() != integrity:
-    sys.exit(f"{url}: sha512 does not match the published integrity")
-target = pathlib.Path(sys.argv[1]).parent
-target.mkdir(parents=True, exist_ok=True)
-with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-    root = target.resolve()
+    sys.exit(f"{path}: sha512 does not match the published integrity")
+root = path.parent.resolve()
+with tarfile.open(path) as tar:
     for member in tar.getmembers():
         if not (member.isfile() or member.isdir()) or root not in (root / member.name).resolve().parents:
-            sys.exit(f"{url}: unexpected entry {member.name}")
-    tar.extractall(target)
+            sys.exit(f"{path}: unexpected entry {member.name}")
+    tar.extractall(root)
+path.unlink()
 PY
 fi
 

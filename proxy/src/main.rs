@@ -76,6 +76,12 @@ fn main() -> ExitCode {
         }
     };
     init_logging(args.log_json);
+    if secret_in_argv(std::env::args(), "--join-token") {
+        tracing::warn!(
+            "a join token given on the command line is visible to other local users (ps, \
+             /proc): pass --join-token @FILE or set SIGNET_JOIN_TOKEN instead"
+        );
+    }
     // One worker: a current-thread runtime, so a request's hops (connection tasks, pools)
     // never cross threads.
     let mut builder = match args.workers {
@@ -99,6 +105,24 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `flag` was given a literal value (not `@FILE`) among the process's arguments.
+fn secret_in_argv(args: impl Iterator<Item = String>, flag: &str) -> bool {
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let value = if arg == flag {
+            args.peek().cloned()
+        } else {
+            arg.strip_prefix(flag)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        if value.is_some_and(|v| !v.starts_with('@')) {
+            return true;
+        }
+    }
+    false
 }
 
 fn init_logging(json: bool) {
@@ -378,4 +402,32 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_in_argv;
+
+    fn argv(args: &[&str]) -> impl Iterator<Item = String> {
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn a_literal_join_token_in_argv_is_noticed_and_a_file_reference_is_not() {
+        let flag = "--join-token";
+        assert!(secret_in_argv(
+            argv(&["p", "--join-token", "abc.def"]),
+            flag
+        ));
+        assert!(secret_in_argv(argv(&["p", "--join-token=abc.def"]), flag));
+        assert!(!secret_in_argv(
+            argv(&["p", "--join-token", "@/run/t"]),
+            flag
+        ));
+        assert!(!secret_in_argv(argv(&["p", "--join-token=@/run/t"]), flag));
+        assert!(!secret_in_argv(argv(&["p", "--config", "x.toml"]), flag));
+    }
 }

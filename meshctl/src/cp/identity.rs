@@ -22,7 +22,7 @@ pub(crate) struct IssueArgs {
     #[arg(long, value_name = "ID")]
     spiffe_id: String,
     /// The one-time join token (`meshctl token create`), or @FILE holding it.
-    #[arg(long, value_name = "TOKEN|@FILE")]
+    #[arg(long, env = "SIGNET_JOIN_TOKEN", value_name = "TOKEN|@FILE")]
     join_token: String,
     /// Where to write `<name>.crt` (chain), `<name>.key` (0600) and `bundle.pem`.
     #[arg(long, value_name = "DIR")]
@@ -42,6 +42,13 @@ pub(crate) fn issue(args: &IssueArgs) -> anyhow::Result<Outcome> {
         .spiffe_id
         .parse()
         .map_err(|e| anyhow::anyhow!("--spiffe-id `{}`: {e}", args.spiffe_id))?;
+    let in_argv = std::env::args().any(|a| a == "--join-token" || a.starts_with("--join-token="));
+    if in_argv && !args.join_token.starts_with('@') {
+        eprintln!(
+            "meshctl: warning: a join token on the command line is visible to other local \
+             users (ps, /proc): pass --join-token @FILE or set SIGNET_JOIN_TOKEN"
+        );
+    }
     let token = match args.join_token.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("reading `{file}`"))?

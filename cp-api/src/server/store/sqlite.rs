@@ -52,6 +52,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        secure_files(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -64,7 +65,31 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         Self::connect(options).await
     }
+}
 
+/// The database holds token and certificate records: it and the WAL and shared-memory files
+/// beside it are the owner's alone. The file is made 0600 before SQLite opens it, because
+/// SQLite creates `-wal` and `-shm` with the database file's mode; files left by an earlier
+/// version are tightened too.
+fn secure_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |e: std::io::Error| StoreError::Backend(format!("securing `{}`: {e}", path.display()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+impl SqliteStore {
     /// Opens a `sqlite:` URL (`sqlite:///path/to/file.db`, `sqlite::memory:`).
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)

@@ -144,3 +144,24 @@ async fn members_are_kept_replaced_and_forgotten() {
         .unwrap();
     assert_eq!(store.members().await.unwrap(), [member("a", "127.0.0.1:3")]);
 }
+
+#[tokio::test]
+async fn the_database_and_its_wal_files_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cp.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .apply_policies(version(&[("a.cedar", "A")], Some(0)))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        seen.push(entry.file_name().to_string_lossy().into_owned());
+        assert_eq!(mode, 0o600, "{:?}", entry.file_name());
+    }
+    seen.sort();
+    assert_eq!(seen, ["cp.db", "cp.db-shm", "cp.db-wal"]);
+}
