@@ -237,3 +237,73 @@ async fn refused_or_malformed_requests_leave_no_large_trace() {
     assert_eq!(by_cart.len(), 1, "{by_cart:?}");
     assert_eq!(by_cart[0]["target"], CART);
 }
+
+/// Connects to `addr` from `source` (another loopback address).
+async fn connect_from(source: &str, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Whether the server has closed `stream` within `within` (a read returns end or error).
+async fn closed_within(stream: &mut (impl tokio::io::AsyncRead + Unpin), within: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn floods_and_slow_clients_do_not_hold_the_control_planes_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(dir.path(), &[]);
+    // Plain TCP connections that never speak TLS, from one address, on both listeners: past
+    // that address's share of handshakes they are closed at once.
+    for (listener, share) in [(cp.api, 16), (cp.grpc, 64)] {
+        let mut flood = Vec::new();
+        for _ in 0..share + 20 {
+            flood.push(connect_from("127.0.0.2", listener).await);
+        }
+        // Those refused are closed as they are accepted; give the last of them a moment.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut closed = 0;
+        for stream in &mut flood {
+            if closed_within(stream, Duration::from_millis(5)).await {
+                closed += 1;
+            }
+        }
+        assert!(closed >= 20, "{listener}: {closed} closed");
+        // Operators elsewhere are served meanwhile.
+        let status = cp.rest("GET", "/v1/status", None, None).await;
+        assert_eq!(status.status, 200, "{status:?}");
+    }
+
+    // A slow client: TLS completes, then half a request head and nothing more. It is cut
+    // after the header-read timeout (5 s), not kept for as long as it likes.
+    let tls = signet_tests::control::control_plane_tls(
+        &cp.bundle(),
+        std::sync::Arc::new(signet_spiffe::tls::SvidResolver::new()),
+        b"http/1.1",
+    );
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = connect_from("127.0.0.3", cp.api).await;
+    let name = rustls::pki_types::ServerName::IpAddress(cp.api.ip().into());
+    let mut slow = connector.connect(name, tcp).await.unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    slow.write_all(b"GET /v1/status HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut slow, Duration::from_secs(12)).await);
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

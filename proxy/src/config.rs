@@ -264,8 +264,13 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Connections open at once, per listener.
+    /// Connections open at once, per listener (authenticated ones, on the inbound side).
     pub max_connections: usize,
+    /// Inbound TLS handshakes in progress at once: peers not yet authenticated hold these,
+    /// never the connection slots above.
+    pub max_handshakes: usize,
+    /// Of those, how many one source address may hold (an IPv6 source: its /64).
+    pub max_handshakes_per_source: usize,
     /// Time for a TLS handshake to complete.
     #[serde(with = "duration")]
     pub handshake_timeout: Duration,
@@ -291,7 +296,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
-            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1_024,
+            max_handshakes_per_source: 64,
+            handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,

@@ -16,16 +16,17 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use signet_policy::{Caller, Decision, Headers, HttpRequest};
+use signet_spiffe::admission::{Admission, Ticket};
 use signet_spiffe::{Serial, SpiffeId};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Protocol;
-use crate::io::{LastActivity, Tracked};
 use crate::metrics::class;
 use crate::pool::Body;
 use crate::state::Proxy;
+use signet_spiffe::activity::{LastActivity, Tracked};
 
 /// The header a denied request's response names the deciding policies in.
 pub const DENIED_BY: &str = "x-signet-denied-by";
@@ -38,10 +39,15 @@ struct Peer {
     addr: SocketAddr,
 }
 
-/// Accepts connections until shutdown.
+/// Accepts connections until shutdown. Until its handshake completes a connection holds
+/// only a handshake slot (a small budget, shared out per source address); a connection slot
+/// (`max_connections`) is taken once the peer is authenticated, so peers that never finish a
+/// handshake cannot crowd out the mesh's traffic.
 pub async fn run(listener: TcpListener, proxy: Arc<Proxy>) -> Result<(), String> {
     let acceptor = TlsAcceptor::from(Arc::new(proxy.inbound_tls()?));
-    let limit = Arc::new(Semaphore::new(proxy.config.limits.max_connections));
+    let limits = &proxy.config.limits;
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let handshakes = Admission::new(limits.max_handshakes, limits.max_handshakes_per_source);
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -55,19 +61,23 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>) -> Result<(), String>
             () = proxy.draining() => return Ok(()),
         };
         proxy.metrics.connections.inc(&["inbound"]);
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            proxy
-                .metrics
-                .connections_refused
-                .inc(&["inbound", "connection-limit"]);
-            drop(tcp);
-            continue;
+        let ticket = match handshakes.admit(remote.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                proxy
+                    .metrics
+                    .connections_refused
+                    .inc(&["inbound", refusal.reason()]);
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let acceptor = acceptor.clone();
+        let connections = Arc::clone(&connections);
         tokio::spawn(async move {
-            connection(tcp, remote, acceptor, proxy, permit).await;
+            connection(tcp, remote, acceptor, proxy, ticket, connections).await;
         });
     }
 }
@@ -86,7 +96,8 @@ async fn connection(
     remote: SocketAddr,
     acceptor: TlsAcceptor,
     proxy: Arc<Proxy>,
-    _permit: OwnedSemaphorePermit,
+    handshake: Ticket,
+    connections: Arc<Semaphore>,
 ) {
     let limits = &proxy.config.limits;
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
@@ -104,6 +115,14 @@ async fn connection(
             return;
         }
         Ok(Ok(tls)) => tls,
+    };
+    drop(handshake);
+    let Ok(_permit) = connections.try_acquire_owned() else {
+        proxy
+            .metrics
+            .connections_refused
+            .inc(&["inbound", "connection-limit"]);
+        return;
     };
     let (id, serial) = match signet_spiffe::tls::peer_identity(tls.get_ref().1.peer_certificates())
     {

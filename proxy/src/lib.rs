@@ -21,7 +21,6 @@ pub mod control;
 pub mod headers;
 pub mod identity;
 pub mod inbound;
-pub mod io;
 pub mod metrics;
 pub mod outbound;
 pub mod path;

@@ -870,3 +870,33 @@ async fn path_parameters_cannot_walk_around_a_path_policy() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json()["path"], "/api/items");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_never_finish_a_handshake_do_not_lock_out_the_mesh() {
+    // Few connection slots and a long handshake timeout: what the flood would need to hold
+    // every slot, were handshakes to hold them.
+    let mesh = Mesh::start_limited(
+        "http1",
+        "max_connections = 50\nmax_handshakes_per_source = 8\nhandshake_timeout = \"20s\"",
+    )
+    .await;
+    // 120 plain TCP connections from another loopback address, that never speak TLS.
+    let mut flood = Vec::new();
+    for _ in 0..120 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        flood.push(socket.connect(mesh.cart.inbound).await.unwrap());
+    }
+    let refused = "signet_proxy_connections_refused_total{direction=\"inbound\",reason=\"source-handshake-limit\"}";
+    assert!(mesh.cart.metric_reaching(refused, 112).await >= 112);
+    // The mesh's own traffic (from 127.0.0.1) still gets through at once, many times over.
+    for _ in 0..5 {
+        let mut http = Http::h1(mesh.to_cart()).await;
+        let reply =
+            tokio::time::timeout(Duration::from_secs(5), http.get("cart", "/api/items", &[]))
+                .await
+                .unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    drop(flood);
+}

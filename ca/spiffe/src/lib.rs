@@ -23,6 +23,8 @@
 //! # Ok::<(), signet_spiffe::IdError>(())
 //! ```
 
+pub mod activity;
+pub mod admission;
 mod bundle;
 mod csr;
 mod id;

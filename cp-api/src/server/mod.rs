@@ -34,6 +34,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::MAX_MESSAGE_BYTES;
+
+/// Time an operator's request head may take to arrive whole.
+const REST_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::api::v1 as pb;
 
 /// How the control plane runs.
@@ -115,12 +118,11 @@ pub async fn start(options: Options) -> Result<Running, String> {
         &[b"h2", b"http/1.1"],
     )
     .map_err(|e| format!("TLS: {e}"))?;
-    let handshake_timeout = Duration::from_secs(10);
 
     let incoming = tls::accept(
         grpc_listener,
         TlsAcceptor::from(Arc::new(grpc_tls)),
-        handshake_timeout,
+        tls::ListenerLimits::GRPC,
     );
     let mut stop = shutdown.subscribe();
     let grpc_server = tonic::transport::Server::builder()
@@ -176,7 +178,7 @@ pub async fn start(options: Options) -> Result<Running, String> {
     let mut rest_incoming = tls::accept(
         api_listener,
         TlsAcceptor::from(Arc::new(api_tls)),
-        handshake_timeout,
+        tls::ListenerLimits::REST,
     );
     let mut stop = shutdown.subscribe();
     tokio::spawn(async move {
@@ -192,8 +194,19 @@ pub async fn start(options: Options) -> Result<Running, String> {
             let peer = conn.peer().clone();
             let service = router.clone().layer(axum::Extension(peer));
             tokio::spawn(async move {
-                let io = TokioIo::new(conn.into_stream());
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let io = TokioIo::new(conn);
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // A request head must arrive whole within this (slowloris); between requests
+                // the connection's idle limit applies.
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(REST_HEADER_READ_TIMEOUT);
+                builder
+                    .http2()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .max_concurrent_streams(64);
                 if let Err(e) = builder
                     .serve_connection(io, TowerToHyperService::new(service))
                     .await

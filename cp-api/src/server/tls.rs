@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use std::future::Future as _;
+
+use signet_spiffe::activity::{LastActivity, Tracked};
+use signet_spiffe::admission::{Admission, Ticket};
 use signet_spiffe::{Serial, SpiffeId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,22 +45,60 @@ pub struct Peer {
     pub remote: SocketAddr,
 }
 
-/// An accepted TLS connection and what its handshake proved.
+/// What one listener admits before and after authentication.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// Time a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once, in all and from one source address.
+    pub max_handshakes: usize,
+    pub max_handshakes_per_source: usize,
+    /// Established connections at once, in all and from one source address.
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// A connection that moves no byte for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl ListenerLimits {
+    /// The proxies' gRPC listener: many proxies may share a node's address, and their
+    /// streams stay open (HTTP/2 keepalive pings keep them from idling out).
+    pub const GRPC: Self = Self {
+        handshake_timeout: Duration::from_secs(5),
+        max_handshakes: 512,
+        max_handshakes_per_source: 64,
+        max_connections: 8_192,
+        max_connections_per_source: 1_024,
+        idle_timeout: Duration::from_secs(300),
+    };
+
+    /// The operators' REST listener: few clients, short exchanges.
+    pub const REST: Self = Self {
+        handshake_timeout: Duration::from_secs(5),
+        max_handshakes: 128,
+        max_handshakes_per_source: 16,
+        max_connections: 256,
+        max_connections_per_source: 32,
+        idle_timeout: Duration::from_secs(60),
+    };
+}
+
+/// An accepted TLS connection and what its handshake proved; it holds its listener's
+/// connection slot until dropped.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TlsStream<TcpStream>,
+    stream: Tracked<TlsStream<TcpStream>>,
+    activity: LastActivity,
+    idle_timeout: Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
     peer: Peer,
+    _slot: Ticket,
 }
 
 impl Conn {
     /// The connection's peer.
     pub fn peer(&self) -> &Peer {
         &self.peer
-    }
-
-    /// The TLS stream.
-    pub fn into_stream(self) -> TlsStream<TcpStream> {
-        self.stream
     }
 }
 
@@ -74,7 +116,26 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if read.is_ready() {
+            return read;
+        }
+        // Nothing to read: a connection quiet past its limit ends here. The timer wakes the
+        // pending read at the deadline, so an idle connection is closed even though no byte
+        // will ever arrive to poll it.
+        let quiet = self.activity.quiet_for();
+        if quiet >= self.idle_timeout {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle past its limit",
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + (self.idle_timeout - quiet);
+        self.idle.as_mut().reset(deadline);
+        if self.idle.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
     }
 }
 
@@ -121,14 +182,19 @@ fn verified(stream: &TlsStream<TcpStream>) -> Option<Verified> {
     })
 }
 
-/// Accepts connections on `listener`, completes each handshake on its own task (bounded by
-/// `handshake_timeout`) and delivers the finished connections in order of completion.
+/// Accepts connections on `listener` within `limits`, completes each handshake on its own
+/// task and delivers the finished connections in order of completion. A connection first
+/// holds a handshake slot (refused at once when its source's share or the total is taken),
+/// then, authenticated or not, a connection slot of its own budget; one that idles past the
+/// limit fails its next read, which closes it.
 pub fn accept(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
+    limits: ListenerLimits,
 ) -> mpsc::Receiver<Result<Conn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
+    let handshakes = Admission::new(limits.max_handshakes, limits.max_handshakes_per_source);
+    let connections = Admission::new(limits.max_connections, limits.max_connections_per_source);
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = match listener.accept().await {
@@ -139,17 +205,44 @@ pub fn accept(
                     continue;
                 }
             };
+            let handshake = match handshakes.admit(remote.ip()) {
+                Ok(ticket) => ticket,
+                Err(refusal) => {
+                    tracing::debug!(%remote, %refusal, "connection refused before its handshake");
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let delivered = tx.clone();
+            let connections = Arc::clone(&connections);
             tokio::spawn(async move {
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                let accepted =
+                    tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
+                drop(handshake);
+                match accepted {
                     Ok(Ok(stream)) => {
+                        let slot = match connections.admit(remote.ip()) {
+                            Ok(slot) => slot,
+                            Err(refusal) => {
+                                tracing::info!(%remote, %refusal, "connection refused");
+                                return;
+                            }
+                        };
                         let peer = Peer {
                             certificate: verified(&stream),
                             remote,
                         };
-                        let _ = delivered.send(Ok(Conn { stream, peer })).await;
+                        let (stream, activity) = Tracked::new(stream);
+                        let conn = Conn {
+                            stream,
+                            activity,
+                            idle_timeout: limits.idle_timeout,
+                            idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+                            peer,
+                            _slot: slot,
+                        };
+                        let _ = delivered.send(Ok(conn)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%remote, error = %e, "handshake failed"),
                     Err(_) => tracing::debug!(%remote, "handshake timed out"),

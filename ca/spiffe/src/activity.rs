@@ -1,4 +1,5 @@
-//! A stream that remembers when it last moved a byte, so idle connections can be closed.
+//! A stream that remembers when it last moved a byte, so idle connections can be closed: the
+//! proxy's listeners and the control plane's share it.
 
 use std::pin::Pin;
 use std::sync::Arc;
