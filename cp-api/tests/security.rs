@@ -236,6 +236,31 @@ async fn refused_or_malformed_requests_leave_no_large_trace() {
         .collect();
     assert_eq!(by_cart.len(), 1, "{by_cart:?}");
     assert_eq!(by_cart[0]["target"], CART);
+
+    // The log is read a page at a time.
+    let first = cp
+        .rest("GET", "/v1/operator-actions?limit=2", None, None)
+        .await;
+    let page = first.json["actions"].as_array().unwrap();
+    assert_eq!(page.len(), 2, "{first:?}");
+    let before = first.json["next_before"].as_i64().unwrap();
+    assert_eq!(before, page[1]["id"].as_i64().unwrap());
+    let next = cp
+        .rest(
+            "GET",
+            &format!("/v1/operator-actions?limit=2&before={before}"),
+            None,
+            None,
+        )
+        .await;
+    let older = next.json["actions"].as_array().unwrap();
+    assert!(older.iter().all(|a| a["id"].as_i64().unwrap() < before));
+    for bad in ["limit=0", "limit=5000", "before=x"] {
+        let reply = cp
+            .rest("GET", &format!("/v1/operator-actions?{bad}"), None, None)
+            .await;
+        assert_eq!(reply.status, 400, "{bad}: {reply:?}");
+    }
 }
 
 /// Connects to `addr` from `source` (another loopback address).

@@ -212,6 +212,7 @@ impl Api {
         detail: &str,
     ) {
         let entry = OperatorAction {
+            id: 0,
             at: unix_ms(SystemTime::now()),
             principal: operator.id.as_str().to_owned(),
             action: action.to_owned(),
@@ -1175,7 +1176,28 @@ async fn audit_records(
     Ok(Json(json!({ "records": rows })))
 }
 
-async fn actions(State(api): State<Api>, op: Operator) -> ApiResult {
+/// `GET /v1/operator-actions?limit=N&before=ID`: a page of the log, newest first.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionsQuery {
+    /// Entries per page (default 200, at most 1,000).
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Only entries older than this `id` (the previous page's `next_before`).
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+async fn actions(
+    State(api): State<Api>,
+    op: Operator,
+    query: Result<Query<ActionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let limit = query.limit.unwrap_or(200);
+    if limit == 0 || limit > 1_000 {
+        return Err(ApiError::bad("limit must be between 1 and 1000"));
+    }
     api.authorize(
         &op,
         Act::Read {
@@ -1183,9 +1205,12 @@ async fn actions(State(api): State<Api>, op: Operator) -> ApiResult {
         },
     )
     .await?;
-    Ok(Json(
-        json!({ "actions": api.hub.store.actions(200).await? }),
-    ))
+    let page = api.hub.store.actions(limit, query.before).await?;
+    // A full page may have more behind it.
+    let next_before = (page.len() == limit as usize)
+        .then(|| page.last().map(|a| a.id))
+        .flatten();
+    Ok(Json(json!({ "actions": page, "next_before": next_before })))
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ pub struct Member {
 /// An operator action, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OperatorAction {
+    /// Its position in the log (0 until recorded), for paging with `before`.
+    #[serde(default)]
+    pub id: i64,
     pub at: i64,
     pub principal: String,
     pub action: String,
@@ -229,8 +232,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records an operator action.
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// The latest operator actions, newest first.
-    fn actions(&self, limit: u32) -> BoxFuture<'_, Result<Vec<OperatorAction>, StoreError>>;
+    /// The latest `limit` operator actions before position `before` (all, if `None`), newest
+    /// first.
+    fn actions(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<OperatorAction>, StoreError>>;
 }
 
 /// Milliseconds since the Unix epoch.

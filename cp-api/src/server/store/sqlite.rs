@@ -641,19 +641,25 @@ impl Store for SqliteStore {
         })
     }
 
-    fn actions(&self, limit: u32) -> BoxFuture<'_, Result<Vec<OperatorAction>, StoreError>> {
+    fn actions(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<OperatorAction>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT at, principal, action, target, allowed, detail FROM operator_actions \
-                 ORDER BY seq DESC LIMIT $1",
+                "SELECT seq, at, principal, action, target, allowed, detail FROM operator_actions \
+                 WHERE seq < $2 ORDER BY seq DESC LIMIT $1",
             )
             .bind(i64::from(limit))
+            .bind(before.unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
             rows.iter()
                 .map(|r| {
                     Ok(OperatorAction {
+                        id: r.try_get("seq").map_err(backend)?,
                         at: r.try_get("at").map_err(backend)?,
                         principal: r.try_get("principal").map_err(backend)?,
                         action: r.try_get("action").map_err(backend)?,
