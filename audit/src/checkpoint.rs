@@ -37,6 +37,43 @@ impl std::fmt::Debug for KeySigner {
     }
 }
 
+/// A signer writing as one instance of its identity: the writer id is `<SPIFFE ID>#<instance>`
+/// (a SPIFFE ID has no `#`), so two proxies of one service keep two chains, never one
+/// interleaved one. The signature is still the SPIFFE ID's, checked by [`verify`].
+#[derive(Debug)]
+pub struct InstanceSigner {
+    inner: std::sync::Arc<dyn Signer>,
+    instance: String,
+}
+
+impl InstanceSigner {
+    /// `inner`, writing as `instance` (an empty instance: as the identity itself).
+    pub fn new(inner: std::sync::Arc<dyn Signer>, instance: &str) -> Self {
+        Self {
+            inner,
+            instance: instance.to_owned(),
+        }
+    }
+}
+
+impl Signer for InstanceSigner {
+    fn id(&self) -> String {
+        if self.instance.is_empty() {
+            self.inner.id()
+        } else {
+            format!("{}#{}", self.inner.id(), self.instance)
+        }
+    }
+
+    fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.inner.chain()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.inner.sign(message)
+    }
+}
+
 impl KeySigner {
     /// From an SVID chain and its PKCS#8 key.
     pub fn new(
@@ -112,6 +149,23 @@ pub enum CheckpointError {
 /// Checks `checkpoint`'s signature and that its signer is the writer, with a certificate
 /// that chained to `bundle` when the checkpoint was signed.
 pub fn verify(checkpoint: &Checkpoint, bundle: &TrustBundle) -> Result<(), CheckpointError> {
+    let at = UnixTime::since_unix_epoch(Duration::from_nanos(checkpoint.time));
+    verify_at(checkpoint, bundle, at).map(|_| ())
+}
+
+/// The signer's SPIFFE ID a writer id names: the ID itself, or the part before `#` of a
+/// per-instance writer id (`spiffe://td/ns/shop/sa/cart#3f2a…`; a SPIFFE ID has no `#`).
+pub fn writer_identity(writer: &str) -> &str {
+    writer.split_once('#').map_or(writer, |(id, _)| id)
+}
+
+/// [`verify`] with the certificate judged at `at` (a receiver judges it on receipt); returns
+/// the signer.
+pub fn verify_at(
+    checkpoint: &Checkpoint,
+    bundle: &TrustBundle,
+    at: UnixTime,
+) -> Result<signet_spiffe::verify::VerifiedPeer, CheckpointError> {
     let chain: Vec<CertificateDer<'static>> = checkpoint
         .chain
         .iter()
@@ -121,7 +175,6 @@ pub fn verify(checkpoint: &Checkpoint, bundle: &TrustBundle) -> Result<(), Check
     let leaf = chain
         .first()
         .ok_or_else(|| CheckpointError::Malformed("empty chain".to_owned()))?;
-    let at = UnixTime::since_unix_epoch(Duration::from_nanos(checkpoint.time));
     let peer = verify_peer(
         bundle,
         leaf,
@@ -130,7 +183,7 @@ pub fn verify(checkpoint: &Checkpoint, bundle: &TrustBundle) -> Result<(), Check
         Usage::Client,
     )
     .map_err(|e| CheckpointError::Untrusted(e.to_string()))?;
-    if peer.id.as_str() != checkpoint.writer {
+    if peer.id.as_str() != writer_identity(&checkpoint.writer) {
         return Err(CheckpointError::WrongSigner {
             signer: peer.id.to_string(),
             writer: checkpoint.writer.clone(),
@@ -144,7 +197,8 @@ pub fn verify(checkpoint: &Checkpoint, bundle: &TrustBundle) -> Result<(), Check
         .map_err(|e| CheckpointError::Malformed(format!("sig: {e}")))?;
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, public_key)
         .verify(&checkpoint.signed_bytes(), &sig)
-        .map_err(|_| CheckpointError::BadSignature)
+        .map_err(|_| CheckpointError::BadSignature)?;
+    Ok(peer)
 }
 
 /// Now, Unix nanoseconds.

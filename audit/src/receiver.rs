@@ -1,9 +1,23 @@
 //! The receiving side of shipping: a copy of one writer's chain, kept as a spool of the same
 //! format (so `verify` reads it like any other), appended to idempotently.
+//!
+//! The copy is only worth keeping if it cannot be forged by the writer's transport or by the
+//! writer itself after the fact, so a batch is accepted only if it continues the copy exactly:
+//! - a record must be the next one (`seq` one past the last kept) and name the last kept
+//!   record's hash as `prev`; one already kept is skipped only if it is byte for byte the
+//!   line kept, and anything else is refused;
+//! - its event must be of a kind this writer writes (a proxy never writes `operator`);
+//! - a checkpoint must sign exactly the last kept record's hash with a good signature by the
+//!   writer; one whose signer is deny-listed or expired *now*, on receipt, is not kept (its
+//!   records stay in the copy, unsigned, which `verify` reports): a revoked key signs
+//!   nothing new into the copy, and shipping after a long outage does not stall.
+//!
+//! Every line is checked before any is written: a batch with one bad line is refused whole.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use crate::record::{CheckpointLine, Record};
+use crate::record::{Checkpoint, CheckpointLine, Event, Record, hash_line};
 use crate::spool::{Spool, SpoolLimits};
 
 /// One writer's received chain.
@@ -12,7 +26,20 @@ pub struct Receiver {
     writer: String,
     spool: Spool,
     seq: u64,
+    head: String,
     signed_through: u64,
+    /// The hashes of the records kept since this receiver opened, to recognise a re-sent line
+    /// (bounded: older re-sends are skipped by number alone).
+    recent: HashMap<u64, String>,
+}
+
+/// What one batch added.
+#[derive(Debug, Clone, Default)]
+pub struct Appended {
+    /// The records kept.
+    pub accepted: Vec<Accepted>,
+    /// Checkpoints left out, and why.
+    pub dropped: Vec<String>,
 }
 
 /// A record accepted into the copy.
@@ -22,6 +49,42 @@ pub struct Accepted {
     pub line: Vec<u8>,
 }
 
+/// What a receiver asks of the lines it keeps, beyond continuity.
+#[expect(
+    missing_debug_implementations,
+    reason = "two borrowed closures; nothing to show"
+)]
+pub struct Rules<'a> {
+    /// Whether the writer may record this kind of event.
+    pub event_allowed: &'a (dyn Fn(&Event) -> bool + Sync),
+    /// What to do with a checkpoint, judged now.
+    pub checkpoint: &'a (dyn Fn(&Checkpoint) -> Verdict + Sync),
+}
+
+/// What becomes of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It verifies: keep it.
+    Keep,
+    /// Its signer cannot vouch for anything now (revoked, expired): leave it out.
+    Drop(String),
+    /// It is forged or malformed: refuse the batch.
+    Refuse(String),
+}
+
+/// The writer a shipped line names (a record's or a checkpoint's), if it is either.
+pub fn writer_of(line: &[u8]) -> Option<String> {
+    if let Ok(record) = serde_json::from_slice::<Record>(line) {
+        return Some(record.writer);
+    }
+    serde_json::from_slice::<CheckpointLine>(line)
+        .ok()
+        .map(|c| c.checkpoint.writer)
+}
+
+/// Re-sent records remembered by hash, at most.
+const RECENT: usize = 65_536;
+
 impl Receiver {
     /// The copy of `writer`'s chain kept in `dir`.
     pub fn open(dir: &Path, writer: &str) -> Result<Self, String> {
@@ -30,25 +93,34 @@ impl Receiver {
             total_bytes: u64::MAX,
         };
         let (mut spool, tail) = Spool::open(dir, limits)?;
-        let (seq, signed_through) = tail.map_or((0, 0), |t| (t.seq, t.signed_through));
+        let (seq, head, signed_through) = tail.map_or_else(
+            || (0, crate::record::GENESIS.to_owned(), 0),
+            |t| (t.seq, t.head, t.signed_through),
+        );
         spool.rotate(seq + 1)?;
         Ok(Self {
             writer: writer.to_owned(),
             spool,
             seq,
+            head,
             signed_through,
+            recent: HashMap::new(),
         })
     }
 
     /// Appends `lines` (records and checkpoints, in order), skipping what the copy already
-    /// has, then fsyncs. Every line is checked before any is written: a batch with a line
-    /// that is not the writer's own is refused whole.
-    pub fn append(&mut self, lines: &[Vec<u8>]) -> Result<Vec<Accepted>, String> {
-        enum Line {
-            Record(Box<Record>),
+    /// has, then fsyncs. A batch with any line that breaks the rules above is refused whole,
+    /// with the reason for its first bad line, and nothing of it is written.
+    pub fn append(&mut self, lines: &[Vec<u8>], rules: &Rules<'_>) -> Result<Appended, String> {
+        enum Keep {
+            Record(Box<Record>, String),
             Checkpoint(u64),
+            Skip,
         }
-        let mut parsed = Vec::with_capacity(lines.len());
+        let mut dropped = Vec::new();
+        // Check every line against the state it would find, before writing any.
+        let (mut seq, mut head, mut signed) = (self.seq, self.head.clone(), self.signed_through);
+        let mut plan = Vec::with_capacity(lines.len());
         for (n, line) in lines.iter().enumerate() {
             if let Ok(record) = serde_json::from_slice::<Record>(line) {
                 if record.writer != self.writer {
@@ -57,36 +129,104 @@ impl Receiver {
                         record.writer, self.writer
                     ));
                 }
-                parsed.push(Line::Record(Box::new(record)));
+                let hash = hash_line(line);
+                if record.seq <= seq {
+                    // A re-send: it must be what is kept.
+                    let kept = if record.seq == seq {
+                        Some(&head)
+                    } else {
+                        self.recent.get(&record.seq)
+                    };
+                    if kept.is_some_and(|k| *k != hash) {
+                        return Err(format!(
+                            "line {n}: record {} differs from the one kept",
+                            record.seq
+                        ));
+                    }
+                    plan.push(Keep::Skip);
+                    continue;
+                }
+                if record.seq != seq + 1 {
+                    return Err(format!(
+                        "line {n}: record {} does not follow record {seq}",
+                        record.seq
+                    ));
+                }
+                if record.prev != head {
+                    return Err(format!(
+                        "line {n}: record {} does not chain to record {seq}",
+                        record.seq
+                    ));
+                }
+                if !(rules.event_allowed)(&record.event) {
+                    return Err(format!(
+                        "line {n}: record {} is of a kind `{}` never writes",
+                        record.seq, self.writer
+                    ));
+                }
+                seq = record.seq;
+                head.clone_from(&hash);
+                plan.push(Keep::Record(Box::new(record), hash));
             } else if let Ok(c) = serde_json::from_slice::<CheckpointLine>(line) {
-                if c.checkpoint.writer != self.writer {
+                let c = c.checkpoint;
+                if c.writer != self.writer {
                     return Err(format!("line {n}: a checkpoint of another writer"));
                 }
-                parsed.push(Line::Checkpoint(c.checkpoint.last));
+                if c.last <= signed {
+                    plan.push(Keep::Skip);
+                    continue;
+                }
+                if c.last != seq || c.head != head {
+                    return Err(format!(
+                        "line {n}: a checkpoint through record {} that does not sign the records kept",
+                        c.last
+                    ));
+                }
+                match (rules.checkpoint)(&c) {
+                    Verdict::Keep => {
+                        signed = c.last;
+                        plan.push(Keep::Checkpoint(c.last));
+                    }
+                    Verdict::Drop(why) => {
+                        dropped.push(format!("checkpoint through record {}: {why}", c.last));
+                        plan.push(Keep::Skip);
+                    }
+                    Verdict::Refuse(why) => {
+                        return Err(format!(
+                            "line {n}: checkpoint through record {}: {why}",
+                            c.last
+                        ));
+                    }
+                }
             } else {
                 return Err(format!("line {n}: neither a record nor a checkpoint"));
             }
         }
         let mut accepted = Vec::new();
-        for (line, parsed) in lines.iter().zip(parsed) {
-            match parsed {
-                Line::Record(record) if record.seq > self.seq => {
+        for (line, keep) in lines.iter().zip(plan) {
+            match keep {
+                Keep::Record(record, hash) => {
                     self.spool.write(line, Some(record.seq))?;
                     self.seq = record.seq;
+                    if self.recent.len() >= RECENT {
+                        self.recent.clear();
+                    }
+                    self.recent.insert(record.seq, hash.clone());
+                    self.head = hash;
                     accepted.push(Accepted {
                         record: *record,
                         line: line.clone(),
                     });
                 }
-                Line::Checkpoint(last) if last > self.signed_through && last <= self.seq => {
+                Keep::Checkpoint(last) => {
                     self.spool.write(line, None)?;
                     self.signed_through = last;
                 }
-                _ => {}
+                Keep::Skip => {}
             }
         }
         self.spool.sync()?;
-        Ok(accepted)
+        Ok(Appended { accepted, dropped })
     }
 
     /// The highest record number stored.

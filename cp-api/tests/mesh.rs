@@ -367,7 +367,11 @@ async fn traffic_flows_while_the_control_plane_is_down_and_proxies_reconnect_aft
             break;
         }
         // Waiting is for the signature only: anything else is a failure now.
-        assert!(verified.contains("UNSIGNED"), "{verified}");
+        assert!(
+            verified.contains("UNSIGNED"),
+            "{verified} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for other in [
             "MALFORMED",
             "MISSING",
@@ -381,7 +385,7 @@ async fn traffic_flows_while_the_control_plane_is_down_and_proxies_reconnect_aft
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        verified.contains("OK") && verified.contains("sa_cart"),
+        verified.contains("OK") && verified.contains("sa_2fcart"),
         "{verified}"
     );
 }
@@ -1088,4 +1092,77 @@ async fn oversized_policies_are_refused_and_changes_report_the_proxies_that_lag(
     );
     mesh.wait_for(502, "/api/items", Duration::from_secs(5))
         .await;
+}
+
+/// Records in a spool directory (lines of records, not checkpoints).
+fn spooled_records(dir: &Path) -> usize {
+    signet_audit::spool::segment_files(dir)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("{\"seq\""))
+                .count()
+        })
+        .sum()
+}
+
+/// Two proxies of one service keep two chains (one per instance), and the control plane
+/// keeps both whole, each in a directory of its own.
+#[tokio::test]
+async fn two_instances_of_a_service_ship_two_chains_and_both_are_kept() {
+    let mesh = Mesh::start(&[]).await;
+    let second = ProxyProcess::start(
+        &workspace_binary("signet-proxy"),
+        mesh.dir.path(),
+        "cart-b",
+        &proxy_toml(
+            &mesh.cp,
+            "cart",
+            Some(&mesh.cp.token(CART)),
+            mesh.app.addr,
+            &[],
+        )
+        .replace("cart-state", "cart-b-state"),
+    );
+    // Both carts serve (round robin), so both record decisions.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let spools = [
+        mesh.dir.path().join("cart-state").join("audit"),
+        mesh.dir.path().join("cart-b-state").join("audit"),
+    ];
+    while spools.iter().any(|s| spooled_records(s) < 3) {
+        assert!(Instant::now() < deadline, "both carts never recorded");
+        let _ = mesh.call("/api/items").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let instances: Vec<String> = spools
+        .iter()
+        .map(|s| std::fs::read_to_string(s.join("writer-instance")).unwrap())
+        .collect();
+    assert_ne!(instances[0], instances[1]);
+    // The control plane's copy: one directory per instance, each holding that chain whole.
+    let received = mesh.cp.data_dir.join("audit").join("received");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let copies: Vec<usize> = instances
+            .iter()
+            .map(|i| {
+                let writer = format!("{CART}#{i}");
+                spooled_records(&received.join(signet_cp::server::audit::writer_dir(&writer)))
+            })
+            .collect();
+        let originals: Vec<usize> = spools.iter().map(|s| spooled_records(s)).collect();
+        if copies == originals {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "copies {copies:?} of {originals:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(second);
 }

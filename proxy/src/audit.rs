@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use signet_audit::checkpoint::InstanceSigner;
 use signet_audit::{AuditLog, Decision as Record, Event, KeySigner, Signer};
 use signet_policy::Decision;
 use signet_spiffe::{Serial, SpiffeId, WorkloadKey, X509Svid};
@@ -19,6 +20,36 @@ pub struct Audit {
     sample_allows: u32,
     allows: AtomicU64,
     signers: watch::Sender<Arc<dyn Signer>>,
+    /// This proxy's instance of its identity's chain (kept in the spool directory).
+    instance: String,
+}
+
+/// The instance this spool's chain is written as, made on first use and kept beside the
+/// spool, so a restart continues the same chain and two proxies of one service never share
+/// one. A spool that already holds records from before instances keeps writing as the bare
+/// identity (empty instance), so its chain stays whole.
+pub fn writer_instance(dir: &std::path::Path) -> Result<String, String> {
+    let file = dir.join("writer-instance");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => return Ok(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("reading `{}`: {e}", file.display())),
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating `{}`: {e}", dir.display()))?;
+    let legacy = !signet_audit::spool::segment_files(dir)
+        .map_err(|e| format!("reading `{}`: {e}", dir.display()))?
+        .is_empty();
+    let instance = if legacy {
+        String::new()
+    } else {
+        let mut bytes = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| "no secure random source".to_owned())?;
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    signet_spiffe::write_private(&file, instance.as_bytes())
+        .map_err(|e| format!("writing `{}`: {e}", file.display()))?;
+    Ok(instance)
 }
 
 /// A signer over an SVID and its key.
@@ -52,6 +83,8 @@ impl Audit {
         sample_allows: u32,
         signer: Arc<dyn Signer>,
     ) -> Result<Self, String> {
+        let instance = writer_instance(&dir)?;
+        let signer: Arc<dyn Signer> = Arc::new(InstanceSigner::new(signer, &instance));
         let (signers, rx) = watch::channel(signer);
         let (log, _task) = AuditLog::start(signet_audit::WriterConfig::new(dir), rx)?;
         Ok(Self {
@@ -59,12 +92,14 @@ impl Audit {
             sample_allows: sample_allows.max(1),
             allows: AtomicU64::new(0),
             signers,
+            instance,
         })
     }
 
     /// Signs from now on with a rotated SVID's key.
     pub fn rotate(&self, signer: Arc<dyn Signer>) {
-        self.signers.send_replace(signer);
+        self.signers
+            .send_replace(Arc::new(InstanceSigner::new(signer, &self.instance)));
     }
 
     /// Records `decision` about `subject` (allows of requests sampled).

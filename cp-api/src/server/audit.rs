@@ -40,19 +40,37 @@ impl AuditService {
     }
 }
 
-/// A directory name for a writer: its SPIFFE ID with every other character than letters,
-/// digits, `.` and `-` made `_`.
+/// A directory name for a writer, one to one: letters, digits, `.` and `-` stay, every other
+/// byte becomes `_` and two hex digits (so `_` itself is `_5f`), and two writers never share
+/// a directory.
 pub fn writer_dir(writer: &str) -> String {
-    writer
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(writer.len() * 2);
+    for b in writer.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The writer a caller may ship as: its own SPIFFE ID, or one instance of it
+/// (`<id>#<1 to 32 hex digits>`).
+fn may_write_as(writer: &str, caller: &signet_spiffe::SpiffeId) -> bool {
+    match writer.split_once('#') {
+        None => writer == caller.as_str(),
+        Some((id, instance)) => {
+            id == caller.as_str()
+                && (1..=32).contains(&instance.len())
+                && instance.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+    }
+}
+
+/// What a proxy's chain may hold: its decisions, and gaps.
+fn proxy_event(event: &Event) -> bool {
+    matches!(event, Event::Decision(_) | Event::Gap(_))
 }
 
 fn row(accepted: &signet_audit::receiver::Accepted) -> AuditRow {
@@ -113,22 +131,66 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::ShipRequest>,
     ) -> Result<Response<pb::ShipResponse>, Status> {
-        let writer = caller(&request, &self.hub)?;
+        let caller = caller(&request, &self.hub)?;
         let lines = request.into_inner().lines;
         if lines.len() > MAX_LINES || lines.iter().any(|l| l.len() > MAX_LINE) {
             return Err(Status::invalid_argument(format!(
                 "at most {MAX_LINES} lines of at most {MAX_LINE} bytes per batch"
             )));
         }
-        let mut receivers = self.receivers.lock().await;
-        let receiver = match receivers.entry(writer.as_str().to_owned()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let dir = self.dir.join(writer_dir(writer.as_str()));
-                e.insert(Receiver::open(&dir, writer.as_str()).map_err(Status::internal)?)
+        let Some(writer) = lines
+            .first()
+            .and_then(|l| signet_audit::receiver::writer_of(l))
+        else {
+            return Ok(Response::new(pb::ShipResponse { stored_through: 0 }));
+        };
+        if !may_write_as(&writer, &caller) {
+            return Err(Status::permission_denied(format!(
+                "`{caller}` may ship only its own chain, not `{writer}`"
+            )));
+        }
+        // Judged on receipt: a checkpoint whose signer is revoked or expired now is left out
+        // (its records stay, unsigned); a forged one refuses the batch.
+        let bundle = self.hub.ca.bundle();
+        let deny = self.hub.deny_list();
+        let now = rustls::pki_types::UnixTime::now();
+        let checkpoint = |c: &signet_audit::record::Checkpoint| {
+            use signet_audit::checkpoint::CheckpointError as E;
+            use signet_audit::receiver::Verdict;
+            match signet_audit::checkpoint::verify_at(c, &bundle, now) {
+                Ok(peer) => {
+                    let serial = peer.serial.to_string();
+                    if deny.spiffe_ids.iter().any(|id| id == peer.id.as_str())
+                        || deny.serials.iter().any(|s| s.eq_ignore_ascii_case(&serial))
+                    {
+                        Verdict::Drop("its signer is deny-listed".to_owned())
+                    } else {
+                        Verdict::Keep
+                    }
+                }
+                Err(E::Untrusted(why)) => Verdict::Drop(why),
+                Err(e) => Verdict::Refuse(e.to_string()),
             }
         };
-        let accepted = receiver.append(&lines).map_err(Status::invalid_argument)?;
+        let rules = signet_audit::receiver::Rules {
+            event_allowed: &proxy_event,
+            checkpoint: &checkpoint,
+        };
+        let mut receivers = self.receivers.lock().await;
+        let receiver = match receivers.entry(writer.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let dir = self.dir.join(writer_dir(&writer));
+                e.insert(Receiver::open(&dir, &writer).map_err(Status::internal)?)
+            }
+        };
+        let appended = receiver
+            .append(&lines, &rules)
+            .map_err(Status::invalid_argument)?;
+        for why in &appended.dropped {
+            tracing::warn!(%writer, reason = %why, "a shipped checkpoint was not kept");
+        }
+        let accepted = appended.accepted;
         let stored_through = receiver.stored_through();
         drop(receivers);
         if !accepted.is_empty() {

@@ -100,7 +100,8 @@ fn writer_of(files: &[PathBuf]) -> anyhow::Result<Option<SpiffeId>> {
                     .or_else(|| v.get("checkpoint").and_then(|c| c.get("writer")))
                     .and_then(|w| w.as_str());
                 if let Some(w) = writer {
-                    return w
+                    // A per-instance writer (`<id>#<instance>`) is its SPIFFE ID's.
+                    return signet_audit::checkpoint::writer_identity(w)
                         .parse()
                         .map(Some)
                         .map_err(|e| anyhow!("writer `{w}`: {e}"));
