@@ -404,9 +404,15 @@ impl Config {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("config `{shown}`: {e}")))?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| {
+        Self::parse(&text, &shown.to_string(), path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses `text` (from the file named `shown`, whose relative paths are relative to
+    /// `base`).
+    pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map_or((1, 1), |span| {
-                let before = &text[..span.start.min(text.len())];
+                let before = text.get(..span.start.min(text.len())).unwrap_or(text);
                 (
                     before.matches('\n').count() + 1,
                     before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
@@ -417,7 +423,7 @@ impl Config {
                 e.message().replace('\n', " ")
             ))
         })?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.resolve_paths(base);
         Ok(config)
     }
 
