@@ -404,7 +404,11 @@ impl Config {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("config `{shown}`: {e}")))?;
-        Self::parse(&text, &shown.to_string(), path.parent().unwrap_or(Path::new(".")))
+        Self::parse(
+            &text,
+            &shown.to_string(),
+            path.parent().unwrap_or(Path::new(".")),
+        )
     }
 
     /// Parses `text` (from the file named `shown`, whose relative paths are relative to
