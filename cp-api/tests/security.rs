@@ -256,10 +256,12 @@ async fn refused_or_malformed_requests_leave_no_large_trace() {
     let older = next.json["actions"].as_array().unwrap();
     assert!(older.iter().all(|a| a["id"].as_i64().unwrap() < before));
     for bad in ["limit=0", "limit=5000", "before=x"] {
-        let reply = cp
-            .rest("GET", &format!("/v1/operator-actions?{bad}"), None, None)
-            .await;
-        assert_eq!(reply.status, 400, "{bad}: {reply:?}");
+        for listing in ["/v1/operator-actions", "/v1/policies/history"] {
+            let reply = cp
+                .rest("GET", &format!("{listing}?{bad}"), None, None)
+                .await;
+            assert_eq!(reply.status, 400, "{listing}?{bad}: {reply:?}");
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::server::hub::{Hub, ProxyEntry, bundle_of};
 use crate::server::identity::Tokens;
 use crate::server::operators::{Act, OperatorPolicies, is_operator_identity};
 use crate::server::store::{
-    DenyEntry, NewPolicyVersion, OperatorAction, StoreError, StoredFile, unix_ms,
+    DenyEntry, NewPolicyVersion, OperatorAction, PolicyVersion, StoreError, StoredFile, unix_ms,
 };
 use crate::server::tls::Peer;
 
@@ -387,7 +387,28 @@ async fn current_policies(State(api): State<Api>, op: Operator) -> ApiResult {
     })))
 }
 
-async fn history(State(api): State<Api>, op: Operator) -> ApiResult {
+/// `GET /v1/policies/history?limit=N&before=V`: a page of versions, newest first.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Versions per page (default and most: 1,000).
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Only versions older than this one (the previous page's `next_before`).
+    #[serde(default)]
+    before: Option<u64>,
+}
+
+async fn history(
+    State(api): State<Api>,
+    op: Operator,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let limit = query.limit.unwrap_or(1_000);
+    if limit == 0 || limit > 1_000 {
+        return Err(ApiError::bad("limit must be between 1 and 1000"));
+    }
     api.authorize(
         &op,
         Act::Read {
@@ -395,8 +416,18 @@ async fn history(State(api): State<Api>, op: Operator) -> ApiResult {
         },
     )
     .await?;
+    let mut versions = api.hub.store.policy_history().await?;
+    versions.sort_by(|a, b| b.version.cmp(&a.version));
+    let page: Vec<PolicyVersion> = versions
+        .into_iter()
+        .filter(|v| query.before.is_none_or(|before| v.version < before))
+        .take(limit as usize)
+        .collect();
+    let next_before = (page.len() == limit as usize)
+        .then(|| page.last().map(|v| v.version))
+        .flatten();
     Ok(Json(
-        json!({ "versions": api.hub.store.policy_history().await? }),
+        json!({ "versions": page, "next_before": next_before }),
     ))
 }
 
