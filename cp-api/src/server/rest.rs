@@ -417,7 +417,7 @@ async fn history(
     )
     .await?;
     let mut versions = api.hub.store.policy_history().await?;
-    versions.sort_by(|a, b| b.version.cmp(&a.version));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
     let page: Vec<PolicyVersion> = versions
         .into_iter()
         .filter(|v| query.before.is_none_or(|before| v.version < before))
