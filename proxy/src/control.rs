@@ -601,6 +601,11 @@ impl Link {
             kept.bundle = trust.bundle;
             kept.deny = trust.deny;
         }
+        // Until the first configuration arrives there is nothing whole to keep: a file with
+        // a trust update alone would restart the proxy without its policies.
+        if kept.policies.is_none() {
+            return;
+        }
         if let Err(e) = write_private(&config_file(&self.cfg.state_dir), &kept.encode_to_vec()) {
             tracing::warn!(error = %e, "could not keep the configuration");
         }
