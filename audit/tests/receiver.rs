@@ -88,6 +88,18 @@ fn is_record(line: &[u8]) -> bool {
     line.starts_with(b"{\"seq\"")
 }
 
+/// An admin's action, as a workload would like the control plane to list it.
+fn forged_operator_action() -> serde_json::Value {
+    serde_json::to_value(Event::Operator(OperatorEvent {
+        principal: "spiffe://acme.internal/signet/operator/admin".to_owned(),
+        action: "deny.add".to_owned(),
+        target: "x".to_owned(),
+        allowed: true,
+        detail: "forged".to_owned(),
+    }))
+    .unwrap()
+}
+
 fn edit(line: &[u8], f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let mut v: serde_json::Value = serde_json::from_slice(line).unwrap();
     f(&mut v);
@@ -129,27 +141,13 @@ async fn forged_altered_and_discontinuous_lines_are_refused_whole() {
     // workload's line appear as an admin action and swallowed the genuine records after it.
     let forged = edit(&next, |v| {
         v["seq"] = serde_json::json!(1_000_000);
-        v["event"] = serde_json::to_value(Event::Operator(OperatorEvent {
-            principal: "spiffe://acme.internal/signet/operator/admin".to_owned(),
-            action: "deny.add".to_owned(),
-            target: "x".to_owned(),
-            allowed: true,
-            detail: "forged".to_owned(),
-        }))
-        .unwrap();
+        v["event"] = forged_operator_action();
     });
     let err = receiver.append(&[forged], &rules()).unwrap_err();
     assert!(err.contains("does not follow"), "{err}");
     // In its place, the kind alone refuses it.
     let operator = edit(&next, |v| {
-        v["event"] = serde_json::to_value(Event::Operator(OperatorEvent {
-            principal: "spiffe://acme.internal/signet/operator/admin".to_owned(),
-            action: "deny.add".to_owned(),
-            target: "x".to_owned(),
-            allowed: true,
-            detail: "forged".to_owned(),
-        }))
-        .unwrap();
+        v["event"] = forged_operator_action();
     });
     let err = receiver.append(&[operator], &rules()).unwrap_err();
     assert!(err.contains("never writes"), "{err}");

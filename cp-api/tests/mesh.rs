@@ -303,19 +303,7 @@ async fn traffic_flows_while_the_control_plane_is_down_and_proxies_reconnect_aft
     // Audit: every decision the cart's proxy recorded, during the outage too, reached the
     // control plane's copy, which verifies on its own.
     let spool = mesh.dir.path().join("cart-state").join("audit");
-    let recorded = || {
-        signet_audit::spool::segment_files(&spool)
-            .unwrap()
-            .iter()
-            .map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap()
-                    .lines()
-                    .filter(|l| l.starts_with("{\"seq\""))
-                    .count()
-            })
-            .sum::<usize>()
-    };
+    let recorded = || spooled_records(&spool);
     let mut shipped = 0;
     for _ in 0..100 {
         let out = mesh.cp.meshctl_ok(&[
