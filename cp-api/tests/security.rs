@@ -255,6 +255,42 @@ async fn refused_or_malformed_requests_leave_no_large_trace() {
         .await;
     let older = next.json["actions"].as_array().unwrap();
     assert!(older.iter().all(|a| a["id"].as_i64().unwrap() < before));
+    // As are the deny-list, the proxies and the services.
+    for serial in ["0a", "0b", "0c"] {
+        let body = serde_json::json!({ "serial": serial, "wait_seconds": 0 });
+        let reply = cp
+            .rest(
+                "POST",
+                "/v1/deny",
+                None,
+                Some(body.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    let first = cp.rest("GET", "/v1/deny?limit=2", None, None).await;
+    assert_eq!(
+        first.json["entries"].as_array().unwrap().len(),
+        2,
+        "{first:?}"
+    );
+    let after = first.json["next_after"].as_str().unwrap().to_owned();
+    let rest = cp
+        .rest(
+            "GET",
+            &format!("/v1/deny?limit=2&after={after}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(rest.json["entries"][0]["value"], "0c", "{rest:?}");
+    assert!(rest.json["next_after"].is_null(), "{rest:?}");
+    for listing in ["/v1/proxies", "/v1/services", "/v1/deny"] {
+        let reply = cp
+            .rest("GET", &format!("{listing}?limit=0"), None, None)
+            .await;
+        assert_eq!(reply.status, 400, "{listing}: {reply:?}");
+    }
     for bad in ["limit=0", "limit=5000", "before=x"] {
         for listing in ["/v1/operator-actions", "/v1/policies/history"] {
             let reply = cp

@@ -749,7 +749,7 @@ fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
     })
 }
 
-async fn proxies(State(api): State<Api>, op: Operator) -> ApiResult {
+async fn proxies(State(api): State<Api>, op: Operator, query: PageResult) -> ApiResult {
     api.authorize(
         &op,
         Act::Read {
@@ -758,13 +758,51 @@ async fn proxies(State(api): State<Api>, op: Operator) -> ApiResult {
     )
     .await?;
     let version = api.hub.applied().meta.as_ref().map_or(0, |m| m.version);
-    let list: Vec<Value> = api
-        .hub
-        .proxies()
+    let (proxies, next_after) = page(query, api.hub.proxies(), |p| {
+        format!("{}/{}", p.service, p.instance)
+    })?;
+    let list: Vec<Value> = proxies
         .iter()
         .map(|p| proxy_json(&api.hub, p, version))
         .collect();
-    Ok(Json(json!({ "proxies": list })))
+    Ok(Json(json!({ "proxies": list, "next_after": next_after })))
+}
+
+/// `?limit=N&after=KEY`: one page of a listing ordered by a text key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    /// Items per page (default and most: 1,000).
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Only items whose key sorts after this one (the previous page's `next_after`).
+    #[serde(default)]
+    after: Option<String>,
+}
+
+type PageResult = Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The page of `items` (keyed by `key`) that `query` asks for, and the `after` of the next.
+fn page<T>(
+    query: PageResult,
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let limit = query.limit.unwrap_or(1_000);
+    if limit == 0 || limit > 1_000 {
+        return Err(ApiError::bad("limit must be between 1 and 1000"));
+    }
+    items.sort_by_cached_key(&key);
+    let page: Vec<T> = items
+        .into_iter()
+        .filter(|item| query.after.as_ref().is_none_or(|after| key(item) > *after))
+        .take(limit as usize)
+        .collect();
+    let next = (page.len() == limit as usize)
+        .then(|| page.last().map(&key))
+        .flatten();
+    Ok((page, next))
 }
 
 fn services_of(proxies: &[ProxyEntry]) -> BTreeMap<(String, String), Vec<&ProxyEntry>> {
@@ -777,7 +815,7 @@ fn services_of(proxies: &[ProxyEntry]) -> BTreeMap<(String, String), Vec<&ProxyE
     by
 }
 
-async fn services(State(api): State<Api>, op: Operator) -> ApiResult {
+async fn services(State(api): State<Api>, op: Operator, query: PageResult) -> ApiResult {
     api.authorize(
         &op,
         Act::Read {
@@ -786,7 +824,12 @@ async fn services(State(api): State<Api>, op: Operator) -> ApiResult {
     )
     .await?;
     let proxies = api.hub.proxies();
-    let list: Vec<Value> = services_of(&proxies)
+    let (services, next_after) = page(
+        query,
+        services_of(&proxies).into_iter().collect(),
+        |((name, namespace), _)| format!("{name}/{namespace}"),
+    )?;
+    let list: Vec<Value> = services
         .into_iter()
         .map(|((name, namespace), members)| {
             let identities: BTreeSet<&str> = members.iter().map(|p| p.spiffe_id.as_str()).collect();
@@ -798,7 +841,7 @@ async fn services(State(api): State<Api>, op: Operator) -> ApiResult {
             })
         })
         .collect();
-    Ok(Json(json!({ "services": list })))
+    Ok(Json(json!({ "services": list, "next_after": next_after })))
 }
 
 async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult {
@@ -1007,9 +1050,14 @@ fn effective_authorization(hub: &Hub, id: &SpiffeId, proxies: &[ProxyEntry]) -> 
     json!({ "policy_version": hub.applied().meta.as_ref().map_or(0, |m| m.version), "inbound": inbound, "outbound": outbound })
 }
 
-async fn deny_list(State(api): State<Api>, op: Operator) -> ApiResult {
+async fn deny_list(State(api): State<Api>, op: Operator, query: PageResult) -> ApiResult {
     api.authorize(&op, Act::Read { collection: "deny" }).await?;
-    Ok(Json(json!({ "entries": api.hub.store.deny_list().await? })))
+    let (entries, next_after) = page(query, api.hub.store.deny_list().await?, |e| {
+        format!("{}/{}", e.kind, e.value)
+    })?;
+    Ok(Json(
+        json!({ "entries": entries, "next_after": next_after }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

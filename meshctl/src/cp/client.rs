@@ -159,6 +159,30 @@ impl Client {
         self.call("GET", path, None)
     }
 
+    /// Every page of a listing (`?after=` until `next_after` is null), as one answer whose
+    /// `field` holds all the items.
+    pub(crate) fn get_all(&self, path: &str, field: &str) -> anyhow::Result<Value> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!("{path}?after={}", super::query_value(a)),
+                None => path.to_owned(),
+            };
+            let mut value = self.get(&url)?;
+            if let Some(Value::Array(page)) = value.get_mut(field).map(Value::take) {
+                items.extend(page);
+            }
+            after = value
+                .get("next_after")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if after.is_none() {
+                return Ok(serde_json::json!({ field: items }));
+            }
+        }
+    }
+
     /// POST `body` to `path`; the JSON body of a 2xx answer.
     pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call("POST", path, Some(body))

@@ -62,7 +62,7 @@ pub(crate) fn status(args: &ListArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn services(args: &ListArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get("/v1/services")?;
+    let value = client.get_all("/v1/services", "services")?;
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
@@ -101,7 +101,7 @@ pub(crate) fn services(args: &ListArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn proxies(args: &ListArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get("/v1/proxies")?;
+    let value = client.get_all("/v1/proxies", "proxies")?;
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
