@@ -186,44 +186,27 @@ async fn refused_or_malformed_requests_leave_no_large_trace() {
 
     // Over the 64 KiB limit of small endpoints, yet small enough to be written whole before
     // the refusal comes back (a larger body races the server closing the connection).
-    let huge = "x".repeat(200 * 1024);
-    let body = serde_json::json!({ "spiffe_id": format!("spiffe://sec.test/{huge}") });
-    let reply = cp
-        .rest_as(
+    let token_for = |spiffe_id: String| {
+        let body = serde_json::json!({ "spiffe_id": spiffe_id });
+        cp.rest_as(
             resolver.clone(),
             "POST",
             "/v1/tokens",
             Some(""),
             Some(body.to_string().into_bytes()),
         )
-        .await;
+    };
+    let huge = "x".repeat(200 * 1024);
+    let reply = token_for(format!("spiffe://sec.test/{huge}")).await;
     assert_eq!(reply.status, 413, "{reply:?}");
     // Small enough to be read, too long to be an ID: refused before anything is recorded.
     let long = "x".repeat(3000);
-    let body = serde_json::json!({ "spiffe_id": format!("spiffe://sec.test/{long}") });
     for _ in 0..3 {
-        let reply = cp
-            .rest_as(
-                resolver.clone(),
-                "POST",
-                "/v1/tokens",
-                Some(""),
-                Some(body.to_string().into_bytes()),
-            )
-            .await;
+        let reply = token_for(format!("spiffe://sec.test/{long}")).await;
         assert_eq!(reply.status, 400, "{reply:?}");
     }
     // A valid request the workload may not make is recorded, at its bounded size.
-    let body = serde_json::json!({ "spiffe_id": CART });
-    let reply = cp
-        .rest_as(
-            resolver,
-            "POST",
-            "/v1/tokens",
-            Some(""),
-            Some(body.to_string().into_bytes()),
-        )
-        .await;
+    let reply = token_for(CART.to_owned()).await;
     assert_eq!(reply.status, 403, "{reply:?}");
     let actions = cp.rest("GET", "/v1/operator-actions", None, None).await;
     assert_eq!(actions.status, 200);

@@ -485,52 +485,55 @@ impl Link {
         );
     }
 
-    /// Follows the config stream until shutdown; `first` is told when the first
-    /// configuration has been applied.
-    pub async fn watch(self: Arc<Self>, first: tokio::sync::oneshot::Sender<()>) {
+    /// Follows a server stream until shutdown: opens it with `open`, hands each message to
+    /// `on_message`, and reopens it with capped backoff when it ends or fails (`call` names
+    /// it in metrics and logs). `first` is told once the first message has been handled;
+    /// `up`, if given, says whether the stream is up.
+    async fn follow<T, F, Fut>(
+        &self,
+        call: &str,
+        mut open: F,
+        mut on_message: impl FnMut(T),
+        first: tokio::sync::oneshot::Sender<()>,
+        up: Option<&std::sync::atomic::AtomicBool>,
+    ) where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Streaming<T>, tonic::Status>>,
+    {
         let mut first = Some(first);
-        let upstreams: Vec<String> = self
-            .upstreams
-            .iter()
-            .map(|u| u.service().to_owned())
-            .collect();
         let cp = &self.proxy.metrics.control_plane;
         let mut backoff = BACKOFF_START;
         loop {
-            let mut client = limited!(pb::config_client::ConfigClient::new(self.channel()));
-            let opened = timed(client.watch(pb::WatchRequest {
-                upstreams: upstreams.clone(),
-            }))
-            .await;
-            match opened {
+            match open(self.channel()).await {
                 Ok(mut stream) => loop {
                     let next = tokio::select! {
                         next = stream.message() => next,
                         () = self.proxy.draining() => return,
                     };
                     match next {
-                        Ok(Some(config)) => {
-                            cp.connected
-                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                        Ok(Some(message)) => {
+                            if let Some(up) = up {
+                                up.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
                             cp.contact();
                             backoff = BACKOFF_START;
-                            self.apply(&config);
-                            self.keep(Some(config), None);
+                            on_message(message);
                             if let Some(tx) = first.take() {
                                 let _ = tx.send(());
                             }
                         }
                         Ok(None) => break,
                         Err(s) => {
-                            self.failed("watch", &s);
+                            self.failed(call, &s);
                             break;
                         }
                     }
                 },
-                Err(s) => self.failed("watch", &s),
+                Err(s) => self.failed(call, &s),
             }
-            cp.connected
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+            if let Some(up) = up {
+                up.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = self.proxy.draining() => return,
@@ -539,49 +542,51 @@ impl Link {
         }
     }
 
+    /// Follows the config stream until shutdown; `first` is told when the first
+    /// configuration has been applied.
+    pub async fn watch(self: Arc<Self>, first: tokio::sync::oneshot::Sender<()>) {
+        let upstreams: Vec<String> = self
+            .upstreams
+            .iter()
+            .map(|u| u.service().to_owned())
+            .collect();
+        let open = |channel: Channel| {
+            let request = pb::WatchRequest {
+                upstreams: upstreams.clone(),
+            };
+            async move {
+                let mut client = limited!(pb::config_client::ConfigClient::new(channel));
+                timed(client.watch(request)).await
+            }
+        };
+        let on_config = |config: pb::ProxyConfig| {
+            self.apply(&config);
+            self.keep(Some(config), None);
+        };
+        let up = &self.proxy.metrics.control_plane.connected;
+        self.follow("watch", open, on_config, first, Some(up)).await;
+    }
+
     /// Follows the trust stream (bundle and deny-list) until shutdown; `first` is told when
     /// the first update has been applied. A stream of its own, so a revocation reaches the
     /// proxy whatever happens to the policy stream.
     pub async fn watch_trust(self: Arc<Self>, first: tokio::sync::oneshot::Sender<()>) {
-        let mut first = Some(first);
-        let cp = &self.proxy.metrics.control_plane;
-        let mut backoff = BACKOFF_START;
-        loop {
-            let mut client = limited!(pb::config_client::ConfigClient::new(self.channel()));
-            match timed(client.watch_trust(pb::WatchTrustRequest {})).await {
-                Ok(mut stream) => loop {
-                    let next = tokio::select! {
-                        next = stream.message() => next,
-                        () = self.proxy.draining() => return,
-                    };
-                    match next {
-                        Ok(Some(update)) => {
-                            cp.contact();
-                            backoff = BACKOFF_START;
-                            self.apply_trust(update.bundle.as_ref(), update.deny.as_ref());
-                            cp.trust_version
-                                .store(update.version, std::sync::atomic::Ordering::Relaxed);
-                            self.applied.notify_one();
-                            self.keep(None, Some(update));
-                            if let Some(tx) = first.take() {
-                                let _ = tx.send(());
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(s) => {
-                            self.failed("watch_trust", &s);
-                            break;
-                        }
-                    }
-                },
-                Err(s) => self.failed("watch_trust", &s),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = self.proxy.draining() => return,
-            }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
+        let open = |channel: Channel| async move {
+            let mut client = limited!(pb::config_client::ConfigClient::new(channel));
+            timed(client.watch_trust(pb::WatchTrustRequest {})).await
+        };
+        let on_update = |update: pb::TrustUpdate| {
+            self.apply_trust(update.bundle.as_ref(), update.deny.as_ref());
+            self.proxy
+                .metrics
+                .control_plane
+                .trust_version
+                .store(update.version, std::sync::atomic::Ordering::Relaxed);
+            self.applied.notify_one();
+            self.keep(None, Some(update));
+        };
+        self.follow("watch_trust", open, on_update, first, None)
+            .await;
     }
 
     /// Keeps the newest configuration and trust update on disk as one `ProxyConfig`, so a

@@ -405,10 +405,7 @@ async fn history(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
-    let limit = query.limit.unwrap_or(1_000);
-    if limit == 0 || limit > 1_000 {
-        return Err(ApiError::bad("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(query.limit, 1_000)?;
     api.authorize(
         &op,
         Act::Read {
@@ -780,6 +777,14 @@ struct PageQuery {
     after: Option<String>,
 }
 
+/// A page size asked for (`default` when none): 1 to 1,000.
+fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        n @ 1..=1_000 => Ok(n),
+        _ => Err(ApiError::bad("limit must be between 1 and 1000")),
+    }
+}
+
 type PageResult = Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>;
 
 /// The page of `items` (keyed by `key`) that `query` asks for, and the `after` of the next.
@@ -789,10 +794,7 @@ fn page<T>(
     key: impl Fn(&T) -> String,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
-    let limit = query.limit.unwrap_or(1_000);
-    if limit == 0 || limit > 1_000 {
-        return Err(ApiError::bad("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(query.limit, 1_000)?;
     items.sort_by_cached_key(&key);
     let page: Vec<T> = items
         .into_iter()
@@ -1273,10 +1275,7 @@ async fn actions(
     query: Result<Query<ActionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
-    let limit = query.limit.unwrap_or(200);
-    if limit == 0 || limit > 1_000 {
-        return Err(ApiError::bad("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(query.limit, 200)?;
     api.authorize(
         &op,
         Act::Read {
