@@ -89,15 +89,37 @@ pub fn underscores(headers: &mut HeaderMap, rule: UnderscoreHeaders) -> Result<(
     Ok(())
 }
 
-/// Strips what the client sent, then sets the verified peer's identity: the one way a
-/// request the proxy forwards to its app gets the identity header.
-pub fn vouch(headers: &mut HeaderMap, identity: &HeaderName, peer: &signet_spiffe::SpiffeId) {
+/// Readies a client's request headers for a decision and for the app: hop-by-hop headers
+/// go, then the `_` rule applies, then every spelling of a reserved name goes. `Err` when
+/// the `_` rule refuses the request.
+pub fn clean(
+    headers: &mut HeaderMap,
+    rule: UnderscoreHeaders,
+    identity: &HeaderName,
+) -> Result<(), String> {
     strip_hop_by_hop(headers);
+    underscores(headers, rule)?;
     strip_reserved(headers, identity);
+    Ok(())
+}
+
+/// Sets the verified peer's identity on headers [`clean`] has readied.
+pub fn set_identity(
+    headers: &mut HeaderMap,
+    identity: &HeaderName,
+    peer: &signet_spiffe::SpiffeId,
+) {
     // A SPIFFE ID is visible ASCII by construction, so this always succeeds.
     if let Ok(value) = HeaderValue::from_str(peer.as_str()) {
         headers.insert(identity.clone(), value);
     }
+}
+
+/// Strips what the client sent, then sets the verified peer's identity: [`clean`] (with
+/// underscores allowed) then [`set_identity`], for callers with no decision in between.
+pub fn vouch(headers: &mut HeaderMap, identity: &HeaderName, peer: &signet_spiffe::SpiffeId) {
+    let _ = clean(headers, UnderscoreHeaders::Allow, identity);
+    set_identity(headers, identity, peer);
 }
 
 /// Removes the headers that belong to one hop (RFC 9110 §7.6.1), keeping `te: trailers`

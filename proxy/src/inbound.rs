@@ -357,11 +357,14 @@ async fn decide_and_forward(
     // client's `Connection` names) go first, then anything spelled like a header the proxy
     // vouches for; the identity header itself is set last, after the decision.
     let inbound = &proxy.config.inbound;
-    crate::headers::strip_hop_by_hop(request.headers_mut());
-    if let Err(e) = crate::headers::underscores(request.headers_mut(), inbound.underscore_headers) {
+    let cleaned = crate::headers::clean(
+        request.headers_mut(),
+        inbound.underscore_headers,
+        &proxy.identity_header,
+    );
+    if let Err(e) = cleaned {
         return status(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
     }
-    crate::headers::strip_reserved(request.headers_mut(), &proxy.identity_header);
     let grpc = is_grpc(&request);
     // Decide on the path the app will resolve, and send the app exactly that path.
     let path = match crate::path::canonical(request.uri().path(), inbound.path_parameters) {
@@ -460,7 +463,7 @@ async fn decide_and_forward(
     if declared.is_some_and(|n| n > max_body) {
         return status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
-    crate::headers::vouch(request.headers_mut(), &proxy.identity_header, &peer.id);
+    crate::headers::set_identity(request.headers_mut(), &proxy.identity_header, &peer.id);
     let (parts, body) = request.into_parts();
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let body = Limited::new(body, limit).boxed();
