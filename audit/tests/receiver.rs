@@ -11,41 +11,18 @@ use signet_audit::checkpoint::InstanceSigner;
 use signet_audit::receiver::{Receiver, Rules, Verdict};
 use signet_audit::record::{Checkpoint, OperatorEvent};
 use signet_audit::spool::segment_files;
-use signet_audit::{
-    AuditLog, Decision, Event, KeySigner, Kind, Signer, WriterConfig, verify_files,
-};
+use signet_audit::{AuditLog, Event, Kind, Signer, WriterConfig, verify_files};
 use signet_spiffe::test_pki::TestCa;
+
+mod common;
+use common::{decision, signer};
 
 const ID: &str = "spiffe://acme.internal/ns/shop/sa/cart";
 const WRITER: &str = "spiffe://acme.internal/ns/shop/sa/cart#0a1b2c3d";
 
-fn decision(n: usize) -> Event {
-    Event::Decision(Decision {
-        decision: "allow".to_owned(),
-        action: "GET".to_owned(),
-        principal: "spiffe://acme.internal/ns/shop/sa/frontend".to_owned(),
-        serial: "0a0b".to_owned(),
-        resource: "cart".to_owned(),
-        namespace: "shop".to_owned(),
-        path: Some(format!("/api/items/{n}")),
-        policies: vec!["frontend-reads-cart".to_owned()],
-        bundle: "ab".repeat(32),
-        trace: None,
-        src: "127.0.0.1:40000".to_owned(),
-        dst: "127.0.0.1:8080".to_owned(),
-        sample: 1,
-    })
-}
-
 /// The lines a real writer (as one instance of the cart) leaves in its spool.
 async fn shipped_lines(dir: &Path, ca: &TestCa, records: usize) -> Vec<Vec<u8>> {
-    let (chain, key) = ca.svid(ID);
-    let rustls_pki_types::PrivateKeyDer::Pkcs8(der) = key.private_key_der() else {
-        unreachable!("workload keys are PKCS#8")
-    };
-    let signer: Arc<dyn Signer> =
-        Arc::new(KeySigner::new(&ID.parse().unwrap(), chain, der.secret_pkcs8_der()).unwrap());
-    let signer: Arc<dyn Signer> = Arc::new(InstanceSigner::new(signer, "0a1b2c3d"));
+    let signer: Arc<dyn Signer> = Arc::new(InstanceSigner::new(signer(ca, ID), "0a1b2c3d"));
     let mut cfg = WriterConfig::new(dir.to_path_buf());
     cfg.checkpoint_records = 5;
     let (tx, rx) = tokio::sync::watch::channel(signer);

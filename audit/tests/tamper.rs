@@ -4,41 +4,15 @@
 #![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use signet_audit::spool::{SpoolLimits, segment_files};
-use signet_audit::{
-    AuditLog, Decision, Event, KeySigner, Kind, Signer, WriterConfig, verify_files,
-};
+use signet_audit::{AuditLog, Kind, Signer, WriterConfig, verify_files};
 use signet_spiffe::test_pki::TestCa;
 
+mod common;
+use common::{decision, signer};
+
 const ID: &str = "spiffe://acme.internal/ns/shop/sa/cart";
-
-fn signer(ca: &TestCa, id: &str) -> Arc<dyn Signer> {
-    let (chain, key) = ca.svid(id);
-    let rustls_pki_types::PrivateKeyDer::Pkcs8(der) = key.private_key_der() else {
-        unreachable!("workload keys are PKCS#8")
-    };
-    Arc::new(KeySigner::new(&id.parse().unwrap(), chain, der.secret_pkcs8_der()).unwrap())
-}
-
-fn decision(n: usize) -> Event {
-    Event::Decision(Decision {
-        decision: if n.is_multiple_of(3) { "deny" } else { "allow" }.to_owned(),
-        action: "GET".to_owned(),
-        principal: "spiffe://acme.internal/ns/shop/sa/frontend".to_owned(),
-        serial: "0a0b".to_owned(),
-        resource: "cart".to_owned(),
-        namespace: "shop".to_owned(),
-        path: Some(format!("/api/items/{n}")),
-        policies: vec!["frontend-reads-cart".to_owned()],
-        bundle: "ab".repeat(32),
-        trace: None,
-        src: "127.0.0.1:40000".to_owned(),
-        dst: "127.0.0.1:8080".to_owned(),
-        sample: 1,
-    })
-}
 
 async fn write(
     dir: &Path,

@@ -28,7 +28,7 @@ pub struct Audit {
 /// spool, so a restart continues the same chain and two proxies of one service never share
 /// one. A spool that already holds records from before instances keeps writing as the bare
 /// identity (empty instance), so its chain stays whole.
-pub fn writer_instance(dir: &std::path::Path) -> Result<String, String> {
+fn writer_instance(dir: &std::path::Path) -> Result<String, String> {
     let file = dir.join("writer-instance");
     match std::fs::read_to_string(&file) {
         Ok(text) => return Ok(text.trim().to_owned()),
