@@ -103,7 +103,7 @@ pub fn cef(record: &Record) -> String {
         ]),
         Event::Policy(p) => ext.extend([
             ("suser", p.author.clone()),
-            ("msg", format!("version {} hash {}", p.version, p.hash)),
+            ("msg", p.summary()),
         ]),
         Event::Config(c) => ext.push(("msg", format!("{} {}", c.version, c.detail))),
         Event::Gap(g) => ext.push((

@@ -248,8 +248,8 @@ pub fn ocsf(record: &Record, line: &str) -> String {
                 "policy": { "uid": p.hash, "name": "signet policies", "version": p.version.to_string() },
             });
             event["message"] = json!(match p.rolled_back_from {
-                Some(from) => format!("policy version {} (rolled back from {from})", p.version),
-                None => format!("policy version {}", p.version),
+                Some(from) => format!("policy {} (rolled back from {from})", p.summary()),
+                None => format!("policy {}", p.summary()),
             });
             set_outcome(&mut event, true, format!("version {}", p.version));
             event

@@ -106,6 +106,23 @@ pub struct PolicyEvent {
     pub author: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_from: Option<u64>,
+    /// The access-matrix decisions the version opened and closed, as the control plane's
+    /// gate computed them before applying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widened: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrowed: Option<u64>,
+}
+
+impl PolicyEvent {
+    /// `version N hash H`, with `+W widened / -N narrowed` when the gate computed them.
+    pub fn summary(&self) -> String {
+        let mut text = format!("version {} hash {}", self.version, self.hash);
+        if let (Some(w), Some(n)) = (self.widened, self.narrowed) {
+            text.push_str(&format!(" (+{w} widened / -{n} narrowed)"));
+        }
+        text
+    }
 }
 
 /// A configuration change.

@@ -89,6 +89,8 @@ fn every_kind() -> Vec<Record> {
             hash: "9f86d081".to_owned(),
             author: "spiffe://t.test/signet/operator/admin".to_owned(),
             rolled_back_from: Some(5),
+            widened: Some(2),
+            narrowed: Some(0),
         }),
         Event::Config(ConfigEvent {
             what: "ca".to_owned(),

@@ -19,6 +19,9 @@ pub mod api {
     /// The largest deny-list, encoded; the control plane refuses an entry past it.
     pub const MAX_DENY_BYTES: usize = 512 * 1024;
 
+    /// Messages <-> the domain types a proxy enforces, strictly.
+    pub mod convert;
+
     /// Version 1.
     #[expect(
         clippy::allow_attributes,

@@ -220,7 +220,8 @@ async fn applied_policies_reach_every_proxy_and_roll_back_and_bad_ones_change_no
     assert!(shown.contains("+ WIDENED"), "{shown}");
 
     // Rollback to 1: allowed again, as version 3.
-    mesh.cp.meshctl_ok(&["authz", "rollback", "1"]);
+    mesh.cp
+        .meshctl_ok(&["authz", "rollback", "1", "--allow-widening"]);
     mesh.wait_for(200, "/api/items", Duration::from_secs(5))
         .await;
     assert_eq!(mesh.versions(), [3, 2, 1]);
@@ -1063,7 +1064,12 @@ async fn oversized_policies_are_refused_and_changes_report_the_proxies_that_lag(
     // Thawed, the cart's proxy catches up; the next change is acknowledged by both.
     let out = mesh
         .cp
-        .meshctl_ok(&["authz", "rollback", &before.last().unwrap().to_string()]);
+        .meshctl_ok(&[
+            "authz",
+            "rollback",
+            &before.last().unwrap().to_string(),
+            "--allow-widening",
+        ]);
     assert!(out.contains("enforced by 2 of 2 proxies"), "{out}");
 
     // A revocation is acknowledged by the proxies, and enforced.

@@ -38,9 +38,9 @@ enum Command {
     /// The certificate authority: Vault/OpenBao setup, status, rotation.
     #[command(subcommand)]
     Ca(cp::ca::Ca),
-    /// Services in the registry.
+    /// Services in the registry, and their labels.
     #[command(subcommand)]
-    Services(ListCommand),
+    Services(ServicesCommand),
     /// Proxies connected to the control plane.
     #[command(subcommand)]
     Proxies(ListCommand),
@@ -66,6 +66,14 @@ enum IdentityCommand {
     Issue(cp::identity::IssueArgs),
     /// Put a SPIFFE ID or a certificate serial on the deny-list every proxy enforces.
     Deny(cp::identity::DenyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServicesCommand {
+    /// List them.
+    List(cp::lists::ListArgs),
+    /// Set (`key=value`) and remove (`key-`) a service's labels; every proxy enforces them.
+    Label(cp::labels::LabelArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,7 +134,8 @@ fn main() -> ExitCode {
         Command::Identity(IdentityCommand::Inspect(args)) => cp::identity::inspect(&args),
         Command::Identity(IdentityCommand::Issue(args)) => cp::identity::issue(&args),
         Command::Identity(IdentityCommand::Deny(args)) => cp::identity::deny(&args),
-        Command::Services(ListCommand::List(args)) => cp::lists::services(&args),
+        Command::Services(ServicesCommand::List(args)) => cp::lists::services(&args),
+        Command::Services(ServicesCommand::Label(args)) => cp::labels::label(&args),
         Command::Proxies(ListCommand::List(args)) => cp::lists::proxies(&args),
         Command::Status(args) => cp::lists::status(&args),
         Command::Ca(cmd) => cp::ca::run(&cmd),

@@ -463,6 +463,36 @@ impl Authorizer {
         }
     }
 
+    /// The parts of a request (`path`, `host`, `query`, `headers`, `grpc`, `user`) that the
+    /// policies which can apply to `caller` doing `action` on `target` read: a decision
+    /// reading none of them is the same for every such request.
+    pub fn request_reads(
+        &self,
+        caller: &Caller<'_>,
+        target: &Target<'_>,
+        action: &str,
+    ) -> Vec<&'static str> {
+        let table = ActionTable::get();
+        let needs = match (caller.id, table.request_action(action), &self.inner.index) {
+            (Some(peer), Some(action), Some(index)) => {
+                index.needs_of(&index.candidates(&scope_query(peer, action, target)))
+            }
+            _ => Needs::ALL,
+        };
+        [
+            (Needs::PATH, "path"),
+            (Needs::HOST, "host"),
+            (Needs::QUERY, "query"),
+            (Needs::HEADERS, "headers"),
+            (Needs::GRPC, "grpc"),
+            (Needs::USER, "user"),
+        ]
+        .into_iter()
+        .filter(|(part, _)| needs.has(*part))
+        .map(|(_, name)| name)
+        .collect()
+    }
+
     pub(crate) fn decide(
         &self,
         caller: &Caller<'_>,

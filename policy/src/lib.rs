@@ -13,6 +13,8 @@
 //! - [`Shadow`]: a candidate bundle decided beside the enforced one, differences reported.
 //! - [`Authorizer::explain_request`]: a decision with its policies' text and location, and
 //!   for a default deny the permits that came closest.
+//! - [`Directory`]: a caller's registered service and labels, looked up the same way by the
+//!   proxy, the offline tools and the control plane.
 //! - [`access_diff`]: the access-matrix changes between two bundles over an [`Inventory`].
 //!
 //! See `docs/policy.md` for the schema and examples.
@@ -20,10 +22,13 @@
 pub mod authorizer;
 pub mod bundle;
 mod enforced;
+mod directory;
 mod explain;
 mod index;
 mod matrix;
 mod needs;
+mod report;
+mod samples;
 pub mod schema;
 mod scope;
 mod shadow;
@@ -33,11 +38,15 @@ pub mod synthetic;
 
 pub use authorizer::{Authorizer, Caller, Claims, Decision, Effect, Headers, HttpRequest, Target};
 pub use bundle::{BundleError, PolicyBundle, PolicyOrigin, PolicySource, Problem};
+pub use directory::{Directory, WorkloadEntry};
 pub use enforced::Enforced;
 pub use explain::{Cited, Explanation, Miss, NearMiss};
 pub use matrix::{
-    AccessChange, ChangeKind, Inventory, KnownService, KnownWorkload, RequestSample, access_diff,
+    AccessChange, ChangeKind, GateDiff, Inventory, KnownService, KnownWorkload, RequestSample,
+    access_diff, gate_diff,
 };
+pub use samples::path_classes;
+pub use report::{Access, ActionAccess, access_between};
 pub use schema::MeshSchema;
 pub use shadow::{Divergence, Shadow, ShadowDecision};
 pub use slice::ServiceRef;

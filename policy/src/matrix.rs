@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::Deserialize;
 use signet_spiffe::SpiffeId;
 
-use crate::authorizer::{Authorizer, Caller, Decision, HttpRequest, Target};
+use crate::authorizer::{Authorizer, Decision, HttpRequest, Target};
+use crate::bundle::PolicyBundle;
+use crate::directory::Directory;
 use crate::scope::ActionTable;
 use crate::slice::ServiceRef;
 
@@ -107,6 +109,51 @@ impl Inventory {
         }
         Ok(())
     }
+
+    /// The workloads as a [`Directory`]: how every tool turns a principal into a caller.
+    pub fn directory(&self) -> Directory {
+        let mut directory = Directory::new();
+        for w in &self.workloads {
+            directory.insert(
+                w.spiffe_id.clone(),
+                w.service.clone().unwrap_or_default(),
+                w.labels.clone(),
+            );
+        }
+        directory
+    }
+
+    /// The service named `name`, if listed.
+    pub fn service(&self, name: &str) -> Option<&KnownService> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Adds a request sample for every HTTP method of the schema on every path class the
+    /// policies of `bundles` name (see [`crate::path_classes`]), unless already sampled: the
+    /// matrix then covers each (workload, action, service, path class).
+    pub fn with_path_classes(mut self, bundles: &[&PolicyBundle]) -> Self {
+        let table = ActionTable::get();
+        for path in crate::samples::path_classes(bundles) {
+            for action in table.request_actions() {
+                let method = table.name(action);
+                if method == "connect"
+                    || self
+                        .requests
+                        .iter()
+                        .any(|r| r.method == method && r.path == path && r.headers.is_empty())
+                {
+                    continue;
+                }
+                self.requests.push(RequestSample {
+                    method: method.to_owned(),
+                    path: path.clone(),
+                    query: String::new(),
+                    headers: BTreeMap::new(),
+                });
+            }
+        }
+        self
+    }
 }
 
 /// Whether a change opens or closes access.
@@ -147,17 +194,92 @@ pub struct AccessChange {
     pub after: Decision,
 }
 
+impl AccessChange {
+    /// `GET /path`, or the action alone.
+    fn what(&self) -> String {
+        match &self.path {
+            Some(path) => format!("{} {path}", self.action),
+            None => self.action.clone(),
+        }
+    }
+
+    /// One line for people: `+ WIDENED   <principal> -> <service>: GET /admin  (was …, now …)`.
+    pub fn row(&self) -> String {
+        let mark = match self.kind {
+            ChangeKind::Widened => "+ WIDENED ",
+            ChangeKind::Narrowed => "- NARROWED",
+        };
+        format!(
+            "{mark}  {} -> {}: {}  (was {}, now {})",
+            self.principal,
+            self.resource.name,
+            self.what(),
+            self.before,
+            self.after
+        )
+    }
+
+    /// The change as JSON (the shape `meshctl` and the control plane print).
+    pub fn to_json(&self) -> serde_json::Value {
+        let decision = |d: &Decision| {
+            serde_json::json!({
+                "decision": if d.is_allowed() { "allow" } else { "deny" },
+                "policies": d.policies,
+                "errors": d.errors,
+            })
+        };
+        serde_json::json!({
+            "kind": self.kind.label(),
+            "principal": self.principal.as_str(),
+            "action": self.action,
+            "path": self.path,
+            "resource": self.resource.name,
+            "namespace": self.resource.namespace,
+            "before": decision(&self.before),
+            "after": decision(&self.after),
+        })
+    }
+}
+
+/// The access diff a policy change makes over `inventory`, with every path class the two
+/// bundles name sampled for every HTTP method (see [`Inventory::with_path_classes`]).
+pub fn gate_diff(old: &Authorizer, new: &Authorizer, inventory: Inventory) -> GateDiff {
+    let inventory = inventory.with_path_classes(&[old.bundle(), new.bundle()]);
+    let changes = access_diff(old, new, &inventory);
+    let widened = changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Widened)
+        .count();
+    GateDiff {
+        checked: inventory.workloads.len()
+            * inventory.services.len()
+            * (1 + inventory.requests.len()),
+        widened,
+        narrowed: changes.len() - widened,
+        changes,
+    }
+}
+
+/// What a policy change does to the access matrix.
+#[derive(Debug, Clone)]
+pub struct GateDiff {
+    /// Decisions compared.
+    pub checked: usize,
+    /// Decisions it opens.
+    pub widened: usize,
+    /// Decisions it closes.
+    pub narrowed: usize,
+    /// Each of them.
+    pub changes: Vec<AccessChange>,
+}
+
 /// Every change of effect between `old` and `new` over `inventory`: `connect` for each
 /// workload and service, then each request sample.
 pub fn access_diff(old: &Authorizer, new: &Authorizer, inventory: &Inventory) -> Vec<AccessChange> {
     let mut changes = Vec::new();
+    let directory = inventory.directory();
     for workload in &inventory.workloads {
-        let caller_labels: Vec<(String, String)> = pairs(&workload.labels);
-        let caller = Caller {
-            id: Some(&workload.spiffe_id),
-            service: workload.service.as_deref(),
-            labels: &caller_labels,
-        };
+        let caller = directory.caller(&workload.spiffe_id);
         for service in &inventory.services {
             let labels = pairs(&service.labels);
             let target = Target {

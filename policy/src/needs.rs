@@ -28,6 +28,10 @@ impl Needs {
         Self::PATH.0 | Self::HOST.0 | Self::QUERY.0 | Self::HEADERS.0 | Self::GRPC.0 | Self::USER.0,
     );
 
+    /// The per-request parts a path sample does not fix.
+    pub(crate) const UNSAMPLED: Needs =
+        Needs(Self::HOST.0 | Self::QUERY.0 | Self::HEADERS.0 | Self::USER.0);
+
     pub(crate) fn has(self, part: Needs) -> bool {
         self.0 & part.0 == part.0
     }

@@ -481,6 +481,13 @@ impl Config {
                 if let Err(e) = signet_spiffe::TrustDomain::new(&cp.trust_domain) {
                     return err(format!("control_plane.trust_domain: {e}"));
                 }
+                if !self.service.labels.is_empty() {
+                    return err(
+                        "service.labels come from the control plane when the proxy follows one \
+                         (`meshctl services label`): remove them here"
+                            .to_owned(),
+                    );
+                }
             }
             (Some(_), _, _) => {
                 return err(

@@ -22,11 +22,12 @@ use hyper_util::rt::TokioIo;
 use prost::Message as _;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName};
+use signet_cp::api::convert;
 use signet_cp::api::v1 as pb;
-use signet_policy::{PolicyBundle, PolicySource};
+use signet_policy::PolicyBundle;
 use signet_spiffe::tls::{SharedBundle, SpiffeServerVerifier, SvidResolver, shared_bundle};
 use signet_spiffe::verify::AllowList;
-use signet_spiffe::{Serial, SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
+use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
@@ -34,7 +35,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{ControlPlaneConfig, IdentityConfig, ServiceConfig};
 use crate::identity::{self, Credentials};
 use crate::outbound::Upstream;
-use crate::state::Proxy;
+use crate::state::{Callers, Proxy};
 
 /// How long one unary call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -374,20 +375,19 @@ impl Link {
         tracing::warn!(call, error = %status_text(status), "control plane call failed");
     }
 
-    /// Applies a trust bundle and a deny-list (from either stream).
+    /// Applies a trust bundle and a deny-list (from either stream). Each part converts
+    /// whole or is refused (counted and logged) and the one enforced now stays.
     fn apply_trust(&self, bundle: Option<&pb::TrustBundle>, deny: Option<&pb::DenyList>) {
         let proxy = &self.proxy;
         if let Some(b) = bundle {
-            let roots = b.roots.iter().cloned().map(CertificateDer::from);
-            match TrustBundle::from_roots(self.td.clone(), roots) {
-                Ok(bundle) if !bundle.is_empty() => {
+            match convert::trust_bundle(&self.td, b) {
+                Ok(bundle) => {
                     let current = proxy.identity.bundle.load();
                     if !current.roots().eq(bundle.roots()) {
                         proxy.identity.update_bundle(bundle);
                         tracing::info!("trust bundle updated");
                     }
                 }
-                Ok(_) => self.refused("bundle", "empty trust bundle"),
                 Err(e) => self.refused("bundle", &e.to_string()),
             }
         }
@@ -397,29 +397,24 @@ impl Link {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if last.as_ref() != Some(deny) {
-                let ids: Vec<SpiffeId> = deny
-                    .spiffe_ids
-                    .iter()
-                    .filter_map(|s| s.parse().ok())
-                    .collect();
-                let serials: Vec<Serial> = deny
-                    .serials
-                    .iter()
-                    .filter_map(|s| Serial::from_hex(s))
-                    .collect();
-                proxy.identity.deny(ids, serials);
-                *last = Some(deny.clone());
-                tracing::info!(
-                    ids = deny.spiffe_ids.len(),
-                    serials = deny.serials.len(),
-                    "deny-list updated"
-                );
+                match convert::Deny::try_from(deny) {
+                    Ok(list) => {
+                        proxy.identity.deny(list.ids, list.serials);
+                        *last = Some(deny.clone());
+                        tracing::info!(
+                            ids = deny.spiffe_ids.len(),
+                            serials = deny.serials.len(),
+                            "deny-list updated"
+                        );
+                    }
+                    Err(e) => self.refused("deny", &e.to_string()),
+                }
             }
         }
     }
 
-    /// Applies one configuration: bundle, deny-list, policies, upstreams. A part that does
-    /// not validate is refused (and counted); the rest still applies.
+    /// Applies one configuration: policies, callers, upstreams. A part that does not
+    /// convert or validate is refused (counted and logged); the rest still applies.
     pub fn apply(&self, config: &pb::ProxyConfig) {
         let proxy = &self.proxy;
         self.apply_trust(config.bundle.as_ref(), config.deny.as_ref());
@@ -430,37 +425,46 @@ impl Link {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if last.as_ref() != Some(p) {
                 *last = Some(p.clone());
-                let sources: Vec<PolicySource> = p
-                    .files
-                    .iter()
-                    .map(|f| PolicySource {
-                        name: f.name.clone(),
-                        text: f.text.clone(),
-                    })
-                    .collect();
-                match PolicyBundle::from_sources(&sources) {
+                let bundle = convert::Slice::try_from(p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|slice| {
+                        PolicyBundle::from_sources(&slice.sources)
+                            .map(|b| b.with_version(slice.version))
+                            .map_err(|e| e.to_string())
+                    });
+                match bundle {
                     Ok(bundle) => {
-                        proxy.enforce(&bundle.with_version(p.version));
+                        proxy.enforce(&bundle);
                         proxy.metrics.reloads.inc(&["policy"]);
                         tracing::info!(version = p.version, "policies applied");
                     }
-                    Err(e) => self.refused("policy", &e.to_string()),
+                    Err(e) => self.refused("policy", &e),
                 }
             }
         }
+        match (convert::directory(&config.workloads), convert::labels(&config.labels)) {
+            (Ok(directory), Ok(labels)) => {
+                let current = proxy.callers.load();
+                if current.directory != directory || current.labels != labels {
+                    tracing::info!(workloads = directory.len(), ?labels, "callers updated");
+                    proxy.callers.store(Arc::new(Callers { directory, labels }));
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => self.refused("workloads", &e.to_string()),
+        }
         for upstream in &self.upstreams {
-            let Some(u) = config
+            let Some((index, u)) = config
                 .upstreams
                 .iter()
-                .find(|u| u.service == upstream.service())
+                .enumerate()
+                .find(|(_, u)| u.service == upstream.service())
             else {
                 continue;
             };
-            let endpoints: Vec<SocketAddr> =
-                u.endpoints.iter().filter_map(|e| e.parse().ok()).collect();
-            let identities: Vec<SpiffeId> =
-                u.identities.iter().filter_map(|i| i.parse().ok()).collect();
-            match upstream.update(endpoints, identities, proxy) {
+            let update = convert::endpoints(index, u)
+                .map_err(|e| e.to_string())
+                .and_then(|e| upstream.update(e.endpoints, e.identities, proxy));
+            match update {
                 Ok(true) => {
                     tracing::info!(service = %u.service, endpoints = ?u.endpoints, "upstream updated")
                 }

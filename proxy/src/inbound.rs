@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use signet_policy::{Caller, Decision, Headers, HttpRequest};
+use signet_policy::{Decision, Headers, HttpRequest};
 use signet_spiffe::admission::{Admission, Ticket};
 use signet_spiffe::{Serial, SpiffeId};
 use tokio::net::{TcpListener, TcpStream};
@@ -137,11 +137,12 @@ async fn connection(
     };
     let authorizer = proxy.policies.current();
     let decision = {
-        let caller = Caller {
-            id: Some(&id),
-            ..Caller::default()
-        };
-        authorizer.connect(&caller, &proxy.target(), remote.ip())
+        let callers = proxy.callers.load();
+        authorizer.connect(
+            &callers.directory.caller(&id),
+            &proxy.target(&callers),
+            remote.ip(),
+        )
     };
     proxy.metrics.decision("connect", &decision);
     proxy.audit(
@@ -409,13 +410,10 @@ async fn decide_and_forward(
             .and_then(|h| h.to_str().ok())
             .or_else(|| request.uri().authority().map(|a| a.as_str()))
             .unwrap_or("");
-        let caller = Caller {
-            id: Some(&peer.id),
-            ..Caller::default()
-        };
+        let callers = proxy.callers.load();
         authorizer.request(
-            &caller,
-            &proxy.target(),
+            &callers.directory.caller(&peer.id),
+            &proxy.target(&callers),
             &HttpRequest {
                 method: request.method().as_str(),
                 path: &path,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use arc_swap::ArcSwap;
 use http::HeaderName;
-use signet_policy::{Enforced, PolicyBundle, ServiceRef, Target};
+use signet_policy::{Directory, Enforced, PolicyBundle, ServiceRef, Target};
 use signet_spiffe::SpiffeId;
 use signet_spiffe::tls::{
     SpiffeClientVerifier, SpiffeServerVerifier, client_config, server_config,
@@ -20,6 +21,15 @@ use crate::pool::{Pool, Transport};
 
 /// ALPN for HTTP between proxies.
 pub const ALPN_HTTP: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// What the proxy knows of the mesh's workloads, swapped whole.
+#[derive(Debug, Default)]
+pub struct Callers {
+    /// Registered callers' services and labels; a caller not listed has neither.
+    pub directory: Directory,
+    /// This service's labels.
+    pub labels: Vec<(String, String)>,
+}
 
 /// One proxy's shared state.
 #[derive(Debug)]
@@ -36,8 +46,9 @@ pub struct Proxy {
     pub app: Pool,
     /// The header the app reads the peer's identity from.
     pub identity_header: HeaderName,
-    /// The local service's labels, as the authorizer takes them.
-    pub labels: Vec<(String, String)>,
+    /// Who callers are (their registered service and labels) and this service's labels:
+    /// from the configuration file, or pushed by the control plane.
+    pub callers: ArcSwap<Callers>,
     /// Set to start draining.
     pub shutdown: watch::Sender<bool>,
     /// The audit trail, when decisions are recorded.
@@ -85,7 +96,10 @@ impl Proxy {
             metrics,
             app,
             identity_header,
-            labels,
+            callers: ArcSwap::from_pointee(Callers {
+                directory: Directory::new(),
+                labels,
+            }),
             shutdown,
             audit,
             config,
@@ -142,13 +156,13 @@ impl Proxy {
         self.policies.replace(slice);
     }
 
-    /// The local service as the authorizer's target.
-    pub fn target(&self) -> Target<'_> {
+    /// The local service as the authorizer's target, with the labels in `callers`.
+    pub fn target<'a>(&'a self, callers: &'a Callers) -> Target<'a> {
         Target {
             name: &self.config.service.name,
             namespace: &self.config.service.namespace,
             port: self.config.inbound.listen.port(),
-            labels: &self.labels,
+            labels: &callers.labels,
         }
     }
 

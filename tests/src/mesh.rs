@@ -146,11 +146,19 @@ impl Mesh {
         }
     }
 
+    /// `meshctl authz apply --allow-widening -f <name>` with `text` in it: tests that are
+    /// not about the gate accept whatever the change opens.
     pub fn apply(&self, name: &str, text: &str) -> std::process::Output {
+        self.apply_with(name, text, &["--allow-widening"])
+    }
+
+    /// `meshctl authz apply -f <name> <extra...>` with `text` in it.
+    pub fn apply_with(&self, name: &str, text: &str, extra: &[&str]) -> std::process::Output {
         let file = self.dir.path().join(name);
         std::fs::write(&file, text).unwrap();
-        self.cp
-            .meshctl(&["authz", "apply", "-f", file.to_str().unwrap()])
+        let mut args = vec!["authz", "apply", "-f", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.cp.meshctl(&args)
     }
 
     pub fn versions(&self) -> Vec<u64> {

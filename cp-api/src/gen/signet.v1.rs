@@ -72,6 +72,32 @@ pub struct ProxyConfig {
     pub deny: ::core::option::Option<DenyList>,
     #[prost(message, repeated, tag = "5")]
     pub upstreams: ::prost::alloc::vec::Vec<Upstream>,
+    /// Every workload identity the registry knows, with its service and labels: the proxy
+    /// builds each caller's entity from its entry here (an identity not listed is unregistered:
+    /// no service, no labels), exactly as the offline tools do. The proxy's own identity is
+    /// listed too; its labels are its service's.
+    #[prost(message, repeated, tag = "6")]
+    pub workloads: ::prost::alloc::vec::Vec<Workload>,
+    /// The labels of the proxy's own service: the resource's tags in its decisions.
+    #[prost(message, repeated, tag = "7")]
+    pub labels: ::prost::alloc::vec::Vec<Label>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Workload {
+    #[prost(string, tag = "1")]
+    pub spiffe_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub service: ::prost::alloc::string::String,
+    /// Sorted by key, each key once.
+    #[prost(message, repeated, tag = "3")]
+    pub labels: ::prost::alloc::vec::Vec<Label>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Label {
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct PolicySlice {

@@ -9,13 +9,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use signet_policy::{PolicyBundle, PolicySource, ServiceRef};
+use signet_policy::{
+    Directory, Inventory, KnownService, KnownWorkload, PolicyBundle, PolicySource, ServiceRef,
+};
 use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain};
 use tokio::sync::watch;
 
 use crate::api::v1 as pb;
 use crate::server::ca::Ca;
-use crate::server::store::{DenyEntry, PolicyVersion, Store, StoreError, StoredFile};
+use crate::server::store::{
+    DenyEntry, PolicyVersion, ServiceLabels, Store, StoreError, StoredFile,
+};
 
 /// The policies being distributed.
 #[derive(Debug)]
@@ -64,6 +68,8 @@ pub struct Hub {
     /// stream reached this version enforces every entry.
     deny_generation: std::sync::atomic::AtomicU64,
     registry: Mutex<HashMap<String, ProxyEntry>>,
+    /// Labels operators set, by service.
+    labels: RwLock<Arc<BTreeMap<ServiceRef, BTreeMap<String, String>>>>,
     changes: watch::Sender<u64>,
     /// Woken by every registration and heartbeat: what waits for proxies to acknowledge a
     /// version looks again.
@@ -157,6 +163,7 @@ impl Hub {
             deny: RwLock::new(Arc::new(pb::DenyList::default())),
             deny_generation: std::sync::atomic::AtomicU64::new(0),
             registry: Mutex::new(HashMap::new()),
+            labels: RwLock::new(Arc::new(BTreeMap::new())),
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
         };
@@ -165,7 +172,93 @@ impl Hub {
         }
         hub.reload_deny_list().await?;
         hub.restore_members().await?;
+        let labels = hub
+            .store
+            .service_labels()
+            .await?
+            .into_iter()
+            .map(|l| (ServiceRef::new(l.name, l.namespace), l.labels))
+            .collect();
+        write(&hub.labels, Arc::new(labels));
         Ok(hub)
+    }
+
+    /// The labels of `service`.
+    pub fn labels_of(&self, service: &ServiceRef) -> BTreeMap<String, String> {
+        read(&self.labels).get(service).cloned().unwrap_or_default()
+    }
+
+    /// Stores `entry` (already validated) and publishes it to every proxy; returns the
+    /// change counter a proxy enforcing it reports.
+    pub async fn set_labels(&self, entry: ServiceLabels) -> Result<u64, HubError> {
+        let service = ServiceRef::new(entry.name.clone(), entry.namespace.clone());
+        let labels = entry.labels.clone();
+        self.store.put_service_labels(entry).await?;
+        let mut all = (*read(&self.labels)).clone();
+        if labels.is_empty() {
+            all.remove(&service);
+        } else {
+            all.insert(service, labels);
+        }
+        write(&self.labels, Arc::new(all));
+        Ok(self.changed())
+    }
+
+    /// Every registered workload identity with its service and that service's labels: what
+    /// callers are, for every decision the mesh makes. An identity none of whose proxies is
+    /// registered is not listed (unregistered: no service, no labels).
+    pub fn directory(&self) -> Directory {
+        let labels = read(&self.labels);
+        let mut directory = Directory::new();
+        for p in self.proxies() {
+            let service = ServiceRef::new(p.service.clone(), p.namespace.clone());
+            let tags = labels.get(&service).cloned().unwrap_or_default();
+            directory.insert(p.spiffe_id, p.service, tags);
+        }
+        directory
+    }
+
+    /// The registry as the access matrix sees it: every registered workload (as
+    /// [`Hub::directory`] lists it) and every service with a registered proxy, its port and
+    /// labels. No request samples.
+    pub fn inventory(&self) -> Inventory {
+        let directory = self.directory();
+        let workloads = directory
+            .iter()
+            .map(|(id, entry)| KnownWorkload {
+                spiffe_id: id.clone(),
+                service: Some(entry.service.clone()),
+                labels: entry.labels.iter().cloned().collect(),
+                source_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            })
+            .collect();
+        let labels = read(&self.labels);
+        let mut services: BTreeMap<ServiceRef, u16> = BTreeMap::new();
+        for p in self.proxies() {
+            let port = p
+                .endpoint
+                .rsplit(':')
+                .next()
+                .and_then(|port| port.parse().ok())
+                .unwrap_or(8080);
+            services
+                .entry(ServiceRef::new(p.service, p.namespace))
+                .or_insert(port);
+        }
+        let services = services
+            .into_iter()
+            .map(|(service, port)| KnownService {
+                labels: labels.get(&service).cloned().unwrap_or_default(),
+                name: service.name,
+                namespace: service.namespace,
+                port,
+            })
+            .collect();
+        Inventory {
+            workloads,
+            services,
+            requests: Vec::new(),
+        }
     }
 
     /// The policies being distributed.
@@ -488,6 +581,12 @@ impl Hub {
             bundle: None,
             deny: None,
             upstreams,
+            workloads: crate::api::convert::workloads_message(&self.directory()),
+            labels: self
+                .labels_of(service)
+                .into_iter()
+                .map(|(key, value)| pb::Label { key, value })
+                .collect(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub const ACTIONS: &[&str] = &[
     "read",
     "policy.apply",
     "policy.rollback",
+    "policy.apply_widening",
+    "service.label",
     "token.create",
     "operator.enroll",
     "deny.add",
@@ -48,6 +50,17 @@ pub enum Act<'a> {
         version: u64,
         expected_version: Option<u64>,
     },
+    /// Applying (or rolling back to) policies the gate found open access.
+    PolicyWidening {
+        widened: u64,
+        narrowed: u64,
+        rollback: bool,
+    },
+    /// Setting a service's labels.
+    ServiceLabel {
+        service: &'a str,
+        namespace: &'a str,
+    },
     /// A join token for `id` (an operator identity makes this `operator.enroll`).
     TokenCreate {
         id: &'a SpiffeId,
@@ -69,6 +82,8 @@ impl Act<'_> {
             Self::Read { .. } => "read",
             Self::PolicyApply { .. } => "policy.apply",
             Self::PolicyRollback { .. } => "policy.rollback",
+            Self::PolicyWidening { .. } => "policy.apply_widening",
+            Self::ServiceLabel { .. } => "service.label",
             Self::TokenCreate {
                 operator: false, ..
             } => "token.create",
@@ -82,8 +97,11 @@ impl Act<'_> {
     fn resource(&self) -> (&'static str, String) {
         match self {
             Self::Read { .. } | Self::CaManage { .. } => ("ControlPlane", "cp".to_owned()),
-            Self::PolicyApply { .. } | Self::PolicyRollback { .. } => {
-                ("PolicySet", "mesh".to_owned())
+            Self::PolicyApply { .. }
+            | Self::PolicyRollback { .. }
+            | Self::PolicyWidening { .. } => ("PolicySet", "mesh".to_owned()),
+            Self::ServiceLabel { service, namespace } => {
+                ("Service", format!("{namespace}/{service}"))
             }
             Self::TokenCreate { id, .. } | Self::DenyId { id } => {
                 ("Identity", id.as_str().to_owned())
@@ -123,6 +141,22 @@ impl Act<'_> {
                 pairs.push(long("version", version));
                 pairs.extend(expected_version.map(|v| long("expected_version", v)));
             }
+            Self::PolicyWidening {
+                widened,
+                narrowed,
+                rollback,
+            } => {
+                pairs.push(long("widened", widened));
+                pairs.push(long("narrowed", narrowed));
+                pairs.push((
+                    "rollback".to_owned(),
+                    RestrictedExpression::new_bool(rollback),
+                ));
+            }
+            Self::ServiceLabel { service, namespace } => {
+                pairs.push(text("service", service));
+                pairs.push(text("namespace", namespace));
+            }
             Self::TokenCreate {
                 id, ttl_seconds, ..
             } => {
@@ -149,6 +183,10 @@ impl Act<'_> {
             Self::Read { collection } => (*collection).to_owned(),
             Self::PolicyApply { .. } => "policies".to_owned(),
             Self::PolicyRollback { version, .. } => format!("policies/{version}"),
+            Self::PolicyWidening {
+                widened, narrowed, ..
+            } => format!("policies (+{widened} widened / -{narrowed} narrowed)"),
+            Self::ServiceLabel { service, namespace } => format!("services/{namespace}/{service}"),
             Self::TokenCreate { id, .. } | Self::DenyId { id } => id.as_str().to_owned(),
             Self::DenySerial { serial } => (*serial).to_owned(),
             Self::CaManage { .. } => "ca".to_owned(),
@@ -179,8 +217,8 @@ pub fn admin_id(td: &TrustDomain) -> Result<SpiffeId, String> {
 pub fn default_policies(td: &TrustDomain) -> Result<String, String> {
     Ok(format!(
         "// Who may operate this control plane (Cedar; schema: cp-api/schema/operators.cedarschema,\n\
-         // actions \"read\", \"policy.apply\", \"policy.rollback\", \"token.create\",\n\
-         // \"operator.enroll\", \"deny.add\", \"ca.manage\").\n\
+         // actions \"read\", \"policy.apply\", \"policy.rollback\", \"policy.apply_widening\",\n\
+         // \"service.label\", \"token.create\", \"operator.enroll\", \"deny.add\", \"ca.manage\").\n\
          // Read at start. The bearer token in meshctl.env acts as the admin below.\n\
          @id(\"admin-may-do-everything\")\n\
          permit (\n    principal == Signet::Operator::\"{}\",\n    action,\n    resource\n);\n",

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use signet_ca::JoinTokens;
-use signet_policy::{Authorizer, Caller, ServiceRef, Target};
+use signet_policy::{AccessChange, Authorizer, ChangeKind, GateDiff, ServiceRef};
 use signet_spiffe::SpiffeId;
 
 use crate::server::hub::{Hub, ProxyEntry, bundle_of};
@@ -72,6 +72,15 @@ impl ApiError {
 
     fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<crate::server::hub::HubError> for ApiError {
+    fn from(e: crate::server::hub::HubError) -> Self {
+        match e {
+            crate::server::hub::HubError::Store(e) => e.into(),
+            e => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
     }
 }
 
@@ -250,6 +259,7 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/policies/{version}",
     "POST /v1/tokens",
     "GET /v1/services",
+    "POST /v1/services/labels",
     "GET /v1/proxies",
     "GET /v1/inventory",
     "GET /v1/identities",
@@ -289,6 +299,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/services", get(services))
         .route("/v1/proxies", get(proxies))
         .route("/v1/inventory", get(inventory))
+        .route("/v1/services/labels", post(label_service))
         .route("/v1/identities", get(identity))
         .route(
             "/v1/deny",
@@ -460,6 +471,10 @@ struct ApplyBody {
     expected_version: Option<u64>,
     #[serde(default)]
     dry_run: bool,
+    /// Apply even if the control plane's access diff finds the change opens access (the
+    /// operator also needs `policy.apply_widening`).
+    #[serde(default)]
+    allow_widening: bool,
     /// How long to wait for every proxy to report it enforces the new version (default
     /// [`DEFAULT_WAIT`]; 0: do not wait).
     #[serde(default)]
@@ -542,6 +557,73 @@ struct Change {
     expected: Option<u64>,
     rolled_back_from: Option<u64>,
     wait: Duration,
+    /// The operator accepts that the change opens access (`policy.apply_widening` is still
+    /// asked).
+    allow_widening: bool,
+}
+
+/// How many changes a refused or dry-run response lists.
+const GATE_CHANGES_SHOWN: usize = 50;
+
+/// The control plane's own access diff of `new` against what is applied, over its registry
+/// (every registered workload and service, `connect` and every HTTP method on every path
+/// class the two bundles name). Computed off the async workers.
+async fn gate(api: &Api, new: &signet_policy::PolicyBundle) -> Result<GateDiff, ApiError> {
+    let old = Authorizer::new(Arc::clone(&api.hub.applied().bundle));
+    let new = Authorizer::new(Arc::new(new.clone()));
+    let inventory = api.hub.inventory();
+    tokio::task::spawn_blocking(move || signet_policy::gate_diff(&old, &new, inventory))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn gate_json(diff: &GateDiff) -> Value {
+    json!({
+        "checked": diff.checked,
+        "widened": diff.widened,
+        "narrowed": diff.narrowed,
+        "changes": diff.changes.iter().take(GATE_CHANGES_SHOWN).map(|c| c.to_json()).collect::<Vec<_>>(),
+    })
+}
+
+/// Lets a change through the gate: one that narrows or changes nothing passes; one that
+/// widens needs the caller's `allow_widening` and the `policy.apply_widening` permission.
+async fn pass_gate(
+    api: &Api,
+    op: &Operator,
+    diff: &GateDiff,
+    allow_widening: bool,
+    rollback: bool,
+) -> Result<(), ApiError> {
+    if diff.widened == 0 {
+        return Ok(());
+    }
+    if !allow_widening {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "this change widens access ({} decisions newly allowed, {} newly denied); \
+                 nothing was applied: send allow_widening (meshctl: --allow-widening) to apply it",
+                diff.widened, diff.narrowed
+            ),
+            problems: diff
+                .changes
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Widened)
+                .take(GATE_CHANGES_SHOWN)
+                .map(AccessChange::row)
+                .collect(),
+        });
+    }
+    api.authorize(
+        op,
+        Act::PolicyWidening {
+            widened: diff.widened as u64,
+            narrowed: diff.narrowed as u64,
+            rollback,
+        },
+    )
+    .await
 }
 
 async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
@@ -551,10 +633,22 @@ async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
         expected,
         rolled_back_from,
         wait,
+        allow_widening,
     } = change;
     let (bundle, files) =
         validated(files, "the policies were rejected; nothing was applied").await?;
     let guard = api.apply_lock.lock().await;
+    // Against what is applied now, under the lock: no other change can slip in between the
+    // diff and the write.
+    let diff = gate(api, &bundle).await?;
+    pass_gate(
+        api,
+        op,
+        &diff,
+        allow_widening,
+        rolled_back_from.is_some(),
+    )
+    .await?;
     let version = api
         .hub
         .store
@@ -566,6 +660,8 @@ async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
             rolled_back_from,
             files,
             expected,
+            widened: Some(diff.widened as u64),
+            narrowed: Some(diff.narrowed as u64),
         })
         .await?;
     let (meta, files) = api.hub.store.policy_version(version).await?;
@@ -576,6 +672,8 @@ async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
             hash: meta.hash.clone(),
             author: op.id.as_str().to_owned(),
             rolled_back_from: meta.rolled_back_from,
+            widened: meta.widened,
+            narrowed: meta.narrowed,
         },
     ));
     tracing::info!(version, hash = %meta.hash, author = %op.id, "policies applied");
@@ -586,6 +684,7 @@ async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
         "version": version,
         "hash": meta.hash,
         "policies": meta.policies,
+        "gate": gate_json(&diff),
         "enforcement": acks.to_json(|p| p.policy_version),
     })))
 }
@@ -608,9 +707,13 @@ async fn apply(
     .await?;
     if body.dry_run {
         let (bundle, _) = validated(body.files, "the policies were rejected").await?;
-        return Ok(Json(
-            json!({ "dry_run": true, "hash": bundle.hash(), "policies": bundle.len() }),
-        ));
+        let diff = gate(&api, &bundle).await?;
+        return Ok(Json(json!({
+            "dry_run": true,
+            "hash": bundle.hash(),
+            "policies": bundle.len(),
+            "gate": gate_json(&diff),
+        })));
     }
     publish(
         &api,
@@ -621,6 +724,7 @@ async fn apply(
             expected: body.expected_version,
             rolled_back_from: None,
             wait: wait_of(body.wait_seconds),
+            allow_widening: body.allow_widening,
         },
     )
     .await
@@ -634,6 +738,8 @@ struct RollbackBody {
     expected_version: Option<u64>,
     #[serde(default)]
     wait_seconds: Option<u64>,
+    #[serde(default)]
+    allow_widening: bool,
 }
 
 async fn rollback(
@@ -660,6 +766,7 @@ async fn rollback(
             expected: body.expected_version,
             rolled_back_from: Some(body.version),
             wait: wait_of(body.wait_seconds),
+            allow_widening: body.allow_widening,
         },
     )
     .await
@@ -854,29 +961,128 @@ async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult {
         },
     )
     .await?;
-    let proxies = api.hub.proxies();
-    let mut workloads = BTreeMap::new();
-    for p in &proxies {
-        workloads.insert(p.spiffe_id.as_str().to_owned(), p.service.clone());
-    }
-    let services: Vec<Value> = services_of(&proxies)
-        .into_iter()
-        .map(|((name, namespace), members)| {
-            let port = members
-                .first()
-                .and_then(|p| p.endpoint.rsplit(':').next())
-                .and_then(|p| p.parse::<u16>().ok())
-                .unwrap_or(8080);
-            json!({ "name": name, "namespace": namespace, "port": port })
-        })
+    let inventory = api.hub.inventory();
+    let workloads: Vec<Value> = inventory
+        .workloads
+        .iter()
+        .map(|w| json!({ "spiffe_id": w.spiffe_id.as_str(), "service": w.service, "labels": w.labels }))
         .collect();
-    let workloads: Vec<Value> = workloads
-        .into_iter()
-        .map(|(id, service)| json!({ "spiffe_id": id, "service": service }))
+    let services: Vec<Value> = inventory
+        .services
+        .iter()
+        .map(|s| json!({ "name": s.name, "namespace": s.namespace, "port": s.port, "labels": s.labels }))
         .collect();
     Ok(Json(
         json!({ "workloads": workloads, "services": services }),
     ))
+}
+
+/// Most labels one service may carry.
+const MAX_LABELS: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelBody {
+    service: String,
+    namespace: String,
+    /// Labels to set (replacing a key's value).
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    /// Keys to remove.
+    #[serde(default)]
+    remove: Vec<String>,
+    #[serde(default)]
+    wait_seconds: Option<u64>,
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!(
+            "{what} `{}` must be 1-253 letters, digits, `-`, `_` or `.`",
+            name.escape_debug()
+        )))
+    }
+}
+
+/// Sets and removes labels of one service; every proxy receives them as the tags of that
+/// service's workloads (when they call) and of the service (when it is called).
+async fn label_service(
+    State(api): State<Api>,
+    op: Operator,
+    body: Result<Json<LabelBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    use crate::api::convert::{MAX_LABEL_KEY, MAX_LABEL_VALUE, valid_label_key, valid_label_value};
+    let Json(body) = body.map_err(rejected)?;
+    check_name("service", &body.service)?;
+    check_name("namespace", &body.namespace)?;
+    for key in body.set.keys().chain(&body.remove) {
+        if !valid_label_key(key) {
+            return Err(ApiError::bad(format!(
+                "label key `{}` must be 1-{MAX_LABEL_KEY} of a-z, 0-9, `-`, `_`, `.`, `/`, starting with a letter or digit",
+                key.escape_debug()
+            )));
+        }
+    }
+    if let Some((key, _)) = body.set.iter().find(|(_, v)| !valid_label_value(v)) {
+        return Err(ApiError::bad(format!(
+            "label `{key}`: a value is at most {MAX_LABEL_VALUE} visible ASCII characters"
+        )));
+    }
+    if let Some(key) = body.remove.iter().find(|k| body.set.contains_key(*k)) {
+        return Err(ApiError::bad(format!("label `{key}` is both set and removed")));
+    }
+    api.authorize(
+        &op,
+        Act::ServiceLabel {
+            service: &body.service,
+            namespace: &body.namespace,
+        },
+    )
+    .await?;
+    let _guard = api.apply_lock.lock().await;
+    let service = ServiceRef::new(body.service.clone(), body.namespace.clone());
+    let mut labels = api.hub.labels_of(&service);
+    for key in &body.remove {
+        labels.remove(key);
+    }
+    labels.extend(body.set);
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::bad(format!(
+            "a service carries at most {MAX_LABELS} labels"
+        )));
+    }
+    let target = api
+        .hub
+        .set_labels(crate::server::store::ServiceLabels {
+            namespace: body.namespace.clone(),
+            name: body.service.clone(),
+            labels: labels.clone(),
+            updated_at: unix_ms(SystemTime::now()),
+            author: op.id.as_str().to_owned(),
+        })
+        .await?;
+    drop(_guard);
+    tracing::info!(service = %body.service, namespace = %body.namespace, ?labels, author = %op.id, "labels set");
+    let acks = crate::server::acks::wait(
+        &api.hub,
+        wait_of(body.wait_seconds),
+        |_| true,
+        |p| p.config_version >= target,
+    )
+    .await;
+    Ok(Json(json!({
+        "service": body.service,
+        "namespace": body.namespace,
+        "labels": labels,
+        "enforcement": acks.to_json(|p| p.config_version),
+    })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -987,69 +1193,88 @@ async fn identity(
         "certificate": current_json,
         "certificates": certificates,
         "proxies": holders_json,
-        "authorization": effective_authorization(hub, &id, &proxies),
+        "authorization": effective_authorization(hub, &id),
     })))
 }
 
-/// Who may connect to `id`'s service, and which services `id` may connect to, under the
-/// applied policies, over every identity and service the registry knows.
-fn effective_authorization(hub: &Hub, id: &SpiffeId, proxies: &[ProxyEntry]) -> Value {
-    let authorizer = Authorizer::new(Arc::clone(&hub.applied().bundle));
+/// Who may call `id`'s service and what it may call, under the applied policies, over every
+/// identity and service the registry knows: per caller and service, `connect` and each
+/// request action (groups when their methods agree), allowed, denied or depending on the
+/// request, with the deciding policies. Callers are built from the registry's directory,
+/// as the proxies build them.
+fn effective_authorization(hub: &Hub, id: &SpiffeId) -> Value {
+    let applied = hub.applied();
+    let authorizer = Authorizer::new(Arc::clone(&applied.bundle));
+    let paths = signet_policy::path_classes(&[&applied.bundle]);
+    let inventory = hub.inventory();
+    let directory = inventory.directory();
     let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let own_service = id
         .namespace_and_account()
         .map(|(ns, sa)| ServiceRef::new(sa, ns));
-    let mut callers: BTreeMap<&SpiffeId, &str> = BTreeMap::new();
-    for p in proxies {
-        callers.insert(&p.spiffe_id, &p.service);
-    }
-    let services = services_of(proxies);
-    let decide = |caller: &SpiffeId, caller_service: Option<&str>, target: &ServiceRef| {
-        let port = services
-            .get(&(target.name.clone(), target.namespace.clone()))
-            .and_then(|m| m.first())
-            .and_then(|p| p.endpoint.rsplit(':').next())
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or(8080);
-        let d = authorizer.connect(
-            &Caller {
-                id: Some(caller),
-                service: caller_service,
-                labels: &[],
-            },
-            &Target {
-                name: &target.name,
-                namespace: &target.namespace,
-                port,
-                labels: &[],
-            },
+    let actions = |caller: &SpiffeId, service: &signet_policy::KnownService| {
+        let labels: Vec<(String, String)> = service
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let target = signet_policy::Target {
+            name: &service.name,
+            namespace: &service.namespace,
+            port: service.port,
+            labels: &labels,
+        };
+        let rows = signet_policy::access_between(
+            &authorizer,
+            &directory.caller(caller),
+            &target,
             source,
+            &paths,
         );
-        (d.is_allowed(), d.reason())
+        let connect = rows
+            .first()
+            .is_some_and(|r| matches!(r.access, signet_policy::Access::Allowed(_)));
+        let json: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = r.access.to_json();
+                v["action"] = json!(r.action);
+                v
+            })
+            .collect();
+        (connect, json)
     };
-    let inbound: Vec<Value> = own_service
+    let own = own_service
         .as_ref()
+        .and_then(|svc| inventory.services.iter().find(|s| s.name == svc.name && s.namespace == svc.namespace));
+    let inbound: Vec<Value> = own
         .map(|svc| {
-            callers
+            directory
                 .iter()
-                .filter(|(c, _)| **c != id)
-                .map(|(c, s)| {
-                    let (allowed, reason) = decide(c, Some(s), svc);
-                    json!({ "spiffe_id": c.as_str(), "connect": allowed, "policies": reason })
+                .filter(|(c, _)| *c != id)
+                .map(|(c, entry)| {
+                    let (connect, actions) = actions(c, svc);
+                    json!({ "spiffe_id": c.as_str(), "service": entry.service, "connect": connect, "actions": actions })
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let own_name = own_service.as_ref().map(|s| s.name.as_str());
-    let outbound: Vec<Value> = services
-        .keys()
-        .filter(|(name, _)| Some(name.as_str()) != own_name)
-        .map(|(name, ns)| {
-            let (allowed, reason) = decide(id, own_name, &ServiceRef::new(name, ns));
-            json!({ "service": name, "namespace": ns, "connect": allowed, "policies": reason })
+    let outbound: Vec<Value> = inventory
+        .services
+        .iter()
+        .filter(|s| own_service.as_ref().is_none_or(|o| !(o.name == s.name && o.namespace == s.namespace)))
+        .map(|s| {
+            let (connect, actions) = actions(id, s);
+            json!({ "service": s.name, "namespace": s.namespace, "connect": connect, "actions": actions })
         })
         .collect();
-    json!({ "policy_version": hub.applied().meta.as_ref().map_or(0, |m| m.version), "inbound": inbound, "outbound": outbound })
+    json!({
+        "policy_version": applied.meta.as_ref().map_or(0, |m| m.version),
+        "registered": directory.get(id).is_some(),
+        "paths": paths,
+        "inbound": inbound,
+        "outbound": outbound,
+    })
 }
 
 async fn deny_list(State(api): State<Api>, op: Operator, query: PageResult) -> ApiResult {

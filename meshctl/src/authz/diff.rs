@@ -107,44 +107,10 @@ pub(crate) fn read_inventory_file(
     Ok(inventory)
 }
 
-fn what(change: &AccessChange) -> String {
-    match &change.path {
-        Some(path) => format!("{} {path}", change.action),
-        None => change.action.clone(),
-    }
-}
-
 pub(crate) fn row(change: &AccessChange) -> String {
-    let mark = match change.kind {
-        ChangeKind::Widened => "+ WIDENED ",
-        ChangeKind::Narrowed => "- NARROWED",
-    };
-    format!(
-        "{mark}  {} -> {}: {}  (was {}, now {})",
-        change.principal,
-        change.resource.name,
-        what(change),
-        change.before,
-        change.after
-    )
+    change.row()
 }
 
 pub(crate) fn json(change: &AccessChange) -> serde_json::Value {
-    let decision = |d: &signet_policy::Decision| {
-        serde_json::json!({
-            "decision": if d.is_allowed() { "allow" } else { "deny" },
-            "policies": d.policies,
-            "errors": d.errors,
-        })
-    };
-    serde_json::json!({
-        "kind": change.kind.label(),
-        "principal": change.principal.as_str(),
-        "action": change.action,
-        "path": change.path,
-        "resource": change.resource.name,
-        "namespace": change.resource.namespace,
-        "before": decision(&change.before),
-        "after": decision(&change.after),
-    })
+    change.to_json()
 }

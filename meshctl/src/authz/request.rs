@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use signet_policy::{Authorizer, Caller, Claims, HttpRequest, PolicyBundle, Target};
+use signet_policy::{Authorizer, Caller, Claims, HttpRequest, Inventory, PolicyBundle, Target};
 use signet_spiffe::SpiffeId;
 
 use super::PolicyPaths;
@@ -25,12 +25,23 @@ pub(crate) struct RequestArgs {
     /// The destination's namespace (default: the principal's, or `default`).
     #[arg(long)]
     namespace: Option<String>,
-    /// The destination port.
-    #[arg(long, default_value_t = 8080)]
-    port: u16,
-    /// A label of the destination service, `key=value` (repeatable).
+    /// The destination port (default: the inventory's, or 8080).
+    #[arg(long)]
+    port: Option<u16>,
+    /// A label of the destination service, `key=value` (repeatable; replaces the
+    /// inventory's labels of the service).
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
+    /// Take the caller's service and labels, and the destination's namespace, port and
+    /// labels, from this inventory (YAML, as `authz diff --entities`): the same lookup the
+    /// proxies make. A principal it does not list is unregistered (no service, no labels).
+    #[arg(long, value_name = "FILE", conflicts_with = "registry")]
+    entities: Option<PathBuf>,
+    /// As --entities, with the control plane's registry (`GET /v1/inventory`).
+    #[arg(long)]
+    registry: bool,
+    #[command(flatten)]
+    connection: crate::cp::Connection,
     /// Request path (HTTP actions).
     #[arg(long, default_value = "/")]
     pub(crate) path: String,
@@ -96,21 +107,43 @@ impl RequestArgs {
         let headers = pairs(&self.headers, "--header")?;
         let claims = self.claims.as_ref().map(read_claims).transpose()?;
         let bundle = load_bundle(&self.policies.paths)?;
-        let namespace = self.namespace.clone().unwrap_or_else(|| {
-            principal
-                .namespace_and_account()
-                .map_or("default", |(ns, _)| ns)
-                .to_owned()
-        });
-        let authorizer = Authorizer::new(Arc::new(bundle));
-        let caller = Caller {
-            id: Some(&principal),
-            ..Caller::default()
+        let inventory = match (&self.entities, self.registry) {
+            (Some(file), _) => crate::authz::diff::read_inventory_file(file, false)?,
+            (None, true) => {
+                serde_json::from_value(self.connection.client()?.get("/v1/inventory")?)
+                    .context("reading the registry's inventory")?
+            }
+            (None, false) => Inventory::default(),
         };
+        let known = inventory.service(&self.resource).filter(|s| {
+            self.namespace.as_ref().is_none_or(|ns| *ns == s.namespace)
+        });
+        let namespace = self
+            .namespace
+            .clone()
+            .or_else(|| known.map(|s| s.namespace.clone()))
+            .unwrap_or_else(|| {
+                principal
+                    .namespace_and_account()
+                    .map_or("default", |(ns, _)| ns)
+                    .to_owned()
+            });
+        let labels = match known {
+            Some(s) if labels.is_empty() => s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => labels,
+        };
+        let port = self.port.or(known.map(|s| s.port)).unwrap_or(8080);
+        let authorizer = Authorizer::new(Arc::new(bundle));
+        let directory = inventory.directory();
+        let caller = directory.caller(&principal);
         let target = Target {
             name: &self.resource,
             namespace: &namespace,
-            port: self.port,
+            port,
             labels: &labels,
         };
         let request = HttpRequest {

@@ -227,52 +227,99 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
         "effective authorization (policy version {}):",
         text(&authz, "policy_version")
     );
-    let verdict = |v: &Value| {
-        if v.get("connect").and_then(Value::as_bool) == Some(true) {
-            "ALLOW"
-        } else {
-            "DENY"
-        }
+    if authz.get("registered").and_then(Value::as_bool) == Some(false) {
+        println!("  (not registered: as a caller it has no service and no labels)");
+    }
+    let rows_of = |list: &str, name: &str| -> Vec<Vec<String>> {
+        authz
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|e| {
+                let who = text(e, name);
+                e.get("actions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |a| {
+                        vec![
+                            who.clone(),
+                            text(&a, "action"),
+                            text(&a, "decision").to_uppercase(),
+                            access_detail(&a),
+                        ]
+                    })
+            })
+            .collect()
     };
-    let inbound: Vec<Vec<String>> = authz
-        .get("inbound")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            vec![
-                text(e, "spiffe_id"),
-                verdict(e).to_owned(),
-                text(e, "policies"),
-            ]
-        })
-        .collect();
-    let outbound: Vec<Vec<String>> = authz
-        .get("outbound")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            vec![
-                text(e, "service"),
-                verdict(e).to_owned(),
-                text(e, "policies"),
-            ]
-        })
-        .collect();
+    let inbound = rows_of("inbound", "spiffe_id");
+    let outbound = rows_of("outbound", "service");
     if inbound.is_empty() {
-        println!("  may connect to it: no other registered workload");
+        println!("  who may call it: no other registered workload");
     } else {
-        println!("  who may connect to it:");
-        print_table(&["  CALLER", "CONNECT", "POLICIES"], &indent(inbound));
+        println!("  who may call it:");
+        print_table(
+            &["  CALLER", "ACTION", "DECISION", "POLICIES"],
+            &indent(inbound),
+        );
     }
     if outbound.is_empty() {
         println!("  what it may call: no other registered service");
     } else {
         println!("  what it may call:");
-        print_table(&["  SERVICE", "CONNECT", "POLICIES"], &indent(outbound));
+        print_table(
+            &["  SERVICE", "ACTION", "DECISION", "POLICIES"],
+            &indent(outbound),
+        );
     }
     Ok(Outcome::Success)
+}
+
+/// The deciding policies of an allow or deny; for an answer that depends on the request,
+/// what it reads and which path classes go which way.
+fn access_detail(a: &Value) -> String {
+    let policies = |v: &Value| -> String {
+        let list: Vec<&str> = v
+            .get("policies")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if list.is_empty() {
+            "default-deny".to_owned()
+        } else {
+            list.join(",")
+        }
+    };
+    if text(a, "decision") != "depends" {
+        return policies(a);
+    }
+    let samples = |key: &str| -> String {
+        a.get(key)
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|s| format!("{} ({})", text(s, "path"), policies(s)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let reads: Vec<&str> = a
+        .get("reads")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut parts = vec![format!("on {}", reads.join(", "))];
+    let (allowed, denied) = (samples("allowed"), samples("denied"));
+    if !allowed.is_empty() {
+        parts.push(format!("allowed: {allowed}"));
+    }
+    if !denied.is_empty() {
+        parts.push(format!("denied: {denied}"));
+    }
+    parts.join("; ")
 }
 
 fn indent(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {

@@ -12,6 +12,7 @@ use serde_json::Value;
 pub(crate) mod ca;
 pub(crate) mod client;
 pub(crate) mod identity;
+pub(crate) mod labels;
 pub(crate) mod lists;
 pub(crate) mod policies;
 pub(crate) mod token;

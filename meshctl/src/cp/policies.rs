@@ -1,8 +1,13 @@
 //! `meshctl authz apply|history|rollback|get`: the control plane's policy versions.
 //!
-//! `apply` validates locally first (problems as `file:line:col`), shows the access-matrix
-//! diff against what is applied now over the workloads and services the registry knows, and
-//! applies only if the applied version is still the one the diff was computed against.
+//! `apply` and `rollback` validate locally first (problems as `file:line:col`), print the
+//! access diff against what is applied now (over the workloads and services the registry
+//! knows, `connect` and every HTTP method on every path class the policies name) before
+//! anything is sent, and apply only if the applied version is still the one the diff was
+//! computed against. A change that widens access needs `--allow-widening` (or a yes on a
+//! terminal); elsewhere it is refused with exit 3. The control plane computes the same diff
+//! itself and refuses a widening change that was not explicitly allowed, so no client can
+//! skip the gate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use clap::Args;
 use serde_json::{Value, json};
-use signet_policy::{Authorizer, ChangeKind, Inventory, PolicyBundle, PolicySource, access_diff};
+use signet_policy::{Authorizer, GateDiff, Inventory, PolicyBundle, PolicySource};
 
 use super::{Remote, print_structured, print_table, text, time_of};
 use crate::Outcome;
@@ -34,6 +39,11 @@ pub(crate) struct ApplyArgs {
     /// A note kept with the version.
     #[arg(short = 'm', long, default_value = "", value_name = "TEXT")]
     message: String,
+    /// Apply even though the diff widens access (without it, a widening change asks on a
+    /// terminal and is refused with exit 3 elsewhere). The control plane still asks its
+    /// operator policies for `policy.apply_widening`.
+    #[arg(long)]
+    allow_widening: bool,
     #[command(flatten)]
     wait: super::Wait,
     #[command(flatten)]
@@ -51,6 +61,9 @@ pub(crate) struct RollbackArgs {
     /// The version whose policies become current again (as a new version).
     #[arg(value_name = "VERSION")]
     version: u64,
+    /// Roll back even though it widens access (as `authz apply --allow-widening`).
+    #[arg(long)]
+    allow_widening: bool,
     #[command(flatten)]
     wait: super::Wait,
     #[command(flatten)]
@@ -125,25 +138,11 @@ fn bundle_of_files(files: &Value) -> anyhow::Result<PolicyBundle> {
         .map_err(|e| anyhow!("the applied policies do not validate here: {e}"))
 }
 
-pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
-    let sources = read_sources(&args.files)?;
-    let new = PolicyBundle::from_sources(&sources).map_err(|e| {
-        anyhow!(
-            "policies are invalid; nothing was applied: {}",
-            e.problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
-    let client = args.remote.client()?;
-    let current = client.get("/v1/policies")?;
-    let current_version = current.get("version").and_then(Value::as_u64).unwrap_or(0);
-    let old = bundle_of_files(current.get("files").unwrap_or(&Value::Null))?;
+/// The registry's inventory, with the workloads, services and samples of `entities` added.
+fn inventory(client: &super::Client, entities: Option<&PathBuf>) -> anyhow::Result<Inventory> {
     let mut inventory: Inventory = serde_json::from_value(client.get("/v1/inventory")?)
         .context("reading the registry's inventory")?;
-    if let Some(file) = &args.entities {
+    if let Some(file) = entities {
         let extra = crate::authz::diff::read_inventory_file(file, false)?;
         for w in extra.workloads {
             if !inventory
@@ -161,68 +160,230 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         }
         inventory.requests.extend(extra.requests);
     }
-    let changes = access_diff(
+    Ok(inventory)
+}
+
+/// What the operator decided about a change that widens access.
+enum Verdict {
+    /// Send it (with `allow_widening` when it widens).
+    Send { allow_widening: bool },
+    /// Stop: it widens and nobody agreed.
+    Refuse,
+}
+
+/// A change that widens goes ahead with `--allow-widening`, or on a terminal when the
+/// operator answers yes; anywhere else it is refused.
+fn decide_widening(diff: &GateDiff, allow: bool) -> anyhow::Result<Verdict> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if diff.widened == 0 || allow {
+        return Ok(Verdict::Send {
+            allow_widening: allow,
+        });
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(Verdict::Refuse);
+    }
+    eprint!(
+        "This change opens access ({} decisions newly allowed). Apply it? [y/N] ",
+        diff.widened
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Verdict::Send {
+            allow_widening: true,
+        }
+    } else {
+        Verdict::Refuse
+    })
+}
+
+/// A policy change under review: what it is against and what it does.
+struct Review {
+    current_version: u64,
+    diff: GateDiff,
+}
+
+/// Computes the access diff of `new` against the applied policies and prints it (in table
+/// mode) before anything is sent.
+fn review(
+    client: &super::Client,
+    new: &PolicyBundle,
+    entities: Option<&PathBuf>,
+    output: super::Output,
+) -> anyhow::Result<Review> {
+    let current = client.get("/v1/policies")?;
+    let current_version = current.get("version").and_then(Value::as_u64).unwrap_or(0);
+    let old = bundle_of_files(current.get("files").unwrap_or(&Value::Null))?;
+    let inventory = inventory(client, entities)?;
+    let (w, s) = (inventory.workloads.len(), inventory.services.len());
+    let diff = signet_policy::gate_diff(
         &Authorizer::new(Arc::new(old)),
         &Authorizer::new(Arc::new(new.clone())),
-        &inventory,
+        inventory,
     );
-    let widened = changes
-        .iter()
-        .filter(|c| c.kind == ChangeKind::Widened)
-        .count();
-    let body = json!({
-        "files": sources.iter().map(|s| json!({ "name": s.name, "text": s.text })).collect::<Vec<_>>(),
-        "message": args.message,
-        "expected_version": current_version,
-        "dry_run": args.dry_run,
-        "wait_seconds": args.wait.wait.as_secs(),
-    });
-    let result = client.post("/v1/policies", &body)?;
-    let summary = json!({
-        "dry_run": args.dry_run,
-        "previous_version": current_version,
-        "version": result.get("version"),
-        "hash": new.hash(),
-        "policies": new.len(),
-        "widened": widened,
-        "narrowed": changes.len() - widened,
-        "changes": changes.iter().map(change_json).collect::<Vec<_>>(),
-        "enforcement": result.get("enforcement"),
-    });
-    if !print_structured(args.remote.output, &summary)? {
-        for change in &changes {
+    if output == super::Output::Table {
+        for change in &diff.changes {
             println!("{}", row(change));
         }
         println!(
-            "access matrix over {} workloads x {} services x {} actions: {widened} widened, {} narrowed",
-            inventory.workloads.len(),
-            inventory.services.len(),
-            1 + inventory.requests.len(),
-            changes.len() - widened
+            "access diff against version {current_version} over {w} workloads x {s} services ({} decisions): {} widened, {} narrowed",
+            diff.checked, diff.widened, diff.narrowed
         );
-        if inventory.requests.is_empty() {
-            println!("(connect decisions only: add HTTP request samples with --entities FILE)");
-        }
-        if args.dry_run {
-            println!(
-                "dry run: {} policies valid; nothing applied (version {current_version} stays)",
-                new.len()
-            );
-        } else {
-            println!(
-                "applied version {} ({} policies, hash {}); was version {current_version}",
-                text(&result, "version"),
-                new.len(),
-                &new.hash()[..12.min(new.hash().len())]
-            );
-        }
     }
-    if !args.dry_run {
-        let enforced =
-            super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
-        if args.remote.output == super::Output::Table {
-            println!("{enforced}");
+    Ok(Review {
+        current_version,
+        diff,
+    })
+}
+
+fn review_json(review: &Review) -> Value {
+    json!({
+        "against_version": review.current_version,
+        "checked": review.diff.checked,
+        "widened": review.diff.widened,
+        "narrowed": review.diff.narrowed,
+        "changes": review.diff.changes.iter().map(change_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Sends a reviewed change to `path`. The control plane runs its own gate: a 409 means it
+/// found the change widens (its registry may know more than this review did).
+fn send_reviewed(
+    client: &super::Client,
+    path: &str,
+    mut body: Value,
+    review: &Review,
+    allow: bool,
+    output: super::Output,
+) -> anyhow::Result<Result<Value, Outcome>> {
+    let verdict = decide_widening(&review.diff, allow)?;
+    let Verdict::Send { allow_widening } = verdict else {
+        if output != super::Output::Table {
+            print_structured(
+                output,
+                &json!({ "applied": false, "refused": "widens access", "review": review_json(review) }),
+            )?;
         }
+        eprintln!(
+            "meshctl: refused: this change widens access ({} decisions newly allowed); nothing was applied. Review the diff and pass --allow-widening to apply it.",
+            review.diff.widened
+        );
+        return Ok(Err(Outcome::Widened));
+    };
+    body["allow_widening"] = json!(allow_widening);
+    let (status, answer) = client.post_answer(path, &body)?;
+    if status == 409 && answer.get("problems").is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty())) && !allow_widening {
+        for line in answer.get("problems").and_then(Value::as_array).into_iter().flatten() {
+            println!("{}", line.as_str().unwrap_or_default());
+        }
+        eprintln!(
+            "meshctl: refused by the control plane: {}",
+            text(&answer, "error")
+        );
+        return Ok(Err(Outcome::Widened));
+    }
+    if !(200..300).contains(&status) {
+        let problems: Vec<&str> = answer
+            .get("problems")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let message = answer
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("the control plane answered {status}"), str::to_owned);
+        if problems.is_empty() {
+            anyhow::bail!("{message}");
+        }
+        anyhow::bail!("{message}: {}", problems.join("; "));
+    }
+    Ok(Ok(answer))
+}
+
+fn gate_line(result: &Value) -> String {
+    let gate = result.get("gate").unwrap_or(&Value::Null);
+    format!(
+        "control plane's gate: +{} widened / -{} narrowed over {} decisions",
+        text(gate, "widened"),
+        text(gate, "narrowed"),
+        text(gate, "checked")
+    )
+}
+
+pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
+    let sources = read_sources(&args.files)?;
+    let new = PolicyBundle::from_sources(&sources).map_err(|e| {
+        anyhow!(
+            "policies are invalid; nothing was applied: {}",
+            e.problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let client = args.remote.client()?;
+    let output = args.remote.output;
+    let review = review(&client, &new, args.entities.as_ref(), output)?;
+    let body = json!({
+        "files": sources.iter().map(|s| json!({ "name": s.name, "text": s.text })).collect::<Vec<_>>(),
+        "message": args.message,
+        "expected_version": review.current_version,
+        "dry_run": args.dry_run,
+        "wait_seconds": args.wait.wait.as_secs(),
+    });
+    if args.dry_run {
+        let result = client.post("/v1/policies", &body)?;
+        if !print_structured(output, &json!({ "dry_run": true, "review": review_json(&review), "control_plane": result }))? {
+            println!("{}", gate_line(&result));
+            println!(
+                "dry run: {} policies valid; nothing applied (version {} stays)",
+                new.len(),
+                review.current_version
+            );
+        }
+        return Ok(if review.diff.widened > 0 {
+            Outcome::Widened
+        } else {
+            Outcome::Success
+        });
+    }
+    let result = match send_reviewed(
+        &client,
+        "/v1/policies",
+        body,
+        &review,
+        args.allow_widening,
+        output,
+    )? {
+        Ok(result) => result,
+        Err(outcome) => return Ok(outcome),
+    };
+    let summary = json!({
+        "previous_version": review.current_version,
+        "version": result.get("version"),
+        "hash": new.hash(),
+        "policies": new.len(),
+        "review": review_json(&review),
+        "gate": result.get("gate"),
+        "enforcement": result.get("enforcement"),
+    });
+    let table = !print_structured(output, &summary)?;
+    if table {
+        println!("{}", gate_line(&result));
+        println!(
+            "applied version {} ({} policies, hash {}); was version {}",
+            text(&result, "version"),
+            new.len(),
+            &new.hash()[..12.min(new.hash().len())],
+            review.current_version
+        );
+    }
+    let enforced = super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
+    if table {
+        println!("{enforced}");
     }
     Ok(Outcome::Success)
 }
@@ -247,10 +408,18 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                     {
                         message = format!("rollback to {from}");
                     }
+                    let access = match (
+                        v.get("widened").and_then(Value::as_u64),
+                        v.get("narrowed").and_then(Value::as_u64),
+                    ) {
+                        (Some(w), Some(n)) => format!("+{w} widened / -{n} narrowed"),
+                        _ => "-".to_owned(),
+                    };
                     vec![
                         text(v, "version"),
                         time_of(v.get("created_at").unwrap_or(&Value::Null)),
                         text(v, "policies"),
+                        access,
                         hash.get(..12).unwrap_or(&hash).to_owned(),
                         text(v, "author"),
                         message,
@@ -264,7 +433,7 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
     } else {
         print_table(
             &[
-                "VERSION", "APPLIED", "POLICIES", "HASH", "AUTHOR", "MESSAGE",
+                "VERSION", "APPLIED", "POLICIES", "ACCESS", "HASH", "AUTHOR", "MESSAGE",
             ],
             &rows,
         );
@@ -274,12 +443,29 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let result = client.post(
+    let output = args.remote.output;
+    let earlier = client.get(&format!("/v1/policies/{}", args.version))?;
+    let new = bundle_of_files(earlier.get("files").unwrap_or(&Value::Null))?;
+    let review = review(&client, &new, None, output)?;
+    let body = json!({
+        "version": args.version,
+        "expected_version": review.current_version,
+        "wait_seconds": args.wait.wait.as_secs(),
+    });
+    let result = match send_reviewed(
+        &client,
         "/v1/policies/rollback",
-        &json!({ "version": args.version, "wait_seconds": args.wait.wait.as_secs() }),
-    )?;
-    let table = !print_structured(args.remote.output, &result)?;
+        body,
+        &review,
+        args.allow_widening,
+        output,
+    )? {
+        Ok(result) => result,
+        Err(outcome) => return Ok(outcome),
+    };
+    let table = !print_structured(output, &result)?;
     if table {
+        println!("{}", gate_line(&result));
         println!(
             "applied version {} with the policies of version {} ({} policies)",
             text(&result, "version"),

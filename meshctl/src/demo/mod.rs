@@ -260,6 +260,9 @@ impl Mesh {
             &json!({
                 "files": [{ "name": "shop.cedar", "text": POLICIES }],
                 "message": "meshctl demo",
+                // From nothing allowed to the demo's access: a widening the demo's own
+                // operator (the admin) accepts.
+                "allow_widening": true,
             }),
         )?;
         println!(

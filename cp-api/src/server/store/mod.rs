@@ -50,6 +50,11 @@ pub struct PolicyVersion {
     pub author: String,
     pub message: String,
     pub rolled_back_from: Option<u64>,
+    /// How many (workload, action, service, path class) decisions it opened and closed, as
+    /// the control plane's gate computed before applying it (`None`: applied before the
+    /// gate existed).
+    pub widened: Option<u64>,
+    pub narrowed: Option<u64>,
 }
 
 /// A new policy version to write.
@@ -63,6 +68,20 @@ pub struct NewPolicyVersion {
     pub files: Vec<StoredFile>,
     /// The version the change was made against (`Some(0)`: none yet); `None` skips the check.
     pub expected: Option<u64>,
+    /// The gate's access diff summary.
+    pub widened: Option<u64>,
+    pub narrowed: Option<u64>,
+}
+
+/// The labels operators set on one service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceLabels {
+    pub namespace: String,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    pub author: String,
 }
 
 /// An issued certificate.
@@ -222,6 +241,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn put_member(&self, member: Member) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Forgets proxies that left the registry.
     fn remove_members(&self, instances: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Every service's labels.
+    fn service_labels(&self) -> BoxFuture<'_, Result<Vec<ServiceLabels>, StoreError>>;
+    /// Replaces one service's labels (no labels: removes its entry).
+    fn put_service_labels(&self, entry: ServiceLabels) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Every kept proxy.
     fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, StoreError>>;
 

@@ -14,7 +14,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     AuditQuery, AuditRow, DenyEntry, IssuedCertificate, Member, NewPolicyVersion, OperatorAction,
-    PolicyVersion, Store, StoreError, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
+    PolicyVersion, ServiceLabels, Store, StoreError, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// Migrations in order; each runs once, in its own transaction.
@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../migrations/sqlite/0003_members.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_labels_and_gate.sql"),
     ),
 ];
 
@@ -177,6 +181,14 @@ fn policy_version(r: &SqliteRow) -> Result<PolicyVersion, StoreError> {
             .try_get::<Option<i64>, _>("rolled_back_from")
             .map_err(backend)?
             .map(to_u64),
+        widened: r
+            .try_get::<Option<i64>, _>("widened")
+            .map_err(backend)?
+            .map(to_u64),
+        narrowed: r
+            .try_get::<Option<i64>, _>("narrowed")
+            .map_err(backend)?
+            .map(to_u64),
     })
 }
 
@@ -231,8 +243,8 @@ impl Store for SqliteStore {
             let version = latest + 1;
             sqlx::query(
                 "INSERT INTO policy_versions \
-                 (version, hash, policies, created_at, author, message, rolled_back_from) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 (version, hash, policies, created_at, author, message, rolled_back_from, \
+                 widened, narrowed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(version)
             .bind(&new.hash)
@@ -241,6 +253,8 @@ impl Store for SqliteStore {
             .bind(&new.author)
             .bind(&new.message)
             .bind(new.rolled_back_from.map(to_i64))
+            .bind(new.widened.map(to_i64))
+            .bind(new.narrowed.map(to_i64))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -265,7 +279,7 @@ impl Store for SqliteStore {
     fn latest_policies(&self) -> BoxFuture<'_, Result<Option<VersionWithFiles>, StoreError>> {
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT version, hash, policies, created_at, author, message, rolled_back_from \
+                "SELECT version, hash, policies, created_at, author, message, rolled_back_from, widened, narrowed \
                  FROM policy_versions ORDER BY version DESC LIMIT 1",
             )
             .fetch_optional(&self.pool)
@@ -281,7 +295,7 @@ impl Store for SqliteStore {
     fn policy_version(&self, version: u64) -> BoxFuture<'_, Result<VersionWithFiles, StoreError>> {
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT version, hash, policies, created_at, author, message, rolled_back_from \
+                "SELECT version, hash, policies, created_at, author, message, rolled_back_from, widened, narrowed \
                  FROM policy_versions WHERE version = $1",
             )
             .bind(to_i64(version))
@@ -298,7 +312,7 @@ impl Store for SqliteStore {
     fn policy_history(&self) -> BoxFuture<'_, Result<Vec<PolicyVersion>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT version, hash, policies, created_at, author, message, rolled_back_from \
+                "SELECT version, hash, policies, created_at, author, message, rolled_back_from, widened, narrowed \
                  FROM policy_versions ORDER BY version DESC",
             )
             .fetch_all(&self.pool)
@@ -515,6 +529,58 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
             }
             tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn service_labels(&self) -> BoxFuture<'_, Result<Vec<ServiceLabels>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT namespace, name, labels, updated_at, author FROM service_labels \
+                 ORDER BY namespace, name",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    let labels: String = r.try_get("labels").map_err(backend)?;
+                    Ok(ServiceLabels {
+                        namespace: r.try_get("namespace").map_err(backend)?,
+                        name: r.try_get("name").map_err(backend)?,
+                        labels: serde_json::from_str(&labels).map_err(backend)?,
+                        updated_at: r.try_get("updated_at").map_err(backend)?,
+                        author: r.try_get("author").map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn put_service_labels(&self, entry: ServiceLabels) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if entry.labels.is_empty() {
+                sqlx::query("DELETE FROM service_labels WHERE namespace = $1 AND name = $2")
+                    .bind(&entry.namespace)
+                    .bind(&entry.name)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                return Ok(());
+            }
+            let labels = serde_json::to_string(&entry.labels).map_err(backend)?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO service_labels (namespace, name, labels, updated_at, \
+                 author) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&entry.namespace)
+            .bind(&entry.name)
+            .bind(labels)
+            .bind(entry.updated_at)
+            .bind(&entry.author)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(())
         })
     }
 

@@ -16,6 +16,8 @@ fn version(files: &[(&str, &str)], expected: Option<u64>) -> NewPolicyVersion {
             })
             .collect(),
         expected,
+        widened: Some(1),
+        narrowed: Some(0),
     }
 }
 
@@ -164,4 +166,48 @@ async fn the_database_and_its_wal_files_are_the_owners_alone() {
     }
     seen.sort();
     assert_eq!(seen, ["cp.db", "cp.db-shm", "cp.db-wal"]);
+}
+
+#[tokio::test]
+async fn service_labels_are_kept_replaced_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("s.db"))
+        .await
+        .expect("open");
+    let entry = |labels: &[(&str, &str)]| crate::server::store::ServiceLabels {
+        namespace: "shop".into(),
+        name: "cart".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        updated_at: 1,
+        author: "spiffe://t.test/signet/operator/admin".into(),
+    };
+    store
+        .put_service_labels(entry(&[("tier", "web"), ("env", "prod")]))
+        .await
+        .expect("put");
+    store
+        .put_service_labels(entry(&[("tier", "api")]))
+        .await
+        .expect("replace");
+    let kept = store.service_labels().await.expect("read");
+    assert_eq!(kept, [entry(&[("tier", "api")])]);
+    store.put_service_labels(entry(&[])).await.expect("remove");
+    assert!(store.service_labels().await.expect("read").is_empty());
+}
+
+#[tokio::test]
+async fn a_version_keeps_its_gate_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("s.db"))
+        .await
+        .expect("open");
+    let v = store
+        .apply_policies(version(&[("a.cedar", "")], Some(0)))
+        .await
+        .expect("apply");
+    let (meta, _) = store.policy_version(v).await.expect("read");
+    assert_eq!((meta.widened, meta.narrowed), (Some(1), Some(0)));
 }
