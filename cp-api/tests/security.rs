@@ -18,36 +18,12 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> ControlPlane {
     ControlPlane::start(&dir.join("cp"), &args)
 }
 
-/// An operator certificate for `id`, enrolled by the admin; returns `--cert`/`--key`.
 fn enroll(cp: &ControlPlane, dir: &std::path::Path, id: &str) -> [String; 4] {
-    let token = cp.token(id);
-    let out = dir.join(id.rsplit('/').next().unwrap());
-    cp.meshctl_ok(&[
-        "identity",
-        "issue",
-        "--spiffe-id",
-        id,
-        "--join-token",
-        &token,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    [
-        "--cert".to_owned(),
-        out.join("operator.crt").display().to_string(),
-        "--key".to_owned(),
-        out.join("operator.key").display().to_string(),
-    ]
+    cp.enroll(dir, id)
 }
 
-/// `meshctl` as the operator whose certificate `as_op` names (no bearer token).
 fn meshctl_as(cp: &ControlPlane, as_op: &[String; 4], args: &[&str]) -> Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(as_op.iter().map(String::as_str));
-    cp.meshctl_command(&all)
-        .env_remove("SIGNET_TOKEN")
-        .output()
-        .unwrap()
+    cp.meshctl_as(as_op, args)
 }
 
 #[tokio::test]

@@ -117,6 +117,11 @@ impl Http {
             .unwrap()
     }
 
+    /// `method path` without a body, host `host`; `Err` if the connection failed.
+    pub async fn call(&mut self, method: &str, host: &str, path: &str) -> Result<Reply, hyper::Error> {
+        self.send(request(method, host, path, &[], Bytes::new())).await
+    }
+
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
         match self {

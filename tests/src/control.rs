@@ -150,6 +150,49 @@ impl ControlPlane {
             .trim()
             .to_owned()
     }
+
+    /// An operator certificate for `id`, enrolled by the admin and kept under `dir`; the
+    /// `--cert`/`--key` arguments that present it.
+    pub fn enroll(&self, dir: &Path, id: &str) -> [String; 4] {
+        let token = self.token(id);
+        let out = dir.join(id.rsplit('/').next().expect("a SPIFFE ID path"));
+        self.meshctl_ok(&[
+            "identity",
+            "issue",
+            "--spiffe-id",
+            id,
+            "--join-token",
+            &token,
+            "--out",
+            out.to_str().expect("UTF-8 path"),
+        ]);
+        [
+            "--cert".to_owned(),
+            out.join("operator.crt").display().to_string(),
+            "--key".to_owned(),
+            out.join("operator.key").display().to_string(),
+        ]
+    }
+
+    /// `meshctl` as the operator whose certificate `as_op` names (no bearer token).
+    pub fn meshctl_as(&self, as_op: &[String; 4], args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(as_op.iter().map(String::as_str));
+        self.meshctl_command(&all)
+            .env_remove("SIGNET_TOKEN")
+            .output()
+            .expect("run meshctl")
+    }
+
+    /// Appends `text` to the operator policies and restarts the control plane to load them.
+    pub fn add_operator_policies(&mut self, text: &str) {
+        let operators = self.data_dir.join("operators.cedar");
+        let mut all = std::fs::read_to_string(&operators).expect("operators.cedar");
+        all.push_str(text);
+        std::fs::write(&operators, all).expect("write operators.cedar");
+        self.stop();
+        self.restart();
+    }
 }
 
 /// TLS towards a control plane: its certificate must chain to `bundle` and name the control

@@ -81,6 +81,7 @@ impl Mesh {
             file.to_str().unwrap(),
             "-m",
             "first",
+            "--allow-widening",
         ]);
         let app = EchoApp::start().await;
         let proxy = workspace_binary("signet-proxy");
