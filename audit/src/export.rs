@@ -101,10 +101,7 @@ pub fn cef(record: &Record) -> String {
             ("duser", c.spiffe_id.clone()),
             ("msg", format!("serial {}", c.serial)),
         ]),
-        Event::Policy(p) => ext.extend([
-            ("suser", p.author.clone()),
-            ("msg", p.summary()),
-        ]),
+        Event::Policy(p) => ext.extend([("suser", p.author.clone()), ("msg", p.summary())]),
         Event::Config(c) => ext.push(("msg", format!("{} {}", c.version, c.detail))),
         Event::Gap(g) => ext.push((
             "msg",

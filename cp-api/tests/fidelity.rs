@@ -97,10 +97,7 @@ async fn live(caller: &Node, target: &str, method: &str) -> Option<bool> {
     let port = caller.proxy.outbound[target];
     let attempt = async {
         let mut http = Http::h1(port).await;
-        let reply = http
-            .call(method, target, "/x")
-            .await
-            .ok()?;
+        let reply = http.call(method, target, "/x").await.ok()?;
         match reply.status.as_u16() {
             200 => Some(true),
             403 if reply.header("x-signet-denied-by").is_some() => Some(false),
@@ -114,7 +111,13 @@ async fn live(caller: &Node, target: &str, method: &str) -> Option<bool> {
 }
 
 /// `meshctl authz test --registry` on `policies`: allowed (exit 0) or denied (exit 2).
-fn offline(cp: &ControlPlane, policies: &std::path::Path, caller: &str, action: &str, target: &str) -> bool {
+fn offline(
+    cp: &ControlPlane,
+    policies: &std::path::Path,
+    caller: &str,
+    action: &str,
+    target: &str,
+) -> bool {
     let out = cp.meshctl(&[
         "authz",
         "test",
@@ -147,7 +150,11 @@ async fn compare(cp: &ControlPlane, nodes: &[Node], policies: &std::path::Path) 
     for caller in nodes {
         for target in SERVICES.iter().filter(|s| **s != caller.name) {
             let connect = offline(cp, policies, caller.name, "connect", target);
-            assert!(connect, "{} -> {target}: connect is denied offline", caller.name);
+            assert!(
+                connect,
+                "{} -> {target}: connect is denied offline",
+                caller.name
+            );
             for method in METHODS {
                 let expected = offline(cp, policies, caller.name, method, target);
                 let mut got = None;
@@ -158,14 +165,23 @@ async fn compare(cp: &ControlPlane, nodes: &[Node], policies: &std::path::Path) 
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                let got = got.unwrap_or_else(|| panic!("{} -> {target} {method}: no answer", caller.name));
+                let got = got
+                    .unwrap_or_else(|| panic!("{} -> {target} {method}: no answer", caller.name));
                 assert_eq!(
-                    got, expected,
+                    got,
+                    expected,
                     "{} -> {target} {method}: the proxy says {got}, `authz test` says {expected}\n{}",
                     caller.name,
                     std::fs::read_to_string(policies).unwrap()
                 );
-                matrix.insert((caller.name.to_owned(), target.to_string(), method.to_owned()), got);
+                matrix.insert(
+                    (
+                        caller.name.to_owned(),
+                        target.to_string(),
+                        method.to_owned(),
+                    ),
+                    got,
+                );
             }
         }
     }
@@ -204,7 +220,10 @@ async fn live_decisions_equal_authz_test_for_every_flow_and_follow_label_changes
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before = compare(&cp, &nodes, &policies).await;
-    assert!(before.values().any(|a| *a) && before.values().any(|a| !*a), "{before:?}");
+    assert!(
+        before.values().any(|a| *a) && before.values().any(|a| !*a),
+        "{before:?}"
+    );
 
     // Labels change while traffic runs: the proxies follow, and so does `authz test`.
     let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -214,7 +233,9 @@ async fn live_decisions_equal_authz_test_for_every_flow_and_follow_label_changes
         tokio::spawn(async move {
             let mut sent = 0u32;
             while running.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(mut http) = tokio::time::timeout(Duration::from_secs(2), Http::h1(port)).await {
+                if let Ok(mut http) =
+                    tokio::time::timeout(Duration::from_secs(2), Http::h1(port)).await
+                {
                     let _ = http.call("GET", "cart", "/x").await;
                     sent += 1;
                 }
@@ -228,7 +249,10 @@ async fn live_decisions_equal_authz_test_for_every_flow_and_follow_label_changes
     let after = compare(&cp, &nodes, &policies).await;
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     assert!(traffic.await.unwrap() > 0);
-    assert_ne!(before, after, "the label changes changed no decision: the test proves nothing");
+    assert_ne!(
+        before, after,
+        "the label changes changed no decision: the test proves nothing"
+    );
 }
 
 fn versions(cp: &ControlPlane) -> Vec<serde_json::Value> {
@@ -279,7 +303,10 @@ async fn a_widening_apply_is_refused_unless_allowed_and_permitted() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
-    assert!(stdout.contains("+ WIDENED") && stdout.contains("GET /admin/"), "{stdout}");
+    assert!(
+        stdout.contains("+ WIDENED") && stdout.contains("GET /admin/"),
+        "{stdout}"
+    );
     assert!(stderr.contains("--allow-widening"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert_eq!(versions(&cp).len(), applied, "a refused change was stored");
@@ -290,10 +317,21 @@ async fn a_widening_apply_is_refused_unless_allowed_and_permitted() {
         "wait_seconds": 0,
     });
     let reply = cp
-        .rest("POST", "/v1/policies", None, Some(body.to_string().into_bytes()))
+        .rest(
+            "POST",
+            "/v1/policies",
+            None,
+            Some(body.to_string().into_bytes()),
+        )
         .await;
     assert_eq!(reply.status, 409, "{reply:?}");
-    assert!(reply.json["error"].as_str().unwrap().contains("widens access"), "{reply:?}");
+    assert!(
+        reply.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("widens access"),
+        "{reply:?}"
+    );
     assert_eq!(versions(&cp).len(), applied);
 
     // An operator may apply, but opening access takes `policy.apply_widening`.
@@ -312,7 +350,10 @@ permit (principal == Signet::Operator::"{DEPLOYER}",
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("may not `policy.apply_widening`"), "{stderr}");
+    assert!(
+        stderr.contains("may not `policy.apply_widening`"),
+        "{stderr}"
+    );
     assert_eq!(versions(&cp).len(), applied);
 
     // The admin may; history and the audit record the summary.
@@ -326,25 +367,44 @@ permit (principal == Signet::Operator::"{DEPLOYER}",
     // Narrowing applies without a flag; so does a rollback that narrows. A rollback that
     // widens meets the same gate.
     let out = cp.meshctl(&["authz", "apply", "-f", &file(&narrow)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let widening_version = history[0]["version"].as_u64().unwrap().to_string();
     let out = cp.meshctl(&["authz", "rollback", &widening_version]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cp.meshctl(&["authz", "rollback", &widening_version, "--allow-widening"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The control plane's own signed chain records each version with its gate summary.
     let chain = cp.data_dir.join("audit").join("control-plane");
     let mut found = false;
     for _ in 0..50 {
         found = std::fs::read_dir(&chain).unwrap().any(|f| {
-            std::fs::read_to_string(f.unwrap().path())
-                .is_ok_and(|text| text.lines().any(|l| l.contains("\"widened\":") && l.contains("\"version\"")))
+            std::fs::read_to_string(f.unwrap().path()).is_ok_and(|text| {
+                text.lines()
+                    .any(|l| l.contains("\"widened\":") && l.contains("\"version\""))
+            })
         });
         if found {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(found, "no policy record with its gate summary in {}", chain.display());
+    assert!(
+        found,
+        "no policy record with its gate summary in {}",
+        chain.display()
+    );
 }

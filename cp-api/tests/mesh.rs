@@ -1062,14 +1062,12 @@ async fn oversized_policies_are_refused_and_changes_report_the_proxies_that_lag(
     assert!(waited >= Duration::from_secs(2), "{waited:?}");
     assert_eq!(mesh.versions().len(), before.len() + 1);
     // Thawed, the cart's proxy catches up; the next change is acknowledged by both.
-    let out = mesh
-        .cp
-        .meshctl_ok(&[
-            "authz",
-            "rollback",
-            &before.last().unwrap().to_string(),
-            "--allow-widening",
-        ]);
+    let out = mesh.cp.meshctl_ok(&[
+        "authz",
+        "rollback",
+        &before.last().unwrap().to_string(),
+        "--allow-widening",
+    ]);
     assert!(out.contains("enforced by 2 of 2 proxies"), "{out}");
 
     // A revocation is acknowledged by the proxies, and enforced.

@@ -253,3 +253,99 @@ fn the_demo_says_what_to_build_when_a_binary_is_missing() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cargo build --release"), "{stderr}");
 }
+
+/// The `meshctl.env` settings of a running demo, once it has written them.
+fn demo_env(data: &std::path::Path) -> Vec<(String, String)> {
+    let file = data.join("cp").join("meshctl.env");
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && text.contains("SIGNET_TOKEN")
+        {
+            return text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the demo wrote no {}", file.display());
+}
+
+#[test]
+fn identity_inspect_tells_which_requests_each_caller_may_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let demo = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["demo", "--duration", "12s", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let env = demo_env(&data);
+    let inspect = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meshctl"));
+        command
+            .args(["identity", "inspect", "payments", "-o", "json"])
+            .env("XDG_CONFIG_HOME", dir.path());
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+    };
+    // Until every proxy of the demo has registered.
+    let mut report = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Some(r) = inspect() {
+            report = r;
+            if report["authorization"]["inbound"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2)
+            {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let inbound = report["authorization"]["inbound"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let caller = |name: &str| {
+        inbound
+            .iter()
+            .find(|c| c["spiffe_id"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no caller {name}: {report}"))
+            .clone()
+    };
+    let action = |c: &serde_json::Value, name: &str| {
+        c["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["action"] == name)
+            .unwrap_or_else(|| panic!("no action {name}: {c}"))
+            .clone()
+    };
+    // The frontend may connect, and every request it could make is forbidden.
+    let frontend = caller("/frontend");
+    assert_eq!(action(&frontend, "connect")["decision"], "allow");
+    for group in ["read", "write"] {
+        let a = action(&frontend, group);
+        assert_eq!(a["decision"], "deny", "{a}");
+        assert_eq!(a["policies"][0], "frontend-never-calls-payments", "{a}");
+    }
+    // The cart may POST to the gRPC method only.
+    let post = action(&caller("/cart"), "POST");
+    assert_eq!(post["decision"], "depends", "{post}");
+    assert_eq!(post["allowed"][0]["path"], "/demo.Payments/Call", "{post}");
+    assert_eq!(
+        post["allowed"][0]["policies"][0], "cart-charges-payments",
+        "{post}"
+    );
+    let out = demo.wait_with_output().unwrap();
+    assert!(out.status.success());
+}

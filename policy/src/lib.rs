@@ -21,8 +21,8 @@
 
 pub mod authorizer;
 pub mod bundle;
-mod enforced;
 mod directory;
+mod enforced;
 mod explain;
 mod index;
 mod matrix;
@@ -45,8 +45,8 @@ pub use matrix::{
     AccessChange, ChangeKind, GateDiff, Inventory, KnownService, KnownWorkload, RequestSample,
     access_diff, gate_diff,
 };
-pub use samples::path_classes;
 pub use report::{Access, ActionAccess, access_between};
+pub use samples::path_classes;
 pub use schema::MeshSchema;
 pub use shadow::{Divergence, Shadow, ShadowDecision};
 pub use slice::ServiceRef;

@@ -109,7 +109,12 @@ pub fn access_between(
         .collect();
     let per_method: Vec<(usize, Access)> = methods
         .iter()
-        .map(|&m| (m, method_access(authorizer, caller, target, source_ip, table.name(m), paths)))
+        .map(|&m| {
+            (
+                m,
+                method_access(authorizer, caller, target, source_ip, table.name(m), paths),
+            )
+        })
         .collect();
     // Groups first (in name order), each reported once when all its methods agree.
     let groups: Vec<usize> = (0..table.len())
@@ -183,10 +188,7 @@ fn method_access(
     // forbids made every sampled deny, other policies reading headers cannot change it.
     let forbids_certain = allowed.is_empty()
         && denied.iter().all(|(_, policies)| {
-            !policies.is_empty()
-                && policies
-                    .iter()
-                    .all(|p| !reads_unsampled(authorizer, p))
+            !policies.is_empty() && policies.iter().all(|p| !reads_unsampled(authorizer, p))
         });
     let unsampled = !forbids_certain && reads.iter().any(|r| UNSAMPLED.contains(r));
     let same_policies = |list: &[(String, Vec<String>)]| {
@@ -286,7 +288,10 @@ mod tests {
                 denied,
             } => {
                 assert_eq!(reads, ["path"]);
-                assert_eq!(allowed, [("/api/".to_owned(), vec!["web-reads-api".to_owned()])]);
+                assert_eq!(
+                    allowed,
+                    [("/api/".to_owned(), vec!["web-reads-api".to_owned()])]
+                );
                 assert_eq!(denied, [("/".to_owned(), vec![])]);
             }
             other => panic!("read: {other:?}"),

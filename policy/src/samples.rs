@@ -136,7 +136,13 @@ mod tests {
         let classes: Vec<String> = path_classes(&[&b]).into_iter().collect();
         assert_eq!(
             classes,
-            ["/", "/admin", "/api/", "/shop.Cart/Add", "/shop.Payments/Call"]
+            [
+                "/",
+                "/admin",
+                "/api/",
+                "/shop.Cart/Add",
+                "/shop.Payments/Call"
+            ]
         );
     }
 

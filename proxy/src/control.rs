@@ -442,7 +442,10 @@ impl Link {
                 }
             }
         }
-        match (convert::directory(&config.workloads), convert::labels(&config.labels)) {
+        match (
+            convert::directory(&config.workloads),
+            convert::labels(&config.labels),
+        ) {
             (Ok(directory), Ok(labels)) => {
                 let current = proxy.callers.load();
                 if current.directory != directory || current.labels != labels {

@@ -118,8 +118,14 @@ impl Http {
     }
 
     /// `method path` without a body, host `host`; `Err` if the connection failed.
-    pub async fn call(&mut self, method: &str, host: &str, path: &str) -> Result<Reply, hyper::Error> {
-        self.send(request(method, host, path, &[], Bytes::new())).await
+    pub async fn call(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+    ) -> Result<Reply, hyper::Error> {
+        self.send(request(method, host, path, &[], Bytes::new()))
+            .await
     }
 
     /// Whether the connection is closed.

@@ -90,11 +90,17 @@ impl From<&Deny> for pb::DenyList {
 }
 
 /// The trust bundle of `td` in `bundle`; empty bundles and other trust domains' are refused.
-pub fn trust_bundle(td: &TrustDomain, bundle: &pb::TrustBundle) -> Result<TrustBundle, ConvertError> {
+pub fn trust_bundle(
+    td: &TrustDomain,
+    bundle: &pb::TrustBundle,
+) -> Result<TrustBundle, ConvertError> {
     if !bundle.trust_domain.is_empty() && bundle.trust_domain != td.as_str() {
         return Err(ConvertError::new(
             "bundle.trust_domain",
-            format!("`{}` is not this proxy's trust domain `{td}`", bundle.trust_domain),
+            format!(
+                "`{}` is not this proxy's trust domain `{td}`",
+                bundle.trust_domain
+            ),
         ));
     }
     if bundle.roots.is_empty() {
@@ -121,7 +127,10 @@ pub fn endpoints(index: usize, upstream: &pb::Upstream) -> Result<Endpoints, Con
         .enumerate()
         .map(|(i, e)| {
             e.parse::<SocketAddr>().map_err(|_| {
-                ConvertError::new(at("endpoints", i), format!("`{}` is not host:port", e.escape_debug()))
+                ConvertError::new(
+                    at("endpoints", i),
+                    format!("`{}` is not host:port", e.escape_debug()),
+                )
             })
         })
         .collect::<Result<_, _>>()?;
@@ -198,7 +207,10 @@ pub fn directory(workloads: &[pb::Workload]) -> Result<Directory, ConvertError> 
             if !valid_label_key(&label.key) || !keys.insert(label.key.as_str()) {
                 return Err(ConvertError::new(
                     format!("workloads[{i}].labels[{j}].key"),
-                    format!("`{}` is not a label key, or is repeated", label.key.escape_debug()),
+                    format!(
+                        "`{}` is not a label key, or is repeated",
+                        label.key.escape_debug()
+                    ),
                 ));
             }
             if !valid_label_value(&label.value) {
@@ -224,7 +236,10 @@ pub fn labels(labels: &[pb::Label]) -> Result<Vec<(String, String)>, ConvertErro
         if !valid_label_key(&label.key) || out.contains_key(&label.key) {
             return Err(ConvertError::new(
                 format!("labels[{i}].key"),
-                format!("`{}` is not a label key, or is repeated", label.key.escape_debug()),
+                format!(
+                    "`{}` is not a label key, or is repeated",
+                    label.key.escape_debug()
+                ),
             ));
         }
         if !valid_label_value(&label.value) {
@@ -266,7 +281,10 @@ pub const MAX_LABEL_VALUE: usize = 253;
 pub fn valid_label_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_LABEL_KEY
-        && key.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && key
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_./".contains(&b))

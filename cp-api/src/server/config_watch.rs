@@ -49,7 +49,9 @@ type ConfigStream = Pin<Box<dyn Stream<Item = Result<pb::ProxyConfig, Status>> +
 type TrustStream = Pin<Box<dyn Stream<Item = Result<pb::TrustUpdate, Status>> + Send>>;
 
 fn same_content(a: &pb::ProxyConfig, b: &pb::ProxyConfig) -> bool {
-    a.policies == b.policies && a.upstreams == b.upstreams && a.workloads == b.workloads
+    a.policies == b.policies
+        && a.upstreams == b.upstreams
+        && a.workloads == b.workloads
         && a.labels == b.labels
 }
 

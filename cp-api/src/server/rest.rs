@@ -641,14 +641,7 @@ async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
     // Against what is applied now, under the lock: no other change can slip in between the
     // diff and the write.
     let diff = gate(api, &bundle).await?;
-    pass_gate(
-        api,
-        op,
-        &diff,
-        allow_widening,
-        rolled_back_from.is_some(),
-    )
-    .await?;
+    pass_gate(api, op, &diff, allow_widening, rolled_back_from.is_some()).await?;
     let version = api
         .hub
         .store
@@ -1036,7 +1029,9 @@ async fn label_service(
         )));
     }
     if let Some(key) = body.remove.iter().find(|k| body.set.contains_key(*k)) {
-        return Err(ApiError::bad(format!("label `{key}` is both set and removed")));
+        return Err(ApiError::bad(format!(
+            "label `{key}` is both set and removed"
+        )));
     }
     api.authorize(
         &op,
@@ -1244,9 +1239,12 @@ fn effective_authorization(hub: &Hub, id: &SpiffeId) -> Value {
             .collect();
         (connect, json)
     };
-    let own = own_service
-        .as_ref()
-        .and_then(|svc| inventory.services.iter().find(|s| s.name == svc.name && s.namespace == svc.namespace));
+    let own = own_service.as_ref().and_then(|svc| {
+        inventory
+            .services
+            .iter()
+            .find(|s| s.name == svc.name && s.namespace == svc.namespace)
+    });
     let inbound: Vec<Value> = own
         .map(|svc| {
             directory

@@ -109,15 +109,13 @@ impl RequestArgs {
         let bundle = load_bundle(&self.policies.paths)?;
         let inventory = match (&self.entities, self.registry) {
             (Some(file), _) => crate::authz::diff::read_inventory_file(file, false)?,
-            (None, true) => {
-                serde_json::from_value(self.connection.client()?.get("/v1/inventory")?)
-                    .context("reading the registry's inventory")?
-            }
+            (None, true) => serde_json::from_value(self.connection.client()?.get("/v1/inventory")?)
+                .context("reading the registry's inventory")?,
             (None, false) => Inventory::default(),
         };
-        let known = inventory.service(&self.resource).filter(|s| {
-            self.namespace.as_ref().is_none_or(|ns| *ns == s.namespace)
-        });
+        let known = inventory
+            .service(&self.resource)
+            .filter(|s| self.namespace.as_ref().is_none_or(|ns| *ns == s.namespace));
         let namespace = self
             .namespace
             .clone()

@@ -274,8 +274,18 @@ fn send_reviewed(
     };
     body["allow_widening"] = json!(allow_widening);
     let (status, answer) = client.post_answer(path, &body)?;
-    if status == 409 && answer.get("problems").is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty())) && !allow_widening {
-        for line in answer.get("problems").and_then(Value::as_array).into_iter().flatten() {
+    if status == 409
+        && answer
+            .get("problems")
+            .is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty()))
+        && !allow_widening
+    {
+        for line in answer
+            .get("problems")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             println!("{}", line.as_str().unwrap_or_default());
         }
         eprintln!(
@@ -290,10 +300,10 @@ fn send_reviewed(
             .and_then(Value::as_array)
             .map(|p| p.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let message = answer
-            .get("error")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("the control plane answered {status}"), str::to_owned);
+        let message = answer.get("error").and_then(Value::as_str).map_or_else(
+            || format!("the control plane answered {status}"),
+            str::to_owned,
+        );
         if problems.is_empty() {
             anyhow::bail!("{message}");
         }
@@ -336,7 +346,10 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     });
     if args.dry_run {
         let result = client.post("/v1/policies", &body)?;
-        if !print_structured(output, &json!({ "dry_run": true, "review": review_json(&review), "control_plane": result }))? {
+        if !print_structured(
+            output,
+            &json!({ "dry_run": true, "review": review_json(&review), "control_plane": result }),
+        )? {
             println!("{}", gate_line(&result));
             println!(
                 "dry run: {} policies valid; nothing applied (version {} stays)",

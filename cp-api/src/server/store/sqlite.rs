@@ -14,7 +14,8 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     AuditQuery, AuditRow, DenyEntry, IssuedCertificate, Member, NewPolicyVersion, OperatorAction,
-    PolicyVersion, ServiceLabels, Store, StoreError, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
+    PolicyVersion, ServiceLabels, Store, StoreError, StoredFile, VersionWithFiles, from_unix_ms,
+    unix_ms,
 };
 
 /// Migrations in order; each runs once, in its own transaction.
