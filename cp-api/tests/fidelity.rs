@@ -2,7 +2,11 @@
 //! services behind joined proxies, policies that read the caller's service, labels and
 //! namespace, and `meshctl authz test --registry` asked about every flow the live proxies
 //! decide. Then the gate on `authz apply`, refusing what widens unless allowed.
-#![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests: a failure is the test failing"
+)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -255,6 +255,7 @@ fn the_demo_says_what_to_build_when_a_binary_is_missing() {
 }
 
 /// The `meshctl.env` settings of a running demo, once it has written them.
+#[expect(clippy::panic, reason = "test helper: no settings is the test failing")]
 fn demo_env(data: &std::path::Path) -> Vec<(String, String)> {
     let file = data.join("cp").join("meshctl.env");
     for _ in 0..300 {
