@@ -155,7 +155,7 @@ async fn applied_policies_reach_every_proxy_and_roll_back_and_bad_ones_change_no
         "requests:\n  - method: GET\n    path: /api/items\n",
     )
     .unwrap();
-    let shown = mesh.cp.meshctl_ok(&[
+    let out = mesh.cp.meshctl(&[
         "authz",
         "apply",
         "--dry-run",
@@ -164,11 +164,19 @@ async fn applied_policies_reach_every_proxy_and_roll_back_and_bad_ones_change_no
         "--entities",
         samples.to_str().unwrap(),
     ]);
+    let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
         shown.contains(&format!("- NARROWED  {FRONTEND} -> cart: GET /api/items")),
         "{shown}"
     );
+    // The path classes the policies name are tried too: /admin/ opens. A dry run that
+    // widens exits 3, as `authz diff` does.
+    assert!(
+        shown.contains(&format!("+ WIDENED   {FRONTEND} -> cart: GET /admin/")),
+        "{shown}"
+    );
     assert!(shown.contains("dry run"), "{shown}");
+    assert_eq!(out.status.code(), Some(3), "{shown}");
     assert_eq!(mesh.versions(), [1]);
 
     // Narrow: reads only under /admin/. Every proxy enforces version 2 quickly.

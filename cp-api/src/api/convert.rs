@@ -202,40 +202,26 @@ pub fn directory(workloads: &[pb::Workload]) -> Result<Directory, ConvertError> 
                 format!("`{id}` is listed twice"),
             ));
         }
-        let mut keys = BTreeSet::new();
-        for (j, label) in w.labels.iter().enumerate() {
-            if !valid_label_key(&label.key) || !keys.insert(label.key.as_str()) {
-                return Err(ConvertError::new(
-                    format!("workloads[{i}].labels[{j}].key"),
-                    format!(
-                        "`{}` is not a label key, or is repeated",
-                        label.key.escape_debug()
-                    ),
-                ));
-            }
-            if !valid_label_value(&label.value) {
-                return Err(ConvertError::new(
-                    format!("workloads[{i}].labels[{j}].value"),
-                    "not a label value (at most 253 visible ASCII characters)",
-                ));
-            }
-        }
-        directory.insert(
-            id,
-            w.service.clone(),
-            w.labels.iter().map(|l| (l.key.clone(), l.value.clone())),
-        );
+        let labels = checked_labels(&format!("workloads[{i}].labels"), &w.labels)?;
+        directory.insert(id, w.service.clone(), labels);
     }
     Ok(directory)
 }
-
 /// The labels of the proxy's own service (`ProxyConfig.labels`), sorted by key.
 pub fn labels(labels: &[pb::Label]) -> Result<Vec<(String, String)>, ConvertError> {
+    checked_labels("labels", labels)
+}
+
+/// `labels` (at `field`) sorted by key, each key valid and once, each value valid.
+fn checked_labels(
+    field: &str,
+    labels: &[pb::Label],
+) -> Result<Vec<(String, String)>, ConvertError> {
     let mut out = std::collections::BTreeMap::new();
     for (i, label) in labels.iter().enumerate() {
         if !valid_label_key(&label.key) || out.contains_key(&label.key) {
             return Err(ConvertError::new(
-                format!("labels[{i}].key"),
+                format!("{field}[{i}].key"),
                 format!(
                     "`{}` is not a label key, or is repeated",
                     label.key.escape_debug()
@@ -244,7 +230,7 @@ pub fn labels(labels: &[pb::Label]) -> Result<Vec<(String, String)>, ConvertErro
         }
         if !valid_label_value(&label.value) {
             return Err(ConvertError::new(
-                format!("labels[{i}].value"),
+                format!("{field}[{i}].value"),
                 "not a label value (at most 253 visible ASCII characters)",
             ));
         }

@@ -23,6 +23,15 @@ fn every_act(target: &SpiffeId) -> Vec<Act<'_>> {
             version: 2,
             expected_version: None,
         },
+        Act::PolicyWidening {
+            widened: 3,
+            narrowed: 1,
+            rollback: false,
+        },
+        Act::ServiceLabel {
+            service: "cart",
+            namespace: "shop",
+        },
         Act::TokenCreate {
             id: target,
             operator: false,
