@@ -1182,13 +1182,21 @@ async fn identity(
             v
         })
         .collect();
+    // Every caller and service, each action on every path class: CPU work, kept off the
+    // async workers.
+    let authorization = {
+        let (hub, id) = (Arc::clone(&api.hub), id.clone());
+        tokio::task::spawn_blocking(move || effective_authorization(&hub, &id))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
     Ok(Json(json!({
         "spiffe_id": id.as_str(),
         "service": id.namespace_and_account().map(|(ns, sa)| json!({ "name": sa, "namespace": ns })),
         "certificate": current_json,
         "certificates": certificates,
         "proxies": holders_json,
-        "authorization": effective_authorization(hub, &id),
+        "authorization": authorization,
     })))
 }
 
