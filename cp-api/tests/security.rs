@@ -2,7 +2,6 @@
 //! who can reach its ports would try them. Each test fails on a control plane with the hole.
 #![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
 
-use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use signet_tests::control::ControlPlane;
@@ -16,14 +15,6 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> ControlPlane {
     let mut args = vec!["--trust-domain", TD];
     args.extend_from_slice(extra);
     ControlPlane::start(&dir.join("cp"), &args)
-}
-
-fn enroll(cp: &ControlPlane, dir: &std::path::Path, id: &str) -> [String; 4] {
-    cp.enroll(dir, id)
-}
-
-fn meshctl_as(cp: &ControlPlane, as_op: &[String; 4], args: &[&str]) -> Output {
-    cp.meshctl_as(as_op, args)
 }
 
 #[tokio::test]
@@ -44,16 +35,16 @@ when {{ context.path like "/ns/shop/*" }};
     std::fs::write(&operators, text).unwrap();
     cp.stop();
     cp.restart();
-    let ci = enroll(&cp, dir.path(), CI);
+    let ci = cp.enroll(dir.path(), CI);
 
-    let out = meshctl_as(&cp, &ci, &["token", "create", "--spiffe-id", CART]);
+    let out = cp.meshctl_as(&ci, &["token", "create", "--spiffe-id", CART]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     for target in [ADMIN, CI, "spiffe://sec.test/signet/operator/new"] {
-        let out = meshctl_as(&cp, &ci, &["token", "create", "--spiffe-id", target]);
+        let out = cp.meshctl_as(&ci, &["token", "create", "--spiffe-id", target]);
         assert_eq!(out.status.code(), Some(1), "{target}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -62,8 +53,7 @@ when {{ context.path like "/ns/shop/*" }};
         );
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
-    let out = meshctl_as(
-        &cp,
+    let out = cp.meshctl_as(
         &ci,
         &[
             "token",
@@ -74,7 +64,7 @@ when {{ context.path like "/ns/shop/*" }};
     );
     assert_eq!(out.status.code(), Some(1));
     // Nor can the role add deny-list entries or read the audit trail.
-    let out = meshctl_as(&cp, &ci, &["identity", "deny", "--spiffe-id", CART]);
+    let out = cp.meshctl_as(&ci, &["identity", "deny", "--spiffe-id", CART]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("may not `deny.add`"));
     // The refusals are on record, naming the identity that was asked for.

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::authorizer::{Authorizer, Caller, Decision, HttpRequest, Target};
+use crate::authorizer::{Authorizer, Caller, HttpRequest, Target};
 use crate::scope::ActionTable;
 
 /// One action's answer.
@@ -81,10 +81,6 @@ pub struct ActionAccess {
 /// The parts of a request no path class samples: a decision reading them can go either way.
 const UNSAMPLED: [&str; 4] = ["host", "query", "headers", "user"];
 
-fn decision_policies(d: &Decision) -> Vec<String> {
-    d.policies.clone()
-}
-
 /// What `caller` may do to `target` under `authorizer`, trying `paths` for every method.
 pub fn access_between(
     authorizer: &Authorizer,
@@ -98,9 +94,9 @@ pub fn access_between(
     let mut rows = vec![ActionAccess {
         action: "connect".to_owned(),
         access: if connect.is_allowed() {
-            Access::Allowed(decision_policies(&connect))
+            Access::Allowed(connect.policies.clone())
         } else {
-            Access::Denied(decision_policies(&connect))
+            Access::Denied(connect.policies.clone())
         },
     }];
     let methods: Vec<usize> = table
@@ -176,7 +172,7 @@ fn method_access(
             claims: None,
         };
         let d = authorizer.request(caller, target, &request);
-        let entry = (path.clone(), decision_policies(&d));
+        let entry = (path.clone(), d.policies.clone());
         if d.is_allowed() {
             allowed.push(entry);
         } else {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -205,19 +205,7 @@ impl Client {
     async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let (status, value) = self.exchange(method, path, body).await?;
         if !(200..300).contains(&status) {
-            let message = value.get("error").and_then(Value::as_str).map_or_else(
-                || format!("the control plane answered {status}"),
-                str::to_owned,
-            );
-            let problems: Vec<&str> = value
-                .get("problems")
-                .and_then(Value::as_array)
-                .map(|p| p.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if problems.is_empty() {
-                bail!("{message}");
-            }
-            bail!("{message}: {}", problems.join("; "));
+            return Err(refusal(status, &value));
         }
         Ok(value)
     }
@@ -277,5 +265,23 @@ impl Client {
             .to_bytes();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status.as_u16(), value))
+    }
+}
+
+/// A non-2xx answer as one error: its `error`, then its `problems` joined by `; `.
+pub(crate) fn refusal(status: u16, value: &Value) -> anyhow::Error {
+    let message = value.get("error").and_then(Value::as_str).map_or_else(
+        || format!("the control plane answered {status}"),
+        str::to_owned,
+    );
+    let problems: Vec<&str> = value
+        .get("problems")
+        .and_then(Value::as_array)
+        .map(|p| p.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if problems.is_empty() {
+        anyhow!("{message}")
+    } else {
+        anyhow!("{message}: {}", problems.join("; "))
     }
 }

@@ -295,19 +295,7 @@ fn send_reviewed(
         return Ok(Err(Outcome::Widened));
     }
     if !(200..300).contains(&status) {
-        let problems: Vec<&str> = answer
-            .get("problems")
-            .and_then(Value::as_array)
-            .map(|p| p.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let message = answer.get("error").and_then(Value::as_str).map_or_else(
-            || format!("the control plane answered {status}"),
-            str::to_owned,
-        );
-        if problems.is_empty() {
-            anyhow::bail!("{message}");
-        }
-        anyhow::bail!("{message}: {}", problems.join("; "));
+        return Err(super::client::refusal(status, &answer));
     }
     Ok(Ok(answer))
 }
