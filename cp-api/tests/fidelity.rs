@@ -412,3 +412,69 @@ permit (principal == Signet::Operator::"{DEPLOYER}",
         chain.display()
     );
 }
+
+/// A malformed entry in what the control plane sent (here: the configuration the proxy
+/// kept, edited while it was down, then loaded at start with the control plane away) is
+/// refused by its part and counted, never skipped: the parts that convert still apply.
+#[tokio::test]
+async fn a_malformed_entry_is_refused_and_counted_and_the_rest_applies() {
+    use prost::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cp, app, mut nodes) = start_mesh(dir.path()).await;
+    let policies = dir.path().join("generated.cedar");
+    std::fs::write(&policies, generated_policies()).unwrap();
+    cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        policies.to_str().unwrap(),
+        "--allow-widening",
+    ]);
+    label(&cp, "cart", &["tier=api"]);
+    let kept = dir.path().join("cart-state").join("config.pb");
+    let mut config = signet_cp::api::v1::ProxyConfig::default();
+    for _ in 0..100 {
+        config = signet_cp::api::v1::ProxyConfig::decode(
+            std::fs::read(&kept).unwrap_or_default().as_slice(),
+        )
+        .unwrap_or_default();
+        if config.workloads.len() == 3 && !config.labels.is_empty() && config.deny.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(config.workloads.len(), 3, "{config:?}");
+    let version = config.policies.as_ref().unwrap().version;
+    assert_eq!(cp.stop(), Some(0));
+    let cart = nodes.remove(1);
+    assert_eq!(cart.name, "cart");
+    cart.proxy.terminate();
+
+    config
+        .deny
+        .get_or_insert_default()
+        .serials
+        .push("not-hex".into());
+    config.workloads[0].labels.push(signet_cp::api::v1::Label {
+        key: "Not A Key".into(),
+        value: "x".into(),
+    });
+    std::fs::write(&kept, config.encode_to_vec()).unwrap();
+    let toml = proxy_toml(&cp, "cart", None, app.addr, &["frontend", "payments"]);
+    let proxy = ProxyProcess::start(&workspace_binary("signet-proxy"), dir.path(), "cart", &toml);
+    for part in ["deny", "workloads"] {
+        let series = format!("signet_proxy_reload_failures_total{{source=\"{part}\"}}");
+        assert_eq!(proxy.metric_reaching(&series, 1).await, 1, "{series}");
+    }
+    // The policies converted and are enforced.
+    assert_eq!(
+        proxy
+            .metric_reaching("signet_proxy_policy_version", version)
+            .await,
+        version
+    );
+    nodes.push(Node {
+        name: "cart",
+        proxy,
+    });
+}

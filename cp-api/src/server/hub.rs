@@ -208,9 +208,13 @@ impl Hub {
     /// callers are, for every decision the mesh makes. An identity none of whose proxies is
     /// registered is not listed (unregistered: no service, no labels).
     pub fn directory(&self) -> Directory {
+        self.directory_of(&self.proxies())
+    }
+
+    fn directory_of(&self, proxies: &[ProxyEntry]) -> Directory {
         let labels = read(&self.labels);
         let mut directory = Directory::new();
-        for p in self.proxies() {
+        for p in proxies.iter().cloned() {
             let service = ServiceRef::new(p.service.clone(), p.namespace.clone());
             let tags = labels.get(&service).cloned().unwrap_or_default();
             directory.insert(p.spiffe_id, p.service, tags);
@@ -222,7 +226,9 @@ impl Hub {
     /// [`Hub::directory`] lists it) and every service with a registered proxy, its port and
     /// labels. No request samples.
     pub fn inventory(&self) -> Inventory {
-        let directory = self.directory();
+        // One registry snapshot for both halves, so every listed caller's service is listed.
+        let proxies = self.proxies();
+        let directory = self.directory_of(&proxies);
         let workloads = directory
             .iter()
             .map(|(id, entry)| KnownWorkload {
@@ -234,7 +240,7 @@ impl Hub {
             .collect();
         let labels = read(&self.labels);
         let mut services: BTreeMap<ServiceRef, u16> = BTreeMap::new();
-        for p in self.proxies() {
+        for p in proxies {
             let port = p
                 .endpoint
                 .rsplit(':')

@@ -51,7 +51,7 @@ pub(crate) fn run(args: &DiffArgs) -> anyhow::Result<Outcome> {
     match args.output {
         Format::Table => {
             for change in &changes {
-                println!("{}", row(change));
+                println!("{}", change.row());
             }
             println!(
                 "{} change{} in {checked} decisions: {widened} widened, {} narrowed",
@@ -68,7 +68,7 @@ pub(crate) fn run(args: &DiffArgs) -> anyhow::Result<Outcome> {
                 "checked": checked,
                 "widened": widened,
                 "narrowed": changes.len() - widened,
-                "changes": changes.iter().map(json).collect::<Vec<_>>(),
+                "changes": changes.iter().map(AccessChange::to_json).collect::<Vec<_>>(),
             })
         ),
     }
@@ -105,12 +105,4 @@ pub(crate) fn read_inventory_file(
         "entities `{shown}` must list at least one workload and one service"
     );
     Ok(inventory)
-}
-
-pub(crate) fn row(change: &AccessChange) -> String {
-    change.row()
-}
-
-pub(crate) fn json(change: &AccessChange) -> serde_json::Value {
-    change.to_json()
 }

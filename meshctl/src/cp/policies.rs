@@ -19,7 +19,6 @@ use signet_policy::{Authorizer, GateDiff, Inventory, PolicyBundle, PolicySource}
 
 use super::{Remote, print_structured, print_table, text, time_of};
 use crate::Outcome;
-use crate::authz::diff::{json as change_json, row};
 
 /// Largest policy file read.
 const MAX_FILE_LEN: u64 = 1024 * 1024;
@@ -225,7 +224,7 @@ fn review(
     );
     if output == super::Output::Table {
         for change in &diff.changes {
-            println!("{}", row(change));
+            println!("{}", change.row());
         }
         println!(
             "access diff against version {current_version} over {w} workloads x {s} services ({} decisions): {} widened, {} narrowed",
@@ -244,7 +243,7 @@ fn review_json(review: &Review) -> Value {
         "checked": review.diff.checked,
         "widened": review.diff.widened,
         "narrowed": review.diff.narrowed,
-        "changes": review.diff.changes.iter().map(change_json).collect::<Vec<_>>(),
+        "changes": review.diff.changes.iter().map(signet_policy::AccessChange::to_json).collect::<Vec<_>>(),
     })
 }
 
