@@ -192,6 +192,20 @@ async fn compare(cp: &ControlPlane, nodes: &[Node], policies: &std::path::Path) 
     matrix
 }
 
+/// Writes the generated policies under `dir` and applies them; their file.
+fn apply_generated(cp: &ControlPlane, dir: &std::path::Path) -> std::path::PathBuf {
+    let policies = dir.join("generated.cedar");
+    std::fs::write(&policies, generated_policies()).unwrap();
+    cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        policies.to_str().unwrap(),
+        "--allow-widening",
+    ]);
+    policies
+}
+
 fn label(cp: &ControlPlane, service: &str, changes: &[&str]) {
     let mut args = vec!["services", "label", service, "-n", "shop"];
     args.extend_from_slice(changes);
@@ -203,15 +217,7 @@ fn label(cp: &ControlPlane, service: &str, changes: &[&str]) {
 async fn live_decisions_equal_authz_test_for_every_flow_and_follow_label_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (cp, _app, nodes) = start_mesh(dir.path()).await;
-    let policies = dir.path().join("generated.cedar");
-    std::fs::write(&policies, generated_policies()).unwrap();
-    cp.meshctl_ok(&[
-        "authz",
-        "apply",
-        "-f",
-        policies.to_str().unwrap(),
-        "--allow-widening",
-    ]);
+    let policies = apply_generated(&cp, dir.path());
     label(&cp, "frontend", &["team=checkout"]);
     label(&cp, "cart", &["tier=api"]);
     label(&cp, "payments", &["tier=db", "team=ledger"]);
@@ -421,15 +427,7 @@ async fn a_malformed_entry_is_refused_and_counted_and_the_rest_applies() {
     use prost::Message as _;
     let dir = tempfile::tempdir().unwrap();
     let (mut cp, app, mut nodes) = start_mesh(dir.path()).await;
-    let policies = dir.path().join("generated.cedar");
-    std::fs::write(&policies, generated_policies()).unwrap();
-    cp.meshctl_ok(&[
-        "authz",
-        "apply",
-        "-f",
-        policies.to_str().unwrap(),
-        "--allow-widening",
-    ]);
+    apply_generated(&cp, dir.path());
     label(&cp, "cart", &["tier=api"]);
     let kept = dir.path().join("cart-state").join("config.pb");
     let mut config = signet_cp::api::v1::ProxyConfig::default();
