@@ -45,6 +45,11 @@ fn classify(record: &Record) -> (String, String, u8) {
             format!("decision:{}", d.decision),
             if d.decision == "deny" { 5 } else { 1 },
         ),
+        Event::Shadow(s) => (
+            format!("{} would {}", s.enforced.action, s.would),
+            format!("shadow:{}", s.would),
+            2,
+        ),
         Event::Certificate(c) => (
             format!("certificate {}", c.kind),
             format!("certificate:{}", c.kind),
@@ -61,6 +66,53 @@ fn classify(record: &Record) -> (String, String, u8) {
     }
 }
 
+/// The CEF extension fields of a decision: `act` and the policies (`cs3`) as given, so a
+/// shadow record can put the candidate's there.
+fn cef_decision(
+    ext: &mut Vec<(&str, String)>,
+    d: &crate::record::Decision,
+    act: String,
+    policies: &[String],
+) {
+    let (src, spt) = split_addr(&d.src);
+    let (dst, dpt) = split_addr(&d.dst);
+    ext.extend([
+        ("act", act),
+        ("suser", d.principal.clone()),
+        ("requestMethod", d.action.clone()),
+        ("src", src.to_owned()),
+        ("spt", spt.to_owned()),
+        ("dst", dst.to_owned()),
+        ("dpt", dpt.to_owned()),
+        ("cs2Label", "service".to_owned()),
+        ("cs2", format!("{}/{}", d.namespace, d.resource)),
+        ("cs3Label", "policies".to_owned()),
+        ("cs3", policies.join(",")),
+    ]);
+    if let Some(path) = &d.path {
+        ext.push(("request", path.clone()));
+    }
+}
+
+/// `shadow: candidate <hash> would deny (by p); enforced allow (by q)`.
+pub fn shadow_summary(s: &crate::record::ShadowDecision) -> String {
+    let by = |policies: &[String]| {
+        if policies.is_empty() {
+            "default-deny".to_owned()
+        } else {
+            policies.join(",")
+        }
+    };
+    format!(
+        "shadow: candidate {} would {} (by {}); enforced {} (by {})",
+        s.candidate.get(..12).unwrap_or(&s.candidate),
+        s.would,
+        by(&s.candidate_policies),
+        s.enforced.decision,
+        by(&s.enforced.policies)
+    )
+}
+
 /// One record as a CEF event.
 pub fn cef(record: &Record) -> String {
     let (name, signature, severity) = classify(record);
@@ -72,25 +124,15 @@ pub fn cef(record: &Record) -> String {
         ("cn1", record.seq.to_string()),
     ];
     match &record.event {
-        Event::Decision(d) => {
-            let (src, spt) = split_addr(&d.src);
-            let (dst, dpt) = split_addr(&d.dst);
-            ext.extend([
-                ("act", d.decision.clone()),
-                ("suser", d.principal.clone()),
-                ("requestMethod", d.action.clone()),
-                ("src", src.to_owned()),
-                ("spt", spt.to_owned()),
-                ("dst", dst.to_owned()),
-                ("dpt", dpt.to_owned()),
-                ("cs2Label", "service".to_owned()),
-                ("cs2", format!("{}/{}", d.namespace, d.resource)),
-                ("cs3Label", "policies".to_owned()),
-                ("cs3", d.policies.join(",")),
-            ]);
-            if let Some(path) = &d.path {
-                ext.push(("request", path.clone()));
-            }
+        Event::Decision(d) => cef_decision(&mut ext, d, d.decision.clone(), &d.policies),
+        Event::Shadow(s) => {
+            cef_decision(
+                &mut ext,
+                &s.enforced,
+                format!("would-{}", s.would),
+                &s.candidate_policies,
+            );
+            ext.push(("msg", shadow_summary(s)));
         }
         Event::Operator(o) => ext.extend([
             ("act", if o.allowed { "allow" } else { "deny" }.to_owned()),
@@ -193,6 +235,29 @@ pub fn splunk_hec(record: &Record, line: &str, hostname: &str) -> String {
     .to_string()
 }
 
+/// The ECS fields of a decision (its `rule.name` from `policies`).
+fn ecs_decision(doc: &mut serde_json::Value, d: &crate::record::Decision, policies: &[String]) {
+    let (src, spt) = split_addr(&d.src);
+    let (dst, dpt) = split_addr(&d.dst);
+    doc["event"]["category"] = serde_json::json!(["network"]);
+    doc["source"] = serde_json::json!({ "ip": src, "port": spt.parse::<u16>().ok() });
+    doc["destination"] = serde_json::json!({ "ip": dst, "port": dpt.parse::<u16>().ok() });
+    doc["user"] = serde_json::json!({ "name": d.principal });
+    doc["service"] = serde_json::json!({ "name": d.resource });
+    // ECS has no `service.namespace`; a workload namespace is `orchestrator.namespace`.
+    doc["orchestrator"] = serde_json::json!({ "namespace": d.namespace });
+    doc["rule"] = serde_json::json!({ "name": policies.join(",") });
+    if d.action != "connect" {
+        doc["http"] = serde_json::json!({ "request": { "method": d.action } });
+    }
+    if let Some(path) = &d.path {
+        doc["url"] = serde_json::json!({ "path": path });
+    }
+    if let Some(trace) = &d.trace {
+        doc["trace"] = serde_json::json!({ "id": trace });
+    }
+}
+
 /// The ECS release the Elasticsearch documents follow (and are validated against in the
 /// tests, with Elastic's own field definitions).
 pub const ECS_VERSION: &str = "9.4.0";
@@ -219,29 +284,18 @@ pub fn elastic_bulk(record: &Record, line: &str, index: &str) -> String {
     doc["event"]["action"] = serde_json::Value::String(name);
     match &record.event {
         Event::Decision(d) => {
-            let (src, spt) = split_addr(&d.src);
-            let (dst, dpt) = split_addr(&d.dst);
             let allowed = d.decision == "allow";
-            doc["event"]["category"] = serde_json::json!(["network"]);
             doc["event"]["type"] = serde_json::json!([if allowed { "allowed" } else { "denied" }]);
             doc["event"]["outcome"] =
                 serde_json::json!(if allowed { "success" } else { "failure" });
-            doc["source"] = serde_json::json!({ "ip": src, "port": spt.parse::<u16>().ok() });
-            doc["destination"] = serde_json::json!({ "ip": dst, "port": dpt.parse::<u16>().ok() });
-            doc["user"] = serde_json::json!({ "name": d.principal });
-            doc["service"] = serde_json::json!({ "name": d.resource });
-            // ECS has no `service.namespace`; a workload namespace is `orchestrator.namespace`.
-            doc["orchestrator"] = serde_json::json!({ "namespace": d.namespace });
-            doc["rule"] = serde_json::json!({ "name": d.policies.join(",") });
-            if d.action != "connect" {
-                doc["http"] = serde_json::json!({ "request": { "method": d.action } });
-            }
-            if let Some(path) = &d.path {
-                doc["url"] = serde_json::json!({ "path": path });
-            }
-            if let Some(trace) = &d.trace {
-                doc["trace"] = serde_json::json!({ "id": trace });
-            }
+            ecs_decision(&mut doc, d, &d.policies);
+        }
+        Event::Shadow(s) => {
+            // Nothing happened because of it: only the enforced decision acted.
+            doc["event"]["type"] = serde_json::json!(["info"]);
+            doc["event"]["outcome"] = serde_json::json!("unknown");
+            doc["message"] = serde_json::json!(shadow_summary(s));
+            ecs_decision(&mut doc, &s.enforced, &s.candidate_policies);
         }
         Event::Operator(o) => {
             doc["event"]["category"] = serde_json::json!(["configuration"]);

@@ -7,6 +7,7 @@
 //! | operator action | API Activity (6003) | `read` → Read, a rollback or CA change → Update, else Create |
 //! | certificate | Entity Management (3004) | issue → Create 1, renew → Update 3, revoke → Delete 4 |
 //! | policy version, configuration | Entity Management (3004) | Update 3 |
+//! | shadow decision | as the enforced decision's, status Other (99) `Shadow: would …` | |
 //! | gap (records lost) | Event Log Activity (1008) | Other 99, `Records lost` |
 //!
 //! `status_id` is Success (1) for an allow and Failure (2) for a deny; the deciding Cedar
@@ -207,6 +208,19 @@ fn decision(record: &Record, line: &str, d: &Decision) -> Value {
 pub fn ocsf(record: &Record, line: &str) -> String {
     let event = match &record.event {
         Event::Decision(d) => decision(record, line, d),
+        Event::Shadow(shadow) => {
+            // The enforced decision's event, said as what the candidate would have done:
+            // status Other, so it never counts as an allow or a deny of its own.
+            let mut event = decision(record, line, &shadow.enforced);
+            let summary = crate::export::shadow_summary(shadow);
+            event["status_id"] = json!(99);
+            event["status"] = json!(format!("Shadow: would {}", shadow.would));
+            event["severity_id"] = json!(1);
+            event["severity"] = json!("Informational");
+            event["status_detail"] = json!(summary);
+            event["message"] = json!(summary);
+            event
+        }
         Event::Operator(o) => {
             let activity = match o.action.as_str() {
                 "read" => (2, "Read"),

@@ -39,6 +39,8 @@ pub(crate) struct RecordRef<'a> {
 pub enum Event {
     /// An authorization decision.
     Decision(Decision),
+    /// A decision a shadow (candidate) bundle made differently from the enforced one.
+    Shadow(ShadowDecision),
     /// A certificate issued, renewed or revoked.
     Certificate(CertificateEvent),
     /// A policy version applied (or rolled back to).
@@ -83,6 +85,21 @@ pub struct Decision {
     pub dst: String,
     /// One record stands for this many decisions like it (allows may be sampled; 1 = all).
     pub sample: u32,
+}
+
+/// A decision the candidate bundle of shadow mode would have made differently: only the
+/// enforced one acted, so the record says what enforcing the candidate would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowDecision {
+    /// What the candidate would have decided: `allow` or `deny`.
+    pub would: String,
+    /// The candidate's determining policy ids; empty for a default deny.
+    pub candidate_policies: Vec<String>,
+    /// The candidate bundle's content hash.
+    pub candidate: String,
+    /// The decision that was enforced, as its own record says it.
+    pub enforced: Decision,
 }
 
 /// A certificate event.

@@ -12,11 +12,15 @@ use std::path::Path;
 
 use signet_audit::record::{
     CertificateEvent, ConfigEvent, Decision, Event, GENESIS, Gap, OperatorEvent, PolicyEvent,
-    Record,
+    Record, ShadowDecision,
 };
 
 fn decision(action: &str, allowed: bool, policies: &[&str], trace: Option<&str>) -> Event {
-    Event::Decision(Decision {
+    Event::Decision(decision_of(action, allowed, policies, trace))
+}
+
+fn decision_of(action: &str, allowed: bool, policies: &[&str], trace: Option<&str>) -> Decision {
+    Decision {
         decision: if allowed { "allow" } else { "deny" }.to_owned(),
         action: action.to_owned(),
         principal: "spiffe://t.test/ns/shop/sa/web".to_owned(),
@@ -30,6 +34,17 @@ fn decision(action: &str, allowed: bool, policies: &[&str], trace: Option<&str>)
         src: "[2001:db8::1]:40000".to_owned(),
         dst: "127.0.0.1:8443".to_owned(),
         sample: 10,
+    }
+}
+
+/// A shadow record: the candidate would have decided the opposite of `enforced_allowed`.
+fn shadow(action: &str, enforced_allowed: bool, candidate_policies: &[&str]) -> Event {
+    let enforced = decision_of(action, enforced_allowed, &["enforced"], None);
+    Event::Shadow(ShadowDecision {
+        would: if enforced_allowed { "deny" } else { "allow" }.to_owned(),
+        candidate_policies: candidate_policies.iter().map(|p| (*p).to_owned()).collect(),
+        candidate: "77af778b51abd4a3c51c5ddd97204a9c3ae614ebccb75a606c3b6865aed6744e".to_owned(),
+        enforced,
     })
 }
 
@@ -58,6 +73,8 @@ fn every_kind() -> Vec<Record> {
         decision("BREW", false, &[], None),
         decision("connect", true, &["shop-connect"], None),
         decision("connect", false, &[], None),
+        shadow("GET", true, &["web-reads-cart"]),
+        shadow("connect", false, &[]),
         Event::Operator(OperatorEvent {
             principal: "spiffe://t.test/signet/operator/admin".to_owned(),
             action: "policy.apply".to_owned(),
@@ -137,8 +154,8 @@ fn every_record_kind_is_a_valid_ocsf_event() {
     let (ok, report) = validate(&file);
     assert!(ok, "OCSF validation failed:\n{report}");
     for class in [
-        "7  6003 api_activity",
-        "2  4001 network_activity",
+        "8  6003 api_activity",
+        "3  4001 network_activity",
         "4  3004 entity_management",
         "1  1008 event_log_actvity",
     ] {
@@ -313,6 +330,15 @@ fn every_record_kind_parses_as_cef_with_its_values_intact() {
                 if !d.policies.is_empty() {
                     assert_eq!(ext["cs3"], d.policies.join(","), "{event}");
                 }
+            }
+            Event::Shadow(s) => {
+                assert_eq!(ext["act"], format!("would-{}", s.would), "{event}");
+                assert_eq!(ext["suser"], s.enforced.principal.as_str(), "{event}");
+                assert_eq!(ext["cs3"], s.candidate_policies.join(","), "{event}");
+                assert!(
+                    ext["msg"].as_str().is_some_and(|m| m.starts_with("shadow: candidate")),
+                    "{event}"
+                );
             }
             Event::Operator(o) => assert_eq!(ext["suser"], o.principal.as_str()),
             Event::Certificate(c) => assert_eq!(ext["duser"], c.spiffe_id.as_str()),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use signet_audit::checkpoint::InstanceSigner;
+use signet_audit::record::ShadowDecision;
 use signet_audit::{AuditLog, Decision as Record, Event, KeySigner, Signer};
 use signet_policy::Decision;
 use signet_spiffe::{Serial, SpiffeId, WorkloadKey, X509Svid};
@@ -121,25 +122,31 @@ impl Audit {
         {
             return;
         }
-        self.log.record(Event::Decision(Record {
-            decision: if decision.is_allowed() {
-                "allow"
-            } else {
-                "deny"
-            }
-            .to_owned(),
-            action: subject.action.to_owned(),
-            principal: subject.peer.as_str().to_owned(),
-            serial: subject.serial.to_string(),
-            resource: target.0.to_owned(),
-            namespace: target.1.to_owned(),
-            path: subject.path.map(str::to_owned),
-            policies: decision.policies.clone(),
-            bundle: bundle_hash.to_owned(),
-            trace: subject.trace.map(str::to_owned),
-            src: subject.src.to_string(),
-            dst: subject.dst.to_string(),
+        self.log.record(Event::Decision(decision_record(
+            subject,
+            decision,
+            target,
+            bundle_hash,
             sample,
+        )));
+    }
+
+    /// Records that the shadow `candidate` (bundle `candidate_hash`) decided other than the
+    /// `enforced` decision that acted. Never sampled: each one is a request the candidate
+    /// would treat differently.
+    pub fn shadow(
+        &self,
+        subject: &Subject<'_>,
+        enforced: &Decision,
+        candidate: &Decision,
+        target: (&str, &str),
+        hashes: (&str, &str),
+    ) {
+        self.log.record(Event::Shadow(ShadowDecision {
+            would: effect(candidate).to_owned(),
+            candidate_policies: candidate.policies.clone(),
+            candidate: hashes.1.to_owned(),
+            enforced: decision_record(subject, enforced, target, hashes.0, 1),
         }));
     }
 
@@ -151,6 +158,38 @@ impl Audit {
     /// The writer's counters.
     pub fn stats(&self) -> &signet_audit::writer::WriterStats {
         self.log.stats()
+    }
+}
+
+fn effect(decision: &Decision) -> &'static str {
+    if decision.is_allowed() {
+        "allow"
+    } else {
+        "deny"
+    }
+}
+
+fn decision_record(
+    subject: &Subject<'_>,
+    decision: &Decision,
+    target: (&str, &str),
+    bundle_hash: &str,
+    sample: u32,
+) -> Record {
+    Record {
+        decision: effect(decision).to_owned(),
+        action: subject.action.to_owned(),
+        principal: subject.peer.as_str().to_owned(),
+        serial: subject.serial.to_string(),
+        resource: target.0.to_owned(),
+        namespace: target.1.to_owned(),
+        path: subject.path.map(str::to_owned),
+        policies: decision.policies.clone(),
+        bundle: bundle_hash.to_owned(),
+        trace: subject.trace.map(str::to_owned),
+        src: subject.src.to_string(),
+        dst: subject.dst.to_string(),
+        sample,
     }
 }
 

@@ -293,6 +293,24 @@ pub fn saved_config(state_dir: &Path) -> Option<pb::ProxyConfig> {
     pb::ProxyConfig::decode(bytes.as_slice()).ok()
 }
 
+/// Whether `now` differs from what `last` holds; remembers `now` if so.
+fn changed(last: &Mutex<Option<pb::PolicySlice>>, now: Option<&pb::PolicySlice>) -> bool {
+    let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.as_ref() == now {
+        return false;
+    }
+    *last = now.cloned();
+    true
+}
+
+/// A policy slice as the control plane sent it, converted and validated.
+fn slice_bundle(p: &pb::PolicySlice) -> Result<PolicyBundle, String> {
+    let slice = convert::Slice::try_from(p).map_err(|e| e.to_string())?;
+    PolicyBundle::from_sources(&slice.sources)
+        .map(|b| b.with_version(slice.version))
+        .map_err(|e| e.to_string())
+}
+
 /// The running link: applies what the control plane sends.
 #[derive(Debug)]
 pub struct Link {
@@ -306,6 +324,7 @@ pub struct Link {
     advertise: SocketAddr,
     last_deny: Mutex<Option<pb::DenyList>>,
     last_policies: Mutex<Option<pb::PolicySlice>>,
+    last_shadow: Mutex<Option<pb::PolicySlice>>,
     /// Told when a change was applied: the next heartbeat goes at once, so the control plane
     /// learns quickly what this proxy enforces.
     applied: tokio::sync::Notify,
@@ -346,6 +365,7 @@ impl Link {
             upstreams,
             last_deny: Mutex::new(None),
             last_policies: Mutex::new(None),
+            last_shadow: Mutex::new(None),
             applied: tokio::sync::Notify::new(),
             kept: Mutex::new(pb::ProxyConfig::default()),
         }))
@@ -418,28 +438,29 @@ impl Link {
     pub fn apply(&self, config: &pb::ProxyConfig) {
         let proxy = &self.proxy;
         self.apply_trust(config.bundle.as_ref(), config.deny.as_ref());
-        if let Some(p) = &config.policies {
-            let mut last = self
-                .last_policies
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.as_ref() != Some(p) {
-                *last = Some(p.clone());
-                let bundle = convert::Slice::try_from(p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|slice| {
-                        PolicyBundle::from_sources(&slice.sources)
-                            .map(|b| b.with_version(slice.version))
-                            .map_err(|e| e.to_string())
-                    });
-                match bundle {
-                    Ok(bundle) => {
-                        proxy.enforce(&bundle);
-                        proxy.metrics.reloads.inc(&["policy"]);
-                        tracing::info!(version = p.version, "policies applied");
-                    }
-                    Err(e) => self.refused("policy", &e),
+        if let Some(p) = &config.policies
+            && changed(&self.last_policies, Some(p))
+        {
+            match slice_bundle(p) {
+                Ok(bundle) => {
+                    proxy.enforce(&bundle);
+                    proxy.metrics.reloads.inc(&["policy"]);
+                    tracing::info!(version = p.version, "policies applied");
                 }
+                Err(e) => self.refused("policy", &e),
+            }
+        }
+        if changed(&self.last_shadow, config.shadow.as_ref()) {
+            match config.shadow.as_ref().map(slice_bundle).transpose() {
+                Ok(candidate) => {
+                    proxy.run_shadow(candidate.as_ref());
+                    proxy.metrics.reloads.inc(&["shadow"]);
+                    match &config.shadow {
+                        Some(c) => tracing::info!(candidate = c.version, "shadow candidate running"),
+                        None => tracing::info!("shadow mode off"),
+                    }
+                }
+                Err(e) => self.refused("shadow", &e),
             }
         }
         match (
@@ -651,6 +672,11 @@ impl Link {
                     .control_plane
                     .trust_version
                     .load(std::sync::atomic::Ordering::Relaxed),
+                shadow_version: self
+                    .proxy
+                    .metrics
+                    .shadow_version
+                    .load(std::sync::atomic::Ordering::Relaxed),
             };
             let interval = match timed(client.register(request)).await {
                 Ok(r) => {
@@ -688,6 +714,9 @@ impl Link {
                     trust_version: metrics
                         .control_plane
                         .trust_version
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    shadow_version: metrics
+                        .shadow_version
                         .load(std::sync::atomic::Ordering::Relaxed),
                     serial: self
                         .proxy

@@ -136,28 +136,35 @@ async fn connection(
         }
     };
     let authorizer = proxy.policies.current();
-    let decision = {
+    let candidate = proxy.shadow.load_full();
+    let (decision, shadow) = {
         let callers = proxy.callers.load();
-        authorizer.connect(
-            &callers.directory.caller(&id),
-            &proxy.target(&callers),
-            remote.ip(),
-        )
+        let caller = callers.directory.caller(&id);
+        let target = proxy.target(&callers);
+        let decide = |a: &signet_policy::Authorizer| a.connect(&caller, &target, remote.ip());
+        (decide(&authorizer), candidate.as_deref().map(decide))
     };
     proxy.metrics.decision("connect", &decision);
-    proxy.audit(
-        &crate::audit::Subject {
-            action: "connect",
-            peer: &id,
-            serial: &serial,
-            path: None,
-            trace: None,
-            src: remote,
-            dst: proxy.config.inbound.listen,
-        },
-        &decision,
-        authorizer.bundle().hash(),
-    );
+    let subject = crate::audit::Subject {
+        action: "connect",
+        peer: &id,
+        serial: &serial,
+        path: None,
+        trace: None,
+        src: remote,
+        dst: proxy.config.inbound.listen,
+    };
+    proxy.audit(&subject, &decision, authorizer.bundle().hash());
+    if let (Some(candidate), Some(shadow)) = (&candidate, &shadow) {
+        crate::shadow::compare(
+            &proxy,
+            &subject,
+            &decision,
+            authorizer.bundle().hash(),
+            candidate,
+            shadow,
+        );
+    }
     drop(authorizer);
     if !decision.is_allowed() {
         proxy.metrics.connections_refused.inc(&["inbound", "authz"]);
@@ -388,7 +395,8 @@ async fn decide_and_forward(
         }
     }
     let authorizer = proxy.policies.current();
-    let decision = {
+    let candidate = proxy.shadow.load_full();
+    let (decision, shadow) = {
         // Every header reaches the policies, whatever bytes its value holds: dropping the
         // non-UTF-8 ones would let a client hide a header a `forbid` looks for. Copied only
         // when a candidate policy reads headers.
@@ -411,41 +419,48 @@ async fn decide_and_forward(
             .or_else(|| request.uri().authority().map(|a| a.as_str()))
             .unwrap_or("");
         let callers = proxy.callers.load();
-        authorizer.request(
-            &callers.directory.caller(&peer.id),
-            &proxy.target(&callers),
-            &HttpRequest {
-                method: request.method().as_str(),
-                path: &path,
-                host,
-                query: request.uri().query().unwrap_or(""),
-                headers: Headers::Lazy(&headers),
-                source_ip: peer.addr.ip(),
-                claims: None,
-            },
-        )
+        let caller = callers.directory.caller(&peer.id);
+        let target = proxy.target(&callers);
+        let view = HttpRequest {
+            method: request.method().as_str(),
+            path: &path,
+            host,
+            query: request.uri().query().unwrap_or(""),
+            headers: Headers::Lazy(&headers),
+            source_ip: peer.addr.ip(),
+            claims: None,
+        };
+        let decide = |a: &signet_policy::Authorizer| a.request(&caller, &target, &view);
+        (decide(&authorizer), candidate.as_deref().map(decide))
     };
     proxy.metrics.decision("request", &decision);
-    if proxy.audit.is_some() {
+    if proxy.audit.is_some() || shadow.is_some() {
         let trace = crate::audit::trace_id(
             request
                 .headers()
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         );
-        proxy.audit(
-            &crate::audit::Subject {
-                action: request.method().as_str(),
-                peer: &peer.id,
-                serial: &peer.serial,
-                path: Some(&path),
-                trace,
-                src: peer.addr,
-                dst: proxy.config.inbound.listen,
-            },
-            &decision,
-            authorizer.bundle().hash(),
-        );
+        let subject = crate::audit::Subject {
+            action: request.method().as_str(),
+            peer: &peer.id,
+            serial: &peer.serial,
+            path: Some(&path),
+            trace,
+            src: peer.addr,
+            dst: proxy.config.inbound.listen,
+        };
+        proxy.audit(&subject, &decision, authorizer.bundle().hash());
+        if let (Some(candidate), Some(shadow)) = (&candidate, &shadow) {
+            crate::shadow::compare(
+                proxy,
+                &subject,
+                &decision,
+                authorizer.bundle().hash(),
+                candidate,
+                shadow,
+            );
+        }
     }
     drop(authorizer);
     if !decision.is_allowed() {

@@ -26,4 +26,5 @@ pub mod outbound;
 pub mod path;
 pub mod pool;
 pub mod reload;
+pub mod shadow;
 pub mod state;

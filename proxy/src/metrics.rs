@@ -95,6 +95,10 @@ pub struct Metrics {
     pub reloads: Family,
     /// The enforced policy bundle's version.
     pub policy_version: AtomicU64,
+    /// Decisions the shadow candidate made differently, by service and what it would do.
+    pub shadow_disagreements: Family,
+    /// The shadow candidate's id (0: none).
+    pub shadow_version: AtomicU64,
     /// The control-plane source, when there is one.
     pub control_plane: ControlPlaneMetrics,
 }
@@ -182,6 +186,12 @@ impl Metrics {
             "Authorization decisions by the policy that determined them.",
             &["action", "decision", "policy"],
         );
+        self.shadow_disagreements.render(
+            &mut out,
+            "signet_proxy_authz_shadow_disagreements_total",
+            "Decisions the shadow candidate bundle made differently from the enforced one, by what it would have done.",
+            &["service", "would"],
+        );
         self.reloads.render(
             &mut out,
             "signet_proxy_reloads_total",
@@ -201,8 +211,12 @@ impl Metrics {
              signet_proxy_svid_expiry_seconds {svid_expiry_seconds}\n\
              # HELP signet_proxy_policy_version Version of the enforced policy bundle.\n\
              # TYPE signet_proxy_policy_version gauge\n\
-             signet_proxy_policy_version {}",
-            self.policy_version.load(Ordering::Relaxed)
+             signet_proxy_policy_version {}\n\
+             # HELP signet_proxy_shadow_version Id of the shadow candidate bundle decided with beside the enforced one (0: none).\n\
+             # TYPE signet_proxy_shadow_version gauge\n\
+             signet_proxy_shadow_version {}",
+            self.policy_version.load(Ordering::Relaxed),
+            self.shadow_version.load(Ordering::Relaxed)
         );
         let cp = &self.control_plane;
         if cp.enabled.load(Ordering::Relaxed) {

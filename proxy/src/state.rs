@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::HeaderName;
-use signet_policy::{Directory, Enforced, PolicyBundle, ServiceRef, Target};
+use signet_policy::{Authorizer, Directory, Enforced, PolicyBundle, ServiceRef, Target};
 use signet_spiffe::SpiffeId;
 use signet_spiffe::tls::{
     SpiffeClientVerifier, SpiffeServerVerifier, client_config, server_config,
@@ -40,6 +40,9 @@ pub struct Proxy {
     pub identity: Identity,
     /// The enforced slice of the policy bundle.
     pub policies: Enforced,
+    /// Shadow mode: this service's slice of a candidate bundle, decided with beside the
+    /// enforced one and never acted on.
+    pub shadow: ArcSwapOption<Authorizer>,
     /// Counters.
     pub metrics: Metrics,
     /// The local app.
@@ -92,6 +95,7 @@ impl Proxy {
             .store(slice.version(), Ordering::Relaxed);
         Ok(Self {
             policies: Enforced::new(slice),
+            shadow: ArcSwapOption::empty(),
             identity,
             metrics,
             app,
@@ -154,6 +158,22 @@ impl Proxy {
             .policy_version
             .store(slice.version(), Ordering::Relaxed);
         self.policies.replace(slice);
+    }
+
+    /// Decides with this service's slice of `candidate` beside the enforced policies from
+    /// now on; `None` stops shadow mode.
+    pub fn run_shadow(&self, candidate: Option<&PolicyBundle>) {
+        let slice = candidate.map(|bundle| {
+            bundle.slice_for(&ServiceRef::new(
+                &self.config.service.name,
+                &self.config.service.namespace,
+            ))
+        });
+        self.metrics
+            .shadow_version
+            .store(slice.as_ref().map_or(0, PolicyBundle::version), Ordering::Relaxed);
+        self.shadow
+            .store(slice.map(|s| Arc::new(Authorizer::new(Arc::new(s)))));
     }
 
     /// The local service as the authorizer's target, with the labels in `callers`.

@@ -81,6 +81,11 @@ pub struct ProxyConfig {
     /// The labels of the proxy's own service: the resource's tags in its decisions.
     #[prost(message, repeated, tag = "7")]
     pub labels: ::prost::alloc::vec::Vec<Label>,
+    /// Shadow mode: the slice of a candidate bundle the proxy decides with too, beside
+    /// `policies`, recording where the two disagree; only `policies` acts. Its `version` is the
+    /// candidate's id. Unset: no candidate.
+    #[prost(message, optional, tag = "8")]
+    pub shadow: ::core::option::Option<PolicySlice>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Workload {
@@ -160,6 +165,9 @@ pub struct RegisterRequest {
     /// The TrustUpdate version it enforces.
     #[prost(uint64, tag = "8")]
     pub trust_version: u64,
+    /// The shadow candidate it runs (its id; 0: none).
+    #[prost(uint64, tag = "9")]
+    pub shadow_version: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {
@@ -181,6 +189,9 @@ pub struct HeartbeatRequest {
     /// The TrustUpdate version (bundle and deny-list) the proxy enforces.
     #[prost(uint64, tag = "5")]
     pub trust_version: u64,
+    /// The shadow candidate the proxy runs (its id; 0: none).
+    #[prost(uint64, tag = "6")]
+    pub shadow_version: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatResponse {}

@@ -68,9 +68,9 @@ fn may_write_as(writer: &str, caller: &signet_spiffe::SpiffeId) -> bool {
     }
 }
 
-/// What a proxy's chain may hold: its decisions, and gaps.
+/// What a proxy's chain may hold: its decisions, its shadow decisions, and gaps.
 fn proxy_event(event: &Event) -> bool {
-    matches!(event, Event::Decision(_) | Event::Gap(_))
+    matches!(event, Event::Decision(_) | Event::Shadow(_) | Event::Gap(_))
 }
 
 fn row(accepted: &signet_audit::receiver::Accepted) -> AuditRow {
@@ -88,6 +88,7 @@ fn row(accepted: &signet_audit::receiver::Accepted) -> AuditRow {
         resource: None,
         path: None,
         policies: None,
+        candidate: None,
         line,
     };
     match &r.event {
@@ -99,6 +100,18 @@ fn row(accepted: &signet_audit::receiver::Accepted) -> AuditRow {
             row.resource = Some(d.resource.clone());
             row.path.clone_from(&d.path);
             row.policies = Some(d.policies.join(","));
+        }
+        Event::Shadow(shadow) => {
+            // Indexed as what the candidate would have done.
+            let d = &shadow.enforced;
+            row.kind = "shadow".to_owned();
+            row.decision = Some(shadow.would.clone());
+            row.action = Some(d.action.clone());
+            row.principal = Some(d.principal.clone());
+            row.resource = Some(d.resource.clone());
+            row.path.clone_from(&d.path);
+            row.policies = Some(shadow.candidate_policies.join(","));
+            row.candidate = Some(shadow.candidate.clone());
         }
         Event::Certificate(c) => {
             row.kind = "certificate".to_owned();

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::api::v1 as pb;
 use crate::server::ca::Ca;
 use crate::server::store::{
-    DenyEntry, PolicyVersion, ServiceLabels, Store, StoreError, StoredFile,
+    DenyEntry, PolicyVersion, ServiceLabels, ShadowCandidate, Store, StoreError, StoredFile,
 };
 
 /// The policies being distributed.
@@ -30,6 +30,14 @@ pub struct Applied {
     pub bundle: Arc<PolicyBundle>,
     /// The files as applied.
     pub files: Vec<StoredFile>,
+}
+
+/// The candidate bundle proxies run in shadow mode.
+#[derive(Debug)]
+pub struct Shadowed {
+    pub meta: ShadowCandidate,
+    /// The validated candidate (its version is the candidate's id).
+    pub bundle: Arc<PolicyBundle>,
 }
 
 /// A registered proxy.
@@ -46,6 +54,8 @@ pub struct ProxyEntry {
     pub policy_version: u64,
     /// The bundle-and-deny-list version it enforces (a `TrustUpdate` version).
     pub trust_version: u64,
+    /// The shadow candidate it runs (0: none).
+    pub shadow_version: u64,
     pub registered_at: SystemTime,
     pub last_seen: SystemTime,
     seen: Instant,
@@ -63,6 +73,7 @@ pub struct Hub {
     /// The control plane's own signed audit chain.
     pub audit: signet_audit::AuditLog,
     applied: RwLock<Arc<Applied>>,
+    shadow: RwLock<Arc<Option<Shadowed>>>,
     deny: RwLock<Arc<pb::DenyList>>,
     /// The change counter when the deny-list's content last changed: a proxy whose trust
     /// stream reached this version enforces every entry.
@@ -89,6 +100,8 @@ pub struct Versions {
     pub policy: u64,
     /// The `TrustUpdate` version.
     pub trust: u64,
+    /// The shadow candidate's id (0: none).
+    pub shadow: u64,
 }
 
 /// Why a registration was refused.
@@ -160,6 +173,7 @@ impl Hub {
                 bundle: Arc::new(PolicyBundle::empty()),
                 files: Vec::new(),
             })),
+            shadow: RwLock::new(Arc::new(None)),
             deny: RwLock::new(Arc::new(pb::DenyList::default())),
             deny_generation: std::sync::atomic::AtomicU64::new(0),
             registry: Mutex::new(HashMap::new()),
@@ -169,6 +183,15 @@ impl Hub {
         };
         if let Some((meta, files)) = hub.store.latest_policies().await? {
             hub.publish_policies(meta, files)?;
+        }
+        if let Some(candidate) = hub.store.current_shadow().await? {
+            let bundle = bundle_of(&candidate.files, candidate.id).map_err(|problems| {
+                HubError::Invalid {
+                    version: candidate.id,
+                    problems: format!("(shadow candidate) {problems}"),
+                }
+            })?;
+            hub.publish_shadow(Some((candidate, bundle)));
         }
         hub.reload_deny_list().await?;
         hub.restore_members().await?;
@@ -304,6 +327,22 @@ impl Hub {
             }),
         );
         self.changed();
+    }
+
+    /// The shadow candidate being distributed, if any.
+    pub fn shadow(&self) -> Arc<Option<Shadowed>> {
+        read(&self.shadow)
+    }
+
+    /// Publishes a stored shadow candidate (parsed as `bundle`), or none; returns the change
+    /// counter a proxy running it reports.
+    pub fn publish_shadow(&self, candidate: Option<(ShadowCandidate, PolicyBundle)>) -> u64 {
+        let shadowed = candidate.map(|(meta, bundle)| Shadowed {
+            bundle: Arc::new(bundle.with_version(meta.id)),
+            meta,
+        });
+        write(&self.shadow, Arc::new(shadowed));
+        self.changed()
     }
 
     /// Re-reads the deny-list from the store and publishes it.
@@ -449,6 +488,7 @@ impl Hub {
                     config_version: versions.config,
                     policy_version: versions.policy,
                     trust_version: versions.trust,
+                    shadow_version: versions.shadow,
                     registered_at,
                     last_seen: now,
                     seen: Instant::now(),
@@ -476,6 +516,7 @@ impl Hub {
                 e.config_version = versions.config;
                 e.policy_version = versions.policy;
                 e.trust_version = versions.trust;
+                e.shadow_version = versions.shadow;
                 e.serial = serial;
                 e.last_seen = SystemTime::now();
                 e.seen = Instant::now();
@@ -535,6 +576,7 @@ impl Hub {
                         config_version: 0,
                         policy_version: 0,
                         trust_version: 0,
+                        shadow_version: 0,
                         registered_at: crate::server::store::from_unix_ms(m.registered_at),
                         last_seen: now,
                         seen: Instant::now(),
@@ -576,8 +618,18 @@ impl Hub {
                 }
             })
             .collect();
+        let shadow = self.shadow();
+        let shadow = shadow.as_ref().as_ref().map(|candidate| {
+            let slice = candidate.bundle.slice_for(service);
+            pb::PolicySlice {
+                version: candidate.meta.id,
+                bundle_hash: candidate.bundle.hash().to_owned(),
+                files: slice_files(&slice),
+            }
+        });
         pb::ProxyConfig {
             version: self.generation(),
+            shadow,
             policies: Some(pb::PolicySlice {
                 version: applied.meta.as_ref().map_or(0, |m| m.version),
                 bundle_hash: applied.bundle.hash().to_owned(),

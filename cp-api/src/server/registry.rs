@@ -99,6 +99,7 @@ impl pb::registry_server::Registry for RegistryService {
                     config: body.config_version,
                     policy: body.policy_version,
                     trust: body.trust_version,
+                    shadow: body.shadow_version,
                 },
             )
             .map_err(|e| match e {
@@ -127,6 +128,7 @@ impl pb::registry_server::Registry for RegistryService {
             config: body.config_version,
             policy: body.policy_version,
             trust: body.trust_version,
+            shadow: body.shadow_version,
         };
         if self
             .hub

@@ -153,6 +153,9 @@ pub struct AuditRow {
     pub resource: Option<String>,
     pub path: Option<String>,
     pub policies: Option<String>,
+    /// A shadow record's candidate bundle hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
     /// The record's line as written.
     pub line: String,
 }
@@ -163,6 +166,8 @@ pub struct AuditQuery {
     /// Only after this index position.
     #[serde(default)]
     pub after: Option<i64>,
+    /// `allow` or `deny`: decisions (and operator actions) that were made, never what a
+    /// shadow candidate would have done.
     #[serde(default)]
     pub decision: Option<String>,
     #[serde(default)]
@@ -182,6 +187,45 @@ pub struct AuditQuery {
     /// The oldest `limit` instead of the newest (to page forwards with `after`).
     #[serde(default)]
     pub oldest: bool,
+}
+
+/// A candidate bundle installed for shadow mode.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShadowCandidate {
+    pub id: u64,
+    pub hash: String,
+    pub policies: u64,
+    /// Unix milliseconds.
+    pub installed_at: i64,
+    pub author: String,
+    pub message: String,
+    #[serde(skip)]
+    pub files: Vec<StoredFile>,
+}
+
+/// A candidate to install.
+#[derive(Debug, Clone)]
+pub struct NewShadow {
+    pub hash: String,
+    pub policies: u64,
+    pub author: String,
+    pub message: String,
+    pub files: Vec<StoredFile>,
+}
+
+/// One flow of a shadow report: the candidate's decisions that differ from the enforced
+/// ones for one caller, service and action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShadowFlow {
+    pub principal: String,
+    pub service: String,
+    pub action: String,
+    /// `allow` (newly allowed) or `deny` (newly denied).
+    pub would: String,
+    pub count: u64,
+    /// Unix nanoseconds of the first and the last such decision.
+    pub first: u64,
+    pub last: u64,
 }
 
 /// A policy version with its files.
@@ -253,6 +297,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn index_audit(&self, rows: Vec<AuditRow>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Indexed audit records matching `query`.
     fn query_audit(&self, query: AuditQuery) -> BoxFuture<'_, Result<Vec<AuditRow>, StoreError>>;
+
+    /// Installs a shadow candidate, ending the current one (as `replaced`).
+    fn install_shadow(&self, new: NewShadow) -> BoxFuture<'_, Result<ShadowCandidate, StoreError>>;
+    /// The current shadow candidate, with its files.
+    fn current_shadow(&self) -> BoxFuture<'_, Result<Option<ShadowCandidate>, StoreError>>;
+    /// Ends shadow candidate `id` with `outcome`; false when it was not current.
+    fn end_shadow<'a>(
+        &'a self,
+        id: u64,
+        outcome: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// The flows where candidate `hash` disagreed since `since` (Unix nanoseconds), most
+    /// disagreements first, at most `limit`.
+    fn shadow_flows<'a>(
+        &'a self,
+        hash: &'a str,
+        since: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ShadowFlow>, StoreError>>;
+    /// The newest `per_flow` shadow records of each flow of candidate `hash` since `since`.
+    fn shadow_examples<'a>(
+        &'a self,
+        hash: &'a str,
+        since: u64,
+        per_flow: u32,
+    ) -> BoxFuture<'a, Result<Vec<AuditRow>, StoreError>>;
 
     /// Records an operator action.
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;

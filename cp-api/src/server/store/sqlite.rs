@@ -13,9 +13,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AuditQuery, AuditRow, DenyEntry, IssuedCertificate, Member, NewPolicyVersion, OperatorAction,
-    PolicyVersion, ServiceLabels, Store, StoreError, StoredFile, VersionWithFiles, from_unix_ms,
-    unix_ms,
+    AuditQuery, AuditRow, DenyEntry, IssuedCertificate, Member, NewPolicyVersion, NewShadow,
+    OperatorAction, PolicyVersion, ServiceLabels, ShadowCandidate, ShadowFlow, Store, StoreError,
+    StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// Migrations in order; each runs once, in its own transaction.
@@ -30,7 +30,39 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/sqlite/0004_labels_and_gate.sql"),
     ),
+    (5, include_str!("../../../migrations/sqlite/0005_shadow.sql")),
 ];
+
+fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        id: r.try_get("id").map_err(backend)?,
+        writer: r.try_get("writer").map_err(backend)?,
+        seq: to_u64(r.try_get("seq").map_err(backend)?),
+        time: to_u64(r.try_get("time").map_err(backend)?),
+        kind: r.try_get("type").map_err(backend)?,
+        decision: r.try_get("decision").map_err(backend)?,
+        action: r.try_get("action").map_err(backend)?,
+        principal: r.try_get("principal").map_err(backend)?,
+        resource: r.try_get("resource").map_err(backend)?,
+        path: r.try_get("path").map_err(backend)?,
+        policies: r.try_get("policies").map_err(backend)?,
+        candidate: r.try_get("candidate").map_err(backend)?,
+        line: r.try_get("line").map_err(backend)?,
+    })
+}
+
+fn shadow_candidate(r: &sqlx::sqlite::SqliteRow) -> Result<ShadowCandidate, StoreError> {
+    let files: String = r.try_get("files").map_err(backend)?;
+    Ok(ShadowCandidate {
+        id: to_u64(r.try_get("id").map_err(backend)?),
+        hash: r.try_get("hash").map_err(backend)?,
+        policies: to_u64(r.try_get("policies").map_err(backend)?),
+        installed_at: r.try_get("installed_at").map_err(backend)?,
+        author: r.try_get("author").map_err(backend)?,
+        message: r.try_get("message").map_err(backend)?,
+        files: serde_json::from_str(&files).map_err(backend)?,
+    })
+}
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -617,8 +649,8 @@ impl Store for SqliteStore {
             for r in &rows {
                 sqlx::query(
                     "INSERT OR IGNORE INTO audit_records (writer, seq, time, type, decision, \
-                     action, principal, resource, path, policies, line) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     action, principal, resource, path, policies, line, candidate) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&r.writer)
                 .bind(to_i64(r.seq))
@@ -631,6 +663,7 @@ impl Store for SqliteStore {
                 .bind(&r.path)
                 .bind(&r.policies)
                 .bind(&r.line)
+                .bind(&r.candidate)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -643,15 +676,15 @@ impl Store for SqliteStore {
         Box::pin(async move {
             // Every filter is a bound parameter; an absent one matches everything.
             const NEWEST: &str = "SELECT * FROM (SELECT id, writer, seq, time, type, decision, \
-                 action, principal, resource, path, policies, line FROM audit_records \
-                 WHERE id > $1 AND ($2 IS NULL OR decision = $2) \
+                 action, principal, resource, path, policies, line, candidate FROM audit_records \
+                 WHERE id > $1 AND ($2 IS NULL OR (decision = $2 AND type <> 'shadow')) \
                  AND ($3 IS NULL OR principal = $3) AND ($4 IS NULL OR resource = $4) \
                  AND ($5 IS NULL OR ',' || policies || ',' LIKE '%,' || $5 || ',%') \
                  AND ($6 IS NULL OR time >= $6) AND ($7 IS NULL OR time <= $7) \
                  ORDER BY id DESC LIMIT $8) ORDER BY id";
             const OLDEST: &str = "SELECT id, writer, seq, time, type, decision, action, \
-                 principal, resource, path, policies, line FROM audit_records \
-                 WHERE id > $1 AND ($2 IS NULL OR decision = $2) \
+                 principal, resource, path, policies, line, candidate FROM audit_records \
+                 WHERE id > $1 AND ($2 IS NULL OR (decision = $2 AND type <> 'shadow')) \
                  AND ($3 IS NULL OR principal = $3) AND ($4 IS NULL OR resource = $4) \
                  AND ($5 IS NULL OR ',' || policies || ',' LIKE '%,' || $5 || ',%') \
                  AND ($6 IS NULL OR time >= $6) AND ($7 IS NULL OR time <= $7) \
@@ -668,24 +701,145 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(backend)?;
+            rows.iter().map(audit_row).collect()
+        })
+    }
+
+    fn install_shadow(&self, new: NewShadow) -> BoxFuture<'_, Result<ShadowCandidate, StoreError>> {
+        Box::pin(async move {
+            let files = serde_json::to_string(&new.files).map_err(backend)?;
+            let now = unix_ms(SystemTime::now());
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            sqlx::query(
+                "UPDATE shadow_candidates SET ended_at = $1, outcome = 'replaced' \
+                 WHERE ended_at IS NULL",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO shadow_candidates (hash, policies, installed_at, author, message, \
+                 files) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(&new.hash)
+            .bind(to_i64(new.policies))
+            .bind(now)
+            .bind(&new.author)
+            .bind(&new.message)
+            .bind(files)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            Ok(ShadowCandidate {
+                id: to_u64(id),
+                hash: new.hash,
+                policies: new.policies,
+                installed_at: now,
+                author: new.author,
+                message: new.message,
+                files: new.files,
+            })
+        })
+    }
+
+    fn current_shadow(&self) -> BoxFuture<'_, Result<Option<ShadowCandidate>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "SELECT id, hash, policies, installed_at, author, message, files \
+                 FROM shadow_candidates WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(shadow_candidate)
+            .transpose()
+        })
+    }
+
+    fn end_shadow<'a>(
+        &'a self,
+        id: u64,
+        outcome: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE shadow_candidates SET ended_at = $1, outcome = $2 \
+                 WHERE id = $3 AND ended_at IS NULL",
+            )
+            .bind(unix_ms(SystemTime::now()))
+            .bind(outcome)
+            .bind(to_i64(id))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn shadow_flows<'a>(
+        &'a self,
+        hash: &'a str,
+        since: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ShadowFlow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT principal, resource, action, decision, COUNT(*) AS n, MIN(time) AS first, \
+                 MAX(time) AS last FROM audit_records WHERE candidate = $1 AND time >= $2 \
+                 GROUP BY principal, resource, action, decision ORDER BY n DESC, principal, \
+                 resource, action LIMIT $3",
+            )
+            .bind(hash)
+            .bind(to_i64(since))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
             rows.iter()
                 .map(|r| {
-                    Ok(AuditRow {
-                        id: r.try_get("id").map_err(backend)?,
-                        writer: r.try_get("writer").map_err(backend)?,
-                        seq: to_u64(r.try_get("seq").map_err(backend)?),
-                        time: to_u64(r.try_get("time").map_err(backend)?),
-                        kind: r.try_get("type").map_err(backend)?,
-                        decision: r.try_get("decision").map_err(backend)?,
-                        action: r.try_get("action").map_err(backend)?,
-                        principal: r.try_get("principal").map_err(backend)?,
-                        resource: r.try_get("resource").map_err(backend)?,
-                        path: r.try_get("path").map_err(backend)?,
-                        policies: r.try_get("policies").map_err(backend)?,
-                        line: r.try_get("line").map_err(backend)?,
+                    let text = |column: &str| -> Result<String, StoreError> {
+                        Ok(r.try_get::<Option<String>, _>(column)
+                            .map_err(backend)?
+                            .unwrap_or_default())
+                    };
+                    Ok(ShadowFlow {
+                        principal: text("principal")?,
+                        service: text("resource")?,
+                        action: text("action")?,
+                        would: text("decision")?,
+                        count: to_u64(r.try_get("n").map_err(backend)?),
+                        first: to_u64(r.try_get("first").map_err(backend)?),
+                        last: to_u64(r.try_get("last").map_err(backend)?),
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn shadow_examples<'a>(
+        &'a self,
+        hash: &'a str,
+        since: u64,
+        per_flow: u32,
+    ) -> BoxFuture<'a, Result<Vec<AuditRow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, writer, seq, time, type, decision, action, principal, resource, path, \
+                 policies, line, candidate FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY \
+                 principal, resource, action, decision ORDER BY id DESC) AS nth \
+                 FROM audit_records WHERE candidate = $1 AND time >= $2) WHERE nth <= $3 \
+                 ORDER BY id",
+            )
+            .bind(hash)
+            .bind(to_i64(since))
+            .bind(i64::from(per_flow))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter().map(audit_row).collect()
         })
     }
 
