@@ -336,7 +336,9 @@ fn every_record_kind_parses_as_cef_with_its_values_intact() {
                 assert_eq!(ext["suser"], s.enforced.principal.as_str(), "{event}");
                 assert_eq!(ext["cs3"], s.candidate_policies.join(","), "{event}");
                 assert!(
-                    ext["msg"].as_str().is_some_and(|m| m.starts_with("shadow: candidate")),
+                    ext["msg"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("shadow: candidate")),
                     "{event}"
                 );
             }

@@ -178,6 +178,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         config_version: 0,
         policy_version: 0,
         trust_version: 0,
+        shadow_version: 0,
     };
     let err = registry
         .register(register("payments", "127.0.0.1:9"))
@@ -210,6 +211,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         config_version: 1,
         policy_version: 0,
         trust_version: 0,
+        shadow_version: 0,
         serial: String::new(),
     };
     registry.heartbeat(heartbeat("i-1")).await.unwrap();

@@ -295,7 +295,9 @@ pub fn saved_config(state_dir: &Path) -> Option<pb::ProxyConfig> {
 
 /// Whether `now` differs from what `last` holds; remembers `now` if so.
 fn changed(last: &Mutex<Option<pb::PolicySlice>>, now: Option<&pb::PolicySlice>) -> bool {
-    let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut last = last
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if last.as_ref() == now {
         return false;
     }
@@ -456,7 +458,9 @@ impl Link {
                     proxy.run_shadow(candidate.as_ref());
                     proxy.metrics.reloads.inc(&["shadow"]);
                     match &config.shadow {
-                        Some(c) => tracing::info!(candidate = c.version, "shadow candidate running"),
+                        Some(c) => {
+                            tracing::info!(candidate = c.version, "shadow candidate running")
+                        }
                         None => tracing::info!("shadow mode off"),
                     }
                 }

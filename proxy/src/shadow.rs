@@ -22,7 +22,11 @@ pub fn compare(
     if decided.is_allowed() == enforced.is_allowed() {
         return;
     }
-    let would = if decided.is_allowed() { "allow" } else { "deny" };
+    let would = if decided.is_allowed() {
+        "allow"
+    } else {
+        "deny"
+    };
     let service = &proxy.config.service;
     proxy
         .metrics

@@ -169,9 +169,10 @@ impl Proxy {
                 &self.config.service.namespace,
             ))
         });
-        self.metrics
-            .shadow_version
-            .store(slice.as_ref().map_or(0, PolicyBundle::version), Ordering::Relaxed);
+        self.metrics.shadow_version.store(
+            slice.as_ref().map_or(0, PolicyBundle::version),
+            Ordering::Relaxed,
+        );
         self.shadow
             .store(slice.map(|s| Arc::new(Authorizer::new(Arc::new(s)))));
     }

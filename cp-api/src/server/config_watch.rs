@@ -48,11 +48,14 @@ impl ConfigService {
 type ConfigStream = Pin<Box<dyn Stream<Item = Result<pb::ProxyConfig, Status>> + Send>>;
 type TrustStream = Pin<Box<dyn Stream<Item = Result<pb::TrustUpdate, Status>> + Send>>;
 
+/// Everything but the version: a field added to `ProxyConfig` is compared without anyone
+/// having to remember to list it here.
 fn same_content(a: &pb::ProxyConfig, b: &pb::ProxyConfig) -> bool {
-    a.policies == b.policies
-        && a.upstreams == b.upstreams
-        && a.workloads == b.workloads
-        && a.labels == b.labels
+    let unversioned = |c: &pb::ProxyConfig| pb::ProxyConfig {
+        version: 0,
+        ..c.clone()
+    };
+    unversioned(a) == unversioned(b)
 }
 
 #[tonic::async_trait]

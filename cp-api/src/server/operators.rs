@@ -23,6 +23,7 @@ pub const ACTIONS: &[&str] = &[
     "policy.apply",
     "policy.rollback",
     "policy.apply_widening",
+    "policy.shadow",
     "service.label",
     "token.create",
     "operator.enroll",
@@ -56,6 +57,8 @@ pub enum Act<'a> {
         narrowed: u64,
         rollback: bool,
     },
+    /// Installing (`install`) or removing (`clear`) a shadow candidate bundle.
+    PolicyShadow { operation: &'a str, files: usize },
     /// Setting a service's labels.
     ServiceLabel {
         service: &'a str,
@@ -83,6 +86,7 @@ impl Act<'_> {
             Self::PolicyApply { .. } => "policy.apply",
             Self::PolicyRollback { .. } => "policy.rollback",
             Self::PolicyWidening { .. } => "policy.apply_widening",
+            Self::PolicyShadow { .. } => "policy.shadow",
             Self::ServiceLabel { .. } => "service.label",
             Self::TokenCreate {
                 operator: false, ..
@@ -99,7 +103,8 @@ impl Act<'_> {
             Self::Read { .. } | Self::CaManage { .. } => ("ControlPlane", "cp".to_owned()),
             Self::PolicyApply { .. }
             | Self::PolicyRollback { .. }
-            | Self::PolicyWidening { .. } => ("PolicySet", "mesh".to_owned()),
+            | Self::PolicyWidening { .. }
+            | Self::PolicyShadow { .. } => ("PolicySet", "mesh".to_owned()),
             Self::ServiceLabel { service, namespace } => {
                 ("Service", format!("{namespace}/{service}"))
             }
@@ -153,6 +158,10 @@ impl Act<'_> {
                     RestrictedExpression::new_bool(rollback),
                 ));
             }
+            Self::PolicyShadow { operation, files } => {
+                pairs.push(text("operation", operation));
+                pairs.push(long("files", files as u64));
+            }
             Self::ServiceLabel { service, namespace } => {
                 pairs.push(text("service", service));
                 pairs.push(text("namespace", namespace));
@@ -186,6 +195,7 @@ impl Act<'_> {
             Self::PolicyWidening {
                 widened, narrowed, ..
             } => format!("policies (+{widened} widened / -{narrowed} narrowed)"),
+            Self::PolicyShadow { operation, .. } => format!("policies/shadow ({operation})"),
             Self::ServiceLabel { service, namespace } => format!("services/{namespace}/{service}"),
             Self::TokenCreate { id, .. } | Self::DenyId { id } => id.as_str().to_owned(),
             Self::DenySerial { serial } => (*serial).to_owned(),

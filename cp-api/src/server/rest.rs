@@ -257,6 +257,10 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/policies/history",
     "POST /v1/policies/rollback",
     "GET /v1/policies/{version}",
+    "GET /v1/policies/shadow",
+    "POST /v1/policies/shadow",
+    "DELETE /v1/policies/shadow",
+    "POST /v1/policies/shadow/promote",
     "POST /v1/tokens",
     "GET /v1/services",
     "POST /v1/services/labels",
@@ -293,6 +297,16 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/policies/{version}", get(policy_version))
         .route(
+            "/v1/policies/shadow",
+            get(shadow_routes::report)
+                .post(shadow_routes::install)
+                .delete(shadow_routes::clear),
+        )
+        .route(
+            "/v1/policies/shadow/promote",
+            post(shadow_routes::promote).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
             "/v1/tokens",
             post(create_token).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
@@ -319,6 +333,7 @@ pub fn router(api: Api) -> Router {
 }
 
 mod ca_routes;
+mod shadow_routes;
 
 async fn openapi() -> Response {
     (

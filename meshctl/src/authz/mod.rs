@@ -35,6 +35,10 @@ pub(crate) enum Authz {
     Rollback(crate::cp::policies::RollbackArgs),
     /// Print the applied policies (or an earlier version's).
     Get(crate::cp::policies::GetArgs),
+    /// Shadow mode: what a candidate installed with `apply --shadow` would change on live
+    /// traffic; promote or clear it.
+    #[command(subcommand)]
+    Shadow(crate::cp::shadow::Shadow),
     /// Replay recorded decisions against candidate policies; list every one that would
     /// change (exit 3 when any would widen).
     Simulate(Box<simulate::SimulateArgs>),
@@ -68,6 +72,7 @@ pub(crate) fn run(cmd: Authz) -> anyhow::Result<Outcome> {
         Authz::History(args) => crate::cp::policies::history(&args),
         Authz::Rollback(args) => crate::cp::policies::rollback(&args),
         Authz::Get(args) => crate::cp::policies::get(&args),
+        Authz::Shadow(cmd) => crate::cp::shadow::run(&cmd),
         Authz::Simulate(args) => simulate::run(&args),
     }
 }

@@ -188,6 +188,11 @@ impl Client {
         self.call("POST", path, Some(body))
     }
 
+    /// DELETE `path` with `body`; the JSON body of a 2xx answer.
+    pub(crate) fn delete(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call("DELETE", path, Some(body))
+    }
+
     /// POST `body` to `path`; the status and JSON body whatever the status (an answer
     /// that explains a refusal in more than its `error`).
     pub(crate) fn post_answer(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {

@@ -15,6 +15,7 @@ pub(crate) mod identity;
 pub(crate) mod labels;
 pub(crate) mod lists;
 pub(crate) mod policies;
+pub(crate) mod shadow;
 pub(crate) mod token;
 
 pub(crate) use client::Client;

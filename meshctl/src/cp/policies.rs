@@ -41,8 +41,13 @@ pub(crate) struct ApplyArgs {
     /// Apply even though the diff widens access (without it, a widening change asks on a
     /// terminal and is refused with exit 3 elsewhere). The control plane still asks its
     /// operator policies for `policy.apply_widening`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shadow")]
     allow_widening: bool,
+    /// Install the policies as a shadow candidate instead: every proxy decides with them too
+    /// and records where they disagree with the applied version, which alone keeps acting
+    /// (`authz shadow report|promote|clear`).
+    #[arg(long, conflicts_with_all = ["dry_run", "entities"])]
+    shadow: bool,
     #[command(flatten)]
     wait: super::Wait,
     #[command(flatten)]
@@ -121,7 +126,7 @@ fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<PolicySource>> {
         .collect()
 }
 
-fn bundle_of_files(files: &Value) -> anyhow::Result<PolicyBundle> {
+pub(super) fn bundle_of_files(files: &Value) -> anyhow::Result<PolicyBundle> {
     let sources: Vec<PolicySource> = files
         .as_array()
         .map(|a| {
@@ -199,14 +204,14 @@ fn decide_widening(diff: &GateDiff, allow: bool) -> anyhow::Result<Verdict> {
 }
 
 /// A policy change under review: what it is against and what it does.
-struct Review {
-    current_version: u64,
-    diff: GateDiff,
+pub(super) struct Review {
+    pub(super) current_version: u64,
+    pub(super) diff: GateDiff,
 }
 
 /// Computes the access diff of `new` against the applied policies and prints it (in table
 /// mode) before anything is sent.
-fn review(
+pub(super) fn review(
     client: &super::Client,
     new: &PolicyBundle,
     entities: Option<&PathBuf>,
@@ -249,7 +254,7 @@ fn review_json(review: &Review) -> Value {
 
 /// Sends a reviewed change to `path`. The control plane runs its own gate: a 409 means it
 /// found the change widens (its registry may know more than this review did).
-fn send_reviewed(
+pub(super) fn send_reviewed(
     client: &super::Client,
     path: &str,
     mut body: Value,
@@ -299,7 +304,7 @@ fn send_reviewed(
     Ok(Ok(answer))
 }
 
-fn gate_line(result: &Value) -> String {
+pub(super) fn gate_line(result: &Value) -> String {
     let gate = result.get("gate").unwrap_or(&Value::Null);
     format!(
         "control plane's gate: +{} widened / -{} narrowed over {} decisions",
@@ -321,6 +326,9 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
                 .join("; ")
         )
     })?;
+    if args.shadow {
+        return super::shadow::install(&args.remote, &sources, &new, &args.message, args.wait.wait);
+    }
     let client = args.remote.client()?;
     let output = args.remote.output;
     let review = review(&client, &new, args.entities.as_ref(), output)?;

@@ -30,7 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/sqlite/0004_labels_and_gate.sql"),
     ),
-    (5, include_str!("../../../migrations/sqlite/0005_shadow.sql")),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_shadow.sql"),
+    ),
 ];
 
 fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
