@@ -8,7 +8,8 @@
 #   bench/compare-builds.sh [--rate 1000] [--rounds 4] [--secs 6] [--nginx] [--base-port 19080] \
 #       before=/tmp/signet-proxy.before after=target/release/signet-proxy [after-audit=...:audit]
 #
-# A `:audit` suffix runs that build with every decision recorded (as signet-audit-sidecar.sh).
+# A `:audit` suffix runs that build with every decision recorded (as signet-audit-sidecar.sh);
+# `:shadow` with a shadow candidate decided beside the enforced policy (`:audit:shadow` both).
 # Uses the harness's PKI, adapters and tools (run bench/harness/run.sh once to install them).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,11 +32,11 @@ run=$(mktemp -d); groups=()
 cleanup() { for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done; sleep 0.3; rm -rf "$run"; }
 trap cleanup EXIT
 
-start() { # name role listen target adapter [binary] [audit]
+start() { # name role listen target adapter [binary] [audit] [shadow]
   local name=$1 role=$2 listen=$3 target=$4 adapter=$5 self=client peer=server
   [ "$role" = inbound ] && { self=server; peer=client; }
   mkdir -p "$run/$name-$role"
-  SIGNET_PROXY_BIN=${6:-} SIGNET_BENCH_AUDIT=${7:-0} SC_ROLE=$role SC_LISTEN_PORT=$listen \
+  SIGNET_PROXY_BIN=${6:-} SIGNET_BENCH_AUDIT=${7:-0} SIGNET_BENCH_SHADOW=${8:-0} SC_ROLE=$role SC_LISTEN_PORT=$listen \
     SC_TARGET_PORT=$target SC_CA=$pki/ca.crt SC_CERT=$pki/$self.crt SC_KEY=$pki/$self.key \
     SC_CHAIN=$pki/$self.chain.crt SC_PEM=$pki/$self.pem \
     SC_SELF_ID=spiffe://bench.local/ns/default/sa/$self \
@@ -57,13 +58,14 @@ names=()
 i=1
 if [ $nginx = 1 ]; then builds=("nginx=" "${builds[@]}"); fi
 for spec in "${builds[@]}"; do
-  name=${spec%%=*} bin=${spec#*=} audit=0
+  name=${spec%%=*} bin=${spec#*=} audit=0 shadow=0
+  case $bin in *:shadow) bin=${bin%:shadow}; shadow=1;; esac
   case $bin in *:audit) bin=${bin%:audit}; audit=1;; esac
   p=$((base + 10 * i)); i=$((i + 1))
   if [ "$name" = nginx ]; then adapter=$here/harness/sidecars/nginx.sh; bin=""
   else adapter=$here/signet-sidecar.sh; bin=$(realpath "$bin"); fi
-  start "$name" inbound $((p + 1)) "$base" "$adapter" "$bin" $audit; in_g[$name]=${groups[-1]}
-  start "$name" outbound "$p" $((p + 1)) "$adapter" "$bin" $audit; out_g[$name]=${groups[-1]}
+  start "$name" inbound $((p + 1)) "$base" "$adapter" "$bin" $audit $shadow; in_g[$name]=${groups[-1]}
+  start "$name" outbound "$p" $((p + 1)) "$adapter" "$bin" $audit $shadow; out_g[$name]=${groups[-1]}
   port[$name]=$p; names+=("$name")
 done
 sleep 1.5

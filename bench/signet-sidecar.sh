@@ -48,6 +48,17 @@ listen = "127.0.0.1:0"
 
 $outbound
 EOC
+if [ "${SIGNET_BENCH_SHADOW:-0}" = 1 ]; then
+  # Shadow mode: a candidate that agrees with the enforced policy, so every connection and
+  # request costs one more decision and nothing else (no disagreement to record).
+  mkdir -p "$d/shadow"
+  cat > "$d/shadow/candidate.cedar" <<EOC2
+@id("candidate-bench-peer")
+permit (principal == Mesh::Workload::"$SC_PEER_ID", action, resource)
+when { principal.namespace == "default" };
+EOC2
+  sed -i "s|^dir = \"$d/policies\"|&\nshadow_dir = \"$d/shadow\"|" "$d/signet.toml"
+fi
 if [ "${SIGNET_BENCH_AUDIT:-0}" = 1 ]; then
   # Every decision recorded (connect and each request), signed spool in the run directory.
   cat >> "$d/signet.toml" <<EOC

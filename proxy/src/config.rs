@@ -153,6 +153,11 @@ pub struct ControlPlaneConfig {
 pub struct PolicyConfig {
     /// The directory.
     pub dir: PathBuf,
+    /// Shadow mode: a directory of candidate `.cedar` files decided with beside `dir` and
+    /// never acted on; disagreements are counted and audited. Re-read when it changes; no
+    /// `.cedar` file in it (or no directory) turns shadow mode off.
+    #[serde(default)]
+    pub shadow_dir: Option<PathBuf>,
 }
 
 /// How traffic is carried.

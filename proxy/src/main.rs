@@ -152,7 +152,12 @@ fn effective_config(args: &Args) -> Result<Config, String> {
     if let Some(dir) = &args.policy_dir {
         match config.policy.as_mut() {
             Some(policy) => policy.dir.clone_from(dir),
-            None => config.policy = Some(signet_proxy::config::PolicyConfig { dir: dir.clone() }),
+            None => {
+                config.policy = Some(signet_proxy::config::PolicyConfig {
+                    dir: dir.clone(),
+                    shadow_dir: None,
+                });
+            }
         }
     }
     let cp_flags = args.cp.is_some()
@@ -207,6 +212,7 @@ enum Source {
     Files {
         identity: signet_proxy::config::IdentityConfig,
         policy_dir: PathBuf,
+        shadow_dir: Option<PathBuf>,
     },
     ControlPlane {
         config: signet_proxy::config::ControlPlaneConfig,
@@ -251,6 +257,7 @@ async fn run(args: Args) -> Result<(), String> {
                 let source = Source::Files {
                     identity: files.clone(),
                     policy_dir: policy.dir.clone(),
+                    shadow_dir: policy.shadow_dir.clone(),
                 };
                 (identity, bundle, source, signer)
             }
@@ -294,11 +301,19 @@ async fn run(args: Args) -> Result<(), String> {
         Source::Files {
             identity,
             policy_dir,
+            shadow_dir,
         } => {
+            if let Some(dir) = &shadow_dir {
+                reload::load_shadow(&proxy, dir, 1)
+                    .map_err(|e| format!("policy.shadow_dir: {e}"))?;
+            }
             tasks.push(tokio::spawn(reload::watch(
                 Arc::clone(&proxy),
                 identity,
-                policy_dir,
+                reload::PolicyDirs {
+                    enforced: policy_dir,
+                    shadow: shadow_dir,
+                },
                 1,
             )));
         }

@@ -63,14 +63,39 @@ pub fn load_policies(dir: &Path, version: u64) -> Result<PolicyBundle, String> {
         })
 }
 
-/// Checks the watched files (`identity_config`'s and the policy directory `dir`) every
+/// The policy directories a file-configured proxy watches.
+#[derive(Debug, Clone)]
+pub struct PolicyDirs {
+    /// The enforced policies.
+    pub enforced: PathBuf,
+    /// A shadow candidate's, if any.
+    pub shadow: Option<PathBuf>,
+}
+
+/// Decides with the candidate in `dir` (as version `version`) beside the enforced policies;
+/// a directory without `.cedar` files turns shadow mode off.
+pub fn load_shadow(proxy: &Proxy, dir: &Path, version: u64) -> Result<(), String> {
+    if policy_files(dir).is_empty() {
+        proxy.run_shadow(None);
+        return Ok(());
+    }
+    let bundle = load_policies(dir, version)?;
+    proxy.run_shadow(Some(&bundle));
+    Ok(())
+}
+
+/// Checks the watched files (`identity_config`'s and the policy directories) every
 /// `limits.reload_interval` until shutdown.
 pub async fn watch(
     proxy: Arc<Proxy>,
     identity_config: IdentityConfig,
-    dir: PathBuf,
+    dirs: PolicyDirs,
     mut policy_version: u64,
 ) {
+    let dir = dirs.enforced;
+    let shadow_files = || dirs.shadow.as_deref().map(policy_files).unwrap_or_default();
+    let mut shadow = fingerprint(&shadow_files());
+    let mut shadow_version = 1;
     let credential_paths = vec![
         identity_config.cert.clone(),
         identity_config.key.clone(),
@@ -110,6 +135,18 @@ pub async fn watch(
                 proxy.enforce(&bundle);
             });
             report(&proxy, "policy", result);
+        }
+        let now = fingerprint(&shadow_files());
+        if now != shadow
+            && let Some(shadow_dir) = &dirs.shadow
+        {
+            shadow = now;
+            shadow_version += 1;
+            report(
+                &proxy,
+                "shadow",
+                load_shadow(&proxy, shadow_dir, shadow_version),
+            );
         }
     }
 }

@@ -900,3 +900,81 @@ async fn connections_that_never_finish_a_handshake_do_not_lock_out_the_mesh() {
     }
     drop(flood);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadow_directory_is_decided_beside_the_policies_without_acting() {
+    let mesh = Mesh::start_custom(
+        |cart, dir| {
+            let shadow = dir.join("shadow");
+            std::fs::create_dir_all(&shadow).unwrap();
+            // The candidate forbids every read: it would deny what is allowed now.
+            std::fs::write(
+                shadow.join("candidate.cedar"),
+                format!(
+                    "{CART_POLICIES}\n@id(\"freeze\")\nforbid (principal, action in Mesh::Action::\"read\", resource);\n"
+                ),
+            )
+            .unwrap();
+            cart.replace(
+                "[policy]\n",
+                &format!(
+                    "[policy]\nshadow_dir = \"{}\"\n",
+                    shadow.display()
+                ),
+            )
+            .replace("[inbound]", &format!("[audit]\ndir = \"{}\"\n\n[inbound]", dir.join("audit").display()))
+        },
+        "",
+    )
+    .await;
+    let mut http = Http::h1(mesh.to_cart()).await;
+    for _ in 0..3 {
+        assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+    }
+    let series = "signet_proxy_authz_shadow_disagreements_total{service=\"cart\",would=\"deny\"}";
+    assert_eq!(mesh.cart.metric_reaching(series, 3).await, 3);
+    assert_eq!(mesh.cart.metric("signet_proxy_shadow_version").await, 1);
+
+    // The audit trail holds each disagreement with both decisions' policies.
+    let audit = mesh.dir.path().join("cart").join("audit");
+    let mut shadows = Vec::new();
+    for _ in 0..50 {
+        shadows = std::fs::read_dir(&audit)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| l.contains("\"type\":\"shadow\""))
+            .collect();
+        if shadows.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shadows.len(), 3, "{shadows:?}");
+    let record: serde_json::Value = serde_json::from_str(&shadows[0]).unwrap();
+    assert_eq!(record["event"]["would"], "deny");
+    assert_eq!(
+        record["event"]["candidate_policies"],
+        serde_json::json!(["freeze"])
+    );
+    assert_eq!(record["event"]["enforced"]["decision"], "allow");
+    assert_eq!(
+        record["event"]["enforced"]["policies"],
+        serde_json::json!(["frontend-reads-cart-api"])
+    );
+
+    // Emptying the directory ends shadow mode.
+    let shadow = mesh.dir.path().join("cart").join("shadow");
+    std::fs::remove_file(shadow.join("candidate.cedar")).unwrap();
+    for _ in 0..50 {
+        if mesh.cart.metric("signet_proxy_shadow_version").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mesh.cart.metric("signet_proxy_shadow_version").await, 0);
+    assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+    assert_eq!(mesh.cart.metric(series).await, 3);
+}
