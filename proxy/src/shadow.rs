@@ -1,10 +1,10 @@
-//! Shadow mode in the data plane: when the control plane installed a candidate bundle, every
+//! Shadow mode in the data plane: when a candidate bundle is installed, every
 //! decision is made a second time by the candidate. Only the enforced decision acts; where
 //! the two differ in effect, the disagreement is counted
 //! (`signet_proxy_authz_shadow_disagreements_total{service,would}`) and recorded in the audit
 //! trail as a shadow record carrying both decisions and both policy sets.
 
-use signet_policy::{Authorizer, Decision};
+use signet_policy::{Authorizer, Decision, Divergence};
 
 use crate::audit::Subject;
 use crate::state::Proxy;
@@ -19,13 +19,12 @@ pub fn compare(
     candidate: &Authorizer,
     decided: &Decision,
 ) {
-    if decided.is_allowed() == enforced.is_allowed() {
-        return;
-    }
-    let would = if decided.is_allowed() {
-        "allow"
-    } else {
-        "deny"
+    // Decided by other policies with the same effect is no disagreement: nothing would
+    // change for the caller.
+    let would = match Divergence::between(enforced, decided) {
+        Divergence::Widened => "allow",
+        Divergence::Narrowed => "deny",
+        Divergence::None | Divergence::OtherPolicies => return,
     };
     let service = &proxy.config.service;
     proxy
