@@ -28,6 +28,10 @@ fn every_act(target: &SpiffeId) -> Vec<Act<'_>> {
             narrowed: 1,
             rollback: false,
         },
+        Act::PolicyShadow {
+            operation: "install",
+            files: 1,
+        },
         Act::ServiceLabel {
             service: "cart",
             namespace: "shop",
