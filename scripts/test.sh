@@ -24,6 +24,13 @@ apt_install() {
   "${install[@]}" >/dev/null || { $sudo apt-get update >/dev/null && "${install[@]}" >/dev/null; }
 }
 
+# PyJWT with `cryptography` signs the end-user tokens the proxy's JWT tests verify: a JWT
+# stack independent of the proxy's.
+if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+  python3 -m pip install --user --quiet pyjwt cryptography \
+    || python3 -m pip install --user --quiet --break-system-packages pyjwt cryptography
+fi
+
 # A real syslog receiver for the TLS (RFC 5425) export test: Debian's rsyslog with GnuTLS.
 if [ ! -x /usr/sbin/rsyslogd ] \
   || ! find /usr/lib -name lmnsd_gtls.so -path '*rsyslog*' 2>/dev/null | grep -q .; then

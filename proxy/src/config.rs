@@ -42,6 +42,117 @@ pub struct Config {
     /// The audit trail of decisions.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// End-user JWTs verified before the policies decide.
+    #[serde(default)]
+    pub authn: AuthnConfig,
+}
+
+/// End-user authentication: the JWT providers whose tokens this service accepts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthnConfig {
+    /// Refuse (401) a request without a token; by default one without a token goes on
+    /// with no `context.user`, and only an invalid token is refused.
+    #[serde(default)]
+    pub required: bool,
+    /// Largest token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+}
+
+impl Default for AuthnConfig {
+    fn default() -> Self {
+        Self {
+            required: false,
+            max_token_bytes: default_max_token_bytes(),
+            clock_skew_seconds: default_clock_skew(),
+            providers: Vec::new(),
+        }
+    }
+}
+
+fn default_max_token_bytes() -> usize {
+    crate::authn::DEFAULT_MAX_TOKEN_BYTES
+}
+
+fn default_clock_skew() -> u64 {
+    60
+}
+
+/// One JWT provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// Accepted `aud` values (a token must name one).
+    pub audiences: Vec<String>,
+    /// Its public keys, a JWKS file (each key with a `kid`).
+    pub jwks_file: PathBuf,
+    /// The header the token comes in.
+    #[serde(default = "default_token_header")]
+    pub header: String,
+    /// What precedes the token in it.
+    #[serde(default = "default_token_prefix")]
+    pub prefix: String,
+    /// Algorithms its tokens may use: `ES256`, `RS256`, `EdDSA` (default: all three).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+fn default_token_header() -> String {
+    "authorization".to_owned()
+}
+
+fn default_token_prefix() -> String {
+    "Bearer ".to_owned()
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["ES256", "RS256", "EdDSA"].map(str::to_owned).to_vec()
+}
+
+impl AuthnConfig {
+    /// The verifier: each provider's JWKS read and checked.
+    pub fn build(&self) -> Result<crate::authn::Authn, String> {
+        let mut providers = Vec::new();
+        for (n, p) in self.providers.iter().enumerate() {
+            let jwks = std::fs::read_to_string(&p.jwks_file).map_err(|e| {
+                format!(
+                    "authn.providers[{n}].jwks_file `{}`: {e}",
+                    p.jwks_file.display()
+                )
+            })?;
+            let spec = crate::authn::ProviderSpec {
+                name: p.name.clone(),
+                issuer: p.issuer.clone(),
+                audiences: p.audiences.clone(),
+                jwks,
+                header: p.header.to_ascii_lowercase(),
+                prefix: p.prefix.clone(),
+                algorithms: p.algorithms.clone(),
+                skew: Duration::from_secs(self.clock_skew_seconds),
+            };
+            providers.push(
+                crate::authn::Provider::new(&spec)
+                    .map_err(|e| format!("authn.providers[{n}]: {e}"))?,
+            );
+        }
+        if self.required && providers.is_empty() {
+            return Err("authn.required needs at least one provider".to_owned());
+        }
+        Ok(crate::authn::Authn::new(
+            providers,
+            self.required,
+            self.max_token_bytes,
+        ))
+    }
 }
 
 /// The audit trail: where the signed spool lives and how allows are sampled.

@@ -340,6 +340,70 @@ fn denied_response(decision: &Decision, grpc: bool) -> Response<Body> {
     response
 }
 
+/// 401 for a request whose end-user token was refused (RFC 6750: `invalid_token`, or no
+/// error code when a required token is missing); for gRPC, UNAUTHENTICATED (16). Counted
+/// and audited as a deny by `authn-<reason>`; the token itself is never recorded.
+fn unauthenticated<B>(
+    proxy: &Proxy,
+    peer: &Peer,
+    request: &Request<B>,
+    path: &str,
+    refusal: crate::authn::Refusal,
+    grpc: bool,
+) -> Response<Body> {
+    let reason = refusal.reason();
+    proxy.metrics.authn_refusals.inc(&[reason]);
+    let decision = Decision {
+        effect: signet_policy::Effect::Deny,
+        policies: vec![format!("authn-{reason}")],
+        errors: Vec::new(),
+    };
+    proxy.metrics.decision("request", &decision);
+    proxy.audit(
+        &crate::audit::Subject {
+            action: request.method().as_str(),
+            peer: &peer.id,
+            serial: &peer.serial,
+            path: Some(path),
+            trace: crate::audit::trace_id(
+                request
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok()),
+            ),
+            src: peer.addr,
+            dst: proxy.config.inbound.listen,
+        },
+        &decision,
+        proxy.policies.current().bundle().hash(),
+    );
+    tracing::debug!(peer = %peer.id, reason, "end-user token refused");
+    let challenge = if refusal == crate::authn::Refusal::Missing {
+        HeaderValue::from_static("Bearer realm=\"signet\"")
+    } else {
+        HeaderValue::from_static("Bearer realm=\"signet\", error=\"invalid_token\"")
+    };
+    let mut response = if grpc {
+        let mut r = Response::new(full(Bytes::new()));
+        let headers = r.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from_static("16"));
+        headers.insert("grpc-message", visible(&format!("end-user token {reason}")));
+        r
+    } else {
+        let mut r = Response::new(full(format!("end-user token refused: {reason}\n")));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        r
+    };
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, challenge);
+    response
+}
+
 fn status(code: StatusCode, text: &str) -> Response<Body> {
     let mut r = Response::new(full(format!("{text}\n")));
     *r.status_mut() = code;
@@ -394,6 +458,17 @@ async fn decide_and_forward(
             Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
         }
     }
+    // The end user first: a refused token ends the request before any policy sees it.
+    let user = match proxy.authn.load().verify(request.headers()) {
+        Ok(user) => user,
+        Err(refusal) => return unauthenticated(proxy, peer, &request, &path, refusal, grpc),
+    };
+    if user.is_some() {
+        proxy
+            .metrics
+            .authn_verified
+            .inc(&[&proxy.config.service.name]);
+    }
     let authorizer = proxy.policies.current();
     let candidate = proxy.shadow.load_full();
     let (decision, shadow) = {
@@ -428,7 +503,7 @@ async fn decide_and_forward(
             query: request.uri().query().unwrap_or(""),
             headers: Headers::Lazy(&headers),
             source_ip: peer.addr.ip(),
-            claims: None,
+            claims: user.as_ref(),
         };
         let decide = |a: &signet_policy::Authorizer| a.request(&caller, &target, &view);
         (decide(&authorizer), candidate.as_deref().map(decide))

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod authn;
 pub mod config;
 pub mod control;
 pub mod headers;

@@ -95,6 +95,10 @@ pub struct Metrics {
     pub reloads: Family,
     /// The enforced policy bundle's version.
     pub policy_version: AtomicU64,
+    /// Requests whose end-user token was refused, by reason.
+    pub authn_refusals: Family,
+    /// Requests whose end-user token verified, by provider.
+    pub authn_verified: Family,
     /// Decisions the shadow candidate made differently, by service and what it would do.
     pub shadow_disagreements: Family,
     /// The shadow candidate's id (0: none).
@@ -185,6 +189,18 @@ impl Metrics {
             "signet_proxy_authz_decisions_total",
             "Authorization decisions by the policy that determined them.",
             &["action", "decision", "policy"],
+        );
+        self.authn_refusals.render(
+            &mut out,
+            "signet_proxy_authn_refusals_total",
+            "Requests refused with 401 because of their end-user token, by reason.",
+            &["reason"],
+        );
+        self.authn_verified.render(
+            &mut out,
+            "signet_proxy_authn_verified_total",
+            "Requests whose end-user token verified.",
+            &["service"],
         );
         self.shadow_disagreements.render(
             &mut out,

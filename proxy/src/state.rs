@@ -56,6 +56,8 @@ pub struct Proxy {
     pub shutdown: watch::Sender<bool>,
     /// The audit trail, when decisions are recorded.
     pub audit: Option<crate::audit::Audit>,
+    /// The JWT providers end users authenticate with.
+    pub authn: ArcSwap<crate::authn::Authn>,
 }
 
 impl Proxy {
@@ -84,6 +86,7 @@ impl Proxy {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let authn = config.authn.build()?;
         let (shutdown, _) = watch::channel(false);
         let slice = bundle.slice_for(&ServiceRef::new(
             &config.service.name,
@@ -106,6 +109,7 @@ impl Proxy {
             }),
             shutdown,
             audit,
+            authn: ArcSwap::from_pointee(authn),
             config,
         })
     }

@@ -978,3 +978,206 @@ async fn a_shadow_directory_is_decided_beside_the_policies_without_acting() {
     assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
     assert_eq!(mesh.cart.metric(series).await, 3);
 }
+
+/// Tokens minted by PyJWT (`tests/jwt/mint.py`), with the JWKS written into `dir`.
+fn mint_tokens(dir: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jwt/mint.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .arg("https://idp.acme.test")
+        .arg("shop")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "minting tokens with PyJWT failed (pip install pyjwt cryptography): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const USER_POLICIES: &str = r#"
+@id("acme-admins-read-reports")
+permit (principal == Mesh::Workload::"spiffe://acme.internal/ns/shop/sa/frontend",
+        action in Mesh::Action::"read", resource == Mesh::Service::"cart")
+when { context.path like "/reports/*" && context has user &&
+       context.user.groups.contains("admins") &&
+       context.user.hasTag("tenant") && context.user.getTag("tenant") == "acme" };
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_user_jwts_are_verified_and_fill_context_user() {
+    let minted = std::sync::Mutex::new(serde_json::Value::Null);
+    let mesh = Mesh::start_custom(
+        |cart, dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            *minted.lock().unwrap() = mint_tokens(dir);
+            std::fs::write(dir.join("policies").join("users.cedar"), USER_POLICIES).unwrap();
+            format!(
+                "{}\n[authn]\n\n[[authn.providers]]\nname = \"acme\"\nissuer = \"https://idp.acme.test\"\naudiences = [\"shop\"]\njwks_file = \"{}\"\n",
+                cart.replace(
+                    "[inbound]",
+                    &format!("[audit]\ndir = \"{}\"\n\n[inbound]", dir.join("audit").display())
+                ),
+                dir.join("jwks.json").display()
+            )
+        },
+        "",
+    )
+    .await;
+    let tokens = minted.lock().unwrap().clone();
+    let token = |name: &str| tokens[name].as_str().unwrap().to_owned();
+    let mut http = Http::h1(mesh.to_cart()).await;
+    let bearer = |t: String| format!("Bearer {t}");
+
+    // No token: optional here, so the policies decide without a user.
+    let reply = http.get("cart", "/reports/q3", &[]).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+
+    // Each algorithm verifies; the claims reach the policies (groups, tags).
+    let reply = http
+        .get(
+            "cart",
+            "/reports/q3",
+            &[("authorization", &bearer(token("es256")))],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let lower = format!("bearer {}", token("es256"));
+    let reply = http
+        .get("cart", "/reports/q3", &[("authorization", &lower)])
+        .await;
+    assert_eq!(reply.status, 200, "the scheme is case-insensitive");
+    for (name, status) in [("rs256", 403), ("eddsa", 403)] {
+        let reply = http
+            .get(
+                "cart",
+                "/reports/q3",
+                &[("authorization", &bearer(token(name)))],
+            )
+            .await;
+        assert_eq!(reply.status, status, "{name}: valid, but not an acme admin");
+        let reply = http
+            .get(
+                "cart",
+                "/api/items",
+                &[("authorization", &bearer(token(name)))],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{name} verifies");
+    }
+    assert_eq!(
+        mesh.cart
+            .metric("signet_proxy_authn_verified_total{service=\"cart\"}")
+            .await,
+        6
+    );
+
+    // Every bad token: 401 with the RFC 6750 challenge, counted by reason.
+    for (name, reason) in [
+        ("expired", "expired"),
+        ("not_yet_valid", "not-yet-valid"),
+        ("wrong_issuer", "wrong-issuer"),
+        ("wrong_audience", "wrong-audience"),
+        ("alg_none", "malformed"),
+        ("hmac_public_key", "algorithm-not-allowed"),
+        ("unknown_kid", "unknown-kid"),
+        ("bad_signature", "bad-signature"),
+        ("oversized", "oversized"),
+        ("rs256_key_as_es256", "algorithm-not-allowed"),
+    ] {
+        let reply = http
+            .get(
+                "cart",
+                "/api/items",
+                &[("authorization", &bearer(token(name)))],
+            )
+            .await;
+        assert_eq!(reply.status, 401, "{name}: {reply:?}");
+        assert_eq!(
+            reply.header("www-authenticate").as_deref(),
+            Some("Bearer realm=\"signet\", error=\"invalid_token\""),
+            "{name}"
+        );
+        assert_eq!(
+            reply.body,
+            Bytes::from(format!("end-user token refused: {reason}\n")),
+            "{name}"
+        );
+        assert!(
+            mesh.cart
+                .metric(&format!(
+                    "signet_proxy_authn_refusals_total{{reason=\"{reason}\"}}"
+                ))
+                .await
+                >= 1,
+            "{name}"
+        );
+    }
+
+    // Audited as denials by `authn-<reason>`; no token ever reaches the audit trail.
+    let audit = mesh.dir.path().join("cart").join("audit");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_dir(&audit)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+            .collect();
+        if text.contains("authn-bad-signature") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("\"policies\":[\"authn-expired\"]"), "{text}");
+    for name in ["es256", "expired", "bad_signature"] {
+        let t = token(name);
+        let signature = t.rsplit('.').next().unwrap();
+        assert!(
+            !text.contains(signature),
+            "{name}'s token is in the audit trail"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_required_token_is_refused_when_missing_and_bad_providers_stop_the_start() {
+    let mesh = Mesh::start_custom(
+        |cart, dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            mint_tokens(dir);
+            format!(
+                "{cart}\n[authn]\nrequired = true\n\n[[authn.providers]]\nname = \"acme\"\nissuer = \"https://idp.acme.test\"\naudiences = [\"shop\"]\njwks_file = \"{}\"\nalgorithms = [\"ES256\"]\n",
+                dir.join("jwks.json").display()
+            )
+        },
+        "",
+    )
+    .await;
+    let mut http = Http::h1(mesh.to_cart()).await;
+    let reply = http.get("cart", "/api/items", &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"signet\"")
+    );
+
+    // A provider configuration that cannot be used is one line and exit 1.
+    let dir = mesh.dir.path().join("cart");
+    let config = std::fs::read_to_string(&mesh.cart.config).unwrap();
+    for (broken, expected) in [
+        (
+            config.replace("algorithms = [\"ES256\"]", "algorithms = [\"HS256\"]"),
+            "algorithm `HS256` is not allowed",
+        ),
+        (config.replace("jwks.json", "missing.json"), "jwks_file"),
+    ] {
+        let (code, stderr) = run_with(&dir, &broken);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}

@@ -187,9 +187,28 @@ impl OpenBao {
         }
     }
 
+    /// Unseals, then waits for the node to become the active one: right after an unseal a
+    /// raft node answers requests with 500 (`local node not active`) until it has elected
+    /// itself, which on a loaded machine takes a while.
     fn unseal(&self) {
         let key = self.unseal_key.clone().expect("an unseal key");
         self.run(&["operator", "unseal", &key]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self
+                .command(&["status", "-format=json"])
+                .output()
+                .expect("run bao");
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if status["ha_enabled"] != true || status["ha_mode"] == "active" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bao did not become active: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the server (kill), keeping its storage.

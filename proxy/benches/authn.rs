@@ -1,0 +1,66 @@
+//! What verifying an end-user JWT costs per request: header lookup, JOSE header, key by kid,
+//! signature, claims checks and the claims mapped for Cedar, for each allowed algorithm.
+//! Tokens and keys are minted by PyJWT (`tests/jwt/mint.py`; `pip install pyjwt
+//! cryptography`), independently of the verifier.
+//!
+//! `cargo bench -p signet-proxy --bench authn`
+
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "bench set-up")]
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue};
+use signet_proxy::authn::{Authn, Provider, ProviderSpec};
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jwt/mint.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir.path())
+        .arg("https://idp.acme.test")
+        .arg("shop")
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let provider = Provider::new(&ProviderSpec {
+        name: "acme".to_owned(),
+        issuer: "https://idp.acme.test".to_owned(),
+        audiences: vec!["shop".to_owned()],
+        jwks: std::fs::read_to_string(dir.path().join("jwks.json")).unwrap(),
+        header: "authorization".to_owned(),
+        prefix: "Bearer ".to_owned(),
+        algorithms: vec!["ES256".to_owned(), "RS256".to_owned(), "EdDSA".to_owned()],
+        skew: Duration::from_secs(60),
+    })
+    .unwrap();
+    let authn = Authn::new(vec![provider], false, 8192);
+    let mut group = c.benchmark_group("jwt_verify");
+    for (name, token) in [
+        ("es256", "es256"),
+        ("rs256", "rs256"),
+        ("eddsa", "eddsa"),
+        ("refused_bad_signature", "bad_signature"),
+    ] {
+        let mut headers = HeaderMap::new();
+        let value = format!("Bearer {}", tokens[token].as_str().unwrap());
+        headers.insert("authorization", HeaderValue::from_str(&value).unwrap());
+        group.bench_function(name, |b| {
+            b.iter(|| authn.verify(std::hint::black_box(&headers)))
+        });
+    }
+    let empty = HeaderMap::new();
+    group.bench_function("no_token", |b| {
+        b.iter(|| authn.verify(std::hint::black_box(&empty)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
