@@ -314,28 +314,41 @@ fn full(text: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// 403 naming the deciding policies; for gRPC, PERMISSION_DENIED (7) with the same header.
-fn denied_response(decision: &Decision, grpc: bool) -> Response<Body> {
-    let reason = decision.reason();
-    let mut response = if grpc {
-        let mut r = Response::new(full(Bytes::new()));
-        let headers = r.headers_mut();
+/// A refusal: for gRPC, `grpc-status` `code.1` with `message`; otherwise status `code.0`
+/// with `message` as plain text.
+fn refusal_response(grpc: bool, code: (StatusCode, &'static str), message: &str) -> Response<Body> {
+    let mut r = if grpc {
+        Response::new(full(Bytes::new()))
+    } else {
+        let mut r = Response::new(full(format!("{message}\n")));
+        *r.status_mut() = code.0;
+        r
+    };
+    let headers = r.headers_mut();
+    if grpc {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        headers.insert("grpc-status", HeaderValue::from_static("7"));
-        headers.insert("grpc-message", visible(&format!("denied by {reason}")));
-        r
+        headers.insert("grpc-status", HeaderValue::from_static(code.1));
+        headers.insert("grpc-message", visible(message));
     } else {
-        let mut r = Response::new(full(format!("denied by {reason}\n")));
-        *r.status_mut() = StatusCode::FORBIDDEN;
-        r.headers_mut().insert(
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        r
-    };
+    }
+    r
+}
+
+/// 403 naming the deciding policies; for gRPC, PERMISSION_DENIED (7) with the same header.
+fn denied_response(decision: &Decision, grpc: bool) -> Response<Body> {
+    let reason = decision.reason();
+    let mut response = refusal_response(
+        grpc,
+        (StatusCode::FORBIDDEN, "7"),
+        &format!("denied by {reason}"),
+    );
     response.headers_mut().insert(DENIED_BY, visible(&reason));
     response
 }
@@ -383,21 +396,11 @@ fn unauthenticated<B>(
     } else {
         HeaderValue::from_static("Bearer realm=\"signet\", error=\"invalid_token\"")
     };
-    let mut response = if grpc {
-        let mut r = Response::new(full(Bytes::new()));
-        let headers = r.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from_static("16"));
-        headers.insert("grpc-message", visible(&format!("end-user token {reason}")));
-        r
-    } else {
-        let mut r = Response::new(full(format!("end-user token refused: {reason}\n")));
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        r
-    };
+    let mut response = refusal_response(
+        grpc,
+        (StatusCode::UNAUTHORIZED, "16"),
+        &format!("end-user token refused: {reason}"),
+    );
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, challenge);
