@@ -200,7 +200,8 @@ impl OpenBao {
                 .output()
                 .expect("run bao");
             let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            if status["ha_enabled"] != true || status["ha_mode"] == "active" {
+            // `is_self`: this node is the leader (the active node) of its raft cluster.
+            if status["ha_enabled"] != true || status["is_self"] == true {
                 return;
             }
             assert!(
