@@ -50,12 +50,15 @@ $outbound
 EOC
 if [ "${SIGNET_BENCH_SHADOW:-0}" = 1 ]; then
   # Shadow mode: a candidate that agrees with the enforced policy, so every connection and
-  # request costs one more decision and nothing else (no disagreement to record).
+  # request costs one more decision and nothing else (no disagreement to record). By default
+  # its condition reads nothing request-specific (a cached lookup per request);
+  # SIGNET_BENCH_SHADOW_WHEN replaces it, e.g. with one reading the path (a Cedar evaluation
+  # per request).
   mkdir -p "$d/shadow"
   cat > "$d/shadow/candidate.cedar" <<EOC2
 @id("candidate-bench-peer")
 permit (principal == Mesh::Workload::"$SC_PEER_ID", action, resource)
-when { principal.namespace == "default" };
+when { ${SIGNET_BENCH_SHADOW_WHEN:-principal.namespace == "default"} };
 EOC2
   sed -i "s|^dir = \"$d/policies\"|&\nshadow_dir = \"$d/shadow\"|" "$d/signet.toml"
 fi
