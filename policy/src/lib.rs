@@ -25,6 +25,7 @@ mod directory;
 mod enforced;
 mod explain;
 mod index;
+pub mod jwt;
 mod matrix;
 mod needs;
 mod report;

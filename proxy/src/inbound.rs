@@ -462,7 +462,7 @@ async fn decide_and_forward(
         }
     }
     // The end user first: a refused token ends the request before any policy sees it.
-    let user = match proxy.authn.load().verify(request.headers()) {
+    let user = match crate::authn::verify(&proxy.authn.load(), request.headers()) {
         Ok(user) => user,
         Err(refusal) => return unauthenticated(proxy, peer, &request, &path, refusal, grpc),
     };
