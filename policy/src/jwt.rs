@@ -384,3 +384,55 @@ fn claims(map: &serde_json::Map<String, Value>) -> Claims {
         other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(from: u64, until: u64) -> Verified {
+        Verified {
+            claims: Claims {
+                sub: "alice".to_owned(),
+                ..Claims::default()
+            },
+            valid_from: from,
+            valid_until: until,
+        }
+    }
+
+    #[test]
+    fn a_remembered_token_holds_only_within_its_validity() {
+        let authn = Authn::new(Vec::new(), false, DEFAULT_MAX_TOKEN_BYTES);
+        authn.remember([1; 32], verified(100, 200), 150);
+        assert_eq!(authn.remembered(&[1; 32], 150).map(|c| c.sub), Some("alice".to_owned()));
+        assert!(authn.remembered(&[1; 32], 201).is_none(), "expired");
+        assert!(authn.remembered(&[1; 32], 99).is_none(), "not yet valid");
+        assert!(authn.remembered(&[2; 32], 150).is_none(), "another token");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_sheds_expired_tokens_first() {
+        let authn = Authn::new(Vec::new(), false, DEFAULT_MAX_TOKEN_BYTES);
+        for i in 0..CACHED_TOKENS {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            // Half of them expired by the time the cache is full.
+            let until = if i % 2 == 0 { 10 } else { 1_000 };
+            authn.remember(key, verified(0, until), 5);
+        }
+        authn.remember([0xff; 32], verified(0, 1_000), 500);
+        let len = authn.verified.lock().map(|c| c.len()).unwrap_or(0);
+        assert_eq!(len, CACHED_TOKENS / 2 + 1);
+        assert!(authn.remembered(&[0xff; 32], 500).is_some());
+    }
+
+    #[test]
+    fn only_asymmetric_algorithms_can_be_allowed() {
+        for ok in ["ES256", "RS256", "EdDSA"] {
+            assert!(algorithm(ok).is_ok());
+        }
+        for refused in ["HS256", "none", "RS512", "es256"] {
+            assert!(algorithm(refused).is_err(), "{refused}");
+        }
+    }
+}
