@@ -26,6 +26,9 @@ enum Command {
     /// Write, check and reason about Cedar policies; apply them to the control plane.
     #[command(subcommand)]
     Authz(authz::Authz),
+    /// End-user authentication: JWT providers and the services that accept them.
+    #[command(subcommand)]
+    Authn(cp::authn::Authn),
     /// The signed audit trail.
     #[command(subcommand)]
     Audit(audit::Audit),
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Authz(cmd) => authz::run(cmd),
+        Command::Authn(cmd) => cp::authn::run(&cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Token(TokenCommand::Create(args)) => cp::token::create(&args),
         Command::Identity(IdentityCommand::Inspect(args)) => cp::identity::inspect(&args),

@@ -404,7 +404,10 @@ mod tests {
     fn a_remembered_token_holds_only_within_its_validity() {
         let authn = Authn::new(Vec::new(), false, DEFAULT_MAX_TOKEN_BYTES);
         authn.remember([1; 32], verified(100, 200), 150);
-        assert_eq!(authn.remembered(&[1; 32], 150).map(|c| c.sub), Some("alice".to_owned()));
+        assert_eq!(
+            authn.remembered(&[1; 32], 150).map(|c| c.sub),
+            Some("alice".to_owned())
+        );
         assert!(authn.remembered(&[1; 32], 201).is_none(), "expired");
         assert!(authn.remembered(&[1; 32], 99).is_none(), "not yet valid");
         assert!(authn.remembered(&[2; 32], 150).is_none(), "another token");

@@ -604,6 +604,13 @@ impl Config {
                             .to_owned(),
                     );
                 }
+                if !self.authn.providers.is_empty() || self.authn.required {
+                    return err(
+                        "[authn] comes from the control plane when the proxy follows one \
+                         (`meshctl authn apply`): remove it here"
+                            .to_owned(),
+                    );
+                }
             }
             (Some(_), _, _) => {
                 return err(
@@ -744,6 +751,13 @@ mod tests {
             check("[policy]\ndir = \".\"\n")
                 .unwrap_err()
                 .contains("come from the control plane")
+        );
+        let own_providers = "[[authn.providers]]\nname = \"corp\"\nissuer = \"https://idp\"\n\
+                             audiences = [\"shop\"]\njwks_file = \"jwks.json\"\n";
+        assert!(
+            check(own_providers)
+                .unwrap_err()
+                .contains("`meshctl authn apply`")
         );
         let pinned = "[[outbound]]\nservice = \"pay\"\nlisten = \"127.0.0.1:0\"\n\
                       endpoints = [\"127.0.0.1:9\"]\n";

@@ -294,7 +294,7 @@ pub fn saved_config(state_dir: &Path) -> Option<pb::ProxyConfig> {
 }
 
 /// Whether `now` differs from what `last` holds; remembers `now` if so.
-fn changed(last: &Mutex<Option<pb::PolicySlice>>, now: Option<&pb::PolicySlice>) -> bool {
+fn changed<T: PartialEq + Clone>(last: &Mutex<Option<T>>, now: Option<&T>) -> bool {
     let mut last = last
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -327,6 +327,7 @@ pub struct Link {
     last_deny: Mutex<Option<pb::DenyList>>,
     last_policies: Mutex<Option<pb::PolicySlice>>,
     last_shadow: Mutex<Option<pb::PolicySlice>>,
+    last_authn: Mutex<Option<pb::Authn>>,
     /// Told when a change was applied: the next heartbeat goes at once, so the control plane
     /// learns quickly what this proxy enforces.
     applied: tokio::sync::Notify,
@@ -368,6 +369,7 @@ impl Link {
             last_deny: Mutex::new(None),
             last_policies: Mutex::new(None),
             last_shadow: Mutex::new(None),
+            last_authn: Mutex::new(None),
             applied: tokio::sync::Notify::new(),
             kept: Mutex::new(pb::ProxyConfig::default()),
         }))
@@ -465,6 +467,21 @@ impl Link {
                     }
                 }
                 Err(e) => self.refused("shadow", &e),
+            }
+        }
+        if changed(&self.last_authn, config.authn.as_ref()) {
+            match convert::authn(config.authn.as_ref()) {
+                Ok(authn) => {
+                    let authn = authn.unwrap_or_default();
+                    tracing::info!(
+                        providers = ?authn.providers().collect::<Vec<_>>(),
+                        required = authn.required(),
+                        "end-user authentication updated"
+                    );
+                    proxy.authn.store(Arc::new(authn));
+                    proxy.metrics.reloads.inc(&["authn"]);
+                }
+                Err(e) => self.refused("authn", &e.to_string()),
             }
         }
         match (

@@ -284,3 +284,58 @@ pub fn valid_label_value(value: &str) -> bool {
 #[cfg(test)]
 #[path = "convert_tests.rs"]
 mod tests;
+
+/// A service's end-user authentication (`None`: no providers), every provider's keys
+/// parsed and checked.
+pub fn authn(
+    message: Option<&pb::Authn>,
+) -> Result<Option<signet_policy::jwt::Authn>, ConvertError> {
+    let Some(message) = message else {
+        return Ok(None);
+    };
+    let skew = std::time::Duration::from_secs(u64::from(message.clock_skew_seconds));
+    let providers = message
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(n, p)| {
+            signet_policy::jwt::Provider::new(&provider_spec(p, skew))
+                .map_err(|e| ConvertError::new(format!("authn.providers[{n}]"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if message.required && providers.is_empty() {
+        return Err(ConvertError::new(
+            "authn.required",
+            "a token is required but no provider is given",
+        ));
+    }
+    let max = usize::try_from(message.max_token_bytes).unwrap_or(usize::MAX);
+    if max == 0 {
+        return Err(ConvertError::new(
+            "authn.max_token_bytes",
+            "must be positive",
+        ));
+    }
+    Ok(Some(signet_policy::jwt::Authn::new(
+        providers,
+        message.required,
+        max,
+    )))
+}
+
+/// A provider message as the verifier's input.
+pub fn provider_spec(
+    p: &pb::JwtProvider,
+    skew: std::time::Duration,
+) -> signet_policy::jwt::ProviderSpec {
+    signet_policy::jwt::ProviderSpec {
+        name: p.name.clone(),
+        issuer: p.issuer.clone(),
+        audiences: p.audiences.clone(),
+        jwks: p.jwks.clone(),
+        header: p.header.clone(),
+        prefix: p.prefix.clone(),
+        algorithms: p.algorithms.clone(),
+        skew,
+    }
+}

@@ -86,6 +86,43 @@ pub struct ProxyConfig {
     /// candidate's id. Unset: no candidate.
     #[prost(message, optional, tag = "8")]
     pub shadow: ::core::option::Option<PolicySlice>,
+    /// End-user authentication for the proxy's service: the JWT providers whose tokens it
+    /// verifies. Unset: none (every request goes on without a user).
+    #[prost(message, optional, tag = "9")]
+    pub authn: ::core::option::Option<Authn>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Authn {
+    /// Refuse (401) a request without a token.
+    #[prost(bool, tag = "1")]
+    pub required: bool,
+    #[prost(message, repeated, tag = "2")]
+    pub providers: ::prost::alloc::vec::Vec<JwtProvider>,
+    #[prost(uint32, tag = "3")]
+    pub max_token_bytes: u32,
+    #[prost(uint32, tag = "4")]
+    pub clock_skew_seconds: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JwtProvider {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub issuer: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "3")]
+    pub audiences: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The provider's keys now: a JWKS document (JSON), each key with a kid. For a provider
+    /// whose keys are fetched from a URL, the control plane's latest good copy.
+    #[prost(string, tag = "4")]
+    pub jwks: ::prost::alloc::string::String,
+    /// Lower-case header name, and what precedes the token in it.
+    #[prost(string, tag = "5")]
+    pub header: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub prefix: ::prost::alloc::string::String,
+    /// ES256, RS256, EdDSA.
+    #[prost(string, repeated, tag = "7")]
+    pub algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Workload {

@@ -40,6 +40,23 @@ pub struct Shadowed {
     pub bundle: Arc<PolicyBundle>,
 }
 
+/// End-user authentication in force: the applied document and every provider's keys.
+#[derive(Debug, Default)]
+pub struct AuthnState {
+    /// The applied version (0: none).
+    pub version: u64,
+    pub doc: Option<crate::server::authn::AuthnDoc>,
+    pub author: String,
+    /// Unix milliseconds.
+    pub applied_at: i64,
+    /// Keys by provider: inline ones, and the last good fetch of the others.
+    pub keys: crate::server::authn::Keys,
+    /// When each fetched provider's keys last came, and the last fetch error (cleared by a
+    /// good fetch), by provider.
+    pub fetched_at: BTreeMap<String, i64>,
+    pub fetch_errors: BTreeMap<String, String>,
+}
+
 /// A registered proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyEntry {
@@ -74,6 +91,7 @@ pub struct Hub {
     pub audit: signet_audit::AuditLog,
     applied: RwLock<Arc<Applied>>,
     shadow: RwLock<Arc<Option<Shadowed>>>,
+    authn: RwLock<Arc<AuthnState>>,
     deny: RwLock<Arc<pb::DenyList>>,
     /// The change counter when the deny-list's content last changed: a proxy whose trust
     /// stream reached this version enforces every entry.
@@ -174,6 +192,7 @@ impl Hub {
                 files: Vec::new(),
             })),
             shadow: RwLock::new(Arc::new(None)),
+            authn: RwLock::new(Arc::new(AuthnState::default())),
             deny: RwLock::new(Arc::new(pb::DenyList::default())),
             deny_generation: std::sync::atomic::AtomicU64::new(0),
             registry: Mutex::new(HashMap::new()),
@@ -192,6 +211,32 @@ impl Hub {
                 }
             })?;
             hub.publish_shadow(Some((candidate, bundle)));
+        }
+        if let Some(stored) = hub.store.latest_authn().await? {
+            let version = stored.version;
+            let doc: crate::server::authn::AuthnDoc =
+                serde_json::from_str(&stored.doc).map_err(|e| HubError::Invalid {
+                    version,
+                    problems: format!("(authn) {e}"),
+                })?;
+            let mut keys = doc.inline_keys();
+            let mut fetched_at = BTreeMap::new();
+            for fetched in hub.store.authn_keys().await? {
+                keys.insert(fetched.provider.clone(), fetched.jwks);
+                fetched_at.insert(fetched.provider, fetched.fetched_at);
+            }
+            write(
+                &hub.authn,
+                Arc::new(AuthnState {
+                    version,
+                    doc: Some(doc),
+                    author: stored.author,
+                    applied_at: stored.created_at,
+                    keys,
+                    fetched_at,
+                    fetch_errors: BTreeMap::new(),
+                }),
+            );
         }
         hub.reload_deny_list().await?;
         hub.restore_members().await?;
@@ -343,6 +388,56 @@ impl Hub {
         });
         write(&self.shadow, Arc::new(shadowed));
         self.changed()
+    }
+
+    /// End-user authentication in force.
+    pub fn authn(&self) -> Arc<AuthnState> {
+        read(&self.authn)
+    }
+
+    /// Publishes `state` to every proxy; returns the change counter a proxy enforcing it
+    /// reports.
+    pub fn publish_authn(&self, state: AuthnState) -> u64 {
+        write(&self.authn, Arc::new(state));
+        self.changed()
+    }
+
+    /// Notes a fetch of `provider`'s keys: new keys (published when they differ), or an
+    /// error (the keys in force stay).
+    pub fn fetched_keys(&self, version: u64, provider: &str, result: Result<String, String>) {
+        let current = self.authn();
+        if current.version != version {
+            return;
+        }
+        let mut next = AuthnState {
+            version: current.version,
+            doc: current.doc.clone(),
+            author: current.author.clone(),
+            applied_at: current.applied_at,
+            keys: current.keys.clone(),
+            fetched_at: current.fetched_at.clone(),
+            fetch_errors: current.fetch_errors.clone(),
+        };
+        let changed = match result {
+            Ok(jwks) => {
+                next.fetch_errors.remove(provider);
+                next.fetched_at.insert(
+                    provider.to_owned(),
+                    crate::server::store::unix_ms(SystemTime::now()),
+                );
+                let changed = current.keys.get(provider) != Some(&jwks);
+                next.keys.insert(provider.to_owned(), jwks);
+                changed
+            }
+            Err(e) => {
+                next.fetch_errors.insert(provider.to_owned(), e);
+                false
+            }
+        };
+        write(&self.authn, Arc::new(next));
+        if changed {
+            self.changed();
+        }
     }
 
     /// Re-reads the deny-list from the store and publishes it.
@@ -627,9 +722,15 @@ impl Hub {
                 files: slice_files(&slice),
             }
         });
+        let authn = self.authn();
+        let authn = authn
+            .doc
+            .as_ref()
+            .and_then(|doc| doc.for_service(&service.name, &service.namespace, &authn.keys));
         pb::ProxyConfig {
             version: self.generation(),
             shadow,
+            authn,
             policies: Some(pb::PolicySlice {
                 version: applied.meta.as_ref().map_or(0, |m| m.version),
                 bundle_hash: applied.bundle.hash().to_owned(),

@@ -10,6 +10,7 @@
 
 pub mod acks;
 pub mod audit;
+pub mod authn;
 pub mod bootstrap;
 pub mod ca;
 pub mod config_watch;
@@ -236,6 +237,18 @@ pub async fn start(options: Options) -> Result<Running, String> {
                     }
                 }
             }
+        },
+    ));
+    // Keys of JWT providers configured by URL are fetched again when their refresh is due.
+    let authn_hub = Arc::clone(&hub);
+    let attempts = Arc::new(tokio::sync::Mutex::new(std::collections::BTreeMap::new()));
+    tokio::spawn(every(
+        Duration::from_secs(1),
+        shutdown.subscribe(),
+        move || {
+            let hub = Arc::clone(&authn_hub);
+            let attempts = Arc::clone(&attempts);
+            async move { authn::refresh_due(&hub, &mut *attempts.lock().await).await }
         },
     ));
     let rotation_hub = Arc::clone(&hub);

@@ -24,6 +24,7 @@ pub const ACTIONS: &[&str] = &[
     "policy.rollback",
     "policy.apply_widening",
     "policy.shadow",
+    "authn.apply",
     "service.label",
     "token.create",
     "operator.enroll",
@@ -59,6 +60,8 @@ pub enum Act<'a> {
     },
     /// Installing (`install`) or removing (`clear`) a shadow candidate bundle.
     PolicyShadow { operation: &'a str, files: usize },
+    /// Applying end-user authentication (JWT providers and the services that accept them).
+    AuthnApply { providers: usize, services: usize },
     /// Setting a service's labels.
     ServiceLabel {
         service: &'a str,
@@ -87,6 +90,7 @@ impl Act<'_> {
             Self::PolicyRollback { .. } => "policy.rollback",
             Self::PolicyWidening { .. } => "policy.apply_widening",
             Self::PolicyShadow { .. } => "policy.shadow",
+            Self::AuthnApply { .. } => "authn.apply",
             Self::ServiceLabel { .. } => "service.label",
             Self::TokenCreate {
                 operator: false, ..
@@ -104,7 +108,8 @@ impl Act<'_> {
             Self::PolicyApply { .. }
             | Self::PolicyRollback { .. }
             | Self::PolicyWidening { .. }
-            | Self::PolicyShadow { .. } => ("PolicySet", "mesh".to_owned()),
+            | Self::PolicyShadow { .. }
+            | Self::AuthnApply { .. } => ("PolicySet", "mesh".to_owned()),
             Self::ServiceLabel { service, namespace } => {
                 ("Service", format!("{namespace}/{service}"))
             }
@@ -162,6 +167,13 @@ impl Act<'_> {
                 pairs.push(text("operation", operation));
                 pairs.push(long("files", files as u64));
             }
+            Self::AuthnApply {
+                providers,
+                services,
+            } => {
+                pairs.push(long("providers", providers as u64));
+                pairs.push(long("services", services as u64));
+            }
             Self::ServiceLabel { service, namespace } => {
                 pairs.push(text("service", service));
                 pairs.push(text("namespace", namespace));
@@ -196,6 +208,7 @@ impl Act<'_> {
                 widened, narrowed, ..
             } => format!("policies (+{widened} widened / -{narrowed} narrowed)"),
             Self::PolicyShadow { operation, .. } => format!("policies/shadow ({operation})"),
+            Self::AuthnApply { .. } => "authn".to_owned(),
             Self::ServiceLabel { service, namespace } => format!("services/{namespace}/{service}"),
             Self::TokenCreate { id, .. } | Self::DenyId { id } => id.as_str().to_owned(),
             Self::DenySerial { serial } => (*serial).to_owned(),

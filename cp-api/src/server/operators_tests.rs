@@ -32,6 +32,10 @@ fn every_act(target: &SpiffeId) -> Vec<Act<'_>> {
             operation: "install",
             files: 1,
         },
+        Act::AuthnApply {
+            providers: 1,
+            services: 2,
+        },
         Act::ServiceLabel {
             service: "cart",
             namespace: "shop",

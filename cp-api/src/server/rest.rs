@@ -261,6 +261,8 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/policies/shadow",
     "DELETE /v1/policies/shadow",
     "POST /v1/policies/shadow/promote",
+    "GET /v1/authn",
+    "POST /v1/authn",
     "POST /v1/tokens",
     "GET /v1/services",
     "POST /v1/services/labels",
@@ -303,6 +305,10 @@ pub fn router(api: Api) -> Router {
                 .delete(shadow_routes::clear),
         )
         .route(
+            "/v1/authn",
+            get(authn_routes::current).post(authn_routes::apply),
+        )
+        .route(
             "/v1/policies/shadow/promote",
             post(shadow_routes::promote).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
@@ -332,6 +338,7 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
+mod authn_routes;
 mod ca_routes;
 mod shadow_routes;
 

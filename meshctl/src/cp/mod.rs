@@ -9,6 +9,7 @@ use anyhow::{Context as _, anyhow};
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
+pub(crate) mod authn;
 pub(crate) mod ca;
 pub(crate) mod client;
 pub(crate) mod identity;

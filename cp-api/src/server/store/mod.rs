@@ -228,6 +228,26 @@ pub struct ShadowFlow {
     pub last: u64,
 }
 
+/// An applied end-user authentication document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuthn {
+    pub version: u64,
+    /// The document, JSON.
+    pub doc: String,
+    pub author: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Keys last fetched for a provider configured by URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedKeys {
+    pub provider: String,
+    pub jwks: String,
+    /// Unix milliseconds.
+    pub fetched_at: i64,
+}
+
 /// A policy version with its files.
 pub type VersionWithFiles = (PolicyVersion, Vec<StoredFile>);
 
@@ -323,6 +343,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         since: u64,
         per_flow: u32,
     ) -> BoxFuture<'a, Result<Vec<AuditRow>, StoreError>>;
+
+    /// Stores an end-user authentication document (JSON) as the next version, with the
+    /// fetched keys of its `jwks_uri` providers replacing all kept keys; returns the version.
+    fn put_authn(
+        &self,
+        doc: String,
+        author: String,
+        keys: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// The latest end-user authentication document.
+    fn latest_authn(&self) -> BoxFuture<'_, Result<Option<StoredAuthn>, StoreError>>;
+    /// The kept fetched keys.
+    fn authn_keys(&self) -> BoxFuture<'_, Result<Vec<FetchedKeys>, StoreError>>;
+    /// Keeps newly fetched keys of `provider`.
+    fn put_authn_key(
+        &self,
+        provider: String,
+        jwks: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Records an operator action.
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;

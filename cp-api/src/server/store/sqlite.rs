@@ -13,9 +13,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AuditQuery, AuditRow, DenyEntry, IssuedCertificate, Member, NewPolicyVersion, NewShadow,
-    OperatorAction, PolicyVersion, ServiceLabels, ShadowCandidate, ShadowFlow, Store, StoreError,
-    StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
+    AuditQuery, AuditRow, DenyEntry, FetchedKeys, IssuedCertificate, Member, NewPolicyVersion,
+    NewShadow, OperatorAction, PolicyVersion, ServiceLabels, ShadowCandidate, ShadowFlow, Store,
+    StoreError, StoredAuthn, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// Migrations in order; each runs once, in its own transaction.
@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/sqlite/0005_shadow.sql"),
     ),
+    (6, include_str!("../../../migrations/sqlite/0006_authn.sql")),
 ];
 
 fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
@@ -843,6 +844,105 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
             rows.iter().map(audit_row).collect()
+        })
+    }
+
+    fn put_authn(
+        &self,
+        doc: String,
+        author: String,
+        keys: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let now = unix_ms(SystemTime::now());
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let version: i64 = sqlx::query_scalar(
+                "INSERT INTO authn_versions (version, doc, author, created_at) \
+                 SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3 FROM authn_versions \
+                 RETURNING version",
+            )
+            .bind(&doc)
+            .bind(&author)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query("DELETE FROM authn_keys")
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            for (provider, jwks) in &keys {
+                sqlx::query(
+                    "INSERT INTO authn_keys (provider, jwks, fetched_at) VALUES ($1, $2, $3)",
+                )
+                .bind(provider)
+                .bind(jwks)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(to_u64(version))
+        })
+    }
+
+    fn latest_authn(&self) -> BoxFuture<'_, Result<Option<StoredAuthn>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT version, doc, author, created_at FROM authn_versions \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+            row.map(|r| {
+                Ok(StoredAuthn {
+                    version: to_u64(r.try_get("version").map_err(backend)?),
+                    doc: r.try_get("doc").map_err(backend)?,
+                    author: r.try_get("author").map_err(backend)?,
+                    created_at: r.try_get("created_at").map_err(backend)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn authn_keys(&self) -> BoxFuture<'_, Result<Vec<FetchedKeys>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT provider, jwks, fetched_at FROM authn_keys")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(FetchedKeys {
+                        provider: r.try_get("provider").map_err(backend)?,
+                        jwks: r.try_get("jwks").map_err(backend)?,
+                        fetched_at: r.try_get("fetched_at").map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn put_authn_key(
+        &self,
+        provider: String,
+        jwks: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT OR REPLACE INTO authn_keys (provider, jwks, fetched_at) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(&provider)
+            .bind(&jwks)
+            .bind(unix_ms(SystemTime::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(())
         })
     }
 

@@ -1,0 +1,340 @@
+//! End-user authentication, as operators apply it (`meshctl authn apply`, `POST /v1/authn`):
+//! JWT providers (issuer, audiences, keys from an inline JWKS or an `https` URL the control
+//! plane fetches and refreshes) and, per service, which providers it accepts and whether a
+//! token is required. Each proxy receives its service's part (`ProxyConfig.authn`) with every
+//! provider's current keys inline, so proxies never reach out to an identity provider.
+//!
+//! A document is validated whole before anything is stored: every provider's keys are built
+//! with the verifier the proxies use (`signet_policy::jwt`), and a URL's keys are fetched
+//! once, so an apply never leaves a provider without keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::v1 as pb;
+
+/// Largest JWKS fetched or given.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// How long a JWKS fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most providers and service entries in one document.
+const MAX_PROVIDERS: usize = 64;
+const MAX_SERVICES: usize = 4096;
+
+/// The whole end-user authentication configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthnDoc {
+    pub providers: Vec<ProviderDoc>,
+    #[serde(default)]
+    pub services: Vec<ServiceAuthn>,
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: u32,
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u32,
+}
+
+fn default_max_token_bytes() -> u32 {
+    8192
+}
+
+fn default_clock_skew() -> u32 {
+    60
+}
+
+/// One JWT provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderDoc {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// The keys, a JWKS document (JSON text). Exactly one of `jwks` and `jwks_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Where the control plane fetches the keys (`https` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// PEM certificates to trust for `jwks_uri` instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ca: Option<String>,
+    /// How often `jwks_uri` is fetched again.
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: u64,
+    #[serde(default = "default_header")]
+    pub header: String,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+fn default_refresh() -> u64 {
+    300
+}
+
+fn default_header() -> String {
+    "authorization".to_owned()
+}
+
+fn default_prefix() -> String {
+    "Bearer ".to_owned()
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["ES256", "RS256", "EdDSA"].map(str::to_owned).to_vec()
+}
+
+/// Which providers one service accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAuthn {
+    pub service: String,
+    pub namespace: String,
+    pub providers: Vec<String>,
+    /// Refuse requests without a token (default: only invalid tokens are refused).
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The keys of every provider now, by name: inline, or as last fetched.
+pub type Keys = BTreeMap<String, String>;
+
+impl AuthnDoc {
+    /// Checks everything but the keys of `jwks_uri` providers; every problem found.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.providers.len() > MAX_PROVIDERS {
+            problems.push(format!("at most {MAX_PROVIDERS} providers"));
+        }
+        if self.services.len() > MAX_SERVICES {
+            problems.push(format!("at most {MAX_SERVICES} service entries"));
+        }
+        if !(256..=65_536).contains(&self.max_token_bytes) {
+            problems.push("max_token_bytes is between 256 and 65536".to_owned());
+        }
+        if self.clock_skew_seconds > 600 {
+            problems.push("clock_skew_seconds is at most 600".to_owned());
+        }
+        let mut names = BTreeSet::new();
+        for (n, p) in self.providers.iter().enumerate() {
+            let at = format!("providers[{n}] (`{}`)", p.name);
+            if !valid_name(&p.name) {
+                problems.push(format!(
+                    "{at}: a name is 1-63 lower-case letters, digits and `-`"
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                problems.push(format!("{at}: the name is used twice"));
+            }
+            match (&p.jwks, &p.jwks_uri) {
+                (Some(_), Some(_)) | (None, None) => {
+                    problems.push(format!("{at}: give exactly one of jwks and jwks_uri"));
+                }
+                (Some(jwks), None) => {
+                    if let Err(e) = self.build(p, jwks) {
+                        problems.push(format!("{at}: {e}"));
+                    }
+                }
+                (None, Some(uri)) => {
+                    if !uri.starts_with("https://") {
+                        problems.push(format!("{at}: jwks_uri must be an https URL"));
+                    }
+                    if !(1..=86_400).contains(&p.refresh_seconds) {
+                        problems.push(format!("{at}: refresh_seconds is between 1 and 86400"));
+                    }
+                }
+            }
+            if p.jwks_ca.is_some() && p.jwks_uri.is_none() {
+                problems.push(format!("{at}: jwks_ca goes with jwks_uri"));
+            }
+        }
+        let mut services = BTreeSet::new();
+        for (n, s) in self.services.iter().enumerate() {
+            let at = format!("services[{n}] (`{}/{}`)", s.namespace, s.service);
+            if s.service.is_empty() || s.namespace.is_empty() {
+                problems.push(format!("{at}: service and namespace are needed"));
+            }
+            if !services.insert((&s.namespace, &s.service)) {
+                problems.push(format!("{at}: listed twice"));
+            }
+            if s.providers.is_empty() {
+                problems.push(format!("{at}: name at least one provider"));
+            }
+            for p in &s.providers {
+                if !names.contains(p.as_str()) {
+                    problems.push(format!("{at}: no provider `{p}`"));
+                }
+            }
+        }
+        problems
+    }
+
+    /// `provider` with `jwks` as the verifier builds it: what the proxies will run.
+    pub fn build(
+        &self,
+        provider: &ProviderDoc,
+        jwks: &str,
+    ) -> Result<signet_policy::jwt::Provider, String> {
+        if jwks.len() > MAX_JWKS_BYTES {
+            return Err(format!("the JWKS is over {MAX_JWKS_BYTES} bytes"));
+        }
+        signet_policy::jwt::Provider::new(&crate::api::convert::provider_spec(
+            &self.provider_message(provider, jwks),
+            Duration::from_secs(u64::from(self.clock_skew_seconds)),
+        ))
+    }
+
+    fn provider_message(&self, p: &ProviderDoc, jwks: &str) -> pb::JwtProvider {
+        pb::JwtProvider {
+            name: p.name.clone(),
+            issuer: p.issuer.clone(),
+            audiences: p.audiences.clone(),
+            jwks: jwks.to_owned(),
+            header: p.header.to_ascii_lowercase(),
+            prefix: p.prefix.clone(),
+            algorithms: p.algorithms.clone(),
+        }
+    }
+
+    /// What the proxies of `service` in `namespace` verify, with `keys` as the providers'
+    /// keys; `None` when the service accepts no provider.
+    pub fn for_service(&self, service: &str, namespace: &str, keys: &Keys) -> Option<pb::Authn> {
+        let entry = self
+            .services
+            .iter()
+            .find(|s| s.service == service && s.namespace == namespace)?;
+        let providers = entry
+            .providers
+            .iter()
+            .filter_map(|name| self.providers.iter().find(|p| p.name == *name))
+            .map(|p| {
+                let jwks = keys.get(&p.name).map_or("", String::as_str);
+                self.provider_message(p, jwks)
+            })
+            .collect();
+        Some(pb::Authn {
+            required: entry.required,
+            providers,
+            max_token_bytes: self.max_token_bytes,
+            clock_skew_seconds: self.clock_skew_seconds,
+        })
+    }
+
+    /// The inline keys.
+    pub fn inline_keys(&self) -> Keys {
+        self.providers
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.jwks.clone()?)))
+            .collect()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Fetches `provider`'s keys from its `jwks_uri` and checks they build.
+pub async fn fetch(doc: &AuthnDoc, provider: &ProviderDoc) -> Result<String, String> {
+    let Some(uri) = &provider.jwks_uri else {
+        return Err("no jwks_uri".to_owned());
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(FETCH_TIMEOUT);
+    if let Some(pem) = &provider.jwks_ca {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("jwks_ca: {e}"))?;
+        if certs.is_empty() {
+            return Err("jwks_ca holds no certificate".to_owned());
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    let client = builder.build().map_err(|e| format!("{uri}: {e}"))?;
+    let mut response = client
+        .get(uri)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("fetching {uri}: {}", full_error(&e)))?;
+    if !response.status().is_success() {
+        return Err(format!("fetching {uri}: HTTP {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading {uri}: {}", full_error(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("{uri}: the JWKS is over {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let jwks = String::from_utf8(body).map_err(|_| format!("{uri}: the JWKS is not UTF-8"))?;
+    doc.build(provider, &jwks)
+        .map_err(|e| format!("{uri}: {e}"))?;
+    Ok(jwks)
+}
+
+/// An error with its sources: reqwest's top-level message alone says little.
+fn full_error(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// One pass of the key refresher: fetches, one after another, the keys of every `jwks_uri`
+/// provider whose refresh time has come (`last`: when each was last attempted, by applied
+/// version and provider), keeps good ones in the store and publishes them.
+pub async fn refresh_due(
+    hub: &crate::server::hub::Hub,
+    last: &mut BTreeMap<(u64, String), std::time::Instant>,
+) {
+    let state = hub.authn();
+    let Some(doc) = state.doc.clone() else {
+        return;
+    };
+    let version = state.version;
+    last.retain(|(v, _), _| *v == version);
+    let now = std::time::Instant::now();
+    for provider in doc.providers.iter().filter(|p| p.jwks_uri.is_some()) {
+        let key = (version, provider.name.clone());
+        // Applying fetched the keys once already: the first refresh is a period later.
+        let since = *last.entry(key.clone()).or_insert(now);
+        if now.duration_since(since) < Duration::from_secs(provider.refresh_seconds) {
+            continue;
+        }
+        last.insert(key, now);
+        let result = fetch(&doc, provider).await;
+        match &result {
+            Ok(jwks) if state.keys.get(&provider.name) != Some(jwks) => {
+                tracing::info!(provider = %provider.name, "new keys fetched");
+                if let Err(e) = hub
+                    .store
+                    .put_authn_key(provider.name.clone(), jwks.clone())
+                    .await
+                {
+                    tracing::error!(error = %e, "keeping fetched keys failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(provider = %provider.name, error = %e, "fetching keys failed; the last good ones stay")
+            }
+        }
+        hub.fetched_keys(version, &provider.name, result);
+    }
+}
