@@ -41,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(convert::directory(&back).ok(), Some(directory));
         }
         let _ = convert::labels(&config.labels);
+        // Providers with arbitrary JWKS text, algorithms and headers: refused or built,
+        // never a panic.
+        let _ = convert::authn(config.authn.as_ref());
     }
     if let Ok(update) = pb::TrustUpdate::decode(data) {
         trust(&td, update.bundle.as_ref(), update.deny.as_ref());
