@@ -460,26 +460,44 @@ pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
         "expected_version": review.current_version,
         "wait_seconds": args.wait.wait.as_secs(),
     });
-    let result = match send_reviewed(
+    send_and_report(
         &client,
         "/v1/policies/rollback",
         body,
         &review,
         args.allow_widening,
         output,
-    )? {
+        |result| {
+            format!(
+                "applied version {} with the policies of version {} ({} policies)",
+                text(result, "version"),
+                args.version,
+                text(result, "policies")
+            )
+        },
+    )
+}
+
+/// Sends a reviewed change (as [`send_reviewed`]) and reports it: the answer in structured
+/// output; else the control plane's gate, `applied` of the answer, and how many proxies
+/// enforce the new version (an error naming those that do not).
+pub(super) fn send_and_report(
+    client: &super::Client,
+    path: &str,
+    body: Value,
+    review: &Review,
+    allow: bool,
+    output: super::Output,
+    applied: impl FnOnce(&Value) -> String,
+) -> anyhow::Result<Outcome> {
+    let result = match send_reviewed(client, path, body, review, allow, output)? {
         Ok(result) => result,
         Err(outcome) => return Ok(outcome),
     };
     let table = !print_structured(output, &result)?;
     if table {
         println!("{}", gate_line(&result));
-        println!(
-            "applied version {} with the policies of version {} ({} policies)",
-            text(&result, "version"),
-            args.version,
-            text(&result, "policies")
-        );
+        println!("{}", applied(&result));
     }
     let enforced = super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
     if table {

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use signet_policy::{PolicyBundle, PolicySource};
 
-use super::policies::{bundle_of_files, gate_line, review, send_reviewed};
+use super::policies::{bundle_of_files, gate_line, review, send_and_report};
 use super::{Remote, print_structured, print_table, relative, text};
 use crate::Outcome;
 
@@ -211,32 +211,22 @@ fn promote(args: &PromoteArgs) -> anyhow::Result<Outcome> {
         "expected_version": review.current_version,
         "wait_seconds": args.wait.wait.as_secs(),
     });
-    let result = match send_reviewed(
+    send_and_report(
         &client,
         "/v1/policies/shadow/promote",
         body,
         &review,
         args.allow_widening,
         output,
-    )? {
-        Ok(result) => result,
-        Err(outcome) => return Ok(outcome),
-    };
-    let table = !print_structured(output, &result)?;
-    if table {
-        println!("{}", gate_line(&result));
-        println!(
-            "promoted shadow candidate {id}: applied version {} ({} policies); was version {}",
-            text(&result, "version"),
-            new.len(),
-            review.current_version
-        );
-    }
-    let enforced = super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
-    if table {
-        println!("{enforced}");
-    }
-    Ok(Outcome::Success)
+        |result| {
+            format!(
+                "promoted shadow candidate {id}: applied version {} ({} policies); was version {}",
+                text(result, "version"),
+                new.len(),
+                review.current_version
+            )
+        },
+    )
 }
 
 fn clear(args: &ClearArgs) -> anyhow::Result<Outcome> {
