@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::v1 as pb;
 
-/// Largest JWKS fetched or given.
-pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Largest JWKS fetched or given (real ones are a few KiB), and most providers one service
+/// accepts: together they bound what a proxy's configuration message carries for
+/// authentication (512 KiB), well inside what the message may hold beside its policies.
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+const MAX_PROVIDERS_PER_SERVICE: usize = 8;
 /// How long a JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most providers and service entries in one document.
@@ -162,6 +165,11 @@ impl AuthnDoc {
             }
             if s.providers.is_empty() {
                 problems.push(format!("{at}: name at least one provider"));
+            }
+            if s.providers.len() > MAX_PROVIDERS_PER_SERVICE {
+                problems.push(format!(
+                    "{at}: at most {MAX_PROVIDERS_PER_SERVICE} providers per service"
+                ));
             }
             for p in &s.providers {
                 if !names.contains(p.as_str()) {
