@@ -346,3 +346,61 @@ pub async fn refresh_due(
         hub.fetched_keys(version, &provider.name, result);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> AuthnDoc {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    #[test]
+    fn every_problem_of_a_document_is_named() {
+        let providers: Vec<String> = (0..9)
+            .map(|n| {
+                format!(
+                    r#"{{"name":"p{n}","issuer":"i","audiences":["a"],"jwks_uri":"https://idp/{n}"}}"#
+                )
+            })
+            .collect();
+        let names: Vec<String> = (0..9).map(|n| format!("\"p{n}\"")).collect();
+        let text = format!(
+            r#"{{"providers":[{},
+                {{"name":"Bad Name","issuer":"i","audiences":["a"],"jwks_uri":"http://idp"}},
+                {{"name":"both","issuer":"i","audiences":["a"],"jwks":"{{}}","jwks_uri":"https://x"}}],
+               "services":[{{"service":"cart","namespace":"shop","providers":[{}]}},
+                           {{"service":"cart","namespace":"shop","providers":["nope"]}}],
+               "max_token_bytes":10}}"#,
+            providers.join(","),
+            names.join(",")
+        );
+        let problems = doc(&text).problems().join("\n");
+        for expected in [
+            "max_token_bytes is between",
+            "a name is 1-63 lower-case",
+            "jwks_uri must be an https URL",
+            "give exactly one of jwks and jwks_uri",
+            "at most 8 providers per service",
+            "listed twice",
+            "no provider `nope`",
+        ] {
+            assert!(problems.contains(expected), "{expected}:\n{problems}");
+        }
+    }
+
+    #[test]
+    fn a_good_document_has_no_problem_and_reaches_only_its_services() {
+        let good = doc(
+            r#"{"providers":[{"name":"corp","issuer":"i","audiences":["a"],"jwks_uri":"https://idp/jwks"}],
+                "services":[{"service":"cart","namespace":"shop","providers":["corp"],"required":true}]}"#,
+        );
+        assert_eq!(good.problems(), Vec::<String>::new());
+        let keys: Keys = [("corp".to_owned(), "{\"keys\":[]}".to_owned())].into();
+        let cart = good.for_service("cart", "shop", &keys).unwrap();
+        assert!(cart.required);
+        assert_eq!(cart.providers[0].jwks, "{\"keys\":[]}");
+        assert_eq!(cart.providers[0].header, "authorization");
+        assert!(good.for_service("cart", "other", &keys).is_none());
+    }
+}
