@@ -10,7 +10,9 @@
 //!   control plane is away serves the last configuration (static stability).
 //! - Registration of the inbound endpoint and heartbeats.
 //!
-//! Every call that fails is counted by call and retried with capped exponential backoff.
+//! Every call that fails is counted by call and retried with capped exponential backoff
+//! with jitter (`backoff.rs`), so proxies that lost the control plane together do not come
+//! back in lockstep.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::backoff::Backoff;
 use crate::config::{ControlPlaneConfig, IdentityConfig, ServiceConfig};
 use crate::identity::{self, Credentials};
 use crate::outbound::Upstream;
@@ -42,6 +45,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff bounds for retries.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The backoff of every control-plane loop.
+fn control_backoff() -> Backoff {
+    Backoff::new(BACKOFF_START, BACKOFF_MAX)
+}
 /// How long start-up waits to join when the control plane is not answering yet.
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -257,7 +265,7 @@ pub async fn obtain_identity(
     let key = WorkloadKey::generate().map_err(|e| e.to_string())?;
     let csr = key.csr(&expected).map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
-    let mut backoff = BACKOFF_START;
+    let mut backoff = control_backoff();
     let response = loop {
         let request = pb::IssueRequest {
             join_token: token.clone(),
@@ -267,10 +275,9 @@ pub async fn obtain_identity(
         let mut client = limited!(pb::identity_client::IdentityClient::new(channel.clone()));
         match timed(client.issue(request)).await {
             Ok(r) => break r,
-            Err(s) if retryable(&s) && tokio::time::Instant::now() + backoff < deadline => {
+            Err(s) if retryable(&s) && tokio::time::Instant::now() + backoff.step() < deadline => {
                 tracing::warn!(error = %status_text(&s), "control plane not reachable yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::time::sleep(backoff.pause()).await;
             }
             Err(s) => {
                 return Err(format!(
@@ -551,7 +558,7 @@ impl Link {
     {
         let mut first = Some(first);
         let cp = &self.proxy.metrics.control_plane;
-        let mut backoff = BACKOFF_START;
+        let mut backoff = control_backoff();
         loop {
             match open(self.channel()).await {
                 Ok(mut stream) => loop {
@@ -565,7 +572,7 @@ impl Link {
                                 up.store(true, std::sync::atomic::Ordering::Relaxed);
                             }
                             cp.contact();
-                            backoff = BACKOFF_START;
+                            backoff.reset();
                             on_message(message);
                             if let Some(tx) = first.take() {
                                 let _ = tx.send(());
@@ -584,10 +591,9 @@ impl Link {
                 up.store(false, std::sync::atomic::Ordering::Relaxed);
             }
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(backoff.pause()) => {}
                 () = self.proxy.draining() => return,
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
@@ -667,7 +673,7 @@ impl Link {
 
     /// Registers the inbound endpoint and heartbeats until shutdown.
     pub async fn register(self: Arc<Self>) {
-        let mut backoff = BACKOFF_START;
+        let mut backoff = control_backoff();
         loop {
             let mut client = limited!(pb::registry_client::RegistryClient::new(self.channel()));
             let request = pb::RegisterRequest {
@@ -702,16 +708,15 @@ impl Link {
             let interval = match timed(client.register(request)).await {
                 Ok(r) => {
                     self.proxy.metrics.control_plane.contact();
-                    backoff = BACKOFF_START;
+                    backoff.reset();
                     Duration::from_secs(u64::from(r.heartbeat_interval_seconds.max(1)))
                 }
                 Err(s) => {
                     self.failed("register", &s);
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(backoff.pause()) => {}
                         () = self.proxy.draining() => return,
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             };
@@ -764,7 +769,7 @@ impl Link {
     pub async fn ship(self: Arc<Self>, dir: PathBuf) {
         let cursor_path = dir.join("shipped.cursor");
         let mut cursor = read_cursor(&cursor_path);
-        let mut backoff = BACKOFF_START;
+        let mut backoff = control_backoff();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -787,7 +792,7 @@ impl Link {
                     Ok(_) => {
                         self.proxy.metrics.control_plane.contact();
                         cursor = next;
-                        backoff = BACKOFF_START;
+                        backoff.reset();
                         let text = format!("{}\n{}\n", cursor.0, cursor.1);
                         if let Err(e) = write_private(&cursor_path, text.as_bytes()) {
                             tracing::warn!(error = %e, "keeping the audit cursor");
@@ -796,10 +801,9 @@ impl Link {
                     Err(s) => {
                         self.failed("ship", &s);
                         tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
+                            () = tokio::time::sleep(backoff.pause()) => {}
                             () = self.proxy.draining() => return,
                         }
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
                         break;
                     }
                 }
@@ -821,7 +825,7 @@ impl Link {
                 () = tokio::time::sleep(wait) => {}
                 () = self.proxy.draining() => return,
             }
-            let mut backoff = BACKOFF_START;
+            let mut backoff = control_backoff();
             loop {
                 match self.renew_once(&id).await {
                     Ok(()) => break,
@@ -834,12 +838,11 @@ impl Link {
                 let left = not_after
                     .duration_since(SystemTime::now())
                     .unwrap_or(Duration::ZERO);
-                let pause = backoff.min(left.max(BACKOFF_START));
+                let pause = backoff.pause().min(left.max(BACKOFF_START));
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
                     () = self.proxy.draining() => return,
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod audit;
 pub mod authn;
+pub mod backoff;
 pub mod config;
 pub mod control;
 pub mod headers;
