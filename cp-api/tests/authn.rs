@@ -4,64 +4,16 @@
 //! proxies, their claims read by Cedar policies; what cannot work is refused whole.
 #![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
 
-use std::io::BufRead as _;
 use std::path::Path;
 use std::time::Duration;
 
 use signet_tests::client::Http;
+use signet_tests::jwt::Idp;
 use signet_tests::mesh::{Mesh, policies};
 
-/// Tokens minted by PyJWT (`tests/jwt/mint.py`), the JWKS written into `dir`.
+/// Tokens minted by PyJWT, the JWKS written into `dir`.
 fn mint(dir: &Path) -> serde_json::Value {
-    std::fs::create_dir_all(dir).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jwt/mint.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .arg("https://idp.mesh.test")
-        .arg("shop")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The identity provider's key endpoint (`tests/jwt/jwks_server.py`) serving `dir/jwks.json`.
-struct Idp {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Idp {
-    fn start(dir: &Path) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jwt/jwks_server.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .arg(dir)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let started: serde_json::Value = serde_json::from_str(&line).unwrap();
-        Self {
-            port: u16::try_from(started["port"].as_u64().unwrap()).unwrap(),
-            child,
-        }
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    signet_tests::jwt::mint(dir, "https://idp.mesh.test", "shop")
 }
 
 const USER_POLICIES: &str = r#"

@@ -5,7 +5,7 @@
 //!
 //! `cargo bench -p signet-proxy --bench authn`
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "bench set-up")]
+#![expect(clippy::unwrap_used, reason = "bench set-up")]
 
 use std::time::Duration;
 
@@ -15,20 +15,7 @@ use signet_proxy::authn::{Authn, Provider, ProviderSpec, verify};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jwt/mint.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(dir.path())
-        .arg("https://idp.acme.test")
-        .arg("shop")
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tokens: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens = signet_tests::jwt::mint(dir.path(), "https://idp.acme.test", "shop");
     let jwks = std::fs::read_to_string(dir.path().join("jwks.json")).unwrap();
     let build = || {
         let provider = Provider::new(&ProviderSpec {

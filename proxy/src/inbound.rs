@@ -353,6 +353,30 @@ fn denied_response(decision: &Decision, grpc: bool) -> Response<Body> {
     response
 }
 
+/// What the audit records a request decision about: its method, peer, (canonical) path and
+/// W3C trace id.
+fn request_subject<'a, B>(
+    proxy: &Proxy,
+    peer: &'a Peer,
+    request: &'a Request<B>,
+    path: &'a str,
+) -> crate::audit::Subject<'a> {
+    crate::audit::Subject {
+        action: request.method().as_str(),
+        peer: &peer.id,
+        serial: &peer.serial,
+        path: Some(path),
+        trace: crate::audit::trace_id(
+            request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+        ),
+        src: peer.addr,
+        dst: proxy.config.inbound.listen,
+    }
+}
+
 /// 401 for a request whose end-user token was refused (RFC 6750: `invalid_token`, or no
 /// error code when a required token is missing); for gRPC, UNAUTHENTICATED (16). Counted
 /// and audited as a deny by `authn-<reason>`; the token itself is never recorded.
@@ -373,20 +397,7 @@ fn unauthenticated<B>(
     };
     proxy.metrics.decision("request", &decision);
     proxy.audit(
-        &crate::audit::Subject {
-            action: request.method().as_str(),
-            peer: &peer.id,
-            serial: &peer.serial,
-            path: Some(path),
-            trace: crate::audit::trace_id(
-                request
-                    .headers()
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok()),
-            ),
-            src: peer.addr,
-            dst: proxy.config.inbound.listen,
-        },
+        &request_subject(proxy, peer, request, path),
         &decision,
         proxy.policies.current().bundle().hash(),
     );
@@ -513,21 +524,7 @@ async fn decide_and_forward(
     };
     proxy.metrics.decision("request", &decision);
     if proxy.audit.is_some() || shadow.is_some() {
-        let trace = crate::audit::trace_id(
-            request
-                .headers()
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok()),
-        );
-        let subject = crate::audit::Subject {
-            action: request.method().as_str(),
-            peer: &peer.id,
-            serial: &peer.serial,
-            path: Some(&path),
-            trace,
-            src: peer.addr,
-            dst: proxy.config.inbound.listen,
-        };
+        let subject = request_subject(proxy, peer, &request, &path);
         proxy.audit(&subject, &decision, authorizer.bundle().hash());
         if let (Some(candidate), Some(shadow)) = (&candidate, &shadow) {
             crate::shadow::compare(

@@ -901,6 +901,26 @@ async fn connections_that_never_finish_a_handshake_do_not_lock_out_the_mesh() {
     drop(flood);
 }
 
+/// The text of the cart proxy's audit spool (`<cart>/audit`) once `ready` says it holds what
+/// a test waits for (or after five seconds).
+async fn cart_spool_once(mesh: &Mesh, ready: impl Fn(&str) -> bool) -> String {
+    let audit = mesh.dir.path().join("cart").join("audit");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_dir(&audit)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+            .collect();
+        if ready(&text) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shadow_directory_is_decided_beside_the_policies_without_acting() {
     let mesh = Mesh::start_custom(
@@ -936,24 +956,13 @@ async fn a_shadow_directory_is_decided_beside_the_policies_without_acting() {
     assert_eq!(mesh.cart.metric("signet_proxy_shadow_version").await, 1);
 
     // The audit trail holds each disagreement with both decisions' policies.
-    let audit = mesh.dir.path().join("cart").join("audit");
-    let mut shadows = Vec::new();
-    for _ in 0..50 {
-        shadows = std::fs::read_dir(&audit)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
-            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
-            .filter(|l| l.contains("\"type\":\"shadow\""))
-            .collect();
-        if shadows.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = cart_spool_once(&mesh, |t| t.matches("\"type\":\"shadow\"").count() >= 3).await;
+    let shadows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"shadow\""))
+        .collect();
     assert_eq!(shadows.len(), 3, "{shadows:?}");
-    let record: serde_json::Value = serde_json::from_str(&shadows[0]).unwrap();
+    let record: serde_json::Value = serde_json::from_str(shadows[0]).unwrap();
     assert_eq!(record["event"]["would"], "deny");
     assert_eq!(
         record["event"]["candidate_policies"],
@@ -979,22 +988,19 @@ async fn a_shadow_directory_is_decided_beside_the_policies_without_acting() {
     assert_eq!(mesh.cart.metric(series).await, 3);
 }
 
-/// Tokens minted by PyJWT (`tests/jwt/mint.py`), with the JWKS written into `dir`.
+/// GET `path` on the cart with `token` as the bearer token.
+async fn with_token(http: &mut Http, path: &str, token: &str) -> client::Reply {
+    http.get(
+        "cart",
+        path,
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+}
+
+/// Tokens minted by PyJWT, with the JWKS written into `dir`.
 fn mint_tokens(dir: &Path) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jwt/mint.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .arg("https://idp.acme.test")
-        .arg("shop")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "minting tokens with PyJWT failed (pip install pyjwt cryptography): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    signet_tests::jwt::mint(dir, "https://idp.acme.test", "shop")
 }
 
 const USER_POLICIES: &str = r#"
@@ -1029,7 +1035,6 @@ async fn end_user_jwts_are_verified_and_fill_context_user() {
     let tokens = minted.lock().unwrap().clone();
     let token = |name: &str| tokens[name].as_str().unwrap().to_owned();
     let mut http = Http::h1(mesh.to_cart()).await;
-    let bearer = |t: String| format!("Bearer {t}");
 
     // No token: optional here, so the policies decide without a user.
     let reply = http.get("cart", "/reports/q3", &[]).await;
@@ -1037,13 +1042,7 @@ async fn end_user_jwts_are_verified_and_fill_context_user() {
     assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
 
     // Each algorithm verifies; the claims reach the policies (groups, tags).
-    let reply = http
-        .get(
-            "cart",
-            "/reports/q3",
-            &[("authorization", &bearer(token("es256")))],
-        )
-        .await;
+    let reply = with_token(&mut http, "/reports/q3", &token("es256")).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let lower = format!("bearer {}", token("es256"));
     let reply = http
@@ -1051,21 +1050,9 @@ async fn end_user_jwts_are_verified_and_fill_context_user() {
         .await;
     assert_eq!(reply.status, 200, "the scheme is case-insensitive");
     for (name, status) in [("rs256", 403), ("eddsa", 403)] {
-        let reply = http
-            .get(
-                "cart",
-                "/reports/q3",
-                &[("authorization", &bearer(token(name)))],
-            )
-            .await;
+        let reply = with_token(&mut http, "/reports/q3", &token(name)).await;
         assert_eq!(reply.status, status, "{name}: valid, but not an acme admin");
-        let reply = http
-            .get(
-                "cart",
-                "/api/items",
-                &[("authorization", &bearer(token(name)))],
-            )
-            .await;
+        let reply = with_token(&mut http, "/api/items", &token(name)).await;
         assert_eq!(reply.status, 200, "{name} verifies");
     }
     assert_eq!(
@@ -1088,13 +1075,7 @@ async fn end_user_jwts_are_verified_and_fill_context_user() {
         ("oversized", "oversized"),
         ("rs256_key_as_es256", "algorithm-not-allowed"),
     ] {
-        let reply = http
-            .get(
-                "cart",
-                "/api/items",
-                &[("authorization", &bearer(token(name)))],
-            )
-            .await;
+        let reply = with_token(&mut http, "/api/items", &token(name)).await;
         assert_eq!(reply.status, 401, "{name}: {reply:?}");
         assert_eq!(
             reply.header("www-authenticate").as_deref(),
@@ -1118,20 +1099,7 @@ async fn end_user_jwts_are_verified_and_fill_context_user() {
     }
 
     // Audited as denials by `authn-<reason>`; no token ever reaches the audit trail.
-    let audit = mesh.dir.path().join("cart").join("audit");
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = std::fs::read_dir(&audit)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
-            .collect();
-        if text.contains("authn-bad-signature") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = cart_spool_once(&mesh, |t| t.contains("authn-bad-signature")).await;
     assert!(text.contains("\"policies\":[\"authn-expired\"]"), "{text}");
     for name in ["es256", "expired", "bad_signature"] {
         let t = token(name);

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod client;
 pub mod control;
+pub mod jwt;
 pub mod mesh;
 pub mod openbao;
 pub mod pki;

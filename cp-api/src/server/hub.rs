@@ -41,7 +41,7 @@ pub struct Shadowed {
 }
 
 /// End-user authentication in force: the applied document and every provider's keys.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AuthnState {
     /// The applied version (0: none).
     pub version: u64,
@@ -409,15 +409,7 @@ impl Hub {
         if current.version != version {
             return;
         }
-        let mut next = AuthnState {
-            version: current.version,
-            doc: current.doc.clone(),
-            author: current.author.clone(),
-            applied_at: current.applied_at,
-            keys: current.keys.clone(),
-            fetched_at: current.fetched_at.clone(),
-            fetch_errors: current.fetch_errors.clone(),
-        };
+        let mut next = AuthnState::clone(&current);
         let changed = match result {
             Ok(jwks) => {
                 next.fetch_errors.remove(provider);
