@@ -1,0 +1,304 @@
+//! What serde cannot see: ranges, uniqueness, one-of fields and relations between fields.
+//! Each problem names the entry it is about, so the loader can point at its line.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::doc::{Breaker, HeaderMatch, Outlier, PathMatch, Retry, RetryBudget, Route, TrafficDoc};
+
+/// Most services in one document, and routes per service.
+pub const MAX_SERVICES: usize = 4096;
+/// Most routes of one service: every request walks them in order.
+pub const MAX_ROUTES: usize = 128;
+/// The longest timeout (one day) and most retries accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+const MAX_RETRIES: u32 = 10;
+/// The largest body kept for retries.
+pub const MAX_RETRY_BODY: u32 = 4 * 1024 * 1024;
+
+/// One problem, with the entries (service, then route) it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The service's name, when the problem is inside one.
+    pub service: Option<String>,
+    /// The route's name, when the problem is inside one.
+    pub route: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.service, &self.route) {
+            (Some(s), Some(r)) => write!(f, "service {s}, route {r}: {}", self.message),
+            (Some(s), None) => write!(f, "service {s}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem in `doc`; none means it can be applied.
+pub fn problems(doc: &TrafficDoc) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut top = |message: String| {
+        out.push(Problem {
+            service: None,
+            route: None,
+            message,
+        })
+    };
+    if doc.services.len() > MAX_SERVICES {
+        top(format!("at most {MAX_SERVICES} services"));
+    }
+    let mut seen = BTreeSet::new();
+    for s in &doc.services {
+        let mut found = Vec::new();
+        if !is_name(&s.service) {
+            found.push(format!(
+                "`{}` is not a service name (lower-case letters, digits, `-`, `.`, `_`; at most 253)",
+                s.service
+            ));
+        }
+        if !seen.insert(s.service.as_str()) {
+            found.push("listed twice".to_owned());
+        }
+        timeout("timeout", s.timeout, &mut found);
+        retry(&s.retry, None, &mut found);
+        budget(&s.retry_budget, &mut found);
+        breaker(&s.breaker, &mut found);
+        outlier(&s.outlier, &mut found);
+        if s.routes.len() > MAX_ROUTES {
+            found.push(format!("at most {MAX_ROUTES} routes"));
+        }
+        out.extend(found.into_iter().map(|message| Problem {
+            service: Some(s.service.clone()),
+            route: None,
+            message,
+        }));
+        let mut names = BTreeSet::new();
+        for r in &s.routes {
+            let mut found = Vec::new();
+            if !names.insert(r.name.as_str()) {
+                found.push("two routes have this name".to_owned());
+            }
+            route(r, &mut found);
+            out.extend(found.into_iter().map(|message| Problem {
+                service: Some(s.service.clone()),
+                route: Some(r.name.clone()),
+                message,
+            }));
+        }
+    }
+    out
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+}
+
+fn timeout(what: &str, d: Duration, found: &mut Vec<String>) {
+    if d.is_zero() || d > MAX_TIMEOUT {
+        found.push(format!("{what} is more than 0 and at most 24h"));
+    }
+}
+
+fn route(r: &Route, found: &mut Vec<String>) {
+    if !is_name(&r.name) {
+        found.push(format!(
+            "`{}` is not a route name (lower-case letters, digits, `-`, `.`, `_`)",
+            r.name
+        ));
+    }
+    if let Some(t) = r.timeout {
+        timeout("timeout", t, found);
+    }
+    match &r.when.path {
+        Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) if !p.starts_with('/') => {
+            found.push(format!("path `{p}` must start with `/`"));
+        }
+        _ => {}
+    }
+    for m in &r.when.methods {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+            found.push(format!("method `{m}` is not an upper-case HTTP method"));
+        }
+    }
+    for h in &r.when.headers {
+        header(h, found);
+    }
+    if let Some(retry_policy) = &r.retry {
+        retry(retry_policy, r.timeout, found);
+    }
+}
+
+fn header(h: &HeaderMatch, found: &mut Vec<String>) {
+    if http_token(&h.name).is_none() {
+        found.push(format!("`{}` is not a header name", h.name));
+    }
+}
+
+fn http_token(name: &str) -> Option<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    ok.then_some(())
+}
+
+fn retry(r: &Retry, route_timeout: Option<Duration>, found: &mut Vec<String>) {
+    if r.max_retries > MAX_RETRIES {
+        found.push(format!("retry.max_retries is at most {MAX_RETRIES}"));
+    }
+    for s in &r.statuses {
+        if !(100..=599).contains(s) {
+            found.push(format!("retry status {s} is not an HTTP status"));
+        }
+    }
+    for m in &r.methods {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+            found.push(format!(
+                "retry method `{m}` is not an upper-case HTTP method"
+            ));
+        }
+    }
+    if let Some(t) = r.per_try_timeout {
+        timeout("retry.per_try_timeout", t, found);
+        if route_timeout.is_some_and(|whole| t > whole) {
+            found.push("retry.per_try_timeout is longer than the route's timeout".to_owned());
+        }
+    }
+    if r.backoff_base.is_zero() || r.backoff_max < r.backoff_base || r.backoff_max > MAX_TIMEOUT {
+        found.push("retry backoff needs 0 < backoff_base <= backoff_max <= 24h".to_owned());
+    }
+    if r.max_body_bytes > MAX_RETRY_BODY {
+        found.push(format!("retry.max_body_bytes is at most {MAX_RETRY_BODY}"));
+    }
+}
+
+fn budget(b: &RetryBudget, found: &mut Vec<String>) {
+    if !(0.0..=1.0).contains(&b.ratio) {
+        found.push("retry_budget.ratio is between 0 and 1".to_owned());
+    }
+    if b.window < Duration::from_secs(1) || b.window > Duration::from_secs(60) {
+        found.push("retry_budget.window is between 1s and 60s".to_owned());
+    }
+    if b.min_per_second > 100_000 {
+        found.push("retry_budget.min_per_second is at most 100000".to_owned());
+    }
+}
+
+fn breaker(b: &Breaker, found: &mut Vec<String>) {
+    for (name, v) in [
+        ("max_connections", b.max_connections),
+        ("max_pending", b.max_pending),
+        ("max_requests", b.max_requests),
+    ] {
+        if v == 0 || v > 1_000_000 {
+            found.push(format!("breaker.{name} is between 1 and 1000000"));
+        }
+    }
+    if b.max_retries > 1_000_000 {
+        found.push("breaker.max_retries is at most 1000000".to_owned());
+    }
+}
+
+fn outlier(o: &Outlier, found: &mut Vec<String>) {
+    if o.base_ejection.is_zero() || o.max_ejection < o.base_ejection || o.max_ejection > MAX_TIMEOUT
+    {
+        found.push("outlier needs 0 < base_ejection <= max_ejection <= 24h".to_owned());
+    }
+    if o.max_ejected_percent > 100 {
+        found.push("outlier.max_ejected_percent is at most 100".to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::{RouteMatch, ServiceTraffic};
+
+    fn one(service: ServiceTraffic) -> Vec<String> {
+        problems(&TrafficDoc {
+            services: vec![service],
+        })
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(one(ServiceTraffic::defaults("payments")).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_entry() {
+        let mut s = ServiceTraffic::defaults("Payments");
+        s.timeout = Duration::ZERO;
+        s.retry_budget.ratio = 1.5;
+        s.breaker.max_requests = 0;
+        s.outlier.max_ejection = Duration::from_secs(1);
+        let mut retry_policy = Retry {
+            per_try_timeout: Some(Duration::from_secs(5)),
+            statuses: vec![99],
+            ..Retry::default()
+        };
+        retry_policy.max_retries = 11;
+        s.routes = vec![
+            Route {
+                name: "charge".into(),
+                when: RouteMatch {
+                    path: Some(PathMatch::Prefix("api".into())),
+                    methods: vec!["post".into()],
+                    headers: vec![HeaderMatch {
+                        name: "x canary".into(),
+                        value: crate::doc::ValueMatch::Present(true),
+                    }],
+                },
+                timeout: Some(Duration::from_secs(2)),
+                retry: Some(retry_policy),
+            },
+            Route {
+                name: "charge".into(),
+                when: RouteMatch::default(),
+                timeout: None,
+                retry: None,
+            },
+        ];
+        let found = one(s);
+        for expected in [
+            "service Payments: `Payments` is not a service name",
+            "service Payments: timeout is more than 0",
+            "service Payments: retry_budget.ratio",
+            "service Payments: breaker.max_requests",
+            "service Payments: outlier needs",
+            "service Payments, route charge: path `api` must start with `/`",
+            "service Payments, route charge: method `post`",
+            "service Payments, route charge: `x canary` is not a header name",
+            "service Payments, route charge: retry.max_retries is at most 10",
+            "service Payments, route charge: retry status 99",
+            "service Payments, route charge: retry.per_try_timeout is longer",
+            "service Payments, route charge: two routes have this name",
+        ] {
+            assert!(
+                found.iter().any(|f| f.starts_with(expected)),
+                "{expected} missing from {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_service_listed_twice_is_refused() {
+        let doc = TrafficDoc {
+            services: vec![
+                ServiceTraffic::defaults("cart"),
+                ServiceTraffic::defaults("cart"),
+            ],
+        };
+        assert_eq!(problems(&doc)[0].to_string(), "service cart: listed twice");
+    }
+}
