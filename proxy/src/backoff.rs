@@ -33,7 +33,7 @@ impl Backoff {
     pub fn pause(&mut self) -> Duration {
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
-        jittered(step, random_fraction())
+        jittered(step, crate::traffic::rand::fraction())
     }
 
     /// Back to the first step, after a success.
@@ -46,15 +46,6 @@ impl Backoff {
 fn jittered(step: Duration, fraction: f64) -> Duration {
     let half = step / 2;
     half + half.mul_f64(fraction.clamp(0.0, 1.0))
-}
-
-fn random_fraction() -> f64 {
-    let mut bytes = [0u8; 4];
-    // No randomness (never seen) only loses the jitter, never the wait.
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        return 1.0;
-    }
-    f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX)
 }
 
 #[cfg(test)]

@@ -9,9 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -25,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Protocol;
 use crate::metrics::class;
 use crate::pool::Body;
+use crate::respond::{self, ProxyError, is_grpc, visible};
 use crate::state::Proxy;
 use signet_spiffe::activity::{LastActivity, Tracked};
 
@@ -286,65 +286,10 @@ async fn serve_http<S>(
     }
 }
 
-fn is_grpc<B>(request: &Request<B>) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// A header value made only of visible ASCII.
-fn visible(text: &str) -> HeaderValue {
-    let clean: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("unprintable"))
-}
-
-fn full(text: impl Into<Bytes>) -> Body {
-    Full::new(text.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// A refusal: for gRPC, `grpc-status` `code.1` with `message`; otherwise status `code.0`
-/// with `message` as plain text.
-fn refusal_response(grpc: bool, code: (StatusCode, &'static str), message: &str) -> Response<Body> {
-    let mut r = if grpc {
-        Response::new(full(Bytes::new()))
-    } else {
-        let mut r = Response::new(full(format!("{message}\n")));
-        *r.status_mut() = code.0;
-        r
-    };
-    let headers = r.headers_mut();
-    if grpc {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from_static(code.1));
-        headers.insert("grpc-message", visible(message));
-    } else {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-    }
-    r
-}
-
 /// 403 naming the deciding policies; for gRPC, PERMISSION_DENIED (7) with the same header.
 fn denied_response(decision: &Decision, grpc: bool) -> Response<Body> {
     let reason = decision.reason();
-    let mut response = refusal_response(
+    let mut response = respond::refusal(
         grpc,
         (StatusCode::FORBIDDEN, "7"),
         &format!("denied by {reason}"),
@@ -407,7 +352,7 @@ fn unauthenticated<B>(
     } else {
         HeaderValue::from_static("Bearer realm=\"signet\", error=\"invalid_token\"")
     };
-    let mut response = refusal_response(
+    let mut response = respond::refusal(
         grpc,
         (StatusCode::UNAUTHORIZED, "16"),
         &format!("end-user token refused: {reason}"),
@@ -416,12 +361,6 @@ fn unauthenticated<B>(
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, challenge);
     response
-}
-
-fn status(code: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(full(format!("{text}\n")));
-    *r.status_mut() = code;
-    r
 }
 
 async fn handle(request: Request<Incoming>, proxy: &Proxy, peer: &Peer) -> Response<Body> {
@@ -448,14 +387,14 @@ async fn decide_and_forward(
         inbound.underscore_headers,
         &proxy.identity_header,
     );
+    let grpc = is_grpc(request.headers());
     if let Err(e) = cleaned {
-        return status(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
+        return ProxyError::BadRequest(e.to_string()).respond(grpc);
     }
-    let grpc = is_grpc(&request);
     // Decide on the path the app will resolve, and send the app exactly that path.
     let path = match crate::path::canonical(request.uri().path(), inbound.path_parameters) {
         Ok(path) => path,
-        Err(e) => return status(StatusCode::BAD_REQUEST, &format!("bad request path: {e}")),
+        Err(e) => return ProxyError::BadRequest(format!("path: {e}")).respond(grpc),
     };
     if path != request.uri().path() {
         let mut parts = request.uri().clone().into_parts();
@@ -465,11 +404,11 @@ async fn decide_and_forward(
         };
         match with_query.parse() {
             Ok(pq) => parts.path_and_query = Some(pq),
-            Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
+            Err(_) => return ProxyError::BadRequest("path".to_owned()).respond(grpc),
         }
         match http::Uri::from_parts(parts) {
             Ok(uri) => *request.uri_mut() = uri,
-            Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
+            Err(_) => return ProxyError::BadRequest("path".to_owned()).respond(grpc),
         }
     }
     // The end user first: a refused token ends the request before any policy sees it.
@@ -549,13 +488,13 @@ async fn decide_and_forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body) {
-        return status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        return ProxyError::BodyTooLarge.respond(grpc);
     }
     crate::headers::set_identity(request.headers_mut(), &proxy.identity_header, &peer.id);
     let (parts, body) = request.into_parts();
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let body = Limited::new(body, limit).boxed();
-    let forwarded = proxy.app.send(Request::from_parts(parts, body));
+    let forwarded = proxy.app.send(Request::from_parts(parts, body), None);
     match tokio::time::timeout(proxy.config.limits.request_timeout, forwarded).await {
         Ok(Ok(response)) => {
             let mut response = crate::pool::relay(response).await;
@@ -566,11 +505,8 @@ async fn decide_and_forward(
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the app did not answer");
-            status(StatusCode::BAD_GATEWAY, "the app is unavailable")
+            ProxyError::AppUnavailable.respond(grpc)
         }
-        Err(_) => status(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the app did not answer in time",
-        ),
+        Err(_) => ProxyError::AppTimeout.respond(grpc),
     }
 }

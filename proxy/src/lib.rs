@@ -8,7 +8,10 @@
 //! - [`outbound`]: local plain-text ports to upstream services over mTLS.
 //! - [`headers`]: the headers the proxy vouches for, and hop-by-hop headers.
 //! - [`path`]: canonical request paths, so what is authorized is what the app sees.
-//! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections, round-robin balancing.
+//! - [`traffic`]: the outbound request stack: routes, timeouts, retries with a budget,
+//!   load balancing, circuit breaking, outlier detection.
+//! - [`respond`]: every answer the proxy makes itself ([`respond::ProxyError`]).
+//! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections.
 //! - [`audit`]: decisions recorded in a signed, hash-chained spool.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
 //! - [`reload`]: watching the bootstrap files.
@@ -28,5 +31,7 @@ pub mod outbound;
 pub mod path;
 pub mod pool;
 pub mod reload;
+pub mod respond;
 pub mod shadow;
 pub mod state;
+pub mod traffic;

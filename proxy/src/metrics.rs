@@ -103,6 +103,16 @@ pub struct Metrics {
     pub shadow_disagreements: Family,
     /// The shadow candidate's id (0: none).
     pub shadow_version: AtomicU64,
+    /// Outbound requests answered, by upstream service, route and outcome.
+    pub upstream_requests: Family,
+    /// Attempts (first tries and retries), by upstream service, route and outcome.
+    pub upstream_attempts: Family,
+    /// Retries by upstream service and result: `sent`, or skipped for `budget` or `overflow`.
+    pub upstream_retries: Family,
+    /// Requests failed fast by a circuit-breaker limit, by upstream service and limit.
+    pub upstream_overflows: Family,
+    /// Endpoints ejected by outlier detection, by upstream service and endpoint.
+    pub upstream_ejections: Family,
     /// The control-plane source, when there is one.
     pub control_plane: ControlPlaneMetrics,
 }
@@ -207,6 +217,36 @@ impl Metrics {
             "signet_proxy_authz_shadow_disagreements_total",
             "Decisions the shadow candidate bundle made differently from the enforced one, by what it would have done.",
             &["service", "would"],
+        );
+        self.upstream_requests.render(
+            &mut out,
+            "signet_proxy_upstream_requests_total",
+            "Outbound requests answered, by upstream service, route and outcome.",
+            &["service", "route", "outcome"],
+        );
+        self.upstream_attempts.render(
+            &mut out,
+            "signet_proxy_upstream_attempts_total",
+            "Attempts sent to upstream endpoints (first tries and retries), by outcome.",
+            &["service", "route", "outcome"],
+        );
+        self.upstream_retries.render(
+            &mut out,
+            "signet_proxy_upstream_retries_total",
+            "Retries sent, or skipped because the retry budget or the breaker's retry limit was spent.",
+            &["service", "result"],
+        );
+        self.upstream_overflows.render(
+            &mut out,
+            "signet_proxy_upstream_overflows_total",
+            "Requests failed fast with 503 because a circuit-breaker limit was full.",
+            &["service", "limit"],
+        );
+        self.upstream_ejections.render(
+            &mut out,
+            "signet_proxy_upstream_ejections_total",
+            "Endpoints ejected by outlier detection.",
+            &["service", "endpoint"],
         );
         self.reloads.render(
             &mut out,

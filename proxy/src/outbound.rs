@@ -1,16 +1,19 @@
-//! Outbound: a local plain-text port per upstream service. Requests (or, for TCP, bytes) go to
-//! the upstream's endpoints over mTLS, round robin, on pooled connections; the upstream must
-//! present one of the SPIFFE IDs configured for it.
+//! Outbound: a local plain-text port per upstream service. Requests go through the traffic
+//! stack ([`crate::traffic`]: routes, timeouts, retries, balancing, breaker, outlier
+//! detection) to the upstream's endpoints over mTLS on pooled connections; TCP connections
+//! are balanced the same way. The upstream must present one of the SPIFFE IDs configured
+//! for it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use signet_spiffe::SpiffeId;
 
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -18,57 +21,85 @@ use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 
+use signet_traffic::ServiceTraffic;
+use signet_traffic::doc::RetryOn;
+
 use crate::config::{OutboundConfig, Protocol, UpstreamHttp};
 use crate::metrics::class;
-use crate::pool::{Balancer, Body, Pool, SendError, Transport, UseH2};
+use crate::pool::{Body, Pool, Transport, UseH2};
 use crate::state::Proxy;
-
-/// The header that says why the proxy, not the upstream, answered with an error.
-pub const PROXY_ERROR: &str = "x-signet-error";
+use crate::traffic::Policy;
+use crate::traffic::balance::{Endpoint, Endpoints};
+use crate::traffic::outlier::{Health, may_eject};
 
 /// One upstream service.
 pub struct Upstream {
     config: OutboundConfig,
     targets: ArcSwap<Targets>,
+    policy: ArcSwap<Policy>,
 }
 
-/// An upstream's endpoints and the identities they may present, with the connectors that
-/// check them. Replaced whole when either changes; requests in flight keep the pools they
-/// picked.
+/// An upstream's endpoints and the identities they may present, with the connector that
+/// checks them. Replaced whole when either changes; requests in flight keep the endpoints
+/// they picked, and endpoints that stay keep their connections, latency and ejections.
 struct Targets {
-    endpoints: Vec<SocketAddr>,
+    endpoints: Endpoints,
     identities: Vec<SpiffeId>,
     connector: TlsConnector,
-    balancer: Balancer,
+    transport: Transport,
 }
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("service", &self.config.service)
-            .field("endpoints", &self.targets.load().endpoints)
+            .field("endpoints", &self.addrs())
             .finish_non_exhaustive()
     }
 }
 
 impl Upstream {
-    /// The upstream `config` describes, reached with `proxy`'s identity.
+    /// The upstream `config` describes, reached with `proxy`'s identity, with the default
+    /// traffic settings until others are set.
     pub fn new(config: OutboundConfig, proxy: &Proxy) -> Result<Self, String> {
         let targets = Targets::new(
             &config,
-            config.endpoints.clone(),
+            &config.endpoints,
             config.identities.clone(),
+            None,
             proxy,
         )?;
+        let policy = Policy::new(ServiceTraffic::defaults(&config.service));
         Ok(Self {
             config,
             targets: ArcSwap::from_pointee(targets),
+            policy: ArcSwap::from_pointee(policy),
         })
     }
 
     /// The upstream's service name.
     pub fn service(&self) -> &str {
         &self.config.service
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.targets
+            .load()
+            .endpoints
+            .list
+            .iter()
+            .map(|e| e.addr)
+            .collect()
+    }
+
+    /// The endpoints now (for `/endpoints` and metrics).
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.targets.load().endpoints.list.clone()
+    }
+
+    /// The traffic settings in force.
+    pub fn traffic(&self) -> ServiceTraffic {
+        self.policy.load().settings.clone()
     }
 
     /// Switches to new endpoints and identities (from the control plane); nothing happens if
@@ -80,24 +111,62 @@ impl Upstream {
         proxy: &Proxy,
     ) -> Result<bool, String> {
         let current = self.targets.load();
-        if current.endpoints == endpoints && current.identities == identities {
+        let addrs: Vec<SocketAddr> = current.endpoints.list.iter().map(|e| e.addr).collect();
+        if addrs == endpoints && current.identities == identities {
             return Ok(false);
         }
-        let targets = Targets::new(&self.config, endpoints, identities, proxy)?;
+        let keep = (current.identities == identities).then_some(&**current);
+        let targets = Targets::new(&self.config, &endpoints, identities, keep, proxy)?;
         self.targets.store(Arc::new(targets));
         Ok(true)
+    }
+
+    /// Switches to new traffic settings; false when they are the ones in force (a new
+    /// version that changed other services leaves this one's budget and breaker alone).
+    pub fn set_traffic(&self, settings: ServiceTraffic) -> bool {
+        if self.policy.load().settings == settings {
+            return false;
+        }
+        self.policy.store(Arc::new(Policy::new(settings)));
+        true
     }
 }
 
 impl Targets {
+    /// Targets for `endpoints`; with `keep`, endpoints it already has are carried over.
     fn new(
         config: &OutboundConfig,
-        endpoints: Vec<SocketAddr>,
+        endpoints: &[SocketAddr],
         identities: Vec<SpiffeId>,
+        keep: Option<&Targets>,
         proxy: &Proxy,
     ) -> Result<Self, String> {
+        let (connector, transport) = match keep {
+            Some(kept) => (kept.connector.clone(), kept.transport.clone()),
+            None => Self::transport(config, &identities, proxy)?,
+        };
+        let list = endpoints
+            .iter()
+            .map(|addr| {
+                keep.and_then(|k| k.endpoints.list.iter().find(|e| e.addr == *addr).cloned())
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(Pool::new(*addr, transport.clone()))))
+            })
+            .collect();
+        Ok(Self {
+            endpoints: Endpoints::new(list),
+            identities,
+            connector,
+            transport,
+        })
+    }
+
+    fn transport(
+        config: &OutboundConfig,
+        identities: &[SpiffeId],
+        proxy: &Proxy,
+    ) -> Result<(TlsConnector, Transport), String> {
         let connector = |http2| -> Result<TlsConnector, String> {
-            let tls = proxy.outbound_tls(&identities, config.protocol, http2)?;
+            let tls = proxy.outbound_tls(identities, config.protocol, http2)?;
             Ok(TlsConnector::from(Arc::new(tls)))
         };
         let h1 = connector(false)?;
@@ -111,18 +180,7 @@ impl Targets {
             h2,
             use_h2,
         };
-        let balancer = Balancer::new(
-            endpoints
-                .iter()
-                .map(|addr| Arc::new(Pool::new(*addr, transport.clone())))
-                .collect(),
-        );
-        Ok(Self {
-            endpoints,
-            identities,
-            connector: h1,
-            balancer,
-        })
+        Ok((h1, transport))
     }
 }
 
@@ -189,19 +247,6 @@ async fn serve_http(tcp: TcpStream, upstream: Arc<Upstream>, proxy: Arc<Proxy>) 
     let _ = conn.await;
 }
 
-fn error(code: StatusCode, why: &str) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(bytes::Bytes::from(format!("{why}\n")))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *r.status_mut() = code;
-    if let Ok(v) = http::HeaderValue::from_str(why) {
-        r.headers_mut().insert(PROXY_ERROR, v);
-    }
-    r
-}
-
 async fn handle(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
     let protocol = crate::metrics::protocol(request.version());
     let response = forward(request, upstream, proxy).await;
@@ -213,68 +258,119 @@ async fn handle(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) 
 }
 
 async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
-    let targets = upstream.targets.load();
-    let Some(pool) = targets.balancer.pick() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no endpoints");
-    };
+    let grpc = crate::respond::is_grpc(request.headers());
     let (mut parts, body) = request.into_parts();
     crate::headers::strip_hop_by_hop(&mut parts.headers);
     // The identity header (under any spelling) is for the upstream's proxy to set; never
     // pass the app's along.
     crate::headers::strip_reserved(&mut parts.headers, &proxy.identity_header);
     let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
-    match tokio::time::timeout(proxy.config.limits.request_timeout, pool.send(request)).await {
-        Ok(Ok(response)) => crate::pool::relay(response).await,
-        Ok(Err(e)) => {
-            tracing::warn!(upstream = %upstream.config.service, error = %e, "upstream request failed");
-            if let SendError::Handshake { source, .. } = &e {
-                let reason =
-                    signet_spiffe::tls::peer_error_in_io(source).map_or("tls", |p| p.reason());
-                proxy.metrics.handshake_failures.inc(&["outbound", reason]);
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("upstream handshake failed: {reason}"),
-                );
-            }
-            error(StatusCode::BAD_GATEWAY, "upstream unavailable")
-        }
-        Err(_) => error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream did not answer in time",
-        ),
+    let targets = upstream.targets.load_full();
+    let policy = upstream.policy.load_full();
+    let sent = crate::traffic::send(
+        &upstream.config.service,
+        &policy,
+        &targets.endpoints,
+        request,
+        &proxy.metrics,
+    );
+    match sent.await {
+        Ok(response) => crate::pool::relay(response).await,
+        Err(e) => e.respond(grpc),
     }
 }
 
+/// Carries a TCP connection to an endpoint: on a failed connection (refused, or its
+/// handshake) the next endpoint is tried, as often as the default route retries connect
+/// failures; the breaker's connection limit counts it while it is open.
 async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
     let targets = upstream.targets.load_full();
-    let Some(pool) = targets.balancer.pick() else {
+    let policy = upstream.policy.load_full();
+    let service = upstream.service();
+    let Ok(_open) = policy.breaker.connections.acquire().await.map_err(|limit| {
+        proxy
+            .metrics
+            .upstream_overflows
+            .inc(&[service, limit.name()]);
+    }) else {
         return;
     };
-    let addr = pool.addr();
+    let settings = &policy.settings;
+    let tries = if settings.retry.on.contains(&RetryOn::ConnectFailure) {
+        settings.retry.max_retries + 1
+    } else {
+        1
+    };
+    let mut avoid = None;
+    for _ in 0..tries {
+        let Some(endpoint) = targets
+            .endpoints
+            .pick(settings.balancer, avoid, Instant::now())
+        else {
+            return;
+        };
+        let _in_flight = endpoint.start();
+        match connect_tls(endpoint.addr, &targets.connector, proxy).await {
+            Some(mut tls) => {
+                endpoint.outlier.observe(
+                    Health::Success,
+                    &settings.outlier,
+                    Instant::now(),
+                    || false,
+                );
+                let _ = tokio::io::copy_bidirectional(&mut local, &mut tls).await;
+                return;
+            }
+            None => {
+                let now = Instant::now();
+                let total = targets.endpoints.list.len();
+                let ejected =
+                    endpoint
+                        .outlier
+                        .observe(Health::GatewayError, &settings.outlier, now, || {
+                            may_eject(
+                                targets.endpoints.ejected(now),
+                                total,
+                                settings.outlier.max_ejected_percent,
+                            )
+                        });
+                if ejected.is_some() {
+                    let addr = endpoint.addr.to_string();
+                    proxy.metrics.upstream_ejections.inc(&[service, &addr]);
+                }
+                avoid = Some(endpoint.addr);
+            }
+        }
+    }
+}
+
+async fn connect_tls(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+    proxy: &Proxy,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = match TcpStream::connect(addr).await {
         Ok(tcp) => tcp,
         Err(e) => {
             tracing::warn!(%addr, error = %e, "upstream unreachable");
-            return;
+            return None;
         }
     };
     let name = ServerName::IpAddress(addr.ip().into());
-    let handshake = targets.connector.connect(name, tcp);
-    let mut tls = match tokio::time::timeout(proxy.config.limits.handshake_timeout, handshake).await
-    {
-        Ok(Ok(tls)) => tls,
+    let handshake = connector.connect(name, tcp);
+    match tokio::time::timeout(proxy.config.limits.handshake_timeout, handshake).await {
+        Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             let reason = signet_spiffe::tls::peer_error_in_io(&e).map_or("tls", |p| p.reason());
             proxy.metrics.handshake_failures.inc(&["outbound", reason]);
-            return;
+            None
         }
         Err(_) => {
             proxy
                 .metrics
                 .handshake_failures
                 .inc(&["outbound", "timeout"]);
-            return;
+            None
         }
-    };
-    let _ = tokio::io::copy_bidirectional(&mut local, &mut tls).await;
+    }
 }

@@ -1,9 +1,10 @@
 //! Connections to one endpoint, reused: an HTTP/2 connection is shared by every request (it
 //! multiplexes), HTTP/1.1 connections are kept idle and handed to the next request. Used for
 //! the local app (plain text) and for other proxies (mTLS, HTTP/2 when both sides offer it).
+//! New connections to an upstream count against its circuit breaker's connection limit.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri, Version, header};
@@ -14,7 +15,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsConnector;
+
+use crate::traffic::breaker::{ConnectionLimit, Limit};
 
 /// Request and response bodies as the proxy passes them along.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -99,6 +103,12 @@ pub enum SendError {
         /// The cause.
         source: hyper::Error,
     },
+    /// The service's connections and the queue for them are full (circuit breaker).
+    #[error("no room for another connection")]
+    Overflow(Limit),
+    /// The attempt ran out of its per-try timeout (set by the caller).
+    #[error("the attempt timed out")]
+    TimedOut,
 }
 
 /// Connections to one endpoint.
@@ -142,9 +152,14 @@ impl Pool {
         self.addr
     }
 
-    /// Sends `request` on a pooled connection, or a new one. A request the pooled connection
-    /// never sent (it had just closed) is sent again on a new connection.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
+    /// Sends `request` on a pooled connection, or a new one (within `limit`, when given). A
+    /// request the pooled connection never sent (it had just closed) is sent again on a new
+    /// connection.
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+        limit: Option<&ConnectionLimit>,
+    ) -> Result<Response<Incoming>, SendError> {
         let h2 = match &self.transport {
             Transport::Http1 => false,
             Transport::Http2 => true,
@@ -166,7 +181,11 @@ impl Pool {
             },
             None => request,
         };
-        let conn = self.connect(h2).await?;
+        let permit = match limit {
+            Some(limit) => Some(limit.acquire().await.map_err(SendError::Overflow)?),
+            None => None,
+        };
+        let conn = self.connect(h2, permit).await?;
         match self.try_send(conn, request).await {
             Ok(response) => Ok(response),
             Err(Unsent::Failed(e)) => Err(e),
@@ -228,7 +247,12 @@ impl Pool {
         Some(Conn::H1(idle.swap_remove(ready)))
     }
 
-    async fn connect(&self, want_h2: bool) -> Result<Conn, SendError> {
+    /// A new connection; `permit` (the breaker's place for it) is held until it closes.
+    async fn connect(
+        &self,
+        want_h2: bool,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Conn, SendError> {
         let addr = self.addr;
         let tcp = TcpStream::connect(addr)
             .await
@@ -236,8 +260,8 @@ impl Pool {
         let _ = tcp.set_nodelay(true);
         let http = |source| SendError::Http { addr, source };
         match &self.transport {
-            Transport::Http1 => h1(TokioIo::new(tcp)).await.map_err(http),
-            Transport::Http2 => self.h2(TokioIo::new(tcp)).await.map_err(http),
+            Transport::Http1 => h1(TokioIo::new(tcp), permit).await.map_err(http),
+            Transport::Http2 => self.h2(TokioIo::new(tcp), permit).await.map_err(http),
             Transport::Tls { h1: plain, h2, .. } => {
                 let connector = match (want_h2, h2) {
                     (true, Some(h2)) => h2,
@@ -254,20 +278,21 @@ impl Pool {
                     self.no_h2.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 if is_h2 {
-                    self.h2(TokioIo::new(tls)).await.map_err(http)
+                    self.h2(TokioIo::new(tls), permit).await.map_err(http)
                 } else {
-                    h1(TokioIo::new(tls)).await.map_err(http)
+                    h1(TokioIo::new(tls), permit).await.map_err(http)
                 }
             }
         }
     }
 
-    async fn h2<T>(&self, io: T) -> Result<Conn, hyper::Error>
+    async fn h2<T>(&self, io: T, permit: Option<OwnedSemaphorePermit>) -> Result<Conn, hyper::Error>
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await?;
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
             }
@@ -279,12 +304,13 @@ impl Pool {
     }
 }
 
-async fn h1<T>(io: T) -> Result<Conn, hyper::Error>
+async fn h1<T>(io: T, permit: Option<OwnedSemaphorePermit>) -> Result<Conn, hyper::Error>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (sender, conn) = http1::handshake(io).await?;
     tokio::spawn(async move {
+        let _permit = permit;
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
         }
@@ -377,32 +403,6 @@ pub async fn relay(response: Response<Incoming>) -> Response<Body> {
         };
     }
     Response::from_parts(parts, body.map_err(Into::into).boxed())
-}
-
-/// Round-robin over a service's endpoints.
-#[derive(Debug)]
-pub struct Balancer {
-    pools: Vec<Arc<Pool>>,
-    next: std::sync::atomic::AtomicUsize,
-}
-
-impl Balancer {
-    /// A balancer over `pools` (not empty).
-    pub fn new(pools: Vec<Arc<Pool>>) -> Self {
-        Self {
-            pools,
-            next: std::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    /// The next endpoint's pool.
-    pub fn pick(&self) -> Option<&Arc<Pool>> {
-        if self.pools.is_empty() {
-            return None;
-        }
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.pools.get(n % self.pools.len())
-    }
 }
 
 #[cfg(test)]

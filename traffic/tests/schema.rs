@@ -40,7 +40,10 @@ const BAD: &[&str] = &[
 ];
 
 /// For each instance (JSON text), whether Python's `jsonschema` accepts it.
-#[expect(clippy::expect_used, reason = "a test helper: failing is the test failing")]
+#[expect(
+    clippy::expect_used,
+    reason = "a test helper: failing is the test failing"
+)]
 fn schema_accepts(instances: &[String]) -> Vec<bool> {
     let script = "import json, sys, jsonschema\n\
         schema = json.loads(sys.argv[1])\n\
@@ -65,7 +68,10 @@ fn schema_accepts(instances: &[String]) -> Vec<bool> {
     serde_json::from_slice(&out.stdout).expect("a list of booleans")
 }
 
-#[expect(clippy::expect_used, reason = "a test helper: failing is the test failing")]
+#[expect(
+    clippy::expect_used,
+    reason = "a test helper: failing is the test failing"
+)]
 fn as_json(yaml: &str) -> String {
     if yaml.trim().is_empty() {
         return "{}".to_owned();
