@@ -105,6 +105,10 @@ fn not_ready(proxy: &Proxy) -> Vec<String> {
     why
 }
 
+fn upstreams(proxy: &Proxy) -> &[std::sync::Arc<crate::outbound::Upstream>] {
+    proxy.upstreams.get().map_or(&[], Vec::as_slice)
+}
+
 fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
         return reply(
@@ -134,12 +138,15 @@ fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
         }
         "/metrics" => {
             let not_after = proxy.identity.current.borrow().svid.not_after();
+            let mut text = proxy.metrics.render(seconds_until(not_after));
+            crate::outbound::render_endpoint_gauges(upstreams(proxy), &mut text);
             reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                proxy.metrics.render(seconds_until(not_after)),
+                text,
             )
         }
+        "/endpoints" => json(&crate::outbound::endpoints_json(upstreams(proxy))),
         "/identity" => {
             let c = proxy.identity.current.borrow().clone();
             json(&serde_json::json!({
@@ -156,8 +163,13 @@ fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
         "/config" => {
             let authorizer = proxy.policies.current();
             let bundle = authorizer.bundle();
+            let traffic: Vec<_> = upstreams(proxy).iter().map(|u| u.traffic()).collect();
             json(&serde_json::json!({
                 "config": proxy.config,
+                "traffic": {
+                    "version": proxy.metrics.traffic_version.load(std::sync::atomic::Ordering::Relaxed),
+                    "services": traffic,
+                },
                 "policy": {
                     "version": bundle.version(),
                     "hash": bundle.hash(),
@@ -168,7 +180,7 @@ fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
         _ => reply(
             StatusCode::NOT_FOUND,
             text,
-            "not found; try /live /ready /metrics /identity /config\n".into(),
+            "not found; try /live /ready /metrics /identity /config /endpoints\n".into(),
         ),
     }
 }

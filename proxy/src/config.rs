@@ -45,6 +45,18 @@ pub struct Config {
     /// End-user JWTs verified before the policies decide.
     #[serde(default)]
     pub authn: AuthnConfig,
+    /// Traffic settings for the upstreams from a file (files mode; the control plane sends
+    /// them otherwise).
+    #[serde(default)]
+    pub traffic: Option<TrafficConfig>,
+}
+
+/// A traffic document (`meshctl traffic` format) read from a file and re-read when it changes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficConfig {
+    /// The document (YAML or JSON).
+    pub file: PathBuf,
 }
 
 /// End-user authentication: the JWT providers whose tokens this service accepts.
@@ -388,23 +400,23 @@ pub struct Limits {
     /// Of those, how many one source address may hold (an IPv6 source: its /64).
     pub max_handshakes_per_source: usize,
     /// Time for a TLS handshake to complete.
-    #[serde(with = "duration")]
+    #[serde(with = "signet_traffic::duration")]
     pub handshake_timeout: Duration,
     /// A connection with no traffic for this long is closed.
-    #[serde(with = "duration")]
+    #[serde(with = "signet_traffic::duration")]
     pub idle_timeout: Duration,
     /// Time an upstream (or the app) has to answer.
-    #[serde(with = "duration")]
+    #[serde(with = "signet_traffic::duration")]
     pub request_timeout: Duration,
     /// Largest request head (request line and headers), in bytes.
     pub max_header_bytes: usize,
     /// Largest request body, in bytes.
     pub max_body_bytes: u64,
     /// On SIGTERM, time given to connections in flight before they are cut.
-    #[serde(with = "duration")]
+    #[serde(with = "signet_traffic::duration")]
     pub drain_timeout: Duration,
     /// How often watched files are checked for changes.
-    #[serde(with = "duration")]
+    #[serde(with = "signet_traffic::duration")]
     pub reload_interval: Duration,
 }
 
@@ -464,40 +476,6 @@ impl Limits {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX));
         builder
-    }
-}
-
-/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("`{text}` needs a unit (ms, s, m, h)"))?;
-        let (number, unit) = text.split_at(split);
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration like `10s`"))?;
-        match unit {
-            "ms" => Ok(Duration::from_millis(n)),
-            "s" => Ok(Duration::from_secs(n)),
-            "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-            "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-            _ => Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m, h)")),
-        }
-    }
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", d.as_millis()))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -601,6 +579,13 @@ impl Config {
                     return err(
                         "service.labels come from the control plane when the proxy follows one \
                          (`meshctl services label`): remove them here"
+                            .to_owned(),
+                    );
+                }
+                if self.traffic.is_some() {
+                    return err(
+                        "[traffic] comes from the control plane when the proxy follows one \
+                         (`meshctl traffic apply`): remove it here"
                             .to_owned(),
                     );
                 }
@@ -769,12 +754,15 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(duration::parse("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(duration::parse("2m"), Ok(Duration::from_secs(120)));
-        assert!(duration::parse("10").unwrap_err().contains("needs a unit"));
-        assert!(duration::parse("10y").unwrap_err().contains("unknown unit"));
-        assert!(duration::parse("s").is_err());
+    fn durations_take_the_workspace_units() {
+        let limits = |text: &str| {
+            toml::from_str::<Limits>(&format!("request_timeout = \"{text}\""))
+                .map(|l| l.request_timeout)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(limits("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(limits("2m"), Ok(Duration::from_secs(120)));
+        assert!(limits("10").unwrap_err().contains("not a duration"));
+        assert!(limits("10y").unwrap_err().contains("not a duration"));
     }
 }

@@ -213,6 +213,7 @@ enum Source {
         identity: signet_proxy::config::IdentityConfig,
         policy_dir: PathBuf,
         shadow_dir: Option<PathBuf>,
+        traffic: Option<PathBuf>,
     },
     ControlPlane {
         config: signet_proxy::config::ControlPlaneConfig,
@@ -258,6 +259,7 @@ async fn run(args: Args) -> Result<(), String> {
                     identity: files.clone(),
                     policy_dir: policy.dir.clone(),
                     shadow_dir: policy.shadow_dir.clone(),
+                    traffic: config.traffic.as_ref().map(|t| t.file.clone()),
                 };
                 (identity, bundle, source, signer)
             }
@@ -297,15 +299,20 @@ async fn run(args: Args) -> Result<(), String> {
     for o in &proxy.config.outbound {
         upstreams.push(Arc::new(outbound::Upstream::new(o.clone(), &proxy)?));
     }
+    let _ = proxy.upstreams.set(upstreams.clone());
     match source {
         Source::Files {
             identity,
             policy_dir,
             shadow_dir,
+            traffic,
         } => {
             if let Some(dir) = &shadow_dir {
                 reload::load_shadow(&proxy, dir, 1)
                     .map_err(|e| format!("policy.shadow_dir: {e}"))?;
+            }
+            if let Some(path) = &traffic {
+                reload::load_traffic(&proxy, path, 1).map_err(|e| format!("traffic.file: {e}"))?;
             }
             tasks.push(tokio::spawn(reload::watch(
                 Arc::clone(&proxy),
@@ -314,6 +321,7 @@ async fn run(args: Args) -> Result<(), String> {
                     enforced: policy_dir,
                     shadow: shadow_dir,
                 },
+                traffic,
                 1,
             )));
         }

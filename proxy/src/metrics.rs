@@ -103,6 +103,8 @@ pub struct Metrics {
     pub shadow_disagreements: Family,
     /// The shadow candidate's id (0: none).
     pub shadow_version: AtomicU64,
+    /// The traffic settings' version (0: defaults only).
+    pub traffic_version: AtomicU64,
     /// Outbound requests answered, by upstream service, route and outcome.
     pub upstream_requests: Family,
     /// Attempts (first tries and retries), by upstream service, route and outcome.
@@ -270,9 +272,13 @@ impl Metrics {
              signet_proxy_policy_version {}\n\
              # HELP signet_proxy_shadow_version Id of the shadow candidate bundle decided with beside the enforced one (0: none).\n\
              # TYPE signet_proxy_shadow_version gauge\n\
-             signet_proxy_shadow_version {}",
+             signet_proxy_shadow_version {}\n\
+             # HELP signet_proxy_traffic_version Version of the traffic settings in force (0: defaults only).\n\
+             # TYPE signet_proxy_traffic_version gauge\n\
+             signet_proxy_traffic_version {}",
             self.policy_version.load(Ordering::Relaxed),
-            self.shadow_version.load(Ordering::Relaxed)
+            self.shadow_version.load(Ordering::Relaxed),
+            self.traffic_version.load(Ordering::Relaxed)
         );
         let cp = &self.control_plane;
         if cp.enabled.load(Ordering::Relaxed) {

@@ -184,6 +184,74 @@ impl Targets {
     }
 }
 
+/// Each upstream endpoint's state as callers on this proxy see it (`/endpoints`).
+pub fn endpoints_json(upstreams: &[Arc<Upstream>]) -> serde_json::Value {
+    let now = Instant::now();
+    let list: Vec<serde_json::Value> = upstreams
+        .iter()
+        .map(|u| {
+            let policy = u.policy.load();
+            let endpoints: Vec<serde_json::Value> = u
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "address": e.addr.to_string(),
+                        "ejected": e.outlier.is_ejected(now),
+                        "ejections": e.outlier.ejections(),
+                        "in_flight": e.outstanding(),
+                        "latency_ewma_ms": (e.latency_seconds(now) * 1e6).round() / 1e3,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "service": u.service(),
+                "balancer": policy.settings.balancer,
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    serde_json::json!({ "upstreams": list })
+}
+
+/// Per-endpoint gauges for `/metrics`: latency estimate, requests in flight, ejected.
+pub fn render_endpoint_gauges(upstreams: &[Arc<Upstream>], out: &mut String) {
+    use std::fmt::Write as _;
+    let now = Instant::now();
+    type Gauge<'a> = &'a dyn Fn(&Endpoint) -> f64;
+    let families: [(&str, &str, Gauge); 3] = [
+        (
+            "signet_proxy_upstream_endpoint_latency_ewma_seconds",
+            "Peak-EWMA latency estimate of each upstream endpoint, as this proxy's balancer sees it.",
+            &|e| e.latency_seconds(now),
+        ),
+        (
+            "signet_proxy_upstream_endpoint_in_flight",
+            "Attempts in flight to each upstream endpoint.",
+            &|e| f64::from(e.outstanding()),
+        ),
+        (
+            "signet_proxy_upstream_endpoint_ejected",
+            "Whether outlier detection has ejected the endpoint now (1) or not (0).",
+            &|e| f64::from(u8::from(e.outlier.is_ejected(now))),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for u in upstreams {
+            for e in u.endpoints() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{service=\"{}\",endpoint=\"{}\"}} {}",
+                    u.service(),
+                    e.addr,
+                    value(&e)
+                );
+            }
+        }
+    }
+}
+
 /// Accepts the local app's connections to `upstream` until shutdown.
 pub async fn run(listener: TcpListener, upstream: Arc<Upstream>, proxy: Arc<Proxy>) {
     let limit = Arc::new(tokio::sync::Semaphore::new(

@@ -1,5 +1,5 @@
-//! Watching the bootstrap files: credentials, the deny-list and the policy directory are
-//! re-read when they change. A change that fails to load is refused (logged and counted) and
+//! Watching the bootstrap files: credentials, the deny-list, the policy directory and the
+//! traffic document are re-read when they change. A change that fails to load is refused (logged and counted) and
 //! the previous version stays in force.
 
 use std::path::{Path, PathBuf};
@@ -84,14 +84,36 @@ pub fn load_shadow(proxy: &Proxy, dir: &Path, version: u64) -> Result<(), String
     Ok(())
 }
 
-/// Checks the watched files (`identity_config`'s and the policy directories) every
-/// `limits.reload_interval` until shutdown.
+/// Reads the traffic document at `path` and applies it as `version`; a document with any
+/// problem changes nothing (the first problems are returned, each at `file:line`).
+pub fn load_traffic(proxy: &Proxy, path: &Path, version: u64) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc = signet_traffic::load(&text, &path.display().to_string()).map_err(|e| {
+        let more = e.problems.len().saturating_sub(1);
+        let first = e.problems.first().cloned().unwrap_or_default();
+        if more > 0 {
+            format!("{first} (and {more} more)")
+        } else {
+            first
+        }
+    })?;
+    let changed = proxy.apply_traffic(&doc, version);
+    tracing::info!(version, ?changed, "traffic settings applied");
+    Ok(())
+}
+
+/// Checks the watched files (`identity_config`'s, the policy directories, the traffic
+/// document) every `limits.reload_interval` until shutdown.
 pub async fn watch(
     proxy: Arc<Proxy>,
     identity_config: IdentityConfig,
     dirs: PolicyDirs,
+    traffic: Option<PathBuf>,
     mut policy_version: u64,
 ) {
+    let traffic_paths: Vec<PathBuf> = traffic.iter().cloned().collect();
+    let mut traffic_seen = fingerprint(&traffic_paths);
+    let mut traffic_version = 1;
     let dir = dirs.enforced;
     let shadow_files = || dirs.shadow.as_deref().map(policy_files).unwrap_or_default();
     let mut shadow = fingerprint(&shadow_files());
@@ -135,6 +157,17 @@ pub async fn watch(
                 proxy.enforce(&bundle);
             });
             report(&proxy, "policy", result);
+        }
+        let now = fingerprint(&traffic_paths);
+        if now != traffic_seen
+            && let Some(path) = traffic_paths.first()
+        {
+            traffic_seen = now;
+            let result = load_traffic(&proxy, path, traffic_version + 1);
+            if result.is_ok() {
+                traffic_version += 1;
+            }
+            report(&proxy, "traffic", result);
         }
         let now = fingerprint(&shadow_files());
         if now != shadow

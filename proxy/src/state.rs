@@ -58,6 +58,8 @@ pub struct Proxy {
     pub audit: Option<crate::audit::Audit>,
     /// The JWT providers end users authenticate with.
     pub authn: ArcSwap<crate::authn::Authn>,
+    /// The upstream services, set once their listeners are bound.
+    pub upstreams: std::sync::OnceLock<Vec<Arc<crate::outbound::Upstream>>>,
 }
 
 impl Proxy {
@@ -110,8 +112,24 @@ impl Proxy {
             shutdown,
             audit,
             authn: ArcSwap::from_pointee(authn),
+            upstreams: std::sync::OnceLock::new(),
             config,
         })
+    }
+
+    /// Applies traffic settings `version` to every upstream (the defaults for those `doc`
+    /// does not list); returns the services whose settings changed.
+    pub fn apply_traffic(&self, doc: &signet_traffic::TrafficDoc, version: u64) -> Vec<String> {
+        let mut changed = Vec::new();
+        for upstream in self.upstreams.get().into_iter().flatten() {
+            if upstream.set_traffic(doc.service(upstream.service())) {
+                changed.push(upstream.service().to_owned());
+            }
+        }
+        self.metrics
+            .traffic_version
+            .store(version, Ordering::Relaxed);
+        changed
     }
 
     /// Records a decision in the audit trail, if there is one.

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod client;
 pub mod control;
+pub mod faulty;
 pub mod jwt;
 pub mod mesh;
 pub mod openbao;

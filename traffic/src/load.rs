@@ -52,7 +52,7 @@ pub fn load(text: &str, file: &str) -> Result<TrafficDoc, LoadError> {
         problems: found
             .iter()
             .map(|p| match line_of(text, p) {
-                Some(line) => format!("{file}:{line}: {p}"),
+                Some(line) => format!("{file}:{}: {p}", setting_line(text, line, &p.message)),
                 None => format!("{file}: {p}"),
             })
             .collect(),
@@ -100,6 +100,40 @@ fn line_of(text: &str, problem: &Problem) -> Option<usize> {
         .iter()
         .position(|l| names(l, "name", route))?;
     Some(start + offset + 1)
+}
+
+/// The line of the setting a problem names first (`retry.max_retries is ...`), looked for
+/// inside the entry that starts at `entry_line`; the entry's line when it is not written
+/// there (a default, or a problem about several settings).
+fn setting_line(text: &str, entry_line: usize, message: &str) -> usize {
+    let Some(setting) = message.split(' ').next().filter(|w| {
+        w.bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+    }) else {
+        return entry_line;
+    };
+    let field = setting.rsplit('.').next().unwrap_or(setting);
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(entry) = lines.get(entry_line.saturating_sub(1)) else {
+        return entry_line;
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let entry_indent = indent(entry);
+    for (i, line) in lines.iter().enumerate().skip(entry_line) {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("- ") && indent(line) <= entry_indent {
+            break;
+        }
+        let t = trimmed.trim_start_matches(['{', ',']).trim_start();
+        let starts = t
+            .strip_prefix(field)
+            .or_else(|| t.strip_prefix(&format!("\"{field}\"")))
+            .is_some_and(|rest| rest.trim_start().starts_with(':'));
+        if starts || line.contains(&format!(" {field}:")) || line.contains(&format!("{{{field}:")) {
+            return i + 1;
+        }
+    }
+    entry_line
 }
 
 /// Whether `line` sets `key` to `value`, in YAML or JSON spelling.
@@ -174,7 +208,7 @@ mod tests {
         assert_eq!(
             e.problems,
             vec![
-                "t.yaml:3: service payments: timeout is more than 0 and at most 24h",
+                "t.yaml:4: service payments: timeout is more than 0 and at most 24h",
                 "t.yaml:7: service payments, route charge: method `post` is not an upper-case HTTP method",
             ]
         );
@@ -185,6 +219,24 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.problems.len(), 1);
-        assert!(e.problems[0].starts_with("t.json:2: service cart"), "{e}");
+        assert!(e.problems[0].starts_with("t.json:3: service cart"), "{e}");
+        // A default is not written anywhere: the entry's line.
+        let e = load(
+            "services:\n  - service: a\n    outlier: {base_ejection: 0s}\n",
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.problems,
+            vec!["t:3: service a: outlier needs 0 < base_ejection <= max_ejection <= 24h"]
+        );
+        let e = load("services:\n  - service: a\n    routes:\n      - name: r\n        retry:\n          max_retries: 11\n  - service: b\n    retry: {max_retries: 12}\n", "t").unwrap_err();
+        assert_eq!(
+            e.problems,
+            vec![
+                "t:6: service a, route r: retry.max_retries is at most 10",
+                "t:8: service b: retry.max_retries is at most 10",
+            ]
+        );
     }
 }
