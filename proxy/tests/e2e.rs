@@ -685,7 +685,7 @@ async fn bad_configuration_is_one_clear_line_and_exit_1() {
         ),
         (
             good.replace("reload_interval = \"100ms\"", "reload_interval = \"soon\""),
-            "is not a duration like `10s`",
+            "is not a duration like 250ms, 10s, 5m or 1h",
         ),
         (
             good.replace(
