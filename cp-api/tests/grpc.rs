@@ -179,6 +179,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         policy_version: 0,
         trust_version: 0,
         shadow_version: 0,
+        traffic_version: 0,
     };
     let err = registry
         .register(register("payments", "127.0.0.1:9"))
@@ -212,6 +213,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         policy_version: 0,
         trust_version: 0,
         shadow_version: 0,
+        traffic_version: 0,
         serial: String::new(),
     };
     registry.heartbeat(heartbeat("i-1")).await.unwrap();

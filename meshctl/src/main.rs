@@ -29,6 +29,10 @@ enum Command {
     /// End-user authentication: JWT providers and the services that accept them.
     #[command(subcommand)]
     Authn(cp::authn::Authn),
+    /// Traffic settings: routes, timeouts, retries, load balancing, circuit breaking,
+    /// outlier detection.
+    #[command(subcommand)]
+    Traffic(cp::traffic::Traffic),
     /// The signed audit trail.
     #[command(subcommand)]
     Audit(audit::Audit),
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Authz(cmd) => authz::run(cmd),
         Command::Authn(cmd) => cp::authn::run(&cmd),
+        Command::Traffic(cmd) => cp::traffic::run(&cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Token(TokenCommand::Create(args)) => cp::token::create(&args),
         Command::Identity(IdentityCommand::Inspect(args)) => cp::identity::inspect(&args),

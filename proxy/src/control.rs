@@ -335,6 +335,7 @@ pub struct Link {
     last_policies: Mutex<Option<pb::PolicySlice>>,
     last_shadow: Mutex<Option<pb::PolicySlice>>,
     last_authn: Mutex<Option<pb::Authn>>,
+    last_traffic: Mutex<Option<pb::TrafficSlice>>,
     /// Told when a change was applied: the next heartbeat goes at once, so the control plane
     /// learns quickly what this proxy enforces.
     applied: tokio::sync::Notify,
@@ -377,6 +378,7 @@ impl Link {
             last_policies: Mutex::new(None),
             last_shadow: Mutex::new(None),
             last_authn: Mutex::new(None),
+            last_traffic: Mutex::new(None),
             applied: tokio::sync::Notify::new(),
             kept: Mutex::new(pb::ProxyConfig::default()),
         }))
@@ -474,6 +476,24 @@ impl Link {
                     }
                 }
                 Err(e) => self.refused("shadow", &e),
+            }
+        }
+        if changed(&self.last_traffic, config.traffic.as_ref()) {
+            let loaded = match &config.traffic {
+                Some(slice) => {
+                    signet_traffic::load(&slice.document, "traffic from the control plane")
+                        .map(|doc| (doc, slice.version))
+                        .map_err(|e| e.to_string())
+                }
+                None => Ok((signet_traffic::TrafficDoc::default(), 0)),
+            };
+            match loaded {
+                Ok((doc, version)) => {
+                    let changed = proxy.apply_traffic(&doc, version);
+                    proxy.metrics.reloads.inc(&["traffic"]);
+                    tracing::info!(version, ?changed, "traffic settings applied");
+                }
+                Err(e) => self.refused("traffic", &e),
             }
         }
         if changed(&self.last_authn, config.authn.as_ref()) {
@@ -704,6 +724,11 @@ impl Link {
                     .metrics
                     .shadow_version
                     .load(std::sync::atomic::Ordering::Relaxed),
+                traffic_version: self
+                    .proxy
+                    .metrics
+                    .traffic_version
+                    .load(std::sync::atomic::Ordering::Relaxed),
             };
             let interval = match timed(client.register(request)).await {
                 Ok(r) => {
@@ -743,6 +768,9 @@ impl Link {
                         .load(std::sync::atomic::Ordering::Relaxed),
                     shadow_version: metrics
                         .shadow_version
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    traffic_version: metrics
+                        .traffic_version
                         .load(std::sync::atomic::Ordering::Relaxed),
                     serial: self
                         .proxy

@@ -90,6 +90,21 @@ pub struct ProxyConfig {
     /// verifies. Unset: none (every request goes on without a user).
     #[prost(message, optional, tag = "9")]
     pub authn: ::core::option::Option<Authn>,
+    /// Traffic settings for the services the proxy calls (its upstreams). Unset: the defaults.
+    #[prost(message, optional, tag = "10")]
+    pub traffic: ::core::option::Option<TrafficSlice>,
+}
+/// A slice of the mesh's traffic document: the entries of the proxy's upstream services, as
+/// canonical JSON in the format `meshctl traffic apply` takes (its JSON Schema is
+/// `meshctl traffic schema`). One document model is read by operators, the control plane and
+/// the proxies (signet-traffic); the proxy checks it again with the same code before use.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TrafficSlice {
+    /// The traffic version it comes from.
+    #[prost(uint64, tag = "1")]
+    pub version: u64,
+    #[prost(string, tag = "2")]
+    pub document: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Authn {
@@ -205,6 +220,9 @@ pub struct RegisterRequest {
     /// The shadow candidate it runs (its id; 0: none).
     #[prost(uint64, tag = "9")]
     pub shadow_version: u64,
+    /// The traffic version it applies (0: the defaults).
+    #[prost(uint64, tag = "10")]
+    pub traffic_version: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {
@@ -229,6 +247,9 @@ pub struct HeartbeatRequest {
     /// The shadow candidate the proxy runs (its id; 0: none).
     #[prost(uint64, tag = "6")]
     pub shadow_version: u64,
+    /// The traffic version the proxy applies (0: the defaults).
+    #[prost(uint64, tag = "7")]
+    pub traffic_version: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatResponse {}

@@ -57,6 +57,17 @@ pub struct AuthnState {
     pub fetch_errors: BTreeMap<String, String>,
 }
 
+/// Traffic settings in force.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficState {
+    /// The applied version (0: none, the defaults everywhere).
+    pub version: u64,
+    pub doc: signet_traffic::TrafficDoc,
+    pub author: String,
+    /// Unix milliseconds.
+    pub applied_at: i64,
+}
+
 /// A registered proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyEntry {
@@ -73,6 +84,8 @@ pub struct ProxyEntry {
     pub trust_version: u64,
     /// The shadow candidate it runs (0: none).
     pub shadow_version: u64,
+    /// The traffic version it applies (0: the defaults).
+    pub traffic_version: u64,
     pub registered_at: SystemTime,
     pub last_seen: SystemTime,
     seen: Instant,
@@ -92,6 +105,7 @@ pub struct Hub {
     applied: RwLock<Arc<Applied>>,
     shadow: RwLock<Arc<Option<Shadowed>>>,
     authn: RwLock<Arc<AuthnState>>,
+    traffic: RwLock<Arc<TrafficState>>,
     deny: RwLock<Arc<pb::DenyList>>,
     /// The change counter when the deny-list's content last changed: a proxy whose trust
     /// stream reached this version enforces every entry.
@@ -120,6 +134,8 @@ pub struct Versions {
     pub trust: u64,
     /// The shadow candidate's id (0: none).
     pub shadow: u64,
+    /// The traffic version (0: the defaults).
+    pub traffic: u64,
 }
 
 /// Why a registration was refused.
@@ -193,6 +209,7 @@ impl Hub {
             })),
             shadow: RwLock::new(Arc::new(None)),
             authn: RwLock::new(Arc::new(AuthnState::default())),
+            traffic: RwLock::new(Arc::new(TrafficState::default())),
             deny: RwLock::new(Arc::new(pb::DenyList::default())),
             deny_generation: std::sync::atomic::AtomicU64::new(0),
             registry: Mutex::new(HashMap::new()),
@@ -211,6 +228,22 @@ impl Hub {
                 }
             })?;
             hub.publish_shadow(Some((candidate, bundle)));
+        }
+        if let Some(stored) = hub.store.traffic_versions(None, 1).await?.pop() {
+            let doc =
+                signet_traffic::load(&stored.doc, "traffic").map_err(|e| HubError::Invalid {
+                    version: stored.version,
+                    problems: format!("(traffic) {e}"),
+                })?;
+            write(
+                &hub.traffic,
+                Arc::new(TrafficState {
+                    version: stored.version,
+                    doc,
+                    author: stored.author,
+                    applied_at: stored.created_at,
+                }),
+            );
         }
         if let Some(stored) = hub.store.latest_authn().await? {
             let version = stored.version;
@@ -387,6 +420,18 @@ impl Hub {
             meta,
         });
         write(&self.shadow, Arc::new(shadowed));
+        self.changed()
+    }
+
+    /// Traffic settings in force.
+    pub fn traffic(&self) -> Arc<TrafficState> {
+        read(&self.traffic)
+    }
+
+    /// Publishes traffic settings to every proxy; returns the change counter a proxy
+    /// applying them reports.
+    pub fn publish_traffic(&self, state: TrafficState) -> u64 {
+        write(&self.traffic, Arc::new(state));
         self.changed()
     }
 
@@ -576,6 +621,7 @@ impl Hub {
                     policy_version: versions.policy,
                     trust_version: versions.trust,
                     shadow_version: versions.shadow,
+                    traffic_version: versions.traffic,
                     registered_at,
                     last_seen: now,
                     seen: Instant::now(),
@@ -604,6 +650,7 @@ impl Hub {
                 e.policy_version = versions.policy;
                 e.trust_version = versions.trust;
                 e.shadow_version = versions.shadow;
+                e.traffic_version = versions.traffic;
                 e.serial = serial;
                 e.last_seen = SystemTime::now();
                 e.seen = Instant::now();
@@ -664,6 +711,7 @@ impl Hub {
                         policy_version: 0,
                         trust_version: 0,
                         shadow_version: 0,
+                        traffic_version: 0,
                         registered_at: crate::server::store::from_unix_ms(m.registered_at),
                         last_seen: now,
                         seen: Instant::now(),
@@ -687,7 +735,7 @@ impl Hub {
         let applied = self.applied();
         let slice = applied.bundle.slice_for(service);
         let proxies = self.proxies();
-        let upstreams = upstreams
+        let upstreams: Vec<pb::Upstream> = upstreams
             .iter()
             .map(|name| {
                 let members: Vec<&ProxyEntry> =
@@ -719,10 +767,22 @@ impl Hub {
             .doc
             .as_ref()
             .and_then(|doc| doc.for_service(&service.name, &service.namespace, &authn.keys));
+        let traffic = self.traffic();
+        let traffic = (traffic.version > 0).then(|| {
+            let names: Vec<&str> = upstreams
+                .iter()
+                .map(|u: &pb::Upstream| u.service.as_str())
+                .collect();
+            pb::TrafficSlice {
+                version: traffic.version,
+                document: traffic.doc.only(&names).to_json(),
+            }
+        });
         pb::ProxyConfig {
             version: self.generation(),
             shadow,
             authn,
+            traffic,
             policies: Some(pb::PolicySlice {
                 version: applied.meta.as_ref().map_or(0, |m| m.version),
                 bundle_hash: applied.bundle.hash().to_owned(),

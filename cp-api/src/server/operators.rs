@@ -25,6 +25,7 @@ pub const ACTIONS: &[&str] = &[
     "policy.apply_widening",
     "policy.shadow",
     "authn.apply",
+    "traffic.apply",
     "service.label",
     "token.create",
     "operator.enroll",
@@ -62,6 +63,12 @@ pub enum Act<'a> {
     PolicyShadow { operation: &'a str, files: usize },
     /// Applying end-user authentication (JWT providers and the services that accept them).
     AuthnApply { providers: usize, services: usize },
+    /// Applying traffic settings (`apply`) or restoring an older version (`rollback`).
+    TrafficApply {
+        operation: &'a str,
+        services: usize,
+        changes: usize,
+    },
     /// Setting a service's labels.
     ServiceLabel {
         service: &'a str,
@@ -91,6 +98,7 @@ impl Act<'_> {
             Self::PolicyWidening { .. } => "policy.apply_widening",
             Self::PolicyShadow { .. } => "policy.shadow",
             Self::AuthnApply { .. } => "authn.apply",
+            Self::TrafficApply { .. } => "traffic.apply",
             Self::ServiceLabel { .. } => "service.label",
             Self::TokenCreate {
                 operator: false, ..
@@ -110,6 +118,7 @@ impl Act<'_> {
             | Self::PolicyWidening { .. }
             | Self::PolicyShadow { .. }
             | Self::AuthnApply { .. } => ("PolicySet", "mesh".to_owned()),
+            Self::TrafficApply { .. } => ("TrafficSet", "mesh".to_owned()),
             Self::ServiceLabel { service, namespace } => {
                 ("Service", format!("{namespace}/{service}"))
             }
@@ -174,6 +183,15 @@ impl Act<'_> {
                 pairs.push(long("providers", providers as u64));
                 pairs.push(long("services", services as u64));
             }
+            Self::TrafficApply {
+                operation,
+                services,
+                changes,
+            } => {
+                pairs.push(text("operation", operation));
+                pairs.push(long("services", services as u64));
+                pairs.push(long("changes", changes as u64));
+            }
             Self::ServiceLabel { service, namespace } => {
                 pairs.push(text("service", service));
                 pairs.push(text("namespace", namespace));
@@ -209,6 +227,7 @@ impl Act<'_> {
             } => format!("policies (+{widened} widened / -{narrowed} narrowed)"),
             Self::PolicyShadow { operation, .. } => format!("policies/shadow ({operation})"),
             Self::AuthnApply { .. } => "authn".to_owned(),
+            Self::TrafficApply { operation, .. } => format!("traffic ({operation})"),
             Self::ServiceLabel { service, namespace } => format!("services/{namespace}/{service}"),
             Self::TokenCreate { id, .. } | Self::DenyId { id } => id.as_str().to_owned(),
             Self::DenySerial { serial } => (*serial).to_owned(),

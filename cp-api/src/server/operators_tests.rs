@@ -36,6 +36,11 @@ fn every_act(target: &SpiffeId) -> Vec<Act<'_>> {
             providers: 1,
             services: 2,
         },
+        Act::TrafficApply {
+            operation: "apply",
+            services: 1,
+            changes: 3,
+        },
         Act::ServiceLabel {
             service: "cart",
             namespace: "shop",

@@ -100,6 +100,7 @@ impl pb::registry_server::Registry for RegistryService {
                     policy: body.policy_version,
                     trust: body.trust_version,
                     shadow: body.shadow_version,
+                    traffic: body.traffic_version,
                 },
             )
             .map_err(|e| match e {
@@ -129,6 +130,7 @@ impl pb::registry_server::Registry for RegistryService {
             policy: body.policy_version,
             trust: body.trust_version,
             shadow: body.shadow_version,
+            traffic: body.traffic_version,
         };
         if self
             .hub

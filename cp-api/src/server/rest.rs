@@ -263,6 +263,10 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/policies/shadow/promote",
     "GET /v1/authn",
     "POST /v1/authn",
+    "GET /v1/traffic",
+    "POST /v1/traffic",
+    "GET /v1/traffic/history",
+    "POST /v1/traffic/rollback",
     "POST /v1/tokens",
     "GET /v1/services",
     "POST /v1/services/labels",
@@ -309,6 +313,15 @@ pub fn router(api: Api) -> Router {
             get(authn_routes::current).post(authn_routes::apply),
         )
         .route(
+            "/v1/traffic",
+            get(traffic_routes::current).post(traffic_routes::apply),
+        )
+        .route("/v1/traffic/history", get(traffic_routes::history))
+        .route(
+            "/v1/traffic/rollback",
+            post(traffic_routes::rollback).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
             "/v1/policies/shadow/promote",
             post(shadow_routes::promote).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
@@ -341,6 +354,7 @@ pub fn router(api: Api) -> Router {
 mod authn_routes;
 mod ca_routes;
 mod shadow_routes;
+mod traffic_routes;
 
 async fn openapi() -> Response {
     (

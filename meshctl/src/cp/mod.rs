@@ -18,6 +18,7 @@ pub(crate) mod lists;
 pub(crate) mod policies;
 pub(crate) mod shadow;
 pub(crate) mod token;
+pub(crate) mod traffic;
 
 pub(crate) use client::Client;
 

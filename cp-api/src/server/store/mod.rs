@@ -239,6 +239,21 @@ pub struct StoredAuthn {
     pub created_at: i64,
 }
 
+/// An applied traffic document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTraffic {
+    pub version: u64,
+    /// The document, canonical JSON.
+    pub doc: String,
+    pub author: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Settings changed from the version before.
+    pub changes: u64,
+    /// The version this one restored, for a rollback.
+    pub rollback_of: Option<u64>,
+}
+
 /// Keys last fetched for a provider configured by URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedKeys {
@@ -362,6 +377,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         provider: String,
         jwks: String,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Stores a traffic document (canonical JSON) as the next version; returns it.
+    fn put_traffic(
+        &self,
+        doc: String,
+        author: String,
+        changes: u64,
+        rollback_of: Option<u64>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Traffic versions, newest first: all of them up to `limit`, or only `version`.
+    fn traffic_versions(
+        &self,
+        version: Option<u64>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<StoredTraffic>, StoreError>>;
 
     /// Records an operator action.
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;

@@ -15,7 +15,7 @@ use sqlx::{Row, SqlitePool};
 use super::{
     AuditQuery, AuditRow, DenyEntry, FetchedKeys, IssuedCertificate, Member, NewPolicyVersion,
     NewShadow, OperatorAction, PolicyVersion, ServiceLabels, ShadowCandidate, ShadowFlow, Store,
-    StoreError, StoredAuthn, StoredFile, VersionWithFiles, from_unix_ms, unix_ms,
+    StoreError, StoredAuthn, StoredFile, StoredTraffic, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// Migrations in order; each runs once, in its own transaction.
@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0005_shadow.sql"),
     ),
     (6, include_str!("../../../migrations/sqlite/0006_authn.sql")),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_traffic.sql"),
+    ),
 ];
 
 fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
@@ -884,6 +888,64 @@ impl Store for SqliteStore {
             }
             tx.commit().await.map_err(backend)?;
             Ok(to_u64(version))
+        })
+    }
+
+    fn put_traffic(
+        &self,
+        doc: String,
+        author: String,
+        changes: u64,
+        rollback_of: Option<u64>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let version: i64 = sqlx::query_scalar(
+                "INSERT INTO traffic_versions (version, doc, author, created_at, changes, rollback_of) \
+                 SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4, $5 FROM traffic_versions \
+                 RETURNING version",
+            )
+            .bind(&doc)
+            .bind(&author)
+            .bind(unix_ms(SystemTime::now()))
+            .bind(i64::try_from(changes).unwrap_or(i64::MAX))
+            .bind(rollback_of.and_then(|v| i64::try_from(v).ok()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(to_u64(version))
+        })
+    }
+
+    fn traffic_versions(
+        &self,
+        version: Option<u64>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<StoredTraffic>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT version, doc, author, created_at, changes, rollback_of FROM traffic_versions \
+                 WHERE $1 IS NULL OR version = $1 ORDER BY version DESC LIMIT $2",
+            )
+            .bind(version.and_then(|v| i64::try_from(v).ok()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredTraffic {
+                        version: to_u64(r.try_get("version").map_err(backend)?),
+                        doc: r.try_get("doc").map_err(backend)?,
+                        author: r.try_get("author").map_err(backend)?,
+                        created_at: r.try_get("created_at").map_err(backend)?,
+                        changes: to_u64(r.try_get("changes").map_err(backend)?),
+                        rollback_of: r
+                            .try_get::<Option<i64>, _>("rollback_of")
+                            .map_err(backend)?
+                            .map(to_u64),
+                    })
+                })
+                .collect()
         })
     }
 

@@ -1,0 +1,294 @@
+//! `/v1/traffic`: the mesh's traffic settings (routes, timeouts, retries, balancing,
+//! breakers, outlier detection), applied whole after validation, versioned, diffed against
+//! what is in force, pushed to every proxy and recorded in the control plane's audit chain.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use signet_traffic::TrafficDoc;
+use signet_traffic::diff::{Change, diff};
+
+use super::{Api, ApiError, ApiResult, Operator, rejected, wait_of};
+use crate::server::acks;
+use crate::server::hub::TrafficState;
+use crate::server::operators::Act;
+use crate::server::store::StoredTraffic;
+
+/// Most versions `history` lists.
+const MAX_HISTORY: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApplyBody {
+    /// The document as the operator wrote it (YAML or JSON).
+    document: String,
+    /// Its file name, for problems (`traffic.yaml:12: ...`).
+    #[serde(default)]
+    file: Option<String>,
+    /// Check and diff only.
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    wait_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackBody {
+    version: u64,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    wait_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VersionQuery {
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+fn changes_json(changes: &[Change]) -> Vec<Value> {
+    changes
+        .iter()
+        .map(|c| {
+            json!({
+                "service": c.service,
+                "setting": c.setting,
+                "before": c.before,
+                "after": c.after,
+            })
+        })
+        .collect()
+}
+
+/// The settings in force (or `?version=N`).
+pub(super) async fn current(
+    State(api): State<Api>,
+    op: Operator,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult {
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "traffic",
+        },
+    )
+    .await?;
+    if let Some(version) = q.version.filter(|v| *v != api.hub.traffic().version) {
+        let stored = api
+            .hub
+            .store
+            .traffic_versions(Some(version), 1)
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no traffic version {version}"),
+                )
+            })?;
+        let doc = parse_stored(&stored)?;
+        return Ok(Json(json!({
+            "version": stored.version,
+            "author": stored.author,
+            "applied_at": stored.created_at,
+            "document": doc,
+        })));
+    }
+    let state = api.hub.traffic();
+    Ok(Json(json!({
+        "version": state.version,
+        "author": state.author,
+        "applied_at": state.applied_at,
+        "document": state.doc,
+    })))
+}
+
+/// The versions, newest first.
+pub(super) async fn history(
+    State(api): State<Api>,
+    op: Operator,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult {
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "traffic",
+        },
+    )
+    .await?;
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_HISTORY);
+    let versions: Vec<Value> = api
+        .hub
+        .store
+        .traffic_versions(None, limit)
+        .await?
+        .into_iter()
+        .map(|v| {
+            json!({
+                "version": v.version,
+                "author": v.author,
+                "applied_at": v.created_at,
+                "changes": v.changes,
+                "rollback_of": v.rollback_of,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "versions": versions })))
+}
+
+fn parse_stored(stored: &StoredTraffic) -> Result<TrafficDoc, ApiError> {
+    signet_traffic::load(&stored.doc, "stored").map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "stored traffic version {} does not load: {e}",
+                stored.version
+            ),
+        )
+    })
+}
+
+/// Checks, diffs, stores and publishes a document.
+pub(super) async fn apply(
+    State(api): State<Api>,
+    op: Operator,
+    body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(rejected)?;
+    let file = body.file.as_deref().unwrap_or("document");
+    // Checked before the operator policies see it: their context counts its entries.
+    let doc = signet_traffic::load(&body.document, file).map_err(|e| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: "the traffic document was rejected; nothing was applied".to_owned(),
+        problems: e.problems,
+    })?;
+    let changes = diff(&api.hub.traffic().doc, &doc);
+    api.authorize(
+        &op,
+        Act::TrafficApply {
+            operation: "apply",
+            services: doc.services.len(),
+            changes: changes.len(),
+        },
+    )
+    .await?;
+    publish(&api, &op, doc, None, body.dry_run, body.wait_seconds).await
+}
+
+/// Restores an older version's document as a new version.
+pub(super) async fn rollback(
+    State(api): State<Api>,
+    op: Operator,
+    body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(rejected)?;
+    let stored = api
+        .hub
+        .store
+        .traffic_versions(Some(body.version), 1)
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no traffic version {}", body.version),
+            )
+        })?;
+    let doc = parse_stored(&stored)?;
+    let changes = diff(&api.hub.traffic().doc, &doc);
+    api.authorize(
+        &op,
+        Act::TrafficApply {
+            operation: "rollback",
+            services: doc.services.len(),
+            changes: changes.len(),
+        },
+    )
+    .await?;
+    publish(
+        &api,
+        &op,
+        doc,
+        Some(body.version),
+        body.dry_run,
+        body.wait_seconds,
+    )
+    .await
+}
+
+/// Stores `doc` as the next version unless it changes nothing, publishes it and waits for
+/// the proxies to apply it.
+async fn publish(
+    api: &Api,
+    op: &Operator,
+    doc: TrafficDoc,
+    rollback_of: Option<u64>,
+    dry_run: bool,
+    wait_seconds: Option<u64>,
+) -> ApiResult {
+    let guard = api.apply_lock.lock().await;
+    let before = api.hub.traffic();
+    let changes = diff(&before.doc, &doc);
+    if dry_run || changes.is_empty() {
+        return Ok(Json(json!({
+            "version": before.version,
+            "applied": false,
+            "changes": changes_json(&changes),
+        })));
+    }
+    let version = api
+        .hub
+        .store
+        .put_traffic(
+            doc.to_json(),
+            op.id.as_str().to_owned(),
+            changes.len() as u64,
+            rollback_of,
+        )
+        .await?;
+    let services: std::collections::BTreeSet<&str> =
+        changes.iter().map(|c| c.service.as_str()).collect();
+    let detail = match rollback_of {
+        Some(v) => format!(
+            "rollback to {v}: {} settings of {services:?}, by {}",
+            changes.len(),
+            op.id
+        ),
+        None => format!("{} settings of {services:?}, by {}", changes.len(), op.id),
+    };
+    api.hub.publish_traffic(TrafficState {
+        version,
+        doc,
+        author: op.id.as_str().to_owned(),
+        applied_at: crate::server::store::unix_ms(std::time::SystemTime::now()),
+    });
+    api.hub.audit.record(signet_audit::Event::Config(
+        signet_audit::record::ConfigEvent {
+            what: "traffic".to_owned(),
+            version,
+            detail,
+        },
+    ));
+    drop(guard);
+    tracing::info!(version, author = %op.id, changes = changes.len(), "traffic settings applied");
+    let acks = acks::wait(
+        &api.hub,
+        wait_of(wait_seconds),
+        |_| true,
+        |p| p.traffic_version >= version,
+    )
+    .await;
+    Ok(Json(json!({
+        "version": version,
+        "applied": true,
+        "changes": changes_json(&changes),
+        "enforcement": acks.to_json(|p| p.traffic_version),
+    })))
+}
