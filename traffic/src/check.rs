@@ -117,13 +117,15 @@ fn route(r: &Route, found: &mut Vec<String>) {
     }
     match &r.when.path {
         Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) if !p.starts_with('/') => {
-            found.push(format!("path `{p}` must start with `/`"));
+            found.push(format!("match.path: `{p}` must start with `/`"));
         }
         _ => {}
     }
     for m in &r.when.methods {
         if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-            found.push(format!("method `{m}` is not an upper-case HTTP method"));
+            found.push(format!(
+                "match.methods: `{m}` is not an upper-case HTTP method"
+            ));
         }
     }
     for h in &r.when.headers {
@@ -136,7 +138,7 @@ fn route(r: &Route, found: &mut Vec<String>) {
 
 fn header(h: &HeaderMatch, found: &mut Vec<String>) {
     if http_token(&h.name).is_none() {
-        found.push(format!("`{}` is not a header name", h.name));
+        found.push(format!("match.headers: `{}` is not a header name", h.name));
     }
 }
 
@@ -155,13 +157,13 @@ fn retry(r: &Retry, route_timeout: Option<Duration>, found: &mut Vec<String>) {
     }
     for s in &r.statuses {
         if !(100..=599).contains(s) {
-            found.push(format!("retry status {s} is not an HTTP status"));
+            found.push(format!("retry.statuses: {s} is not an HTTP status"));
         }
     }
     for m in &r.methods {
         if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
             found.push(format!(
-                "retry method `{m}` is not an upper-case HTTP method"
+                "retry.methods: `{m}` is not an upper-case HTTP method"
             ));
         }
     }
@@ -276,11 +278,11 @@ mod tests {
             "service Payments: retry_budget.ratio",
             "service Payments: breaker.max_requests",
             "service Payments: outlier needs",
-            "service Payments, route charge: path `api` must start with `/`",
-            "service Payments, route charge: method `post`",
-            "service Payments, route charge: `x canary` is not a header name",
+            "service Payments, route charge: match.path: `api` must start with `/`",
+            "service Payments, route charge: match.methods: `post`",
+            "service Payments, route charge: match.headers: `x canary` is not a header name",
             "service Payments, route charge: retry.max_retries is at most 10",
-            "service Payments, route charge: retry status 99",
+            "service Payments, route charge: retry.statuses: 99",
             "service Payments, route charge: retry.per_try_timeout is longer",
             "service Payments, route charge: two routes have this name",
         ] {

@@ -106,7 +106,8 @@ fn line_of(text: &str, problem: &Problem) -> Option<usize> {
 /// inside the entry that starts at `entry_line`; the entry's line when it is not written
 /// there (a default, or a problem about several settings).
 fn setting_line(text: &str, entry_line: usize, message: &str) -> usize {
-    let Some(setting) = message.split(' ').next().filter(|w| {
+    let first = message.split(' ').next().map(|w| w.trim_end_matches(':'));
+    let Some(setting) = first.filter(|w| {
         w.bytes()
             .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
     }) else {
@@ -209,7 +210,7 @@ mod tests {
             e.problems,
             vec![
                 "t.yaml:4: service payments: timeout is more than 0 and at most 24h",
-                "t.yaml:7: service payments, route charge: method `post` is not an upper-case HTTP method",
+                "t.yaml:8: service payments, route charge: match.methods: `post` is not an upper-case HTTP method",
             ]
         );
         // JSON is YAML too.

@@ -1,0 +1,176 @@
+//! Traffic settings through the control plane as an operator applies them: `meshctl traffic
+//! apply|diff|get|history|rollback|schema` against a real `signet-cp`, the settings reaching
+//! the real proxies (their route table decides the next request), versions surviving a
+//! restart, and bad documents refused whole, by meshctl and by the control plane itself.
+#![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
+
+use signet_tests::mesh::Mesh;
+
+fn write(mesh: &Mesh, name: &str, text: &str) -> String {
+    let file = mesh.dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    file.display().to_string()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const V1: &str = "services:
+  - service: cart
+    timeout: 5s
+    routes:
+      - name: slow-api
+        match:
+          path: {prefix: /api/slow}
+        timeout: 2s
+";
+
+async fn traffic_version(mesh: &Mesh) -> u64 {
+    mesh.frontend.metric("signet_proxy_traffic_version").await
+}
+
+async fn frontend_traffic(mesh: &Mesh) -> serde_json::Value {
+    let (_, config) = mesh.frontend.admin_get("/config").await;
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    config["traffic"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traffic_settings_are_applied_versioned_and_rolled_back_through_meshctl() {
+    let mut mesh = Mesh::start(&[]).await;
+    let schema: serde_json::Value =
+        serde_json::from_str(&mesh.cp.meshctl_ok(&["traffic", "schema"])).unwrap();
+    assert_eq!(schema["title"], "Signet traffic document");
+    assert!(
+        mesh.cp
+            .meshctl_ok(&["traffic", "get"])
+            .contains("no traffic settings applied")
+    );
+
+    // A bad document: every problem at its line, nothing sent, nothing stored.
+    let bad = write(
+        &mesh,
+        "bad.yaml",
+        "services:\n  - service: cart\n    timeout: 2s\n    retry: {max_retries: 99}\n    routes:\n      - name: a\n        match: {methods: [get]}\n",
+    );
+    let out = mesh.cp.meshctl(&["traffic", "apply", "-f", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.yaml:4: service cart: retry.max_retries is at most 10"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:7: service cart, route a: match.methods: `get`"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was sent"), "{err}");
+    // The control plane checks for itself: a client that skips meshctl gets 422.
+    let body = serde_json::json!({ "document": "services:\n  - service: cart\n    timeout: soon\n", "file": "raw.yaml" });
+    let reply = mesh
+        .cp
+        .rest(
+            "POST",
+            "/v1/traffic",
+            None,
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(reply.status, 422, "{:?}", reply.json);
+    assert_eq!(
+        reply.json["problems"][0],
+        "raw.yaml:3: services[0].timeout: `soon` is not a duration like 250ms, 10s, 5m or 1h"
+    );
+    assert!(
+        mesh.cp
+            .meshctl_ok(&["traffic", "history"])
+            .contains("no traffic settings applied")
+    );
+
+    // A good one: what changed, then every proxy applies it.
+    let v1 = write(&mesh, "v1.yaml", V1);
+    let out = mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &v1]);
+    assert!(out.contains("~ cart.timeout: \"30s\" -> \"5s\""), "{out}");
+    assert!(
+        out.contains("+ cart.routes[slow-api].timeout: \"2s\""),
+        "{out}"
+    );
+    assert!(out.contains("applied traffic version 1"), "{out}");
+    assert!(out.contains("enforced by 2 of 2 proxies"), "{out}");
+    assert_eq!(traffic_version(&mesh).await, 1);
+    let pushed = frontend_traffic(&mesh).await;
+    assert_eq!(pushed["services"][0]["routes"][0]["name"], "slow-api");
+    assert_eq!(pushed["services"][0]["timeout"], "5s");
+    // The frontend's route table now decides its requests.
+    let (status, _) = mesh.call("/api/slow/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        mesh.frontend
+            .metric("signet_proxy_upstream_requests_total{service=\"cart\",route=\"slow-api\",outcome=\"success\"}")
+            .await,
+        1
+    );
+    // The same document again changes nothing and stores nothing.
+    let out = mesh.cp.meshctl_ok(&["traffic", "diff", "-f", &v1]);
+    assert_eq!(out.trim(), "no change");
+    let out = mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &v1]);
+    assert!(out.contains("traffic version 1 stays in force"), "{out}");
+
+    // Version 2, then back to 1 as version 3.
+    let v2 = write(
+        &mesh,
+        "v2.yaml",
+        &V1.replace("timeout: 2s", "timeout: 1s").replace("5s", "7s"),
+    );
+    let out = mesh.cp.meshctl_ok(&["traffic", "diff", "-f", &v2]);
+    assert!(
+        out.contains("~ cart.routes[slow-api].timeout: \"2s\" -> \"1s\""),
+        "{out}"
+    );
+    assert_eq!(traffic_version(&mesh).await, 1, "a diff applies nothing");
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &v2]);
+    assert_eq!(
+        frontend_traffic(&mesh).await["services"][0]["timeout"],
+        "7s"
+    );
+    let old = mesh.cp.meshctl_ok(&["traffic", "get", "--version", "1"]);
+    assert!(old.contains("# traffic version 1"), "{old}");
+    assert!(old.contains("timeout: 5s"), "{old}");
+    let out = mesh.cp.meshctl_ok(&["traffic", "rollback", "1"]);
+    assert!(
+        out.contains("rolled back to version 1: applied traffic version 3"),
+        "{out}"
+    );
+    assert_eq!(
+        frontend_traffic(&mesh).await["services"][0]["timeout"],
+        "5s"
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&mesh.cp.meshctl_ok(&["traffic", "history", "-o", "json"])).unwrap();
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3);
+    assert_eq!(versions[0]["rollback_of"], 1);
+    assert_eq!(versions[0]["changes"], 2);
+
+    // Every change was an authorized operator action.
+    let actions = mesh
+        .cp
+        .rest("GET", "/v1/operator-actions", None, None)
+        .await;
+    let traffic_actions = actions.json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "traffic.apply" && a["allowed"] == true)
+        .count();
+    assert!(traffic_actions >= 3, "{}", actions.json);
+
+    // Stored: a restarted control plane serves and pushes the same version.
+    mesh.cp.stop();
+    mesh.cp.restart();
+    let now = mesh.cp.meshctl_ok(&["traffic", "get", "-o", "json"]);
+    let now: serde_json::Value = serde_json::from_str(&now).unwrap();
+    assert_eq!(now["version"], 3);
+    assert_eq!(now["document"]["services"][0]["timeout"], "5s");
+}
