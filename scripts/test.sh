@@ -31,6 +31,12 @@ if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
     || python3 -m pip install --user --quiet --break-system-packages pyjwt cryptography
 fi
 
+# A real gRPC server with the standard health service, for the proxy's gRPC health checks.
+if ! python3 -c 'import grpc, grpc_health' 2>/dev/null; then
+  python3 -m pip install --user --quiet grpcio grpcio-health-checking \
+    || python3 -m pip install --user --quiet --break-system-packages grpcio grpcio-health-checking
+fi
+
 # A real syslog receiver for the TLS (RFC 5425) export test: Debian's rsyslog with GnuTLS.
 if [ ! -x /usr/sbin/rsyslogd ] \
   || ! find /usr/lib -name lmnsd_gtls.so -path '*rsyslog*' 2>/dev/null | grep -q .; then

@@ -180,6 +180,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         trust_version: 0,
         shadow_version: 0,
         traffic_version: 0,
+        app_health: 0,
     };
     let err = registry
         .register(register("payments", "127.0.0.1:9"))
@@ -214,6 +215,8 @@ async fn a_proxy_registers_only_as_its_own_service() {
         trust_version: 0,
         shadow_version: 0,
         traffic_version: 0,
+        app_health: 0,
+        endpoints: Vec::new(),
         serial: String::new(),
     };
     registry.heartbeat(heartbeat("i-1")).await.unwrap();

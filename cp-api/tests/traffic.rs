@@ -174,3 +174,110 @@ async fn traffic_settings_are_applied_versioned_and_rolled_back_through_meshctl(
     assert_eq!(now["version"], 3);
     assert_eq!(now["document"]["services"][0]["timeout"], "5s");
 }
+
+async fn endpoints_of_cart(mesh: &Mesh) -> Vec<String> {
+    let (_, body) = mesh.frontend.admin_get("/endpoints").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["upstreams"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["address"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn wait_endpoints(mesh: &Mesh, n: usize) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let now = endpoints_of_cart(mesh).await;
+        if now.len() == n {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "still {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_app_leaves_every_callers_endpoint_set_and_rejoins() {
+    use signet_tests::faulty::{Behaviour, FaultyApp};
+    let mesh = Mesh::start(&[]).await;
+    let v1 = write(
+        &mesh,
+        "health.yaml",
+        "services:\n  - service: cart\n    health_check: {http: {path: /healthz}, interval: 200ms, timeout: 150ms, unhealthy_threshold: 2}\n",
+    );
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &v1]);
+    // A second cart endpoint, its app under the test's control.
+    let app = FaultyApp::start("cart-2").await;
+    let toml = signet_tests::mesh::proxy_toml(
+        &mesh.cp,
+        "cart",
+        Some(&mesh.cp.token(signet_tests::mesh::CART)),
+        app.addr,
+        &[],
+    )
+    .replace("cart-state", "cart-2-state");
+    let _cart2 = signet_tests::process::ProxyProcess::start(
+        &signet_tests::control::workspace_binary("signet-proxy"),
+        mesh.dir.path(),
+        "cart-2",
+        &toml,
+    );
+    wait_endpoints(&mesh, 2).await;
+    // Both apps pass their checks, as the control plane hears from their proxies.
+    let started = std::time::Instant::now();
+    loop {
+        let listed = mesh.cp.meshctl_ok(&["proxies", "endpoints", "cart"]);
+        if listed.matches(" healthy ").count() == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Its app fails: within two probe intervals (plus a heartbeat and a push) the frontend
+    // no longer sends it anything.
+    app.set(Behaviour::Status(503));
+    let gone = wait_endpoints(&mesh, 1).await;
+    eprintln!("left the endpoint set {gone:?} after the app failed");
+    let before = app.requests();
+    for _ in 0..20 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    assert!(app.requests() - before <= 2, "only health probes reach it");
+    let listed = mesh
+        .cp
+        .meshctl_ok(&["proxies", "endpoints", "cart", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let unhealthy: Vec<&serde_json::Value> = listed["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["health"] == "unhealthy")
+        .collect();
+    assert_eq!(unhealthy.len(), 1, "{listed}");
+    assert!(
+        unhealthy[0]["caller"].is_null(),
+        "no caller has it: {listed}"
+    );
+    let proxies = mesh.cp.meshctl_ok(&["proxies", "list"]);
+    assert!(proxies.contains("unhealthy"), "{proxies}");
+
+    // It recovers and comes back.
+    app.set(Behaviour::Ok);
+    let back = wait_endpoints(&mesh, 2).await;
+    eprintln!("rejoined {back:?} after the app recovered");
+    let mut reached = false;
+    for _ in 0..40 {
+        mesh.call("/api/items").await;
+        reached |= app.requests() > before + 2;
+    }
+    assert!(reached, "traffic reaches it again");
+}

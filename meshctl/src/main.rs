@@ -50,7 +50,7 @@ enum Command {
     Services(ServicesCommand),
     /// Proxies connected to the control plane.
     #[command(subcommand)]
-    Proxies(ListCommand),
+    Proxies(ProxiesCommand),
     /// Control plane health, CA expiry, policy version, proxies in sync.
     Status(cp::lists::ListArgs),
     /// Run a whole mesh on this machine: control plane, three services behind proxies,
@@ -84,9 +84,11 @@ enum ServicesCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum ListCommand {
+enum ProxiesCommand {
     /// List them.
     List(cp::lists::ListArgs),
+    /// A service's endpoints as its callers see them: health, ejection, load, latency.
+    Endpoints(cp::traffic::EndpointsArgs),
 }
 
 /// How a command ended, beyond plain success.
@@ -145,7 +147,8 @@ fn main() -> ExitCode {
         Command::Identity(IdentityCommand::Deny(args)) => cp::identity::deny(&args),
         Command::Services(ServicesCommand::List(args)) => cp::lists::services(&args),
         Command::Services(ServicesCommand::Label(args)) => cp::labels::label(&args),
-        Command::Proxies(ListCommand::List(args)) => cp::lists::proxies(&args),
+        Command::Proxies(ProxiesCommand::List(args)) => cp::lists::proxies(&args),
+        Command::Proxies(ProxiesCommand::Endpoints(args)) => cp::traffic::endpoints(&args),
         Command::Status(args) => cp::lists::status(&args),
         Command::Ca(cmd) => cp::ca::run(&cmd),
         Command::Demo(args) => demo::run(&args),

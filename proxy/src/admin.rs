@@ -102,7 +102,29 @@ fn not_ready(proxy: &Proxy) -> Vec<String> {
     if *proxy.shutdown.borrow() {
         why.push("draining".to_owned());
     }
+    if let Some(check) = proxy.health.check() {
+        match proxy.health.state() {
+            crate::health::State::Healthy => {}
+            crate::health::State::Unknown => why.push(format!(
+                "the app has not passed its health check ({}) yet",
+                probe_name(&check.probe)
+            )),
+            crate::health::State::Unhealthy => why.push(format!(
+                "the app fails its health check ({}): {}",
+                probe_name(&check.probe),
+                proxy.health.last_failure().unwrap_or_default()
+            )),
+        }
+    }
     why
+}
+
+fn probe_name(probe: &signet_traffic::doc::Probe) -> String {
+    match probe {
+        signet_traffic::doc::Probe::Http { path } => format!("http {path}"),
+        signet_traffic::doc::Probe::Grpc { service } => format!("grpc `{service}`"),
+        signet_traffic::doc::Probe::Tcp => "tcp".to_owned(),
+    }
 }
 
 fn upstreams(proxy: &Proxy) -> &[std::sync::Arc<crate::outbound::Upstream>] {

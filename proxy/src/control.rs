@@ -729,6 +729,7 @@ impl Link {
                     .metrics
                     .traffic_version
                     .load(std::sync::atomic::Ordering::Relaxed),
+                app_health: app_health(&self.proxy) as i32,
             };
             let interval = match timed(client.register(request)).await {
                 Ok(r) => {
@@ -750,6 +751,7 @@ impl Link {
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     () = self.applied.notified() => {}
+                    () = self.proxy.health.changed.notified() => {}
                     () = self.proxy.draining() => return,
                 }
                 let metrics = &self.proxy.metrics;
@@ -772,6 +774,8 @@ impl Link {
                     traffic_version: metrics
                         .traffic_version
                         .load(std::sync::atomic::Ordering::Relaxed),
+                    app_health: app_health(&self.proxy) as i32,
+                    endpoints: endpoint_states(&self.proxy),
                     serial: self
                         .proxy
                         .identity
@@ -962,4 +966,38 @@ fn read_batch(dir: &Path, cursor: &Cursor) -> std::io::Result<(Vec<Vec<u8>>, Cur
         }
     }
     Ok((lines, at))
+}
+
+/// The app's health as the control plane's registry takes it.
+fn app_health(proxy: &Proxy) -> pb::AppHealth {
+    match proxy.health.state() {
+        crate::health::State::Unknown => pb::AppHealth::Unknown,
+        crate::health::State::Healthy => pb::AppHealth::Healthy,
+        crate::health::State::Unhealthy => pb::AppHealth::Unhealthy,
+    }
+}
+
+/// Most endpoint states one heartbeat carries.
+const MAX_ENDPOINT_STATES: usize = 256;
+
+/// How this proxy's balancers see their endpoints now.
+fn endpoint_states(proxy: &Proxy) -> Vec<pb::EndpointState> {
+    let now = std::time::Instant::now();
+    proxy
+        .upstreams
+        .get()
+        .into_iter()
+        .flatten()
+        .flat_map(|u| {
+            u.endpoints().into_iter().map(move |e| pb::EndpointState {
+                service: u.service().to_owned(),
+                address: e.addr.to_string(),
+                ejected: e.outlier.is_ejected(now),
+                ejections: e.outlier.ejections(),
+                in_flight: e.outstanding(),
+                latency_ewma_us: (e.latency_seconds(now) * 1e6) as u64,
+            })
+        })
+        .take(MAX_ENDPOINT_STATES)
+        .collect()
 }

@@ -13,6 +13,7 @@
 //! - [`respond`]: every answer the proxy makes itself ([`respond::ProxyError`]).
 //! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections.
 //! - [`audit`]: decisions recorded in a signed, hash-chained spool.
+//! - [`health`]: active health checks of the local app.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
 //! - [`reload`]: watching the bootstrap files.
 //! - [`control`]: the control-plane source (SVID, bundle, deny-list, policies, endpoints).
@@ -24,6 +25,7 @@ pub mod backoff;
 pub mod config;
 pub mod control;
 pub mod headers;
+pub mod health;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;

@@ -390,6 +390,7 @@ async fn run(args: Args) -> Result<(), String> {
         "signet-proxy started"
     );
     tasks.push(tokio::spawn(admin::run(admin_listener, Arc::clone(&proxy))));
+    tasks.push(tokio::spawn(signet_proxy::health::run(Arc::clone(&proxy))));
     let inbound = tokio::spawn(inbound::run(inbound_listener, Arc::clone(&proxy)));
     shutdown_signal().await;
     tracing::info!("draining");

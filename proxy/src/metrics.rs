@@ -105,6 +105,10 @@ pub struct Metrics {
     pub shadow_version: AtomicU64,
     /// The traffic settings' version (0: defaults only).
     pub traffic_version: AtomicU64,
+    /// Health probes of the local app, by result (`pass`, `fail`).
+    pub health_probes: Family,
+    /// The local app's health: 0 unknown (no check), 1 healthy, 2 unhealthy.
+    pub app_health: std::sync::atomic::AtomicU8,
     /// Outbound requests answered, by upstream service, route and outcome.
     pub upstream_requests: Family,
     /// Attempts (first tries and retries), by upstream service, route and outcome.
@@ -275,10 +279,20 @@ impl Metrics {
              signet_proxy_shadow_version {}\n\
              # HELP signet_proxy_traffic_version Version of the traffic settings in force (0: defaults only).\n\
              # TYPE signet_proxy_traffic_version gauge\n\
-             signet_proxy_traffic_version {}",
+             signet_proxy_traffic_version {}\n\
+             # HELP signet_proxy_app_health The local app's health by its health check: 0 unknown (no check, or none finished), 1 healthy, 2 unhealthy.\n\
+             # TYPE signet_proxy_app_health gauge\n\
+             signet_proxy_app_health {}",
             self.policy_version.load(Ordering::Relaxed),
             self.shadow_version.load(Ordering::Relaxed),
-            self.traffic_version.load(Ordering::Relaxed)
+            self.traffic_version.load(Ordering::Relaxed),
+            self.app_health.load(Ordering::Relaxed)
+        );
+        self.health_probes.render(
+            &mut out,
+            "signet_proxy_health_probes_total",
+            "Health probes of the local app, by result.",
+            &["result"],
         );
         let cp = &self.control_plane;
         if cp.enabled.load(Ordering::Relaxed) {

@@ -58,6 +58,8 @@ pub struct Proxy {
     pub audit: Option<crate::audit::Audit>,
     /// The JWT providers end users authenticate with.
     pub authn: ArcSwap<crate::authn::Authn>,
+    /// The local app's health, by the health check in the traffic settings.
+    pub health: crate::health::AppHealth,
     /// The upstream services, set once their listeners are bound.
     pub upstreams: std::sync::OnceLock<Vec<Arc<crate::outbound::Upstream>>>,
 }
@@ -113,12 +115,14 @@ impl Proxy {
             audit,
             authn: ArcSwap::from_pointee(authn),
             upstreams: std::sync::OnceLock::new(),
+            health: crate::health::AppHealth::default(),
             config,
         })
     }
 
     /// Applies traffic settings `version` to every upstream (the defaults for those `doc`
-    /// does not list); returns the services whose settings changed.
+    /// does not list) and the own service's health check; returns the upstream services
+    /// whose settings changed.
     pub fn apply_traffic(&self, doc: &signet_traffic::TrafficDoc, version: u64) -> Vec<String> {
         let mut changed = Vec::new();
         for upstream in self.upstreams.get().into_iter().flatten() {
@@ -126,6 +130,8 @@ impl Proxy {
                 changed.push(upstream.service().to_owned());
             }
         }
+        self.health
+            .configure(doc.service(&self.config.service.name).health_check);
         self.metrics
             .traffic_version
             .store(version, Ordering::Relaxed);

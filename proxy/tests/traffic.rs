@@ -528,3 +528,118 @@ async fn a_bad_traffic_document_stops_the_start_and_a_bad_change_is_refused() {
         "{stderr}"
     );
 }
+
+/// A real gRPC server (Python's grpcio) with the standard health service; its status is set
+/// by a line on its stdin.
+struct GrpcHealthServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GrpcHealthServer {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/grpc_health/server.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap();
+        Self { child, port }
+    }
+
+    fn set(&mut self, status: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{status}").unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for GrpcHealthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn ready(proxy: &ProxyProcess) -> (u16, String) {
+    proxy.admin_get("/ready").await
+}
+
+async fn wait_ready(proxy: &ProxyProcess, status: u16) -> String {
+    let started = Instant::now();
+    loop {
+        let (got, body) = ready(proxy).await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "/ready still {got}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_and_http_health_checks_decide_readiness() {
+    let pki = Pki::new("acme.internal");
+    let dir = tempfile::tempdir().unwrap();
+    // gRPC: the standard health service of a real gRPC server.
+    let mut server = GrpcHealthServer::start();
+    let traffic = dir.path().join("traffic.yaml");
+    std::fs::write(
+        &traffic,
+        "services:\n  - service: cart\n    health_check: {grpc: {}, interval: 100ms, timeout: 90ms, unhealthy_threshold: 2}\n",
+    )
+    .unwrap();
+    let app: std::net::SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
+    let extra = format!("\n[traffic]\nfile = \"{}\"\n", traffic.display());
+    let toml = proxy_toml("cart", dir.path(), &pki, CART, app, &extra)
+        .replace("app = ", "app_protocol = \"http2\"\napp = ");
+    let cart = ProxyProcess::start(&binary(), dir.path(), "cart", &toml);
+    wait_ready(&cart, 200).await;
+    server.set("NOT_SERVING");
+    let why = wait_ready(&cart, 503).await;
+    assert!(
+        why.contains("the app fails its health check (grpc ``): health status 2 (not SERVING)"),
+        "{why}"
+    );
+    assert_eq!(cart.metric("signet_proxy_app_health").await, 2);
+    server.set("SERVING");
+    wait_ready(&cart, 200).await;
+    assert!(
+        cart.metric("signet_proxy_health_probes_total{result=\"fail\"}")
+            .await
+            >= 2
+    );
+
+    // HTTP: the path's status.
+    let web = FaultyApp::start("web").await;
+    let http_dir = dir.path().join("http");
+    std::fs::create_dir_all(&http_dir).unwrap();
+    let traffic = http_dir.join("traffic.yaml");
+    std::fs::write(
+        &traffic,
+        "services:\n  - service: cart\n    health_check: {http: {path: /healthz}, interval: 100ms, timeout: 90ms}\n",
+    )
+    .unwrap();
+    let extra = format!("\n[traffic]\nfile = \"{}\"\n", traffic.display());
+    let toml = proxy_toml("cart", &http_dir, &pki, CART, web.addr, &extra);
+    let cart = ProxyProcess::start(&binary(), dir.path(), "cart-http", &toml);
+    wait_ready(&cart, 200).await;
+    web.set(Behaviour::Status(500));
+    let why = wait_ready(&cart, 503).await;
+    assert!(why.contains("GET /healthz: 500"), "{why}");
+    // The check is configuration: removing it stops it, and readiness no longer depends on it.
+    std::fs::write(&traffic, "services: []\n").unwrap();
+    wait_ready(&cart, 200).await;
+}

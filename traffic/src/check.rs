@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::doc::{Breaker, HeaderMatch, Outlier, PathMatch, Retry, RetryBudget, Route, TrafficDoc};
+use crate::doc::{
+    Breaker, HeaderMatch, HealthCheck, Outlier, PathMatch, Probe, Retry, RetryBudget, Route,
+    TrafficDoc,
+};
 
 /// Most services in one document, and routes per service.
 pub const MAX_SERVICES: usize = 4096;
@@ -67,6 +70,9 @@ pub fn problems(doc: &TrafficDoc) -> Vec<Problem> {
         budget(&s.retry_budget, &mut found);
         breaker(&s.breaker, &mut found);
         outlier(&s.outlier, &mut found);
+        if let Some(h) = &s.health_check {
+            health_check(h, &mut found);
+        }
         if s.routes.len() > MAX_ROUTES {
             found.push(format!("at most {MAX_ROUTES} routes"));
         }
@@ -205,6 +211,36 @@ fn breaker(b: &Breaker, found: &mut Vec<String>) {
     }
     if b.max_retries > 1_000_000 {
         found.push("breaker.max_retries is at most 1000000".to_owned());
+    }
+}
+
+fn health_check(h: &HealthCheck, found: &mut Vec<String>) {
+    if h.interval < Duration::from_millis(100) || h.interval > Duration::from_secs(3600) {
+        found.push("health_check.interval is between 100ms and 1h".to_owned());
+    }
+    if h.timeout.is_zero() || h.timeout > h.interval {
+        found.push("health_check.timeout is more than 0 and at most the interval".to_owned());
+    }
+    for (name, n) in [
+        ("healthy_threshold", h.healthy_threshold),
+        ("unhealthy_threshold", h.unhealthy_threshold),
+    ] {
+        if n == 0 || n > 100 {
+            found.push(format!("health_check.{name} is between 1 and 100"));
+        }
+    }
+    match &h.probe {
+        Probe::Http { path }
+            if !path.starts_with('/')
+                || path.len() > 1024
+                || path.contains(char::is_whitespace) =>
+        {
+            found.push(format!("health_check.http: `{path}` is not a request path"));
+        }
+        Probe::Grpc { service } if service.len() > 256 => {
+            found.push("health_check.grpc: the service name is at most 256 characters".to_owned());
+        }
+        _ => {}
     }
 }
 

@@ -42,6 +42,10 @@ pub struct ServiceTraffic {
     /// Passive health: endpoints that keep failing are taken out for a while.
     #[serde(default)]
     pub outlier: Outlier,
+    /// Active health: each of the service's own proxies probes its local app; an endpoint
+    /// whose app fails leaves every caller's endpoint set until it passes again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// Routes, matched in order; the first match wins. A request no route matches uses the
     /// service's settings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -59,6 +63,7 @@ impl ServiceTraffic {
             retry_budget: RetryBudget::default(),
             breaker: Breaker::default(),
             outlier: Outlier::default(),
+            health_check: None,
             routes: Vec::new(),
         }
     }
@@ -500,4 +505,119 @@ fn default_max_ejection() -> Duration {
 
 fn default_max_ejected_percent() -> u32 {
     50
+}
+
+/// How a proxy probes its local app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// What a probe does: `http: {path: /healthz}`, `grpc: {service: ""}` or `tcp: {}`.
+    #[serde(flatten)]
+    pub probe: Probe,
+    /// Time between probes.
+    #[serde(default = "default_interval", with = "duration")]
+    pub interval: Duration,
+    /// Longest a probe may take.
+    #[serde(default = "default_probe_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Passing probes in a row that make an unhealthy app healthy.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Failing probes in a row that make a healthy app unhealthy.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_healthy_threshold() -> u32 {
+    1
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    2
+}
+
+/// A probe of the local app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ProbeFields", into = "ProbeFields")]
+pub enum Probe {
+    /// `GET path`; healthy on 2xx or 3xx.
+    Http {
+        /// The path, with any query.
+        path: String,
+    },
+    /// `grpc.health.v1.Health/Check` for `service` ("" for the whole server); healthy on
+    /// SERVING.
+    Grpc {
+        /// The service name asked about.
+        service: String,
+    },
+    /// A TCP connection; healthy when it opens.
+    Tcp,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ProbeFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<HttpProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grpc: Option<GrpcProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<TcpProbe>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpProbe {
+    path: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrpcProbe {
+    #[serde(default)]
+    service: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcpProbe {}
+
+impl TryFrom<ProbeFields> for Probe {
+    type Error = String;
+
+    fn try_from(f: ProbeFields) -> Result<Self, String> {
+        match (f.http, f.grpc, f.tcp) {
+            (Some(h), None, None) => Ok(Probe::Http { path: h.path }),
+            (None, Some(g), None) => Ok(Probe::Grpc { service: g.service }),
+            (None, None, Some(_)) => Ok(Probe::Tcp),
+            _ => Err("a health check needs exactly one of http, grpc and tcp".to_owned()),
+        }
+    }
+}
+
+impl From<Probe> for ProbeFields {
+    fn from(p: Probe) -> Self {
+        match p {
+            Probe::Http { path } => ProbeFields {
+                http: Some(HttpProbe { path }),
+                ..ProbeFields::default()
+            },
+            Probe::Grpc { service } => ProbeFields {
+                grpc: Some(GrpcProbe { service }),
+                ..ProbeFields::default()
+            },
+            Probe::Tcp => ProbeFields {
+                tcp: Some(TcpProbe {}),
+                ..ProbeFields::default()
+            },
+        }
+    }
 }

@@ -13,6 +13,9 @@ const GOOD: &[&str] = &[
     include_str!("../../deploy/examples/traffic.yaml"),
     "services:\n  - service: a\n    routes:\n      - name: r\n        match:\n          headers: [{name: x-canary, regex: 'v[0-9]+'}]\n          path: {regex: '/u/[0-9]+'}\n",
     "{\"services\": [{\"service\": \"a\", \"balancer\": \"least-request\", \"retry_budget\": {\"ratio\": 1}}]}",
+    "services:\n  - service: a\n    health_check: {http: {path: /healthz}, interval: 2s, timeout: 500ms}",
+    "services:\n  - service: a\n    health_check: {grpc: {}, unhealthy_threshold: 3}",
+    "services:\n  - service: a\n    health_check: {tcp: {}}",
 ];
 
 const BAD: &[&str] = &[
@@ -36,6 +39,12 @@ const BAD: &[&str] = &[
     "services:\n  - service: a\n    routes:\n      - name: r\n        match: {headers: [{name: x}]}",
     "services:\n  - service: a\n    routes:\n      - name: r\n        match: {headers: [{name: x, exact: '1', present: true}]}",
     "services:\n  - service: Cart",
+    "services:\n  - service: a\n    health_check: {interval: 2s}",
+    "services:\n  - service: a\n    health_check: {http: {path: /h}, tcp: {}}",
+    "services:\n  - service: a\n    health_check: {http: {path: /h}, bogus: 1}",
+    "services:\n  - service: a\n    health_check: {http: {path: /h, port: 1}}",
+    "services:\n  - service: a\n    health_check: {tcp: {}, healthy_threshold: 0}",
+    "services:\n  - service: a\n    health_check: {http: {path: healthz}}",
     "others: []",
 ];
 

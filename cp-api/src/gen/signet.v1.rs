@@ -223,13 +223,15 @@ pub struct RegisterRequest {
     /// The traffic version it applies (0: the defaults).
     #[prost(uint64, tag = "10")]
     pub traffic_version: u64,
+    #[prost(enumeration = "AppHealth", tag = "11")]
+    pub app_health: i32,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {
     #[prost(uint32, tag = "1")]
     pub heartbeat_interval_seconds: u32,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct HeartbeatRequest {
     #[prost(string, tag = "1")]
     pub instance: ::prost::alloc::string::String,
@@ -250,6 +252,31 @@ pub struct HeartbeatRequest {
     /// The traffic version the proxy applies (0: the defaults).
     #[prost(uint64, tag = "7")]
     pub traffic_version: u64,
+    #[prost(enumeration = "AppHealth", tag = "8")]
+    pub app_health: i32,
+    /// How the proxy's balancers see their upstream endpoints now (at most 256), for
+    /// `meshctl proxies endpoints`.
+    #[prost(message, repeated, tag = "9")]
+    pub endpoints: ::prost::alloc::vec::Vec<EndpointState>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EndpointState {
+    #[prost(string, tag = "1")]
+    pub service: ::prost::alloc::string::String,
+    /// host:port of the endpoint (its proxy's inbound listener).
+    #[prost(string, tag = "2")]
+    pub address: ::prost::alloc::string::String,
+    /// Ejected by outlier detection now, and how many times so far.
+    #[prost(bool, tag = "3")]
+    pub ejected: bool,
+    #[prost(uint32, tag = "4")]
+    pub ejections: u32,
+    /// Attempts in flight to it from this proxy.
+    #[prost(uint32, tag = "5")]
+    pub in_flight: u32,
+    /// The balancer's peak-EWMA latency estimate, microseconds.
+    #[prost(uint64, tag = "6")]
+    pub latency_ewma_us: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatResponse {}
@@ -264,6 +291,39 @@ pub struct ShipResponse {
     /// The highest record sequence number now stored for the caller.
     #[prost(uint64, tag = "1")]
     pub stored_through: u64,
+}
+/// What the proxy's health check says about its local app. An endpoint whose app is
+/// UNHEALTHY is left out of its callers' endpoint sets (unless every endpoint of the service
+/// is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AppHealth {
+    /// No health check configured, or none finished yet.
+    Unknown = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+}
+impl AppHealth {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unknown => "APP_HEALTH_UNKNOWN",
+            Self::Healthy => "APP_HEALTH_HEALTHY",
+            Self::Unhealthy => "APP_HEALTH_UNHEALTHY",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "APP_HEALTH_UNKNOWN" => Some(Self::Unknown),
+            "APP_HEALTH_HEALTHY" => Some(Self::Healthy),
+            "APP_HEALTH_UNHEALTHY" => Some(Self::Unhealthy),
+            _ => None,
+        }
+    }
 }
 /// Generated client implementations.
 pub mod identity_client {

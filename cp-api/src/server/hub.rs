@@ -86,6 +86,10 @@ pub struct ProxyEntry {
     pub shadow_version: u64,
     /// The traffic version it applies (0: the defaults).
     pub traffic_version: u64,
+    /// Its app's health by its health check.
+    pub app_health: pb::AppHealth,
+    /// How its balancers saw their upstream endpoints at its last heartbeat.
+    pub endpoints: Vec<pb::EndpointState>,
     pub registered_at: SystemTime,
     pub last_seen: SystemTime,
     seen: Instant,
@@ -136,7 +140,12 @@ pub struct Versions {
     pub shadow: u64,
     /// The traffic version (0: the defaults).
     pub traffic: u64,
+    /// What its health check says about its app.
+    pub health: pb::AppHealth,
 }
+
+/// Most endpoint states kept per proxy.
+const MAX_ENDPOINT_STATES: usize = 256;
 
 /// Why a registration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -605,7 +614,8 @@ impl Hub {
                     id: spiffe_id.as_str().to_owned(),
                 });
             }
-            let changed = before.map(|e| (&e.endpoint, &e.service)) != Some((&endpoint, &service));
+            let changed = before.map(|e| (&e.endpoint, &e.service, e.app_health))
+                != Some((&endpoint, &service, versions.health));
             let registered_at = before.map_or(now, |e| e.registered_at);
             r.insert(
                 instance.clone(),
@@ -622,6 +632,8 @@ impl Hub {
                     trust_version: versions.trust,
                     shadow_version: versions.shadow,
                     traffic_version: versions.traffic,
+                    app_health: versions.health,
+                    endpoints: before.map(|e| e.endpoints.clone()).unwrap_or_default(),
                     registered_at,
                     last_seen: now,
                     seen: Instant::now(),
@@ -643,9 +655,17 @@ impl Hub {
         caller: &SpiffeId,
         versions: Versions,
         serial: String,
+        mut endpoints: Vec<pb::EndpointState>,
     ) -> bool {
+        // Shown to operators only; what a proxy may report is still bounded.
+        endpoints.retain(|e| e.service.len() <= 253 && e.address.len() <= 64);
+        endpoints.truncate(MAX_ENDPOINT_STATES);
+        let mut health_changed = false;
         let found = self.with_registry(|r| match r.get_mut(instance) {
             Some(e) if e.spiffe_id == *caller => {
+                health_changed = e.app_health != versions.health;
+                e.app_health = versions.health;
+                e.endpoints = std::mem::take(&mut endpoints);
                 e.config_version = versions.config;
                 e.policy_version = versions.policy;
                 e.trust_version = versions.trust;
@@ -659,6 +679,10 @@ impl Hub {
             _ => false,
         });
         self.reports.notify_waiters();
+        if health_changed {
+            // Callers' endpoint sets leave out (or take back) this endpoint.
+            self.changed();
+        }
         found
     }
 
@@ -712,6 +736,8 @@ impl Hub {
                         trust_version: 0,
                         shadow_version: 0,
                         traffic_version: 0,
+                        app_health: pb::AppHealth::Unknown,
+                        endpoints: Vec::new(),
                         registered_at: crate::server::store::from_unix_ms(m.registered_at),
                         last_seen: now,
                         seen: Instant::now(),
@@ -738,8 +764,15 @@ impl Hub {
         let upstreams: Vec<pb::Upstream> = upstreams
             .iter()
             .map(|name| {
-                let members: Vec<&ProxyEntry> =
-                    proxies.iter().filter(|p| p.service == *name).collect();
+                let all: Vec<&ProxyEntry> = proxies.iter().filter(|p| p.service == *name).collect();
+                // Endpoints whose app fails its health check are left out, unless all do:
+                // then every one is kept, since some answer beats none.
+                let healthy: Vec<&ProxyEntry> = all
+                    .iter()
+                    .copied()
+                    .filter(|p| p.app_health != pb::AppHealth::Unhealthy)
+                    .collect();
+                let members = if healthy.is_empty() { all } else { healthy };
                 let endpoints: BTreeSet<String> =
                     members.iter().map(|p| p.endpoint.clone()).collect();
                 let identities: BTreeSet<String> = members
@@ -769,9 +802,11 @@ impl Hub {
             .and_then(|doc| doc.for_service(&service.name, &service.namespace, &authn.keys));
         let traffic = self.traffic();
         let traffic = (traffic.version > 0).then(|| {
+            // Its upstreams' entries, and its own service's (the health check of its app).
             let names: Vec<&str> = upstreams
                 .iter()
                 .map(|u: &pb::Upstream| u.service.as_str())
+                .chain(std::iter::once(service.name.as_str()))
                 .collect();
             pb::TrafficSlice {
                 version: traffic.version,

@@ -86,6 +86,7 @@ impl pb::registry_server::Registry for RegistryService {
             serial: serial.clone(),
             registered_at: crate::server::store::unix_ms(std::time::SystemTime::now()),
         };
+        let health = body.app_health();
         self.hub
             .register(
                 body.instance,
@@ -101,6 +102,7 @@ impl pb::registry_server::Registry for RegistryService {
                     trust: body.trust_version,
                     shadow: body.shadow_version,
                     traffic: body.traffic_version,
+                    health,
                 },
             )
             .map_err(|e| match e {
@@ -131,10 +133,11 @@ impl pb::registry_server::Registry for RegistryService {
             trust: body.trust_version,
             shadow: body.shadow_version,
             traffic: body.traffic_version,
+            health: body.app_health(),
         };
         if self
             .hub
-            .heartbeat(&body.instance, &id, versions, body.serial)
+            .heartbeat(&body.instance, &id, versions, body.serial, body.endpoints)
         {
             Ok(Response::new(pb::HeartbeatResponse {}))
         } else {

@@ -266,6 +266,7 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/traffic",
     "POST /v1/traffic",
     "GET /v1/traffic/history",
+    "GET /v1/endpoints",
     "POST /v1/traffic/rollback",
     "POST /v1/tokens",
     "GET /v1/services",
@@ -317,6 +318,7 @@ pub fn router(api: Api) -> Router {
             get(traffic_routes::current).post(traffic_routes::apply),
         )
         .route("/v1/traffic/history", get(traffic_routes::history))
+        .route("/v1/endpoints", get(traffic_routes::endpoints))
         .route(
             "/v1/traffic/rollback",
             post(traffic_routes::rollback).layer(DefaultBodyLimit::max(SMALL_BODY)),
@@ -865,6 +867,15 @@ fn reserved(id: &SpiffeId, td: &signet_spiffe::TrustDomain) -> bool {
     id.is_member_of(td) && id.path() == "/signet/control-plane"
 }
 
+/// `unknown`, `healthy` or `unhealthy`.
+fn health_name(h: crate::api::v1::AppHealth) -> &'static str {
+    match h {
+        crate::api::v1::AppHealth::Unknown => "unknown",
+        crate::api::v1::AppHealth::Healthy => "healthy",
+        crate::api::v1::AppHealth::Unhealthy => "unhealthy",
+    }
+}
+
 fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
     json!({
         "instance": p.instance,
@@ -876,6 +887,8 @@ fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
         "serial": p.serial,
         "config_version": p.config_version,
         "policy_version": p.policy_version,
+        "traffic_version": p.traffic_version,
+        "app_health": health_name(p.app_health),
         "registered_at": unix_ms(p.registered_at),
         "last_heartbeat": unix_ms(p.last_seen),
         "in_sync": in_sync(hub, p, policy_version),

@@ -116,6 +116,8 @@ pub(crate) fn proxies(args: &ListArgs) -> anyhow::Result<Outcome> {
                 text(p, "service"),
                 text(p, "endpoint"),
                 text(p, "policy_version"),
+                text(p, "traffic_version"),
+                text(p, "app_health"),
                 if p.get("in_sync").and_then(Value::as_bool) == Some(true) {
                     "in sync".to_owned()
                 } else {
@@ -135,6 +137,8 @@ pub(crate) fn proxies(args: &ListArgs) -> anyhow::Result<Outcome> {
                 "SERVICE",
                 "ENDPOINT",
                 "POLICY",
+                "TRAFFIC",
+                "APP",
                 "STATE",
                 "HEARTBEAT",
                 "SPIFFE ID",

@@ -80,6 +80,68 @@ pub(crate) struct RollbackArgs {
     remote: Remote,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct EndpointsArgs {
+    /// The service.
+    service: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `meshctl proxies endpoints SERVICE`.
+pub(crate) fn endpoints(args: &EndpointsArgs) -> anyhow::Result<Outcome> {
+    let client = args.remote.client()?;
+    let value = client.get(&format!(
+        "/v1/endpoints?service={}",
+        super::query_value(&args.service)
+    ))?;
+    if print_structured(args.remote.output, &value)? {
+        return Ok(Outcome::Success);
+    }
+    let rows: Vec<Vec<String>> = value["endpoints"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|e| {
+                    let ejected = if e["ejected"].as_bool() == Some(true) {
+                        format!("ejected ({})", text(e, "ejections"))
+                    } else if e["ejections"].as_u64().unwrap_or(0) > 0 {
+                        format!("in ({} ejections)", text(e, "ejections"))
+                    } else {
+                        "in".to_owned()
+                    };
+                    vec![
+                        text(e, "endpoint"),
+                        text(e, "health"),
+                        ejected,
+                        text(e, "in_flight"),
+                        e["latency_ewma_ms"]
+                            .as_f64()
+                            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}ms")),
+                        e["caller"].as_str().unwrap_or("-").to_owned(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        println!("no endpoints of `{}` registered or reported", args.service);
+        return Ok(Outcome::Success);
+    }
+    print_table(
+        &[
+            "ENDPOINT",
+            "APP",
+            "BALANCER",
+            "IN FLIGHT",
+            "LATENCY",
+            "CALLER",
+        ],
+        &rows,
+    );
+    Ok(Outcome::Success)
+}
+
 pub(crate) fn run(cmd: &Traffic) -> anyhow::Result<Outcome> {
     match cmd {
         Traffic::Apply(args) => apply(args),

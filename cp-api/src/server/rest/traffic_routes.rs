@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use signet_traffic::TrafficDoc;
 use signet_traffic::diff::{Change, diff};
 
-use super::{Api, ApiError, ApiResult, Operator, rejected, wait_of};
+use super::{Api, ApiError, ApiResult, Operator, health_name, rejected, wait_of};
 use crate::server::acks;
 use crate::server::hub::TrafficState;
 use crate::server::operators::Act;
@@ -291,4 +291,69 @@ async fn publish(
         "changes": changes_json(&changes),
         "enforcement": acks.to_json(|p| p.traffic_version),
     })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EndpointsQuery {
+    service: String,
+}
+
+/// A service's endpoints as its callers' balancers see them (from their last heartbeats),
+/// with each endpoint's own health-check state.
+pub(super) async fn endpoints(
+    State(api): State<Api>,
+    op: Operator,
+    query: Result<Query<EndpointsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "proxies",
+        },
+    )
+    .await?;
+    let proxies = api.hub.proxies();
+    let health_of = |address: &str| {
+        proxies
+            .iter()
+            .find(|p| p.service == q.service && p.endpoint == address)
+            .map_or("unregistered", |p| health_name(p.app_health))
+    };
+    let mut rows = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for caller in &proxies {
+        for e in caller.endpoints.iter().filter(|e| e.service == q.service) {
+            seen.insert(e.address.clone());
+            rows.push(json!({
+                "endpoint": e.address,
+                "health": health_of(&e.address),
+                "caller": caller.spiffe_id.as_str(),
+                "caller_instance": caller.instance,
+                "ejected": e.ejected,
+                "ejections": e.ejections,
+                "in_flight": e.in_flight,
+                "latency_ewma_ms": e.latency_ewma_us as f64 / 1000.0,
+            }));
+        }
+    }
+    // Endpoints no caller reported (none calls the service, or they were left out because
+    // their app is unhealthy).
+    for p in proxies
+        .iter()
+        .filter(|p| p.service == q.service && !seen.contains(&p.endpoint))
+    {
+        rows.push(json!({
+            "endpoint": p.endpoint,
+            "health": health_name(p.app_health),
+            "caller": null,
+            "caller_instance": null,
+            "ejected": false,
+            "ejections": 0,
+            "in_flight": 0,
+            "latency_ewma_ms": null,
+        }));
+    }
+    Ok(Json(json!({ "service": q.service, "endpoints": rows })))
 }
