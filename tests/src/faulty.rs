@@ -47,6 +47,8 @@ struct State {
     behaviour: Mutex<Behaviour>,
     requests: AtomicU64,
     posts: AtomicU64,
+    /// Requests to paths other than `/healthz` (what callers sent, not health probes).
+    calls: AtomicU64,
 }
 
 impl Drop for FaultyApp {
@@ -64,6 +66,7 @@ impl FaultyApp {
             behaviour: Mutex::new(Behaviour::Ok),
             requests: AtomicU64::new(0),
             posts: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
         });
         let shared = Arc::clone(&state);
         let body_name = name.to_owned();
@@ -104,6 +107,12 @@ impl FaultyApp {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    /// Requests received so far to any path but `/healthz` (callers' requests, without the
+    /// health probes of a proxy in front).
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::Relaxed)
+    }
+
     /// POST requests received so far.
     pub fn posts(&self) -> u64 {
         self.state.posts.load(Ordering::Relaxed)
@@ -112,6 +121,9 @@ impl FaultyApp {
 
 async fn answer(request: Request<Incoming>, state: &State, name: &str) -> Response<Full<Bytes>> {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    if request.uri().path() != "/healthz" {
+        state.calls.fetch_add(1, Ordering::Relaxed);
+    }
     if request.method() == http::Method::POST {
         state.posts.fetch_add(1, Ordering::Relaxed);
     }
