@@ -16,27 +16,28 @@ use crate::state::Proxy;
 
 /// Serves the admin endpoints until shutdown.
 pub async fn run(listener: TcpListener, proxy: Arc<Proxy>) {
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(_) => continue,
-            },
-            () = proxy.draining() => return,
-        };
-        let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let proxy = Arc::clone(&proxy);
-                async move { Ok::<_, Infallible>(route(&request, &proxy)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    let shared = Arc::clone(&proxy);
+    crate::accept::serve(
+        listener,
+        proxy,
+        "admin",
+        |_| Ok(()),
+        move |tcp, _, ()| {
+            let proxy = Arc::clone(&shared);
+            async move {
+                let service = service_fn(move |request| {
+                    let proxy = Arc::clone(&proxy);
+                    async move { Ok::<_, Infallible>(route(&request, &proxy)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            }
+        },
+    )
+    .await;
 }
 
 fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -48,38 +48,25 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>) -> Result<(), String>
     let limits = &proxy.config.limits;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let handshakes = Admission::new(limits.max_handshakes, limits.max_handshakes_per_source);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "inbound accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = proxy.draining() => return Ok(()),
-        };
-        proxy.metrics.connections.inc(&["inbound"]);
-        let ticket = match handshakes.admit(remote.ip()) {
-            Ok(ticket) => ticket,
-            Err(refusal) => {
-                proxy
-                    .metrics
-                    .connections_refused
-                    .inc(&["inbound", refusal.reason()]);
-                drop(tcp);
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let proxy = Arc::clone(&proxy);
-        let acceptor = acceptor.clone();
-        let connections = Arc::clone(&connections);
-        tokio::spawn(async move {
-            connection(tcp, remote, acceptor, proxy, ticket, connections).await;
-        });
-    }
+    let shared = Arc::clone(&proxy);
+    crate::accept::serve(
+        listener,
+        proxy,
+        "inbound",
+        |remote| handshakes.admit(remote.ip()).map_err(|r| r.reason()),
+        move |tcp, remote, ticket| {
+            connection(
+                tcp,
+                remote,
+                acceptor.clone(),
+                Arc::clone(&shared),
+                ticket,
+                Arc::clone(&connections),
+            )
+        },
+    )
+    .await;
+    Ok(())
 }
 
 /// Decrements the open-connections gauge when the connection ends.
@@ -135,6 +122,7 @@ async fn connection(
             return;
         }
     };
+    tracing::Span::current().record("peer_id", id.as_str());
     let authorizer = proxy.policies.current();
     let candidate = proxy.shadow.load_full();
     let (decision, shadow) = {

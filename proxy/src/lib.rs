@@ -1,6 +1,7 @@
 //! Signet's sidecar proxy, as a library: the `signet-proxy` binary wires these together, and
 //! the control-plane source will feed the same state.
 //!
+//! - [`start`]: start-up as a library call ([`start::start`]) and draining.
 //! - [`config`]: the TOML configuration and its checks.
 //! - [`identity`]: SVID, trust bundle and deny-list, swapped under running listeners.
 //! - [`state`]: what every listener shares ([`state::Proxy`]).
@@ -14,10 +15,12 @@
 //! - [`pool`]: pooled HTTP/1.1 and HTTP/2 connections.
 //! - [`audit`]: decisions recorded in a signed, hash-chained spool.
 //! - [`health`]: active health checks of the local app.
+//! - [`accept`]: the one accept loop (admission, refusals counted, a span per connection).
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
 //! - [`reload`]: watching the bootstrap files.
 //! - [`control`]: the control-plane source (SVID, bundle, deny-list, policies, endpoints).
 
+pub mod accept;
 pub mod admin;
 pub mod audit;
 pub mod authn;
@@ -35,5 +38,6 @@ pub mod pool;
 pub mod reload;
 pub mod respond;
 pub mod shadow;
+pub mod start;
 pub mod state;
 pub mod traffic;

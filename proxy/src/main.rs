@@ -10,15 +10,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use clap::Parser;
-use tokio::net::TcpListener;
 
 use signet_proxy::config::Config;
-use signet_proxy::state::Proxy;
-use signet_proxy::{admin, control, identity, inbound, outbound, reload};
+use signet_proxy::start::start;
 
 #[derive(Debug, Parser)]
 #[command(name = "signet-proxy", version, about = "Signet's sidecar proxy")]
@@ -201,215 +197,27 @@ fn effective_config(args: &Args) -> Result<Config, String> {
     Ok(config)
 }
 
-async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))
-}
-
-/// Where identity and policies come from.
-enum Source {
-    Files {
-        identity: signet_proxy::config::IdentityConfig,
-        policy_dir: PathBuf,
-        shadow_dir: Option<PathBuf>,
-        traffic: Option<PathBuf>,
-    },
-    ControlPlane {
-        config: signet_proxy::config::ControlPlaneConfig,
-        trust_domain: signet_spiffe::TrustDomain,
-        saved: Option<Box<signet_cp::api::v1::ProxyConfig>>,
-    },
-}
-
 async fn run(args: Args) -> Result<(), String> {
-    let mut config = effective_config(&args)?;
-    let (identity, bundle, source, signer) =
-        match (&config.control_plane, &config.identity, &config.policy) {
-            (Some(cp), _, _) => {
-                let td = signet_spiffe::TrustDomain::new(&cp.trust_domain)
-                    .map_err(|e| format!("control_plane.trust_domain: {e}"))?;
-                let (credentials, key) = control::obtain_identity(cp, &td, &config.service).await?;
-                let signer = signet_proxy::audit::signer(&credentials.svid, &key)?;
-                let identity = identity::Identity::new(credentials, &key)?;
-                let saved = control::saved_config(&cp.state_dir).map(Box::new);
-                let source = Source::ControlPlane {
-                    config: cp.clone(),
-                    trust_domain: td,
-                    saved,
-                };
-                (
-                    identity,
-                    signet_policy::PolicyBundle::empty(),
-                    source,
-                    signer,
-                )
-            }
-            (None, Some(files), Some(policy)) => {
-                let (credentials, key) = identity::load(files)?;
-                let signer = signet_proxy::audit::signer(&credentials.svid, &key)?;
-                let identity = identity::Identity::new(credentials, &key)?;
-                if let Some(path) = &files.deny_list {
-                    let (ids, serials) = identity::load_deny_list(path)?;
-                    identity.deny(ids, serials);
-                }
-                let bundle = reload::load_policies(&policy.dir, 1)
-                    .map_err(|e| format!("policy.dir: {e}"))?;
-                let source = Source::Files {
-                    identity: files.clone(),
-                    policy_dir: policy.dir.clone(),
-                    shadow_dir: policy.shadow_dir.clone(),
-                    traffic: config.traffic.as_ref().map(|t| t.file.clone()),
-                };
-                (identity, bundle, source, signer)
-            }
-            _ => {
-                return Err(
-                    "no source of identity: give [control_plane], or [identity] and [policy]"
-                        .to_owned(),
-                );
-            }
-        };
-    let inbound_listener = bind("inbound.listen", config.inbound.listen).await?;
-    let admin_listener = bind("admin.listen", config.admin.listen).await?;
-    let mut outbound_listeners = Vec::new();
-    for (n, o) in config.outbound.iter().enumerate() {
-        outbound_listeners.push(bind(&format!("outbound[{n}].listen"), o.listen).await?);
-    }
-    // From here on the configuration names the addresses actually bound (port 0 resolved),
-    // so policies reading `resource.port` and `/config` see the real ones.
-    let bound = |l: &TcpListener, configured: SocketAddr| l.local_addr().unwrap_or(configured);
-    config.inbound.listen = bound(&inbound_listener, config.inbound.listen);
-    config.admin.listen = bound(&admin_listener, config.admin.listen);
-    for (o, l) in config.outbound.iter_mut().zip(&outbound_listeners) {
-        o.listen = bound(l, o.listen);
-    }
-    let audit = match config.audit_dir() {
-        Some(dir) => Some(
-            signet_proxy::audit::Audit::start(dir.clone(), config.audit.sample_allows, signer)
-                .map_err(|e| format!("audit.dir `{}`: {e}", dir.display()))?,
-        ),
-        None => None,
-    };
-    let proxy = Arc::new(Proxy::new(config, identity, &bundle, audit)?);
-    let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let mut outbound_addrs = serde_json::Map::new();
-    let mut tasks = Vec::new();
-    let mut upstreams = Vec::new();
-    for o in &proxy.config.outbound {
-        upstreams.push(Arc::new(outbound::Upstream::new(o.clone(), &proxy)?));
-    }
-    let _ = proxy.upstreams.set(upstreams.clone());
-    match source {
-        Source::Files {
-            identity,
-            policy_dir,
-            shadow_dir,
-            traffic,
-        } => {
-            if let Some(dir) = &shadow_dir {
-                reload::load_shadow(&proxy, dir, 1)
-                    .map_err(|e| format!("policy.shadow_dir: {e}"))?;
-            }
-            if let Some(path) = &traffic {
-                reload::load_traffic(&proxy, path, 1).map_err(|e| format!("traffic.file: {e}"))?;
-            }
-            tasks.push(tokio::spawn(reload::watch(
-                Arc::clone(&proxy),
-                identity,
-                reload::PolicyDirs {
-                    enforced: policy_dir,
-                    shadow: shadow_dir,
-                },
-                traffic,
-                1,
-            )));
-        }
-        Source::ControlPlane {
-            config,
-            trust_domain,
-            saved,
-        } => {
-            let link =
-                control::Link::new(config, trust_domain, Arc::clone(&proxy), upstreams.clone())?;
-            // A configuration kept by the last run serves until the control plane answers.
-            let patience = if let Some(saved) = &saved {
-                link.apply(saved);
-                std::time::Duration::from_secs(2)
-            } else {
-                std::time::Duration::from_secs(10)
-            };
-            let (first, applied) = tokio::sync::oneshot::channel();
-            tasks.push(tokio::spawn(Arc::clone(&link).watch(first)));
-            let (first_trust, trusted) = tokio::sync::oneshot::channel();
-            tasks.push(tokio::spawn(Arc::clone(&link).watch_trust(first_trust)));
-            let both = async {
-                let _ = tokio::join!(applied, trusted);
-            };
-            if tokio::time::timeout(patience, both).await.is_err() {
-                tracing::warn!(
-                    "no configuration from the control plane yet; starting with what is kept"
-                );
-            }
-            tasks.push(tokio::spawn(Arc::clone(&link).register()));
-            if let Some(dir) = proxy.config.audit_dir().filter(|_| proxy.audit.is_some()) {
-                tasks.push(tokio::spawn(Arc::clone(&link).ship(dir)));
-            }
-            tasks.push(tokio::spawn(link.renew()));
-        }
-    }
-    for ((o, listener), upstream) in proxy
-        .config
-        .outbound
-        .iter()
-        .zip(outbound_listeners)
-        .zip(upstreams)
-    {
-        outbound_addrs.insert(o.service.clone(), local(&listener).into());
-        tasks.push(tokio::spawn(outbound::run(
-            listener,
-            upstream,
-            Arc::clone(&proxy),
-        )));
-    }
+    let config = effective_config(&args)?;
+    let running = start(config).await?;
+    let listening = &running.listening;
     println!(
         "{}",
         serde_json::json!({
             "listening": {
-                "inbound": local(&inbound_listener),
-                "admin": local(&admin_listener),
-                "outbound": outbound_addrs,
+                "inbound": listening.inbound.to_string(),
+                "admin": listening.admin.to_string(),
+                "outbound": listening
+                    .outbound
+                    .iter()
+                    .map(|(service, addr)| (service.clone(), addr.to_string().into()))
+                    .collect::<serde_json::Map<_, _>>(),
             },
-            "spiffe_id": proxy.identity.current.borrow().svid.id().as_str(),
+            "spiffe_id": running.proxy.identity.current.borrow().svid.id().as_str(),
         })
     );
-    tracing::info!(
-        service = %proxy.config.service.name,
-        spiffe_id = %proxy.identity.current.borrow().svid.id(),
-        policies = proxy.policies.current().bundle().len(),
-        "signet-proxy started"
-    );
-    tasks.push(tokio::spawn(admin::run(admin_listener, Arc::clone(&proxy))));
-    tasks.push(tokio::spawn(signet_proxy::health::run(Arc::clone(&proxy))));
-    let inbound = tokio::spawn(inbound::run(inbound_listener, Arc::clone(&proxy)));
     shutdown_signal().await;
-    tracing::info!("draining");
-    proxy.shutdown.send_replace(true);
-    let deadline = tokio::time::Instant::now() + proxy.config.limits.drain_timeout;
-    while proxy.metrics.inbound_open.load(Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    inbound.abort();
-    for task in tasks {
-        task.abort();
-    }
-    if let Some(audit) = &proxy.audit {
-        // The last records are written and signed before the process ends.
-        audit.close().await;
-    }
-    tracing::info!("stopped");
+    running.shutdown().await;
     Ok(())
 }
 

@@ -257,37 +257,29 @@ pub async fn run(listener: TcpListener, upstream: Arc<Upstream>, proxy: Arc<Prox
     let limit = Arc::new(tokio::sync::Semaphore::new(
         proxy.config.limits.max_connections,
     ));
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbound accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
+    let shared = Arc::clone(&proxy);
+    crate::accept::serve(
+        listener,
+        proxy,
+        "outbound",
+        |_| {
+            Arc::clone(&limit)
+                .try_acquire_owned()
+                .map_err(|_| "connection-limit")
+        },
+        move |tcp, _, permit| {
+            let proxy = Arc::clone(&shared);
+            let upstream = Arc::clone(&upstream);
+            async move {
+                let _permit = permit;
+                match upstream.config.protocol {
+                    Protocol::Http => serve_http(tcp, upstream, proxy).await,
+                    Protocol::Tcp => forward_tcp(tcp, &upstream, &proxy).await,
                 }
-            },
-            () = proxy.draining() => return,
-        };
-        proxy.metrics.connections.inc(&["outbound"]);
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            proxy
-                .metrics
-                .connections_refused
-                .inc(&["outbound", "connection-limit"]);
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let proxy = Arc::clone(&proxy);
-        let upstream = Arc::clone(&upstream);
-        tokio::spawn(async move {
-            let _permit = permit;
-            match upstream.config.protocol {
-                Protocol::Http => serve_http(tcp, upstream, proxy).await,
-                Protocol::Tcp => forward_tcp(tcp, &upstream, &proxy).await,
             }
-        });
-    }
+        },
+    )
+    .await;
 }
 
 async fn serve_http(tcp: TcpStream, upstream: Arc<Upstream>, proxy: Arc<Proxy>) {
