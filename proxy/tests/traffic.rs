@@ -4,178 +4,22 @@
 
 #![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use signet_tests::client::{self, Http};
 use signet_tests::faulty::{Behaviour, FaultyApp};
+use signet_tests::fleet::{CART, Fleet, proxy_toml};
 use signet_tests::pki::Pki;
 use signet_tests::process::ProxyProcess;
-
-const FRONTEND: &str = "spiffe://acme.internal/ns/shop/sa/frontend";
-const CART: &str = "spiffe://acme.internal/ns/shop/sa/cart";
-
-const CART_POLICIES: &str = r#"
-@id("frontend-calls-cart")
-permit (principal == Mesh::Workload::"spiffe://acme.internal/ns/shop/sa/frontend",
-        action, resource == Mesh::Service::"cart");
-"#;
 
 fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_signet-proxy"))
 }
 
-fn proxy_toml(
-    service: &str,
-    dir: &Path,
-    pki: &Pki,
-    id: &str,
-    app: std::net::SocketAddr,
-    extra: &str,
-) -> String {
-    let files = pki.identity(dir, service, id);
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    let text = if service == "cart" { CART_POLICIES } else { "" };
-    std::fs::write(policies.join("p.cedar"), text).unwrap();
-    format!(
-        r#"
-[service]
-name = "{service}"
-namespace = "shop"
-
-[identity]
-cert = "{cert}"
-key = "{key}"
-bundle = "{bundle}"
-
-[policy]
-dir = "{policies}"
-
-[inbound]
-listen = "127.0.0.1:0"
-app = "{app}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[limits]
-reload_interval = "100ms"
-{extra}
-"#,
-        cert = files.cert.display(),
-        key = files.key.display(),
-        bundle = files.bundle.display(),
-        policies = policies.display(),
-    )
-}
-
-/// Three cart endpoints and a frontend proxy whose `cart` port balances over them.
-struct Fleet {
-    dir: tempfile::TempDir,
-    apps: Vec<FaultyApp>,
-    carts: Vec<Option<ProxyProcess>>,
-    frontend: ProxyProcess,
-    traffic: PathBuf,
-}
-
-impl Fleet {
-    async fn start(traffic: &str) -> Self {
-        let pki = Pki::new("acme.internal");
-        let dir = tempfile::tempdir().unwrap();
-        let mut apps = Vec::new();
-        let mut carts = Vec::new();
-        for n in 0..3 {
-            let app = FaultyApp::start(&format!("cart-{n}")).await;
-            let cart_dir = dir.path().join(format!("cart-{n}"));
-            std::fs::create_dir_all(&cart_dir).unwrap();
-            let toml = proxy_toml("cart", &cart_dir, &pki, CART, app.addr, "");
-            carts.push(Some(ProxyProcess::start(
-                &binary(),
-                dir.path(),
-                &format!("cart-{n}"),
-                &toml,
-            )));
-            apps.push(app);
-        }
-        let endpoints: Vec<String> = carts
-            .iter()
-            .flatten()
-            .map(|c| format!("\"{}\"", c.inbound))
-            .collect();
-        let traffic_path = dir.path().join("traffic.yaml");
-        std::fs::write(&traffic_path, traffic).unwrap();
-        let frontend_dir = dir.path().join("frontend");
-        std::fs::create_dir_all(&frontend_dir).unwrap();
-        let outbound = format!(
-            "\n[traffic]\nfile = \"{}\"\n\n[[outbound]]\nservice = \"cart\"\nlisten = \"127.0.0.1:0\"\nendpoints = [{}]\nidentities = [\"{CART}\"]\n",
-            traffic_path.display(),
-            endpoints.join(", ")
-        );
-        let unused: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let toml = proxy_toml("frontend", &frontend_dir, &pki, FRONTEND, unused, &outbound);
-        let frontend = ProxyProcess::start(&binary(), dir.path(), "frontend", &toml);
-        Self {
-            dir,
-            apps,
-            carts,
-            frontend,
-            traffic: traffic_path,
-        }
-    }
-
-    fn to_cart(&self) -> std::net::SocketAddr {
-        self.frontend.outbound["cart"]
-    }
-
-    fn attempts(&self) -> u64 {
-        self.apps.iter().map(FaultyApp::requests).sum()
-    }
-
-    async fn get(&self, path: &str) -> client::Reply {
-        let mut http = Http::h1(self.to_cart()).await;
-        http.get("cart", path, &[]).await
-    }
-
-    /// `total` GETs over `concurrency` connections; the statuses seen, in any order.
-    async fn load(&self, total: u64, concurrency: u64, path: &str) -> Vec<u16> {
-        let left = Arc::new(AtomicU64::new(total));
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let left = Arc::clone(&left);
-            let addr = self.to_cart();
-            let path = path.to_owned();
-            tasks.push(tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut http = Http::h1(addr).await;
-                while left
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    if http.is_closed() {
-                        http = Http::h1(addr).await;
-                    }
-                    match http.call("GET", "cart", &path).await {
-                        Ok(reply) => seen.push(reply.status.as_u16()),
-                        Err(_) => seen.push(0),
-                    }
-                }
-                seen
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        all
-    }
-
-    async fn metric(&self, series: &str) -> u64 {
-        self.frontend.metric(series).await
-    }
+async fn start(traffic: &str) -> Fleet {
+    Fleet::start(&binary(), traffic).await
 }
 
 fn count(statuses: &[u16], status: u16) -> usize {
@@ -184,7 +28,7 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_that_dies_under_traffic_fails_no_request() {
-    let mut fleet = Fleet::start(
+    let mut fleet = start(
         "services:\n  - service: cart\n    retry:\n      max_retries: 2\n      on: [connect-failure, refused-stream, reset, gateway-error]\n",
     )
     .await;
@@ -231,27 +75,9 @@ async fn an_endpoint_that_dies_under_traffic_fails_no_request() {
     );
 }
 
-impl Fleet {
-    /// The address the frontend knows endpoint `n` by.
-    fn frontend_endpoint(&self, n: usize) -> String {
-        let config = std::fs::read_to_string(&self.frontend.config).unwrap();
-        let line = config
-            .lines()
-            .find(|l| l.starts_with("endpoints = "))
-            .unwrap();
-        line.trim_start_matches("endpoints = [")
-            .trim_end_matches(']')
-            .split(", ")
-            .nth(n)
-            .unwrap()
-            .trim_matches('"')
-            .to_owned()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_retry_budget_caps_attempts_when_every_endpoint_fails() {
-    let fleet = Fleet::start(
+    let fleet = start(
         "services:\n  - service: cart\n    retry:\n      max_retries: 3\n      on: [gateway-error]\n      backoff_base: 1ms\n      backoff_max: 2ms\n    retry_budget:\n      ratio: 0.2\n      min_per_second: 1\n      window: 10s\n    outlier:\n      consecutive_5xx: 0\n      consecutive_gateway_errors: 0\n",
     )
     .await;
@@ -279,7 +105,7 @@ async fn the_retry_budget_caps_attempts_when_every_endpoint_fails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_endpoint_times_out_and_the_per_try_timeout_moves_on() {
-    let fleet = Fleet::start(
+    let fleet = start(
         "services:\n  - service: cart\n    balancer: round-robin\n    timeout: 3s\n    retry:\n      on: [connect-failure, reset]\n      per_try_timeout: 200ms\n      backoff_base: 1ms\n    outlier:\n      consecutive_gateway_errors: 0\n      consecutive_5xx: 0\n    routes:\n      - name: once\n        match: {path: {prefix: /once}}\n        timeout: 500ms\n        retry: {max_retries: 0}\n",
     )
     .await;
@@ -339,7 +165,7 @@ async fn a_hanging_endpoint_times_out_and_the_per_try_timeout_moves_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flapping_endpoint_is_ejected_and_readmitted() {
-    let fleet = Fleet::start(
+    let fleet = start(
         "services:\n  - service: cart\n    balancer: round-robin\n    retry: {max_retries: 0}\n    outlier:\n      consecutive_gateway_errors: 3\n      base_ejection: 1s\n      max_ejection: 10s\n",
     )
     .await;
@@ -376,8 +202,7 @@ async fn a_flapping_endpoint_is_ejected_and_readmitted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_breaker_fails_fast_when_full_and_recovers() {
-    let fleet =
-        Fleet::start("services:\n  - service: cart\n    breaker:\n      max_requests: 2\n").await;
+    let fleet = start("services:\n  - service: cart\n    breaker:\n      max_requests: 2\n").await;
     for app in &fleet.apps {
         app.set(Behaviour::Slow(Duration::from_millis(500)));
     }
@@ -415,7 +240,7 @@ async fn the_breaker_fails_fast_when_full_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_post_is_never_sent_twice_but_one_that_never_left_is_retried() {
-    let mut fleet = Fleet::start(
+    let mut fleet = start(
         "services:\n  - service: cart\n    retry:\n      max_retries: 2\n      on: [connect-failure, gateway-error]\n      backoff_base: 1ms\n    outlier: {consecutive_gateway_errors: 0, consecutive_5xx: 0}\n",
     )
     .await;
@@ -464,7 +289,7 @@ async fn a_post_is_never_sent_twice_but_one_that_never_left_is_retried() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn p2c_ewma_sends_little_to_a_slow_endpoint_and_round_robin_does_not() {
-    let fleet = Fleet::start("services:\n  - service: cart\n").await;
+    let fleet = start("services:\n  - service: cart\n").await;
     fleet.apps[1].set(Behaviour::Slow(Duration::from_millis(50)));
     let statuses = fleet.load(300, 4, "/items").await;
     assert_eq!(count(&statuses, 200), 300);
@@ -491,7 +316,7 @@ async fn p2c_ewma_sends_little_to_a_slow_endpoint_and_round_robin_does_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_traffic_document_stops_the_start_and_a_bad_change_is_refused() {
-    let fleet = Fleet::start("services:\n  - service: cart\n    timeout: 2s\n").await;
+    let fleet = start("services:\n  - service: cart\n    timeout: 2s\n").await;
     // A bad change: refused, counted, the previous settings stay.
     std::fs::write(
         &fleet.traffic,

@@ -13,6 +13,7 @@ pub mod app;
 pub mod client;
 pub mod control;
 pub mod faulty;
+pub mod fleet;
 pub mod jwt;
 pub mod mesh;
 pub mod openbao;
