@@ -268,6 +268,14 @@ pub struct ControlPlaneConfig {
     /// The address other proxies reach the inbound listener at (default: `inbound.listen`).
     #[serde(default)]
     pub advertise: Option<SocketAddr>,
+    /// This endpoint's weight in its callers' balancers, registered with it: 1 to 10,000,
+    /// default 100 (a machine with twice the capacity of its peers says 200).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    signet_traffic::weight::DEFAULT
 }
 
 /// Policies from a directory of `.cedar` files, re-read when they change.
@@ -342,10 +350,10 @@ pub struct OutboundConfig {
     pub service: String,
     /// The local port the app sends to (plain text).
     pub listen: SocketAddr,
-    /// The upstream's endpoints (their proxies' inbound listeners); from the control plane
-    /// when there is one.
+    /// The upstream's endpoints (their proxies' inbound listeners), each `"host:port"` or
+    /// `{ address = "host:port", weight = N }`; from the control plane when there is one.
     #[serde(default)]
-    pub endpoints: Vec<SocketAddr>,
+    pub endpoints: Vec<crate::traffic::weighted::WeightedAddr>,
     /// The SPIFFE IDs the upstream may present; anything else is refused. From the control
     /// plane when there is one.
     #[serde(default)]
@@ -575,6 +583,9 @@ impl Config {
                 if let Err(e) = signet_spiffe::TrustDomain::new(&cp.trust_domain) {
                     return err(format!("control_plane.trust_domain: {e}"));
                 }
+                if let Err(e) = signet_traffic::weight::check(cp.weight) {
+                    return err(format!("control_plane.weight: {e}"));
+                }
                 if !self.service.labels.is_empty() {
                     return err(
                         "service.labels come from the control plane when the proxy follows one \
@@ -732,6 +743,11 @@ mod tests {
                 .map_err(|e| e.to_string())
         };
         assert_eq!(check(""), Ok(()));
+        assert_eq!(check("weight = 10000\n"), Ok(()));
+        assert_eq!(
+            check("weight = 0\n"),
+            Err("control_plane.weight: weight 0 is not between 1 and 10000".to_owned())
+        );
         assert!(
             check("[policy]\ndir = \".\"\n")
                 .unwrap_err()

@@ -38,6 +38,7 @@ use crate::backoff::Backoff;
 use crate::config::{ControlPlaneConfig, IdentityConfig, ServiceConfig};
 use crate::identity::{self, Credentials};
 use crate::outbound::Upstream;
+use crate::traffic::weighted::WeightedAddr;
 use crate::state::{Callers, Proxy};
 
 /// How long one unary call may take.
@@ -535,7 +536,18 @@ impl Link {
             };
             let update = convert::endpoints(index, u)
                 .map_err(|e| e.to_string())
-                .and_then(|e| upstream.update(e.endpoints, e.identities, proxy));
+                .and_then(|e| {
+                    let weighted = e
+                        .endpoints
+                        .iter()
+                        .zip(&e.weights)
+                        .map(|(addr, weight)| WeightedAddr {
+                            addr: *addr,
+                            weight: *weight,
+                        })
+                        .collect();
+                    upstream.update(weighted, e.identities, proxy)
+                });
             match update {
                 Ok(true) => {
                     tracing::info!(service = %u.service, endpoints = ?u.endpoints, "upstream updated")
@@ -701,6 +713,7 @@ impl Link {
                 service: self.proxy.config.service.name.clone(),
                 namespace: self.proxy.config.service.namespace.clone(),
                 endpoint: self.advertise.to_string(),
+                weight: self.cfg.weight,
                 admin: self.proxy.config.admin.listen.to_string(),
                 config_version: self
                     .proxy
@@ -996,6 +1009,7 @@ fn endpoint_states(proxy: &Proxy) -> Vec<pb::EndpointState> {
                 ejections: e.outlier.ejections(),
                 in_flight: e.outstanding(),
                 latency_ewma_us: (e.latency_seconds(now) * 1e6) as u64,
+                weight: e.weight(),
             })
         })
         .take(MAX_ENDPOINT_STATES)

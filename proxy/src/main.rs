@@ -191,6 +191,9 @@ fn effective_config(args: &Args) -> Result<Config, String> {
                 .or_else(|| existing.as_ref().and_then(|c| c.join_token.clone())),
             state_dir,
             advertise: existing.as_ref().and_then(|c| c.advertise),
+            weight: existing
+                .as_ref()
+                .map_or(signet_traffic::weight::DEFAULT, |c| c.weight),
         });
     }
     config.check().map_err(|e| e.to_string())?;

@@ -31,6 +31,7 @@ use crate::state::Proxy;
 use crate::traffic::Policy;
 use crate::traffic::balance::{Endpoint, Endpoints};
 use crate::traffic::outlier::{Health, may_eject};
+use crate::traffic::weighted::WeightedAddr;
 
 /// One upstream service.
 pub struct Upstream {
@@ -102,17 +103,25 @@ impl Upstream {
         self.policy.load().settings.clone()
     }
 
-    /// Switches to new endpoints and identities (from the control plane); nothing happens if
-    /// both are unchanged, so live pooled connections survive unrelated updates.
+    /// Switches to new endpoints, weights and identities (from the control plane); nothing
+    /// happens if all are unchanged, so live pooled connections survive unrelated updates.
     pub fn update(
         &self,
-        endpoints: Vec<SocketAddr>,
+        endpoints: Vec<WeightedAddr>,
         identities: Vec<SpiffeId>,
         proxy: &Proxy,
     ) -> Result<bool, String> {
         let current = self.targets.load();
-        let addrs: Vec<SocketAddr> = current.endpoints.list.iter().map(|e| e.addr).collect();
-        if addrs == endpoints && current.identities == identities {
+        let now: Vec<WeightedAddr> = current
+            .endpoints
+            .list
+            .iter()
+            .map(|e| WeightedAddr {
+                addr: e.addr,
+                weight: e.weight(),
+            })
+            .collect();
+        if now == endpoints && current.identities == identities {
             return Ok(false);
         }
         let keep = (current.identities == identities).then_some(&**current);
@@ -133,10 +142,11 @@ impl Upstream {
 }
 
 impl Targets {
-    /// Targets for `endpoints`; with `keep`, endpoints it already has are carried over.
+    /// Targets for `endpoints`; with `keep`, endpoints it already has are carried over
+    /// (their connections, latency and ejections), taking their new weights.
     fn new(
         config: &OutboundConfig,
-        endpoints: &[SocketAddr],
+        endpoints: &[WeightedAddr],
         identities: Vec<SpiffeId>,
         keep: Option<&Targets>,
         proxy: &Proxy,
@@ -147,9 +157,17 @@ impl Targets {
         };
         let list = endpoints
             .iter()
-            .map(|addr| {
-                keep.and_then(|k| k.endpoints.list.iter().find(|e| e.addr == *addr).cloned())
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(Pool::new(*addr, transport.clone()))))
+            .map(|target| {
+                match keep.and_then(|k| k.endpoints.list.iter().find(|e| e.addr == target.addr)) {
+                    Some(kept) => {
+                        kept.set_weight(target.weight);
+                        Arc::clone(kept)
+                    }
+                    None => Arc::new(Endpoint::new(
+                        Pool::new(target.addr, transport.clone()),
+                        target.weight,
+                    )),
+                }
             })
             .collect();
         Ok(Self {
@@ -200,6 +218,7 @@ pub fn endpoints_json(upstreams: &[Arc<Upstream>]) -> serde_json::Value {
                         "ejected": e.outlier.is_ejected(now),
                         "ejections": e.outlier.ejections(),
                         "in_flight": e.outstanding(),
+                        "weight": e.weight(),
                         "latency_ewma_ms": (e.latency_seconds(now) * 1e6).round() / 1e3,
                     })
                 })
@@ -219,7 +238,7 @@ pub fn render_endpoint_gauges(upstreams: &[Arc<Upstream>], out: &mut String) {
     use std::fmt::Write as _;
     let now = Instant::now();
     type Gauge<'a> = &'a dyn Fn(&Endpoint) -> f64;
-    let families: [(&str, &str, Gauge); 3] = [
+    let families: [(&str, &str, Gauge); 4] = [
         (
             "signet_proxy_upstream_endpoint_latency_ewma_seconds",
             "Peak-EWMA latency estimate of each upstream endpoint, as this proxy's balancer sees it.",
@@ -234,6 +253,11 @@ pub fn render_endpoint_gauges(upstreams: &[Arc<Upstream>], out: &mut String) {
             "signet_proxy_upstream_endpoint_ejected",
             "Whether outlier detection has ejected the endpoint now (1) or not (0).",
             &|e| f64::from(u8::from(e.outlier.is_ejected(now))),
+        ),
+        (
+            "signet_proxy_upstream_endpoint_weight",
+            "Each upstream endpoint's weight in this proxy's balancer (from the registry).",
+            &|e| f64::from(e.weight()),
         ),
     ];
     for (name, help, value) in families {

@@ -12,6 +12,7 @@
 //! - [`check`]: ranges, uniqueness and relations serde cannot see.
 //! - [`diff`]: what changes between two documents, setting by setting.
 //! - [`duration`]: `250ms`, `10s`, `5m`, `1h`, for every configuration file.
+//! - [`weight`]: endpoint weights' default and bounds.
 
 pub mod check;
 pub mod diff;
@@ -19,6 +20,7 @@ pub mod doc;
 pub mod duration;
 pub mod load;
 pub mod pattern;
+pub mod weight;
 
 pub use doc::{ServiceTraffic, TrafficDoc};
 pub use load::{LoadError, load};

@@ -115,6 +115,8 @@ pub fn trust_bundle(
 pub struct Endpoints {
     pub service: String,
     pub endpoints: Vec<SocketAddr>,
+    /// Each endpoint's weight, in the order of `endpoints`.
+    pub weights: Vec<u32>,
     pub identities: Vec<SpiffeId>,
 }
 
@@ -134,6 +136,28 @@ pub fn endpoints(index: usize, upstream: &pb::Upstream) -> Result<Endpoints, Con
             })
         })
         .collect::<Result<_, _>>()?;
+    let weights = if upstream.weights.is_empty() {
+        vec![signet_traffic::weight::DEFAULT; upstream.endpoints.len()]
+    } else if upstream.weights.len() == upstream.endpoints.len() {
+        upstream
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                signet_traffic::weight::check(*w)
+                    .map_err(|e| ConvertError::new(at("weights", i), e))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        return Err(ConvertError::new(
+            format!("upstreams[{index}].weights"),
+            format!(
+                "{} weights for {} endpoints",
+                upstream.weights.len(),
+                upstream.endpoints.len()
+            ),
+        ));
+    };
     let identities = upstream
         .identities
         .iter()
@@ -146,6 +170,7 @@ pub fn endpoints(index: usize, upstream: &pb::Upstream) -> Result<Endpoints, Con
     Ok(Endpoints {
         service: upstream.service.clone(),
         endpoints,
+        weights,
         identities,
     })
 }

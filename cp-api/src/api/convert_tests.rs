@@ -37,9 +37,28 @@ fn upstream_endpoints_and_identities_are_checked() {
         service: "cart".into(),
         endpoints: vec!["127.0.0.1:8080".into()],
         identities: vec!["spiffe://acme.internal/ns/shop/sa/cart".into()],
+        weights: vec![],
     };
     let e = endpoints(0, &good).expect("valid");
     assert_eq!(e.endpoints.len(), 1);
+    // No weights: every endpoint has the default.
+    assert_eq!(e.weights, vec![100]);
+    let weighted = pb::Upstream {
+        weights: vec![300],
+        ..good.clone()
+    };
+    assert_eq!(endpoints(0, &weighted).expect("valid").weights, vec![300]);
+    for (weights, field) in [
+        (vec![0], "upstreams[1].weights[0]"),
+        (vec![10_001], "upstreams[1].weights[0]"),
+        (vec![1, 2], "upstreams[1].weights"),
+    ] {
+        let bad = pb::Upstream {
+            weights,
+            ..good.clone()
+        };
+        assert_eq!(endpoints(1, &bad).expect_err("refused").field, field);
+    }
     let bad = pb::Upstream {
         endpoints: vec!["127.0.0.1:8080".into(), "cart:http".into()],
         ..good.clone()

@@ -193,6 +193,9 @@ pub struct Upstream {
     /// The SPIFFE IDs those endpoints may present.
     #[prost(string, repeated, tag = "3")]
     pub identities: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Each endpoint's weight (1-10000), in the order of `endpoints`; empty: all 100.
+    #[prost(uint32, repeated, tag = "4")]
+    pub weights: ::prost::alloc::vec::Vec<u32>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterRequest {
@@ -225,6 +228,9 @@ pub struct RegisterRequest {
     pub traffic_version: u64,
     #[prost(enumeration = "AppHealth", tag = "11")]
     pub app_health: i32,
+    /// This endpoint's weight in its callers' balancers (1-10000; 0: the default, 100).
+    #[prost(uint32, tag = "12")]
+    pub weight: u32,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {
@@ -277,6 +283,9 @@ pub struct EndpointState {
     /// The balancer's peak-EWMA latency estimate, microseconds.
     #[prost(uint64, tag = "6")]
     pub latency_ewma_us: u64,
+    /// The endpoint's weight, as the balancer uses it.
+    #[prost(uint32, tag = "7")]
+    pub weight: u32,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatResponse {}

@@ -76,6 +76,8 @@ pub struct ProxyEntry {
     pub service: String,
     pub namespace: String,
     pub endpoint: String,
+    /// Its weight in callers' balancers.
+    pub weight: u32,
     pub admin: String,
     pub serial: String,
     pub config_version: u64,
@@ -126,6 +128,21 @@ pub struct Hub {
 /// Most proxy instances one identity may register: one identity's proxies cannot crowd the
 /// registry (nor the endpoint lists every caller of the service receives).
 pub const MAX_INSTANCES_PER_IDENTITY: usize = 64;
+
+/// Who registers: a proxy instance, its identity and what it announces.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub instance: String,
+    pub spiffe_id: SpiffeId,
+    pub service: String,
+    pub namespace: String,
+    /// host:port callers reach it at.
+    pub endpoint: String,
+    /// Its weight in callers' balancers (checked: 1 to `signet_traffic::weight::MAX`).
+    pub weight: u32,
+    pub admin: String,
+    pub serial: String,
+}
 
 /// What a proxy reports it enforces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -588,18 +605,21 @@ impl Hub {
 
     /// Registers (or re-registers) a proxy instance. An instance id belongs to the identity
     /// that registered it first: another identity cannot take over its registry entry.
-    #[expect(clippy::too_many_arguments, reason = "one registration's fields")]
     pub fn register(
         &self,
-        instance: String,
-        spiffe_id: SpiffeId,
-        service: String,
-        namespace: String,
-        endpoint: String,
-        admin: String,
-        serial: String,
+        registration: Registration,
         versions: Versions,
     ) -> Result<(), RegisterError> {
+        let Registration {
+            instance,
+            spiffe_id,
+            service,
+            namespace,
+            endpoint,
+            weight,
+            admin,
+            serial,
+        } = registration;
         let now = SystemTime::now();
         let endpoint_changed = self.with_registry(|r| {
             let before = r.get(&instance);
@@ -614,8 +634,8 @@ impl Hub {
                     id: spiffe_id.as_str().to_owned(),
                 });
             }
-            let changed = before.map(|e| (&e.endpoint, &e.service, e.app_health))
-                != Some((&endpoint, &service, versions.health));
+            let changed = before.map(|e| (&e.endpoint, &e.service, e.weight, e.app_health))
+                != Some((&endpoint, &service, weight, versions.health));
             let registered_at = before.map_or(now, |e| e.registered_at);
             r.insert(
                 instance.clone(),
@@ -625,6 +645,7 @@ impl Hub {
                     service,
                     namespace,
                     endpoint,
+                    weight,
                     admin,
                     serial,
                     config_version: versions.config,
@@ -729,6 +750,7 @@ impl Hub {
                         service: m.service,
                         namespace: m.namespace,
                         endpoint: m.endpoint,
+                        weight: m.weight,
                         admin: m.admin,
                         serial: m.serial,
                         config_version: 0,
@@ -773,15 +795,21 @@ impl Hub {
                     .filter(|p| p.app_health != pb::AppHealth::Unhealthy)
                     .collect();
                 let members = if healthy.is_empty() { all } else { healthy };
-                let endpoints: BTreeSet<String> =
-                    members.iter().map(|p| p.endpoint.clone()).collect();
+                // Two instances announcing one address are one endpoint, as heavy as the
+                // heavier of them.
+                let mut endpoints: BTreeMap<&str, u32> = BTreeMap::new();
+                for p in &members {
+                    let w = endpoints.entry(p.endpoint.as_str()).or_default();
+                    *w = (*w).max(p.weight);
+                }
                 let identities: BTreeSet<String> = members
                     .iter()
                     .map(|p| p.spiffe_id.as_str().to_owned())
                     .collect();
                 pb::Upstream {
                     service: name.clone(),
-                    endpoints: endpoints.into_iter().collect(),
+                    endpoints: endpoints.keys().map(|e| (*e).to_owned()).collect(),
+                    weights: endpoints.into_values().collect(),
                     identities: identities.into_iter().collect(),
                 }
             })

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::v1 as pb;
 use crate::server::config_watch::service_of;
-use crate::server::hub::{Hub, RegisterError, Versions};
+use crate::server::hub::{Hub, RegisterError, Registration, Versions};
 use crate::server::identity::caller;
 
 /// Longest instance id accepted.
@@ -75,13 +75,20 @@ impl pb::registry_server::Registry for RegistryService {
         if !body.admin.is_empty() && body.admin.parse::<SocketAddr>().is_err() {
             return Err(Status::invalid_argument("admin is not host:port"));
         }
-        tracing::info!(spiffe_id = %id, instance = %body.instance, %endpoint, "proxy registered");
+        // A proxy that says nothing has the default weight; one out of bounds is refused
+        // rather than clamped, so its operator learns of it.
+        let weight = match body.weight {
+            0 => signet_traffic::weight::DEFAULT,
+            w => signet_traffic::weight::check(w).map_err(Status::invalid_argument)?,
+        };
+        tracing::info!(spiffe_id = %id, instance = %body.instance, %endpoint, weight, "proxy registered");
         let member = crate::server::store::Member {
             instance: body.instance.clone(),
             spiffe_id: id.as_str().to_owned(),
             service: service.name.clone(),
             namespace: service.namespace.clone(),
             endpoint: endpoint.to_string(),
+            weight,
             admin: body.admin.clone(),
             serial: serial.clone(),
             registered_at: crate::server::store::unix_ms(std::time::SystemTime::now()),
@@ -89,13 +96,16 @@ impl pb::registry_server::Registry for RegistryService {
         let health = body.app_health();
         self.hub
             .register(
-                body.instance,
-                id,
-                service.name,
-                service.namespace,
-                endpoint.to_string(),
-                body.admin,
-                serial,
+                Registration {
+                    instance: body.instance,
+                    spiffe_id: id,
+                    service: service.name,
+                    namespace: service.namespace,
+                    endpoint: endpoint.to_string(),
+                    weight,
+                    admin: body.admin,
+                    serial,
+                },
                 Versions {
                     config: body.config_version,
                     policy: body.policy_version,

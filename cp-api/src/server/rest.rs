@@ -883,6 +883,7 @@ fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
         "service": p.service,
         "namespace": p.namespace,
         "endpoint": p.endpoint,
+        "weight": p.weight,
         "admin": p.admin,
         "serial": p.serial,
         "config_version": p.config_version,

@@ -113,6 +113,7 @@ pub(crate) fn endpoints(args: &EndpointsArgs) -> anyhow::Result<Outcome> {
                     vec![
                         text(e, "endpoint"),
                         text(e, "health"),
+                        text(e, "weight"),
                         ejected,
                         text(e, "in_flight"),
                         e["latency_ewma_ms"]
@@ -132,6 +133,7 @@ pub(crate) fn endpoints(args: &EndpointsArgs) -> anyhow::Result<Outcome> {
         &[
             "ENDPOINT",
             "APP",
+            "WEIGHT",
             "BALANCER",
             "IN FLIGHT",
             "LATENCY",

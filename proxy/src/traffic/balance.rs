@@ -6,6 +6,13 @@
 //!
 //! Ejected endpoints (outlier detection) are passed over; when every endpoint is ejected
 //! they are all used anyway, since some answer beats none.
+//!
+//! Endpoint weights (from the registry) count as if an endpoint of weight 2w were two
+//! endpoints of weight w sharing one queue: it is drawn as a candidate twice as often, and
+//! its requests in flight count half as much, so at rest and under load it carries about
+//! twice the share. Round robin becomes smooth weighted round robin (nginx's), which spreads
+//! a heavy endpoint's turns between the others' instead of bunching them. A set whose
+//! weights are all equal takes the unweighted paths, unchanged.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -29,6 +36,9 @@ pub struct Endpoint {
     /// Its connections.
     pub pool: Pool,
     outstanding: AtomicU32,
+    /// Its registered weight; the set's own copy (taken when the set is made) is what
+    /// picks use, this one is what operators see.
+    weight: AtomicU32,
     latency: Mutex<Ewma>,
     /// Passive health.
     pub outlier: OutlierState,
@@ -65,12 +75,13 @@ impl Drop for InFlight {
 }
 
 impl Endpoint {
-    /// An endpoint reached through `pool`.
-    pub fn new(pool: Pool) -> Self {
+    /// An endpoint of `weight` reached through `pool`.
+    pub fn new(pool: Pool, weight: u32) -> Self {
         Self {
             addr: pool.addr(),
             pool,
             outstanding: AtomicU32::new(0),
+            weight: AtomicU32::new(weight),
             latency: Mutex::new(Ewma {
                 cost: 0.0,
                 at: None,
@@ -83,6 +94,16 @@ impl Endpoint {
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// Its weight now.
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Takes a new weight from the registry; sets made from now on use it.
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
     }
 
     /// Attempts in flight now.
@@ -113,12 +134,86 @@ impl Endpoint {
         self.latency.lock().map_or(0.0, |e| e.decayed(now)) / 1e9
     }
 
-    /// Peak-EWMA load: estimated latency times the attempts that would share it.
-    fn cost(&self, now: Instant) -> f64 {
+    /// Peak-EWMA load: estimated latency times the attempts that would share it, each
+    /// attempt counting `1 / share` (an endpoint of twice the share queues half as deep).
+    fn cost(&self, share: f64, now: Instant) -> f64 {
         let latency = self.latency.lock().map_or(0.0, |e| e.decayed(now));
         // A floor of 1 µs so that, between endpoints with no estimate yet, the one with
         // fewer requests in flight still wins.
-        latency.max(1e3) * f64::from(self.outstanding() + 1)
+        latency.max(1e3) * (f64::from(self.outstanding()) / share + 1.0)
+    }
+}
+
+/// Unequal weights, as a set's picks use them.
+#[derive(Debug)]
+struct Weights {
+    each: Vec<u32>,
+    /// Running sums of `each` (the k-th includes `each[k]`), for weighted draws.
+    cumulative: Vec<u64>,
+    /// `each` over their mean: 1 for an average endpoint.
+    share: Vec<f64>,
+    /// Smooth weighted round robin's running scores.
+    scores: Mutex<Vec<i64>>,
+}
+
+impl Weights {
+    /// `None` when the weights are all equal (the unweighted paths are exact then).
+    fn of(list: &[Arc<Endpoint>]) -> Option<Self> {
+        let each: Vec<u32> = list.iter().map(|e| e.weight().max(1)).collect();
+        if each.windows(2).all(|w| w[0] == w[1]) {
+            return None;
+        }
+        let cumulative: Vec<u64> = each
+            .iter()
+            .scan(0u64, |sum, w| {
+                *sum += u64::from(*w);
+                Some(*sum)
+            })
+            .collect();
+        let mean = cumulative.last().copied().unwrap_or(1) as f64 / each.len() as f64;
+        Some(Self {
+            share: each.iter().map(|w| f64::from(*w) / mean).collect(),
+            scores: Mutex::new(vec![0; each.len()]),
+            each,
+            cumulative,
+        })
+    }
+
+    /// An index drawn with probability proportional to its weight, never `except`.
+    fn draw(&self, except: Option<usize>) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(0);
+        let skipped = except.map_or(0, |k| u64::from(self.each[k]));
+        let mut r = rand::below(usize::try_from(total - skipped).unwrap_or(usize::MAX)) as u64;
+        if let Some(k) = except {
+            // Step over `except`'s stretch of the line.
+            if r >= self.cumulative[k] - skipped {
+                r += skipped;
+            }
+        }
+        self.cumulative.partition_point(|c| *c <= r)
+    }
+
+    /// Smooth weighted round robin over the eligible: each gains its weight, the highest
+    /// is chosen and loses the total.
+    fn next_turn(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut scores = match self.scores.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut best: Option<usize> = None;
+        let mut total = 0i64;
+        for k in (0..self.each.len()).filter(|k| eligible(*k)) {
+            let w = i64::from(self.each[k]);
+            scores[k] += w;
+            total += w;
+            if best.is_none_or(|b| scores[k] > scores[b]) {
+                best = Some(k);
+            }
+        }
+        if let Some(b) = best {
+            scores[b] -= total;
+        }
+        best
     }
 }
 
@@ -128,12 +223,14 @@ pub struct Endpoints {
     /// In the order the control plane (or the file) lists them.
     pub list: Vec<Arc<Endpoint>>,
     next: AtomicUsize,
+    weights: Option<Weights>,
 }
 
 impl Endpoints {
-    /// Over `list`.
+    /// Over `list`, with their weights as they are now.
     pub fn new(list: Vec<Arc<Endpoint>>) -> Self {
         Self {
+            weights: Weights::of(&list),
             list,
             next: AtomicUsize::new(0),
         }
@@ -160,19 +257,30 @@ impl Endpoints {
             return self.list.first().cloned();
         }
         let eligible = |e: &Endpoint| !e.outlier.is_ejected(now) && Some(e.addr) != avoid;
-        let chosen = match kind {
-            BalancerKind::RoundRobin => (0..n)
+        let chosen = match (kind, &self.weights) {
+            (BalancerKind::RoundRobin, None) => (0..n)
                 .map(|_| &self.list[self.next.fetch_add(1, Ordering::Relaxed) % n])
                 .find(|e| eligible(e)),
-            BalancerKind::P2cEwma | BalancerKind::LeastRequest => {
-                let i = rand::below(n);
-                let mut j = rand::below(n - 1);
-                if j >= i {
-                    j += 1;
-                }
+            (BalancerKind::RoundRobin, Some(w)) => w
+                .next_turn(|k| eligible(&self.list[k]))
+                .map(|k| &self.list[k]),
+            (BalancerKind::P2cEwma | BalancerKind::LeastRequest, _) => {
+                let (i, j) = match &self.weights {
+                    Some(w) => {
+                        let i = w.draw(None);
+                        (i, w.draw(Some(i)))
+                    }
+                    None => {
+                        let i = rand::below(n);
+                        let j = rand::below(n - 1);
+                        (i, if j >= i { j + 1 } else { j })
+                    }
+                };
                 let (a, b) = (&self.list[i], &self.list[j]);
                 match (eligible(a), eligible(b)) {
-                    (true, true) => Some(if self.load(kind, b, now) < self.load(kind, a, now) {
+                    // On a tie the first drawn wins, so that at rest shares follow the
+                    // weights of the draw.
+                    (true, true) => Some(if self.load(kind, j, now) < self.load(kind, i, now) {
                         b
                     } else {
                         a
@@ -191,10 +299,12 @@ impl Endpoints {
             .cloned()
     }
 
-    fn load(&self, kind: BalancerKind, e: &Endpoint, now: Instant) -> f64 {
+    fn load(&self, kind: BalancerKind, k: usize, now: Instant) -> f64 {
+        let share = self.weights.as_ref().map_or(1.0, |w| w.share[k]);
+        let e = &self.list[k];
         match kind {
-            BalancerKind::LeastRequest => f64::from(e.outstanding()),
-            _ => e.cost(now),
+            BalancerKind::LeastRequest => f64::from(e.outstanding()) / share,
+            _ => e.cost(share, now),
         }
     }
 }
@@ -209,7 +319,20 @@ mod tests {
             (0..n)
                 .map(|i| {
                     let addr = SocketAddr::from(([127, 0, 0, 1], 1000 + i));
-                    Arc::new(Endpoint::new(Pool::new(addr, Transport::Http1)))
+                    Arc::new(Endpoint::new(Pool::new(addr, Transport::Http1), 100))
+                })
+                .collect(),
+        )
+    }
+
+    fn weighted(weights: &[u32]) -> Endpoints {
+        Endpoints::new(
+            weights
+                .iter()
+                .zip(1000..)
+                .map(|(w, port)| {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                    Arc::new(Endpoint::new(Pool::new(addr, Transport::Http1), *w))
                 })
                 .collect(),
         )
@@ -304,5 +427,103 @@ mod tests {
             || true,
         );
         assert!(one.pick(BalancerKind::P2cEwma, None, now).is_some());
+    }
+
+    #[test]
+    fn equal_weights_take_the_unweighted_paths() {
+        assert!(weighted(&[7, 7, 7]).weights.is_none());
+        assert!(endpoints(3).weights.is_none());
+        assert!(weighted(&[100, 200]).weights.is_some());
+    }
+
+    #[test]
+    fn weighted_round_robin_gives_each_its_share_spread_out() {
+        let e = weighted(&[100, 100, 200]);
+        let now = Instant::now();
+        let mut order = Vec::new();
+        for _ in 0..400 {
+            let p = e.pick(BalancerKind::RoundRobin, None, now).unwrap();
+            order.push(e.list.iter().position(|x| Arc::ptr_eq(x, &p)).unwrap());
+        }
+        let count = |k| order.iter().filter(|o| **o == k).count();
+        assert_eq!((count(0), count(1), count(2)), (100, 100, 200));
+        // Smooth: the heavy endpoint never takes more than two turns in a row.
+        assert!(order.windows(3).all(|w| !(w[0] == 2 && w[1] == 2 && w[2] == 2)));
+        // A weight of 1 beside 10,000 still gets its turn.
+        let e = weighted(&[1, 10_000]);
+        let s = shares(&e, BalancerKind::RoundRobin, 10_001, now);
+        assert_eq!(s, vec![1, 10_000]);
+    }
+
+    #[test]
+    fn at_rest_p2c_and_least_request_follow_the_weights() {
+        let e = weighted(&[100, 100, 200]);
+        let now = Instant::now();
+        for x in &e.list {
+            x.observe(Duration::from_millis(2), now);
+        }
+        for kind in [BalancerKind::P2cEwma, BalancerKind::LeastRequest] {
+            let s = shares(&e, kind, 40_000, now);
+            // Expected 10,000 / 10,000 / 20,000; binomial spread is about ±100.
+            assert!((9_400..10_600).contains(&s[0]), "{kind:?} {s:?}");
+            assert!((9_400..10_600).contains(&s[1]), "{kind:?} {s:?}");
+            assert!((19_000..21_000).contains(&s[2]), "{kind:?} {s:?}");
+        }
+    }
+
+    #[test]
+    fn a_heavier_endpoint_is_expected_to_queue_deeper() {
+        // Weights 3:1: the heavy one's three requests in flight weigh as the light one's one.
+        let e = weighted(&[300, 100]);
+        let now = Instant::now();
+        let _light = e.list[1].start();
+        let two: Vec<InFlight> = (0..2).map(|_| e.list[0].start()).collect();
+        for kind in [BalancerKind::P2cEwma, BalancerKind::LeastRequest] {
+            assert_eq!(shares(&e, kind, 200, now), vec![200, 0], "{kind:?}");
+        }
+        let four: Vec<InFlight> = (0..2).map(|_| e.list[0].start()).collect();
+        for kind in [BalancerKind::P2cEwma, BalancerKind::LeastRequest] {
+            assert_eq!(shares(&e, kind, 200, now), vec![0, 200], "{kind:?}");
+        }
+        drop((two, four));
+    }
+
+    #[test]
+    fn a_weighted_draw_never_returns_the_one_excluded() {
+        let e = weighted(&[1, 10_000, 1]);
+        let w = e.weights.as_ref().unwrap();
+        let mut seen = [0usize; 3];
+        for _ in 0..20_000 {
+            let k = w.draw(Some(1));
+            assert_ne!(k, 1);
+            seen[k] += 1;
+        }
+        assert!(seen[0] > 9_000 && seen[2] > 9_000, "{seen:?}");
+        assert!((0..1000).all(|_| w.draw(Some(0)) != 0));
+        assert!((0..1000).all(|_| w.draw(Some(2)) != 2));
+    }
+
+    #[test]
+    fn ejected_endpoints_are_passed_over_by_weighted_picks_too() {
+        let e = weighted(&[100, 100, 400]);
+        let now = Instant::now();
+        let settings = signet_traffic::doc::Outlier {
+            consecutive_gateway_errors: 1,
+            ..Default::default()
+        };
+        e.list[2].outlier.observe(
+            super::super::outlier::Health::GatewayError,
+            &settings,
+            now,
+            || true,
+        );
+        for kind in [
+            BalancerKind::RoundRobin,
+            BalancerKind::P2cEwma,
+            BalancerKind::LeastRequest,
+        ] {
+            let s = shares(&e, kind, 300, now);
+            assert_eq!(s[2], 0, "{kind:?} {s:?}");
+        }
     }
 }

@@ -20,6 +20,7 @@ pub(crate) mod rand;
 pub mod replay;
 pub mod retry;
 pub mod route;
+pub mod weighted;
 
 use std::time::{Duration, Instant};
 

@@ -335,6 +335,8 @@ pub(super) async fn endpoints(
                 "ejections": e.ejections,
                 "in_flight": e.in_flight,
                 "latency_ewma_ms": e.latency_ewma_us as f64 / 1000.0,
+                // As the caller's balancer weighs it (0 from a proxy that predates weights).
+                "weight": e.weight,
             }));
         }
     }
@@ -353,6 +355,7 @@ pub(super) async fn endpoints(
             "ejections": 0,
             "in_flight": 0,
             "latency_ewma_ms": null,
+            "weight": p.weight,
         }));
     }
     Ok(Json(json!({ "service": q.service, "endpoints": rows })))

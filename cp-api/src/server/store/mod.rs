@@ -116,6 +116,8 @@ pub struct Member {
     pub service: String,
     pub namespace: String,
     pub endpoint: String,
+    /// Its weight in callers' balancers.
+    pub weight: u32,
     pub admin: String,
     pub serial: String,
     /// Unix milliseconds.

@@ -39,6 +39,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/sqlite/0007_traffic.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_member_weight.sql"),
+    ),
 ];
 
 fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
@@ -542,7 +546,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             sqlx::query(
                 "INSERT OR REPLACE INTO members (instance, spiffe_id, service, namespace, \
-                 endpoint, admin, serial, registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 endpoint, admin, serial, registered_at, weight) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&member.instance)
             .bind(&member.spiffe_id)
@@ -552,6 +557,7 @@ impl Store for SqliteStore {
             .bind(&member.admin)
             .bind(&member.serial)
             .bind(member.registered_at)
+            .bind(i64::from(member.weight))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -629,7 +635,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT instance, spiffe_id, service, namespace, endpoint, admin, serial, \
-                 registered_at FROM members ORDER BY instance",
+                 registered_at, weight FROM members ORDER BY instance",
             )
             .fetch_all(&self.pool)
             .await
@@ -645,6 +651,13 @@ impl Store for SqliteStore {
                         admin: r.try_get("admin").map_err(backend)?,
                         serial: r.try_get("serial").map_err(backend)?,
                         registered_at: r.try_get("registered_at").map_err(backend)?,
+                        // A row written by hand out of range counts as the default.
+                        weight: r
+                            .try_get::<i64, _>("weight")
+                            .ok()
+                            .and_then(|w| u32::try_from(w).ok())
+                            .and_then(|w| signet_traffic::weight::check(w).ok())
+                            .unwrap_or(signet_traffic::weight::DEFAULT),
                     })
                 })
                 .collect()

@@ -126,6 +126,8 @@ async fn members_are_kept_replaced_and_forgotten() {
         service: "cart".to_owned(),
         namespace: "shop".to_owned(),
         endpoint: endpoint.to_owned(),
+        // Kept across restarts like the rest.
+        weight: if instance == "a" { 300 } else { 100 },
         admin: String::new(),
         serial: "0a".to_owned(),
         registered_at: 1_700_000_000_000,
