@@ -181,6 +181,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         shadow_version: 0,
         traffic_version: 0,
         app_health: 0,
+        weight: 0,
     };
     let err = registry
         .register(register("payments", "127.0.0.1:9"))
@@ -195,6 +196,13 @@ async fn a_proxy_registers_only_as_its_own_service() {
         let err = registry.register(register("cart", bad)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
     }
+    // A weight beyond the bound is refused, not clamped: no endpoint claims an unbounded
+    // share of its service's traffic.
+    let mut too_heavy = register("cart", "127.0.0.1:9");
+    too_heavy.weight = 10_001;
+    let err = registry.register(too_heavy).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("not between 1 and 10000"), "{err:?}");
     let mut bad_instance = register("cart", "127.0.0.1:9");
     bad_instance.instance = "../etc".into();
     assert_eq!(
@@ -202,11 +210,9 @@ async fn a_proxy_registers_only_as_its_own_service() {
         Code::InvalidArgument
     );
 
-    let ok = registry
-        .register(register("cart", "127.0.0.1:9"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut weighted = register("cart", "127.0.0.1:9");
+    weighted.weight = 250;
+    let ok = registry.register(weighted).await.unwrap().into_inner();
     assert!(ok.heartbeat_interval_seconds >= 1);
     let heartbeat = |instance: &str| pb::HeartbeatRequest {
         instance: instance.into(),
@@ -220,6 +226,9 @@ async fn a_proxy_registers_only_as_its_own_service() {
         serial: String::new(),
     };
     registry.heartbeat(heartbeat("i-1")).await.unwrap();
+    let proxies = api.cp.meshctl_ok(&["proxies", "list", "-o", "json"]);
+    let proxies: serde_json::Value = serde_json::from_str(&proxies).unwrap();
+    assert_eq!(proxies["proxies"][0]["weight"], 250, "{proxies}");
     let err = registry
         .heartbeat(heartbeat("i-unknown"))
         .await

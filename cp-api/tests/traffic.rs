@@ -280,3 +280,113 @@ async fn an_unhealthy_app_leaves_every_callers_endpoint_set_and_rejoins() {
     let (_, seen) = mesh.frontend.admin_get("/endpoints").await;
     assert!(app.calls() > before, "traffic reaches it again: {seen}");
 }
+
+/// The frontend's view of the cart endpoints' weights, by address.
+async fn cart_weights(mesh: &Mesh) -> Vec<(String, u64)> {
+    let (_, body) = mesh.frontend.admin_get("/endpoints").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["upstreams"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap().to_owned(),
+                e["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_weights_decide_each_endpoints_share() {
+    use signet_tests::faulty::FaultyApp;
+    let mesh = Mesh::start(&[]).await;
+    let rr = write(
+        &mesh,
+        "rr.yaml",
+        "services:\n  - service: cart\n    balancer: round-robin\n",
+    );
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &rr]);
+    // A second cart endpoint on a machine said to have three times the capacity.
+    let app = FaultyApp::start("cart-2").await;
+    let weighted_cart = |name: &str, weight: u32| {
+        let toml = signet_tests::mesh::proxy_toml(
+            &mesh.cp,
+            "cart",
+            Some(&mesh.cp.token(signet_tests::mesh::CART)),
+            app.addr,
+            &[],
+        )
+        .replace("cart-state", &format!("{name}-state"));
+        assert!(toml.contains("[control_plane]\n"));
+        let toml = toml.replace(
+            "[control_plane]\n",
+            &format!("[control_plane]\nweight = {weight}\n"),
+        );
+        signet_tests::process::ProxyProcess::start(
+            &signet_tests::control::workspace_binary("signet-proxy"),
+            mesh.dir.path(),
+            name,
+            &toml,
+        )
+    };
+    let cart2 = weighted_cart("cart-2", 300);
+    wait_endpoints(&mesh, 2).await;
+    let mut weights: Vec<u64> = cart_weights(&mesh).await.into_iter().map(|w| w.1).collect();
+    weights.sort_unstable();
+    assert_eq!(weights, [100, 300]);
+    let started = std::time::Instant::now();
+    while frontend_traffic(&mesh).await["services"][0]["balancer"] != "round-robin" {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Smooth weighted round robin: exactly three of every four requests.
+    let before = app.calls();
+    for _ in 0..40 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    assert_eq!(app.calls() - before, 30);
+
+    // The operator sees the weight as the caller's balancer uses it.
+    let listed = mesh
+        .cp
+        .meshctl_ok(&["proxies", "endpoints", "cart", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let mut seen: Vec<u64> = listed["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["weight"].as_u64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [100, 300], "{listed}");
+    let table = mesh.cp.meshctl_ok(&["proxies", "endpoints", "cart"]);
+    assert!(
+        table.contains("WEIGHT") && table.contains(" 300 "),
+        "{table}"
+    );
+
+    // Under the default P2C-EWMA a heavier endpoint (weight 1000: each candidate is it with
+    // probability 10/11) carries most requests even at rest: at least its share squared,
+    // ~83 %, whatever the two apps' latencies.
+    let p2c = write(&mesh, "p2c.yaml", "services:\n  - service: cart\n");
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &p2c]);
+    drop(cart2);
+    wait_endpoints(&mesh, 1).await;
+    let _cart3 = weighted_cart("cart-3", 1000);
+    wait_endpoints(&mesh, 2).await;
+    let started = std::time::Instant::now();
+    while frontend_traffic(&mesh).await["services"][0]["balancer"] != "p2c-ewma" {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = app.calls();
+    for _ in 0..400 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    let heavy = app.calls() - before;
+    eprintln!("weight 1000 beside 100 under p2c-ewma: {heavy} of 400 requests");
+    assert!(heavy >= 300, "{heavy} of 400");
+}

@@ -38,8 +38,8 @@ use crate::backoff::Backoff;
 use crate::config::{ControlPlaneConfig, IdentityConfig, ServiceConfig};
 use crate::identity::{self, Credentials};
 use crate::outbound::Upstream;
-use crate::traffic::weighted::WeightedAddr;
 use crate::state::{Callers, Proxy};
+use crate::traffic::weighted::WeightedAddr;
 
 /// How long one unary call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -107,7 +107,10 @@ mod tests {
             r#"endpoints = ["127.0.0.1:7001", { address = "127.0.0.1:7002", weight = 300 }]"#,
         )
         .unwrap();
-        assert_eq!(list[0], WeightedAddr::new("127.0.0.1:7001".parse().unwrap()));
+        assert_eq!(
+            list[0],
+            WeightedAddr::new("127.0.0.1:7001".parse().unwrap())
+        );
         assert_eq!(list[1].weight, 300);
         // And back, in the same two spellings.
         let text = serde_json::to_string(&Doc {
