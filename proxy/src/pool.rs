@@ -160,36 +160,61 @@ impl Pool {
         request: Request<Body>,
         limit: Option<&ConnectionLimit>,
     ) -> Result<Response<Incoming>, SendError> {
-        let h2 = match &self.transport {
-            Transport::Http1 => false,
+        self.send_or_return(request, limit)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// Whether a request of `version` goes over HTTP/2 to this endpoint.
+    pub fn uses_h2(&self, version: Version) -> bool {
+        match &self.transport {
+            Transport::Http1 | Transport::Tls { h2: None, .. } => false,
             Transport::Http2 => true,
-            Transport::Tls { h2: None, .. } => false,
             Transport::Tls {
                 h2: Some(_),
                 use_h2,
                 ..
             } => {
-                (*use_h2 == UseH2::Always || request.version() == Version::HTTP_2)
+                (*use_h2 == UseH2::Always || version == Version::HTTP_2)
                     && !self.no_h2.load(std::sync::atomic::Ordering::Relaxed)
             }
-        };
+        }
+    }
+
+    /// As [`Pool::send`], and a request that never left (no connection, no room for one, or
+    /// closed before it was taken) comes back with the error: a retry can send it again
+    /// without having kept a copy.
+    pub async fn send_or_return(
+        &self,
+        request: Request<Body>,
+        limit: Option<&ConnectionLimit>,
+    ) -> Result<Response<Incoming>, (SendError, Option<Request<Body>>)> {
+        let h2 = self.uses_h2(request.version());
         let request = match self.pooled(h2) {
             Some(conn) => match self.try_send(conn, request).await {
                 Ok(response) => return Ok(response),
                 Err(Unsent::Again(request)) => request,
-                Err(Unsent::Failed(e)) => return Err(e),
+                Err(Unsent::Failed(e)) => return Err((e, None)),
             },
             None => request,
         };
         let permit = match limit {
-            Some(limit) => Some(limit.acquire().await.map_err(SendError::Overflow)?),
+            Some(limit) => match limit.acquire().await {
+                Ok(permit) => Some(permit),
+                Err(limit) => return Err((SendError::Overflow(limit), Some(request))),
+            },
             None => None,
         };
-        let conn = self.connect(h2, permit).await?;
+        let conn = match self.connect(h2, permit).await {
+            Ok(conn) => conn,
+            Err(e) => return Err((e, Some(request))),
+        };
         match self.try_send(conn, request).await {
             Ok(response) => Ok(response),
-            Err(Unsent::Failed(e)) => Err(e),
-            Err(Unsent::Again(_)) => Err(SendError::Closed { addr: self.addr }),
+            Err(Unsent::Failed(e)) => Err((e, None)),
+            Err(Unsent::Again(request)) => {
+                Err((SendError::Closed { addr: self.addr }, Some(request)))
+            }
         }
     }
 

@@ -147,6 +147,11 @@ impl Call<'_> {
             replay::Prepared::Once(body)
         };
         let mut backoff = Backoff::new(retry.backoff_base, retry.backoff_max);
+        let method = parts.method.clone();
+        // The request's head while this loop holds it: lent to an attempt that cannot be
+        // followed by a resend of a consumed request, and given back by the pool if that
+        // attempt never left.
+        let mut head = Some(parts);
         let mut avoid = None;
         // Held through the retry's attempt, so `max_retries` of the breaker counts retries
         // in flight.
@@ -158,23 +163,46 @@ impl Call<'_> {
                 .pick(self.policy.settings.balancer, avoid, Instant::now())
                 .ok_or(ProxyError::NoEndpoints)?;
             let sending = body.attempt().ok_or(ProxyError::Unavailable)?;
-            let mut attempt = Request::new(sending);
-            *attempt.method_mut() = parts.method.clone();
-            *attempt.uri_mut() = parts.uri.clone();
-            *attempt.version_mut() = parts.version;
-            *attempt.headers_mut() = parts.headers.clone();
+            let Some(kept) = head.as_ref() else {
+                return Err(ProxyError::Unavailable);
+            };
+            let copy = retries < retry.max_retries
+                && body.replayable()
+                && retry::needs_copy(retry, endpoint.pool.uses_h2(kept.version));
+            let attempt = if copy {
+                let mut attempt = Request::new(sending);
+                *attempt.method_mut() = kept.method.clone();
+                *attempt.uri_mut() = kept.uri.clone();
+                *attempt.version_mut() = kept.version;
+                *attempt.headers_mut() = kept.headers.clone();
+                attempt
+            } else {
+                let Some(lent) = head.take() else {
+                    return Err(ProxyError::Unavailable);
+                };
+                Request::from_parts(lent, sending)
+            };
             let started = Instant::now();
             let in_flight = endpoint.start();
             let sent = endpoint
                 .pool
-                .send(attempt, Some(&self.policy.breaker.connections));
+                .send_or_return(attempt, Some(&self.policy.breaker.connections));
             let result = match retry.per_try_timeout {
                 Some(limit) => tokio::time::timeout(limit, sent)
                     .await
-                    .unwrap_or(Err(SendError::TimedOut)),
+                    .unwrap_or(Err((SendError::TimedOut, None))),
                 None => sent.await,
             };
             drop(in_flight);
+            let result = result.map_err(|(e, unsent)| {
+                if let Some(unsent) = unsent
+                    && head.is_none()
+                {
+                    // Its body was this attempt's replay: only the head is kept.
+                    head = Some(unsent.into_parts().0);
+                }
+                e
+            });
             let done = Instant::now();
             let (outcome, answer) = self.classify(result)?;
             if matches!(outcome, Outcome::Answered { .. }) {
@@ -201,7 +229,8 @@ impl Call<'_> {
                 .inc(&[self.service, &self.route.name, outcome.name()]);
             let wanted = retries < retry.max_retries
                 && body.replayable()
-                && retry::retries(retry, outcome, &parts.method, self.grpc);
+                && head.is_some()
+                && retry::retries(retry, outcome, &method, self.grpc);
             if !wanted {
                 return answer;
             }

@@ -84,6 +84,21 @@ pub fn retries(retry: &Retry, outcome: Outcome, method: &http::Method, grpc: boo
     }
 }
 
+/// Whether `retry` may send a request again after an attempt that consumed it (it reached
+/// the endpoint, or HTTP/2 took it before refusing the stream), so a copy must be kept
+/// before each attempt. A request that never left comes back from the pool and needs none:
+/// the defaults (`connect-failure`, and `refused-stream` only over HTTP/1.1 where there are
+/// no streams) copy nothing.
+pub fn needs_copy(retry: &Retry, h2: bool) -> bool {
+    !retry.statuses.is_empty()
+        || !retry.grpc.is_empty()
+        || retry.on.iter().any(|on| match on {
+            RetryOn::ConnectFailure => false,
+            RetryOn::RefusedStream => h2,
+            RetryOn::Reset | RetryOn::GatewayError | RetryOn::ServerError => true,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +117,30 @@ mod tests {
         // The defaults retry nothing that was sent.
         assert!(!retries(&r, Outcome::Reset, &Method::GET, false));
         assert!(!retries(&r, answered(503), &Method::GET, false));
+    }
+
+    #[test]
+    fn a_copy_is_kept_only_when_a_consumed_request_may_be_sent_again() {
+        let defaults = Retry::default();
+        assert!(!needs_copy(&defaults, false));
+        // HTTP/2 may take the request and then refuse the stream.
+        assert!(needs_copy(&defaults, true));
+        for r in [
+            Retry {
+                on: vec![RetryOn::ConnectFailure, RetryOn::GatewayError],
+                ..Retry::default()
+            },
+            Retry {
+                statuses: vec![429],
+                ..Retry::default()
+            },
+            Retry {
+                grpc: vec![GrpcCode::Unavailable],
+                ..Retry::default()
+            },
+        ] {
+            assert!(needs_copy(&r, false), "{r:?}");
+        }
     }
 
     #[test]
