@@ -86,7 +86,14 @@ pub async fn send(
 ) -> Result<Response<Incoming>, ProxyError> {
     let grpc = crate::respond::is_grpc(request.headers());
     let route = policy.route(&request);
-    let timeout = match grpc_timeout(request.headers()) {
+    // Only a gRPC call carries a deadline or a status in its headers: other requests skip
+    // the lookups.
+    let asked = if grpc {
+        grpc_timeout(request.headers())
+    } else {
+        None
+    };
+    let timeout = match asked {
         Some(asked) => asked.min(route.timeout),
         None => route.timeout,
     };
@@ -109,7 +116,7 @@ pub async fn send(
     let outcome = match &result {
         Ok(r) => Outcome::Answered {
             status: r.status().as_u16(),
-            grpc: grpc_status(r),
+            grpc: grpc_status(r, grpc),
         }
         .name(),
         Err(e) => e.reason(),
@@ -265,7 +272,7 @@ impl Call<'_> {
             Ok(response) => (
                 Outcome::Answered {
                     status: response.status().as_u16(),
-                    grpc: grpc_status(&response),
+                    grpc: grpc_status(&response, self.grpc),
                 },
                 Ok(response),
             ),
@@ -316,7 +323,10 @@ fn refused_stream(e: &hyper::Error) -> bool {
 }
 
 /// `grpc-status` when it came with the headers (a trailers-only answer).
-fn grpc_status<B>(response: &Response<B>) -> Option<u32> {
+fn grpc_status<B>(response: &Response<B>, grpc: bool) -> Option<u32> {
+    if !grpc {
+        return None;
+    }
     response
         .headers()
         .get("grpc-status")
