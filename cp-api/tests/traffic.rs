@@ -186,6 +186,35 @@ async fn endpoints_of_cart(mesh: &Mesh) -> Vec<String> {
         .collect()
 }
 
+/// Starts one more cart proxy, `name`, in front of the app at `app`, with `control_plane`
+/// settings added to its `[control_plane]` table.
+fn extra_cart(
+    mesh: &Mesh,
+    name: &str,
+    app: std::net::SocketAddr,
+    control_plane: &str,
+) -> signet_tests::process::ProxyProcess {
+    let toml = signet_tests::mesh::proxy_toml(
+        &mesh.cp,
+        "cart",
+        Some(&mesh.cp.token(signet_tests::mesh::CART)),
+        app,
+        &[],
+    )
+    .replace("cart-state", &format!("{name}-state"));
+    assert!(toml.contains("[control_plane]\n"));
+    let toml = toml.replace(
+        "[control_plane]\n",
+        &format!("[control_plane]\n{control_plane}"),
+    );
+    signet_tests::process::ProxyProcess::start(
+        &signet_tests::control::workspace_binary("signet-proxy"),
+        mesh.dir.path(),
+        name,
+        &toml,
+    )
+}
+
 async fn wait_endpoints(mesh: &Mesh, n: usize) -> std::time::Duration {
     let started = std::time::Instant::now();
     loop {
@@ -213,20 +242,7 @@ async fn an_unhealthy_app_leaves_every_callers_endpoint_set_and_rejoins() {
     mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &v1]);
     // A second cart endpoint, its app under the test's control.
     let app = FaultyApp::start("cart-2").await;
-    let toml = signet_tests::mesh::proxy_toml(
-        &mesh.cp,
-        "cart",
-        Some(&mesh.cp.token(signet_tests::mesh::CART)),
-        app.addr,
-        &[],
-    )
-    .replace("cart-state", "cart-2-state");
-    let _cart2 = signet_tests::process::ProxyProcess::start(
-        &signet_tests::control::workspace_binary("signet-proxy"),
-        mesh.dir.path(),
-        "cart-2",
-        &toml,
-    );
+    let _cart2 = extra_cart(&mesh, "cart-2", app.addr, "");
     wait_endpoints(&mesh, 2).await;
     // Both apps pass their checks, as the control plane hears from their proxies.
     let started = std::time::Instant::now();
@@ -310,28 +326,7 @@ async fn registered_weights_decide_each_endpoints_share() {
     mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &rr]);
     // A second cart endpoint on a machine said to have three times the capacity.
     let app = FaultyApp::start("cart-2").await;
-    let weighted_cart = |name: &str, weight: u32| {
-        let toml = signet_tests::mesh::proxy_toml(
-            &mesh.cp,
-            "cart",
-            Some(&mesh.cp.token(signet_tests::mesh::CART)),
-            app.addr,
-            &[],
-        )
-        .replace("cart-state", &format!("{name}-state"));
-        assert!(toml.contains("[control_plane]\n"));
-        let toml = toml.replace(
-            "[control_plane]\n",
-            &format!("[control_plane]\nweight = {weight}\n"),
-        );
-        signet_tests::process::ProxyProcess::start(
-            &signet_tests::control::workspace_binary("signet-proxy"),
-            mesh.dir.path(),
-            name,
-            &toml,
-        )
-    };
-    let cart2 = weighted_cart("cart-2", 300);
+    let cart2 = extra_cart(&mesh, "cart-2", app.addr, "weight = 300\n");
     wait_endpoints(&mesh, 2).await;
     let mut weights: Vec<u64> = cart_weights(&mesh).await.into_iter().map(|w| w.1).collect();
     weights.sort_unstable();
@@ -375,7 +370,7 @@ async fn registered_weights_decide_each_endpoints_share() {
     mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &p2c]);
     drop(cart2);
     wait_endpoints(&mesh, 1).await;
-    let _cart3 = weighted_cart("cart-3", 1000);
+    let _cart3 = extra_cart(&mesh, "cart-3", app.addr, "weight = 1000\n");
     wait_endpoints(&mesh, 2).await;
     let started = std::time::Instant::now();
     while frontend_traffic(&mesh).await["services"][0]["balancer"] != "p2c-ewma" {

@@ -71,15 +71,8 @@ pub struct TrafficState {
 /// A registered proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyEntry {
-    pub instance: String,
-    pub spiffe_id: SpiffeId,
-    pub service: String,
-    pub namespace: String,
-    pub endpoint: String,
-    /// Its weight in callers' balancers.
-    pub weight: u32,
-    pub admin: String,
-    pub serial: String,
+    /// What it announced when it registered (its serial follows its heartbeats).
+    pub registration: Registration,
     pub config_version: u64,
     pub policy_version: u64,
     /// The bundle-and-deny-list version it enforces (a `TrustUpdate` version).
@@ -95,6 +88,15 @@ pub struct ProxyEntry {
     pub registered_at: SystemTime,
     pub last_seen: SystemTime,
     seen: Instant,
+}
+
+/// An entry reads as its registration: `entry.service`, `entry.spiffe_id`, ...
+impl std::ops::Deref for ProxyEntry {
+    type Target = Registration;
+
+    fn deref(&self) -> &Registration {
+        &self.registration
+    }
 }
 
 /// The shared state.
@@ -142,6 +144,42 @@ pub struct Registration {
     pub weight: u32,
     pub admin: String,
     pub serial: String,
+}
+
+impl Registration {
+    /// The registration as the store keeps it.
+    pub fn to_member(&self, registered_at: SystemTime) -> crate::server::store::Member {
+        crate::server::store::Member {
+            instance: self.instance.clone(),
+            spiffe_id: self.spiffe_id.as_str().to_owned(),
+            service: self.service.clone(),
+            namespace: self.namespace.clone(),
+            endpoint: self.endpoint.clone(),
+            weight: self.weight,
+            admin: self.admin.clone(),
+            serial: self.serial.clone(),
+            registered_at: crate::server::store::unix_ms(registered_at),
+        }
+    }
+
+    /// A kept registration, with when it was made; `None` if its SPIFFE ID no longer parses.
+    fn from_member(m: crate::server::store::Member) -> Option<(Self, SystemTime)> {
+        let spiffe_id = m.spiffe_id.parse::<SpiffeId>().ok()?;
+        let registration = Self {
+            instance: m.instance,
+            spiffe_id,
+            service: m.service,
+            namespace: m.namespace,
+            endpoint: m.endpoint,
+            weight: m.weight,
+            admin: m.admin,
+            serial: m.serial,
+        };
+        Some((
+            registration,
+            crate::server::store::from_unix_ms(m.registered_at),
+        ))
+    }
 }
 
 /// What a proxy reports it enforces.
@@ -341,10 +379,10 @@ impl Hub {
     fn directory_of(&self, proxies: &[ProxyEntry]) -> Directory {
         let labels = read(&self.labels);
         let mut directory = Directory::new();
-        for p in proxies.iter().cloned() {
+        for p in proxies {
             let service = ServiceRef::new(p.service.clone(), p.namespace.clone());
             let tags = labels.get(&service).cloned().unwrap_or_default();
-            directory.insert(p.spiffe_id, p.service, tags);
+            directory.insert(p.spiffe_id.clone(), p.service.clone(), tags);
         }
         directory
     }
@@ -375,7 +413,10 @@ impl Hub {
                 .and_then(|port| port.parse().ok())
                 .unwrap_or(8080);
             services
-                .entry(ServiceRef::new(p.service, p.namespace))
+                .entry(ServiceRef::new(
+                    p.registration.service,
+                    p.registration.namespace,
+                ))
                 .or_insert(port);
         }
         let services = services
@@ -610,44 +651,36 @@ impl Hub {
         registration: Registration,
         versions: Versions,
     ) -> Result<(), RegisterError> {
-        let Registration {
-            instance,
-            spiffe_id,
-            service,
-            namespace,
-            endpoint,
-            weight,
-            admin,
-            serial,
-        } = registration;
         let now = SystemTime::now();
         let endpoint_changed = self.with_registry(|r| {
-            let before = r.get(&instance);
-            if before.is_some_and(|e| e.spiffe_id != spiffe_id) {
-                return Err(RegisterError::Taken { instance });
+            let before = r.get(&registration.instance);
+            if before.is_some_and(|e| e.spiffe_id != registration.spiffe_id) {
+                return Err(RegisterError::Taken {
+                    instance: registration.instance,
+                });
             }
             if before.is_none()
-                && r.values().filter(|e| e.spiffe_id == spiffe_id).count()
+                && r.values()
+                    .filter(|e| e.spiffe_id == registration.spiffe_id)
+                    .count()
                     >= MAX_INSTANCES_PER_IDENTITY
             {
                 return Err(RegisterError::TooMany {
-                    id: spiffe_id.as_str().to_owned(),
+                    id: registration.spiffe_id.as_str().to_owned(),
                 });
             }
             let changed = before.map(|e| (&e.endpoint, &e.service, e.weight, e.app_health))
-                != Some((&endpoint, &service, weight, versions.health));
+                != Some((
+                    &registration.endpoint,
+                    &registration.service,
+                    registration.weight,
+                    versions.health,
+                ));
             let registered_at = before.map_or(now, |e| e.registered_at);
             r.insert(
-                instance.clone(),
+                registration.instance.clone(),
                 ProxyEntry {
-                    instance,
-                    spiffe_id,
-                    service,
-                    namespace,
-                    endpoint,
-                    weight,
-                    admin,
-                    serial,
+                    registration,
                     config_version: versions.config,
                     policy_version: versions.policy,
                     trust_version: versions.trust,
@@ -692,7 +725,7 @@ impl Hub {
                 e.trust_version = versions.trust;
                 e.shadow_version = versions.shadow;
                 e.traffic_version = versions.traffic;
-                e.serial = serial;
+                e.registration.serial = serial;
                 e.last_seen = SystemTime::now();
                 e.seen = Instant::now();
                 true
@@ -739,20 +772,13 @@ impl Hub {
         let now = SystemTime::now();
         self.with_registry(|r| {
             for m in members {
-                let Ok(spiffe_id) = m.spiffe_id.parse::<SpiffeId>() else {
+                let Some((registration, registered_at)) = Registration::from_member(m) else {
                     continue;
                 };
                 r.insert(
-                    m.instance.clone(),
+                    registration.instance.clone(),
                     ProxyEntry {
-                        instance: m.instance,
-                        spiffe_id,
-                        service: m.service,
-                        namespace: m.namespace,
-                        endpoint: m.endpoint,
-                        weight: m.weight,
-                        admin: m.admin,
-                        serial: m.serial,
+                        registration,
                         config_version: 0,
                         policy_version: 0,
                         trust_version: 0,
@@ -760,7 +786,7 @@ impl Hub {
                         traffic_version: 0,
                         app_health: pb::AppHealth::Unknown,
                         endpoints: Vec::new(),
-                        registered_at: crate::server::store::from_unix_ms(m.registered_at),
+                        registered_at,
                         last_seen: now,
                         seen: Instant::now(),
                     },

@@ -82,30 +82,21 @@ impl pb::registry_server::Registry for RegistryService {
             w => signet_traffic::weight::check(w).map_err(Status::invalid_argument)?,
         };
         tracing::info!(spiffe_id = %id, instance = %body.instance, %endpoint, weight, "proxy registered");
-        let member = crate::server::store::Member {
-            instance: body.instance.clone(),
-            spiffe_id: id.as_str().to_owned(),
-            service: service.name.clone(),
-            namespace: service.namespace.clone(),
+        let health = body.app_health();
+        let registration = Registration {
+            instance: body.instance,
+            spiffe_id: id,
+            service: service.name,
+            namespace: service.namespace,
             endpoint: endpoint.to_string(),
             weight,
-            admin: body.admin.clone(),
-            serial: serial.clone(),
-            registered_at: crate::server::store::unix_ms(std::time::SystemTime::now()),
+            admin: body.admin,
+            serial,
         };
-        let health = body.app_health();
+        let member = registration.to_member(std::time::SystemTime::now());
         self.hub
             .register(
-                Registration {
-                    instance: body.instance,
-                    spiffe_id: id,
-                    service: service.name,
-                    namespace: service.namespace,
-                    endpoint: endpoint.to_string(),
-                    weight,
-                    admin: body.admin,
-                    serial,
-                },
+                registration,
                 Versions {
                     config: body.config_version,
                     policy: body.policy_version,

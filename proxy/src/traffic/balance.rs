@@ -333,6 +333,20 @@ mod tests {
         )
     }
 
+    /// Ejects `endpoint` as outlier detection would after one gateway error.
+    fn eject(endpoint: &Endpoint, now: Instant) {
+        let settings = signet_traffic::doc::Outlier {
+            consecutive_gateway_errors: 1,
+            ..Default::default()
+        };
+        endpoint.outlier.observe(
+            super::super::outlier::Health::GatewayError,
+            &settings,
+            now,
+            || true,
+        );
+    }
+
     fn shares(e: &Endpoints, kind: BalancerKind, picks: usize, now: Instant) -> Vec<usize> {
         let mut counts = vec![0; e.list.len()];
         for _ in 0..picks {
@@ -391,16 +405,7 @@ mod tests {
     fn ejected_and_avoided_endpoints_are_passed_over_while_others_remain() {
         let e = endpoints(3);
         let now = Instant::now();
-        let settings = signet_traffic::doc::Outlier {
-            consecutive_gateway_errors: 1,
-            ..Default::default()
-        };
-        e.list[0].outlier.observe(
-            super::super::outlier::Health::GatewayError,
-            &settings,
-            now,
-            || true,
-        );
+        eject(&e.list[0], now);
         for kind in [
             BalancerKind::RoundRobin,
             BalancerKind::P2cEwma,
@@ -415,12 +420,7 @@ mod tests {
         }
         // Everything ejected: something is still chosen.
         let one = endpoints(1);
-        one.list[0].outlier.observe(
-            super::super::outlier::Health::GatewayError,
-            &settings,
-            now,
-            || true,
-        );
+        eject(&one.list[0], now);
         assert!(one.pick(BalancerKind::P2cEwma, None, now).is_some());
     }
 
@@ -510,16 +510,7 @@ mod tests {
     fn ejected_endpoints_are_passed_over_by_weighted_picks_too() {
         let e = weighted(&[100, 100, 400]);
         let now = Instant::now();
-        let settings = signet_traffic::doc::Outlier {
-            consecutive_gateway_errors: 1,
-            ..Default::default()
-        };
-        e.list[2].outlier.observe(
-            super::super::outlier::Health::GatewayError,
-            &settings,
-            now,
-            || true,
-        );
+        eject(&e.list[2], now);
         for kind in [
             BalancerKind::RoundRobin,
             BalancerKind::P2cEwma,
