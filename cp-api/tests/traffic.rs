@@ -215,6 +215,43 @@ fn extra_cart(
     )
 }
 
+/// A demo mesh with `traffic` applied and a second cart endpoint (its own app, its proxy's
+/// `[control_plane]` given `control_plane` too), once the frontend sees both.
+async fn second_cart(
+    traffic: &str,
+    control_plane: &str,
+) -> (
+    Mesh,
+    signet_tests::faulty::FaultyApp,
+    signet_tests::process::ProxyProcess,
+) {
+    let mesh = Mesh::start(&[]).await;
+    let doc = write(&mesh, "traffic.yaml", traffic);
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &doc]);
+    let app = signet_tests::faulty::FaultyApp::start("cart-2").await;
+    let cart2 = extra_cart(&mesh, "cart-2", app.addr, control_plane);
+    wait_endpoints(&mesh, 2).await;
+    (mesh, app, cart2)
+}
+
+/// Waits until the frontend's cart balancer is `kind`.
+async fn wait_balancer(mesh: &Mesh, kind: &str) {
+    let started = std::time::Instant::now();
+    while frontend_traffic(mesh).await["services"][0]["balancer"] != kind {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes `n` successful calls through the frontend; how many reached `app`.
+async fn calls_reaching(mesh: &Mesh, app: &signet_tests::faulty::FaultyApp, n: usize) -> u64 {
+    let before = app.calls();
+    for _ in 0..n {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    app.calls() - before
+}
+
 async fn wait_endpoints(mesh: &Mesh, n: usize) -> std::time::Duration {
     let started = std::time::Instant::now();
     loop {
@@ -232,18 +269,13 @@ async fn wait_endpoints(mesh: &Mesh, n: usize) -> std::time::Duration {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unhealthy_app_leaves_every_callers_endpoint_set_and_rejoins() {
-    use signet_tests::faulty::{Behaviour, FaultyApp};
-    let mesh = Mesh::start(&[]).await;
-    let v1 = write(
-        &mesh,
-        "health.yaml",
-        "services:\n  - service: cart\n    health_check: {http: {path: /healthz}, interval: 200ms, timeout: 150ms, unhealthy_threshold: 2}\n",
-    );
-    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &v1]);
+    use signet_tests::faulty::Behaviour;
     // A second cart endpoint, its app under the test's control.
-    let app = FaultyApp::start("cart-2").await;
-    let _cart2 = extra_cart(&mesh, "cart-2", app.addr, "");
-    wait_endpoints(&mesh, 2).await;
+    let (mesh, app, _cart2) = second_cart(
+        "services:\n  - service: cart\n    health_check: {http: {path: /healthz}, interval: 200ms, timeout: 150ms, unhealthy_threshold: 2}\n",
+        "",
+    )
+    .await;
     // Both apps pass their checks, as the control plane hears from their proxies.
     let started = std::time::Instant::now();
     loop {
@@ -316,33 +348,19 @@ async fn cart_weights(mesh: &Mesh) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registered_weights_decide_each_endpoints_share() {
-    use signet_tests::faulty::FaultyApp;
-    let mesh = Mesh::start(&[]).await;
-    let rr = write(
-        &mesh,
-        "rr.yaml",
-        "services:\n  - service: cart\n    balancer: round-robin\n",
-    );
-    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &rr]);
     // A second cart endpoint on a machine said to have three times the capacity.
-    let app = FaultyApp::start("cart-2").await;
-    let cart2 = extra_cart(&mesh, "cart-2", app.addr, "weight = 300\n");
-    wait_endpoints(&mesh, 2).await;
+    let (mesh, app, cart2) = second_cart(
+        "services:\n  - service: cart\n    balancer: round-robin\n",
+        "weight = 300\n",
+    )
+    .await;
     let mut weights: Vec<u64> = cart_weights(&mesh).await.into_iter().map(|w| w.1).collect();
     weights.sort_unstable();
     assert_eq!(weights, [100, 300]);
-    let started = std::time::Instant::now();
-    while frontend_traffic(&mesh).await["services"][0]["balancer"] != "round-robin" {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_balancer(&mesh, "round-robin").await;
 
     // Smooth weighted round robin: exactly three of every four requests.
-    let before = app.calls();
-    for _ in 0..40 {
-        assert_eq!(mesh.call("/api/items").await.0, 200);
-    }
-    assert_eq!(app.calls() - before, 30);
+    assert_eq!(calls_reaching(&mesh, &app, 40).await, 30);
 
     // The operator sees the weight as the caller's balancer uses it.
     let listed = mesh
@@ -372,16 +390,8 @@ async fn registered_weights_decide_each_endpoints_share() {
     wait_endpoints(&mesh, 1).await;
     let _cart3 = extra_cart(&mesh, "cart-3", app.addr, "weight = 1000\n");
     wait_endpoints(&mesh, 2).await;
-    let started = std::time::Instant::now();
-    while frontend_traffic(&mesh).await["services"][0]["balancer"] != "p2c-ewma" {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let before = app.calls();
-    for _ in 0..400 {
-        assert_eq!(mesh.call("/api/items").await.0, 200);
-    }
-    let heavy = app.calls() - before;
+    wait_balancer(&mesh, "p2c-ewma").await;
+    let heavy = calls_reaching(&mesh, &app, 400).await;
     eprintln!("weight 1000 beside 100 under p2c-ewma: {heavy} of 400 requests");
     assert!(heavy >= 300, "{heavy} of 400");
 }
