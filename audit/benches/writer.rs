@@ -31,6 +31,7 @@ fn event(n: u64) -> Event {
         policies: vec!["frontend-reads-cart".to_owned()],
         bundle: "ab".repeat(32),
         trace: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+        span: None,
         src: "127.0.0.1:40000".to_owned(),
         dst: "127.0.0.1:15006".to_owned(),
         sample: 1,

@@ -177,7 +177,8 @@ fn sd_value(s: &str) -> String {
         .replace(']', "\\]")
 }
 
-fn rfc3339(ns: u64) -> String {
+/// Unix nanoseconds as RFC 3339 in UTC, to the microsecond.
+pub fn rfc3339(ns: u64) -> String {
     let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
     let micros = (ns % 1_000_000_000) / 1_000;
     time::OffsetDateTime::from_unix_timestamp(secs)
@@ -255,6 +256,9 @@ fn ecs_decision(doc: &mut serde_json::Value, d: &crate::record::Decision, polici
     }
     if let Some(trace) = &d.trace {
         doc["trace"] = serde_json::json!({ "id": trace });
+    }
+    if let Some(span) = &d.span {
+        doc["span"] = serde_json::json!({ "id": span });
     }
 }
 
@@ -347,6 +351,7 @@ mod tests {
                 policies: vec!["no-admin".to_owned()],
                 bundle: "ab".to_owned(),
                 trace: None,
+                span: None,
                 src: "127.0.0.1:40000".to_owned(),
                 dst: "[::1]:15006".to_owned(),
                 sample: 1,

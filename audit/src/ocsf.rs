@@ -311,6 +311,7 @@ mod tests {
                 policies: policies.iter().map(|p| (*p).to_owned()).collect(),
                 bundle: "abc".to_owned(),
                 trace: None,
+                span: None,
                 src: "127.0.0.1:40000".to_owned(),
                 dst: "[::1]:8443".to_owned(),
                 sample: 1,

@@ -79,6 +79,10 @@ pub struct Decision {
     /// W3C trace id, when the request carried one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// The span of the deciding proxy for this request (16 hex digits), when it traces:
+    /// joins the record to the trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<String>,
     /// Source address.
     pub src: String,
     /// Destination address.
@@ -256,6 +260,7 @@ mod tests {
                 policies: vec![],
                 bundle: "ab".repeat(32),
                 trace: None,
+                span: None,
                 src: "127.0.0.1:5000".to_owned(),
                 dst: "127.0.0.1:8080".to_owned(),
                 sample: 1,

@@ -31,6 +31,7 @@ fn decision_of(action: &str, allowed: bool, policies: &[&str], trace: Option<&st
         policies: policies.iter().map(|p| (*p).to_owned()).collect(),
         bundle: "9f86d081".to_owned(),
         trace: trace.map(str::to_owned),
+        span: trace.map(|_| "00f067aa0ba902b7".to_owned()),
         src: "[2001:db8::1]:40000".to_owned(),
         dst: "127.0.0.1:8443".to_owned(),
         sample: 10,

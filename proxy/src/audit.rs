@@ -73,6 +73,7 @@ pub struct Subject<'a> {
     pub serial: &'a Serial,
     pub path: Option<&'a str>,
     pub trace: Option<&'a str>,
+    pub span: Option<&'a str>,
     pub src: SocketAddr,
     pub dst: SocketAddr,
 }
@@ -187,31 +188,9 @@ fn decision_record(
         policies: decision.policies.clone(),
         bundle: bundle_hash.to_owned(),
         trace: subject.trace.map(str::to_owned),
+        span: subject.span.map(str::to_owned),
         src: subject.src.to_string(),
         dst: subject.dst.to_string(),
         sample,
-    }
-}
-
-/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`).
-pub fn trace_id(traceparent: Option<&str>) -> Option<&str> {
-    let id = traceparent?.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trace_ids_come_from_well_formed_traceparents_only() {
-        assert_eq!(
-            trace_id(Some(
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-            )),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(trace_id(Some("00-xyz-00f067aa0ba902b7-01")), None);
-        assert_eq!(trace_id(None), None);
     }
 }

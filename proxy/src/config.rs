@@ -49,6 +49,12 @@ pub struct Config {
     /// them otherwise).
     #[serde(default)]
     pub traffic: Option<TrafficConfig>,
+    /// Spans over OTLP.
+    #[serde(default)]
+    pub tracing: Option<crate::telemetry::config::TracingConfig>,
+    /// One line per request.
+    #[serde(default)]
+    pub access_log: Option<crate::telemetry::config::AccessLogConfig>,
 }
 
 /// A traffic document (`meshctl traffic` format) read from a file and re-read when it changes.
@@ -554,6 +560,11 @@ impl Config {
         if let Some(dir) = self.audit.dir.as_mut() {
             fix(dir);
         }
+        if let Some(log) = self.access_log.as_mut()
+            && log.path.as_os_str() != "-"
+        {
+            fix(&mut log.path);
+        }
         if let Some(cp) = self.control_plane.as_mut() {
             fix(&mut cp.ca);
             fix(&mut cp.state_dir);
@@ -696,6 +707,12 @@ impl Config {
         }
         if self.limits.reload_interval.is_zero() {
             return err("limits.reload_interval must be above zero".to_owned());
+        }
+        if let Some(tracing) = &self.tracing {
+            tracing.check().map_err(ConfigError)?;
+        }
+        if let Some(log) = &self.access_log {
+            log.check().map_err(ConfigError)?;
         }
         Ok(())
     }

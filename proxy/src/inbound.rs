@@ -26,6 +26,8 @@ use crate::metrics::class;
 use crate::pool::Body;
 use crate::respond::{self, ProxyError, is_grpc, visible};
 use crate::state::Proxy;
+use crate::telemetry::golden::UNKNOWN;
+use crate::telemetry::{Direction, Exchange};
 use signet_spiffe::activity::{LastActivity, Tracked};
 
 /// The header a denied request's response names the deciding policies in.
@@ -37,6 +39,9 @@ struct Peer {
     id: SpiffeId,
     serial: Serial,
     addr: SocketAddr,
+    /// Its registered service when the connection was made (the metrics label), or
+    /// `unknown`.
+    service: Arc<str>,
 }
 
 /// Accepts connections until shutdown. Until its handshake completes a connection holds
@@ -125,12 +130,13 @@ async fn connection(
     tracing::Span::current().record("peer_id", id.as_str());
     let authorizer = proxy.policies.current();
     let candidate = proxy.shadow.load_full();
-    let (decision, shadow) = {
+    let (decision, shadow, service) = {
         let callers = proxy.callers.load();
         let caller = callers.directory.caller(&id);
         let target = proxy.target(&callers);
         let decide = |a: &signet_policy::Authorizer| a.connect(&caller, &target, remote.ip());
-        (decide(&authorizer), candidate.as_deref().map(decide))
+        let service: Arc<str> = Arc::from(caller.service.unwrap_or(UNKNOWN));
+        (decide(&authorizer), candidate.as_deref().map(decide), service)
     };
     proxy.metrics.decision("connect", &decision);
     let subject = crate::audit::Subject {
@@ -139,6 +145,7 @@ async fn connection(
         serial: &serial,
         path: None,
         trace: None,
+        span: None,
         src: remote,
         dst: proxy.config.inbound.listen,
     };
@@ -165,6 +172,7 @@ async fn connection(
         id,
         serial,
         addr: remote,
+        service,
     });
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let (io, activity) = Tracked::new(tls);
@@ -287,24 +295,21 @@ fn denied_response(decision: &Decision, grpc: bool) -> Response<Body> {
 }
 
 /// What the audit records a request decision about: its method, peer, (canonical) path and
-/// W3C trace id.
+/// trace position (`ids`: trace and span).
 fn request_subject<'a, B>(
     proxy: &Proxy,
     peer: &'a Peer,
     request: &'a Request<B>,
     path: &'a str,
+    ids: &'a (Option<String>, Option<String>),
 ) -> crate::audit::Subject<'a> {
     crate::audit::Subject {
         action: request.method().as_str(),
         peer: &peer.id,
         serial: &peer.serial,
         path: Some(path),
-        trace: crate::audit::trace_id(
-            request
-                .headers()
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok()),
-        ),
+        trace: ids.0.as_deref(),
+        span: ids.1.as_deref(),
         src: peer.addr,
         dst: proxy.config.inbound.listen,
     }
@@ -316,8 +321,7 @@ fn request_subject<'a, B>(
 fn unauthenticated<B>(
     proxy: &Proxy,
     peer: &Peer,
-    request: &Request<B>,
-    path: &str,
+    (request, path, exchange): (&Request<B>, &str, &mut Exchange),
     refusal: crate::authn::Refusal,
     grpc: bool,
 ) -> Response<Body> {
@@ -329,11 +333,13 @@ fn unauthenticated<B>(
         errors: Vec::new(),
     };
     proxy.metrics.decision("request", &decision);
+    let ids = exchange.audit_ids();
     proxy.audit(
-        &request_subject(proxy, peer, request, path),
+        &request_subject(proxy, peer, request, path, &ids),
         &decision,
         proxy.policies.current().bundle().hash(),
     );
+    exchange.decided(&decision);
     tracing::debug!(peer = %peer.id, reason, "end-user token refused");
     let challenge = if refusal == crate::authn::Refusal::Missing {
         HeaderValue::from_static("Bearer realm=\"signet\"")
@@ -351,20 +357,29 @@ fn unauthenticated<B>(
     response
 }
 
-async fn handle(request: Request<Incoming>, proxy: &Proxy, peer: &Peer) -> Response<Body> {
+async fn handle(request: Request<Incoming>, proxy: &Arc<Proxy>, peer: &Peer) -> Response<Body> {
     let protocol = crate::metrics::protocol(request.version());
-    let response = decide_and_forward(request, proxy, peer).await;
+    let mut exchange =
+        Exchange::begin(proxy, Direction::Inbound, &request, Arc::clone(&peer.service));
+    if exchange.detailed() {
+        let d = &mut exchange.details;
+        d.source = peer.id.as_str().to_owned();
+        d.destination = proxy.own_id().as_str().to_owned();
+        d.peer_addr = Some(peer.addr);
+    }
+    let response = decide_and_forward(request, proxy, peer, &mut exchange).await;
     proxy
         .metrics
         .requests
         .inc(&["inbound", protocol, class(response.status())]);
-    response
+    exchange.respond(response)
 }
 
 async fn decide_and_forward(
     mut request: Request<Incoming>,
     proxy: &Proxy,
     peer: &Peer,
+    exchange: &mut Exchange,
 ) -> Response<Body> {
     // The policies decide on the headers the app will get: hop-by-hop headers (and those a
     // client's `Connection` names) go first, then anything spelled like a header the proxy
@@ -402,7 +417,9 @@ async fn decide_and_forward(
     // The end user first: a refused token ends the request before any policy sees it.
     let user = match crate::authn::verify(&proxy.authn.load(), request.headers()) {
         Ok(user) => user,
-        Err(refusal) => return unauthenticated(proxy, peer, &request, &path, refusal, grpc),
+        Err(refusal) => {
+            return unauthenticated(proxy, peer, (&request, &path, exchange), refusal, grpc);
+        }
     };
     if user.is_some() {
         proxy
@@ -450,8 +467,10 @@ async fn decide_and_forward(
         (decide(&authorizer), candidate.as_deref().map(decide))
     };
     proxy.metrics.decision("request", &decision);
+    exchange.decided(&decision);
     if proxy.audit.is_some() || shadow.is_some() {
-        let subject = request_subject(proxy, peer, &request, &path);
+        let ids = exchange.audit_ids();
+        let subject = request_subject(proxy, peer, &request, &path, &ids);
         proxy.audit(&subject, &decision, authorizer.bundle().hash());
         if let (Some(candidate), Some(shadow)) = (&candidate, &shadow) {
             crate::shadow::compare(
@@ -479,9 +498,11 @@ async fn decide_and_forward(
         return ProxyError::BodyTooLarge.respond(grpc);
     }
     crate::headers::set_identity(request.headers_mut(), &proxy.identity_header, &peer.id);
+    // The app's own calls continue the trace from this proxy's span.
+    exchange.propagate(request.headers_mut());
     let (parts, body) = request.into_parts();
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let body = Limited::new(body, limit).boxed();
+    let body = exchange.count_request_body(Limited::new(body, limit).boxed());
     let forwarded = proxy.app.send(Request::from_parts(parts, body), None);
     match tokio::time::timeout(proxy.config.limits.request_timeout, forwarded).await {
         Ok(Ok(response)) => {

@@ -19,6 +19,7 @@
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/identity`, `/config`.
 //! - [`reload`]: watching the bootstrap files.
 //! - [`control`]: the control-plane source (SVID, bundle, deny-list, policies, endpoints).
+//! - [`telemetry`]: spans over OTLP, access logs, golden metrics.
 
 pub mod accept;
 pub mod admin;
@@ -40,4 +41,5 @@ pub mod respond;
 pub mod shadow;
 pub mod start;
 pub mod state;
+pub mod telemetry;
 pub mod traffic;

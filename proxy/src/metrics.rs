@@ -68,7 +68,7 @@ impl Family {
     }
 }
 
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -338,7 +338,12 @@ pub fn protocol(version: http::Version) -> &'static str {
 
 /// `2xx`, `4xx`… for a status code.
 pub fn class(status: http::StatusCode) -> &'static str {
-    match status.as_u16() {
+    class_of(status.as_u16())
+}
+
+/// `2xx`, `4xx`… for a status number.
+pub fn class_of(status: u16) -> &'static str {
+    match status {
         100..=199 => "1xx",
         200..=299 => "2xx",
         300..=399 => "3xx",

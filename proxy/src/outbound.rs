@@ -28,6 +28,7 @@ use crate::config::{OutboundConfig, Protocol, UpstreamHttp};
 use crate::metrics::class;
 use crate::pool::{Body, Pool, Transport, UseH2};
 use crate::state::Proxy;
+use crate::telemetry::{Direction, Exchange};
 use crate::traffic::Policy;
 use crate::traffic::balance::{Endpoint, Endpoints};
 use crate::traffic::outlier::{Health, may_eject};
@@ -36,6 +37,8 @@ use crate::traffic::weighted::WeightedAddr;
 /// One upstream service.
 pub struct Upstream {
     config: OutboundConfig,
+    /// The service name as metrics label it.
+    label: Arc<str>,
     targets: ArcSwap<Targets>,
     policy: ArcSwap<Policy>,
 }
@@ -72,6 +75,7 @@ impl Upstream {
         )?;
         let policy = Policy::new(ServiceTraffic::defaults(&config.service));
         Ok(Self {
+            label: Arc::from(config.service.as_str()),
             config,
             targets: ArcSwap::from_pointee(targets),
             policy: ArcSwap::from_pointee(policy),
@@ -331,34 +335,71 @@ async fn serve_http(tcp: TcpStream, upstream: Arc<Upstream>, proxy: Arc<Proxy>) 
     let _ = conn.await;
 }
 
-async fn handle(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
+async fn handle(
+    request: Request<Incoming>,
+    upstream: &Upstream,
+    proxy: &Arc<Proxy>,
+) -> Response<Body> {
     let protocol = crate::metrics::protocol(request.version());
-    let response = forward(request, upstream, proxy).await;
+    let mut exchange = Exchange::begin(
+        proxy,
+        Direction::Outbound,
+        &request,
+        Arc::clone(&upstream.label),
+    );
+    if exchange.detailed() {
+        exchange.details.source = proxy.own_id().as_str().to_owned();
+    }
+    let response = forward(request, upstream, proxy, &mut exchange).await;
     proxy
         .metrics
         .requests
         .inc(&["outbound", protocol, class(response.status())]);
-    response
+    exchange.respond(response)
 }
 
-async fn forward(request: Request<Incoming>, upstream: &Upstream, proxy: &Proxy) -> Response<Body> {
+async fn forward(
+    request: Request<Incoming>,
+    upstream: &Upstream,
+    proxy: &Proxy,
+    exchange: &mut Exchange,
+) -> Response<Body> {
     let grpc = crate::respond::is_grpc(request.headers());
     let (mut parts, body) = request.into_parts();
     crate::headers::strip_hop_by_hop(&mut parts.headers);
     // The identity header (under any spelling) is for the upstream's proxy to set; never
     // pass the app's along.
     crate::headers::strip_reserved(&mut parts.headers, &proxy.identity_header);
-    let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    exchange.propagate(&mut parts.headers);
+    let body = exchange.count_request_body(body.map_err(Into::into).boxed());
+    let request = Request::from_parts(parts, body);
     let targets = upstream.targets.load_full();
     let policy = upstream.policy.load_full();
+    let mut trip = crate::traffic::Trip::default();
     let sent = crate::traffic::send(
         &upstream.config.service,
         &policy,
         &targets.endpoints,
         request,
         &proxy.metrics,
-    );
-    match sent.await {
+        &mut trip,
+    )
+    .await;
+    if let Some(route) = trip.route {
+        exchange.route = route;
+    }
+    if exchange.detailed() {
+        let d = &mut exchange.details;
+        d.retries = trip.retries;
+        d.upstream_duration = trip.upstream;
+        if let Some(endpoint) = &trip.endpoint {
+            d.upstream = Some(endpoint.addr);
+            if let Some(id) = endpoint.pool.peer_id() {
+                d.destination = id.as_str().to_owned();
+            }
+        }
+    }
+    match sent {
         Ok(response) => crate::pool::relay(response).await,
         Err(e) => e.respond(grpc),
     }

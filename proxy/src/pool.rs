@@ -4,7 +4,7 @@
 //! New connections to an upstream count against its circuit breaker's connection limit.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri, Version, header};
@@ -121,6 +121,8 @@ pub struct Pool {
     /// Set once an offer of HTTP/2 was declined: HTTP/2 requests then share the HTTP/1.1
     /// connections.
     no_h2: std::sync::atomic::AtomicBool,
+    /// The SPIFFE ID the endpoint's certificate named at the last handshake.
+    peer_id: arc_swap::ArcSwapOption<signet_spiffe::SpiffeId>,
 }
 
 /// A request that did not get an answer: either never sent (and so safe to send again), or
@@ -144,7 +146,13 @@ impl Pool {
             h2: Mutex::new(None),
             h1: Mutex::new(Vec::new()),
             no_h2: std::sync::atomic::AtomicBool::new(false),
+            peer_id: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// The SPIFFE ID the endpoint presented at the last handshake (TLS transports only).
+    pub fn peer_id(&self) -> Option<Arc<signet_spiffe::SpiffeId>> {
+        self.peer_id.load_full()
     }
 
     /// The endpoint.
@@ -298,6 +306,12 @@ impl Pool {
                     .connect(name, tcp)
                     .await
                     .map_err(|source| SendError::Handshake { addr, source })?;
+                if let Ok((id, _)) =
+                    signet_spiffe::tls::peer_identity(tls.get_ref().1.peer_certificates())
+                    && self.peer_id.load().as_deref() != Some(&id)
+                {
+                    self.peer_id.store(Some(Arc::new(id)));
+                }
                 let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 if want_h2 && !is_h2 {
                     self.no_h2.store(true, std::sync::atomic::Ordering::Relaxed);

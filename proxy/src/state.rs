@@ -60,6 +60,8 @@ pub struct Proxy {
     pub authn: ArcSwap<crate::authn::Authn>,
     /// The local app's health, by the health check in the traffic settings.
     pub health: crate::health::AppHealth,
+    /// Spans, access logs and golden metrics.
+    pub telemetry: crate::telemetry::Telemetry,
     /// The upstream services, set once their listeners are bound.
     pub upstreams: std::sync::OnceLock<Vec<Arc<crate::outbound::Upstream>>>,
 }
@@ -96,6 +98,8 @@ impl Proxy {
             &config.service.name,
             &config.service.namespace,
         ));
+        let own_id = identity.current.borrow().svid.id().clone();
+        let telemetry = crate::telemetry::Telemetry::start(&config, &own_id)?;
         let metrics = Metrics::default();
         metrics
             .policy_version
@@ -116,6 +120,7 @@ impl Proxy {
             authn: ArcSwap::from_pointee(authn),
             upstreams: std::sync::OnceLock::new(),
             health: crate::health::AppHealth::default(),
+            telemetry,
             config,
         })
     }
@@ -206,6 +211,11 @@ impl Proxy {
     }
 
     /// The local service as the authorizer's target, with the labels in `callers`.
+    /// This proxy's own SPIFFE ID (its current SVID's).
+    pub fn own_id(&self) -> SpiffeId {
+        self.identity.current.borrow().svid.id().clone()
+    }
+
     pub fn target<'a>(&'a self, callers: &'a Callers) -> Target<'a> {
         Target {
             name: &self.config.service.name,

@@ -27,6 +27,7 @@ pub(crate) fn decision(n: usize) -> Event {
         policies: vec!["frontend-reads-cart".to_owned()],
         bundle: "ab".repeat(32),
         trace: None,
+        span: None,
         src: "127.0.0.1:40000".to_owned(),
         dst: "127.0.0.1:8080".to_owned(),
         sample: 1,

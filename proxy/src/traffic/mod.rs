@@ -75,17 +75,33 @@ impl Policy {
     }
 }
 
+/// Where a request went, for its span and access-log line.
+#[derive(Debug, Default)]
+pub struct Trip {
+    /// The route it took.
+    pub route: Option<std::sync::Arc<str>>,
+    /// The endpoint of its last attempt.
+    pub endpoint: Option<std::sync::Arc<balance::Endpoint>>,
+    /// Retries sent after the first attempt.
+    pub retries: u32,
+    /// How long its last attempt took to answer.
+    pub upstream: Option<Duration>,
+}
+
 /// Sends `request` to one of `endpoints` by `policy`: the route's timeout over all attempts,
-/// retries as its policy and the budget allow. Errors are the proxy's own answers.
+/// retries as its policy and the budget allow. Errors are the proxy's own answers. `trip`
+/// learns where it went.
 pub async fn send(
     service: &str,
     policy: &Policy,
     endpoints: &Endpoints,
     request: Request<Body>,
     metrics: &Metrics,
+    trip: &mut Trip,
 ) -> Result<Response<Incoming>, ProxyError> {
     let grpc = crate::respond::is_grpc(request.headers());
     let route = policy.route(&request);
+    trip.route = Some(std::sync::Arc::clone(&route.name));
     // Only a gRPC call carries a deadline or a status in its headers: other requests skip
     // the lookups.
     let asked = if grpc {
@@ -110,7 +126,7 @@ pub async fn send(
         metrics,
         grpc,
     };
-    let result = tokio::time::timeout(timeout, call.attempts(request))
+    let result = tokio::time::timeout(timeout, call.attempts(request, trip))
         .await
         .unwrap_or(Err(ProxyError::Timeout));
     let outcome = match &result {
@@ -138,7 +154,11 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    async fn attempts(&self, request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
+    async fn attempts(
+        &self,
+        request: Request<Body>,
+        trip: &mut Trip,
+    ) -> Result<Response<Incoming>, ProxyError> {
         let retry = &self.route.retry;
         let (parts, body) = request.into_parts();
         let declared = parts
@@ -211,6 +231,9 @@ impl Call<'_> {
                 e
             });
             let done = Instant::now();
+            trip.retries = retries;
+            trip.upstream = Some(done - started);
+            trip.endpoint = Some(std::sync::Arc::clone(&endpoint));
             let (outcome, answer) = self.classify(result)?;
             if matches!(outcome, Outcome::Answered { .. }) {
                 endpoint.observe(done - started, done);

@@ -27,7 +27,7 @@ pub(crate) fn fraction() -> f64 {
     (next() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn next() -> u64 {
+pub(crate) fn next() -> u64 {
     STATE.with(|s| {
         // xorshift64*
         let mut x = s.get();
