@@ -163,6 +163,7 @@ fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
             let not_after = proxy.identity.current.borrow().svid.not_after();
             let mut text = proxy.metrics.render(seconds_until(not_after));
             crate::outbound::render_endpoint_gauges(upstreams(proxy), &mut text);
+            proxy.telemetry.render(&mut text);
             reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

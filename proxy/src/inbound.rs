@@ -39,9 +39,10 @@ struct Peer {
     id: SpiffeId,
     serial: Serial,
     addr: SocketAddr,
-    /// Its registered service when the connection was made (the metrics label), or
-    /// `unknown`.
-    service: Arc<str>,
+    /// Its registered service (the metrics label), or `unknown`: looked up when the
+    /// connection was made, and again by each request's decision (a caller may register
+    /// after its first connection).
+    service: std::sync::RwLock<Arc<str>>,
 }
 
 /// Accepts connections until shutdown. Until its handshake completes a connection holds
@@ -136,7 +137,11 @@ async fn connection(
         let target = proxy.target(&callers);
         let decide = |a: &signet_policy::Authorizer| a.connect(&caller, &target, remote.ip());
         let service: Arc<str> = Arc::from(caller.service.unwrap_or(UNKNOWN));
-        (decide(&authorizer), candidate.as_deref().map(decide), service)
+        (
+            decide(&authorizer),
+            candidate.as_deref().map(decide),
+            service,
+        )
     };
     proxy.metrics.decision("connect", &decision);
     let subject = crate::audit::Subject {
@@ -172,7 +177,7 @@ async fn connection(
         id,
         serial,
         addr: remote,
-        service,
+        service: std::sync::RwLock::new(service),
     });
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let (io, activity) = Tracked::new(tls);
@@ -180,12 +185,26 @@ async fn connection(
     tokio::pin!(denied);
     match proxy.config.inbound.protocol {
         Protocol::Tcp => {
+            let opened = std::time::Instant::now();
+            let mut bytes = (0, 0);
             tokio::select! {
-                () = tcp_to_app(io, &proxy) => {}
+                moved = tcp_to_app(io, &proxy) => bytes = moved,
                 () = &mut denied => {}
                 () = activity.idle(limits.idle_timeout) => {}
                 () = proxy.draining() => {}
             }
+            // Bytes are known for connections that end on their own; one cut (deny-list,
+            // idle, drain) counts its duration only.
+            let service = peer
+                .service
+                .read()
+                .map_or_else(|_| Arc::from(UNKNOWN), |s| Arc::clone(&s));
+            proxy.telemetry.golden.tcp.observe(
+                &["inbound", &service],
+                opened.elapsed(),
+                bytes.0,
+                bytes.1,
+            );
         }
         Protocol::Http => serve_http(io, alpn, &proxy, peer, &activity, denied).await,
     }
@@ -211,15 +230,19 @@ async fn denied_later(proxy: &Proxy, peer: Arc<Peer>) {
     std::future::pending::<()>().await;
 }
 
-async fn tcp_to_app<S>(mut io: S, proxy: &Proxy)
+/// Carries the connection to the app; the bytes received from the peer and sent to it.
+async fn tcp_to_app<S>(mut io: S, proxy: &Proxy) -> (u64, u64)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     match TcpStream::connect(proxy.config.inbound.app).await {
-        Ok(mut app) => {
-            let _ = tokio::io::copy_bidirectional(&mut io, &mut app).await;
+        Ok(mut app) => tokio::io::copy_bidirectional(&mut io, &mut app)
+            .await
+            .unwrap_or((0, 0)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the app is unreachable");
+            (0, 0)
         }
-        Err(e) => tracing::warn!(error = %e, "the app is unreachable"),
     }
 }
 
@@ -359,8 +382,11 @@ fn unauthenticated<B>(
 
 async fn handle(request: Request<Incoming>, proxy: &Arc<Proxy>, peer: &Peer) -> Response<Body> {
     let protocol = crate::metrics::protocol(request.version());
-    let mut exchange =
-        Exchange::begin(proxy, Direction::Inbound, &request, Arc::clone(&peer.service));
+    let service = peer
+        .service
+        .read()
+        .map_or_else(|_| Arc::from(UNKNOWN), |s| Arc::clone(&s));
+    let mut exchange = Exchange::begin(proxy, Direction::Inbound, &request, service);
     if exchange.detailed() {
         let d = &mut exchange.details;
         d.source = peer.id.as_str().to_owned();
@@ -453,6 +479,14 @@ async fn decide_and_forward(
             .unwrap_or("");
         let callers = proxy.callers.load();
         let caller = callers.directory.caller(&peer.id);
+        let service = caller.service.unwrap_or(UNKNOWN);
+        if *exchange.peer != *service {
+            let service: Arc<str> = Arc::from(service);
+            if let Ok(mut known) = peer.service.write() {
+                *known = Arc::clone(&service);
+            }
+            exchange.peer = service;
+        }
         let target = proxy.target(&callers);
         let view = HttpRequest {
             method: request.method().as_str(),

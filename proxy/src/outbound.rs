@@ -443,7 +443,17 @@ async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
                     Instant::now(),
                     || false,
                 );
-                let _ = tokio::io::copy_bidirectional(&mut local, &mut tls).await;
+                let opened = Instant::now();
+                let (sent, received) = tokio::io::copy_bidirectional(&mut local, &mut tls)
+                    .await
+                    .unwrap_or((0, 0));
+                // From the app's side: it sent `sent`, and received `received`.
+                proxy.telemetry.golden.tcp.observe(
+                    &["outbound", &upstream.label],
+                    opened.elapsed(),
+                    sent,
+                    received,
+                );
                 return;
             }
             None => {

@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod jwt;
 pub mod mesh;
 pub mod openbao;
+pub mod otlp;
 pub mod pki;
 pub mod process;
 pub mod rsyslog;

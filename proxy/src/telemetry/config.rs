@@ -130,7 +130,10 @@ impl TracingConfig {
             format!("tracing.otlp_endpoint: `{url}` must start with http:// (a local collector or agent)")
         })?;
         let authority = rest.split('/').next().unwrap_or("");
-        if authority.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        if authority
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
             return Err(format!(
                 "tracing.otlp_endpoint: `{url}` must name a host and a port"
             ));

@@ -187,7 +187,8 @@ fn b3_trace_id(text: &str) -> Option<[u8; 16]> {
 }
 
 fn is_lower_hex(text: &str) -> bool {
-    text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -311,7 +312,10 @@ mod tests {
         assert_eq!(ctx.span_hex(), "e457b5a2e4d86bd1");
         assert!(!ctx.sampled);
         // W3C wins over B3 when both came.
-        let both = headers(&[(TRACEPARENT, TP), ("b3", "64fe8b2a57d3eff7-e457b5a2e4d86bd1")]);
+        let both = headers(&[
+            (TRACEPARENT, TP),
+            ("b3", "64fe8b2a57d3eff7-e457b5a2e4d86bd1"),
+        ]);
         assert_eq!(
             TraceContext::extract(&both).unwrap().trace_hex(),
             "4bf92f3577b34da6a3ce929d0e0e4736"

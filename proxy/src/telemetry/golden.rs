@@ -43,12 +43,12 @@ impl Series {
     }
 
     fn is(&self, labels: &[&str]) -> bool {
-        self.labels.len() == labels.len()
-            && self.labels.iter().zip(labels).all(|(a, b)| &**a == *b)
+        self.labels.len() == labels.len() && self.labels.iter().zip(labels).all(|(a, b)| &**a == *b)
     }
 }
 
-/// A histogram family with two byte counters per series.
+/// A histogram family with two byte counters per series (HTTP: request and response
+/// bodies; TCP: received from and sent to the side that connected).
 #[derive(Debug)]
 pub struct Histograms {
     labels: &'static [&'static str],
@@ -118,10 +118,7 @@ impl Histograms {
     /// Observations counted under `labels` (tests read it).
     pub fn count(&self, labels: &[&str]) -> u64 {
         self.series.lock().map_or(0, |series| {
-            series
-                .iter()
-                .find(|s| s.is(labels))
-                .map_or(0, |s| s.count)
+            series.iter().find(|s| s.is(labels)).map_or(0, |s| s.count)
         })
     }
 
@@ -143,11 +140,7 @@ impl Histograms {
                 let _ = writeln!(out, "{hist}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
             }
             let _ = writeln!(out, "{hist}_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(
-                out,
-                "{hist}_sum{{{labels}}} {}",
-                s.sum_nanos as f64 / 1e9
-            );
+            let _ = writeln!(out, "{hist}_sum{{{labels}}} {}", s.sum_nanos as f64 / 1e9);
             let _ = writeln!(out, "{hist}_count{{{labels}}} {}", s.count);
         }
         for (which, (counter, help)) in bytes.iter().enumerate() {

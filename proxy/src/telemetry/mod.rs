@@ -78,6 +78,54 @@ impl Telemetry {
     }
 }
 
+impl Telemetry {
+    /// The golden histograms and the span and access-log counters, as Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        self.golden.render(out);
+        let mut counter = |name: &str, help: &str, series: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, value) in series {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        if let Some(t) = &self.tracer {
+            let s = &t.stats;
+            counter(
+                "signet_proxy_trace_spans_exported_total",
+                "Spans the collector accepted.",
+                &[("", load(&s.exported))],
+            );
+            counter(
+                "signet_proxy_trace_spans_dropped_total",
+                "Spans dropped: the queue was full, their export failed, or the collector rejected them.",
+                &[
+                    ("{reason=\"queue-full\"}", load(&s.dropped_queue)),
+                    ("{reason=\"export-failed\"}", load(&s.dropped_export)),
+                    ("{reason=\"rejected\"}", load(&s.rejected)),
+                ],
+            );
+        }
+        if let Some(log) = &self.access_log {
+            let s = &log.stats;
+            counter(
+                "signet_proxy_access_log_lines_total",
+                "Access-log lines written.",
+                &[("", load(&s.written))],
+            );
+            counter(
+                "signet_proxy_access_log_dropped_total",
+                "Access-log lines dropped: the queue was full, or writing failed.",
+                &[
+                    ("{reason=\"queue-full\"}", load(&s.dropped)),
+                    ("{reason=\"write-failed\"}", load(&s.failed)),
+                ],
+            );
+        }
+    }
+}
+
 /// Which way a request goes through this proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -166,7 +214,10 @@ impl Exchange {
             }
             None => (incoming, None),
         };
-        let log = telemetry.access_log.as_ref().is_some_and(AccessLog::sampled);
+        let log = telemetry
+            .access_log
+            .as_ref()
+            .is_some_and(AccessLog::sampled);
         let declared = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -286,15 +337,11 @@ impl Exchange {
             RequestBytes::Counted(c) => c.load(Ordering::Relaxed),
         };
         let class = crate::metrics::class_of(self.status);
-        let (bytes_in, bytes_out) = match self.direction {
-            Direction::Inbound => (request_bytes, response_bytes),
-            Direction::Outbound => (response_bytes, request_bytes),
-        };
         telemetry.golden.http.observe(
             &[self.direction.name(), &self.peer, &self.route, class],
             took,
-            bytes_in,
-            bytes_out,
+            request_bytes,
+            response_bytes,
         );
         if !self.detailed() {
             return;
@@ -392,11 +439,7 @@ impl Exchange {
         let (trace_id, span_id) = match &self.context {
             Some(c) => (
                 Some(c.trace_hex()),
-                self.proxy
-                    .telemetry
-                    .tracer
-                    .is_some()
-                    .then(|| c.span_hex()),
+                self.proxy.telemetry.tracer.is_some().then(|| c.span_hex()),
             ),
             None => (None, None),
         };

@@ -177,7 +177,9 @@ mod tests {
     #[test]
     fn new_traces_are_sampled_by_ratio_and_children_follow_their_parent() {
         let t = tracer(0.25);
-        let sampled = (0..20_000).filter(|_| t.begin(None).context.sampled).count();
+        let sampled = (0..20_000)
+            .filter(|_| t.begin(None).context.sampled)
+            .count();
         assert!((4_500..5_500).contains(&sampled), "{sampled}");
         assert!((0..1000).all(|_| tracer(1.0).begin(None).context.sampled));
         assert!((0..1000).all(|_| !tracer(0.0).begin(None).context.sampled));

@@ -1,0 +1,316 @@
+//! Observability end to end: spans from three proxies joined into one trace that an app
+//! instrumented with the OpenTelemetry SDK started, collected by a real OTLP receiver over
+//! gRPC and HTTP; access-log lines; audit records joined to their spans; golden metrics;
+//! an unreachable collector.
+#![expect(clippy::panic, reason = "tests: a failure is the test failing")]
+
+use std::time::Duration;
+
+use signet_tests::app::EchoApp;
+use signet_tests::control::{ControlPlane, workspace_binary};
+use signet_tests::mesh::{CART, FRONTEND, TD, proxy_toml};
+use signet_tests::otlp::{Receiver, RelayApp, sdk_client};
+use signet_tests::process::ProxyProcess;
+
+const PAYMENTS: &str = "spiffe://mesh.test/ns/shop/sa/payments";
+
+fn policies() -> String {
+    format!(
+        r#"
+@id("shop-connect")
+permit (principal in Mesh::Namespace::"shop", action == Mesh::Action::"connect",
+        resource in Mesh::Namespace::"shop");
+
+@id("frontend-reads-cart")
+permit (principal == Mesh::Workload::"{FRONTEND}", action in Mesh::Action::"read",
+        resource == Mesh::Service::"cart");
+
+@id("cart-reads-payments")
+permit (principal == Mesh::Workload::"{CART}", action in Mesh::Action::"read",
+        resource == Mesh::Service::"payments");
+"#
+    )
+}
+
+fn tracing(endpoint: &str, protocol: &str) -> String {
+    format!(
+        "\n[tracing]\notlp_endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\nsample_ratio = 1.0\nflush_interval = \"100ms\"\n"
+    )
+}
+
+/// Waits until `GET path` through `port` answers 200.
+async fn reachable(port: std::net::SocketAddr, path: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = async {
+            let mut http = signet_tests::client::Http::h1(port).await;
+            http.get("x", path, &[]).await.status.as_u16()
+        };
+        let status = tokio::time::timeout(Duration::from_secs(5), attempt)
+            .await
+            .unwrap_or(0);
+        if status == 200 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{path} through {port}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn span<'a>(spans: &'a [serde_json::Value], service: &str, kind: u64) -> &'a serde_json::Value {
+    spans
+        .iter()
+        .find(|s| s["resource"]["service.name"] == service && s["kind"] == kind)
+        .unwrap_or_else(|| panic!("no kind-{kind} span of {service} in {spans:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_through_three_proxies_is_one_trace_with_logs_and_audit_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(
+        &dir.path().join("cp"),
+        &["--trust-domain", TD, "--heartbeat-interval", "1s"],
+    );
+    let file = dir.path().join("policies.cedar");
+    std::fs::write(&file, policies()).unwrap();
+    cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--allow-widening",
+    ]);
+    let receiver = Receiver::start();
+    let payments_app = EchoApp::start().await;
+    let cart_app = RelayApp::start().await;
+    let binary = workspace_binary("signet-proxy");
+    let access_log = dir.path().join("frontend-access.log");
+    let _payments = ProxyProcess::start(
+        &binary,
+        dir.path(),
+        "payments",
+        &(proxy_toml(
+            &cp,
+            "payments",
+            Some(&cp.token(PAYMENTS)),
+            payments_app.addr,
+            &[],
+        ) + &tracing(&receiver.grpc, "grpc")),
+    );
+    // The cart's proxy exports over OTLP/HTTP, the others over gRPC.
+    let cart = ProxyProcess::start(
+        &binary,
+        dir.path(),
+        "cart",
+        &(proxy_toml(
+            &cp,
+            "cart",
+            Some(&cp.token(CART)),
+            cart_app.addr,
+            &["payments"],
+        ) + &tracing(&receiver.http, "http/protobuf")),
+    );
+    cart_app.forward_to(cart.outbound["payments"]);
+    let frontend = ProxyProcess::start(
+        &binary,
+        dir.path(),
+        "frontend",
+        &(proxy_toml(
+            &cp,
+            "frontend",
+            Some(&cp.token(FRONTEND)),
+            payments_app.addr,
+            &["cart"],
+        ) + &tracing(&receiver.grpc, "grpc")
+            + &format!(
+                "\n[access_log]\npath = \"{}\"\nformat = \"json\"\n",
+                access_log.display()
+            )),
+    );
+    reachable(frontend.outbound["cart"], "/api/warm-up").await;
+
+    // An app instrumented with the OpenTelemetry SDK starts the trace.
+    let url = format!("http://{}/api/checkout", frontend.outbound["cart"]);
+    let client = sdk_client(&url, &receiver.http);
+    assert_eq!(client["status"], 200, "{client}");
+    assert!(
+        client["sent"]["traceparent"].is_string(),
+        "the SDK sent its context: {client}"
+    );
+    let trace_id = client["trace_id"].as_str().unwrap();
+    let spans = receiver.trace(trace_id, 5).await;
+    assert_eq!(spans.len(), 5, "{spans:#?}");
+
+    // One trace, each span the child of the hop before it.
+    let root = span(&spans, "shopper", 3);
+    assert_eq!(root["span_id"], client["span_id"]);
+    let frontend_out = span(&spans, "frontend", 3);
+    let cart_in = span(&spans, "cart", 2);
+    let cart_out = span(&spans, "cart", 3);
+    let payments_in = span(&spans, "payments", 2);
+    assert_eq!(frontend_out["parent_span_id"], root["span_id"]);
+    assert_eq!(cart_in["parent_span_id"], frontend_out["span_id"]);
+    assert_eq!(cart_out["parent_span_id"], cart_in["span_id"]);
+    assert_eq!(payments_in["parent_span_id"], cart_out["span_id"]);
+    assert_eq!(cart_in["via"], "http");
+    assert_eq!(frontend_out["via"], "grpc");
+    for s in [frontend_out, cart_in, cart_out, payments_in] {
+        let a = &s["attributes"];
+        assert_eq!(a["http.request.method"], "GET", "{s}");
+        assert_eq!(a["url.path"], "/api/checkout", "{s}");
+        assert_eq!(a["http.response.status_code"], 200, "{s}");
+        assert!(a["server.address"].is_string(), "{s}");
+        assert!(a["network.peer.address"].is_string(), "{s}");
+        assert!(s["end"].as_u64() >= s["start"].as_u64(), "{s}");
+        assert_eq!(s["scope"], "signet-proxy");
+    }
+    // Outbound: where it went and who answered.
+    let a = &frontend_out["attributes"];
+    assert_eq!(a["signet.peer.spiffe_id"], CART);
+    assert_eq!(a["signet.retry.attempt"], 0);
+    assert!(a["signet.upstream.endpoint"].is_string(), "{a}");
+    assert_eq!(cart_out["attributes"]["signet.peer.spiffe_id"], PAYMENTS);
+    // Inbound: who called and what decided.
+    let a = &cart_in["attributes"];
+    assert_eq!(a["signet.peer.spiffe_id"], FRONTEND);
+    assert_eq!(a["signet.authz.decision"], "allow");
+    assert_eq!(
+        a["signet.authz.policies"],
+        serde_json::json!(["frontend-reads-cart"])
+    );
+    assert_eq!(
+        payments_in["attributes"]["signet.authz.policies"],
+        serde_json::json!(["cart-reads-payments"])
+    );
+    assert_eq!(cart_in["resource"]["signet.spiffe_id"], CART);
+
+    // The frontend's access log has the request's line, joined to the trace.
+    let started = std::time::Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&access_log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["trace_id"] == trace_id);
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["direction"], "outbound");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/api/checkout");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["source"], FRONTEND);
+    assert_eq!(line["destination"], CART);
+    assert_eq!(line["peer_service"], "cart");
+    assert_eq!(line["route"], "default");
+    assert_eq!(line["span_id"], frontend_out["span_id"]);
+    assert_eq!(
+        line["upstream"],
+        a_str(&frontend_out["attributes"]["signet.upstream.endpoint"])
+    );
+    assert!(line["response_bytes"].as_u64().unwrap() > 0, "{line}");
+    assert!(
+        line["duration_ms"].as_f64().unwrap() >= line["upstream_duration_ms"].as_f64().unwrap()
+    );
+
+    // The cart's audit record of the request carries the trace and its own span.
+    let started = std::time::Instant::now();
+    loop {
+        let out = cp.meshctl_ok(&[
+            "audit",
+            "tail",
+            "-o",
+            "json",
+            "--resource",
+            "cart",
+            "-n",
+            "1000",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let joined = v["records"].as_array().unwrap().iter().any(|r| {
+            r.to_string().contains(trace_id)
+                && r.to_string().contains(cart_in["span_id"].as_str().unwrap())
+        });
+        if joined {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Golden metrics, per edge, on both sides.
+    let (_, text) = frontend.admin_get("/metrics").await;
+    assert!(
+        text.contains("signet_proxy_http_request_duration_seconds_count{direction=\"outbound\",peer=\"cart\",route=\"default\",class=\"2xx\"}"),
+        "{text}"
+    );
+    let (_, text) = cart.admin_get("/metrics").await;
+    assert!(
+        text.contains("signet_proxy_http_request_duration_seconds_count{direction=\"inbound\",peer=\"frontend\",route=\"default\",class=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("signet_proxy_http_request_duration_seconds_count{direction=\"outbound\",peer=\"payments\",route=\"default\",class=\"2xx\"}"),
+        "{text}"
+    );
+}
+
+fn a_str(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_collector_costs_spans_not_requests() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mesh = signet_tests::mesh::Mesh::start(&[]).await;
+    let app = EchoApp::start().await;
+    let traced = ProxyProcess::start(
+        &workspace_binary("signet-proxy"),
+        mesh.dir.path(),
+        "traced",
+        &(proxy_toml(
+            &mesh.cp,
+            "frontend",
+            Some(&mesh.cp.token(FRONTEND)),
+            app.addr,
+            &["cart"],
+        )
+        .replace("frontend-state", "traced-state")
+            + &tracing(&nowhere, "grpc")),
+    );
+    reachable(traced.outbound["cart"], "/api/items").await;
+    for i in 0..200 {
+        let mut http = signet_tests::client::Http::h1(traced.outbound["cart"]).await;
+        let reply = http.get("cart", &format!("/api/items/{i}"), &[]).await;
+        assert_eq!(reply.status, 200);
+    }
+    let dropped = traced
+        .metric_reaching(
+            "signet_proxy_trace_spans_dropped_total{reason=\"export-failed\"}",
+            1,
+        )
+        .await;
+    assert!(dropped >= 1);
+    assert_eq!(
+        traced
+            .metric("signet_proxy_trace_spans_exported_total")
+            .await,
+        0
+    );
+    // Random paths add no series: one edge, one route, one class.
+    let (_, text) = traced.admin_get("/metrics").await;
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("signet_proxy_http_request_duration_seconds_count"))
+        .count();
+    assert_eq!(series, 1, "{text}");
+}
