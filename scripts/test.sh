@@ -37,6 +37,19 @@ if ! python3 -c 'import grpc, grpc_health' 2>/dev/null; then
     || python3 -m pip install --user --quiet --break-system-packages grpcio grpcio-health-checking
 fi
 
+# OpenTelemetry's official OTLP definitions (for the span receiver the tracing tests run) and
+# its Python SDK with the OTLP/HTTP exporter (an instrumented client app).
+if ! python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter' 2>/dev/null; then
+  python3 -m pip install --user --quiet opentelemetry-proto opentelemetry-sdk opentelemetry-exporter-otlp-proto-http \
+    || python3 -m pip install --user --quiet --break-system-packages opentelemetry-proto opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
+fi
+
+# Prometheus and promtool (Debian's `prometheus`): the metrics exposition, scrape config, rules
+# and a real scrape of a demo mesh are checked by them.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  apt_install prometheus
+fi
+
 # A real syslog receiver for the TLS (RFC 5425) export test: Debian's rsyslog with GnuTLS.
 if [ ! -x /usr/sbin/rsyslogd ] \
   || ! find /usr/lib -name lmnsd_gtls.so -path '*rsyslog*' 2>/dev/null | grep -q .; then

@@ -251,6 +251,9 @@ async fn a_request_through_three_proxies_is_one_trace_with_logs_and_audit_joined
         "{text}"
     );
     let (_, text) = cart.admin_get("/metrics").await;
+    // The whole exposition, with every family this test made, passes promtool.
+    let checked = signet_tests::validators::promtool_metrics(&text);
+    assert!(checked.ok, "{}", checked.report);
     assert!(
         text.contains("signet_proxy_http_request_duration_seconds_count{direction=\"inbound\",peer=\"frontend\",route=\"default\",class=\"2xx\"}"),
         "{text}"

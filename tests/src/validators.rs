@@ -139,3 +139,28 @@ fn header_end(line: &str) -> Option<usize> {
     }
     None
 }
+
+/// Checks a Prometheus text exposition with `promtool check metrics` (Debian's `prometheus`
+/// package): its format and the naming lints.
+pub fn promtool_metrics(text: &str) -> Verdict {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (./scripts/test.sh installs it)");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child.wait_with_output().expect("promtool finishes");
+    Verdict {
+        ok: out.status.success(),
+        report: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
