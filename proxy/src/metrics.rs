@@ -5,74 +5,9 @@
 //! is cheap next to the TLS and Cedar work around it.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-/// A counter family keyed by label values.
-#[derive(Debug, Default)]
-pub struct Family {
-    /// Each series' label values and count, in first-seen order. A family holds tens of
-    /// series, so a scan that allocates nothing beats a map keyed by owned strings on the
-    /// request path.
-    values: Mutex<Vec<(Box<[String]>, u64)>>,
-}
-
-fn same_labels(series: &[String], labels: &[&str]) -> bool {
-    series.len() == labels.len() && series.iter().zip(labels).all(|(a, b)| a == b)
-}
-
-impl Family {
-    /// Adds one to the series with `labels`.
-    pub fn inc(&self, labels: &[&str]) {
-        let Ok(mut values) = self.values.lock() else {
-            return;
-        };
-        match values
-            .iter_mut()
-            .find(|(series, _)| same_labels(series, labels))
-        {
-            Some((_, count)) => *count += 1,
-            None => values.push((labels.iter().map(|l| (*l).to_owned()).collect(), 1)),
-        }
-    }
-
-    /// The current value of one series (tests read it).
-    pub fn get(&self, labels: &[&str]) -> u64 {
-        self.values
-            .lock()
-            .ok()
-            .and_then(|values| {
-                values
-                    .iter()
-                    .find(|(series, _)| same_labels(series, labels))
-                    .map(|(_, count)| *count)
-            })
-            .unwrap_or(0)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &[&str]) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        let Ok(values) = self.values.lock() else {
-            return;
-        };
-        let mut sorted: Vec<&(Box<[String]>, u64)> = values.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        for (values, count) in sorted {
-            let pairs: Vec<String> = labels
-                .iter()
-                .zip(values.iter())
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
-            let _ = writeln!(out, "{name}{{{}}} {count}", pairs.join(","));
-        }
-    }
-}
-
-pub(crate) fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+pub use signet_metrics::Family;
 
 /// Everything the proxy counts.
 #[derive(Debug, Default)]
