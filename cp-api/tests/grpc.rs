@@ -223,6 +223,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         traffic_version: 0,
         app_health: 0,
         endpoints: Vec::new(),
+        stats: Vec::new(),
         serial: String::new(),
     };
     registry.heartbeat(heartbeat("i-1")).await.unwrap();

@@ -317,3 +317,76 @@ async fn an_unreachable_collector_costs_spans_not_requests() {
         .count();
     assert_eq!(series, 1, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn meshctl_stats_shows_each_services_golden_signals_from_the_proxies() {
+    let mesh = signet_tests::mesh::Mesh::start(&[]).await;
+    for _ in 0..60 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    for _ in 0..15 {
+        assert_eq!(mesh.call("/admin").await.0, 403);
+    }
+    // Reported with the next heartbeats (every second here).
+    let started = std::time::Instant::now();
+    let cart = loop {
+        let out = mesh
+            .cp
+            .meshctl_ok(&["stats", "cart", "--window", "1m", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let row = v["rows"][0].clone();
+        if row["requests"].as_u64() >= Some(75) {
+            break row;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(cart["service"], "cart");
+    assert_eq!(cart["namespace"], "shop");
+    // Ours, and the few the mesh's start-up made (before its first report, or not).
+    let requests = cart["requests"].as_u64().unwrap();
+    assert!((75..=85).contains(&requests), "{cart}");
+    // Denials are answers (4xx), not failures: every request succeeded.
+    assert_eq!(cart["success_rate"], 1.0, "{cart}");
+    assert!(
+        cart["requests_per_second"].as_f64().unwrap() > 0.0,
+        "{cart}"
+    );
+    let (p50, p99) = (
+        cart["latency_ms_p50"].as_f64().unwrap(),
+        cart["latency_ms_p99"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "{cart}");
+
+    // Per edge: the frontend calls the cart.
+    let out = mesh
+        .cp
+        .meshctl_ok(&["stats", "--edges", "--window", "1m", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let edge = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == "cart")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(edge["caller"], "frontend", "{out}");
+    assert_eq!(edge["requests"].as_u64(), Some(requests), "{out}");
+    let table = mesh.cp.meshctl_ok(&["stats", "--edges"]);
+    assert!(
+        table.contains("CALLER") && table.contains("frontend") && table.contains("100.00%"),
+        "{table}"
+    );
+
+    // Bad input: one line, non-zero.
+    for (args, says) in [
+        (vec!["stats", "--window", "0s"], "more than zero"),
+        (vec!["stats", "--window", "1h"], "between 1 and 900"),
+    ] {
+        let out = mesh.cp.meshctl(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        // One line says what is wrong (a usage error adds where to find help).
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains(says), "{args:?}: {err}");
+    }
+}

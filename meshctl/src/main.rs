@@ -53,6 +53,9 @@ enum Command {
     Proxies(ProxiesCommand),
     /// Control plane health, CA expiry, policy version, proxies in sync.
     Status(cp::lists::ListArgs),
+    /// Live golden signals per service or per edge: success rate, requests per second,
+    /// latency percentiles.
+    Stats(cp::stats::StatsArgs),
     /// Run a whole mesh on this machine: control plane, three services behind proxies,
     /// policies, traffic allowed and denied.
     Demo(demo::DemoArgs),
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
         Command::Proxies(ProxiesCommand::List(args)) => cp::lists::proxies(&args),
         Command::Proxies(ProxiesCommand::Endpoints(args)) => cp::traffic::endpoints(&args),
         Command::Status(args) => cp::lists::status(&args),
+        Command::Stats(args) => cp::stats::run(&args),
         Command::Ca(cmd) => cp::ca::run(&cmd),
         Command::Demo(args) => demo::run(&args),
     };

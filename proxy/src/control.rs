@@ -789,6 +789,7 @@ impl Link {
                         .load(std::sync::atomic::Ordering::Relaxed),
                     app_health: app_health(&self.proxy) as i32,
                     endpoints: endpoint_states(&self.proxy),
+                    stats: traffic_stats(&self.proxy),
                     serial: self
                         .proxy
                         .identity
@@ -991,6 +992,35 @@ fn app_health(proxy: &Proxy) -> pb::AppHealth {
 }
 
 /// Most endpoint states one heartbeat carries.
+/// Most golden-signal series one heartbeat carries (the control plane keeps no more).
+const MAX_STATS: usize = 256;
+
+/// The golden signals of HTTP requests, for `meshctl stats`.
+fn traffic_stats(proxy: &Proxy) -> Vec<pb::TrafficStats> {
+    proxy
+        .telemetry
+        .golden
+        .http
+        .snapshot()
+        .into_iter()
+        .take(MAX_STATS)
+        .filter_map(|s| {
+            let [direction, peer, route, class] = <[String; 4]>::try_from(s.labels).ok()?;
+            Some(pb::TrafficStats {
+                direction,
+                peer,
+                route,
+                class,
+                count: s.count,
+                buckets: s.buckets,
+                sum_seconds: s.sum_seconds,
+                request_bytes: s.bytes[0],
+                response_bytes: s.bytes[1],
+            })
+        })
+        .collect()
+}
+
 const MAX_ENDPOINT_STATES: usize = 256;
 
 /// How this proxy's balancers see their endpoints now.

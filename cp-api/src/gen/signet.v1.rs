@@ -264,6 +264,39 @@ pub struct HeartbeatRequest {
     /// `meshctl proxies endpoints`.
     #[prost(message, repeated, tag = "9")]
     pub endpoints: ::prost::alloc::vec::Vec<EndpointState>,
+    /// The proxy's golden signals, cumulative since it started (at most 256 series), for
+    /// `meshctl stats`.
+    #[prost(message, repeated, tag = "10")]
+    pub stats: ::prost::alloc::vec::Vec<TrafficStats>,
+}
+/// One series of a proxy's golden signals: requests of one direction, peer service, route and
+/// status class, counted since the proxy started.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TrafficStats {
+    /// "inbound" or "outbound".
+    #[prost(string, tag = "1")]
+    pub direction: ::prost::alloc::string::String,
+    /// The peer's service: the caller inbound, the upstream outbound ("unknown" when not
+    /// registered).
+    #[prost(string, tag = "2")]
+    pub peer: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub route: ::prost::alloc::string::String,
+    /// "2xx", "4xx", "5xx", ...
+    #[prost(string, tag = "4")]
+    pub class: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "5")]
+    pub count: u64,
+    /// Requests per latency bucket (the bounds in docs/observability.md), then those above the
+    /// last bound.
+    #[prost(uint64, repeated, tag = "6")]
+    pub buckets: ::prost::alloc::vec::Vec<u64>,
+    #[prost(double, tag = "7")]
+    pub sum_seconds: f64,
+    #[prost(uint64, tag = "8")]
+    pub request_bytes: u64,
+    #[prost(uint64, tag = "9")]
+    pub response_bytes: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EndpointState {

@@ -110,6 +110,8 @@ pub struct Hub {
     pub started: SystemTime,
     /// The control plane's own signed audit chain.
     pub audit: signet_audit::AuditLog,
+    /// The proxies' golden signals, from their heartbeats.
+    pub stats: crate::server::stats::StatsBook,
     applied: RwLock<Arc<Applied>>,
     shadow: RwLock<Arc<Option<Shadowed>>>,
     authn: RwLock<Arc<AuthnState>>,
@@ -261,6 +263,7 @@ impl Hub {
     ) -> Result<Self, HubError> {
         let hub = Self {
             audit,
+            stats: crate::server::stats::StatsBook::default(),
             trust_domain,
             ca,
             store,
@@ -710,6 +713,7 @@ impl Hub {
         versions: Versions,
         serial: String,
         mut endpoints: Vec<pb::EndpointState>,
+        stats: Vec<pb::TrafficStats>,
     ) -> bool {
         // Shown to operators only; what a proxy may report is still bounded.
         endpoints.retain(|e| e.service.len() <= 253 && e.address.len() <= 64);
@@ -728,6 +732,8 @@ impl Hub {
                 e.registration.serial = serial;
                 e.last_seen = SystemTime::now();
                 e.seen = Instant::now();
+                self.stats
+                    .record(instance, (&e.service, &e.namespace), stats);
                 true
             }
             _ => false,

@@ -20,6 +20,7 @@ pub mod operators;
 pub mod registry;
 pub mod rest;
 pub mod rotation;
+pub mod stats;
 pub mod store;
 pub mod tls;
 
@@ -227,6 +228,7 @@ pub async fn start(options: Options) -> Result<Running, String> {
             let hub = Arc::clone(&expiry_hub);
             async move {
                 let removed = hub.expire(hub.heartbeat_interval * 3);
+                hub.stats.forget(&removed);
                 if !removed.is_empty() {
                     tracing::info!(
                         removed = removed.len(),

@@ -136,10 +136,14 @@ impl pb::registry_server::Registry for RegistryService {
             traffic: body.traffic_version,
             health: body.app_health(),
         };
-        if self
-            .hub
-            .heartbeat(&body.instance, &id, versions, body.serial, body.endpoints)
-        {
+        if self.hub.heartbeat(
+            &body.instance,
+            &id,
+            versions,
+            body.serial,
+            body.endpoints,
+            body.stats,
+        ) {
             Ok(Response::new(pb::HeartbeatResponse {}))
         } else {
             Err(Status::not_found("not registered; register again"))

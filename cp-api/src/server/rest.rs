@@ -279,6 +279,7 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/operator-actions",
     "POST /v1/svid",
     "GET /v1/audit",
+    "GET /v1/stats",
 ];
 
 /// The router.
@@ -348,6 +349,7 @@ pub fn router(api: Api) -> Router {
             post(issue_svid).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
         .route("/v1/audit", get(audit_records))
+        .route("/v1/stats", get(stats_routes::stats))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -356,6 +358,7 @@ pub fn router(api: Api) -> Router {
 mod authn_routes;
 mod ca_routes;
 mod shadow_routes;
+mod stats_routes;
 mod traffic_routes;
 
 async fn openapi() -> Response {

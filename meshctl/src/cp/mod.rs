@@ -17,6 +17,7 @@ pub(crate) mod labels;
 pub(crate) mod lists;
 pub(crate) mod policies;
 pub(crate) mod shadow;
+pub(crate) mod stats;
 pub(crate) mod token;
 pub(crate) mod traffic;
 
