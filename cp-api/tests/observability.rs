@@ -377,6 +377,32 @@ async fn meshctl_stats_shows_each_services_golden_signals_from_the_proxies() {
         "{table}"
     );
 
+    // The control plane's own metrics: valid exposition, and the calls this test made.
+    let text = cp_metrics(&mesh.cp).await;
+    let checked = signet_tests::validators::promtool_metrics(&text);
+    assert!(checked.ok, "{}\n{text}", checked.report);
+    for series in [
+        "signet_cp_grpc_requests_total{method=\"/signet.v1.Registry/Heartbeat\",code=\"0\"}",
+        "signet_cp_grpc_requests_total{method=\"/signet.v1.Identity/Issue\",code=\"0\"}",
+        "signet_cp_api_requests_total{route=\"/v1/stats\",method=\"GET\",class=\"2xx\"}",
+        "signet_cp_svid_issuance_duration_seconds_count{kind=\"issue\",outcome=\"ok\"} 2",
+        "signet_cp_proxies{app_health=\"unknown\"} 2",
+        "signet_cp_config_push_lag_seconds_count{stream=\"config\"}",
+        "signet_cp_store_duration_seconds_count{operation=\"put_member\"}",
+        "signet_cp_ca_expiry_seconds{role=",
+        "signet_cp_policy_version 1",
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
+    let streams = text
+        .lines()
+        .find_map(|l| l.strip_prefix("signet_cp_streams_open "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        streams >= Some(4.0),
+        "two proxies, config and trust each: {text}"
+    );
+
     // Bad input: one line, non-zero.
     for (args, says) in [
         (vec!["stats", "--window", "0s"], "more than zero"),
@@ -389,4 +415,16 @@ async fn meshctl_stats_shows_each_services_golden_signals_from_the_proxies() {
         let first = err.lines().next().unwrap_or_default();
         assert!(first.contains(says), "{args:?}: {err}");
     }
+    // The refused window was counted as the client error it is.
+    let text = cp_metrics(&mesh.cp).await;
+    let series = "signet_cp_api_requests_total{route=\"/v1/stats\",method=\"GET\",class=\"4xx\"} 1";
+    assert!(text.contains(series), "{text}");
+}
+
+/// The control plane's `/metrics`.
+async fn cp_metrics(cp: &ControlPlane) -> String {
+    let mut http = signet_tests::client::Http::h1(cp.metrics).await;
+    let reply = http.get("cp", "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    String::from_utf8_lossy(&reply.body).into_owned()
 }

@@ -23,6 +23,11 @@ fn same_labels(series: &[String], labels: &[&str]) -> bool {
 impl Family {
     /// Adds one to the series with `labels`.
     pub fn inc(&self, labels: &[&str]) {
+        self.add(labels, 1);
+    }
+
+    /// Adds `n` to the series with `labels`.
+    pub fn add(&self, labels: &[&str], n: u64) {
         let Ok(mut values) = self.values.lock() else {
             return;
         };
@@ -30,8 +35,8 @@ impl Family {
             .iter_mut()
             .find(|(series, _)| same_labels(series, labels))
         {
-            Some((_, count)) => *count += 1,
-            None => values.push((labels.iter().map(|l| (*l).to_owned()).collect(), 1)),
+            Some((_, count)) => *count += n,
+            None => values.push((labels.iter().map(|l| (*l).to_owned()).collect(), n)),
         }
     }
 
@@ -251,7 +256,7 @@ impl Histograms {
 
     /// The Prometheus text of the histogram `name` and the counters `bytes` (received,
     /// sent), each with its help.
-    pub fn render(&self, out: &mut String, name: (&str, &str), bytes: [(&str, &str); 2]) {
+    pub fn render(&self, out: &mut String, name: (&str, &str), bytes: Option<[(&str, &str); 2]>) {
         let Ok(series) = self.series.lock() else {
             return;
         };
@@ -270,7 +275,7 @@ impl Histograms {
             let _ = writeln!(out, "{hist}_sum{{{labels}}} {}", s.sum_nanos as f64 / 1e9);
             let _ = writeln!(out, "{hist}_count{{{labels}}} {}", s.count);
         }
-        for (which, (counter, help)) in bytes.iter().enumerate() {
+        for (which, (counter, help)) in bytes.iter().flatten().enumerate() {
             let _ = writeln!(out, "# HELP {counter} {help}\n# TYPE {counter} counter");
             for s in &sorted {
                 let value = if which == 0 { s.bytes_in } else { s.bytes_out };
@@ -301,7 +306,7 @@ mod tests {
         h.observe(&l, Duration::from_millis(20), 0, 5);
         h.observe(&l, Duration::from_secs(100), 0, 0);
         let mut out = String::new();
-        h.render(&mut out, ("d", "h"), [("i", "h"), ("o", "h")]);
+        h.render(&mut out, ("d", "h"), Some([("i", "h"), ("o", "h")]));
         let p = "direction=\"inbound\",peer=\"frontend\",route=\"default\",class=\"2xx\"";
         for line in [
             format!("d_bucket{{{p},le=\"0.001\"}} 1"),

@@ -33,6 +33,8 @@ pub struct ControlPlane {
     pub grpc: SocketAddr,
     /// Its REST address.
     pub api: SocketAddr,
+    /// Its metrics address (plain HTTP).
+    pub metrics: SocketAddr,
     /// `SIGNET_CP`, `SIGNET_TOKEN`, `SIGNET_CA`.
     pub env: Vec<(String, String)>,
     args: Vec<String>,
@@ -60,6 +62,8 @@ impl ControlPlane {
             grpc.into(),
             "--api-listen".into(),
             api.into(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut command = Command::new(&binary);
@@ -78,6 +82,7 @@ impl ControlPlane {
             data_dir: data_dir.to_path_buf(),
             grpc: addr("grpc"),
             api: addr("api"),
+            metrics: addr("metrics"),
             env,
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
         }

@@ -29,6 +29,10 @@ struct Args {
     /// REST listener for operators.
     #[arg(long, default_value = "127.0.0.1:15011", value_name = "ADDR")]
     api_listen: SocketAddr,
+    /// Plain-HTTP listener for Prometheus (`/metrics`); `off` for none. Nothing on it is
+    /// secret, and nothing authenticates: keep it on loopback or a scrape network.
+    #[arg(long, default_value = "127.0.0.1:15012", value_name = "ADDR|off")]
+    metrics_listen: String,
     /// Store URL (default: sqlite file signet.db in the data dir).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
@@ -121,7 +125,15 @@ async fn run(args: Args) -> Result<(), String> {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
+    let metrics_listen = match args.metrics_listen.as_str() {
+        "off" => None,
+        addr => Some(
+            addr.parse::<SocketAddr>()
+                .map_err(|_| format!("--metrics-listen: `{addr}` is not ADDR:PORT or `off`"))?,
+        ),
+    };
     let running = start(Options {
+        metrics_listen,
         data_dir,
         trust_domain: args.trust_domain,
         grpc_listen: args.grpc_listen,
@@ -136,6 +148,7 @@ async fn run(args: Args) -> Result<(), String> {
         serde_json::json!({
             "grpc": running.grpc.to_string(),
             "api": running.api.to_string(),
+            "metrics": running.metrics.map(|m| m.to_string()),
             "data_dir": running.data_dir.display().to_string(),
             "trust_domain": running.trust_domain,
             "env": running.env_file.display().to_string(),

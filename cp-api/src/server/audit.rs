@@ -197,9 +197,17 @@ impl pb::audit_server::Audit for AuditService {
                 e.insert(Receiver::open(&dir, &writer).map_err(Status::internal)?)
             }
         };
-        let appended = receiver
-            .append(&lines, &rules)
-            .map_err(Status::invalid_argument)?;
+        let appended = receiver.append(&lines, &rules).map_err(|e| {
+            self.hub
+                .metrics
+                .audit_lines
+                .add(&["refused"], lines.len() as u64);
+            Status::invalid_argument(e)
+        })?;
+        self.hub
+            .metrics
+            .audit_lines
+            .add(&["stored"], appended.accepted.len() as u64);
         for why in &appended.dropped {
             tracing::warn!(%writer, reason = %why, "a shipped checkpoint was not kept");
         }
@@ -209,12 +217,13 @@ impl pb::audit_server::Audit for AuditService {
         if !accepted.is_empty() {
             // The spool copy is the record; the index only serves queries, so a failure
             // here is logged, not returned (the proxy would resend what is already kept).
-            if let Err(e) = self
-                .hub
-                .store
-                .index_audit(accepted.iter().map(row).collect())
-                .await
-            {
+            let indexed = self.hub.metrics.store_call(
+                "index_audit",
+                self.hub
+                    .store
+                    .index_audit(accepted.iter().map(row).collect()),
+            );
+            if let Err(e) = indexed.await {
                 tracing::error!(error = %e, "indexing audit records failed");
             }
         }

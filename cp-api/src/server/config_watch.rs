@@ -70,6 +70,7 @@ impl pb::config_server::Config for ConfigService {
         let id = caller(&request, &self.hub)?;
         tracing::debug!(spiffe_id = %id, "trust stream opened");
         let stream = self.hub.follow(
+            "trust",
             |hub| pb::TrustUpdate {
                 version: hub.generation(),
                 bundle: Some(hub.bundle()),
@@ -96,6 +97,7 @@ impl pb::config_server::Config for ConfigService {
         upstreams.dedup();
         tracing::info!(spiffe_id = %id, upstreams = ?upstreams, "config stream opened");
         let stream = self.hub.follow(
+            "config",
             move |hub| hub.config_for(&service, &upstreams),
             same_content,
         );

@@ -112,6 +112,10 @@ pub struct Hub {
     pub audit: signet_audit::AuditLog,
     /// The proxies' golden signals, from their heartbeats.
     pub stats: crate::server::stats::StatsBook,
+    /// The control plane's own metrics.
+    pub metrics: crate::server::metrics::CpMetrics,
+    /// When the last change was signalled (config pushes are timed from it).
+    changed_at: Mutex<Instant>,
     applied: RwLock<Arc<Applied>>,
     shadow: RwLock<Arc<Option<Shadowed>>>,
     authn: RwLock<Arc<AuthnState>>,
@@ -264,6 +268,8 @@ impl Hub {
         let hub = Self {
             audit,
             stats: crate::server::stats::StatsBook::default(),
+            metrics: crate::server::metrics::CpMetrics::default(),
+            changed_at: Mutex::new(Instant::now()),
             trust_domain,
             ca,
             store,
@@ -585,6 +591,9 @@ impl Hub {
     /// Bumps the change counter (every config stream recomputes its proxy's view); returns
     /// the new value.
     pub fn changed(&self) -> u64 {
+        if let Ok(mut at) = self.changed_at.lock() {
+            *at = Instant::now();
+        }
         let mut now = 0;
         self.changes.send_modify(|v| {
             *v += 1;
@@ -602,6 +611,7 @@ impl Hub {
     /// from the last one sent by `same`. Ends when the receiver goes away.
     pub fn follow<T, V, S>(
         self: &Arc<Self>,
+        stream: &'static str,
         view: V,
         same: S,
     ) -> tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>
@@ -613,6 +623,7 @@ impl Hub {
         let hub = Arc::clone(self);
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         tokio::spawn(async move {
+            let _open = crate::server::metrics::OpenStream::new(&hub.metrics);
             let mut changes = hub.subscribe();
             let mut last: Option<T> = None;
             loop {
@@ -623,6 +634,14 @@ impl Hub {
                 if !last.as_ref().is_some_and(|l| same(l, &now)) {
                     if tx.send(Ok(now.clone())).await.is_err() {
                         return;
+                    }
+                    // The first message is the state at opening, not a change's push.
+                    if last.is_some() {
+                        let lag = hub
+                            .changed_at
+                            .lock()
+                            .map_or(Duration::ZERO, |at| at.elapsed());
+                        hub.metrics.pushed(stream, lag);
                     }
                     last = Some(now);
                 }

@@ -60,6 +60,24 @@ impl IdentityService {
         Self { hub, tokens }
     }
 
+    /// [`Self::sign`], timed into the issuance histogram by kind and outcome.
+    async fn timed_sign(
+        &self,
+        id: &SpiffeId,
+        csr: Vec<u8>,
+        ttl_seconds: u32,
+        kind: &'static str,
+    ) -> Result<Response<pb::IssueResponse>, Status> {
+        let started = std::time::Instant::now();
+        let signed = self.sign(id, csr, ttl_seconds, kind).await;
+        let outcome = if signed.is_ok() { "ok" } else { "error" };
+        self.hub
+            .metrics
+            .issuance
+            .observe(&[kind, outcome], started.elapsed(), 0, 0);
+        signed.map(Response::new)
+    }
+
     async fn sign(
         &self,
         id: &SpiffeId,
@@ -182,9 +200,8 @@ impl pb::identity_server::Identity for IdentityService {
             .redeem(&body.join_token)
             .await
             .map_err(refused)?;
-        self.sign(&id, body.csr, body.ttl_seconds, "issue")
+        self.timed_sign(&id, body.csr, body.ttl_seconds, "issue")
             .await
-            .map(Response::new)
     }
 
     async fn renew(
@@ -193,9 +210,8 @@ impl pb::identity_server::Identity for IdentityService {
     ) -> Result<Response<pb::IssueResponse>, Status> {
         let id = caller(&request, &self.hub)?;
         let body = request.into_inner();
-        self.sign(&id, body.csr, body.ttl_seconds, "renew")
+        self.timed_sign(&id, body.csr, body.ttl_seconds, "renew")
             .await
-            .map(Response::new)
     }
 
     type WatchBundleStream = BundleStream;
@@ -205,8 +221,10 @@ impl pb::identity_server::Identity for IdentityService {
         request: Request<pb::WatchBundleRequest>,
     ) -> Result<Response<Self::WatchBundleStream>, Status> {
         caller(&request, &self.hub)?;
-        Ok(Response::new(Box::pin(
-            self.hub.follow(Hub::bundle, |a, b| a == b),
-        )))
+        Ok(Response::new(Box::pin(self.hub.follow(
+            "bundle",
+            Hub::bundle,
+            |a, b| a == b,
+        ))))
     }
 }

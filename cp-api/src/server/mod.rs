@@ -16,6 +16,7 @@ pub mod ca;
 pub mod config_watch;
 pub mod hub;
 pub mod identity;
+pub mod metrics;
 pub mod operators;
 pub mod registry;
 pub mod rest;
@@ -58,6 +59,8 @@ pub struct Options {
     pub svid_ttl: Duration,
     /// How often proxies heartbeat; three missed heartbeats remove an endpoint.
     pub heartbeat_interval: Duration,
+    /// The plain-HTTP listener for `/metrics` (Prometheus); `None`: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A running control plane.
@@ -67,6 +70,8 @@ pub struct Running {
     pub grpc: SocketAddr,
     /// The bound REST address.
     pub api: SocketAddr,
+    /// The bound metrics address, when there is one.
+    pub metrics: Option<SocketAddr>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The trust domain.
@@ -100,6 +105,18 @@ pub async fn start(options: Options) -> Result<Running, String> {
     let api_listener = TcpListener::bind(options.api_listen)
         .await
         .map_err(|e| format!("--api-listen {}: {e}", options.api_listen))?;
+    let metrics_listener = match options.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--metrics-listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     let grpc = grpc_listener.local_addr().map_err(|e| e.to_string())?;
     let api = api_listener.local_addr().map_err(|e| e.to_string())?;
     let env_file = boot.write_env(api)?;
@@ -130,6 +147,7 @@ pub async fn start(options: Options) -> Result<Running, String> {
     let grpc_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(metrics::GrpcCounted::layer(Arc::clone(&hub)))
         .add_service(
             pb::identity_server::IdentityServer::new(identity::IdentityService::new(Arc::clone(
                 &hub,
@@ -219,6 +237,14 @@ pub async fn start(options: Options) -> Result<Running, String> {
         }
     });
 
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::clone(&hub),
+            shutdown.subscribe(),
+        ));
+    }
+
     // Endpoints of proxies that stopped heartbeating leave the registry.
     let expiry_hub = Arc::clone(&hub);
     tokio::spawn(every(
@@ -270,6 +296,7 @@ pub async fn start(options: Options) -> Result<Running, String> {
     Ok(Running {
         grpc,
         api,
+        metrics,
         data_dir: options.data_dir.clone(),
         trust_domain: hub.trust_domain.as_str().to_owned(),
         env_file,

@@ -112,7 +112,11 @@ impl pb::registry_server::Registry for RegistryService {
             })?;
         // Kept so that a restarted control plane still knows this endpoint until the proxy
         // heartbeats again; the registration stands even if the write fails.
-        if let Err(e) = self.hub.store.put_member(member).await {
+        let kept = self
+            .hub
+            .metrics
+            .store_call("put_member", self.hub.store.put_member(member));
+        if let Err(e) = kept.await {
             tracing::error!(error = %e, "keeping the registration failed");
         }
         Ok(Response::new(pb::RegisterResponse {

@@ -352,7 +352,35 @@ pub fn router(api: Api) -> Router {
         .route("/v1/stats", get(stats_routes::stats))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), counted))
         .with_state(api)
+}
+
+/// Counts each call by its declared route (never the raw path: the label set stays the
+/// routes above), method and status class.
+async fn counted(
+    State(api): State<Api>,
+    route: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = match *request.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::PUT => "PUT",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+    let class = match response.status().as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    api.hub.metrics.api_requests.inc(&[route, method, class]);
+    response
 }
 
 mod authn_routes;

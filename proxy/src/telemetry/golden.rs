@@ -33,7 +33,7 @@ impl Golden {
                 "signet_proxy_http_request_duration_seconds",
                 "Time from a request's arrival to the end of its response, by direction, peer service, route and status class.",
             ),
-            [
+            Some([
                 (
                     "signet_proxy_http_request_bytes_total",
                     "Request body bytes, by direction, peer service, route and status class.",
@@ -42,7 +42,7 @@ impl Golden {
                     "signet_proxy_http_response_bytes_total",
                     "Response body bytes, by direction, peer service, route and status class.",
                 ),
-            ],
+            ]),
         );
         self.tcp.render(
             out,
@@ -50,7 +50,7 @@ impl Golden {
                 "signet_proxy_tcp_connection_duration_seconds",
                 "How long proxied TCP connections stayed open, by direction and peer service.",
             ),
-            [
+            Some([
                 (
                     "signet_proxy_tcp_received_bytes_total",
                     "Bytes received from the connecting side of proxied TCP connections.",
@@ -59,7 +59,7 @@ impl Golden {
                     "signet_proxy_tcp_sent_bytes_total",
                     "Bytes sent to the connecting side of proxied TCP connections.",
                 ),
-            ],
+            ]),
         );
     }
 }
