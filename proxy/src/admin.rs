@@ -164,6 +164,9 @@ fn route(request: &Request<Incoming>, proxy: &Proxy) -> Response<Full<Bytes>> {
             let mut text = proxy.metrics.render(seconds_until(not_after));
             crate::outbound::render_endpoint_gauges(upstreams(proxy), &mut text);
             proxy.telemetry.render(&mut text);
+            if let Some(audit) = &proxy.audit {
+                crate::audit::render_stats(audit.stats(), &mut text);
+            }
             reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

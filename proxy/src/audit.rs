@@ -194,3 +194,42 @@ fn decision_record(
         sample,
     }
 }
+
+/// The audit writer's counters as Prometheus text: an alert on `dropped`, `evicted` or
+/// `errors` rising is an alert on a gap in the trail.
+pub fn render_stats(stats: &signet_audit::writer::WriterStats, out: &mut String) {
+    use std::fmt::Write as _;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    for (name, help, value) in [
+        (
+            "signet_proxy_audit_records_total",
+            "Audit records written to the spool.",
+            load(&stats.records),
+        ),
+        (
+            "signet_proxy_audit_checkpoints_total",
+            "Signed checkpoints written to the spool.",
+            load(&stats.checkpoints),
+        ),
+        (
+            "signet_proxy_audit_dropped_total",
+            "Audit events dropped because the writer's queue was full (a gap, marked in the chain).",
+            load(&stats.dropped),
+        ),
+        (
+            "signet_proxy_audit_evicted_total",
+            "Audit records lost to spool eviction before they were shipped.",
+            load(&stats.evicted),
+        ),
+        (
+            "signet_proxy_audit_errors_total",
+            "Errors writing or signing the audit spool.",
+            load(&stats.errors),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+}

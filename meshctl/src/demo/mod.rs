@@ -222,6 +222,8 @@ impl Mesh {
                 "127.0.0.1:0".as_ref(),
                 "--api-listen".as_ref(),
                 "127.0.0.1:0".as_ref(),
+                "--metrics-listen".as_ref(),
+                "127.0.0.1:0".as_ref(),
                 "--heartbeat-interval".as_ref(),
                 "2s".as_ref(),
             ],
@@ -246,8 +248,9 @@ impl Mesh {
             Some(setting("SIGNET_TOKEN")?),
             std::fs::read_to_string(&ca)?,
         )?;
+        let cp_metrics = crate::cp::text(&started, "metrics");
         println!(
-            "  control plane   grpc {grpc}, api {}",
+            "  control plane   grpc {grpc}, api {}, metrics http://{cp_metrics}/metrics",
             setting("SIGNET_CP")?
         );
 
@@ -353,7 +356,14 @@ impl Mesh {
             "  meshctl authz apply -f {}   # after editing it",
             policy_file.display()
         );
+        println!("  meshctl stats --edges --watch          # live golden signals per edge");
         println!("  curl -s http://{}/metrics | grep authz", payments.admin);
+        println!(
+            "  curl -s http://{}/metrics | grep http_request_duration",
+            payments.admin
+        );
+        println!("  curl -s http://{cp_metrics}/metrics   # the control plane's own");
+        println!("  docs/observability.md: tracing (OTLP), access logs, dashboards");
         println!("Ctrl-C stops everything.");
         println!();
 
