@@ -3,7 +3,11 @@
 //! dashboards and the rules name is one the proxies and the control plane expose; and a real
 //! Prometheus, run with those rules, scrapes `meshctl demo` and answers a PromQL query for
 //! the frontend's request rate.
-#![expect(clippy::panic, reason = "tests: a failure is the test failing")]
+#![expect(
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "tests: a failure is the test failing"
+)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
