@@ -6,6 +6,7 @@
 #![expect(
     clippy::panic,
     clippy::unwrap_used,
+    clippy::expect_used,
     reason = "tests: a failure is the test failing"
 )]
 
