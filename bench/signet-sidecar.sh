@@ -71,6 +71,25 @@ dir = "$d/audit"
 sample_allows = 1
 EOC
 fi
+if [ -n "${SIGNET_BENCH_TRACE:-}" ]; then
+  # Spans for this share of new traces, exported over OTLP/HTTP to bench/otlp-sink.py.
+  cat >> "$d/signet.toml" <<EOC
+
+[tracing]
+otlp_endpoint = "http://127.0.0.1:${SIGNET_BENCH_OTLP_PORT:?}"
+protocol = "http/protobuf"
+sample_ratio = $SIGNET_BENCH_TRACE
+EOC
+fi
+if [ "${SIGNET_BENCH_ACCESS_LOG:-0}" = 1 ]; then
+  # A JSON access-log line per request, to a file in the run directory.
+  cat >> "$d/signet.toml" <<EOC
+
+[access_log]
+path = "$d/access.log"
+format = "json"
+EOC
+fi
 export RUST_LOG=${RUST_LOG:-warn}
 # SIGNET_BENCH_SIDECAR_CPUS (e.g. 1) pins the proxy, so the load generator can have the other
 # core to itself (see run.sh --lg-cpus).

@@ -131,7 +131,7 @@ impl CpMetrics {
         gauge(
             &mut out,
             "signet_cp_streams_open",
-            "Config and trust streams open to proxies now.",
+            "Config, trust and bundle streams open to proxies now.",
             &[(
                 String::new(),
                 self.streams_open.load(Ordering::Relaxed) as f64,
