@@ -37,6 +37,8 @@ pub const DENIED_BY: &str = "x-signet-denied-by";
 #[derive(Debug)]
 struct Peer {
     id: SpiffeId,
+    /// The same, shared into the records that name it.
+    shared_id: Arc<SpiffeId>,
     serial: Serial,
     addr: SocketAddr,
     /// Its registered service (the metrics label), or `unknown`: looked up when the
@@ -174,6 +176,7 @@ async fn connection(
     proxy.metrics.inbound_open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&proxy);
     let peer = Arc::new(Peer {
+        shared_id: Arc::new(id.clone()),
         id,
         serial,
         addr: remote,
@@ -389,8 +392,8 @@ async fn handle(request: Request<Incoming>, proxy: &Arc<Proxy>, peer: &Peer) -> 
     let mut exchange = Exchange::begin(proxy, Direction::Inbound, &request, service);
     if exchange.detailed() {
         let d = &mut exchange.details;
-        d.source = peer.id.as_str().to_owned();
-        d.destination = proxy.own_id().as_str().to_owned();
+        d.source = Some(Arc::clone(&peer.shared_id));
+        d.destination.clone_from(&proxy.telemetry.own_id);
         d.peer_addr = Some(peer.addr);
     }
     let response = decide_and_forward(request, proxy, peer, &mut exchange).await;

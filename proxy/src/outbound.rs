@@ -348,7 +348,7 @@ async fn handle(
         Arc::clone(&upstream.label),
     );
     if exchange.detailed() {
-        exchange.details.source = proxy.own_id().as_str().to_owned();
+        exchange.details.source.clone_from(&proxy.telemetry.own_id);
     }
     let response = forward(request, upstream, proxy, &mut exchange).await;
     proxy
@@ -394,9 +394,7 @@ async fn forward(
         d.upstream_duration = trip.upstream;
         if let Some(endpoint) = &trip.endpoint {
             d.upstream = Some(endpoint.addr);
-            if let Some(id) = endpoint.pool.peer_id() {
-                d.destination = id.as_str().to_owned();
-            }
+            d.destination = endpoint.pool.peer_id();
         }
     }
     match sent {

@@ -4,17 +4,18 @@
 //! the line (counted) rather than wait.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use signet_spiffe::SpiffeId;
 
 use super::config::{AccessLogConfig, AccessLogFormat};
 
-/// What one request did, as logged.
+/// What one request did, as logged. Filled on the request path by moving what the request's
+/// record already holds; everything is formatted on the writer's thread.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
     pub start: Option<SystemTime>,
@@ -29,18 +30,18 @@ pub struct Entry {
     pub request_bytes: u64,
     pub response_bytes: u64,
     /// The calling workload's SPIFFE ID.
-    pub source: String,
+    pub source: Option<Arc<SpiffeId>>,
     /// The called workload's SPIFFE ID (outbound: as the endpoint's certificate said).
-    pub destination: String,
-    pub peer_service: String,
-    pub route: String,
-    pub upstream: Option<String>,
+    pub destination: Option<Arc<SpiffeId>>,
+    pub peer_service: Arc<str>,
+    pub route: Arc<str>,
+    pub upstream: Option<SocketAddr>,
     pub retries: u32,
     pub decision: Option<&'static str>,
     pub policies: Vec<String>,
     pub error: Option<String>,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
+    /// The trace id, and this proxy's span id when it traces.
+    pub trace: Option<([u8; 16], Option<[u8; 8]>)>,
 }
 
 /// The fields a line can hold, in their default order.
@@ -132,40 +133,77 @@ impl Field {
         Self::NAMES[Self::ALL.iter().position(|f| *f == self).unwrap_or(0)]
     }
 
-    fn value(self, e: &Entry) -> Value {
-        let ms = |d: Duration| Value::from((d.as_secs_f64() * 1e6).round() / 1e3);
-        let text = |s: &str| {
-            if s.is_empty() {
-                Value::Null
-            } else {
-                Value::from(s)
-            }
-        };
+    /// Writes this field's value of `e` as JSON.
+    fn json(self, e: &Entry, out: &mut Vec<u8>) {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         match self {
-            Field::StartTime => e.start.map_or(Value::Null, |t| Value::from(rfc3339(t))),
-            Field::Direction => Value::from(e.direction),
-            Field::Source => text(&e.source),
-            Field::Destination => text(&e.destination),
-            Field::PeerService => text(&e.peer_service),
-            Field::Method => text(&e.method),
-            Field::Authority => text(&e.authority),
-            Field::Path => text(&e.path),
-            Field::Protocol => Value::from(e.protocol),
-            Field::Status => Value::from(e.status),
-            Field::RequestBytes => Value::from(e.request_bytes),
-            Field::ResponseBytes => Value::from(e.response_bytes),
-            Field::DurationMs => ms(e.duration),
-            Field::UpstreamDurationMs => e.upstream_duration.map_or(Value::Null, ms),
-            Field::Upstream => e.upstream.as_deref().map_or(Value::Null, Value::from),
-            Field::Route => text(&e.route),
-            Field::Retries => Value::from(e.retries),
-            Field::Decision => e.decision.map_or(Value::Null, Value::from),
-            Field::Policies => Value::from(e.policies.clone()),
-            Field::Error => e.error.as_deref().map_or(Value::Null, Value::from),
-            Field::TraceId => e.trace_id.as_deref().map_or(Value::Null, Value::from),
-            Field::SpanId => e.span_id.as_deref().map_or(Value::Null, Value::from),
+            Field::StartTime => match e.start {
+                Some(t) => json_str(out, &rfc3339(t)),
+                None => out.extend_from_slice(b"null"),
+            },
+            Field::Direction => json_str(out, e.direction),
+            Field::Source => json_opt(out, e.source.as_deref().map(SpiffeId::as_str)),
+            Field::Destination => json_opt(out, e.destination.as_deref().map(SpiffeId::as_str)),
+            Field::PeerService => json_opt(out, Some(&*e.peer_service)),
+            Field::Method => json_opt(out, Some(&e.method)),
+            Field::Authority => json_opt(out, Some(&e.authority)),
+            Field::Path => json_opt(out, Some(&e.path)),
+            Field::Protocol => json_str(out, e.protocol),
+            Field::Status => json_num(out, e.status),
+            Field::RequestBytes => json_num(out, e.request_bytes),
+            Field::ResponseBytes => json_num(out, e.response_bytes),
+            Field::DurationMs => json_num(out, ms(e.duration)),
+            Field::UpstreamDurationMs => match e.upstream_duration {
+                Some(d) => json_num(out, ms(d)),
+                None => out.extend_from_slice(b"null"),
+            },
+            Field::Upstream => match e.upstream {
+                Some(u) => json_str(out, &u.to_string()),
+                None => out.extend_from_slice(b"null"),
+            },
+            Field::Route => json_opt(out, Some(&e.route)),
+            Field::Retries => json_num(out, e.retries),
+            Field::Decision => json_opt(out, e.decision),
+            Field::Policies => {
+                out.push(b'[');
+                for (i, p) in e.policies.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_str(out, p);
+                }
+                out.push(b']');
+            }
+            Field::Error => json_opt(out, e.error.as_deref()),
+            Field::TraceId => json_opt(out, e.trace.map(|t| hex(&t.0)).as_deref()),
+            Field::SpanId => json_opt(
+                out,
+                e.trace.and_then(|t| t.1).map(|s| hex(&s)).as_deref(),
+            ),
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    super::context::hex(bytes)
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// A string, or `null` when absent or empty.
+fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) if !s.is_empty() => json_str(out, s),
+        _ => out.extend_from_slice(b"null"),
+    }
+}
+
+fn json_num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = write!(out, "{n}");
 }
 
 /// RFC 3339 in UTC, to the microsecond.
@@ -176,47 +214,60 @@ fn rfc3339(t: SystemTime) -> String {
     signet_audit::export::rfc3339(ns)
 }
 
-/// `entry` as one line (without the newline).
-pub fn format_line(entry: &Entry, fields: &[Field], format: AccessLogFormat) -> String {
+/// `entry` as one line (without the newline), appended to `out`.
+pub fn format_line(entry: &Entry, fields: &[Field], format: AccessLogFormat, out: &mut Vec<u8>) {
     match format {
         AccessLogFormat::Json => {
-            let mut map = Map::new();
-            for f in fields {
-                map.insert(f.name().to_owned(), f.value(entry));
+            out.push(b'{');
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, f.name());
+                out.push(b':');
+                f.json(entry, out);
             }
-            Value::Object(map).to_string()
+            out.push(b'}');
         }
-        AccessLogFormat::Text => fields
-            .iter()
-            .map(|f| text_value(&f.value(entry)))
-            .collect::<Vec<_>>()
-            .join(" "),
+        AccessLogFormat::Text => {
+            let mut value = Vec::new();
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                value.clear();
+                f.json(entry, &mut value);
+                text_value(&value, out);
+            }
+        }
     }
 }
 
-/// A value in a text line: `-` for none, lists joined by commas, and anything with a space,
-/// a quote or a control character quoted (as JSON strings are), so a line splits back into
-/// its fields.
-fn text_value(v: &Value) -> String {
-    let plain = match v {
-        Value::Null => return "-".to_owned(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) if items.is_empty() => return "-".to_owned(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    };
-    if plain.is_empty()
-        || plain
-            .chars()
-            .any(|c| c == ' ' || c == '"' || c == '\\' || c.is_control())
-    {
-        Value::from(plain).to_string()
-    } else {
-        plain
+/// A field's JSON value as text: `-` for none, lists joined by commas, a string bare unless it
+/// holds a space, a quote, a backslash or a control character (then it stays a quoted JSON
+/// string), so a line splits back into its fields.
+fn text_value(json: &[u8], out: &mut Vec<u8>) {
+    match json {
+        b"null" | b"[]" => out.push(b'-'),
+        [b'[', .., b']'] => {
+            let items: Vec<String> =
+                serde_json::from_slice::<Vec<String>>(json).unwrap_or_default();
+            let joined = items.join(",");
+            if joined.contains([' ', '"', '\\']) || joined.chars().any(char::is_control) {
+                json_str(out, &joined);
+            } else {
+                out.extend_from_slice(joined.as_bytes());
+            }
+        }
+        [b'"', inner @ .., b'"'] => {
+            // A JSON string with no escapes and no space is printed bare.
+            if inner.iter().any(|b| *b == b'\\' || *b == b' ') || inner.is_empty() {
+                out.extend_from_slice(json);
+            } else {
+                out.extend_from_slice(inner);
+            }
+        }
+        other => out.extend_from_slice(other),
     }
 }
 
@@ -233,7 +284,7 @@ pub struct Stats {
 /// The handle the request path uses.
 #[derive(Debug)]
 pub struct AccessLog {
-    lines: mpsc::Sender<Entry>,
+    lines: std::sync::mpsc::SyncSender<Entry>,
     sample_ratio: f64,
     pub stats: Arc<Stats>,
 }
@@ -251,7 +302,7 @@ impl AccessLog {
                 .collect::<Result<_, _>>()?
         };
         let sink = Sink::open(config)?;
-        let (lines, rx) = mpsc::channel(config.max_queue);
+        let (lines, rx) = std::sync::mpsc::sync_channel(config.max_queue);
         let stats = Arc::new(Stats::default());
         let writer = Writer {
             sink,
@@ -320,11 +371,11 @@ impl Sink {
         })
     }
 
-    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         match self {
             Sink::Stdout(out) => {
                 let mut out = out.lock();
-                out.write_all(line.as_bytes())?;
+                out.write_all(line)?;
                 out.write_all(b"\n")
             }
             Sink::File {
@@ -342,7 +393,7 @@ impl Sink {
                     *file = std::io::BufWriter::new(fresh);
                     *size = 0;
                 }
-                file.write_all(line.as_bytes())?;
+                file.write_all(line)?;
                 file.write_all(b"\n")?;
                 *size += len;
                 Ok(())
@@ -385,24 +436,40 @@ struct Writer {
     stats: Arc<Stats>,
 }
 
+/// How long the writer sleeps when it found nothing to write. It looks rather than waits to
+/// be told: a wake-up per line would cost the request path a system call.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
 impl Writer {
-    /// Writes lines until every sender is gone, flushing whenever the queue runs dry.
-    fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
-        while let Some(entry) = rx.blocking_recv() {
-            self.write(&entry);
-            while let Ok(entry) = rx.try_recv() {
-                self.write(&entry);
+    /// Writes what the queue holds, flushes, sleeps, again, until every sender is gone.
+    fn run(mut self, rx: std::sync::mpsc::Receiver<Entry>) {
+        let mut line = Vec::with_capacity(1024);
+        loop {
+            let mut wrote = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(entry) => {
+                        self.write(&entry, &mut line);
+                        wrote = true;
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        let _ = self.sink.flush();
+                        return;
+                    }
+                }
             }
-            if let Err(e) = self.sink.flush() {
+            if wrote && let Err(e) = self.sink.flush() {
                 tracing::warn!(error = %e, "access log: flushing failed");
             }
+            std::thread::sleep(IDLE_POLL);
         }
-        let _ = self.sink.flush();
     }
 
-    fn write(&mut self, entry: &Entry) {
-        let line = format_line(entry, &self.fields, self.format);
-        match self.sink.write_line(&line) {
+    fn write(&mut self, entry: &Entry, line: &mut Vec<u8>) {
+        line.clear();
+        format_line(entry, &self.fields, self.format, line);
+        match self.sink.write_line(line) {
             Ok(()) => {
                 self.stats.written.fetch_add(1, Ordering::Relaxed);
             }
@@ -420,6 +487,7 @@ mod tests {
     use super::*;
 
     fn entry() -> Entry {
+        let id = |s: &str| Some(Arc::new(s.parse::<SpiffeId>().unwrap()));
         Entry {
             start: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
             duration: Duration::from_micros(2_500),
@@ -432,40 +500,49 @@ mod tests {
             status: 200,
             request_bytes: 0,
             response_bytes: 42,
-            source: "spiffe://td/ns/shop/sa/frontend".to_owned(),
-            destination: "spiffe://td/ns/shop/sa/cart".to_owned(),
-            peer_service: "cart".to_owned(),
-            route: "default".to_owned(),
-            upstream: Some("127.0.0.1:9".to_owned()),
+            source: id("spiffe://td/ns/shop/sa/frontend"),
+            destination: id("spiffe://td/ns/shop/sa/cart"),
+            peer_service: Arc::from("cart"),
+            route: Arc::from("default"),
+            upstream: Some("127.0.0.1:9".parse().unwrap()),
             retries: 1,
             decision: Some("allow"),
             policies: vec!["a".to_owned(), "b".to_owned()],
             error: None,
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
-            span_id: None,
+            trace: Some(([0x4b; 16], None)),
         }
+    }
+
+    fn line(e: &Entry, fields: &[Field], format: AccessLogFormat) -> String {
+        let mut out = Vec::new();
+        format_line(e, fields, format, &mut out);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn json_lines_hold_every_field_by_default() {
-        let line = format_line(&entry(), &Field::ALL, AccessLogFormat::Json);
-        let v: Value = serde_json::from_str(&line).unwrap();
+        let text = line(&entry(), &Field::ALL, AccessLogFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["start_time"], "2023-11-14T22:13:20.123000Z");
         assert_eq!(v["duration_ms"], 2.5);
         assert_eq!(v["upstream_duration_ms"], 1.25);
+        assert_eq!(v["path"], "/api/items a\"b");
+        assert_eq!(v["source"], "spiffe://td/ns/shop/sa/frontend");
+        assert_eq!(v["upstream"], "127.0.0.1:9");
         assert_eq!(v["policies"], serde_json::json!(["a", "b"]));
-        assert_eq!(v["span_id"], Value::Null);
+        assert_eq!(v["trace_id"], "4b".repeat(16));
+        assert_eq!(v["span_id"], serde_json::Value::Null);
         assert_eq!(v.as_object().unwrap().len(), Field::ALL.len());
     }
 
     #[test]
     fn text_lines_keep_their_fields_apart() {
-        let fields: Vec<Field> = ["method", "path", "status", "policies", "error"]
+        let fields: Vec<Field> = ["method", "path", "status", "policies", "error", "route"]
             .iter()
             .map(|f| Field::parse(f).unwrap())
             .collect();
-        let line = format_line(&entry(), &fields, AccessLogFormat::Text);
-        assert_eq!(line, r#"GET "/api/items a\"b" 200 a,b -"#);
+        let text = line(&entry(), &fields, AccessLogFormat::Text);
+        assert_eq!(text, r#"GET "/api/items a\"b" 200 a,b - default"#);
         assert_eq!(Field::parse("nope"), None);
     }
 
@@ -484,7 +561,7 @@ mod tests {
         };
         let mut sink = Sink::open(&config).unwrap();
         for i in 0..10 {
-            sink.write_line(&format!("{i:040}")).unwrap();
+            sink.write_line(format!("{i:040}").as_bytes()).unwrap();
         }
         sink.flush().unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();

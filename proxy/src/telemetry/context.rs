@@ -27,6 +27,8 @@ pub struct TraceContext {
     pub sampled: bool,
     /// Vendors' state, carried on unchanged.
     pub tracestate: Option<HeaderValue>,
+    /// The request carried B3 headers (read or not): writing this context removes them.
+    pub b3: bool,
 }
 
 impl TraceContext {
@@ -40,10 +42,14 @@ impl TraceContext {
                 .get(TRACESTATE)
                 .filter(|s| s.len() <= MAX_TRACESTATE)
                 .cloned();
+            ctx.b3 = headers.contains_key("b3") || headers.contains_key("x-b3-traceid");
             return Some(ctx);
         }
         if let Some(v) = headers.get("b3") {
-            return v.to_str().ok().and_then(parse_b3_single);
+            return v.to_str().ok().and_then(parse_b3_single).map(|mut ctx| {
+                ctx.b3 = true;
+                ctx
+            });
         }
         let trace = headers.get("x-b3-traceid")?.to_str().ok()?;
         let span = headers.get("x-b3-spanid")?.to_str().ok()?;
@@ -57,6 +63,7 @@ impl TraceContext {
             span_id: hex_array(span)?,
             sampled,
             tracestate: None,
+            b3: true,
         })
     }
 
@@ -70,6 +77,7 @@ impl TraceContext {
             span_id: new_span_id(),
             sampled,
             tracestate: None,
+            b3: false,
         }
     }
 
@@ -80,14 +88,17 @@ impl TraceContext {
             span_id: new_span_id(),
             sampled: self.sampled,
             tracestate: self.tracestate.clone(),
+            b3: self.b3,
         }
     }
 
     /// Writes this context as the request's only trace headers (any B3 ones are removed,
     /// so the next hop cannot read a stale parent from them).
     pub fn inject(&self, headers: &mut HeaderMap) {
-        for name in B3 {
-            headers.remove(name);
+        if self.b3 {
+            for name in B3 {
+                headers.remove(name);
+            }
         }
         headers.insert(TRACEPARENT, self.traceparent());
         match &self.tracestate {
@@ -150,6 +161,7 @@ fn parse_traceparent(text: &str) -> Option<TraceContext> {
         span_id,
         sampled: flags & 1 == 1,
         tracestate: None,
+        b3: false,
     })
 }
 
@@ -168,6 +180,7 @@ fn parse_b3_single(text: &str) -> Option<TraceContext> {
         span_id: hex_array(span)?,
         sampled,
         tracestate: None,
+        b3: true,
     })
 }
 
@@ -256,11 +269,16 @@ mod tests {
         let child = ctx.child();
         assert_eq!(child.trace_id, ctx.trace_id);
         assert_ne!(child.span_id, ctx.span_id);
-        let mut out = headers(&[("b3", "1-2"), ("x-b3-traceid", "x")]);
+        let mut out = HeaderMap::new();
         child.inject(&mut out);
         assert_eq!(out.get("tracestate").unwrap(), "congo=t61rcWkgMzE");
-        assert!(out.get("b3").is_none() && out.get("x-b3-traceid").is_none());
         assert_eq!(TraceContext::extract(&out), Some(child));
+        // B3 headers that came with a request do not travel on beside the W3C ones.
+        let mut both = headers(&[(TRACEPARENT, TP), ("b3", "1-2"), ("x-b3-traceid", "x")]);
+        let ctx = TraceContext::extract(&both).unwrap();
+        assert!(ctx.b3);
+        ctx.child().inject(&mut both);
+        assert!(both.get("b3").is_none() && both.get("x-b3-traceid").is_none());
     }
 
     #[test]

@@ -47,23 +47,45 @@ struct Exporter {
     stats: Arc<TraceStats>,
 }
 
+/// How often the exporter looks at its queue. Finished spans are not announced one by one
+/// (a wake-up per span would cost the request path more than the span itself); the
+/// exporter drains what arrived at this pace, or at the flush interval if shorter.
+const POLL: Duration = Duration::from_millis(100);
+
 impl Exporter {
     async fn run(mut self, mut rx: mpsc::Receiver<otlp::Span>) {
         let mut failures = 0u64;
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + self.flush_interval;
-            while batch.len() < self.max_batch {
-                tokio::select! {
-                    next = rx.recv() => match next {
-                        Some(span) => batch.push(span),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
+        let mut tick = tokio::time::interval(POLL.min(self.flush_interval));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::new();
+        let mut first_at: Option<tokio::time::Instant> = None;
+        let mut closed = false;
+        while !closed || !batch.is_empty() {
+            tick.tick().await;
+            loop {
+                match rx.try_recv() {
+                    Ok(span) => {
+                        first_at.get_or_insert_with(tokio::time::Instant::now);
+                        batch.push(span);
+                        if batch.len() >= self.max_batch {
+                            break;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
             }
-            let n = batch.len() as u64;
-            let request = self.request(batch);
+            let due = first_at.is_some_and(|t| t.elapsed() >= self.flush_interval);
+            if batch.is_empty() || !(due || closed || batch.len() >= self.max_batch) {
+                continue;
+            }
+            first_at = None;
+            let spans = std::mem::take(&mut batch);
+            let n = spans.len() as u64;
+            let request = self.request(spans);
             match tokio::time::timeout(self.timeout, self.transport.export(request)).await {
                 Ok(Ok(rejected)) => {
                     failures = 0;

@@ -28,6 +28,8 @@ use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use signet_spiffe::SpiffeId;
+
 use crate::pool::{Body, BoxError};
 use crate::state::Proxy;
 use access_log::{AccessLog, Entry};
@@ -35,7 +37,7 @@ use context::TraceContext;
 use trace::{Attributes, Begun, Kind, Tracer};
 
 /// The telemetry outputs of one proxy.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Telemetry {
     /// Spans, when `[tracing]` is configured.
     pub tracer: Option<Tracer>,
@@ -43,6 +45,22 @@ pub struct Telemetry {
     pub access_log: Option<AccessLog>,
     /// Always on.
     pub golden: golden::Golden,
+    /// The route label of requests no named route took (shared: no allocation per request).
+    default_route: Arc<str>,
+    /// This proxy's SPIFFE ID, shared into the records that name it.
+    pub own_id: Option<Arc<SpiffeId>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            tracer: None,
+            access_log: None,
+            golden: golden::Golden::default(),
+            default_route: Arc::from("default"),
+            own_id: None,
+        }
+    }
 }
 
 impl Telemetry {
@@ -73,7 +91,8 @@ impl Telemetry {
         Ok(Self {
             tracer,
             access_log,
-            golden: golden::Golden::default(),
+            own_id: Some(Arc::new(own_id.clone())),
+            ..Self::default()
         })
     }
 }
@@ -153,9 +172,9 @@ pub struct Details {
     pub authority: String,
     pub path: String,
     /// The calling workload's SPIFFE ID.
-    pub source: String,
+    pub source: Option<Arc<SpiffeId>>,
     /// The called workload's SPIFFE ID.
-    pub destination: String,
+    pub destination: Option<Arc<SpiffeId>>,
     pub upstream: Option<SocketAddr>,
     /// The caller's address (inbound).
     pub peer_addr: Option<SocketAddr>,
@@ -205,7 +224,16 @@ impl Exchange {
         peer: Arc<str>,
     ) -> Self {
         let telemetry = &proxy.telemetry;
-        let incoming = TraceContext::extract(request.headers());
+        // The trace context is read when something records it: spans, access logs, or the
+        // audit trail (which carries the trace id).
+        let wanted = telemetry.tracer.is_some()
+            || telemetry.access_log.is_some()
+            || proxy.audit.is_some();
+        let incoming = if wanted {
+            TraceContext::extract(request.headers())
+        } else {
+            None
+        };
         let (context, span) = match &telemetry.tracer {
             Some(tracer) => {
                 let begun = tracer.begin(incoming.as_ref());
@@ -230,7 +258,7 @@ impl Exchange {
             direction,
             protocol: crate::metrics::protocol(request.version()),
             peer,
-            route: Arc::from("default"),
+            route: Arc::clone(&telemetry.default_route),
             context,
             span,
             log,
@@ -329,9 +357,10 @@ impl Exchange {
         Response::from_parts(parts, observed.boxed())
     }
 
-    fn finish(self, response_bytes: u64, failed: Option<String>) {
+    fn finish(mut self, response_bytes: u64, failed: Option<String>) {
         let took = self.started.elapsed();
-        let telemetry = &self.proxy.telemetry;
+        let proxy = Arc::clone(&self.proxy);
+        let telemetry = &proxy.telemetry;
         let request_bytes = match &self.request_bytes {
             RequestBytes::Declared(n) => *n,
             RequestBytes::Counted(c) => c.load(Ordering::Relaxed),
@@ -346,14 +375,14 @@ impl Exchange {
         if !self.detailed() {
             return;
         }
-        let error = failed.or_else(|| self.details.error.clone());
+        let error = failed.or_else(|| self.details.error.take());
         if let (Some(tracer), Some(span)) = (&telemetry.tracer, &self.span) {
             tracer.record(self.span(span, request_bytes, response_bytes, error.clone()));
         }
         if self.log
             && let Some(log) = &telemetry.access_log
         {
-            log.log(self.entry(took, request_bytes, response_bytes, error));
+            log.log(self.entry(took, (request_bytes, response_bytes), error, &proxy));
         }
     }
 
@@ -377,8 +406,10 @@ impl Exchange {
             .int("http.response.body.size", to_i64(response_bytes));
         let kind = match self.direction {
             Direction::Inbound => {
-                a.str("server.address", d.authority.clone())
-                    .str("signet.peer.spiffe_id", d.source.clone());
+                a.str("server.address", d.authority.clone());
+                if let Some(source) = &d.source {
+                    a.str("signet.peer.spiffe_id", source.as_str());
+                }
                 if let Some(decision) = d.decision {
                     a.str("signet.authz.decision", decision)
                         .strings("signet.authz.policies", &d.policies);
@@ -388,8 +419,8 @@ impl Exchange {
             Direction::Outbound => {
                 a.str("server.address", &*self.peer)
                     .int("signet.retry.attempt", i64::from(d.retries));
-                if !d.destination.is_empty() {
-                    a.str("signet.peer.spiffe_id", d.destination.clone());
+                if let Some(destination) = &d.destination {
+                    a.str("signet.peer.spiffe_id", destination.as_str());
                 }
                 if let Some(upstream) = d.upstream {
                     a.str("signet.upstream.endpoint", upstream.to_string())
@@ -428,47 +459,42 @@ impl Exchange {
         self.details.peer_addr
     }
 
+    /// The access-log entry, taking the details over (the record ends here).
     fn entry(
-        &self,
+        self,
         took: Duration,
-        request_bytes: u64,
-        response_bytes: u64,
+        (request_bytes, response_bytes): (u64, u64),
         error: Option<String>,
+        proxy: &Proxy,
     ) -> Entry {
-        let d = &self.details;
-        let (trace_id, span_id) = match &self.context {
-            Some(c) => (
-                Some(c.trace_hex()),
-                self.proxy.telemetry.tracer.is_some().then(|| c.span_hex()),
-            ),
-            None => (None, None),
-        };
+        let tracing = proxy.telemetry.tracer.is_some();
+        let d = self.details;
+        let ids = self.context.map(|c| (c.trace_id, tracing.then_some(c.span_id)));
         Entry {
             start: d.start,
             duration: took,
             upstream_duration: d.upstream_duration,
             direction: self.direction.name(),
             protocol: self.protocol,
-            method: d.method.clone(),
-            authority: d.authority.clone(),
-            path: d.path.clone(),
+            method: d.method,
+            authority: d.authority,
+            path: d.path,
             status: self.status,
             request_bytes,
             response_bytes,
-            source: d.source.clone(),
-            destination: d.destination.clone(),
-            peer_service: self.peer.to_string(),
-            route: self.route.to_string(),
+            source: d.source,
+            destination: d.destination,
+            peer_service: self.peer,
+            route: self.route,
             upstream: match self.direction {
-                Direction::Outbound => d.upstream.map(|u| u.to_string()),
+                Direction::Outbound => d.upstream,
                 Direction::Inbound => None,
             },
             retries: d.retries,
             decision: d.decision,
-            policies: d.policies.clone(),
+            policies: d.policies,
             error,
-            trace_id,
-            span_id,
+            trace: ids,
         }
     }
 }
