@@ -27,7 +27,7 @@ use crate::pool::Body;
 use crate::respond::{self, ProxyError, is_grpc, visible};
 use crate::state::Proxy;
 use crate::telemetry::golden::UNKNOWN;
-use crate::telemetry::{Direction, Exchange};
+use crate::telemetry::{Direction, Exchange, TcpConnection};
 use signet_spiffe::activity::{LastActivity, Tracked};
 
 /// The header a denied request's response names the deciding policies in.
@@ -188,13 +188,23 @@ async fn connection(
     tokio::pin!(denied);
     match proxy.config.inbound.protocol {
         Protocol::Tcp => {
-            let opened = std::time::Instant::now();
+            let mut connection = TcpConnection::begin(&proxy.telemetry, Direction::Inbound);
+            if connection.traced() {
+                connection
+                    .attributes
+                    .str("signet.peer.spiffe_id", peer.id.as_str())
+                    .str("network.peer.address", remote.ip().to_string())
+                    .int("network.peer.port", i64::from(remote.port()))
+                    .str("signet.authz.decision", "allow")
+                    .strings("signet.authz.policies", &decision.policies);
+            }
             let mut bytes = (0, 0);
+            let mut cut = None;
             tokio::select! {
                 moved = tcp_to_app(io, &proxy) => bytes = moved,
-                () = &mut denied => {}
-                () = activity.idle(limits.idle_timeout) => {}
-                () = proxy.draining() => {}
+                () = &mut denied => cut = Some("deny-list"),
+                () = activity.idle(limits.idle_timeout) => cut = Some("idle"),
+                () = proxy.draining() => cut = Some("drain"),
             }
             // Bytes are known for connections that end on their own; one cut (deny-list,
             // idle, drain) counts its duration only.
@@ -202,12 +212,7 @@ async fn connection(
                 .service
                 .read()
                 .map_or_else(|_| Arc::from(UNKNOWN), |s| Arc::clone(&s));
-            proxy.telemetry.golden.tcp.observe(
-                &["inbound", &service],
-                opened.elapsed(),
-                bytes.0,
-                bytes.1,
-            );
+            connection.end(&proxy.telemetry, &service, bytes, cut);
         }
         Protocol::Http => serve_http(io, alpn, &proxy, peer, &activity, denied).await,
     }

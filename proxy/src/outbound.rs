@@ -28,7 +28,7 @@ use crate::config::{OutboundConfig, Protocol, UpstreamHttp};
 use crate::metrics::class;
 use crate::pool::{Body, Pool, Transport, UseH2};
 use crate::state::Proxy;
-use crate::telemetry::{Direction, Exchange};
+use crate::telemetry::{Direction, Exchange, TcpConnection};
 use crate::traffic::Policy;
 use crate::traffic::balance::{Endpoint, Endpoints};
 use crate::traffic::outlier::{Health, may_eject};
@@ -425,11 +425,18 @@ async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
         1
     };
     let mut avoid = None;
-    for _ in 0..tries {
+    let mut connection = TcpConnection::begin(&proxy.telemetry, Direction::Outbound);
+    for attempt in 0..tries {
         let Some(endpoint) = targets
             .endpoints
             .pick(settings.balancer, avoid, Instant::now())
         else {
+            connection.end(
+                &proxy.telemetry,
+                &upstream.label,
+                (0, 0),
+                Some("no-endpoints"),
+            );
             return;
         };
         let _in_flight = endpoint.start();
@@ -441,17 +448,24 @@ async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
                     Instant::now(),
                     || false,
                 );
-                let opened = Instant::now();
+                if connection.traced() {
+                    let a = &mut connection.attributes;
+                    a.str("server.address", service)
+                        .str("signet.upstream.endpoint", endpoint.addr.to_string())
+                        .str("network.peer.address", endpoint.addr.ip().to_string())
+                        .int("network.peer.port", i64::from(endpoint.addr.port()))
+                        .int("signet.retry.attempt", i64::from(attempt));
+                    if let Ok((id, _)) =
+                        signet_spiffe::tls::peer_identity(tls.get_ref().1.peer_certificates())
+                    {
+                        a.str("signet.peer.spiffe_id", id.as_str());
+                    }
+                }
+                // From the app's side: it sent `sent`, and received `received`.
                 let (sent, received) = tokio::io::copy_bidirectional(&mut local, &mut tls)
                     .await
                     .unwrap_or((0, 0));
-                // From the app's side: it sent `sent`, and received `received`.
-                proxy.telemetry.golden.tcp.observe(
-                    &["outbound", &upstream.label],
-                    opened.elapsed(),
-                    sent,
-                    received,
-                );
+                connection.end(&proxy.telemetry, &upstream.label, (sent, received), None);
                 return;
             }
             None => {
@@ -475,6 +489,12 @@ async fn forward_tcp(mut local: TcpStream, upstream: &Upstream, proxy: &Proxy) {
             }
         }
     }
+    connection.end(
+        &proxy.telemetry,
+        &upstream.label,
+        (0, 0),
+        Some("connect-failure"),
+    );
 }
 
 async fn connect_tls(

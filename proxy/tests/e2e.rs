@@ -1149,3 +1149,67 @@ async fn a_required_token_is_refused_when_missing_and_bad_providers_stop_the_sta
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opaque_tcp_connections_are_spans_and_golden_metrics() {
+    let receiver = signet_tests::otlp::Receiver::start();
+    let tracing = format!(
+        "\n[tracing]\notlp_endpoint = \"{}\"\nsample_ratio = 1.0\nflush_interval = \"100ms\"\n",
+        receiver.grpc
+    );
+    let cart_tracing = tracing.clone();
+    let mesh = Mesh::start_custom(
+        move |cart, _| {
+            cart.replace("app_protocol = \"http1\"", "protocol = \"tcp\"") + &cart_tracing
+        },
+        &format!("protocol = \"tcp\"\n{tracing}"),
+    )
+    .await;
+    {
+        let mut http = Http::h1(mesh.frontend.outbound["cart"]).await;
+        assert_eq!(http.get("cart", "/api/items", &[]).await.status, 200);
+    }
+    // Each side's span once the connection closed: no trace context crosses raw TCP, so each
+    // is a root of its own.
+    let started = std::time::Instant::now();
+    let spans = loop {
+        let tcp: Vec<serde_json::Value> = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s["name"] == "tcp")
+            .collect();
+        if tcp.len() >= 2 {
+            break tcp;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:#?}",
+            receiver.spans()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let client = spans
+        .iter()
+        .find(|s| s["kind"] == 3)
+        .expect("a client span");
+    let server = spans
+        .iter()
+        .find(|s| s["kind"] == 2)
+        .expect("a server span");
+    assert_eq!(client["resource"]["service.name"], "frontend");
+    assert_eq!(client["attributes"]["signet.peer.spiffe_id"], CART);
+    assert_eq!(client["attributes"]["network.transport"], "tcp");
+    assert!(client["attributes"]["signet.tcp.received_bytes"].as_i64() > Some(0));
+    assert!(client["attributes"]["signet.tcp.sent_bytes"].as_i64() > Some(0));
+    assert_eq!(server["resource"]["service.name"], "cart");
+    assert_eq!(server["attributes"]["signet.peer.spiffe_id"], FRONTEND);
+    assert_eq!(server["attributes"]["signet.authz.decision"], "allow");
+    assert_eq!(
+        server["attributes"]["signet.authz.policies"],
+        serde_json::json!(["shop-connect"])
+    );
+    assert_eq!(server["parent_span_id"], "");
+    let count =
+        "signet_proxy_tcp_connection_duration_seconds_count{direction=\"outbound\",peer=\"cart\"}";
+    assert_eq!(mesh.frontend.metric(count).await, 1);
+}

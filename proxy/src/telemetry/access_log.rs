@@ -176,10 +176,7 @@ impl Field {
             }
             Field::Error => json_opt(out, e.error.as_deref()),
             Field::TraceId => json_opt(out, e.trace.map(|t| hex(&t.0)).as_deref()),
-            Field::SpanId => json_opt(
-                out,
-                e.trace.and_then(|t| t.1).map(|s| hex(&s)).as_deref(),
-            ),
+            Field::SpanId => json_opt(out, e.trace.and_then(|t| t.1).map(|s| hex(&s)).as_deref()),
         }
     }
 }

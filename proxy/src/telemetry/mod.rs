@@ -145,6 +145,66 @@ impl Telemetry {
     }
 }
 
+/// One proxied TCP connection, as a span and a golden-metrics observation. Raw TCP carries
+/// no trace context, so each sampled connection is the root of its own trace.
+#[derive(Debug)]
+pub struct TcpConnection {
+    direction: Direction,
+    opened: Instant,
+    span: Option<Begun>,
+    /// The span's attributes, filled while the connection is set up (sampled ones only).
+    pub attributes: Attributes,
+}
+
+impl TcpConnection {
+    pub fn begin(telemetry: &Telemetry, direction: Direction) -> Self {
+        let span = telemetry
+            .tracer
+            .as_ref()
+            .map(|t| t.begin(None))
+            .filter(|b| b.context.sampled);
+        Self {
+            direction,
+            opened: Instant::now(),
+            span,
+            attributes: Attributes::default(),
+        }
+    }
+
+    /// Whether it makes a span (and so wants attributes).
+    pub fn traced(&self) -> bool {
+        self.span.is_some()
+    }
+
+    /// Counts the connection under `peer`, `bytes` received from and sent to the side that
+    /// connected (zero when it was cut), and sends its span.
+    pub fn end(self, telemetry: &Telemetry, peer: &str, bytes: (u64, u64), error: Option<&str>) {
+        telemetry.golden.tcp.observe(
+            &[self.direction.name(), peer],
+            self.opened.elapsed(),
+            bytes.0,
+            bytes.1,
+        );
+        let (Some(tracer), Some(span)) = (&telemetry.tracer, self.span) else {
+            return;
+        };
+        let mut a = self.attributes;
+        a.str("network.transport", "tcp")
+            .str("signet.direction", self.direction.name())
+            .str("signet.peer.service", peer)
+            .int("signet.tcp.received_bytes", to_i64(bytes.0))
+            .int("signet.tcp.sent_bytes", to_i64(bytes.1));
+        if let Some(e) = error {
+            a.str("error.type", e);
+        }
+        let kind = match self.direction {
+            Direction::Inbound => Kind::Server,
+            Direction::Outbound => Kind::Client,
+        };
+        tracer.record(span.finish("tcp".to_owned(), kind, a, error.map(str::to_owned)));
+    }
+}
+
 /// Which way a request goes through this proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -226,9 +286,8 @@ impl Exchange {
         let telemetry = &proxy.telemetry;
         // The trace context is read when something records it: spans, access logs, or the
         // audit trail (which carries the trace id).
-        let wanted = telemetry.tracer.is_some()
-            || telemetry.access_log.is_some()
-            || proxy.audit.is_some();
+        let wanted =
+            telemetry.tracer.is_some() || telemetry.access_log.is_some() || proxy.audit.is_some();
         let incoming = if wanted {
             TraceContext::extract(request.headers())
         } else {
@@ -469,7 +528,9 @@ impl Exchange {
     ) -> Entry {
         let tracing = proxy.telemetry.tracer.is_some();
         let d = self.details;
-        let ids = self.context.map(|c| (c.trace_id, tracing.then_some(c.span_id)));
+        let ids = self
+            .context
+            .map(|c| (c.trace_id, tracing.then_some(c.span_id)));
         Entry {
             start: d.start,
             duration: took,
