@@ -428,3 +428,63 @@ async fn cp_metrics(cp: &ControlPlane) -> String {
     assert_eq!(reply.status, 200);
     String::from_utf8_lossy(&reply.body).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_plane_traces_its_api_grpc_calls_and_issuance() {
+    let receiver = Receiver::start();
+    let mesh = signet_tests::mesh::Mesh::start(&[
+        "--otlp-endpoint",
+        &receiver.grpc,
+        "--trace-sample-ratio",
+        "1",
+    ])
+    .await;
+    mesh.cp.meshctl_ok(&["status"]);
+    let started = std::time::Instant::now();
+    let (issue, sign, status) = loop {
+        let spans = receiver.spans();
+        let find = |name: &str| spans.iter().find(|s| s["name"] == name).cloned();
+        if let (Some(issue), Some(sign), Some(status)) = (
+            find("signet.v1.Identity/Issue"),
+            find("svid.sign"),
+            find("GET /v1/status"),
+        ) {
+            break (issue, sign, status);
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{spans:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(issue["resource"]["service.name"], "signet-cp");
+    assert_eq!(issue["kind"], 2);
+    assert_eq!(issue["attributes"]["rpc.system"], "grpc");
+    assert_eq!(issue["attributes"]["rpc.grpc.status_code"], "0");
+    // Signing is a span of its own, under one of the Issue calls.
+    assert_eq!(sign["kind"], 1);
+    let issues: Vec<serde_json::Value> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s["name"] == "signet.v1.Identity/Issue")
+        .collect();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["span_id"] == sign["parent_span_id"] && i["trace_id"] == sign["trace_id"]),
+        "{sign} under one of {issues:#?}"
+    );
+    assert_eq!(sign["attributes"]["signet.svid.kind"], "issue");
+    assert_eq!(sign["attributes"]["signet.ca.backend"], "builtin");
+    assert_eq!(status["attributes"]["http.route"], "/v1/status");
+    assert_eq!(status["attributes"]["http.response.status_code"], 200);
+
+    // A bad tracing flag: one line, exit 1, nothing started.
+    let out = std::process::Command::new(workspace_binary("signet-cp"))
+        .args(["--data-dir"])
+        .arg(mesh.dir.path().join("other"))
+        .args(["--otlp-endpoint", &receiver.grpc, "--otlp-protocol", "carrier-pigeon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--otlp-protocol: `carrier-pigeon`"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -51,7 +51,7 @@ pub struct Config {
     pub traffic: Option<TrafficConfig>,
     /// Spans over OTLP.
     #[serde(default)]
-    pub tracing: Option<crate::telemetry::config::TracingConfig>,
+    pub tracing: Option<signet_otel::config::TracingConfig>,
     /// One line per request.
     #[serde(default)]
     pub access_log: Option<crate::telemetry::config::AccessLogConfig>,

@@ -33,6 +33,16 @@ struct Args {
     /// secret, and nothing authenticates: keep it on loopback or a scrape network.
     #[arg(long, default_value = "127.0.0.1:15012", value_name = "ADDR|off")]
     metrics_listen: String,
+    /// Send spans of API calls, gRPC calls and SVID issuance to this OTLP collector
+    /// (`http://host:port`).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    #[arg(long, default_value = "grpc", value_name = "PROTOCOL", requires = "otlp_endpoint")]
+    otlp_protocol: String,
+    /// Share of new traces recorded (0 to 1); calls that arrive in a trace follow it.
+    #[arg(long, default_value_t = 0.01, value_name = "RATIO", requires = "otlp_endpoint")]
+    trace_sample_ratio: f64,
     /// Store URL (default: sqlite file signet.db in the data dir).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
@@ -132,7 +142,27 @@ async fn run(args: Args) -> Result<(), String> {
                 .map_err(|_| format!("--metrics-listen: `{addr}` is not ADDR:PORT or `off`"))?,
         ),
     };
+    let tracing = match args.otlp_endpoint {
+        Some(endpoint) => {
+            let protocol = match args.otlp_protocol.as_str() {
+                "grpc" => signet_otel::config::OtlpProtocol::Grpc,
+                "http/protobuf" | "http" => signet_otel::config::OtlpProtocol::HttpProtobuf,
+                other => {
+                    return Err(format!(
+                        "--otlp-protocol: `{other}` is neither `grpc` nor `http/protobuf`"
+                    ));
+                }
+            };
+            let config = signet_otel::config::TracingConfig::new(endpoint, protocol, args.trace_sample_ratio);
+            config
+                .check()
+                .map_err(|e| e.replace("tracing.otlp_endpoint", "--otlp-endpoint").replace("tracing.sample_ratio", "--trace-sample-ratio"))?;
+            Some(config)
+        }
+        None => None,
+    };
     let running = start(Options {
+        tracing,
         metrics_listen,
         data_dir,
         trust_domain: args.trust_domain,

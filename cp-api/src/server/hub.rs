@@ -114,6 +114,8 @@ pub struct Hub {
     pub stats: crate::server::stats::StatsBook,
     /// The control plane's own metrics.
     pub metrics: crate::server::metrics::CpMetrics,
+    /// Spans of its calls, when tracing is configured (set once at start).
+    pub tracer: std::sync::OnceLock<signet_otel::trace::Tracer>,
     /// When the last change was signalled (config pushes are timed from it).
     changed_at: Mutex<Instant>,
     applied: RwLock<Arc<Applied>>,
@@ -269,6 +271,7 @@ impl Hub {
             audit,
             stats: crate::server::stats::StatsBook::default(),
             metrics: crate::server::metrics::CpMetrics::default(),
+            tracer: std::sync::OnceLock::new(),
             changed_at: Mutex::new(Instant::now()),
             trust_domain,
             ca,

@@ -11,6 +11,7 @@ use signet_ca::token::{TokenRecord, TokenStoreError};
 use signet_ca::{AuthorityError, BoxFuture, JoinTokens, SignRequest, TokenError, TokenStore};
 use signet_spiffe::{SpiffeId, X509Svid};
 use tokio_stream::Stream;
+use signet_otel::context::TraceContext;
 use tonic::{Request, Response, Status};
 
 use crate::api::v1 as pb;
@@ -60,14 +61,16 @@ impl IdentityService {
         Self { hub, tokens }
     }
 
-    /// [`Self::sign`], timed into the issuance histogram by kind and outcome.
+    /// [`Self::sign`], timed into the issuance histogram by kind and outcome, and a span
+    /// under the call's (`parent`) when it is traced.
     async fn timed_sign(
         &self,
         id: &SpiffeId,
         csr: Vec<u8>,
-        ttl_seconds: u32,
-        kind: &'static str,
+        (ttl_seconds, kind): (u32, &'static str),
+        parent: Option<TraceContext>,
     ) -> Result<Response<pb::IssueResponse>, Status> {
+        let span = parent.and_then(|p| crate::server::spans::child(&self.hub, &p));
         let started = std::time::Instant::now();
         let signed = self.sign(id, csr, ttl_seconds, kind).await;
         let outcome = if signed.is_ok() { "ok" } else { "error" };
@@ -75,6 +78,20 @@ impl IdentityService {
             .metrics
             .issuance
             .observe(&[kind, outcome], started.elapsed(), 0, 0);
+        if let Some(span) = span {
+            let mut a = signet_otel::trace::Attributes::default();
+            a.str("signet.svid.kind", kind)
+                .str("signet.spiffe_id", id.as_str())
+                .str("signet.ca.backend", self.hub.ca.active().backend.name());
+            let failed = signed.as_ref().err().map(|s| s.message().to_owned());
+            crate::server::spans::end(
+                &self.hub,
+                &span,
+                ("svid.sign".to_owned(), signet_otel::trace::Kind::Internal),
+                a,
+                failed,
+            );
+        }
         signed.map(Response::new)
     }
 
@@ -183,6 +200,7 @@ impl pb::identity_server::Identity for IdentityService {
         request: Request<pb::IssueRequest>,
     ) -> Result<Response<pb::IssueResponse>, Status> {
         let remote = request.extensions().get::<Peer>().map(|p| p.remote);
+        let parent = request.extensions().get::<TraceContext>().cloned();
         let body = request.into_inner();
         let refused = |e: TokenError| {
             tracing::warn!(?remote, error = %e, "join refused");
@@ -200,7 +218,7 @@ impl pb::identity_server::Identity for IdentityService {
             .redeem(&body.join_token)
             .await
             .map_err(refused)?;
-        self.timed_sign(&id, body.csr, body.ttl_seconds, "issue")
+        self.timed_sign(&id, body.csr, (body.ttl_seconds, "issue"), parent)
             .await
     }
 
@@ -209,8 +227,9 @@ impl pb::identity_server::Identity for IdentityService {
         request: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::IssueResponse>, Status> {
         let id = caller(&request, &self.hub)?;
+        let parent = request.extensions().get::<TraceContext>().cloned();
         let body = request.into_inner();
-        self.timed_sign(&id, body.csr, body.ttl_seconds, "renew")
+        self.timed_sign(&id, body.csr, (body.ttl_seconds, "renew"), parent)
             .await
     }
 

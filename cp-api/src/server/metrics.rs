@@ -311,7 +311,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        // The call's span; its context rides in the request for the handler's own spans.
+        let span = crate::server::spans::begin(&self.hub, request.headers());
+        if let Some(span) = &span {
+            request.extensions_mut().insert(span.context.clone());
+        }
         let path = request.uri().path();
         let method = GRPC_METHODS
             .iter()
@@ -336,6 +341,25 @@ where
                 Err(_) => "transport".to_owned(),
             };
             hub.metrics.grpc_requests.inc(&[method, &code]);
+            if let Some(span) = span {
+                let (service, name) = method
+                    .trim_start_matches('/')
+                    .split_once('/')
+                    .unwrap_or(("unknown", "unknown"));
+                let mut a = signet_otel::trace::Attributes::default();
+                a.str("rpc.system", "grpc")
+                    .str("rpc.service", service)
+                    .str("rpc.method", name)
+                    .str("rpc.grpc.status_code", code.clone());
+                let failed = (code != "0").then(|| format!("grpc-status {code}"));
+                crate::server::spans::end(
+                    &hub,
+                    &span,
+                    (method.trim_start_matches('/').to_owned(), signet_otel::trace::Kind::Server),
+                    a,
+                    failed,
+                );
+            }
             result
         })
     }

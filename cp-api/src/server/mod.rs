@@ -21,6 +21,7 @@ pub mod operators;
 pub mod registry;
 pub mod rest;
 pub mod rotation;
+pub mod spans;
 pub mod stats;
 pub mod store;
 pub mod tls;
@@ -61,6 +62,8 @@ pub struct Options {
     pub heartbeat_interval: Duration,
     /// The plain-HTTP listener for `/metrics` (Prometheus); `None`: no metrics listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// Spans of API calls, gRPC calls and issuance over OTLP; `None`: no tracing.
+    pub tracing: Option<signet_otel::config::TracingConfig>,
 }
 
 /// A running control plane.
@@ -98,7 +101,20 @@ impl Running {
 /// Starts the control plane: opens (or creates) the data directory, binds both listeners and
 /// serves until [`Running::shutdown`].
 pub async fn start(options: Options) -> Result<Running, String> {
+    let tracer = match &options.tracing {
+        Some(config) => Some(signet_otel::export::start(
+            config,
+            vec![
+                signet_otel::otlp::KeyValue::string("service.name", "signet-cp"),
+                signet_otel::otlp::KeyValue::string("telemetry.sdk.name", "signet-cp"),
+            ],
+        )?),
+        None => None,
+    };
     let boot = bootstrap::open(&options).await?;
+    if let Some(tracer) = tracer {
+        let _ = boot.hub.tracer.set(tracer);
+    }
     let grpc_listener = TcpListener::bind(options.grpc_listen)
         .await
         .map_err(|e| format!("--grpc-listen {}: {e}", options.grpc_listen))?;

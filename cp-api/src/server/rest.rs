@@ -371,15 +371,33 @@ async fn counted(
         axum::http::Method::PUT => "PUT",
         _ => "other",
     };
+    let span = crate::server::spans::begin(&api.hub, request.headers());
+    let path = span.as_ref().map(|_| request.uri().path().to_owned());
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", |r| r.as_str());
-    let class = match response.status().as_u16() {
+    let status = response.status().as_u16();
+    let class = match status {
         200..=299 => "2xx",
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
     };
     api.hub.metrics.api_requests.inc(&[route, method, class]);
+    if let Some(span) = span {
+        let mut a = signet_otel::trace::Attributes::default();
+        a.str("http.request.method", method)
+            .str("http.route", route)
+            .str("url.path", path.unwrap_or_default())
+            .int("http.response.status_code", i64::from(status));
+        let failed = (status >= 500).then(|| status.to_string());
+        crate::server::spans::end(
+            &api.hub,
+            &span,
+            (format!("{method} {route}"), signet_otel::trace::Kind::Server),
+            a,
+            failed,
+        );
+    }
     response
 }
 

@@ -3,18 +3,16 @@
 //! response body ends (or is dropped), so durations and byte counts cover the whole
 //! exchange.
 //!
-//! - [`context`]: W3C and B3 trace headers.
-//! - [`trace`], [`export`], [`otlp`]: spans, head sampling, the OTLP exporter.
+//! - [`context`], [`trace`], [`export`], [`otlp`] (from `signet-otel`): W3C and B3 trace
+//!   headers, spans, head sampling, the OTLP exporter.
 //! - [`access_log`]: the access-log writer.
 //! - [`golden`]: bounded histograms per direction, peer, route and status class.
 
 pub mod access_log;
 pub mod config;
-pub mod context;
-pub mod export;
 pub mod golden;
-pub mod otlp;
-pub mod trace;
+
+pub use signet_otel::{context, export, otlp, trace};
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -8,12 +8,14 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use super::context::TraceContext;
-use super::otlp::{self, KeyValue, any_value::Value};
+use crate::context::TraceContext;
+use crate::otlp::{self, KeyValue, any_value::Value};
 
 /// OTLP `SpanKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Work inside a process (e.g. signing, under the call that asked for it).
+    Internal = 1,
     Server = 2,
     Client = 3,
 }

@@ -12,9 +12,9 @@ use hyper_util::rt::TokioIo;
 use prost::Message;
 use tokio::sync::mpsc;
 
-use super::config::{OtlpProtocol, TracingConfig};
-use super::otlp::{self, ExportTraceServiceRequest, ExportTraceServiceResponse};
-use super::trace::{TraceStats, Tracer};
+use crate::config::{OtlpProtocol, TracingConfig};
+use crate::otlp::{self, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::trace::{TraceStats, Tracer};
 
 /// Largest answer read from a collector.
 const MAX_ANSWER: usize = 64 * 1024;

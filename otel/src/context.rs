@@ -233,7 +233,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 fn nonzero() -> u64 {
     loop {
-        let x = crate::traffic::rand::next();
+        let x = crate::ids::next();
         if x != 0 {
             return x;
         }
