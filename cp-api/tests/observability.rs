@@ -480,7 +480,12 @@ async fn the_control_plane_traces_its_api_grpc_calls_and_issuance() {
     let out = std::process::Command::new(workspace_binary("signet-cp"))
         .args(["--data-dir"])
         .arg(mesh.dir.path().join("other"))
-        .args(["--otlp-endpoint", &receiver.grpc, "--otlp-protocol", "carrier-pigeon"])
+        .args([
+            "--otlp-endpoint",
+            &receiver.grpc,
+            "--otlp-protocol",
+            "carrier-pigeon",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -38,10 +38,20 @@ struct Args {
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
     /// `grpc` or `http/protobuf`.
-    #[arg(long, default_value = "grpc", value_name = "PROTOCOL", requires = "otlp_endpoint")]
+    #[arg(
+        long,
+        default_value = "grpc",
+        value_name = "PROTOCOL",
+        requires = "otlp_endpoint"
+    )]
     otlp_protocol: String,
     /// Share of new traces recorded (0 to 1); calls that arrive in a trace follow it.
-    #[arg(long, default_value_t = 0.01, value_name = "RATIO", requires = "otlp_endpoint")]
+    #[arg(
+        long,
+        default_value_t = 0.01,
+        value_name = "RATIO",
+        requires = "otlp_endpoint"
+    )]
     trace_sample_ratio: f64,
     /// Store URL (default: sqlite file signet.db in the data dir).
     #[arg(long, value_name = "URL")]
@@ -153,10 +163,15 @@ async fn run(args: Args) -> Result<(), String> {
                     ));
                 }
             };
-            let config = signet_otel::config::TracingConfig::new(endpoint, protocol, args.trace_sample_ratio);
-            config
-                .check()
-                .map_err(|e| e.replace("tracing.otlp_endpoint", "--otlp-endpoint").replace("tracing.sample_ratio", "--trace-sample-ratio"))?;
+            let config = signet_otel::config::TracingConfig::new(
+                endpoint,
+                protocol,
+                args.trace_sample_ratio,
+            );
+            config.check().map_err(|e| {
+                e.replace("tracing.otlp_endpoint", "--otlp-endpoint")
+                    .replace("tracing.sample_ratio", "--trace-sample-ratio")
+            })?;
             Some(config)
         }
         None => None,

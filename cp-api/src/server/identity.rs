@@ -9,9 +9,9 @@ use rustls_pki_types::CertificateSigningRequestDer;
 use signet_ca::csr::check_csr;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 use signet_ca::{AuthorityError, BoxFuture, JoinTokens, SignRequest, TokenError, TokenStore};
+use signet_otel::context::TraceContext;
 use signet_spiffe::{SpiffeId, X509Svid};
 use tokio_stream::Stream;
-use signet_otel::context::TraceContext;
 use tonic::{Request, Response, Status};
 
 use crate::api::v1 as pb;

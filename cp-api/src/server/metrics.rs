@@ -355,7 +355,10 @@ where
                 crate::server::spans::end(
                     &hub,
                     &span,
-                    (method.trim_start_matches('/').to_owned(), signet_otel::trace::Kind::Server),
+                    (
+                        method.trim_start_matches('/').to_owned(),
+                        signet_otel::trace::Kind::Server,
+                    ),
                     a,
                     failed,
                 );

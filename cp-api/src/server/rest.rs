@@ -393,7 +393,10 @@ async fn counted(
         crate::server::spans::end(
             &api.hub,
             &span,
-            (format!("{method} {route}"), signet_otel::trace::Kind::Server),
+            (
+                format!("{method} {route}"),
+                signet_otel::trace::Kind::Server,
+            ),
             a,
             failed,
         );
