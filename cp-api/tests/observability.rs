@@ -14,22 +14,16 @@ use signet_tests::process::ProxyProcess;
 
 const PAYMENTS: &str = "spiffe://mesh.test/ns/shop/sa/payments";
 
+/// The mesh's policies (the frontend reads the cart), and the cart reads payments.
 fn policies() -> String {
-    format!(
-        r#"
-@id("shop-connect")
-permit (principal in Mesh::Namespace::"shop", action == Mesh::Action::"connect",
-        resource in Mesh::Namespace::"shop");
-
-@id("frontend-reads-cart")
-permit (principal == Mesh::Workload::"{FRONTEND}", action in Mesh::Action::"read",
-        resource == Mesh::Service::"cart");
-
+    signet_tests::mesh::policies("*")
+        + &format!(
+            r#"
 @id("cart-reads-payments")
 permit (principal == Mesh::Workload::"{CART}", action in Mesh::Action::"read",
         resource == Mesh::Service::"payments");
 "#
-    )
+        )
 }
 
 fn tracing(endpoint: &str, protocol: &str) -> String {
