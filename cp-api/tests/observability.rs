@@ -371,6 +371,21 @@ async fn meshctl_stats_shows_each_services_golden_signals_from_the_proxies() {
         "{table}"
     );
 
+    // --watch redraws in place until interrupted.
+    let mut watch = mesh
+        .cp
+        .meshctl_command(&["stats", "--edges", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.matches("\x1b[2J\x1b[H").count() >= 2, "{screen:?}");
+    assert!(screen.matches("CALLER").count() >= 2, "{screen}");
+
     // The control plane's own metrics: valid exposition, and the calls this test made.
     let text = cp_metrics(&mesh.cp).await;
     let checked = signet_tests::validators::promtool_metrics(&text);
