@@ -27,6 +27,7 @@ use crate::pool::Body;
 use crate::respond::{self, ProxyError, is_grpc, visible};
 use crate::state::Proxy;
 use crate::telemetry::golden::UNKNOWN;
+use crate::telemetry::counted::{ByteCounts, Counted};
 use crate::telemetry::{Direction, Exchange, TcpConnection};
 use signet_spiffe::activity::{LastActivity, Tracked};
 
@@ -198,16 +199,16 @@ async fn connection(
                     .str("signet.authz.decision", "allow")
                     .strings("signet.authz.policies", &decision.policies);
             }
-            let mut bytes = (0, 0);
+            let counts = Arc::new(ByteCounts::default());
+            let io = Counted::new(io, Arc::clone(&counts));
             let mut cut = None;
             tokio::select! {
-                moved = tcp_to_app(io, &proxy) => bytes = moved,
+                () = tcp_to_app(io, &proxy) => {}
                 () = &mut denied => cut = Some("deny-list"),
                 () = activity.idle(limits.idle_timeout) => cut = Some("idle"),
                 () = proxy.draining() => cut = Some("drain"),
             }
-            // Bytes are known for connections that end on their own; one cut (deny-list,
-            // idle, drain) counts its duration only.
+            let bytes = counts.get();
             let service = peer
                 .service
                 .read()
@@ -238,19 +239,15 @@ async fn denied_later(proxy: &Proxy, peer: Arc<Peer>) {
     std::future::pending::<()>().await;
 }
 
-/// Carries the connection to the app; the bytes received from the peer and sent to it.
-async fn tcp_to_app<S>(mut io: S, proxy: &Proxy) -> (u64, u64)
+async fn tcp_to_app<S>(mut io: S, proxy: &Proxy)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     match TcpStream::connect(proxy.config.inbound.app).await {
-        Ok(mut app) => tokio::io::copy_bidirectional(&mut io, &mut app)
-            .await
-            .unwrap_or((0, 0)),
-        Err(e) => {
-            tracing::warn!(error = %e, "the app is unreachable");
-            (0, 0)
+        Ok(mut app) => {
+            let _ = tokio::io::copy_bidirectional(&mut io, &mut app).await;
         }
+        Err(e) => tracing::warn!(error = %e, "the app is unreachable"),
     }
 }
 

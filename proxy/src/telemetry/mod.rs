@@ -10,6 +10,7 @@
 
 pub mod access_log;
 pub mod config;
+pub mod counted;
 pub mod golden;
 
 pub use signet_otel::{context, export, otlp, trace};
@@ -175,7 +176,7 @@ impl TcpConnection {
     }
 
     /// Counts the connection under `peer`, `bytes` received from and sent to the side that
-    /// connected (zero when it was cut), and sends its span.
+    /// connected, and sends its span.
     pub fn end(self, telemetry: &Telemetry, peer: &str, bytes: (u64, u64), error: Option<&str>) {
         telemetry.golden.tcp.observe(
             &[self.direction.name(), peer],
