@@ -395,3 +395,120 @@ async fn registered_weights_decide_each_endpoints_share() {
     eprintln!("weight 1000 beside 100 under p2c-ewma: {heavy} of 400 requests");
     assert!(heavy >= 300, "{heavy} of 400");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_noisy_caller_is_rate_limited_alone_with_429_and_retry_after() {
+    const REPORTS: &str = "spiffe://mesh.test/ns/shop/sa/reports";
+    let mesh = Mesh::start(&[]).await;
+    // A second caller, allowed to read the cart too.
+    let policies = write(
+        &mesh,
+        "v2.cedar",
+        &(signet_tests::mesh::policies("/api/*")
+            + &format!(
+                "@id(\"reports-reads-cart\")\npermit (principal == Mesh::Workload::\"{REPORTS}\", action in Mesh::Action::\"read\", resource == Mesh::Service::\"cart\");\n"
+            )),
+    );
+    mesh.cp
+        .meshctl_ok(&["authz", "apply", "-f", &policies, "--allow-widening"]);
+    let reports = signet_tests::process::ProxyProcess::start(
+        &signet_tests::control::workspace_binary("signet-proxy"),
+        mesh.dir.path(),
+        "reports",
+        &signet_tests::mesh::proxy_toml(
+            &mesh.cp,
+            "reports",
+            Some(&mesh.cp.token(REPORTS)),
+            mesh.app.addr,
+            &["cart"],
+        ),
+    );
+    let limits = write(
+        &mesh,
+        "limits.yaml",
+        "services:\n  - service: cart\n    rate_limit: {per_caller: {requests_per_second: 1, burst: 5}}\n",
+    );
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &limits]);
+    let started = std::time::Instant::now();
+    while mesh.cart.metric("signet_proxy_traffic_version").await < 1 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // The frontend sends 20 at once: its burst of 5 (and at most one refilled) passes.
+    let mut http = signet_tests::client::Http::h1(mesh.cart_port()).await;
+    let mut passed = 0;
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        let reply = http.get("cart", "/api/items", &[]).await;
+        match reply.status.as_u16() {
+            200 => passed += 1,
+            429 => refused.push(reply),
+            other => panic!("{other}"),
+        }
+    }
+    assert!((5..=6).contains(&passed), "{passed} passed");
+    let first = &refused[0];
+    assert_eq!(
+        first.header("x-signet-error").as_deref(),
+        Some("rate-limited")
+    );
+    let after: u64 = first.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&after), "{after}");
+
+    // The other caller has its own share.
+    let mut other = signet_tests::client::Http::h1(reports.outbound["cart"]).await;
+    reports_reachable(&mut other).await;
+    for _ in 0..4 {
+        assert_eq!(other.get("cart", "/api/items", &[]).await.status, 200);
+    }
+
+    // Counted by route and limit, and audited (sampled: the first refusal at least).
+    let series = "signet_proxy_rate_limited_total{route=\"default\",limit=\"service-per-caller\"}";
+    assert_eq!(mesh.cart.metric(series).await, refused.len() as u64);
+    let started = std::time::Instant::now();
+    loop {
+        let out = mesh.cp.meshctl_ok(&[
+            "audit",
+            "tail",
+            "-o",
+            "json",
+            "--policy",
+            "rate-limit-service-per-caller",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(r) = v["records"].as_array().and_then(|r| r.first()) {
+            assert_eq!(r["decision"], "deny", "{r}");
+            assert_eq!(r["principal"], signet_tests::mesh::FRONTEND, "{r}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // A document with a broken limit is refused, one line, nothing applied.
+    let bad = write(
+        &mesh,
+        "bad-limits.yaml",
+        "services:\n  - service: cart\n    rate_limit: {per_caller: {requests_per_second: 0}}\n",
+    );
+    let out = mesh.cp.meshctl(&["traffic", "apply", "-f", &bad]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("rate_limit.per_caller.requests_per_second is more than 0"),
+        "{err}"
+    );
+}
+
+/// Waits until the reports proxy reaches the cart (its endpoints arrive after it joined).
+async fn reports_reachable(http: &mut signet_tests::client::Http) {
+    let started = std::time::Instant::now();
+    while http.get("cart", "/api/items", &[]).await.status != 200 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(15));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -14,12 +14,17 @@ use signet_policy::Decision;
 use signet_spiffe::{Serial, SpiffeId, WorkloadKey, X509Svid};
 use tokio::sync::watch;
 
+/// One rate-limit refusal in this many is recorded.
+pub const LIMITED_SAMPLE: u32 = 100;
+
 /// The writer handle and the sampling state.
 #[derive(Debug)]
 pub struct Audit {
     log: AuditLog,
     sample_allows: u32,
     allows: AtomicU64,
+    /// Rate-limit refusals seen, for sampling them.
+    limited: AtomicU64,
     signers: watch::Sender<Arc<dyn Signer>>,
     /// This proxy's instance of its identity's chain (kept in the spool directory).
     instance: String,
@@ -93,6 +98,7 @@ impl Audit {
             log,
             sample_allows: sample_allows.max(1),
             allows: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
             signers,
             instance,
         })
@@ -129,6 +135,32 @@ impl Audit {
             target,
             bundle_hash,
             sample,
+        )));
+    }
+
+    /// Records a rate-limit refusal, one in [`LIMITED_SAMPLE`] (the first always): a
+    /// flood of refused requests must not flood the trail; the record says how many it
+    /// stands for.
+    pub fn limited(
+        &self,
+        subject: &Subject<'_>,
+        decision: &Decision,
+        target: (&str, &str),
+        bundle_hash: &str,
+    ) {
+        if !self
+            .limited
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(u64::from(LIMITED_SAMPLE))
+        {
+            return;
+        }
+        self.log.record(Event::Decision(decision_record(
+            subject,
+            decision,
+            target,
+            bundle_hash,
+            LIMITED_SAMPLE,
         )));
     }
 

@@ -26,8 +26,8 @@ use crate::metrics::class;
 use crate::pool::Body;
 use crate::respond::{self, ProxyError, is_grpc, visible};
 use crate::state::Proxy;
-use crate::telemetry::golden::UNKNOWN;
 use crate::telemetry::counted::{ByteCounts, Counted};
+use crate::telemetry::golden::UNKNOWN;
 use crate::telemetry::{Direction, Exchange, TcpConnection};
 use signet_spiffe::activity::{LastActivity, Tracked};
 
@@ -385,6 +385,49 @@ fn unauthenticated<B>(
     response
 }
 
+/// 429 with `Retry-After` for a request over a local rate limit; for gRPC,
+/// RESOURCE_EXHAUSTED (8). Counted by route and limit, and audited (sampled) as a deny by
+/// `rate-limit-<limit>`.
+fn rate_limited<B>(
+    proxy: &Proxy,
+    peer: &Peer,
+    (request, path, exchange): (&Request<B>, &str, &mut Exchange),
+    refused: crate::traffic::inbound::Refused,
+    grpc: bool,
+) -> Response<Body> {
+    let limit = refused.name();
+    proxy.metrics.rate_limited.inc(&[&exchange.route, limit]);
+    let decision = Decision {
+        effect: signet_policy::Effect::Deny,
+        policies: vec![format!("rate-limit-{limit}")],
+        errors: Vec::new(),
+    };
+    if let Some(audit) = &proxy.audit {
+        let ids = exchange.audit_ids();
+        audit.limited(
+            &request_subject(proxy, peer, request, path, &ids),
+            &decision,
+            (&proxy.config.service.name, &proxy.config.service.namespace),
+            proxy.policies.current().bundle().hash(),
+        );
+    }
+    exchange.decided(&decision);
+    let wait = refused.limited.retry_after;
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = respond::refusal(
+        grpc,
+        (StatusCode::TOO_MANY_REQUESTS, "8"),
+        &format!("rate limited ({limit}); retry after {seconds}s"),
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    headers.insert(
+        respond::PROXY_ERROR,
+        HeaderValue::from_static("rate-limited"),
+    );
+    response
+}
+
 async fn handle(request: Request<Incoming>, proxy: &Arc<Proxy>, peer: &Peer) -> Response<Body> {
     let protocol = crate::metrics::protocol(request.version());
     let service = peer
@@ -526,6 +569,17 @@ async fn decide_and_forward(
     if !decision.is_allowed() {
         tracing::debug!(peer = %peer.id, path = %request.uri().path(), reason = %decision.reason(), "request denied");
         return denied_response(&decision, grpc);
+    }
+    // Allowed: the route it takes, and the service's local rate limits.
+    let inbound = proxy.inbound_traffic.load();
+    let (route, admitted) = inbound.admit(
+        (request.method(), &path, request.headers()),
+        peer.id.as_str(),
+        std::time::Instant::now(),
+    );
+    exchange.route = route;
+    if let Err(refused) = admitted {
+        return rate_limited(proxy, peer, (&request, &path, exchange), refused, grpc);
     }
     let max_body = proxy.config.limits.max_body_bytes;
     let declared = request

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub upstream_overflows: Family,
     /// Endpoints ejected by outlier detection, by upstream service and endpoint.
     pub upstream_ejections: Family,
+    /// Inbound requests refused by a local rate limit, by route and limit.
+    pub rate_limited: Family,
     /// The control-plane source, when there is one.
     pub control_plane: ControlPlaneMetrics,
 }
@@ -134,6 +136,12 @@ impl Metrics {
             "signet_proxy_requests_total",
             "HTTP requests answered.",
             &["direction", "protocol", "class"],
+        );
+        self.rate_limited.render(
+            &mut out,
+            "signet_proxy_rate_limited_total",
+            "Inbound requests refused by a local rate limit, by route and limit.",
+            &["route", "limit"],
         );
         self.authz.render(
             &mut out,

@@ -62,6 +62,8 @@ pub struct Proxy {
     pub health: crate::health::AppHealth,
     /// Spans, access logs and golden metrics.
     pub telemetry: crate::telemetry::Telemetry,
+    /// The own service's traffic settings on the inbound side: routes and rate limits.
+    pub inbound_traffic: ArcSwap<crate::traffic::inbound::InboundPolicy>,
     /// The upstream services, set once their listeners are bound.
     pub upstreams: std::sync::OnceLock<Vec<Arc<crate::outbound::Upstream>>>,
 }
@@ -121,6 +123,9 @@ impl Proxy {
             upstreams: std::sync::OnceLock::new(),
             health: crate::health::AppHealth::default(),
             telemetry,
+            inbound_traffic: ArcSwap::from_pointee(crate::traffic::inbound::InboundPolicy::new(
+                signet_traffic::ServiceTraffic::defaults(&config.service.name),
+            )),
             config,
         })
     }
@@ -135,8 +140,14 @@ impl Proxy {
                 changed.push(upstream.service().to_owned());
             }
         }
-        self.health
-            .configure(doc.service(&self.config.service.name).health_check);
+        let own = doc.service(&self.config.service.name);
+        if self.inbound_traffic.load().settings != own {
+            self.inbound_traffic
+                .store(Arc::new(crate::traffic::inbound::InboundPolicy::new(
+                    own.clone(),
+                )));
+        }
+        self.health.configure(own.health_check);
         self.metrics
             .traffic_version
             .store(version, Ordering::Relaxed);

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::doc::{
-    Breaker, HeaderMatch, HealthCheck, Outlier, PathMatch, Probe, Retry, RetryBudget, Route,
-    TrafficDoc,
+    Breaker, HeaderMatch, HealthCheck, Outlier, PathMatch, Probe, RateLimit, Retry, RetryBudget,
+    Route, TrafficDoc,
 };
 
 /// Most services in one document, and routes per service.
@@ -70,6 +70,9 @@ pub fn problems(doc: &TrafficDoc) -> Vec<Problem> {
         budget(&s.retry_budget, &mut found);
         breaker(&s.breaker, &mut found);
         outlier(&s.outlier, &mut found);
+        if let Some(l) = &s.rate_limit {
+            rate_limit(l, &mut found);
+        }
         if let Some(h) = &s.health_check {
             health_check(h, &mut found);
         }
@@ -120,6 +123,9 @@ fn route(r: &Route, found: &mut Vec<String>) {
     }
     if let Some(t) = r.timeout {
         timeout("timeout", t, found);
+    }
+    if let Some(l) = &r.rate_limit {
+        rate_limit(l, found);
     }
     match &r.when.path {
         Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) if !p.starts_with('/') => {
@@ -196,6 +202,27 @@ fn budget(b: &RetryBudget, found: &mut Vec<String>) {
     }
     if b.min_per_second > 100_000 {
         found.push("retry_budget.min_per_second is at most 100000".to_owned());
+    }
+}
+
+/// The largest rate and burst accepted.
+pub const MAX_RATE: f64 = 1_000_000.0;
+pub const MAX_BURST: u32 = 1_000_000;
+
+fn rate_limit(l: &RateLimit, found: &mut Vec<String>) {
+    if l.overall.is_none() && l.per_caller.is_none() {
+        found.push("rate_limit names neither `overall` nor `per_caller`".to_owned());
+    }
+    for (name, rate) in [("overall", &l.overall), ("per_caller", &l.per_caller)] {
+        let Some(rate) = rate else { continue };
+        if !(rate.requests_per_second > 0.0 && rate.requests_per_second <= MAX_RATE) {
+            found.push(format!(
+                "rate_limit.{name}.requests_per_second is more than 0 and at most 1000000"
+            ));
+        }
+        if rate.burst == 0 || rate.burst > MAX_BURST {
+            found.push(format!("rate_limit.{name}.burst is between 1 and 1000000"));
+        }
     }
 }
 
@@ -299,12 +326,20 @@ mod tests {
                 },
                 timeout: Some(Duration::from_secs(2)),
                 retry: Some(retry_policy),
+                rate_limit: Some(crate::doc::RateLimit {
+                    overall: None,
+                    per_caller: Some(crate::doc::Rate {
+                        requests_per_second: 0.0,
+                        burst: 0,
+                    }),
+                }),
             },
             Route {
                 name: "charge".into(),
                 when: RouteMatch::default(),
                 timeout: None,
                 retry: None,
+                rate_limit: None,
             },
         ];
         let found = one(s);
@@ -313,6 +348,8 @@ mod tests {
             "service Payments: timeout is more than 0",
             "service Payments: retry_budget.ratio",
             "service Payments: breaker.max_requests",
+            "service Payments, route charge: rate_limit.per_caller.requests_per_second is more than 0",
+            "service Payments, route charge: rate_limit.per_caller.burst is between 1",
             "service Payments: outlier needs",
             "service Payments, route charge: match.path: `api` must start with `/`",
             "service Payments, route charge: match.methods: `post`",

@@ -42,6 +42,10 @@ pub struct ServiceTraffic {
     /// Passive health: endpoints that keep failing are taken out for a while.
     #[serde(default)]
     pub outlier: Outlier,
+    /// Requests the service's own proxies let in, each counting alone (a local limit):
+    /// overall and per calling identity. Routes may add their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Active health: each of the service's own proxies probes its local app; an endpoint
     /// whose app fails leaves every caller's endpoint set until it passes again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,10 +67,40 @@ impl ServiceTraffic {
             retry_budget: RetryBudget::default(),
             breaker: Breaker::default(),
             outlier: Outlier::default(),
+            rate_limit: None,
             health_check: None,
             routes: Vec::new(),
         }
     }
+}
+
+/// A local rate limit: each of the service's proxies lets in at most `requests_per_second`
+/// on average, with up to `burst` at once, overall and (with `per_caller`) for each calling
+/// identity, so one noisy caller cannot use up what the others need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Overall, for every caller together; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overall: Option<Rate>,
+    /// For each calling SPIFFE ID; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_caller: Option<Rate>,
+}
+
+/// A rate with a burst (a GCRA / token bucket of `burst` tokens refilled at
+/// `requests_per_second`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub requests_per_second: f64,
+    /// Requests let in at once after a quiet time; at least 1.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_burst() -> u32 {
+    1
 }
 
 fn default_timeout() -> Duration {
@@ -106,6 +140,10 @@ pub struct Route {
     /// Retries; the service's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+    /// A local rate limit of the route's own, on the service's proxies, on top of the
+    /// service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// What a request must look like for a route to take it; every given part must match.

@@ -16,6 +16,8 @@ const GOOD: &[&str] = &[
     "services:\n  - service: a\n    health_check: {http: {path: /healthz}, interval: 2s, timeout: 500ms}",
     "services:\n  - service: a\n    health_check: {grpc: {}, unhealthy_threshold: 3}",
     "services:\n  - service: a\n    health_check: {tcp: {}}",
+    "services:\n  - service: a\n    rate_limit: {overall: {requests_per_second: 100, burst: 20}, per_caller: {requests_per_second: 0.5}}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        rate_limit: {per_caller: {requests_per_second: 5, burst: 5}}",
 ];
 
 const BAD: &[&str] = &[
@@ -46,6 +48,11 @@ const BAD: &[&str] = &[
     "services:\n  - service: a\n    health_check: {tcp: {}, healthy_threshold: 0}",
     "services:\n  - service: a\n    health_check: {http: {path: healthz}}",
     "others: []",
+    "services:\n  - service: a\n    rate_limit: {}",
+    "services:\n  - service: a\n    rate_limit: {overall: {requests_per_second: 0}}",
+    "services:\n  - service: a\n    rate_limit: {overall: {requests_per_second: 10, burst: 0}}",
+    "services:\n  - service: a\n    rate_limit: {overall: {burst: 3}}",
+    "services:\n  - service: a\n    rate_limit: {per_host: {requests_per_second: 1}}",
 ];
 
 /// For each instance (JSON text), whether Python's `jsonschema` accepts it.
