@@ -396,13 +396,13 @@ async fn registered_weights_decide_each_endpoints_share() {
     assert!(heavy >= 300, "{heavy} of 400");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_noisy_caller_is_rate_limited_alone_with_429_and_retry_after() {
-    const REPORTS: &str = "spiffe://mesh.test/ns/shop/sa/reports";
-    let mesh = Mesh::start(&[]).await;
-    // A second caller, allowed to read the cart too.
+const REPORTS: &str = "spiffe://mesh.test/ns/shop/sa/reports";
+
+/// A second caller of the cart, `reports` (allowed to read it too), and `traffic` applied and
+/// in force on the cart's proxy.
+async fn with_reports(mesh: &Mesh, traffic: &str) -> signet_tests::process::ProxyProcess {
     let policies = write(
-        &mesh,
+        mesh,
         "v2.cedar",
         &(signet_tests::mesh::policies("/api/*")
             + &format!(
@@ -423,17 +423,24 @@ async fn a_noisy_caller_is_rate_limited_alone_with_429_and_retry_after() {
             &["cart"],
         ),
     );
-    let limits = write(
-        &mesh,
-        "limits.yaml",
-        "services:\n  - service: cart\n    rate_limit: {per_caller: {requests_per_second: 1, burst: 5}}\n",
-    );
-    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &limits]);
+    let doc = write(mesh, "traffic.yaml", traffic);
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &doc]);
     let started = std::time::Instant::now();
     while mesh.cart.metric("signet_proxy_traffic_version").await < 1 {
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    reports
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_noisy_caller_is_rate_limited_alone_with_429_and_retry_after() {
+    let mesh = Mesh::start(&[]).await;
+    let reports = with_reports(
+        &mesh,
+        "services:\n  - service: cart\n    rate_limit: {per_caller: {requests_per_second: 1, burst: 5}}\n",
+    )
+    .await;
 
     // The frontend sends 20 at once: its burst of 5 (and at most one refilled) passes.
     let mut http = signet_tests::client::Http::h1(mesh.cart_port()).await;
@@ -510,5 +517,86 @@ async fn reports_reachable(http: &mut signet_tests::client::Http) {
     while http.get("cart", "/api/items", &[]).await.status != 200 {
         assert!(started.elapsed() < std::time::Duration::from_secs(15));
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_are_injected_for_the_matched_caller_only_and_say_so() {
+    let mesh = Mesh::start(&[]).await;
+    let reports = with_reports(
+        &mesh,
+        &format!(
+            "services:\n  - service: cart\n    routes:\n      - name: slow\n        match: {{path: {{prefix: /api/slow}}}}\n        fault: {{delay: {{fixed: 300ms, percent: 100}}, namespaces: [shop]}}\n      - name: flaky\n        match: {{path: {{prefix: /api/flaky}}}}\n        fault: {{abort: {{http_status: 500, percent: 50}}}}\n      - name: api\n        match: {{path: {{prefix: /api}}}}\n        fault: {{abort: {{percent: 100}}, callers: ['{REPORTS}']}}\n"
+        ),
+    )
+    .await;
+
+    // Only the named caller gets the abort, marked as injected.
+    let mut other = signet_tests::client::Http::h1(reports.outbound["cart"]).await;
+    let started = std::time::Instant::now();
+    let reply = loop {
+        let reply = other.get("cart", "/api/items", &[]).await;
+        if reply.header("x-signet-error").as_deref() == Some("injected") {
+            break reply;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{reply:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("x-signet-error").as_deref(), Some("injected"));
+    for _ in 0..10 {
+        assert_eq!(
+            mesh.call("/api/items").await.0,
+            200,
+            "the frontend is not named"
+        );
+    }
+
+    // A share: about half of the flaky route's requests fail, with the configured status.
+    let mut http = signet_tests::client::Http::h1(mesh.cart_port()).await;
+    let mut failed = 0;
+    for _ in 0..200 {
+        let reply = http.get("cart", "/api/flaky", &[]).await;
+        match reply.status.as_u16() {
+            200 => {}
+            500 => {
+                assert_eq!(reply.header("x-signet-error").as_deref(), Some("injected"));
+                failed += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        (60..=140).contains(&failed),
+        "{failed} of 200 aborted at 50 %"
+    );
+
+    // A delay holds the request at least that long (a lower bound: it cannot be faster).
+    let started = std::time::Instant::now();
+    assert_eq!(http.get("cart", "/api/slow", &[]).await.status, 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+
+    // Counted by route and kind, and audited as injected, not as a failure of the app.
+    let aborts = "signet_proxy_faults_injected_total{route=\"flaky\",kind=\"abort\"}";
+    assert_eq!(mesh.cart.metric(aborts).await, failed);
+    let delays = "signet_proxy_faults_injected_total{route=\"slow\",kind=\"delay\"}";
+    assert_eq!(mesh.cart.metric(delays).await, 1);
+    let started = std::time::Instant::now();
+    loop {
+        let out =
+            mesh.cp
+                .meshctl_ok(&["audit", "tail", "-o", "json", "--policy", "fault-injected"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if v["records"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

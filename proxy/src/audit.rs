@@ -23,7 +23,7 @@ pub struct Audit {
     log: AuditLog,
     sample_allows: u32,
     allows: AtomicU64,
-    /// Rate-limit refusals seen, for sampling them.
+    /// Rate-limit refusals and injected aborts seen, for sampling them.
     limited: AtomicU64,
     signers: watch::Sender<Arc<dyn Signer>>,
     /// This proxy's instance of its identity's chain (kept in the spool directory).
@@ -138,10 +138,10 @@ impl Audit {
         )));
     }
 
-    /// Records a rate-limit refusal, one in [`LIMITED_SAMPLE`] (the first always): a
-    /// flood of refused requests must not flood the trail; the record says how many it
-    /// stands for.
-    pub fn limited(
+    /// Records a request the proxy answered itself by its traffic settings (a rate-limit
+    /// refusal, an injected abort), one in [`LIMITED_SAMPLE`] (the first always): a flood
+    /// of them must not flood the trail; the record says how many it stands for.
+    pub fn sampled(
         &self,
         subject: &Subject<'_>,
         decision: &Decision,

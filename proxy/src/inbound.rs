@@ -404,7 +404,7 @@ fn rate_limited<B>(
     };
     if let Some(audit) = &proxy.audit {
         let ids = exchange.audit_ids();
-        audit.limited(
+        audit.sampled(
             &request_subject(proxy, peer, request, path, &ids),
             &decision,
             (&proxy.config.service.name, &proxy.config.service.namespace),
@@ -425,6 +425,44 @@ fn rate_limited<B>(
         respond::PROXY_ERROR,
         HeaderValue::from_static("rate-limited"),
     );
+    response
+}
+
+/// An injected abort: the configured status (or `grpc-status`), with
+/// `x-signet-error: injected`, counted and audited (sampled) as `fault-injected`, so it is
+/// never taken for a real failure.
+fn injected_abort<B>(
+    proxy: &Proxy,
+    peer: &Peer,
+    (request, path, exchange): (&Request<B>, &str, &mut Exchange),
+    (http_status, grpc_status): (u16, u32),
+    grpc: bool,
+) -> Response<Body> {
+    proxy.metrics.faults.inc(&[&exchange.route, "abort"]);
+    let decision = Decision {
+        effect: signet_policy::Effect::Deny,
+        policies: vec!["fault-injected".to_owned()],
+        errors: Vec::new(),
+    };
+    if let Some(audit) = &proxy.audit {
+        let ids = exchange.audit_ids();
+        audit.sampled(
+            &request_subject(proxy, peer, request, path, &ids),
+            &decision,
+            (&proxy.config.service.name, &proxy.config.service.namespace),
+            proxy.policies.current().bundle().hash(),
+        );
+    }
+    exchange.decided(&decision);
+    let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = respond::refusal(
+        grpc,
+        (status, respond::grpc_code(grpc_status)),
+        "fault injected by the traffic settings",
+    );
+    response
+        .headers_mut()
+        .insert(respond::PROXY_ERROR, HeaderValue::from_static("injected"));
     response
 }
 
@@ -578,8 +616,19 @@ async fn decide_and_forward(
         std::time::Instant::now(),
     );
     exchange.route = route;
-    if let Err(refused) = admitted {
-        return rate_limited(proxy, peer, (&request, &path, exchange), refused, grpc);
+    let injected = match admitted {
+        Ok(injected) => injected,
+        Err(refused) => {
+            return rate_limited(proxy, peer, (&request, &path, exchange), refused, grpc);
+        }
+    };
+    drop(inbound);
+    if let Some(delay) = injected.delay {
+        proxy.metrics.faults.inc(&[&exchange.route, "delay"]);
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(abort) = injected.abort {
+        return injected_abort(proxy, peer, (&request, &path, exchange), abort, grpc);
     }
     let max_body = proxy.config.limits.max_body_bytes;
     let declared = request

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub upstream_ejections: Family,
     /// Inbound requests refused by a local rate limit, by route and limit.
     pub rate_limited: Family,
+    /// Faults injected into inbound requests, by route and kind (`delay`, `abort`).
+    pub faults: Family,
     /// The control-plane source, when there is one.
     pub control_plane: ControlPlaneMetrics,
 }
@@ -142,6 +144,12 @@ impl Metrics {
             "signet_proxy_rate_limited_total",
             "Inbound requests refused by a local rate limit, by route and limit.",
             &["route", "limit"],
+        );
+        self.faults.render(
+            &mut out,
+            "signet_proxy_faults_injected_total",
+            "Faults injected into inbound requests by the traffic settings, by route and kind.",
+            &["route", "kind"],
         );
         self.authz.render(
             &mut out,

@@ -105,6 +105,18 @@ impl ProxyError {
     }
 }
 
+/// The `grpc-status` text of `code` (0 to 16; anything else is UNKNOWN, 2).
+pub fn grpc_code(code: u32) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|c| CODES.get(c))
+        .copied()
+        .unwrap_or("2")
+}
+
 /// A refusal: for gRPC, `grpc-status` `code.1` with `message`; otherwise status `code.0`
 /// with `message` as plain text.
 pub fn refusal(grpc: bool, code: (StatusCode, &'static str), message: &str) -> Response<Body> {

@@ -127,6 +127,9 @@ fn route(r: &Route, found: &mut Vec<String>) {
     if let Some(l) = &r.rate_limit {
         rate_limit(l, found);
     }
+    if let Some(f) = &r.fault {
+        fault(f, found);
+    }
     match &r.when.path {
         Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) if !p.starts_with('/') => {
             found.push(format!("match.path: `{p}` must start with `/`"));
@@ -222,6 +225,49 @@ fn rate_limit(l: &RateLimit, found: &mut Vec<String>) {
         }
         if rate.burst == 0 || rate.burst > MAX_BURST {
             found.push(format!("rate_limit.{name}.burst is between 1 and 1000000"));
+        }
+    }
+}
+
+fn fault(f: &crate::doc::Fault, found: &mut Vec<String>) {
+    if f.delay.is_none() && f.abort.is_none() {
+        found.push("fault names neither `delay` nor `abort`".to_owned());
+    }
+    let percent = |what: &str, p: f64, found: &mut Vec<String>| {
+        if !(0.0..=100.0).contains(&p) {
+            found.push(format!("fault.{what}.percent is between 0 and 100"));
+        }
+    };
+    if let Some(d) = &f.delay {
+        percent("delay", d.percent, found);
+        if d.fixed.is_zero() || d.fixed > MAX_TIMEOUT {
+            found.push("fault.delay.fixed is more than 0 and at most 24h".to_owned());
+        }
+    }
+    if let Some(a) = &f.abort {
+        percent("abort", a.percent, found);
+        if !(400..=599).contains(&a.http_status) {
+            found.push("fault.abort.http_status is between 400 and 599".to_owned());
+        }
+        if !(1..=16).contains(&a.grpc_status) {
+            found.push("fault.abort.grpc_status is between 1 and 16".to_owned());
+        }
+    }
+    for c in &f.callers {
+        // The shape of a SPIFFE ID; whether it names anyone is the registry's business.
+        let ok = c.len() <= 2048
+            && c.strip_prefix("spiffe://").is_some_and(|rest| {
+                rest.split_once('/')
+                    .is_some_and(|(td, path)| is_name(td) && !path.is_empty())
+                    && !rest.contains(|ch: char| ch.is_whitespace() || "?#%".contains(ch))
+            });
+        if !ok {
+            found.push(format!("fault.callers: `{c}` is not a SPIFFE ID"));
+        }
+    }
+    for n in &f.namespaces {
+        if !is_name(n) {
+            found.push(format!("fault.namespaces: `{n}` is not a namespace name"));
         }
     }
 }
@@ -333,6 +379,16 @@ mod tests {
                         burst: 0,
                     }),
                 }),
+                fault: Some(crate::doc::Fault {
+                    delay: None,
+                    abort: Some(crate::doc::FaultAbort {
+                        http_status: 200,
+                        grpc_status: 14,
+                        percent: 150.0,
+                    }),
+                    callers: vec!["frontend".into()],
+                    namespaces: Vec::new(),
+                }),
             },
             Route {
                 name: "charge".into(),
@@ -340,6 +396,7 @@ mod tests {
                 timeout: None,
                 retry: None,
                 rate_limit: None,
+                fault: None,
             },
         ];
         let found = one(s);
@@ -350,6 +407,9 @@ mod tests {
             "service Payments: breaker.max_requests",
             "service Payments, route charge: rate_limit.per_caller.requests_per_second is more than 0",
             "service Payments, route charge: rate_limit.per_caller.burst is between 1",
+            "service Payments, route charge: fault.abort.percent is between 0 and 100",
+            "service Payments, route charge: fault.abort.http_status is between 400 and 599",
+            "service Payments, route charge: fault.callers: `frontend` is not a SPIFFE ID",
             "service Payments: outlier needs",
             "service Payments, route charge: match.path: `api` must start with `/`",
             "service Payments, route charge: match.methods: `post`",

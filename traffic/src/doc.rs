@@ -144,6 +144,60 @@ pub struct Route {
     /// service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Faults the service's proxies inject into the route's requests, to test callers'
+    /// resilience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+/// Injected faults: a delay, an abort, or both (the delay first), each for a share of the
+/// route's requests, optionally only from some callers. The route's match (headers
+/// included) says which requests; `callers` and `namespaces` say whose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+    /// Only requests from these SPIFFE IDs (any caller when both lists are empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<String>,
+    /// Only requests from workloads in these namespaces (by their SPIFFE ID's `/ns/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+}
+
+/// Hold a share of requests this long before sending them on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultDelay {
+    #[serde(with = "duration")]
+    pub fixed: Duration,
+    /// Share of the matching requests, 0 to 100.
+    pub percent: f64,
+}
+
+/// Answer a share of requests at once instead of sending them on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultAbort {
+    /// The status plain HTTP callers get (default 503).
+    #[serde(default = "default_abort_status")]
+    pub http_status: u16,
+    /// The `grpc-status` gRPC callers get (default 14, UNAVAILABLE).
+    #[serde(default = "default_abort_grpc")]
+    pub grpc_status: u32,
+    /// Share of the matching requests, 0 to 100.
+    pub percent: f64,
+}
+
+fn default_abort_status() -> u16 {
+    503
+}
+
+fn default_abort_grpc() -> u32 {
+    14
 }
 
 /// What a request must look like for a route to take it; every given part must match.

@@ -18,6 +18,8 @@ const GOOD: &[&str] = &[
     "services:\n  - service: a\n    health_check: {tcp: {}}",
     "services:\n  - service: a\n    rate_limit: {overall: {requests_per_second: 100, burst: 20}, per_caller: {requests_per_second: 0.5}}",
     "services:\n  - service: a\n    routes:\n      - name: r\n        rate_limit: {per_caller: {requests_per_second: 5, burst: 5}}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {delay: {fixed: 200ms, percent: 10}, abort: {percent: 5, http_status: 500}, callers: ['spiffe://td.example/ns/shop/sa/x'], namespaces: [shop]}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {abort: {percent: 100, grpc_status: 8}}",
 ];
 
 const BAD: &[&str] = &[
@@ -53,6 +55,13 @@ const BAD: &[&str] = &[
     "services:\n  - service: a\n    rate_limit: {overall: {requests_per_second: 10, burst: 0}}",
     "services:\n  - service: a\n    rate_limit: {overall: {burst: 3}}",
     "services:\n  - service: a\n    rate_limit: {per_host: {requests_per_second: 1}}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {callers: ['spiffe://td/x']}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {abort: {percent: 101}}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {abort: {percent: 5, http_status: 200}}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {abort: {percent: 5, grpc_status: 0}}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {delay: {percent: 5}}",
+    "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {abort: {percent: 5}, callers: [frontend]}",
 ];
 
 /// For each instance (JSON text), whether Python's `jsonschema` accepts it.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderMap;
-use signet_traffic::ServiceTraffic;
+use signet_traffic::{ServiceTraffic, doc};
 
 use super::rate_limit::{Limited, Limiter};
 use super::route::Route;
@@ -39,12 +39,65 @@ impl Refused {
     }
 }
 
+/// What a fault decided for one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injected {
+    /// Hold the request this long first.
+    pub delay: Option<std::time::Duration>,
+    /// Then answer it with this HTTP status (plain HTTP) or `grpc-status` (gRPC).
+    pub abort: Option<(u16, u32)>,
+}
+
+/// A route's fault, ready for requests.
+#[derive(Debug)]
+struct Fault {
+    settings: doc::Fault,
+}
+
+impl Fault {
+    /// Whether requests from `caller` are subject to it.
+    fn applies_to(&self, caller: &str) -> bool {
+        let f = &self.settings;
+        if f.callers.is_empty() && f.namespaces.is_empty() {
+            return true;
+        }
+        f.callers.iter().any(|c| c == caller)
+            || namespace_of(caller).is_some_and(|ns| f.namespaces.iter().any(|n| n == ns))
+    }
+
+    /// Rolls the dice for one request.
+    fn roll(&self) -> Injected {
+        let hit = |percent: f64| crate::traffic::rand::fraction() * 100.0 < percent;
+        let f = &self.settings;
+        Injected {
+            delay: f.delay.as_ref().filter(|d| hit(d.percent)).map(|d| d.fixed),
+            abort: f
+                .abort
+                .as_ref()
+                .filter(|a| hit(a.percent))
+                .map(|a| (a.http_status, a.grpc_status)),
+        }
+    }
+}
+
+/// The namespace a SPIFFE ID names (`.../ns/<namespace>/...`).
+fn namespace_of(id: &str) -> Option<&str> {
+    let path = id.strip_prefix("spiffe://")?.split_once('/')?.1;
+    let mut parts = path.split('/');
+    while let Some(part) = parts.next() {
+        if part == "ns" {
+            return parts.next();
+        }
+    }
+    None
+}
+
 /// The own service's settings, compiled.
 #[derive(Debug)]
 pub struct InboundPolicy {
     /// As configured (the defaults when the document does not list the service).
     pub settings: ServiceTraffic,
-    routes: Vec<(Route, Option<Limiter>)>,
+    routes: Vec<(Route, Option<Limiter>, Option<Fault>)>,
     fallback: Route,
     service: Option<Limiter>,
 }
@@ -59,6 +112,7 @@ impl InboundPolicy {
                     (
                         Route::new(r, &settings),
                         r.rate_limit.as_ref().map(Limiter::new),
+                        r.fault.clone().map(|settings| Fault { settings }),
                     )
                 })
                 .collect(),
@@ -70,21 +124,24 @@ impl InboundPolicy {
 
     /// Whether anything is limited at all (nothing to do per request otherwise).
     pub fn limits(&self) -> bool {
-        self.service.is_some() || self.routes.iter().any(|(_, l)| l.is_some())
+        self.service.is_some() || self.routes.iter().any(|(_, l, _)| l.is_some())
     }
 
-    /// The route a request takes, and whether `caller` may send it now.
+    /// The route a request takes, whether `caller` may send it now, and the faults to
+    /// inject into it if so.
     pub fn admit(
         &self,
         (method, path, headers): (&http::Method, &str, &HeaderMap),
         caller: &str,
         at: Instant,
-    ) -> (Arc<str>, Result<(), Refused>) {
-        let (route, limit) = self
+    ) -> (Arc<str>, Result<Injected, Refused>) {
+        let (route, limit, fault) = self
             .routes
             .iter()
-            .find(|(r, _)| r.matches(method, path, headers))
-            .map_or((&self.fallback, None), |(r, l)| (r, l.as_ref()));
+            .find(|(r, _, _)| r.matches(method, path, headers))
+            .map_or((&self.fallback, None, None), |(r, l, f)| {
+                (r, l.as_ref(), f.as_ref())
+            });
         let name = Arc::clone(&route.name);
         if let Some(limit) = limit
             && let Err(limited) = limit.take(caller, at)
@@ -101,7 +158,11 @@ impl InboundPolicy {
             let level = Level::Service;
             return (name, Err(Refused { level, limited }));
         }
-        (name, Ok(()))
+        let injected = fault
+            .filter(|f| f.applies_to(caller))
+            .map(Fault::roll)
+            .unwrap_or_default();
+        (name, Ok(injected))
     }
 }
 
@@ -124,11 +185,11 @@ mod tests {
         let get = http::Method::GET;
         let t = Instant::now();
         let (route, ok) = p.admit((&get, "/pay", &h), "a", t);
-        assert_eq!((&*route, ok), ("pay", Ok(())));
+        assert_eq!((&*route, ok), ("pay", Ok(Injected::default())));
         let (_, refused) = p.admit((&get, "/pay", &h), "a", t);
         assert_eq!(refused.unwrap_err().name(), "route-per-caller");
         let (route, ok) = p.admit((&get, "/items", &h), "b", t);
-        assert_eq!((&*route, ok), ("default", Ok(())));
+        assert_eq!((&*route, ok), ("default", Ok(Injected::default())));
         // The service's burst is spent: b's /pay is refused overall, and its route token
         // comes back.
         let (_, refused) = p.admit((&get, "/pay", &h), "b", t);
@@ -146,6 +207,39 @@ mod tests {
             "a",
             Instant::now(),
         );
-        assert_eq!((&*route, ok), ("default", Ok(())));
+        assert_eq!((&*route, ok), ("default", Ok(Injected::default())));
+    }
+
+    #[test]
+    fn faults_hit_their_share_of_the_matched_callers_only() {
+        let p = policy(
+            "services:\n  - service: cart\n    routes:\n      - name: pay\n        match: {path: {prefix: /pay}}\n        fault: {abort: {percent: 25, http_status: 500}, delay: {fixed: 1s, percent: 100}, namespaces: [test]}\n",
+        );
+        let h = HeaderMap::new();
+        let get = http::Method::GET;
+        let t = Instant::now();
+        let tester = "spiffe://td/ns/test/sa/load";
+        let mut aborts = 0;
+        for _ in 0..4_000 {
+            let injected = p.admit((&get, "/pay", &h), tester, t).1.unwrap();
+            assert_eq!(injected.delay, Some(std::time::Duration::from_secs(1)));
+            if let Some(abort) = injected.abort {
+                assert_eq!(abort, (500, 14));
+                aborts += 1;
+            }
+        }
+        assert!((850..1150).contains(&aborts), "{aborts} of 4000");
+        // Another namespace, or another route: nothing injected.
+        let other = "spiffe://td/ns/shop/sa/frontend";
+        assert_eq!(
+            p.admit((&get, "/pay", &h), other, t).1,
+            Ok(Injected::default())
+        );
+        assert_eq!(
+            p.admit((&get, "/items", &h), tester, t).1,
+            Ok(Injected::default())
+        );
+        assert_eq!(namespace_of("spiffe://td/ns/a/sa/b"), Some("a"));
+        assert_eq!(namespace_of("spiffe://td/workload"), None);
     }
 }

@@ -17,7 +17,7 @@ pub mod budget;
 mod clock;
 pub mod inbound;
 pub mod outlier;
-pub(crate) mod rand;
+pub mod rand;
 pub mod rate_limit;
 pub mod replay;
 pub mod retry;
