@@ -182,6 +182,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         traffic_version: 0,
         app_health: 0,
         weight: 0,
+        labels: Default::default(),
     };
     let err = registry
         .register(register("payments", "127.0.0.1:9"))
@@ -203,6 +204,12 @@ async fn a_proxy_registers_only_as_its_own_service() {
     let err = registry.register(too_heavy).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("not between 1 and 10000"), "{err:?}");
+    // So are labels that could not be a subset's (or a metric's) label.
+    let mut bad_labels = register("cart", "127.0.0.1:9");
+    bad_labels.labels = [("version".to_owned(), "v 2".to_owned())].into();
+    let err = registry.register(bad_labels).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("labels: label `version`"), "{err:?}");
     let mut bad_instance = register("cart", "127.0.0.1:9");
     bad_instance.instance = "../etc".into();
     assert_eq!(

@@ -278,6 +278,10 @@ pub struct ControlPlaneConfig {
     /// default 100 (a machine with twice the capacity of its peers says 200).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// This endpoint's labels, registered with it (`version = "v2"`): what the traffic
+    /// settings' subsets select by. At most 16.
+    #[serde(default)]
+    pub endpoint_labels: signet_traffic::labels::Labels,
 }
 
 fn default_weight() -> u32 {
@@ -596,6 +600,9 @@ impl Config {
                 }
                 if let Err(e) = signet_traffic::weight::check(cp.weight) {
                     return err(format!("control_plane.weight: {e}"));
+                }
+                if let Err(e) = signet_traffic::labels::check(&cp.endpoint_labels) {
+                    return err(format!("control_plane.endpoint_labels: {e}"));
                 }
                 if !self.service.labels.is_empty() {
                     return err(

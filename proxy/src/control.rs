@@ -541,9 +541,11 @@ impl Link {
                         .endpoints
                         .iter()
                         .zip(&e.weights)
-                        .map(|(addr, weight)| WeightedAddr {
+                        .zip(e.labels)
+                        .map(|((addr, weight), labels)| WeightedAddr {
                             addr: *addr,
                             weight: *weight,
+                            labels: std::sync::Arc::new(labels),
                         })
                         .collect();
                     upstream.update(weighted, e.identities, proxy)
@@ -714,6 +716,12 @@ impl Link {
                 namespace: self.proxy.config.service.namespace.clone(),
                 endpoint: self.advertise.to_string(),
                 weight: self.cfg.weight,
+                labels: self
+                    .cfg
+                    .endpoint_labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 admin: self.proxy.config.admin.listen.to_string(),
                 config_version: self
                     .proxy

@@ -191,6 +191,10 @@ fn effective_config(args: &Args) -> Result<Config, String> {
                 .or_else(|| existing.as_ref().and_then(|c| c.join_token.clone())),
             state_dir,
             advertise: existing.as_ref().and_then(|c| c.advertise),
+            endpoint_labels: existing
+                .as_ref()
+                .map(|c| c.endpoint_labels.clone())
+                .unwrap_or_default(),
             weight: existing
                 .as_ref()
                 .map_or(signet_traffic::weight::DEFAULT, |c| c.weight),

@@ -123,6 +123,7 @@ impl Upstream {
             .map(|e| WeightedAddr {
                 addr: e.addr,
                 weight: e.weight(),
+                labels: Arc::clone(&e.labels),
             })
             .collect();
         if now == endpoints && current.identities == identities {
@@ -162,15 +163,23 @@ impl Targets {
         let list = endpoints
             .iter()
             .map(|target| {
-                match keep.and_then(|k| k.endpoints.list.iter().find(|e| e.addr == target.addr)) {
+                // An endpoint is kept (its connections, latency, ejections) while its
+                // address and labels stay; new labels make it a new endpoint.
+                let kept = keep.and_then(|k| {
+                    k.endpoints
+                        .list
+                        .iter()
+                        .find(|e| e.addr == target.addr && e.labels == target.labels)
+                });
+                match kept {
                     Some(kept) => {
                         kept.set_weight(target.weight);
                         Arc::clone(kept)
                     }
-                    None => Arc::new(Endpoint::new(
-                        Pool::new(target.addr, transport.clone()),
-                        target.weight,
-                    )),
+                    None => Arc::new(
+                        Endpoint::new(Pool::new(target.addr, transport.clone()), target.weight)
+                            .with_labels(Arc::clone(&target.labels)),
+                    ),
                 }
             })
             .collect();
@@ -223,6 +232,7 @@ pub fn endpoints_json(upstreams: &[Arc<Upstream>]) -> serde_json::Value {
                         "ejections": e.outlier.ejections(),
                         "in_flight": e.outstanding(),
                         "weight": e.weight(),
+                        "labels": &*e.labels,
                         "latency_ewma_ms": (e.latency_seconds(now) * 1e6).round() / 1e3,
                     })
                 })

@@ -18,6 +18,7 @@ pub mod check;
 pub mod diff;
 pub mod doc;
 pub mod duration;
+pub mod labels;
 pub mod load;
 pub mod pattern;
 pub mod weight;

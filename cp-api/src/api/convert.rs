@@ -117,6 +117,8 @@ pub struct Endpoints {
     pub endpoints: Vec<SocketAddr>,
     /// Each endpoint's weight, in the order of `endpoints`.
     pub weights: Vec<u32>,
+    /// Each endpoint's labels, in the order of `endpoints`.
+    pub labels: Vec<signet_traffic::labels::Labels>,
     pub identities: Vec<SpiffeId>,
 }
 
@@ -158,6 +160,34 @@ pub fn endpoints(index: usize, upstream: &pb::Upstream) -> Result<Endpoints, Con
             ),
         ));
     };
+    let labels = if upstream.labels.is_empty() {
+        vec![signet_traffic::labels::Labels::new(); upstream.endpoints.len()]
+    } else if upstream.labels.len() == upstream.endpoints.len() {
+        upstream
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let labels: signet_traffic::labels::Labels = l
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                signet_traffic::labels::check(&labels)
+                    .map(|()| labels)
+                    .map_err(|e| ConvertError::new(at("labels", i), e))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        return Err(ConvertError::new(
+            format!("upstreams[{index}].labels"),
+            format!(
+                "{} label sets for {} endpoints",
+                upstream.labels.len(),
+                upstream.endpoints.len()
+            ),
+        ));
+    };
     let identities = upstream
         .identities
         .iter()
@@ -171,6 +201,7 @@ pub fn endpoints(index: usize, upstream: &pb::Upstream) -> Result<Endpoints, Con
         service: upstream.service.clone(),
         endpoints,
         weights,
+        labels,
         identities,
     })
 }

@@ -38,8 +38,38 @@ fn upstream_endpoints_and_identities_are_checked() {
         endpoints: vec!["127.0.0.1:8080".into()],
         identities: vec!["spiffe://acme.internal/ns/shop/sa/cart".into()],
         weights: vec![],
+        labels: vec![],
     };
     let e = endpoints(0, &good).expect("valid");
+    assert_eq!(e.labels, vec![Default::default()]);
+    let labelled = pb::Upstream {
+        labels: vec![pb::EndpointLabels {
+            labels: [("version".to_owned(), "v2".to_owned())].into(),
+        }],
+        ..good.clone()
+    };
+    assert_eq!(
+        endpoints(0, &labelled).expect("valid").labels[0]["version"],
+        "v2"
+    );
+    for (labels, field) in [
+        (
+            vec![pb::EndpointLabels {
+                labels: [("bad key".to_owned(), "x".to_owned())].into(),
+            }],
+            "upstreams[1].labels[0]",
+        ),
+        (
+            vec![pb::EndpointLabels::default(), pb::EndpointLabels::default()],
+            "upstreams[1].labels",
+        ),
+    ] {
+        let bad = pb::Upstream {
+            labels,
+            ..good.clone()
+        };
+        assert_eq!(endpoints(1, &bad).expect_err("refused").field, field);
+    }
     assert_eq!(e.endpoints.len(), 1);
     // No weights: every endpoint has the default.
     assert_eq!(e.weights, vec![100]);

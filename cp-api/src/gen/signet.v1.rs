@@ -183,7 +183,7 @@ pub struct DenyList {
     #[prost(string, repeated, tag = "2")]
     pub serials: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Upstream {
     #[prost(string, tag = "1")]
     pub service: ::prost::alloc::string::String,
@@ -196,8 +196,21 @@ pub struct Upstream {
     /// Each endpoint's weight (1-10000), in the order of `endpoints`; empty: all 100.
     #[prost(uint32, repeated, tag = "4")]
     pub weights: ::prost::alloc::vec::Vec<u32>,
+    /// Each endpoint's labels, in the order of `endpoints`; empty: none has any.
+    #[prost(message, repeated, tag = "5")]
+    pub labels: ::prost::alloc::vec::Vec<EndpointLabels>,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+/// The labels a proxy registered its endpoint with (at most 16), which traffic subsets
+/// select by.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EndpointLabels {
+    #[prost(map = "string, string", tag = "1")]
+    pub labels: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RegisterRequest {
     /// The proxy instance (random, made at start).
     #[prost(string, tag = "1")]
@@ -231,6 +244,12 @@ pub struct RegisterRequest {
     /// This endpoint's weight in its callers' balancers (1-10000; 0: the default, 100).
     #[prost(uint32, tag = "12")]
     pub weight: u32,
+    /// This endpoint's labels (`version: v2`; at most 16), which traffic subsets select by.
+    #[prost(map = "string, string", tag = "13")]
+    pub labels: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {

@@ -150,6 +150,8 @@ pub struct Registration {
     pub endpoint: String,
     /// Its weight in callers' balancers (checked: 1 to `signet_traffic::weight::MAX`).
     pub weight: u32,
+    /// Its labels (checked), which traffic subsets select by.
+    pub labels: signet_traffic::labels::Labels,
     pub admin: String,
     pub serial: String,
 }
@@ -164,6 +166,7 @@ impl Registration {
             namespace: self.namespace.clone(),
             endpoint: self.endpoint.clone(),
             weight: self.weight,
+            labels: self.labels.clone(),
             admin: self.admin.clone(),
             serial: self.serial.clone(),
             registered_at: crate::server::store::unix_ms(registered_at),
@@ -180,6 +183,7 @@ impl Registration {
             namespace: m.namespace,
             endpoint: m.endpoint,
             weight: m.weight,
+            labels: m.labels,
             admin: m.admin,
             serial: m.serial,
         };
@@ -694,10 +698,14 @@ impl Hub {
                     id: registration.spiffe_id.as_str().to_owned(),
                 });
             }
-            let changed = before.map(|e| (&e.endpoint, &e.service, e.weight, e.app_health))
+            let changed = before
+                .map(|e| ((&e.endpoint, &e.service, &e.labels), e.weight, e.app_health))
                 != Some((
-                    &registration.endpoint,
-                    &registration.service,
+                    (
+                        &registration.endpoint,
+                        &registration.service,
+                        &registration.labels,
+                    ),
                     registration.weight,
                     versions.health,
                 ));
@@ -850,11 +858,16 @@ impl Hub {
                     .collect();
                 let members = if healthy.is_empty() { all } else { healthy };
                 // Two instances announcing one address are one endpoint, as heavy as the
-                // heavier of them.
-                let mut endpoints: BTreeMap<&str, u32> = BTreeMap::new();
+                // heavier of them, with its labels.
+                let mut endpoints: BTreeMap<&str, (u32, &signet_traffic::labels::Labels)> =
+                    BTreeMap::new();
                 for p in &members {
-                    let w = endpoints.entry(p.endpoint.as_str()).or_default();
-                    *w = (*w).max(p.weight);
+                    let e = endpoints
+                        .entry(p.endpoint.as_str())
+                        .or_insert((0, &p.labels));
+                    if p.weight > e.0 {
+                        *e = (p.weight, &p.labels);
+                    }
                 }
                 let identities: BTreeSet<String> = members
                     .iter()
@@ -863,7 +876,13 @@ impl Hub {
                 pb::Upstream {
                     service: name.clone(),
                     endpoints: endpoints.keys().map(|e| (*e).to_owned()).collect(),
-                    weights: endpoints.into_values().collect(),
+                    weights: endpoints.values().map(|(w, _)| *w).collect(),
+                    labels: endpoints
+                        .values()
+                        .map(|(_, l)| pb::EndpointLabels {
+                            labels: l.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        })
+                        .collect(),
                     identities: identities.into_iter().collect(),
                 }
             })

@@ -83,7 +83,11 @@ impl pb::registry_server::Registry for RegistryService {
         };
         tracing::info!(spiffe_id = %id, instance = %body.instance, %endpoint, weight, "proxy registered");
         let health = body.app_health();
+        let labels: signet_traffic::labels::Labels = body.labels.into_iter().collect();
+        signet_traffic::labels::check(&labels)
+            .map_err(|e| Status::invalid_argument(format!("labels: {e}")))?;
         let registration = Registration {
+            labels,
             instance: body.instance,
             spiffe_id: id,
             service: service.name,

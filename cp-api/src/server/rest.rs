@@ -936,6 +936,7 @@ fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
         "namespace": p.namespace,
         "endpoint": p.endpoint,
         "weight": p.weight,
+        "labels": &p.labels,
         "admin": p.admin,
         "serial": p.serial,
         "config_version": p.config_version,

@@ -46,6 +46,8 @@ pub struct Endpoint {
     latency: Mutex<Ewma>,
     /// Passive health.
     pub outlier: OutlierState,
+    /// Its registered labels, which traffic subsets select by.
+    pub labels: Arc<signet_traffic::labels::Labels>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +82,15 @@ impl Drop for InFlight {
 
 impl Endpoint {
     /// An endpoint of `weight` reached through `pool`.
+    /// The same endpoint, carrying `labels`.
+    pub fn with_labels(mut self, labels: Arc<signet_traffic::labels::Labels>) -> Self {
+        self.labels = labels;
+        self
+    }
+
     pub fn new(pool: Pool, weight: u32) -> Self {
         Self {
+            labels: Arc::default(),
             addr: pool.addr(),
             pool,
             outstanding: AtomicU32::new(0),

@@ -1,29 +1,34 @@
-//! An endpoint's address with its weight, as the control plane sends it and as a
-//! file-configured upstream lists it: `"127.0.0.1:7001"` (the default weight) or
-//! `{ address = "127.0.0.1:7002", weight = 300 }`.
+//! An endpoint's address with its weight and labels, as the control plane sends it and as
+//! a file-configured upstream lists it: `"127.0.0.1:7001"` (the default weight, no labels)
+//! or `{ address = "127.0.0.1:7002", weight = 300, labels = { version = "v2" } }`.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use signet_traffic::labels::{self, Labels};
 use signet_traffic::weight;
 
-/// An endpoint and how much of its service's traffic it is meant to carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An endpoint, how much of its service's traffic it is meant to carry, and its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightedAddr {
     pub addr: SocketAddr,
     /// 1 to [`weight::MAX`].
     pub weight: u32,
+    /// What traffic subsets select by (shared: endpoints are compared and kept often).
+    pub labels: Arc<Labels>,
 }
 
 impl WeightedAddr {
-    /// `addr` with the default weight.
+    /// `addr` with the default weight and no labels.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
             weight: weight::DEFAULT,
+            labels: Arc::default(),
         }
     }
 }
@@ -40,7 +45,9 @@ impl<'de> Deserialize<'de> for WeightedAddr {
             type Value = WeightedAddr;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"host:port\" or { address = \"host:port\", weight = N }")
+                f.write_str(
+                    "\"host:port\" or { address = \"host:port\", weight = N, labels = {...} }",
+                )
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<WeightedAddr, E> {
@@ -48,7 +55,7 @@ impl<'de> Deserialize<'de> for WeightedAddr {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WeightedAddr, A::Error> {
-                let (mut addr, mut weight) = (None, None);
+                let (mut addr, mut weight, mut found) = (None, None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "address" if addr.is_none() => {
@@ -58,15 +65,26 @@ impl<'de> Deserialize<'de> for WeightedAddr {
                             let w = map.next_value::<u32>()?;
                             weight = Some(weight::check(w).map_err(de::Error::custom)?);
                         }
-                        "address" | "weight" => return Err(de::Error::duplicate_field("key")),
+                        "labels" if found.is_none() => {
+                            let l = map.next_value::<Labels>()?;
+                            labels::check(&l).map_err(de::Error::custom)?;
+                            found = Some(l);
+                        }
+                        "address" | "weight" | "labels" => {
+                            return Err(de::Error::duplicate_field("key"));
+                        }
                         other => {
-                            return Err(de::Error::unknown_field(other, &["address", "weight"]));
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["address", "weight", "labels"],
+                            ));
                         }
                     }
                 }
                 Ok(WeightedAddr {
                     addr: addr.ok_or_else(|| de::Error::missing_field("address"))?,
                     weight: weight.unwrap_or(weight::DEFAULT),
+                    labels: Arc::new(found.unwrap_or_default()),
                 })
             }
         }
@@ -76,12 +94,15 @@ impl<'de> Deserialize<'de> for WeightedAddr {
 
 impl Serialize for WeightedAddr {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.weight == weight::DEFAULT {
+        if self.weight == weight::DEFAULT && self.labels.is_empty() {
             return serializer.collect_str(&self.addr);
         }
-        let mut map = serializer.serialize_map(Some(2))?;
+        let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("address", &self.addr.to_string())?;
         map.serialize_entry("weight", &self.weight)?;
+        if !self.labels.is_empty() {
+            map.serialize_entry("labels", &*self.labels)?;
+        }
         map.end()
     }
 }
@@ -139,9 +160,13 @@ mod tests {
             (r#"endpoints = [{ weight = 5 }]"#, "missing field `address`"),
             (
                 r#"endpoints = [{ address = "127.0.0.1:1", wieght = 5 }]"#,
-                "unknown field `wieght`, expected `address` or `weight`",
+                "unknown field `wieght`, expected one of `address`, `weight`, `labels`",
             ),
             (r#"endpoints = [7]"#, "\"host:port\" or { address"),
+            (
+                r#"endpoints = [{ address = "127.0.0.1:1", labels = { "a b" = "x" } }]"#,
+                "label key `a b`",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(message), "{text}: {e}");

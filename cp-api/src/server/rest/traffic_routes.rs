@@ -356,6 +356,7 @@ pub(super) async fn endpoints(
             "in_flight": 0,
             "latency_ewma_ms": null,
             "weight": p.weight,
+            "labels": &p.labels,
         }));
     }
     Ok(Json(json!({ "service": q.service, "endpoints": rows })))

@@ -118,6 +118,8 @@ pub struct Member {
     pub endpoint: String,
     /// Its weight in callers' balancers.
     pub weight: u32,
+    /// Its labels, which traffic subsets select by.
+    pub labels: signet_traffic::labels::Labels,
     pub admin: String,
     pub serial: String,
     /// Unix milliseconds.

@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/sqlite/0008_member_weight.sql"),
     ),
+    (
+        9,
+        include_str!("../../../migrations/sqlite/0009_member_labels.sql"),
+    ),
 ];
 
 fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
@@ -546,8 +550,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             sqlx::query(
                 "INSERT OR REPLACE INTO members (instance, spiffe_id, service, namespace, \
-                 endpoint, admin, serial, registered_at, weight) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 endpoint, admin, serial, registered_at, weight, labels) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&member.instance)
             .bind(&member.spiffe_id)
@@ -558,6 +562,7 @@ impl Store for SqliteStore {
             .bind(&member.serial)
             .bind(member.registered_at)
             .bind(i64::from(member.weight))
+            .bind(serde_json::to_string(&member.labels).unwrap_or_else(|_| "{}".to_owned()))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -635,7 +640,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT instance, spiffe_id, service, namespace, endpoint, admin, serial, \
-                 registered_at, weight FROM members ORDER BY instance",
+                 registered_at, weight, labels FROM members ORDER BY instance",
             )
             .fetch_all(&self.pool)
             .await
@@ -658,6 +663,13 @@ impl Store for SqliteStore {
                             .and_then(|w| u32::try_from(w).ok())
                             .and_then(|w| signet_traffic::weight::check(w).ok())
                             .unwrap_or(signet_traffic::weight::DEFAULT),
+                        // Labels written by hand that no longer check are dropped.
+                        labels: r
+                            .try_get::<String, _>("labels")
+                            .ok()
+                            .and_then(|t| serde_json::from_str(&t).ok())
+                            .filter(|l| signet_traffic::labels::check(l).is_ok())
+                            .unwrap_or_default(),
                     })
                 })
                 .collect()

@@ -128,6 +128,11 @@ async fn members_are_kept_replaced_and_forgotten() {
         endpoint: endpoint.to_owned(),
         // Kept across restarts like the rest.
         weight: if instance == "a" { 300 } else { 100 },
+        labels: if instance == "a" {
+            [("version".to_owned(), "v2".to_owned())].into()
+        } else {
+            Default::default()
+        },
         admin: String::new(),
         serial: "0a".to_owned(),
         registered_at: 1_700_000_000_000,
