@@ -600,3 +600,98 @@ async fn faults_are_injected_for_the_matched_caller_only_and_say_so() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// The frontend's subsets of the cart, by name: how many endpoints each has.
+async fn cart_subsets(mesh: &Mesh) -> serde_json::Value {
+    let (_, body) = mesh.frontend.admin_get("/endpoints").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["upstreams"][0]["subsets"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_split_by_subset_pin_by_header_and_switch_blue_green() {
+    use signet_tests::faulty::FaultyApp;
+    let mesh = Mesh::start(&[]).await;
+    let (v1, v2) = (FaultyApp::start("v1").await, FaultyApp::start("v2").await);
+    let _cart_v1 = extra_cart(
+        &mesh,
+        "cart-v1",
+        v1.addr,
+        "endpoint_labels = { version = \"v1\" }\n",
+    );
+    let _cart_v2 = extra_cart(
+        &mesh,
+        "cart-v2",
+        v2.addr,
+        "endpoint_labels = { version = \"v2\" }\n",
+    );
+    wait_endpoints(&mesh, 3).await;
+    let canary = |v1: u32, v2: u32| {
+        format!(
+            "services:\n  - service: cart\n    balancer: round-robin\n    subsets:\n      - {{name: v1, labels: {{version: v1}}}}\n      - {{name: v2, labels: {{version: v2}}}}\n    routes:\n      - name: pinned\n        match: {{headers: [{{name: x-canary, exact: '1'}}]}}\n        split: [{{subset: v2, weight: 100}}]\n      - name: all\n        split: [{{subset: v1, weight: {v1}}}, {{subset: v2, weight: {v2}}}]\n"
+        )
+    };
+    let doc = write(&mesh, "canary.yaml", &canary(90, 10));
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &doc]);
+    let started = std::time::Instant::now();
+    while cart_subsets(&mesh).await
+        != serde_json::json!({"v1": {"endpoints": 1}, "v2": {"endpoints": 1}})
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // 90/10: the canary's share is within statistical bounds (expected 40 of 400, sd 6), and
+    // the unlabelled endpoint, in no subset, gets none of the split route's requests.
+    let unlabelled = mesh.app.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let (before1, before2) = (v1.calls(), v2.calls());
+    for _ in 0..400 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    let (to1, to2) = (v1.calls() - before1, v2.calls() - before2);
+    eprintln!("90/10 split: {to1} to v1, {to2} to v2");
+    assert_eq!(to1 + to2, 400);
+    assert!((20..=60).contains(&to2), "{to2} of 400 to the canary");
+    assert_eq!(
+        mesh.app.requests.load(std::sync::atomic::Ordering::Relaxed),
+        unlabelled
+    );
+    let counted = mesh
+        .frontend
+        .metric("signet_proxy_upstream_subset_requests_total{service=\"cart\",route=\"all\",subset=\"v2\"}")
+        .await;
+    assert_eq!(counted, to2);
+
+    // A header pins a request to the canary.
+    let before2 = v2.calls();
+    let mut http = signet_tests::client::Http::h1(mesh.cart_port()).await;
+    for _ in 0..20 {
+        let reply = http.get("cart", "/api/items", &[("x-canary", "1")]).await;
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(v2.calls() - before2, 20);
+
+    // Blue-green: one apply moves every request; by the time it returns, the callers have
+    // it (apply waits for their acknowledgement).
+    let doc = write(&mesh, "green.yaml", &canary(0, 100));
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &doc]);
+    let before1 = v1.calls();
+    for _ in 0..50 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    assert_eq!(v1.calls(), before1, "nothing to blue after the switch");
+
+    // A split to a subset the service does not name is refused, one line.
+    let bad = write(
+        &mesh,
+        "bad-split.yaml",
+        "services:\n  - service: cart\n    routes:\n      - name: all\n        split: [{subset: v3, weight: 1}]\n",
+    );
+    let out = mesh.cp.meshctl(&["traffic", "apply", "-f", &bad]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("split: no subset `v3`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub upstream_overflows: Family,
     /// Endpoints ejected by outlier detection, by upstream service and endpoint.
     pub upstream_ejections: Family,
+    /// Outbound requests a route's split sent to a subset, by service, route and subset.
+    pub upstream_subset_requests: Family,
     /// Inbound requests refused by a local rate limit, by route and limit.
     pub rate_limited: Family,
     /// Faults injected into inbound requests, by route and kind (`delay`, `abort`).
@@ -138,6 +140,12 @@ impl Metrics {
             "signet_proxy_requests_total",
             "HTTP requests answered.",
             &["direction", "protocol", "class"],
+        );
+        self.upstream_subset_requests.render(
+            &mut out,
+            "signet_proxy_upstream_subset_requests_total",
+            "Outbound requests a route's split sent to a subset, by upstream service, route and subset.",
+            &["service", "route", "subset"],
         );
         self.rate_limited.render(
             &mut out,

@@ -37,6 +37,8 @@ use crate::traffic::weighted::WeightedAddr;
 /// One upstream service.
 pub struct Upstream {
     config: OutboundConfig,
+    /// The endpoints by subset, for the settings and endpoints in force.
+    subsets: ArcSwap<crate::traffic::subsets::Subsets>,
     /// The service name as metrics label it.
     label: Arc<str>,
     targets: ArcSwap<Targets>,
@@ -75,6 +77,7 @@ impl Upstream {
         )?;
         let policy = Policy::new(ServiceTraffic::defaults(&config.service));
         Ok(Self {
+            subsets: ArcSwap::from_pointee(crate::traffic::subsets::Subsets::default()),
             label: Arc::from(config.service.as_str()),
             config,
             targets: ArcSwap::from_pointee(targets),
@@ -132,7 +135,17 @@ impl Upstream {
         let keep = (current.identities == identities).then_some(&**current);
         let targets = Targets::new(&self.config, &endpoints, identities, keep, proxy)?;
         self.targets.store(Arc::new(targets));
+        self.rebuild_subsets();
         Ok(true)
+    }
+
+    /// Sorts the endpoints in force into the subsets the settings in force name.
+    fn rebuild_subsets(&self) {
+        let subsets = crate::traffic::subsets::Subsets::build(
+            &self.policy.load().settings,
+            &self.targets.load().endpoints,
+        );
+        self.subsets.store(Arc::new(subsets));
     }
 
     /// Switches to new traffic settings; false when they are the ones in force (a new
@@ -142,6 +155,7 @@ impl Upstream {
             return false;
         }
         self.policy.store(Arc::new(Policy::new(settings)));
+        self.rebuild_subsets();
         true
     }
 }
@@ -237,10 +251,18 @@ pub fn endpoints_json(upstreams: &[Arc<Upstream>]) -> serde_json::Value {
                     })
                 })
                 .collect();
+            let subsets: serde_json::Map<String, serde_json::Value> = u
+                .subsets
+                .load()
+                .sizes()
+                .into_iter()
+                .map(|(name, n)| (name.to_string(), serde_json::json!({ "endpoints": n })))
+                .collect();
             serde_json::json!({
                 "service": u.service(),
                 "balancer": policy.settings.balancer,
                 "endpoints": endpoints,
+                "subsets": subsets,
             })
         })
         .collect();
@@ -385,11 +407,12 @@ async fn forward(
     let request = Request::from_parts(parts, body);
     let targets = upstream.targets.load_full();
     let policy = upstream.policy.load_full();
+    let subsets = upstream.subsets.load_full();
     let mut trip = crate::traffic::Trip::default();
     let sent = crate::traffic::send(
         &upstream.config.service,
         &policy,
-        &targets.endpoints,
+        (&targets.endpoints, &subsets),
         request,
         &proxy.metrics,
         &mut trip,

@@ -79,6 +79,7 @@ pub fn problems(doc: &TrafficDoc) -> Vec<Problem> {
         if s.routes.len() > MAX_ROUTES {
             found.push(format!("at most {MAX_ROUTES} routes"));
         }
+        subsets(&s.subsets, &mut found);
         out.extend(found.into_iter().map(|message| Problem {
             service: Some(s.service.clone()),
             route: None,
@@ -91,6 +92,7 @@ pub fn problems(doc: &TrafficDoc) -> Vec<Problem> {
                 found.push("two routes have this name".to_owned());
             }
             route(r, &mut found);
+            split(&r.split, &s.subsets, &mut found);
             out.extend(found.into_iter().map(|message| Problem {
                 service: Some(s.service.clone()),
                 route: Some(r.name.clone()),
@@ -272,6 +274,60 @@ fn fault(f: &crate::doc::Fault, found: &mut Vec<String>) {
     }
 }
 
+/// Most subsets of a service, and entries of a split.
+pub const MAX_SUBSETS: usize = 16;
+
+fn subsets(list: &[crate::doc::Subset], found: &mut Vec<String>) {
+    if list.len() > MAX_SUBSETS {
+        found.push(format!("at most {MAX_SUBSETS} subsets"));
+    }
+    let mut names = BTreeSet::new();
+    for s in list {
+        if !is_name(&s.name) {
+            found.push(format!("subsets: `{}` is not a subset name", s.name));
+        }
+        if !names.insert(s.name.as_str()) {
+            found.push(format!("subsets: `{}` is listed twice", s.name));
+        }
+        if s.labels.is_empty() {
+            found.push(format!(
+                "subsets: `{}` selects by no label (every endpoint)",
+                s.name
+            ));
+        }
+        if let Err(e) = crate::labels::check(&s.labels) {
+            found.push(format!("subsets: `{}`: {e}", s.name));
+        }
+    }
+}
+
+fn split(entries: &[crate::doc::SplitTo], subsets: &[crate::doc::Subset], found: &mut Vec<String>) {
+    if entries.is_empty() {
+        return;
+    }
+    if entries.len() > MAX_SUBSETS {
+        found.push(format!("split: at most {MAX_SUBSETS} entries"));
+    }
+    let mut seen = BTreeSet::new();
+    for e in entries {
+        if !subsets.iter().any(|s| s.name == e.subset) {
+            found.push(format!(
+                "split: no subset `{}` (the service's subsets name them)",
+                e.subset
+            ));
+        }
+        if !seen.insert(e.subset.as_str()) {
+            found.push(format!("split: `{}` is listed twice", e.subset));
+        }
+        if e.weight > 10_000 {
+            found.push(format!("split: `{}` weight is at most 10000", e.subset));
+        }
+    }
+    if entries.iter().all(|e| e.weight == 0) {
+        found.push("split: every weight is 0 (no request could go anywhere)".to_owned());
+    }
+}
+
 fn breaker(b: &Breaker, found: &mut Vec<String>) {
     for (name, v) in [
         ("max_connections", b.max_connections),
@@ -389,6 +445,10 @@ mod tests {
                     callers: vec!["frontend".into()],
                     namespaces: Vec::new(),
                 }),
+                split: vec![crate::doc::SplitTo {
+                    subset: "v3".into(),
+                    weight: 0,
+                }],
             },
             Route {
                 name: "charge".into(),
@@ -397,6 +457,7 @@ mod tests {
                 retry: None,
                 rate_limit: None,
                 fault: None,
+                split: Vec::new(),
             },
         ];
         let found = one(s);
@@ -410,6 +471,8 @@ mod tests {
             "service Payments, route charge: fault.abort.percent is between 0 and 100",
             "service Payments, route charge: fault.abort.http_status is between 400 and 599",
             "service Payments, route charge: fault.callers: `frontend` is not a SPIFFE ID",
+            "service Payments, route charge: split: no subset `v3`",
+            "service Payments, route charge: split: every weight is 0",
             "service Payments: outlier needs",
             "service Payments, route charge: match.path: `api` must start with `/`",
             "service Payments, route charge: match.methods: `post`",

@@ -54,6 +54,28 @@ pub struct ServiceTraffic {
     /// service's settings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// Named sets of the service's endpoints, by the labels their proxies registered
+    /// (`version: v2`), that routes split traffic between.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subsets: Vec<Subset>,
+}
+
+/// Endpoints whose labels include all of `labels`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subset {
+    pub name: String,
+    pub labels: crate::labels::Labels,
+}
+
+/// A share of a route's requests for one subset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitTo {
+    pub subset: String,
+    /// Relative to the route's other entries (90 and 10: nine requests in ten to the
+    /// first); 0 sends none, for a switch made by editing one number.
+    pub weight: u32,
 }
 
 impl ServiceTraffic {
@@ -70,6 +92,7 @@ impl ServiceTraffic {
             rate_limit: None,
             health_check: None,
             routes: Vec::new(),
+            subsets: Vec::new(),
         }
     }
 }
@@ -148,6 +171,10 @@ pub struct Route {
     /// resilience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    /// Shares of the route's requests per subset (canary 90/10, blue-green 100/0);
+    /// every endpoint of the service when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<SplitTo>,
 }
 
 /// Injected faults: a delay, an abort, or both (the delay first), each for a share of the

@@ -22,6 +22,7 @@ pub mod rate_limit;
 pub mod replay;
 pub mod retry;
 pub mod route;
+pub mod subsets;
 pub mod weighted;
 
 use std::time::{Duration, Instant};
@@ -88,6 +89,8 @@ pub struct Trip {
     pub retries: u32,
     /// How long its last attempt took to answer.
     pub upstream: Option<Duration>,
+    /// The subset its route's split sent it to.
+    pub subset: Option<std::sync::Arc<str>>,
 }
 
 /// Sends `request` to one of `endpoints` by `policy`: the route's timeout over all attempts,
@@ -96,7 +99,7 @@ pub struct Trip {
 pub async fn send(
     service: &str,
     policy: &Policy,
-    endpoints: &Endpoints,
+    (all, subsets): (&Endpoints, &subsets::Subsets),
     request: Request<Body>,
     metrics: &Metrics,
     trip: &mut Trip,
@@ -104,6 +107,17 @@ pub async fn send(
     let grpc = crate::respond::is_grpc(request.headers());
     let route = policy.route(&request);
     trip.route = Some(std::sync::Arc::clone(&route.name));
+    // A split route sends the request to one subset's endpoints.
+    let endpoints = match route.pick_subset() {
+        None => all,
+        Some(subset) => {
+            metrics
+                .upstream_subset_requests
+                .inc(&[service, &route.name, subset]);
+            trip.subset = Some(std::sync::Arc::clone(subset));
+            subsets.get(subset).ok_or(ProxyError::NoEndpoints)?
+        }
+    };
     // Only a gRPC call carries a deadline or a status in its headers: other requests skip
     // the lookups.
     let asked = if grpc {

@@ -20,6 +20,9 @@ pub struct Route {
     pub timeout: Duration,
     /// The retry policy.
     pub retry: doc::Retry,
+    /// Subsets and their weights (none: every endpoint), and the weights' sum.
+    split: Vec<(Arc<str>, u32)>,
+    split_total: u32,
 }
 
 impl Route {
@@ -30,7 +33,31 @@ impl Route {
             when: route.when.clone(),
             timeout: route.timeout.unwrap_or(service.timeout),
             retry: route.retry.clone().unwrap_or_else(|| service.retry.clone()),
+            split: route
+                .split
+                .iter()
+                .filter(|s| s.weight > 0)
+                .map(|s| (Arc::from(s.subset.as_str()), s.weight))
+                .collect(),
+            split_total: route.split.iter().map(|s| s.weight).sum(),
         }
+    }
+
+    /// The subset a request on this route goes to, drawn by the split's weights; `None`
+    /// when the route does not split (every endpoint).
+    pub fn pick_subset(&self) -> Option<&Arc<str>> {
+        if self.split_total == 0 {
+            return None;
+        }
+        let mut at =
+            u32::try_from(crate::traffic::rand::below(self.split_total as usize)).unwrap_or(0);
+        for (name, weight) in &self.split {
+            if at < *weight {
+                return Some(name);
+            }
+            at -= weight;
+        }
+        self.split.last().map(|(name, _)| name)
     }
 
     /// The route for requests no configured route takes.
@@ -40,6 +67,8 @@ impl Route {
             when: RouteMatch::default(),
             timeout: service.timeout,
             retry: service.retry.clone(),
+            split: Vec::new(),
+            split_total: 0,
         }
     }
 
