@@ -662,6 +662,44 @@ async fn routes_split_by_subset_pin_by_header_and_switch_blue_green() {
         .await;
     assert_eq!(counted, to2);
 
+    // `meshctl traffic split`: configured against observed, from the proxies' heartbeats.
+    let started = std::time::Instant::now();
+    let split = loop {
+        let out = mesh
+            .cp
+            .meshctl_ok(&["traffic", "split", "cart", "--window", "5m", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let observed = |name: &str| {
+            v["observed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["subset"] == name)
+                .and_then(|o| o["requests"].as_u64())
+        };
+        if observed("v1") == Some(to1) && observed("v2") == Some(to2) {
+            break v;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let all = split["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "all")
+        .unwrap();
+    assert_eq!(all["split"][0]["share"], 0.9, "{split}");
+    assert_eq!(all["split"][1]["share"], 0.1, "{split}");
+    let table = mesh.cp.meshctl_ok(&["traffic", "split", "cart"]);
+    assert!(
+        table.contains("CONFIGURED") && table.contains("OBSERVED") && table.contains("90.0%"),
+        "{table}"
+    );
+
     // A header pins a request to the canary.
     let before2 = v2.calls();
     let mut http = signet_tests::client::Http::h1(mesh.cart_port()).await;

@@ -266,6 +266,7 @@ pub const ROUTES: &[&str] = &[
     "GET /v1/traffic",
     "POST /v1/traffic",
     "GET /v1/traffic/history",
+    "GET /v1/traffic/split",
     "GET /v1/endpoints",
     "POST /v1/traffic/rollback",
     "POST /v1/tokens",
@@ -319,6 +320,7 @@ pub fn router(api: Api) -> Router {
             get(traffic_routes::current).post(traffic_routes::apply),
         )
         .route("/v1/traffic/history", get(traffic_routes::history))
+        .route("/v1/traffic/split", get(traffic_routes::split))
         .route("/v1/endpoints", get(traffic_routes::endpoints))
         .route(
             "/v1/traffic/rollback",

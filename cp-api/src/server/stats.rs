@@ -147,6 +147,44 @@ impl StatsBook {
         }
     }
 
+    /// Inbound requests each proxy instance of `service` reported over the last `window`
+    /// (instances with fewer than two reports in it count nothing yet).
+    pub fn inbound_by_instance(&self, service: &str, window: Duration) -> Vec<(String, u64)> {
+        let now = Instant::now();
+        let Ok(book) = self.by_instance.lock() else {
+            return Vec::new();
+        };
+        book.iter()
+            .filter(|(_, h)| h.service == service)
+            .filter_map(|(instance, h)| {
+                let latest = h.samples.back()?;
+                let since = now.checked_sub(window);
+                let base = h
+                    .samples
+                    .iter()
+                    .rev()
+                    .find(|s| since.is_some_and(|t| s.at <= t))
+                    .or(h.samples.front())
+                    .filter(|b| b.at < latest.at)?;
+                let count = |stats: &[pb::TrafficStats]| -> u64 {
+                    stats
+                        .iter()
+                        .filter(|s| s.direction == "inbound")
+                        .map(|s| s.count)
+                        .sum()
+                };
+                let (now_n, then_n) = (count(&latest.stats), count(&base.stats));
+                // A restart in the window counts from zero.
+                let n = if now_n >= then_n {
+                    now_n - then_n
+                } else {
+                    now_n
+                };
+                Some((instance.clone(), n))
+            })
+            .collect()
+    }
+
     /// The rows over the last `window`, grouped `by`, for `service` only when given.
     pub fn rows(&self, window: Duration, by: By, service: Option<&str>) -> Vec<Row> {
         self.rows_at(window, by, service, Instant::now())

@@ -30,6 +30,78 @@ pub(crate) enum Traffic {
     Rollback(RollbackArgs),
     /// The traffic document's JSON Schema.
     Schema,
+    /// A service's split routes: configured shares per subset against the shares its
+    /// endpoints answered over a window.
+    Split(SplitArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SplitArgs {
+    /// The service.
+    service: String,
+    /// Time to look back over.
+    #[arg(long, default_value = "1m", value_parser = crate::duration::parse)]
+    window: std::time::Duration,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+fn percent(v: Option<&serde_json::Value>) -> String {
+    v.and_then(serde_json::Value::as_f64)
+        .map_or_else(|| "-".to_owned(), |f| format!("{:.1}%", f * 100.0))
+}
+
+fn split(args: &SplitArgs) -> anyhow::Result<Outcome> {
+    let client = args.remote.client()?;
+    let value = client.get(&format!(
+        "/v1/traffic/split?service={}&window_seconds={}",
+        super::query_value(&args.service),
+        args.window.as_secs()
+    ))?;
+    if super::print_structured(args.remote.output, &value)? {
+        return Ok(Outcome::Success);
+    }
+    let empty = Vec::new();
+    let routes = value["routes"].as_array().unwrap_or(&empty);
+    if routes.is_empty() {
+        println!("{}: no route splits its traffic", args.service);
+    }
+    let mut rows = Vec::new();
+    for r in routes {
+        for e in r["split"].as_array().unwrap_or(&empty) {
+            rows.push(vec![
+                super::text(r, "route"),
+                super::text(e, "subset"),
+                super::text(e, "weight"),
+                percent(e.get("share")),
+            ]);
+        }
+    }
+    if !rows.is_empty() {
+        super::print_table(&["ROUTE", "SUBSET", "WEIGHT", "CONFIGURED"], &rows);
+        println!();
+    }
+    let observed: Vec<Vec<String>> = value["observed"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|o| {
+            vec![
+                o["subset"]
+                    .as_str()
+                    .map_or_else(|| "(in no subset)".to_owned(), str::to_owned),
+                super::text(o, "requests"),
+                percent(o.get("share")),
+            ]
+        })
+        .collect();
+    println!(
+        "answered over the last {}s ({} requests):",
+        args.window.as_secs(),
+        value["requests"]
+    );
+    super::print_table(&["SUBSET", "REQUESTS", "OBSERVED"], &observed);
+    Ok(Outcome::Success)
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +223,7 @@ pub(crate) fn run(cmd: &Traffic) -> anyhow::Result<Outcome> {
         Traffic::Get(args) => get(args),
         Traffic::History(args) => history(args),
         Traffic::Rollback(args) => rollback(args),
+        Traffic::Split(args) => split(args),
         Traffic::Schema => {
             print!("{}", signet_traffic::SCHEMA);
             Ok(Outcome::Success)

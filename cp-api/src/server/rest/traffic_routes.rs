@@ -361,3 +361,112 @@ pub(super) async fn endpoints(
     }
     Ok(Json(json!({ "service": q.service, "endpoints": rows })))
 }
+
+/// `GET /v1/traffic/split?service=NAME&window_seconds=60`: each split route's configured
+/// shares, and the share of the service's requests each subset's endpoints answered over the
+/// window (from the proxies' heartbeats).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SplitQuery {
+    service: String,
+    #[serde(default)]
+    window_seconds: Option<u64>,
+}
+
+pub(super) async fn split(
+    State(api): State<Api>,
+    op: Operator,
+    query: Result<Query<SplitQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let window = query.window_seconds.unwrap_or(60);
+    if window == 0 || window > crate::server::stats::MAX_WINDOW.as_secs() {
+        return Err(ApiError::bad(format!(
+            "window_seconds must be between 1 and {}",
+            crate::server::stats::MAX_WINDOW.as_secs()
+        )));
+    }
+    api.authorize(
+        &op,
+        Act::Read {
+            collection: "traffic",
+        },
+    )
+    .await?;
+    let traffic = api.hub.traffic();
+    let settings = traffic.doc.service(&query.service);
+    let routes: Vec<Value> = settings
+        .routes
+        .iter()
+        .filter(|r| !r.split.is_empty())
+        .map(|r| {
+            let total: u32 = r.split.iter().map(|s| s.weight).sum();
+            let entries: Vec<Value> = r
+                .split
+                .iter()
+                .map(|s| {
+                    json!({
+                        "subset": s.subset,
+                        "weight": s.weight,
+                        "share": f64::from(s.weight) / f64::from(total.max(1)),
+                    })
+                })
+                .collect();
+            json!({ "route": r.name, "split": entries })
+        })
+        .collect();
+    // Observed: each instance's inbound requests, by the subsets its labels put it in.
+    let counts = api
+        .hub
+        .stats
+        .inbound_by_instance(&query.service, std::time::Duration::from_secs(window));
+    let proxies = api.hub.proxies();
+    let labels_of = |instance: &str| {
+        proxies
+            .iter()
+            .find(|p| p.instance == instance)
+            .map(|p| p.labels.clone())
+            .unwrap_or_default()
+    };
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let mut observed: Vec<Value> = settings
+        .subsets
+        .iter()
+        .map(|subset| {
+            let n: u64 = counts
+                .iter()
+                .filter(|(i, _)| signet_traffic::labels::selects(&subset.labels, &labels_of(i)))
+                .map(|(_, n)| n)
+                .sum();
+            json!({
+                "subset": subset.name,
+                "requests": n,
+                "share": if total == 0 { Value::Null } else { json!(n as f64 / total as f64) },
+            })
+        })
+        .collect();
+    let in_none: u64 = counts
+        .iter()
+        .filter(|(i, _)| {
+            let labels = labels_of(i);
+            !settings
+                .subsets
+                .iter()
+                .any(|s| signet_traffic::labels::selects(&s.labels, &labels))
+        })
+        .map(|(_, n)| n)
+        .sum();
+    observed.push(json!({
+        "subset": Value::Null,
+        "requests": in_none,
+        "share": if total == 0 { Value::Null } else { json!(in_none as f64 / total as f64) },
+    }));
+    Ok(Json(json!({
+        "service": query.service,
+        "version": traffic.version,
+        "window_seconds": window,
+        "routes": routes,
+        "observed": observed,
+        "requests": total,
+    })))
+}
