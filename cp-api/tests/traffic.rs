@@ -733,3 +733,57 @@ async fn routes_split_by_subset_pin_by_header_and_switch_blue_green() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mirrored_copies_reach_their_subset_and_never_hold_up_the_original() {
+    use signet_tests::faulty::{Behaviour, FaultyApp};
+    let mesh = Mesh::start(&[]).await;
+    let (v1, v2) = (FaultyApp::start("v1").await, FaultyApp::start("v2").await);
+    let _cart_v1 = extra_cart(
+        &mesh,
+        "cart-v1",
+        v1.addr,
+        "endpoint_labels = { version = \"v1\" }\n",
+    );
+    let _cart_v2 = extra_cart(
+        &mesh,
+        "cart-v2",
+        v2.addr,
+        "endpoint_labels = { version = \"v2\" }\n",
+    );
+    wait_endpoints(&mesh, 3).await;
+    // The mirror's subset answers only after 5 s.
+    v2.set(Behaviour::Slow(std::time::Duration::from_secs(5)));
+    let doc = write(
+        &mesh,
+        "mirror.yaml",
+        "services:\n  - service: cart\n    subsets:\n      - {name: v1, labels: {version: v1}}\n      - {name: v2, labels: {version: v2}}\n    routes:\n      - name: all\n        split: [{subset: v1, weight: 1}]\n        mirror: {subset: v2, percent: 100}\n",
+    );
+    mesh.cp.meshctl_ok(&["traffic", "apply", "-f", &doc]);
+    let started = std::time::Instant::now();
+    while cart_subsets(&mesh).await
+        != serde_json::json!({"v1": {"endpoints": 1}, "v2": {"endpoints": 1}})
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (before1, before2) = (v1.calls(), v2.calls());
+    for _ in 0..10 {
+        let sent = std::time::Instant::now();
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+        // Answered by v1 well before the copy's 5 s: nothing waited for the mirror.
+        assert!(sent.elapsed() < std::time::Duration::from_secs(5));
+    }
+    assert_eq!(v1.calls() - before1, 10);
+    let started = std::time::Instant::now();
+    while v2.calls() - before2 < 10 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "copies arrive"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let copied =
+        "signet_proxy_upstream_mirrors_total{service=\"cart\",route=\"all\",result=\"copied\"}";
+    assert_eq!(mesh.frontend.metric(copied).await, 10);
+}

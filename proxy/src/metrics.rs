@@ -56,6 +56,9 @@ pub struct Metrics {
     pub upstream_ejections: Family,
     /// Outbound requests a route's split sent to a subset, by service, route and subset.
     pub upstream_subset_requests: Family,
+    /// Mirrored copies, by service, route and result (`copied`, `skipped-body`,
+    /// `skipped-busy`, `no-endpoints`).
+    pub upstream_mirrors: Family,
     /// Inbound requests refused by a local rate limit, by route and limit.
     pub rate_limited: Family,
     /// Faults injected into inbound requests, by route and kind (`delay`, `abort`).
@@ -146,6 +149,12 @@ impl Metrics {
             "signet_proxy_upstream_subset_requests_total",
             "Outbound requests a route's split sent to a subset, by upstream service, route and subset.",
             &["service", "route", "subset"],
+        );
+        self.upstream_mirrors.render(
+            &mut out,
+            "signet_proxy_upstream_mirrors_total",
+            "Mirrored copies of outbound requests, by upstream service, route and result.",
+            &["service", "route", "result"],
         );
         self.rate_limited.render(
             &mut out,

@@ -93,6 +93,17 @@ pub fn problems(doc: &TrafficDoc) -> Vec<Problem> {
             }
             route(r, &mut found);
             split(&r.split, &s.subsets, &mut found);
+            if let Some(m) = &r.mirror {
+                if !s.subsets.iter().any(|x| x.name == m.subset) {
+                    found.push(format!(
+                        "mirror: no subset `{}` (the service's subsets name them)",
+                        m.subset
+                    ));
+                }
+                if !(0.0..=100.0).contains(&m.percent) {
+                    found.push("mirror.percent is between 0 and 100".to_owned());
+                }
+            }
             out.extend(found.into_iter().map(|message| Problem {
                 service: Some(s.service.clone()),
                 route: Some(r.name.clone()),
@@ -449,6 +460,10 @@ mod tests {
                     subset: "v3".into(),
                     weight: 0,
                 }],
+                mirror: Some(crate::doc::Mirror {
+                    subset: "v3".into(),
+                    percent: -1.0,
+                }),
             },
             Route {
                 name: "charge".into(),
@@ -458,6 +473,7 @@ mod tests {
                 rate_limit: None,
                 fault: None,
                 split: Vec::new(),
+                mirror: None,
             },
         ];
         let found = one(s);
@@ -473,6 +489,8 @@ mod tests {
             "service Payments, route charge: fault.callers: `frontend` is not a SPIFFE ID",
             "service Payments, route charge: split: no subset `v3`",
             "service Payments, route charge: split: every weight is 0",
+            "service Payments, route charge: mirror: no subset `v3`",
+            "service Payments, route charge: mirror.percent is between 0 and 100",
             "service Payments: outlier needs",
             "service Payments, route charge: match.path: `api` must start with `/`",
             "service Payments, route charge: match.methods: `post`",

@@ -175,6 +175,19 @@ pub struct Route {
     /// every endpoint of the service when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<SplitTo>,
+    /// A copy of a share of the route's requests for a subset, its answers discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+}
+
+/// Mirroring: copies of `percent` of a route's requests go to `subset` too; their answers
+/// are dropped and the original never waits for them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    pub subset: String,
+    /// 0 to 100.
+    pub percent: f64,
 }
 
 /// Injected faults: a delay, an abort, or both (the delay first), each for a share of the

@@ -20,7 +20,7 @@ const GOOD: &[&str] = &[
     "services:\n  - service: a\n    routes:\n      - name: r\n        rate_limit: {per_caller: {requests_per_second: 5, burst: 5}}",
     "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {delay: {fixed: 200ms, percent: 10}, abort: {percent: 5, http_status: 500}, callers: ['spiffe://td.example/ns/shop/sa/x'], namespaces: [shop]}",
     "services:\n  - service: a\n    routes:\n      - name: r\n        fault: {abort: {percent: 100, grpc_status: 8}}",
-    "services:\n  - service: a\n    subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n    routes:\n      - name: canary\n        match: {headers: [{name: x-canary, exact: '1'}]}\n        split: [{subset: v2, weight: 100}]\n      - name: all\n        split: [{subset: v1, weight: 90}, {subset: v2, weight: 10}]",
+    "services:\n  - service: a\n    subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n    routes:\n      - name: canary\n        match: {headers: [{name: x-canary, exact: '1'}]}\n        split: [{subset: v2, weight: 100}]\n      - name: all\n        split: [{subset: v1, weight: 90}, {subset: v2, weight: 10}]\n        mirror: {subset: v2, percent: 5}",
 ];
 
 const BAD: &[&str] = &[
@@ -68,6 +68,7 @@ const BAD: &[&str] = &[
     "services:\n  - service: a\n    subsets: [{name: v1, labels: {version: 'v 1'}}]",
     "services:\n  - service: a\n    subsets: [{name: v1, labels: {version: v1}}]\n    routes:\n      - name: r\n        split: [{subset: v1, weight: 10001}]",
     "services:\n  - service: a\n    subsets: [{name: v1, labels: {version: v1}}]\n    routes:\n      - name: r\n        split: [{subset: v1}]",
+    "services:\n  - service: a\n    subsets: [{name: v1, labels: {version: v1}}]\n    routes:\n      - name: r\n        mirror: {subset: v1, percent: 200}",
 ];
 
 /// For each instance (JSON text), whether Python's `jsonschema` accepts it.

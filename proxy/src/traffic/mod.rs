@@ -16,6 +16,7 @@ pub mod breaker;
 pub mod budget;
 mod clock;
 pub mod inbound;
+pub mod mirror;
 pub mod outlier;
 pub mod rand;
 pub mod rate_limit;
@@ -48,6 +49,8 @@ pub struct Policy {
     budget: budget::RetryBudget,
     /// The service's circuit-breaker limits.
     pub breaker: breaker::Breaker,
+    /// Mirrored copies in flight.
+    mirrors: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Policy {
@@ -62,6 +65,7 @@ impl Policy {
             fallback: route::Route::fallback(&settings),
             budget: budget::RetryBudget::new(&settings.retry_budget),
             breaker: breaker::Breaker::new(&settings.breaker),
+            mirrors: std::sync::Arc::new(tokio::sync::Semaphore::new(mirror::MAX_IN_FLIGHT)),
             settings,
         }
     }
@@ -118,6 +122,20 @@ pub async fn send(
             subsets.get(subset).ok_or(ProxyError::NoEndpoints)?
         }
     };
+    if let Some((subset, share)) = &route.mirror
+        && crate::traffic::rand::fraction() < *share
+    {
+        let endpoint = subsets
+            .get(subset)
+            .and_then(|e| e.pick(policy.settings.balancer, None, Instant::now()));
+        mirror::copy(
+            &request,
+            endpoint,
+            &policy.mirrors,
+            metrics,
+            (service, &route.name),
+        );
+    }
     // Only a gRPC call carries a deadline or a status in its headers: other requests skip
     // the lookups.
     let asked = if grpc {

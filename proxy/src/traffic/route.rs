@@ -23,6 +23,8 @@ pub struct Route {
     /// Subsets and their weights (none: every endpoint), and the weights' sum.
     split: Vec<(Arc<str>, u32)>,
     split_total: u32,
+    /// The subset copies go to, and the share of requests copied (0 to 1).
+    pub mirror: Option<(Arc<str>, f64)>,
 }
 
 impl Route {
@@ -40,6 +42,10 @@ impl Route {
                 .map(|s| (Arc::from(s.subset.as_str()), s.weight))
                 .collect(),
             split_total: route.split.iter().map(|s| s.weight).sum(),
+            mirror: route
+                .mirror
+                .as_ref()
+                .map(|m| (Arc::from(m.subset.as_str()), m.percent / 100.0)),
         }
     }
 
@@ -69,6 +75,7 @@ impl Route {
             retry: service.retry.clone(),
             split: Vec::new(),
             split_total: 0,
+            mirror: None,
         }
     }
 
