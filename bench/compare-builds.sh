@@ -11,8 +11,9 @@
 # A `:audit` suffix runs that build with every decision recorded (as signet-audit-sidecar.sh);
 # `:shadow` with a shadow candidate decided beside the enforced policy (`:audit:shadow` both);
 # `:trace=RATIO` with spans for that share of traces, exported over OTLP/HTTP to a sink
-# (bench/otlp-sink.py); `:log` with a JSON access-log line per request. Suffixes combine, in
-# the order trace, log, audit, shadow from the left (e.g. `x=bin:trace=0.01:log`).
+# (bench/otlp-sink.py); `:log` with a JSON access-log line per request; `:split` with the
+# outbound route splitting 90/10 between two subsets. Suffixes combine, in the order trace,
+# split, log, audit, shadow from the left (e.g. `x=bin:trace=0.01:log`).
 # Uses the harness's PKI, adapters and tools (run bench/harness/run.sh once to install them).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --rate) rate=$2; shift 2;; --rounds) rounds=$2; shift 2;; --secs) secs=$2; shift 2;;
     --base-port) base=$2; shift 2;; --nginx) nginx=1; shift;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0;;
     *=*) builds+=("$1"); shift;;
     *) echo "unknown argument: $1" >&2; exit 2;;
   esac
@@ -35,11 +36,12 @@ run=$(mktemp -d); groups=()
 cleanup() { for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done; sleep 0.3; rm -rf "$run"; }
 trap cleanup EXIT
 
-start() { # name role listen target adapter [binary] [audit] [shadow] [trace ratio] [log]
+start() { # name role listen target adapter [binary] [audit] [shadow] [trace ratio] [log] [split]
   local name=$1 role=$2 listen=$3 target=$4 adapter=$5 self=client peer=server
   [ "$role" = inbound ] && { self=server; peer=client; }
   mkdir -p "$run/$name-$role"
-  SIGNET_BENCH_TRACE=${9:-} SIGNET_BENCH_ACCESS_LOG=${10:-0} SIGNET_BENCH_OTLP_PORT=$((base + 5)) \
+  SIGNET_BENCH_TRACE=${9:-} SIGNET_BENCH_ACCESS_LOG=${10:-0} SIGNET_BENCH_SPLIT=${11:-0} \
+  SIGNET_BENCH_OTLP_PORT=$((base + 5)) \
   SIGNET_PROXY_BIN=${6:-} SIGNET_BENCH_AUDIT=${7:-0} SIGNET_BENCH_SHADOW=${8:-0} SC_ROLE=$role SC_LISTEN_PORT=$listen \
     SC_TARGET_PORT=$target SC_CA=$pki/ca.crt SC_CERT=$pki/$self.crt SC_KEY=$pki/$self.key \
     SC_CHAIN=$pki/$self.chain.crt SC_PEM=$pki/$self.pem \
@@ -66,16 +68,17 @@ names=()
 i=1
 if [ $nginx = 1 ]; then builds=("nginx=" "${builds[@]}"); fi
 for spec in "${builds[@]}"; do
-  name=${spec%%=*} bin=${spec#*=} audit=0 shadow=0 trace="" log=0
+  name=${spec%%=*} bin=${spec#*=} audit=0 shadow=0 trace="" log=0 split=0
   case $bin in *:shadow) bin=${bin%:shadow}; shadow=1;; esac
   case $bin in *:audit) bin=${bin%:audit}; audit=1;; esac
   case $bin in *:log) bin=${bin%:log}; log=1;; esac
+  case $bin in *:split) bin=${bin%:split}; split=1;; esac
   case $bin in *:trace=*) trace=${bin##*:trace=}; bin=${bin%:trace=*};; esac
   p=$((base + 10 * i)); i=$((i + 1))
   if [ "$name" = nginx ]; then adapter=$here/harness/sidecars/nginx.sh; bin=""
   else adapter=$here/signet-sidecar.sh; bin=$(realpath "$bin"); fi
-  start "$name" inbound $((p + 1)) "$base" "$adapter" "$bin" $audit $shadow "$trace" $log; in_g[$name]=${groups[-1]}
-  start "$name" outbound "$p" $((p + 1)) "$adapter" "$bin" $audit $shadow "$trace" $log; out_g[$name]=${groups[-1]}
+  start "$name" inbound $((p + 1)) "$base" "$adapter" "$bin" $audit $shadow "$trace" $log $split; in_g[$name]=${groups[-1]}
+  start "$name" outbound "$p" $((p + 1)) "$adapter" "$bin" $audit $shadow "$trace" $log $split; out_g[$name]=${groups[-1]}
   port[$name]=$p; names+=("$name")
 done
 sleep 1.5

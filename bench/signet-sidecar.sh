@@ -71,6 +71,26 @@ dir = "$d/audit"
 sample_allows = 1
 EOC
 fi
+if [ "${SIGNET_BENCH_SPLIT:-0}" = 1 ] && [ "$role" = outbound ]; then
+  # A route splitting 90/10 between two subsets (both select the one upstream endpoint, so
+  # every request is answered): the per-request subset draw and per-subset balancing.
+  sed -i "s|^endpoints = \[\"127.0.0.1:$SC_TARGET_PORT\"\]|endpoints = [{ address = \"127.0.0.1:$SC_TARGET_PORT\", labels = { version = \"v1\", track = \"stable\" } }]|" "$d/signet.toml"
+  cat > "$d/traffic.yaml" <<EOC
+services:
+  - service: server
+    subsets:
+      - {name: v1, labels: {version: v1}}
+      - {name: stable, labels: {track: stable}}
+    routes:
+      - name: all
+        split: [{subset: v1, weight: 90}, {subset: stable, weight: 10}]
+EOC
+  cat >> "$d/signet.toml" <<EOC
+
+[traffic]
+file = "$d/traffic.yaml"
+EOC
+fi
 if [ -n "${SIGNET_BENCH_TRACE:-}" ]; then
   # Spans for this share of new traces, exported over OTLP/HTTP to bench/otlp-sink.py.
   cat >> "$d/signet.toml" <<EOC

@@ -601,6 +601,35 @@ async fn faults_are_injected_for_the_matched_caller_only_and_say_so() {
     }
 }
 
+/// Two more cart endpoints, labelled `version: v1` and `version: v2`, each with its own app,
+/// once the frontend sees them.
+async fn two_versions(
+    mesh: &Mesh,
+) -> (
+    signet_tests::faulty::FaultyApp,
+    signet_tests::faulty::FaultyApp,
+    [signet_tests::process::ProxyProcess; 2],
+) {
+    use signet_tests::faulty::FaultyApp;
+    let (v1, v2) = (FaultyApp::start("v1").await, FaultyApp::start("v2").await);
+    let carts = [
+        extra_cart(
+            mesh,
+            "cart-v1",
+            v1.addr,
+            "endpoint_labels = { version = \"v1\" }\n",
+        ),
+        extra_cart(
+            mesh,
+            "cart-v2",
+            v2.addr,
+            "endpoint_labels = { version = \"v2\" }\n",
+        ),
+    ];
+    wait_endpoints(mesh, 3).await;
+    (v1, v2, carts)
+}
+
 /// The frontend's subsets of the cart, by name: how many endpoints each has.
 async fn cart_subsets(mesh: &Mesh) -> serde_json::Value {
     let (_, body) = mesh.frontend.admin_get("/endpoints").await;
@@ -610,22 +639,8 @@ async fn cart_subsets(mesh: &Mesh) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_split_by_subset_pin_by_header_and_switch_blue_green() {
-    use signet_tests::faulty::FaultyApp;
     let mesh = Mesh::start(&[]).await;
-    let (v1, v2) = (FaultyApp::start("v1").await, FaultyApp::start("v2").await);
-    let _cart_v1 = extra_cart(
-        &mesh,
-        "cart-v1",
-        v1.addr,
-        "endpoint_labels = { version = \"v1\" }\n",
-    );
-    let _cart_v2 = extra_cart(
-        &mesh,
-        "cart-v2",
-        v2.addr,
-        "endpoint_labels = { version = \"v2\" }\n",
-    );
-    wait_endpoints(&mesh, 3).await;
+    let (v1, v2, _carts) = two_versions(&mesh).await;
     let canary = |v1: u32, v2: u32| {
         format!(
             "services:\n  - service: cart\n    balancer: round-robin\n    subsets:\n      - {{name: v1, labels: {{version: v1}}}}\n      - {{name: v2, labels: {{version: v2}}}}\n    routes:\n      - name: pinned\n        match: {{headers: [{{name: x-canary, exact: '1'}}]}}\n        split: [{{subset: v2, weight: 100}}]\n      - name: all\n        split: [{{subset: v1, weight: {v1}}}, {{subset: v2, weight: {v2}}}]\n"
@@ -736,22 +751,9 @@ async fn routes_split_by_subset_pin_by_header_and_switch_blue_green() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mirrored_copies_reach_their_subset_and_never_hold_up_the_original() {
-    use signet_tests::faulty::{Behaviour, FaultyApp};
+    use signet_tests::faulty::Behaviour;
     let mesh = Mesh::start(&[]).await;
-    let (v1, v2) = (FaultyApp::start("v1").await, FaultyApp::start("v2").await);
-    let _cart_v1 = extra_cart(
-        &mesh,
-        "cart-v1",
-        v1.addr,
-        "endpoint_labels = { version = \"v1\" }\n",
-    );
-    let _cart_v2 = extra_cart(
-        &mesh,
-        "cart-v2",
-        v2.addr,
-        "endpoint_labels = { version = \"v2\" }\n",
-    );
-    wait_endpoints(&mesh, 3).await;
+    let (v1, v2, _carts) = two_versions(&mesh).await;
     // The mirror's subset answers only after 5 s.
     v2.set(Behaviour::Slow(std::time::Duration::from_secs(5)));
     let doc = write(

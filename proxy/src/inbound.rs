@@ -385,21 +385,17 @@ fn unauthenticated<B>(
     response
 }
 
-/// 429 with `Retry-After` for a request over a local rate limit; for gRPC,
-/// RESOURCE_EXHAUSTED (8). Counted by route and limit, and audited (sampled) as a deny by
-/// `rate-limit-<limit>`.
-fn rate_limited<B>(
+/// Records a request the traffic settings answered (refused or aborted) as a deny by
+/// `policy`: in the audit trail (sampled) and on the request's own record.
+fn by_settings<B>(
     proxy: &Proxy,
     peer: &Peer,
     (request, path, exchange): (&Request<B>, &str, &mut Exchange),
-    refused: crate::traffic::inbound::Refused,
-    grpc: bool,
-) -> Response<Body> {
-    let limit = refused.name();
-    proxy.metrics.rate_limited.inc(&[&exchange.route, limit]);
+    policy: String,
+) {
     let decision = Decision {
         effect: signet_policy::Effect::Deny,
-        policies: vec![format!("rate-limit-{limit}")],
+        policies: vec![policy],
         errors: Vec::new(),
     };
     if let Some(audit) = &proxy.audit {
@@ -412,6 +408,26 @@ fn rate_limited<B>(
         );
     }
     exchange.decided(&decision);
+}
+
+/// 429 with `Retry-After` for a request over a local rate limit; for gRPC,
+/// RESOURCE_EXHAUSTED (8). Counted by route and limit, and audited (sampled) as a deny by
+/// `rate-limit-<limit>`.
+fn rate_limited<B>(
+    proxy: &Proxy,
+    peer: &Peer,
+    (request, path, exchange): (&Request<B>, &str, &mut Exchange),
+    refused: crate::traffic::inbound::Refused,
+    grpc: bool,
+) -> Response<Body> {
+    let limit = refused.name();
+    proxy.metrics.rate_limited.inc(&[&exchange.route, limit]);
+    by_settings(
+        proxy,
+        peer,
+        (request, path, exchange),
+        format!("rate-limit-{limit}"),
+    );
     let wait = refused.limited.retry_after;
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut response = respond::refusal(
@@ -439,21 +455,12 @@ fn injected_abort<B>(
     grpc: bool,
 ) -> Response<Body> {
     proxy.metrics.faults.inc(&[&exchange.route, "abort"]);
-    let decision = Decision {
-        effect: signet_policy::Effect::Deny,
-        policies: vec!["fault-injected".to_owned()],
-        errors: Vec::new(),
-    };
-    if let Some(audit) = &proxy.audit {
-        let ids = exchange.audit_ids();
-        audit.sampled(
-            &request_subject(proxy, peer, request, path, &ids),
-            &decision,
-            (&proxy.config.service.name, &proxy.config.service.namespace),
-            proxy.policies.current().bundle().hash(),
-        );
-    }
-    exchange.decided(&decision);
+    by_settings(
+        proxy,
+        peer,
+        (request, path, exchange),
+        "fault-injected".to_owned(),
+    );
     let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let mut response = respond::refusal(
         grpc,
