@@ -103,19 +103,23 @@ pub fn load_traffic(proxy: &Proxy, path: &Path, version: u64) -> Result<(), Stri
 }
 
 /// Checks the watched files (`identity_config`'s, the policy directories, the traffic
-/// document) every `limits.reload_interval` until shutdown.
-pub async fn watch(
+/// document) every `limits.reload_interval` until shutdown. What they hold now is taken as
+/// seen when this is called, not when the returned task first runs: a change made right
+/// after start-up (a spawned task may run late) is still a change.
+pub fn watch(
     proxy: Arc<Proxy>,
     identity_config: IdentityConfig,
     dirs: PolicyDirs,
     traffic: Option<PathBuf>,
     mut policy_version: u64,
-) {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let traffic_paths: Vec<PathBuf> = traffic.iter().cloned().collect();
     let mut traffic_seen = fingerprint(&traffic_paths);
     let mut traffic_version = 1;
     let dir = dirs.enforced;
-    let shadow_files = || dirs.shadow.as_deref().map(policy_files).unwrap_or_default();
+    let shadow_root = dirs.shadow;
+    let shadow_dir = shadow_root.clone();
+    let shadow_files = move || shadow_dir.as_deref().map(policy_files).unwrap_or_default();
     let mut shadow = fingerprint(&shadow_files());
     let mut shadow_version = 1;
     let credential_paths = vec![
@@ -127,59 +131,61 @@ pub async fn watch(
     let mut credentials = fingerprint(&credential_paths);
     let mut deny = fingerprint(&deny_paths);
     let mut policies = fingerprint(&policy_files(&dir));
-    let mut tick = tokio::time::interval(proxy.config.limits.reload_interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = proxy.draining() => return,
-        }
-        let now = fingerprint(&credential_paths);
-        if now != credentials {
-            credentials = now;
-            let result =
-                identity::load(&identity_config).and_then(|(c, key)| proxy.rotate(c, &key));
-            report(&proxy, "identity", result);
-        }
-        let now = fingerprint(&deny_paths);
-        if now != deny {
-            deny = now;
-            if let Some(path) = deny_paths.first() {
-                let result = identity::load_deny_list(path)
-                    .map(|(ids, serials)| proxy.identity.deny(ids, serials));
-                report(&proxy, "deny-list", result);
+    async move {
+        let mut tick = tokio::time::interval(proxy.config.limits.reload_interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = proxy.draining() => return,
             }
-        }
-        let now = fingerprint(&policy_files(&dir));
-        if now != policies {
-            policies = now;
-            let result = load_policies(&dir, policy_version + 1).map(|bundle| {
-                policy_version += 1;
-                proxy.enforce(&bundle);
-            });
-            report(&proxy, "policy", result);
-        }
-        let now = fingerprint(&traffic_paths);
-        if now != traffic_seen
-            && let Some(path) = traffic_paths.first()
-        {
-            traffic_seen = now;
-            let result = load_traffic(&proxy, path, traffic_version + 1);
-            if result.is_ok() {
-                traffic_version += 1;
+            let now = fingerprint(&credential_paths);
+            if now != credentials {
+                credentials = now;
+                let result =
+                    identity::load(&identity_config).and_then(|(c, key)| proxy.rotate(c, &key));
+                report(&proxy, "identity", result);
             }
-            report(&proxy, "traffic", result);
-        }
-        let now = fingerprint(&shadow_files());
-        if now != shadow
-            && let Some(shadow_dir) = &dirs.shadow
-        {
-            shadow = now;
-            shadow_version += 1;
-            report(
-                &proxy,
-                "shadow",
-                load_shadow(&proxy, shadow_dir, shadow_version),
-            );
+            let now = fingerprint(&deny_paths);
+            if now != deny {
+                deny = now;
+                if let Some(path) = deny_paths.first() {
+                    let result = identity::load_deny_list(path)
+                        .map(|(ids, serials)| proxy.identity.deny(ids, serials));
+                    report(&proxy, "deny-list", result);
+                }
+            }
+            let now = fingerprint(&policy_files(&dir));
+            if now != policies {
+                policies = now;
+                let result = load_policies(&dir, policy_version + 1).map(|bundle| {
+                    policy_version += 1;
+                    proxy.enforce(&bundle);
+                });
+                report(&proxy, "policy", result);
+            }
+            let now = fingerprint(&traffic_paths);
+            if now != traffic_seen
+                && let Some(path) = traffic_paths.first()
+            {
+                traffic_seen = now;
+                let result = load_traffic(&proxy, path, traffic_version + 1);
+                if result.is_ok() {
+                    traffic_version += 1;
+                }
+                report(&proxy, "traffic", result);
+            }
+            let now = fingerprint(&shadow_files());
+            if now != shadow
+                && let Some(shadow_dir) = &shadow_root
+            {
+                shadow = now;
+                shadow_version += 1;
+                report(
+                    &proxy,
+                    "shadow",
+                    load_shadow(&proxy, shadow_dir, shadow_version),
+                );
+            }
         }
     }
 }
