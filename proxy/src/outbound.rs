@@ -424,6 +424,7 @@ async fn forward(
     if exchange.detailed() {
         let d = &mut exchange.details;
         d.retries = trip.retries;
+        d.subset = trip.subset;
         d.upstream_duration = trip.upstream;
         if let Some(endpoint) = &trip.endpoint {
             d.upstream = Some(endpoint.addr);

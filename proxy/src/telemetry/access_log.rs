@@ -37,6 +37,8 @@ pub struct Entry {
     pub route: Arc<str>,
     pub upstream: Option<SocketAddr>,
     pub retries: u32,
+    /// The subset a route's split sent it to (outbound).
+    pub subset: Option<Arc<str>>,
     pub decision: Option<&'static str>,
     pub policies: Vec<String>,
     pub error: Option<String>,
@@ -64,6 +66,7 @@ pub enum Field {
     Upstream,
     Route,
     Retries,
+    Subset,
     Decision,
     Policies,
     Error,
@@ -72,7 +75,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 22] = [
+    pub const ALL: [Field; 23] = [
         Field::StartTime,
         Field::Direction,
         Field::Source,
@@ -90,6 +93,7 @@ impl Field {
         Field::Upstream,
         Field::Route,
         Field::Retries,
+        Field::Subset,
         Field::Decision,
         Field::Policies,
         Field::Error,
@@ -97,7 +101,7 @@ impl Field {
         Field::SpanId,
     ];
 
-    pub const NAMES: [&'static str; 22] = [
+    pub const NAMES: [&'static str; 23] = [
         "start_time",
         "direction",
         "source",
@@ -115,6 +119,7 @@ impl Field {
         "upstream",
         "route",
         "retries",
+        "subset",
         "decision",
         "policies",
         "error",
@@ -163,6 +168,7 @@ impl Field {
             },
             Field::Route => json_opt(out, Some(&e.route)),
             Field::Retries => json_num(out, e.retries),
+            Field::Subset => json_opt(out, e.subset.as_deref()),
             Field::Decision => json_opt(out, e.decision),
             Field::Policies => {
                 out.push(b'[');
@@ -503,6 +509,7 @@ mod tests {
             route: Arc::from("default"),
             upstream: Some("127.0.0.1:9".parse().unwrap()),
             retries: 1,
+            subset: Some(Arc::from("v2")),
             decision: Some("allow"),
             policies: vec!["a".to_owned(), "b".to_owned()],
             error: None,
@@ -528,6 +535,7 @@ mod tests {
         assert_eq!(v["upstream"], "127.0.0.1:9");
         assert_eq!(v["policies"], serde_json::json!(["a", "b"]));
         assert_eq!(v["trace_id"], "4b".repeat(16));
+        assert_eq!(v["subset"], "v2");
         assert_eq!(v["span_id"], serde_json::Value::Null);
         assert_eq!(v.as_object().unwrap().len(), Field::ALL.len());
     }

@@ -235,6 +235,8 @@ pub struct Details {
     /// The called workload's SPIFFE ID.
     pub destination: Option<Arc<SpiffeId>>,
     pub upstream: Option<SocketAddr>,
+    /// The subset a route's split sent it to (outbound).
+    pub subset: Option<Arc<str>>,
     /// The caller's address (inbound).
     pub peer_addr: Option<SocketAddr>,
     pub upstream_duration: Option<Duration>,
@@ -480,6 +482,9 @@ impl Exchange {
                 if let Some(destination) = &d.destination {
                     a.str("signet.peer.spiffe_id", destination.as_str());
                 }
+                if let Some(subset) = &d.subset {
+                    a.str("signet.upstream.subset", &**subset);
+                }
                 if let Some(upstream) = d.upstream {
                     a.str("signet.upstream.endpoint", upstream.to_string())
                         .str("network.peer.address", upstream.ip().to_string())
@@ -551,6 +556,7 @@ impl Exchange {
                 Direction::Inbound => None,
             },
             retries: d.retries,
+            subset: d.subset,
             decision: d.decision,
             policies: d.policies,
             error,
