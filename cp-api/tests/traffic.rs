@@ -234,6 +234,13 @@ async fn second_cart(
     (mesh, app, cart2)
 }
 
+/// Applies the document at `path`, which must be refused: its stderr.
+fn apply_refused(mesh: &Mesh, path: &str) -> String {
+    let out = mesh.cp.meshctl(&["traffic", "apply", "-f", path]);
+    assert!(!out.status.success());
+    stderr(&out)
+}
+
 /// Waits until the frontend's cart balancer is `kind`.
 async fn wait_balancer(mesh: &Mesh, kind: &str) {
     let started = std::time::Instant::now();
@@ -502,9 +509,7 @@ async fn a_noisy_caller_is_rate_limited_alone_with_429_and_retry_after() {
         "bad-limits.yaml",
         "services:\n  - service: cart\n    rate_limit: {per_caller: {requests_per_second: 0}}\n",
     );
-    let out = mesh.cp.meshctl(&["traffic", "apply", "-f", &bad]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = apply_refused(&mesh, &bad);
     assert!(
         err.contains("rate_limit.per_caller.requests_per_second is more than 0"),
         "{err}"
@@ -740,13 +745,8 @@ async fn routes_split_by_subset_pin_by_header_and_switch_blue_green() {
         "bad-split.yaml",
         "services:\n  - service: cart\n    routes:\n      - name: all\n        split: [{subset: v3, weight: 1}]\n",
     );
-    let out = mesh.cp.meshctl(&["traffic", "apply", "-f", &bad]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("split: no subset `v3`"),
-        "{}",
-        stderr(&out)
-    );
+    let err = apply_refused(&mesh, &bad);
+    assert!(err.contains("split: no subset `v3`"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -117,6 +117,19 @@ impl Series {
     }
 }
 
+/// Writes one metric family of `kind` (`counter`, `gauge`): its help, its type, and each
+/// series as its label text (`{a="b"}`, or empty) and value.
+pub fn family<L: std::fmt::Display, V: std::fmt::Display>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    series: &[(L, V)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
 /// One histogram series, copied out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -159,13 +172,19 @@ pub fn quantile(q: f64, buckets: &[u64]) -> Option<f64> {
 #[derive(Debug)]
 pub struct Histograms {
     labels: &'static [&'static str],
+    /// The labels whose values come from outside the process's own fixed sets: these are
+    /// the ones made [`UNKNOWN`] past [`MAX_SERIES`].
+    free: &'static [&'static str],
     series: Mutex<Vec<Series>>,
 }
 
 impl Histograms {
-    pub const fn new(labels: &'static [&'static str]) -> Self {
+    /// A family with `labels`, of which `free` take values from outside (collapsed to
+    /// [`UNKNOWN`] past the bound).
+    pub const fn new(labels: &'static [&'static str], free: &'static [&'static str]) -> Self {
         Self {
             labels,
+            free,
             series: Mutex::new(Vec::new()),
         }
     }
@@ -208,9 +227,8 @@ impl Histograms {
         s.bytes_out += bytes_out;
     }
 
-    /// Labels whose values come from outside the proxy's own fixed sets.
     fn is_free(&self, i: usize) -> bool {
-        matches!(self.labels.get(i), Some(&("peer" | "route")))
+        self.labels.get(i).is_some_and(|l| self.free.contains(l))
     }
 
     /// Every series as it stands: label values, per-bucket counts (not cumulative; the
@@ -300,7 +318,7 @@ mod tests {
 
     #[test]
     fn buckets_are_cumulative_and_the_sum_is_in_seconds() {
-        let h = Histograms::new(&["direction", "peer", "route", "class"]);
+        let h = Histograms::new(&["direction", "peer", "route", "class"], &["peer", "route"]);
         let l = ["inbound", "frontend", "default", "2xx"];
         h.observe(&l, Duration::from_micros(800), 10, 20);
         h.observe(&l, Duration::from_millis(20), 0, 5);
@@ -325,7 +343,7 @@ mod tests {
 
     #[test]
     fn quantiles_interpolate_inside_their_bucket() {
-        let h = Histograms::new(&["a"]);
+        let h = Histograms::new(&["a"], &[]);
         for _ in 0..90 {
             h.observe(&["x"], Duration::from_micros(1_500), 0, 0);
         }
@@ -351,7 +369,7 @@ mod tests {
 
     #[test]
     fn series_stay_bounded_whatever_the_label_values() {
-        let h = Histograms::new(&["direction", "peer", "route", "class"]);
+        let h = Histograms::new(&["direction", "peer", "route", "class"], &["peer", "route"]);
         for i in 0..5_000 {
             let peer = format!("peer-{i}");
             let route = format!("route-{}", i % 7);

@@ -52,15 +52,11 @@ pub struct Begun {
 
 impl Tracer {
     pub(super) fn new(spans: mpsc::Sender<otlp::Span>, sample_ratio: f64) -> Self {
-        // The ratio as a fraction of 2^64; 1.0 saturates to every trace.
+        // The ratio as a fraction of 2^64; 1.0 saturates to u64::MAX (every trace).
         let threshold = (sample_ratio.clamp(0.0, 1.0) * 18_446_744_073_709_551_616.0) as u64;
         Self {
             spans,
-            threshold: if sample_ratio >= 1.0 {
-                u64::MAX
-            } else {
-                threshold
-            },
+            threshold,
             stats: Arc::new(TraceStats::default()),
         }
     }

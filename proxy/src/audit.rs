@@ -230,7 +230,6 @@ fn decision_record(
 /// The audit writer's counters as Prometheus text: an alert on `dropped`, `evicted` or
 /// `errors` rising is an alert on a gap in the trail.
 pub fn render_stats(stats: &signet_audit::writer::WriterStats, out: &mut String) {
-    use std::fmt::Write as _;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     for (name, help, value) in [
         (
@@ -259,9 +258,6 @@ pub fn render_stats(stats: &signet_audit::writer::WriterStats, out: &mut String)
             load(&stats.errors),
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
+        signet_metrics::family(out, (name, "counter", help), &[("", value)]);
     }
 }

@@ -3,7 +3,6 @@
 //! issuance latency, connected proxies and config streams, config pushes and their lag
 //! behind the change, store latency, CA expiry, audit ingest.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -36,10 +35,10 @@ impl Default for CpMetrics {
         Self {
             api_requests: Family::default(),
             grpc_requests: Family::default(),
-            issuance: Histograms::new(&["kind", "outcome"]),
-            push_lag: Histograms::new(&["stream"]),
+            issuance: Histograms::new(&["kind", "outcome"], &[]),
+            push_lag: Histograms::new(&["stream"], &[]),
             streams_open: AtomicI64::new(0),
-            store: Histograms::new(&["operation"]),
+            store: Histograms::new(&["operation"], &[]),
             audit_lines: Family::default(),
         }
     }
@@ -63,10 +62,7 @@ impl Drop for OpenStream<'_> {
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, series: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    for (labels, value) in series {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
+    signet_metrics::family(out, (name, "gauge", help), series);
 }
 
 impl CpMetrics {

@@ -19,8 +19,8 @@ pub struct Golden {
 impl Default for Golden {
     fn default() -> Self {
         Self {
-            http: Histograms::new(&["direction", "peer", "route", "class"]),
-            tcp: Histograms::new(&["direction", "peer"]),
+            http: Histograms::new(&["direction", "peer", "route", "class"], &["peer", "route"]),
+            tcp: Histograms::new(&["direction", "peer"], &["peer"]),
         }
     }
 }

@@ -99,13 +99,9 @@ impl Telemetry {
 impl Telemetry {
     /// The golden histograms and the span and access-log counters, as Prometheus text.
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
         self.golden.render(out);
         let mut counter = |name: &str, help: &str, series: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (labels, value) in series {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
+            signet_metrics::family(out, (name, "counter", help), series);
         };
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         if let Some(t) = &self.tracer {

@@ -278,6 +278,17 @@ mod tests {
         assert!(l.take("b", t2).is_ok());
     }
 
+    fn callers_tracked(l: &Limiter) -> usize {
+        l.per_caller
+            .as_ref()
+            .unwrap()
+            .tats
+            .lock()
+            .unwrap()
+            .tats
+            .len()
+    }
+
     #[test]
     fn tracked_callers_are_bounded() {
         let l = limiter(None, Some((1.0, 1)));
@@ -285,15 +296,7 @@ mod tests {
         for i in 0..MAX_CALLERS + 500 {
             let _ = l.take(&format!("spiffe://td/c/{i}"), t);
         }
-        let tracked = l
-            .per_caller
-            .as_ref()
-            .unwrap()
-            .tats
-            .lock()
-            .unwrap()
-            .tats
-            .len();
+        let tracked = callers_tracked(&l);
         assert_eq!(
             tracked,
             MAX_CALLERS + 1,
@@ -302,15 +305,7 @@ mod tests {
         // Later, idle callers are forgotten to make room.
         let later = t + Duration::from_secs(10);
         assert!(l.take("spiffe://td/new", later).is_ok());
-        let tracked = l
-            .per_caller
-            .as_ref()
-            .unwrap()
-            .tats
-            .lock()
-            .unwrap()
-            .tats
-            .len();
+        let tracked = callers_tracked(&l);
         assert!(tracked < 10, "{tracked}");
     }
 }
