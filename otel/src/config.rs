@@ -112,3 +112,35 @@ impl TracingConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_one_line_each() {
+        let good = TracingConfig::new("http://127.0.0.1:4317".into(), OtlpProtocol::Grpc, 0.5);
+        assert_eq!(good.check(), Ok(()));
+        let with = |f: &dyn Fn(&mut TracingConfig)| {
+            let mut c = good.clone();
+            f(&mut c);
+            c.check().unwrap_err()
+        };
+        for (err, says) in [
+            (
+                with(&|c| c.otlp_endpoint = "https://collector:4317".into()),
+                "must start with http://",
+            ),
+            (
+                with(&|c| c.otlp_endpoint = "http://collector".into()),
+                "must name a host and a port",
+            ),
+            (with(&|c| c.sample_ratio = 1.5), "between 0 and 1"),
+            (with(&|c| c.max_queue = 0), "at least 1"),
+            (with(&|c| c.flush_interval = Duration::ZERO), "above zero"),
+        ] {
+            assert!(err.contains(says), "{err}");
+            assert_eq!(err.lines().count(), 1);
+        }
+    }
+}

@@ -83,3 +83,31 @@ impl AccessLogConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> AccessLogConfig {
+        toml::from_str("path = \"-\"").unwrap()
+    }
+
+    #[test]
+    fn bad_access_log_settings_are_one_line_each() {
+        assert_eq!(log().check(), Ok(()));
+        let mut c = log();
+        c.fields = vec!["method".into(), "nope".into()];
+        let err = c.check().unwrap_err();
+        assert!(
+            err.contains("`nope` is not a field; the fields are start_time"),
+            "{err}"
+        );
+        let mut c = log();
+        c.sample_ratio = -0.1;
+        assert!(c.check().unwrap_err().contains("between 0 and 1"));
+        let mut c = log();
+        c.max_bytes = 100;
+        assert!(c.check().unwrap_err().contains("at least 4096"));
+        assert!(toml::from_str::<AccessLogConfig>("format = \"xml\"").is_err());
+    }
+}
