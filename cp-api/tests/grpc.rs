@@ -183,6 +183,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
         app_health: 0,
         weight: 0,
         labels: Default::default(),
+        service_address: String::new(),
     };
     let err = registry
         .register(register("payments", "127.0.0.1:9"))
@@ -210,6 +211,19 @@ async fn a_proxy_registers_only_as_its_own_service() {
     let err = registry.register(bad_labels).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("labels: label `version`"), "{err:?}");
+    // A service address must be host:port on the endpoint's own host: a workload cannot
+    // claim connections callers make to somewhere else.
+    for (address, says) in [
+        ("cart:8080", "not host:port"),
+        ("127.0.0.1:0", "not reachable"),
+        ("10.9.9.9:8080", "not on the endpoint's host"),
+    ] {
+        let mut bad = register("cart", "127.0.0.1:9");
+        bad.service_address = address.into();
+        let err = registry.register(bad).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{address}");
+        assert!(err.message().contains(says), "{address}: {err:?}");
+    }
     let mut bad_instance = register("cart", "127.0.0.1:9");
     bad_instance.instance = "../etc".into();
     assert_eq!(
@@ -219,6 +233,7 @@ async fn a_proxy_registers_only_as_its_own_service() {
 
     let mut weighted = register("cart", "127.0.0.1:9");
     weighted.weight = 250;
+    weighted.service_address = "127.0.0.1:8080".into();
     let ok = registry.register(weighted).await.unwrap().into_inner();
     assert!(ok.heartbeat_interval_seconds >= 1);
     let heartbeat = |instance: &str| pb::HeartbeatRequest {
@@ -259,6 +274,16 @@ async fn a_proxy_registers_only_as_its_own_service() {
     let services = api.cp.meshctl_ok(&["services", "list", "-o", "json"]);
     assert!(services.contains("127.0.0.1:9"), "{services}");
     assert!(!services.contains("127.0.0.1:7"), "{services}");
+    // Nor can it announce the cart's app address as its own: intercepting callers would
+    // then hand it connections meant for the cart.
+    let mut squatter = register("payments", "127.0.0.1:7");
+    squatter.instance = "p-1".into();
+    squatter.service_address = "127.0.0.1:8080".into();
+    let err = intruder.register(squatter.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains("service `cart`"), "{err:?}");
+    squatter.service_address = "127.0.0.1:8081".into();
+    intruder.register(squatter).await.unwrap();
 
     // One identity's instances are capped.
     for n in 2..=64 {

@@ -55,6 +55,39 @@ pub struct Config {
     /// One line per request.
     #[serde(default)]
     pub access_log: Option<crate::telemetry::config::AccessLogConfig>,
+    /// The app's outbound TCP, redirected to the proxy by `signet-proxy init`.
+    #[serde(default)]
+    pub interception: Option<InterceptionConfig>,
+}
+
+/// Transparent interception: the rules `signet-proxy init` installs send the app's outbound
+/// connections here; each is carried to the upstream whose address it was dialed at.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterceptionConfig {
+    /// Where the rules send the app's outbound connections (a loopback address: the rules
+    /// redirect to 127.0.0.1 or ::1).
+    #[serde(default = "default_interception_listen")]
+    pub listen: SocketAddr,
+    /// A connection to an address no upstream answers for: `passthrough` (carried as plain
+    /// TCP to where it was going) or `refuse` (closed).
+    #[serde(default)]
+    pub unknown_destinations: UnknownDestinations,
+}
+
+fn default_interception_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 15001))
+}
+
+/// What an intercepted connection to an address outside the mesh gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownDestinations {
+    /// Carried as plain TCP to the address it was dialed at.
+    #[default]
+    Passthrough,
+    /// Closed at once (counted).
+    Refuse,
 }
 
 /// A traffic document (`meshctl traffic` format) read from a file and re-read when it changes.
@@ -282,6 +315,12 @@ pub struct ControlPlaneConfig {
     /// settings' subsets select by. At most 16.
     #[serde(default)]
     pub endpoint_labels: signet_traffic::labels::Labels,
+    /// The address clients outside the mesh dial for the local app (host:port on the
+    /// advertised host), registered so that intercepting callers map it to this service.
+    /// Default with `[interception]`: the advertised IP and `inbound.app`'s port; without:
+    /// none.
+    #[serde(default)]
+    pub service_address: Option<SocketAddr>,
 }
 
 fn default_weight() -> u32 {
@@ -358,8 +397,14 @@ fn default_identity_header() -> String {
 pub struct OutboundConfig {
     /// The upstream service's name.
     pub service: String,
-    /// The local port the app sends to (plain text).
-    pub listen: SocketAddr,
+    /// The local port the app sends to (plain text); none when the app reaches the upstream
+    /// through `[interception]`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Addresses intercepted connections to which go to this upstream (a virtual IP, say),
+    /// besides those its endpoints register.
+    #[serde(default)]
+    pub addresses: Vec<SocketAddr>,
     /// The upstream's endpoints (their proxies' inbound listeners), each `"host:port"` or
     /// `{ address = "host:port", weight = N }`; from the control plane when there is one.
     #[serde(default)]
@@ -671,8 +716,20 @@ impl Config {
         claim("inbound.listen".to_owned(), self.inbound.listen)?;
         claim("admin.listen".to_owned(), self.admin.listen)?;
         let mut names = BTreeSet::new();
+        if let Some(interception) = &self.interception {
+            claim("interception.listen".to_owned(), interception.listen)?;
+        }
         for (n, o) in self.outbound.iter().enumerate() {
-            claim(format!("outbound[{n}].listen"), o.listen)?;
+            match o.listen {
+                Some(listen) => claim(format!("outbound[{n}].listen"), listen)?,
+                None if self.interception.is_none() => {
+                    return err(format!(
+                        "outbound[{n}] ({}): no listen, and no [interception] to reach it through",
+                        o.service
+                    ));
+                }
+                None => {}
+            }
             if !names.insert(&o.service) {
                 return err(format!(
                     "outbound[{n}]: service `{}` is listed twice",

@@ -332,6 +332,8 @@ pub struct Link {
     channel: ArcSwap<Channel>,
     instance: String,
     advertise: SocketAddr,
+    /// The app's address announced to intercepting callers.
+    service_address: Option<SocketAddr>,
     last_deny: Mutex<Option<pb::DenyList>>,
     last_policies: Mutex<Option<pb::PolicySlice>>,
     last_shadow: Mutex<Option<pb::PolicySlice>>,
@@ -358,6 +360,21 @@ impl Link {
                 "inbound.listen is {advertise}: set control_plane.advertise to the address other proxies reach it at"
             ));
         }
+        let service_address = cfg.service_address.or_else(|| {
+            proxy
+                .config
+                .interception
+                .as_ref()
+                .map(|_| SocketAddr::new(advertise.ip(), proxy.config.inbound.app.port()))
+        });
+        if let Some(address) = service_address
+            && address.ip() != advertise.ip()
+        {
+            return Err(format!(
+                "control_plane.service_address {address} is not on the advertised host {}",
+                advertise.ip()
+            ));
+        }
         let mut instance = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut instance)
             .map_err(|_| "no secure random source".to_owned())?;
@@ -371,6 +388,7 @@ impl Link {
             instance: instance.iter().map(|b| format!("{b:02x}")).collect(),
             channel: ArcSwap::from_pointee(channel),
             advertise,
+            service_address,
             cfg,
             td,
             proxy,
@@ -537,6 +555,13 @@ impl Link {
             let update = convert::endpoints(index, u)
                 .map_err(|e| e.to_string())
                 .and_then(|e| {
+                    if upstream.set_registered_addresses(&e.addresses) {
+                        tracing::info!(
+                            service = %u.service,
+                            addresses = ?upstream.addresses(),
+                            "upstream addresses updated"
+                        );
+                    }
                     let weighted = e
                         .endpoints
                         .iter()
@@ -715,6 +740,10 @@ impl Link {
                 service: self.proxy.config.service.name.clone(),
                 namespace: self.proxy.config.service.namespace.clone(),
                 endpoint: self.advertise.to_string(),
+                service_address: self
+                    .service_address
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
                 weight: self.cfg.weight,
                 labels: self
                     .cfg

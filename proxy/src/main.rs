@@ -17,11 +17,37 @@ use signet_proxy::config::Config;
 use signet_proxy::start::start;
 
 #[derive(Debug, Parser)]
-#[command(name = "signet-proxy", version, about = "Signet's sidecar proxy")]
+#[command(
+    name = "signet-proxy",
+    version,
+    about = "Signet's sidecar proxy",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Install the rules that send the workload's TCP through the proxy (transparent
+    /// interception), in the current network namespace; `--remove` takes them out.
+    Init(signet_proxy::netfilter::init::InitArgs),
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// The configuration file (TOML).
-    #[arg(long, env = "SIGNET_PROXY_CONFIG", value_name = "FILE")]
-    config: PathBuf,
+    #[arg(
+        long,
+        env = "SIGNET_PROXY_CONFIG",
+        value_name = "FILE",
+        required = true
+    )]
+    config: Option<PathBuf>,
     /// Overrides `inbound.listen`.
     #[arg(long, value_name = "ADDR")]
     inbound_listen: Option<SocketAddr>,
@@ -58,8 +84,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
             return ExitCode::SUCCESS;
@@ -70,6 +96,18 @@ fn main() -> ExitCode {
             eprintln!("signet-proxy: {first}");
             return ExitCode::from(1);
         }
+    };
+    let args = match cli.command {
+        Some(Command::Init(init)) => {
+            return match init.run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("signet-proxy init: error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        None => cli.run,
     };
     init_logging(args.log_json);
     if secret_in_argv(std::env::args(), "--join-token") {
@@ -135,7 +173,8 @@ fn init_logging(json: bool) {
 }
 
 fn effective_config(args: &Args) -> Result<Config, String> {
-    let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    let path = args.config.as_ref().ok_or("--config is required")?;
+    let mut config = Config::load(path).map_err(|e| e.to_string())?;
     if let Some(addr) = args.inbound_listen {
         config.inbound.listen = addr;
     }
@@ -198,6 +237,7 @@ fn effective_config(args: &Args) -> Result<Config, String> {
             weight: existing
                 .as_ref()
                 .map_or(signet_traffic::weight::DEFAULT, |c| c.weight),
+            service_address: existing.as_ref().and_then(|c| c.service_address),
         });
     }
     config.check().map_err(|e| e.to_string())?;
@@ -219,6 +259,7 @@ async fn run(args: Args) -> Result<(), String> {
                     .iter()
                     .map(|(service, addr)| (service.clone(), addr.to_string().into()))
                     .collect::<serde_json::Map<_, _>>(),
+                "interception": listening.interception.map(|a| a.to_string()),
             },
             "spiffe_id": running.proxy.identity.current.borrow().svid.id().as_str(),
         })

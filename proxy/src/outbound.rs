@@ -43,6 +43,9 @@ pub struct Upstream {
     label: Arc<str>,
     targets: ArcSwap<Targets>,
     policy: ArcSwap<Policy>,
+    /// The addresses intercepted connections to which are for this upstream: the
+    /// configured ones and those its endpoints register.
+    addresses: ArcSwap<Vec<SocketAddr>>,
 }
 
 /// An upstream's endpoints and the identities they may present, with the connector that
@@ -78,6 +81,7 @@ impl Upstream {
         let policy = Policy::new(ServiceTraffic::defaults(&config.service));
         Ok(Self {
             subsets: ArcSwap::from_pointee(crate::traffic::subsets::Subsets::default()),
+            addresses: ArcSwap::from_pointee(config.addresses.clone()),
             label: Arc::from(config.service.as_str()),
             config,
             targets: ArcSwap::from_pointee(targets),
@@ -88,6 +92,32 @@ impl Upstream {
     /// The upstream's service name.
     pub fn service(&self) -> &str {
         &self.config.service
+    }
+
+    /// Whether a connection dialed at `address` is for this upstream.
+    pub fn answers_for(&self, address: SocketAddr) -> bool {
+        self.addresses.load().contains(&address)
+    }
+
+    /// The addresses it answers for.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.addresses.load().to_vec()
+    }
+
+    /// Sets the addresses its endpoints registered (the configured ones stay); false when
+    /// nothing changed.
+    pub fn set_registered_addresses(&self, registered: &[SocketAddr]) -> bool {
+        let mut all = self.config.addresses.clone();
+        all.extend(
+            registered
+                .iter()
+                .filter(|a| !self.config.addresses.contains(a)),
+        );
+        if **self.addresses.load() == all {
+            return false;
+        }
+        self.addresses.store(Arc::new(all));
+        true
     }
 
     fn addrs(&self) -> Vec<SocketAddr> {
@@ -332,14 +362,20 @@ pub async fn run(listener: TcpListener, upstream: Arc<Upstream>, proxy: Arc<Prox
             let upstream = Arc::clone(&upstream);
             async move {
                 let _permit = permit;
-                match upstream.config.protocol {
-                    Protocol::Http => serve_http(tcp, upstream, proxy).await,
-                    Protocol::Tcp => forward_tcp(tcp, &upstream, &proxy).await,
-                }
+                serve(tcp, upstream, proxy).await;
             }
         },
     )
     .await;
+}
+
+/// Carries one connection of the local app's to `upstream`: its requests (HTTP) or its
+/// bytes (TCP).
+pub async fn serve(tcp: TcpStream, upstream: Arc<Upstream>, proxy: Arc<Proxy>) {
+    match upstream.config.protocol {
+        Protocol::Http => serve_http(tcp, upstream, proxy).await,
+        Protocol::Tcp => forward_tcp(tcp, &upstream, &proxy).await,
+    }
 }
 
 async fn serve_http(tcp: TcpStream, upstream: Arc<Upstream>, proxy: Arc<Proxy>) {

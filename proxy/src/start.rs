@@ -60,8 +60,10 @@ pub struct Listening {
     pub inbound: SocketAddr,
     /// `/live`, `/ready`, `/metrics`, ...
     pub admin: SocketAddr,
-    /// The local port of each upstream service.
+    /// The local port of each upstream service that has one.
     pub outbound: BTreeMap<String, SocketAddr>,
+    /// Where intercepted outbound connections arrive, with `[interception]`.
+    pub interception: Option<SocketAddr>,
 }
 
 /// A running proxy.
@@ -114,15 +116,27 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
     let mut outbound_listeners = Vec::new();
     for (n, o) in config.outbound.iter().enumerate() {
-        outbound_listeners.push(bind(&format!("outbound[{n}].listen"), o.listen).await?);
+        outbound_listeners.push(match o.listen {
+            Some(listen) => Some(bind(&format!("outbound[{n}].listen"), listen).await?),
+            None => None,
+        });
     }
+    let interception_listener = match &config.interception {
+        Some(i) => Some(bind("interception.listen", i.listen).await?),
+        None => None,
+    };
     // From here on the configuration names the addresses actually bound (port 0 resolved),
     // so policies reading `resource.port` and `/config` see the real ones.
     let bound = |l: &TcpListener, configured: SocketAddr| l.local_addr().unwrap_or(configured);
     config.inbound.listen = bound(&inbound_listener, config.inbound.listen);
     config.admin.listen = bound(&admin_listener, config.admin.listen);
     for (o, l) in config.outbound.iter_mut().zip(&outbound_listeners) {
-        o.listen = bound(l, o.listen);
+        if let (Some(listen), Some(l)) = (o.listen.as_mut(), l) {
+            *listen = bound(l, *listen);
+        }
+    }
+    if let (Some(i), Some(l)) = (config.interception.as_mut(), &interception_listener) {
+        i.listen = bound(l, i.listen);
     }
     let audit = match config.audit_dir() {
         Some(dir) => Some(
@@ -173,12 +187,22 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
         .outbound
         .iter()
         .zip(outbound_listeners)
-        .zip(upstreams)
+        .zip(&upstreams)
     {
-        outbound.insert(o.service.clone(), o.listen);
+        let (Some(listen), Some(listener)) = (o.listen, listener) else {
+            continue;
+        };
+        outbound.insert(o.service.clone(), listen);
         tasks.push(tokio::spawn(outbound::run(
             listener,
-            upstream,
+            Arc::clone(upstream),
+            Arc::clone(&proxy),
+        )));
+    }
+    if let Some(listener) = interception_listener {
+        tasks.push(tokio::spawn(crate::intercept::run(
+            listener,
+            upstreams,
             Arc::clone(&proxy),
         )));
     }
@@ -186,6 +210,7 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
         inbound: proxy.config.inbound.listen,
         admin: proxy.config.admin.listen,
         outbound,
+        interception: proxy.config.interception.as_ref().map(|i| i.listen),
     };
     tasks.push(tokio::spawn(admin::run(admin_listener, Arc::clone(&proxy))));
     tasks.push(tokio::spawn(health::run(Arc::clone(&proxy))));

@@ -120,6 +120,8 @@ pub struct Endpoints {
     /// Each endpoint's labels, in the order of `endpoints`.
     pub labels: Vec<signet_traffic::labels::Labels>,
     pub identities: Vec<SpiffeId>,
+    /// The addresses unmodified clients dial for the service (its apps' host:port).
+    pub addresses: Vec<SocketAddr>,
 }
 
 /// The upstream at position `index` of a `ProxyConfig`.
@@ -197,12 +199,26 @@ pub fn endpoints(index: usize, upstream: &pb::Upstream) -> Result<Endpoints, Con
                 .map_err(|e| ConvertError::new(at("identities", i), e))
         })
         .collect::<Result<_, _>>()?;
+    let addresses = upstream
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                ConvertError::new(
+                    at("addresses", i),
+                    format!("`{}` is not host:port", a.escape_debug()),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Endpoints {
         service: upstream.service.clone(),
         endpoints,
         weights,
         labels,
         identities,
+        addresses,
     })
 }
 

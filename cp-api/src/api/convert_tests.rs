@@ -39,8 +39,18 @@ fn upstream_endpoints_and_identities_are_checked() {
         identities: vec!["spiffe://acme.internal/ns/shop/sa/cart".into()],
         weights: vec![],
         labels: vec![],
+        addresses: vec!["10.0.0.2:8080".into()],
     };
     let e = endpoints(0, &good).expect("valid");
+    assert_eq!(e.addresses, vec!["10.0.0.2:8080".parse().unwrap()]);
+    let bad = pb::Upstream {
+        addresses: vec!["10.0.0.2:8080".into(), "cart:8080".into()],
+        ..good.clone()
+    };
+    assert_eq!(
+        endpoints(3, &bad).expect_err("refused").field,
+        "upstreams[3].addresses[1]"
+    );
     assert_eq!(e.labels, vec![Default::default()]);
     let labelled = pb::Upstream {
         labels: vec![pb::EndpointLabels {

@@ -199,6 +199,11 @@ pub struct Upstream {
     /// Each endpoint's labels, in the order of `endpoints`; empty: none has any.
     #[prost(message, repeated, tag = "5")]
     pub labels: ::prost::alloc::vec::Vec<EndpointLabels>,
+    /// The addresses an unmodified client dials to reach the service (each endpoint's
+    /// workload IP and app port, host:port): what an intercepting proxy maps an original
+    /// destination to the service by.
+    #[prost(string, repeated, tag = "6")]
+    pub addresses: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// The labels a proxy registered its endpoint with (at most 16), which traffic subsets
 /// select by.
@@ -250,6 +255,10 @@ pub struct RegisterRequest {
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
+    /// The address clients outside the mesh would dial for this workload's app (its IP and
+    /// app port, host:port; empty: none), which intercepting callers map to the service.
+    #[prost(string, tag = "14")]
+    pub service_address: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterResponse {

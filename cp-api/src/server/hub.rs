@@ -152,6 +152,9 @@ pub struct Registration {
     pub weight: u32,
     /// Its labels (checked), which traffic subsets select by.
     pub labels: signet_traffic::labels::Labels,
+    /// The address clients outside the mesh dial for its app (checked), which intercepting
+    /// callers map to the service.
+    pub service_address: Option<std::net::SocketAddr>,
     pub admin: String,
     pub serial: String,
 }
@@ -167,6 +170,7 @@ impl Registration {
             endpoint: self.endpoint.clone(),
             weight: self.weight,
             labels: self.labels.clone(),
+            service_address: self.service_address,
             admin: self.admin.clone(),
             serial: self.serial.clone(),
             registered_at: crate::server::store::unix_ms(registered_at),
@@ -184,6 +188,7 @@ impl Registration {
             endpoint: m.endpoint,
             weight: m.weight,
             labels: m.labels,
+            service_address: m.service_address,
             admin: m.admin,
             serial: m.serial,
         };
@@ -223,6 +228,15 @@ pub enum RegisterError {
     /// The identity has as many instances as it may.
     #[error("`{id}` already has {MAX_INSTANCES_PER_IDENTITY} registered instances")]
     TooMany { id: String },
+    /// Another service's live registration announces the same app address: letting both
+    /// stand would let one service take connections callers meant for the other.
+    #[error(
+        "service address {address} is announced by service `{service}` until its registration lapses"
+    )]
+    AddressTaken {
+        address: std::net::SocketAddr,
+        service: String,
+    },
 }
 
 /// A change could not be published.
@@ -698,17 +712,35 @@ impl Hub {
                     id: registration.spiffe_id.as_str().to_owned(),
                 });
             }
-            let changed = before
-                .map(|e| ((&e.endpoint, &e.service, &e.labels), e.weight, e.app_health))
-                != Some((
-                    (
-                        &registration.endpoint,
-                        &registration.service,
-                        &registration.labels,
-                    ),
-                    registration.weight,
-                    versions.health,
-                ));
+            if let Some(address) = registration.service_address {
+                let other = r.values().find(|e| {
+                    e.service_address == Some(address)
+                        && (e.service != registration.service
+                            || e.namespace != registration.namespace)
+                });
+                if let Some(other) = other {
+                    return Err(RegisterError::AddressTaken {
+                        address,
+                        service: other.service.clone(),
+                    });
+                }
+            }
+            let changed = before.map(|e| {
+                (
+                    (&e.endpoint, &e.service, &e.labels, e.service_address),
+                    e.weight,
+                    e.app_health,
+                )
+            }) != Some((
+                (
+                    &registration.endpoint,
+                    &registration.service,
+                    &registration.labels,
+                    registration.service_address,
+                ),
+                registration.weight,
+                versions.health,
+            ));
             let registered_at = before.map_or(now, |e| e.registered_at);
             r.insert(
                 registration.instance.clone(),
@@ -873,6 +905,13 @@ impl Hub {
                     .iter()
                     .map(|p| p.spiffe_id.as_str().to_owned())
                     .collect();
+                // Every announced app address, healthy or not: a connection to an endpoint
+                // whose app is failing is still a connection to the service.
+                let addresses: BTreeSet<std::net::SocketAddr> = proxies
+                    .iter()
+                    .filter(|p| p.service == *name)
+                    .filter_map(|p| p.service_address)
+                    .collect();
                 pb::Upstream {
                     service: name.clone(),
                     endpoints: endpoints.keys().map(|e| (*e).to_owned()).collect(),
@@ -884,6 +923,7 @@ impl Hub {
                         })
                         .collect(),
                     identities: identities.into_iter().collect(),
+                    addresses: addresses.iter().map(ToString::to_string).collect(),
                 }
             })
             .collect();

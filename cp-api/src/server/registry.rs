@@ -42,6 +42,23 @@ fn check_instance(instance: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// A registration's service address: empty is none; otherwise `host:port` with a port and a
+/// host other proxies can dial.
+pub fn service_address(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let address: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("service address `{text}` is not host:port"))?;
+    if address.port() == 0 || address.ip().is_unspecified() {
+        return Err(format!(
+            "service address `{address}` is not reachable by other workloads"
+        ));
+    }
+    Ok(Some(address))
+}
+
 #[tonic::async_trait]
 impl pb::registry_server::Registry for RegistryService {
     async fn register(
@@ -86,8 +103,21 @@ impl pb::registry_server::Registry for RegistryService {
         let labels: signet_traffic::labels::Labels = body.labels.into_iter().collect();
         signet_traffic::labels::check(&labels)
             .map_err(|e| Status::invalid_argument(format!("labels: {e}")))?;
+        let service_address =
+            service_address(&body.service_address).map_err(Status::invalid_argument)?;
+        // The app sits beside its proxy: an address on another host would let a workload
+        // claim connections meant for somewhere else.
+        if let Some(address) = service_address
+            && address.ip() != endpoint.ip()
+        {
+            return Err(Status::invalid_argument(format!(
+                "service address {address} is not on the endpoint's host {}",
+                endpoint.ip()
+            )));
+        }
         let registration = Registration {
             labels,
+            service_address,
             instance: body.instance,
             spiffe_id: id,
             service: service.name,
@@ -113,6 +143,7 @@ impl pb::registry_server::Registry for RegistryService {
             .map_err(|e| match e {
                 RegisterError::Taken { .. } => Status::permission_denied(e.to_string()),
                 RegisterError::TooMany { .. } => Status::resource_exhausted(e.to_string()),
+                RegisterError::AddressTaken { .. } => Status::already_exists(e.to_string()),
             })?;
         // Kept so that a restarted control plane still knows this endpoint until the proxy
         // heartbeats again; the registration stands even if the write fails.

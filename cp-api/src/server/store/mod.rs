@@ -120,6 +120,8 @@ pub struct Member {
     pub weight: u32,
     /// Its labels, which traffic subsets select by.
     pub labels: signet_traffic::labels::Labels,
+    /// The address clients outside the mesh dial for its app, if it announced one.
+    pub service_address: Option<std::net::SocketAddr>,
     pub admin: String,
     pub serial: String,
     /// Unix milliseconds.

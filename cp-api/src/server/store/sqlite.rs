@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../migrations/sqlite/0009_member_labels.sql"),
     ),
+    (
+        10,
+        include_str!("../../../migrations/sqlite/0010_member_service_address.sql"),
+    ),
 ];
 
 fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
@@ -550,8 +554,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             sqlx::query(
                 "INSERT OR REPLACE INTO members (instance, spiffe_id, service, namespace, \
-                 endpoint, admin, serial, registered_at, weight, labels) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 endpoint, admin, serial, registered_at, weight, labels, service_address) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&member.instance)
             .bind(&member.spiffe_id)
@@ -563,6 +567,12 @@ impl Store for SqliteStore {
             .bind(member.registered_at)
             .bind(i64::from(member.weight))
             .bind(serde_json::to_string(&member.labels).unwrap_or_else(|_| "{}".to_owned()))
+            .bind(
+                member
+                    .service_address
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            )
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -640,7 +650,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT instance, spiffe_id, service, namespace, endpoint, admin, serial, \
-                 registered_at, weight, labels FROM members ORDER BY instance",
+                 registered_at, weight, labels, service_address FROM members ORDER BY instance",
             )
             .fetch_all(&self.pool)
             .await
@@ -670,6 +680,12 @@ impl Store for SqliteStore {
                             .and_then(|t| serde_json::from_str(&t).ok())
                             .filter(|l| signet_traffic::labels::check(l).is_ok())
                             .unwrap_or_default(),
+                        // An address written by hand that does not parse is dropped.
+                        service_address: r
+                            .try_get::<String, _>("service_address")
+                            .ok()
+                            .and_then(|a| crate::server::registry::service_address(&a).ok())
+                            .flatten(),
                     })
                 })
                 .collect()

@@ -133,6 +133,7 @@ async fn members_are_kept_replaced_and_forgotten() {
         } else {
             Default::default()
         },
+        service_address: (instance == "a").then(|| "127.0.0.1:8080".parse().unwrap()),
         admin: String::new(),
         serial: "0a".to_owned(),
         registered_at: 1_700_000_000_000,
