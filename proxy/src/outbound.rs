@@ -291,6 +291,7 @@ pub fn endpoints_json(upstreams: &[Arc<Upstream>]) -> serde_json::Value {
             serde_json::json!({
                 "service": u.service(),
                 "balancer": policy.settings.balancer,
+                "addresses": u.addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "endpoints": endpoints,
                 "subsets": subsets,
             })

@@ -38,6 +38,20 @@ pub struct ControlPlane {
     /// `SIGNET_CP`, `SIGNET_TOKEN`, `SIGNET_CA`.
     pub env: Vec<(String, String)>,
     args: Vec<String>,
+    /// What its commands (and `meshctl`'s) are run through: nothing, or `ip netns exec NS`.
+    prefix: Vec<String>,
+}
+
+/// `binary` run through `prefix` (e.g. `ip netns exec NS`), or directly.
+fn prefixed(prefix: &[String], binary: &Path) -> Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
 }
 
 impl Drop for ControlPlane {
@@ -50,10 +64,18 @@ impl Drop for ControlPlane {
 impl ControlPlane {
     /// Starts `signet-cp` on `data_dir` with ports chosen by the OS and `extra` arguments.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_on(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+        Self::start_on(&[], data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
     }
 
-    fn start_on(data_dir: &Path, grpc: &str, api: &str, extra: &[&str]) -> Self {
+    /// Starts `signet-cp` through `prefix` (`ip netns exec NS`), its gRPC and REST listeners
+    /// on `ip` with ports chosen by the OS; `meshctl` runs through the same prefix.
+    pub fn start_in(prefix: &[&str], data_dir: &Path, ip: &str, extra: &[&str]) -> Self {
+        let prefix: Vec<String> = prefix.iter().map(|s| (*s).to_owned()).collect();
+        let any = format!("{ip}:0");
+        Self::start_on(&prefix, data_dir, &any, &any, extra)
+    }
+
+    fn start_on(prefix: &[String], data_dir: &Path, grpc: &str, api: &str, extra: &[&str]) -> Self {
         let binary = workspace_binary("signet-cp");
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
@@ -66,7 +88,7 @@ impl ControlPlane {
             "127.0.0.1:0".into(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut command = Command::new(&binary);
+        let mut command = prefixed(prefix, &binary);
         command.args(&args);
         let (child, started) = crate::process::spawn_announcing(command, "signet-cp");
         let env_file = started["env"].as_str().expect("env file");
@@ -85,6 +107,7 @@ impl ControlPlane {
             metrics: addr("metrics"),
             env,
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            prefix: prefix.to_vec(),
         }
     }
 
@@ -104,6 +127,7 @@ impl ControlPlane {
     pub fn restart(&mut self) {
         let extra: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let next = Self::start_on(
+            &self.prefix,
             &self.data_dir,
             &self.grpc.to_string(),
             &self.api.to_string(),
@@ -124,7 +148,7 @@ impl ControlPlane {
     /// `meshctl` set up to talk to this control plane, not started (for commands that keep
     /// running, such as `audit tail --follow`).
     pub fn meshctl_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(workspace_binary("meshctl"));
+        let mut command = prefixed(&self.prefix, &workspace_binary("meshctl"));
         command.args(args).env_remove("SIGNET_TOKEN");
         for (k, v) in &self.env {
             command.env(k, v);

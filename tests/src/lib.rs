@@ -16,6 +16,7 @@ pub mod faulty;
 pub mod fleet;
 pub mod jwt;
 pub mod mesh;
+pub mod netns;
 pub mod openbao;
 pub mod otlp;
 pub mod pki;

@@ -77,9 +77,14 @@ impl ProxyProcess {
     /// Writes `config` to `dir/<name>.toml` and starts `binary` with it; panics with the
     /// proxy's stderr if it does not start.
     pub fn start(binary: &Path, dir: &Path, name: &str, config: &str) -> Self {
+        Self::start_with(Command::new(binary), dir, name, config)
+    }
+
+    /// As [`ProxyProcess::start`], with `command` the proxy (run through `ip netns exec`,
+    /// say) to which `--config` is added.
+    pub fn start_with(mut command: Command, dir: &Path, name: &str, config: &str) -> Self {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
-        let mut command = Command::new(binary);
         command.arg("--config").arg(&path);
         let (child, started) = spawn_announcing(command, name);
         let listening = &started["listening"];

@@ -38,14 +38,14 @@ pub struct InitArgs {
     #[arg(long)]
     pub no_outbound: bool,
     /// Ports on the workload reached directly, comma-separated (the admin port always is).
-    #[arg(long, value_name = "PORTS", value_parser = parse_ports, default_value = "")]
-    pub exclude_inbound_ports: Vec<u16>,
+    #[arg(long, value_name = "PORTS", default_value = "")]
+    pub exclude_inbound_ports: String,
     /// Destination ports the app reaches directly, comma-separated.
-    #[arg(long, value_name = "PORTS", value_parser = parse_ports, default_value = "")]
-    pub exclude_outbound_ports: Vec<u16>,
+    #[arg(long, value_name = "PORTS", default_value = "")]
+    pub exclude_outbound_ports: String,
     /// Destination networks the app reaches directly, comma-separated (`10.1.0.0/16`).
-    #[arg(long, value_name = "CIDRS", value_parser = parse_cidrs, default_value = "")]
-    pub exclude_outbound_cidrs: Vec<Vec<Cidr>>,
+    #[arg(long, value_name = "CIDRS", default_value = "")]
+    pub exclude_outbound_cidrs: String,
     /// Which tool installs the rules.
     #[arg(long, value_enum, default_value = "nftables")]
     pub backend: Backend,
@@ -71,6 +71,13 @@ fn parse_cidrs(text: &str) -> Result<Vec<Cidr>, String> {
 impl InitArgs {
     /// The plan the configuration and flags describe.
     pub fn plan(&self) -> Result<Plan, String> {
+        let flag = |name: &'static str| move |e: String| format!("--{name}: {e}");
+        let mut exclude_inbound_ports =
+            parse_ports(&self.exclude_inbound_ports).map_err(flag("exclude-inbound-ports"))?;
+        let exclude_outbound_ports =
+            parse_ports(&self.exclude_outbound_ports).map_err(flag("exclude-outbound-ports"))?;
+        let exclude_outbound_cidrs =
+            parse_cidrs(&self.exclude_outbound_cidrs).map_err(flag("exclude-outbound-cidrs"))?;
         let config = match &self.config {
             Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?),
             None => None,
@@ -102,7 +109,6 @@ impl InitArgs {
                 }
             }
         };
-        let mut exclude_inbound_ports = self.exclude_inbound_ports.clone();
         let mut exclude_outbound_destinations = Vec::new();
         if let Some(c) = &config {
             // Scrapes and health checks reach the admin listener directly.
@@ -119,8 +125,8 @@ impl InitArgs {
             proxy_uid,
             proxy_gid: self.proxy_gid,
             exclude_inbound_ports,
-            exclude_outbound_ports: self.exclude_outbound_ports.clone(),
-            exclude_outbound_cidrs: self.exclude_outbound_cidrs.concat(),
+            exclude_outbound_ports,
+            exclude_outbound_cidrs,
             exclude_outbound_destinations,
             ipv6: !self.no_ipv6,
         };
