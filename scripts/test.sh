@@ -50,6 +50,13 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   apt_install prometheus
 fi
 
+# Transparent interception is tested with the real firewall tools in network namespaces the
+# tests make (iproute2's `ip netns`): nftables, iptables, and curl as the unmodified app.
+if ! command -v nft >/dev/null || ! command -v iptables-restore >/dev/null \
+  || ! command -v ip >/dev/null || ! command -v curl >/dev/null; then
+  apt_install nftables iptables iproute2 curl
+fi
+
 # A real syslog receiver for the TLS (RFC 5425) export test: Debian's rsyslog with GnuTLS.
 if [ ! -x /usr/sbin/rsyslogd ] \
   || ! find /usr/lib -name lmnsd_gtls.so -path '*rsyslog*' 2>/dev/null | grep -q .; then

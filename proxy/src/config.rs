@@ -851,6 +851,40 @@ mod tests {
     }
 
     #[test]
+    fn the_interception_example_parses_and_an_upstream_needs_a_way_in() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/proxy/intercepted.toml");
+        let mut config = Config::load(&path).unwrap();
+        let interception = config.interception.as_ref().unwrap();
+        assert_eq!(
+            interception.unknown_destinations,
+            UnknownDestinations::Passthrough
+        );
+        assert_eq!(config.outbound[0].listen, None);
+        // Without [interception], an upstream without a port could not be reached at all.
+        config.interception = None;
+        config.control_plane = None;
+        config.identity = Some(IdentityConfig {
+            cert: path.clone(),
+            key: path.clone(),
+            bundle: path.clone(),
+            trust_domain: None,
+            deny_list: None,
+        });
+        config.policy = Some(PolicyConfig {
+            dir: path.parent().unwrap().to_path_buf(),
+            shadow_dir: None,
+        });
+        config.outbound[0].endpoints = vec![crate::traffic::weighted::WeightedAddr::new(
+            "127.0.0.1:9".parse().unwrap(),
+        )];
+        config.outbound[0].identities =
+            vec!["spiffe://signet.local/ns/shop/sa/cart".parse().unwrap()];
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("no listen, and no [interception]"), "{err}");
+    }
+
+    #[test]
     fn durations_take_the_workspace_units() {
         let limits = |text: &str| {
             toml::from_str::<Limits>(&format!("request_timeout = \"{text}\""))

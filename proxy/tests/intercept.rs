@@ -3,6 +3,13 @@
 //! `signet-proxy init` installs with real nftables or iptables, and an unmodified client
 //! (curl, as an unprivileged user) calling `http://cart:8080` by name.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is the test failing"
+)]
+
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};

@@ -86,9 +86,9 @@ impl Plan {
     /// The excluded networks of one family, with that family's loopback first.
     fn outbound_passed_cidrs(&self, v6: bool) -> Vec<Cidr> {
         let loopback = if v6 {
-            Cidr::new("::1".parse().expect("an address"), 128)
+            Cidr::new(std::net::Ipv6Addr::LOCALHOST.into(), 128)
         } else {
-            Cidr::new("127.0.0.0".parse().expect("an address"), 8)
+            Cidr::new(std::net::Ipv4Addr::new(127, 0, 0, 0).into(), 8)
         };
         std::iter::once(loopback)
             .chain(
