@@ -167,6 +167,7 @@ pub async fn send(
         Ok(r) => Outcome::Answered {
             status: r.status().as_u16(),
             grpc: grpc_status(r, grpc),
+            injected: injected(r),
         }
         .name(),
         Err(e) => e.reason(),
@@ -330,6 +331,7 @@ impl Call<'_> {
                 Outcome::Answered {
                     status: response.status().as_u16(),
                     grpc: grpc_status(&response, self.grpc),
+                    injected: injected(&response),
                 },
                 Ok(response),
             ),
@@ -380,6 +382,14 @@ fn refused_stream(e: &hyper::Error) -> bool {
 }
 
 /// `grpc-status` when it came with the headers (a trailers-only answer).
+/// Whether the endpoint's proxy made the answer up as an injected fault.
+fn injected<B>(response: &Response<B>) -> bool {
+    response
+        .headers()
+        .get(crate::respond::PROXY_ERROR)
+        .is_some_and(|v| v.as_bytes() == b"injected")
+}
+
 fn grpc_status<B>(response: &Response<B>, grpc: bool) -> Option<u32> {
     if !grpc {
         return None;

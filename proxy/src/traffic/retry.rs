@@ -20,6 +20,9 @@ pub enum Outcome {
         status: u16,
         /// `grpc-status` in the headers.
         grpc: Option<u32>,
+        /// Made up by the endpoint's proxy (`x-signet-error: injected`): a fault injected
+        /// to test callers, which says nothing about the endpoint's health.
+        injected: bool,
     },
     /// No connection: refused, unreachable, handshake failed. The request never left.
     ConnectFailure,
@@ -35,6 +38,7 @@ impl Outcome {
     /// The label in metrics.
     pub fn name(self) -> &'static str {
         match self {
+            Outcome::Answered { injected: true, .. } => "injected",
             Outcome::Answered { status, .. } if status >= 500 => "5xx",
             Outcome::Answered { status, .. } if status >= 400 => "4xx",
             Outcome::Answered { grpc: Some(c), .. } if c != 0 => "grpc-error",
@@ -49,6 +53,7 @@ impl Outcome {
     /// What it says about the endpoint's health, for outlier detection.
     pub fn health(self) -> Health {
         match self {
+            Outcome::Answered { injected: true, .. } => Health::Success,
             Outcome::Answered {
                 status: 502..=504, ..
             }
@@ -70,7 +75,9 @@ pub fn retries(retry: &Retry, outcome: Outcome, method: &http::Method, grpc: boo
         Outcome::ConnectFailure => on(RetryOn::ConnectFailure),
         Outcome::RefusedStream => on(RetryOn::RefusedStream),
         Outcome::Reset | Outcome::TimedOut => on(RetryOn::Reset) && sent_retryable(),
-        Outcome::Answered { status, grpc: code } => {
+        Outcome::Answered {
+            status, grpc: code, ..
+        } => {
             if let Some(code) = code.filter(|_| grpc)
                 && retry.grpc.iter().any(|c| c.code() == code)
             {
@@ -106,7 +113,11 @@ mod tests {
     use signet_traffic::doc::GrpcCode;
 
     fn answered(status: u16) -> Outcome {
-        Outcome::Answered { status, grpc: None }
+        Outcome::Answered {
+            status,
+            grpc: None,
+            injected: false,
+        }
     }
 
     #[test]
@@ -168,6 +179,24 @@ mod tests {
     }
 
     #[test]
+    fn an_injected_fault_never_counts_against_the_endpoint_but_is_retried_as_asked() {
+        let injected = Outcome::Answered {
+            status: 503,
+            grpc: None,
+            injected: true,
+        };
+        assert_eq!(injected.health(), Health::Success);
+        assert_eq!(answered(503).health(), Health::GatewayError);
+        assert_eq!(injected.name(), "injected");
+        // A route that retries 503s is being tested for exactly that.
+        let r = Retry {
+            on: vec![RetryOn::GatewayError],
+            ..Retry::default()
+        };
+        assert!(retries(&r, injected, &Method::GET, false));
+    }
+
+    #[test]
     fn grpc_codes_are_retried_for_grpc_calls() {
         let r = Retry {
             grpc: vec![GrpcCode::Unavailable],
@@ -176,13 +205,15 @@ mod tests {
         let unavailable = Outcome::Answered {
             status: 200,
             grpc: Some(14),
+            injected: false,
         };
         assert!(retries(&r, unavailable, &Method::POST, true));
         assert!(!retries(
             &r,
             Outcome::Answered {
                 status: 200,
-                grpc: Some(13)
+                grpc: Some(13),
+                injected: false,
             },
             &Method::POST,
             true
