@@ -31,6 +31,30 @@ fn the_demo_mesh_allows_and_denies_by_policy_and_cleans_up() {
         stdout.contains("every flow was decided as the policies say"),
         "{stdout}"
     );
+    // The cart's v2 canary takes its share, and the injected fault shows as such (the demo's
+    // own check has already held them to their bounds).
+    assert!(stdout.contains("cart v2 canary at 10 %"), "{stdout}");
+    let summary = stdout
+        .rsplit("traffic after")
+        .next()
+        .expect("a traffic summary");
+    let checkout = summary
+        .lines()
+        .find(|l| l.contains("frontend -> cart checkout"))
+        .expect("the checkout flow");
+    assert!(
+        checkout.contains("served by v1") && checkout.contains("v2"),
+        "{checkout}"
+    );
+    assert!(
+        checkout.contains("injected faults (503, x-signet-error: injected)"),
+        "{checkout}"
+    );
+    let cart = summary
+        .lines()
+        .find(|l| l.contains("frontend -> cart ") && !l.contains("checkout"))
+        .expect("the cart flow");
+    assert!(!cart.contains("injected"), "{cart}");
     assert!(stdout.contains("meshctl identity inspect cart"), "{stdout}");
     assert!(stdout.contains("signed and verified"), "{stdout}");
     // Everything it started has stopped: the control plane's port is free again.

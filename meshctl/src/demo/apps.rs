@@ -1,6 +1,7 @@
-//! The demo's three apps, served in-process on loopback: frontend and cart answer HTTP/1.1
-//! with JSON, payments is a gRPC service (HTTP/2 without TLS: its proxy does the TLS).
-//! Each answers with what it saw, including the caller identity its proxy vouched for.
+//! The demo's apps, served in-process on loopback: frontend and cart (two versions, v1 and
+//! the v2 canary) answer HTTP/1.1 with JSON, payments is a gRPC service (HTTP/2 without TLS:
+//! its proxy does the TLS). Each answers with what it saw, including the caller identity its
+//! proxy vouched for, and its version.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 pub(super) struct Apps {
     pub(super) frontend: SocketAddr,
     pub(super) cart: SocketAddr,
+    pub(super) cart_v2: SocketAddr,
     pub(super) payments: SocketAddr,
 }
 
@@ -33,9 +35,14 @@ fn peer(request: &Request<Incoming>) -> String {
         .to_owned()
 }
 
-async fn http_app(name: &'static str, request: Request<Incoming>) -> Response<Body> {
+async fn http_app(
+    name: &'static str,
+    version: &'static str,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let body = json!({
         "service": name,
+        "version": version,
         "path": request.uri().path(),
         "caller": peer(&request),
     });
@@ -89,17 +96,19 @@ where
     }
 }
 
-/// Starts the three apps.
+/// Starts the apps.
 pub(super) async fn start() -> anyhow::Result<Apps> {
     let bind = || TcpListener::bind("127.0.0.1:0");
-    let (f, c, p) = (bind().await?, bind().await?, bind().await?);
+    let (f, c, c2, p) = (bind().await?, bind().await?, bind().await?, bind().await?);
     let apps = Apps {
         frontend: f.local_addr()?,
         cart: c.local_addr()?,
+        cart_v2: c2.local_addr()?,
         payments: p.local_addr()?,
     };
-    tokio::spawn(serve(f, |r| http_app("frontend", r)));
-    tokio::spawn(serve(c, |r| http_app("cart", r)));
+    tokio::spawn(serve(f, |r| http_app("frontend", "v1", r)));
+    tokio::spawn(serve(c, |r| http_app("cart", "v1", r)));
+    tokio::spawn(serve(c2, |r| http_app("cart", "v2", r)));
     tokio::spawn(serve(p, payments));
     Ok(apps)
 }

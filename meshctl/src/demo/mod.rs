@@ -1,7 +1,9 @@
 //! `meshctl demo`: a whole mesh on this machine. A control plane on its embedded defaults
-//! (SQLite, built-in CA), three apps (frontend, cart over HTTP/1.1, payments over gRPC) each
-//! behind its own `signet-proxy` that joined with a one-time token, the demo policies
-//! applied, and traffic that is allowed and denied, summarized with the deciding policies.
+//! (SQLite, built-in CA), the apps (frontend, cart over HTTP/1.1 in two versions with a v2
+//! canary, payments over gRPC) each behind its own `signet-proxy` that joined with a one-time
+//! token, the demo policies and traffic settings applied, and traffic that is allowed and
+//! denied, split between the cart's versions and with a fault injected, summarized with the
+//! deciding policies.
 //!
 //! Nothing is downloaded: `signet-cp` and `signet-proxy` are found beside `meshctl` or on
 //! PATH. Ctrl-C (or `--duration`) stops every process; a temporary data dir is removed.
@@ -27,6 +29,8 @@ use traffic::{Flow, Tally};
 
 /// The demo's policies (also written to the data dir for editing).
 const POLICIES: &str = include_str!("../../../deploy/examples/demo/shop.cedar");
+/// The demo's traffic settings: the cart's v2 canary and an injected fault.
+const TRAFFIC: &str = include_str!("../../../deploy/examples/demo/traffic.yaml");
 const TRUST_DOMAIN: &str = "signet.local";
 const NAMESPACE: &str = "shop";
 
@@ -132,7 +136,11 @@ struct Join<'a> {
 /// One demo service's proxy.
 #[derive(Clone, Copy)]
 struct ProxySpec<'a> {
+    /// Its name here (its directory and log); one service may have several proxies.
+    name: &'a str,
     service: &'a str,
+    /// Its endpoint's labels (a TOML inline table), what traffic subsets select by.
+    labels: &'a str,
     app: std::net::SocketAddr,
     app_protocol: &'a str,
     upstreams: &'a [&'a str],
@@ -150,15 +158,18 @@ impl Mesh {
         }
     }
 
-    fn start_proxy(&mut self, join: &Join<'_>, spec: &ProxySpec<'_>) -> anyhow::Result<ProxyInfo> {
+    /// Starts a proxy; [`Mesh::announced`] waits for it to listen (so they start together).
+    fn start_proxy(&mut self, join: &Join<'_>, spec: &ProxySpec<'_>) -> anyhow::Result<usize> {
         let ProxySpec {
+            name,
             service,
+            labels,
             app,
             app_protocol,
             upstreams,
         } = *spec;
         let (client, grpc, ca) = (join.client, join.grpc, join.ca);
-        let home = self.dir.join(service);
+        let home = self.dir.join(name);
         std::fs::create_dir_all(&home)?;
         let id = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{service}");
         let token = client.post(
@@ -171,7 +182,7 @@ impl Mesh {
             "# signet-proxy beside the demo's {service} app.\n\
              [service]\nname = \"{service}\"\nnamespace = \"{NAMESPACE}\"\n\n\
              [control_plane]\naddress = \"{grpc}\"\nca = \"{}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\
-             join_token = \"@{}\"\nstate_dir = \"state\"\n\n\
+             join_token = \"@{}\"\nstate_dir = \"state\"\nendpoint_labels = {labels}\n\n\
              [inbound]\nlisten = \"127.0.0.1:0\"\napp = \"{app}\"\napp_protocol = \"{app_protocol}\"\n\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n",
             ca.display(),
@@ -184,14 +195,20 @@ impl Mesh {
         }
         let config = home.join("proxy.toml");
         std::fs::write(&config, toml)?;
-        let mut process = Process::start(
+        let process = Process::start(
             join.proxy_bin,
             &["--config".as_ref(), config.as_os_str()],
-            &self.dir.join("logs").join(format!("{service}-proxy.log")),
+            &self.dir.join("logs").join(format!("{name}-proxy.log")),
         )?;
-        let line = process.first_line(Duration::from_secs(30));
         self.processes.push(process);
-        let line = line.with_context(|| format!("starting the {service} proxy"))?;
+        Ok(self.processes.len() - 1)
+    }
+
+    /// What the proxy started as `index` listens on, once it does.
+    fn announced(&mut self, index: usize, name: &str) -> anyhow::Result<ProxyInfo> {
+        let line = self.processes[index]
+            .first_line(Duration::from_secs(30))
+            .with_context(|| format!("starting the {name} proxy"))?;
         let listening = line.get("listening").cloned().unwrap_or(Value::Null);
         Ok(ProxyInfo {
             admin: crate::cp::text(&listening, "admin"),
@@ -275,7 +292,20 @@ impl Mesh {
             policy_file.display()
         );
 
-        // The apps, then a proxy beside each.
+        // The traffic settings, as version 1 (and kept for editing).
+        let traffic_file = dir.join("policies").join("traffic.yaml");
+        std::fs::write(&traffic_file, TRAFFIC)?;
+        let traffic = client.post(
+            "/v1/traffic",
+            &json!({ "document": TRAFFIC, "file": "traffic.yaml" }),
+        )?;
+        println!(
+            "  traffic         version {}: cart v2 canary at 10 %, a fault injected on the frontend's checkouts, from {}",
+            crate::cp::text(&traffic, "version"),
+            traffic_file.display()
+        );
+
+        // The apps, then a proxy beside each, all starting at once.
         let apps = runtime.block_on(apps::start())?;
         let join = Join {
             proxy_bin,
@@ -283,36 +313,54 @@ impl Mesh {
             grpc: &grpc,
             ca: &ca,
         };
-        let payments = self.start_proxy(
-            &join,
-            &ProxySpec {
+        let specs = [
+            ProxySpec {
+                name: "payments",
                 service: "payments",
+                labels: "{}",
                 app: apps.payments,
                 app_protocol: "http2",
                 upstreams: &[],
             },
-        )?;
-        let cart = self.start_proxy(
-            &join,
-            &ProxySpec {
+            ProxySpec {
+                name: "cart",
                 service: "cart",
+                labels: "{ version = \"v1\" }",
                 app: apps.cart,
                 app_protocol: "http1",
                 upstreams: &["payments"],
             },
-        )?;
-        let frontend = self.start_proxy(
-            &join,
-            &ProxySpec {
+            ProxySpec {
+                name: "cart-v2",
+                service: "cart",
+                labels: "{ version = \"v2\" }",
+                app: apps.cart_v2,
+                app_protocol: "http1",
+                upstreams: &["payments"],
+            },
+            ProxySpec {
+                name: "frontend",
                 service: "frontend",
+                labels: "{}",
                 app: apps.frontend,
                 app_protocol: "http1",
                 upstreams: &["cart", "payments"],
             },
-        )?;
+        ];
+        let started: Vec<usize> = specs
+            .iter()
+            .map(|spec| self.start_proxy(&join, spec))
+            .collect::<anyhow::Result<_>>()?;
+        let mut proxies = Vec::new();
+        for (spec, index) in specs.iter().zip(started) {
+            proxies.push(self.announced(index, spec.name)?);
+        }
+        let [payments, cart, cart_v2, frontend] = <[ProxyInfo; 4]>::try_from(proxies)
+            .map_err(|_| anyhow!("the demo starts four proxies"))?;
         for (name, p, app) in [
             ("frontend", &frontend, apps.frontend),
-            ("cart", &cart, apps.cart),
+            ("cart v1", &cart, apps.cart),
+            ("cart v2", &cart_v2, apps.cart_v2),
             ("payments (gRPC)", &payments, apps.payments),
         ] {
             println!("  {name:<15} app {app}, proxy admin http://{}", p.admin);
@@ -330,7 +378,16 @@ impl Mesh {
                 outbound(&frontend, "cart")?,
                 "/api/cart",
                 &cart.admin,
-            ),
+            )
+            .rounds_of(10),
+            Flow::http(
+                "frontend -> cart checkout",
+                outbound(&frontend, "cart")?,
+                "/api/checkout",
+                &cart.admin,
+            )
+            .rounds_of(10)
+            .with_faults(),
             Flow::grpc(
                 "cart -> payments (gRPC)",
                 outbound(&cart, "payments")?,
@@ -357,6 +414,13 @@ impl Mesh {
             policy_file.display()
         );
         println!("  meshctl stats --edges --watch          # live golden signals per edge");
+        println!(
+            "  meshctl traffic split cart             # the canary's share, configured and observed"
+        );
+        println!(
+            "  meshctl traffic apply -f {}   # shift the canary, drop the fault",
+            traffic_file.display()
+        );
         println!("  curl -s http://{}/metrics | grep authz", payments.admin);
         println!(
             "  curl -s http://{}/metrics | grep http_request_duration",
@@ -372,8 +436,10 @@ impl Mesh {
         let mut last_print = Instant::now();
         loop {
             for (flow, tally) in flows.iter().zip(tallies.iter_mut()) {
-                let result = runtime.block_on(flow.send());
-                tally.record(result);
+                for _ in 0..flow.per_round {
+                    let result = runtime.block_on(flow.send());
+                    tally.record(result);
+                }
             }
             let done =
                 stop.load(Ordering::SeqCst) || duration.is_some_and(|d| begun.elapsed() >= d);
@@ -398,5 +464,17 @@ impl Mesh {
             println!("stopping");
         }
         Ok(Outcome::Success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_traffic_settings_are_a_valid_document_with_a_canary_and_a_fault() {
+        let doc = signet_traffic::load(super::TRAFFIC, "traffic.yaml")
+            .unwrap_or_else(|e| panic!("{:?}", e.problems));
+        let json = doc.to_json();
+        assert!(json.contains("\"v2\""), "{json}");
+        assert!(json.contains("\"abort\""), "{json}");
     }
 }

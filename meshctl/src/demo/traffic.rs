@@ -1,9 +1,11 @@
 //! The demo's traffic: each flow sends through the calling app's proxy (its outbound port),
 //! and what came back says whether the destination's proxy allowed it and, if not, which
-//! policies denied it (`x-signet-denied-by`). Allowing policies are read from the
+//! policies denied it (`x-signet-denied-by`), or whether it was a fault injected by the
+//! destination's proxy (`x-signet-error: injected`); an allowed answer names the app version
+//! that served it, so the split between subsets shows. Allowing policies are read from the
 //! destination proxy's metrics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -14,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 const DENIED_BY: &str = "x-signet-denied-by";
+const PROXY_ERROR: &str = "x-signet-error";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One caller -> service flow.
@@ -24,13 +27,20 @@ pub(super) struct Flow {
     path: &'static str,
     grpc: bool,
     destination_admin: String,
+    /// Requests sent each round (more where a split's shares should show).
+    pub(super) per_round: u32,
+    /// Faults are injected into this flow's requests (by the traffic settings).
+    pub(super) faulted: bool,
 }
 
 /// What one request came back with.
 #[derive(Debug)]
 pub(super) enum Sent {
-    Allowed,
+    /// Allowed, and served by the app of this version (if it said).
+    Allowed(Option<String>),
     Denied(String),
+    /// Answered by the destination's proxy as an injected fault, with this status.
+    Injected(u16),
     Failed(String),
 }
 
@@ -40,8 +50,12 @@ pub(super) struct Tally {
     sent: u64,
     allowed: u64,
     denied: u64,
+    injected: u64,
     failed: u64,
     denied_by: BTreeSet<String>,
+    /// Allowed requests by the version that served them.
+    versions: BTreeMap<String, u64>,
+    injected_statuses: BTreeSet<u16>,
     last_failure: String,
 }
 
@@ -49,7 +63,16 @@ impl Tally {
     pub(super) fn record(&mut self, sent: Sent) {
         self.sent += 1;
         match sent {
-            Sent::Allowed => self.allowed += 1,
+            Sent::Allowed(version) => {
+                self.allowed += 1;
+                if let Some(version) = version {
+                    *self.versions.entry(version).or_default() += 1;
+                }
+            }
+            Sent::Injected(status) => {
+                self.injected += 1;
+                self.injected_statuses.insert(status);
+            }
             Sent::Denied(by) => {
                 self.denied += 1;
                 self.denied_by
@@ -76,6 +99,24 @@ impl Flow {
             path,
             grpc: false,
             destination_admin: admin.to_owned(),
+            per_round: 1,
+            faulted: false,
+        }
+    }
+
+    /// The same flow, `n` requests a round.
+    pub(super) fn rounds_of(self, n: u32) -> Self {
+        Self {
+            per_round: n,
+            ..self
+        }
+    }
+
+    /// The same flow, with faults injected into it.
+    pub(super) fn with_faults(self) -> Self {
+        Self {
+            faulted: true,
+            ..self
         }
     }
 
@@ -127,6 +168,10 @@ impl Flow {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let status = response.status();
+        let injected = response
+            .headers()
+            .get(PROXY_ERROR)
+            .is_some_and(|v| v.as_bytes() == b"injected");
         let header_grpc = response
             .headers()
             .get("grpc-status")
@@ -142,17 +187,23 @@ impl Flow {
                     .map(str::to_owned)
             });
             return Ok(match (grpc_status.as_deref(), denied_by) {
-                (Some("0"), _) => Sent::Allowed,
+                (Some("0"), _) => Sent::Allowed(None),
                 (Some("7"), Some(by)) => Sent::Denied(by),
                 (other, _) => Sent::Failed(format!("HTTP {status}, grpc-status {other:?}")),
             });
         }
+        let body = collected.to_bytes();
         Ok(match (status.as_u16(), denied_by) {
-            (200, _) => Sent::Allowed,
+            (200, _) => Sent::Allowed(
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("version")?.as_str().map(str::to_owned)),
+            ),
             (403, Some(by)) => Sent::Denied(by),
+            (code, _) if injected => Sent::Injected(code),
             (code, _) => Sent::Failed(format!(
                 "HTTP {code}: {}",
-                String::from_utf8_lossy(&collected.to_bytes()).trim()
+                String::from_utf8_lossy(&body).trim()
             )),
         })
     }
@@ -203,7 +254,7 @@ pub(super) async fn wait_for_endpoints(flows: &[Flow], within: Duration) -> anyh
     for flow in flows {
         loop {
             match flow.send().await {
-                Sent::Allowed | Sent::Denied(_) => break,
+                Sent::Allowed(_) | Sent::Denied(_) | Sent::Injected(_) => break,
                 Sent::Failed(why) if tokio::time::Instant::now() >= deadline => {
                     bail!("{} never reached its destination: {why}", flow.name)
                 }
@@ -234,6 +285,17 @@ pub(super) fn print_summary(
                 t.denied_by.iter().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
+        if t.versions.len() > 1 {
+            decided.push(format!("served by {}", shares(&t.versions)));
+        }
+        if t.injected > 0 {
+            let statuses: Vec<String> = t.injected_statuses.iter().map(u16::to_string).collect();
+            decided.push(format!(
+                "{} injected faults ({}, x-signet-error: injected)",
+                t.injected,
+                statuses.join(", ")
+            ));
+        }
         if t.failed > 0 {
             decided.push(format!("{} failed: {}", t.failed, t.last_failure));
         }
@@ -242,17 +304,39 @@ pub(super) fn print_summary(
             t.sent.to_string(),
             t.allowed.to_string(),
             t.denied.to_string(),
+            t.injected.to_string(),
             decided.join("; "),
         ]);
     }
     crate::cp::print_table(
-        &["  FLOW", "SENT", "ALLOWED", "DENIED", "DECIDED BY"],
+        &[
+            "  FLOW",
+            "SENT",
+            "ALLOWED",
+            "DENIED",
+            "INJECTED",
+            "DECIDED BY",
+        ],
         &rows,
     );
 }
 
+/// `v1 108 (90 %), v2 12 (10 %)`.
+fn shares(versions: &BTreeMap<String, u64>) -> String {
+    let total: u64 = versions.values().sum();
+    versions
+        .iter()
+        .map(|(version, n)| {
+            let percent = (*n as f64) * 100.0 / (total.max(1) as f64);
+            format!("{version} {n} ({percent:.0} %)")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The demo's promise: frontend may call cart, cart may call payments, frontend may not call
-/// payments (denied by `frontend-never-calls-payments`).
+/// payments (denied by `frontend-never-calls-payments`); faults are injected into the flows
+/// the traffic settings name and no other; the cart's v2 canary answers some of its share.
 pub(super) fn check(flows: &[Flow], tallies: &[Tally]) -> anyhow::Result<()> {
     for (flow, t) in flows.iter().zip(tallies) {
         let expect_allowed = flow.name != "frontend -> payments";
@@ -274,6 +358,34 @@ pub(super) fn check(flows: &[Flow], tallies: &[Tally]) -> anyhow::Result<()> {
                 t.denied,
                 t.denied_by,
                 t.failed
+            );
+        }
+        // A fault injected where none was asked for, or none at all where a fifth of the
+        // requests should have one (over enough requests: 0.8^50 is about 1 in 70,000).
+        let wrong_faults = if flow.faulted {
+            t.sent >= 50 && t.injected == 0
+        } else {
+            t.injected > 0
+        };
+        if wrong_faults {
+            bail!(
+                "{}: {} injected faults in {} requests, {}",
+                flow.name,
+                t.injected,
+                t.sent,
+                if flow.faulted {
+                    "expected some"
+                } else {
+                    "expected none"
+                }
+            );
+        }
+        // The canary's 10 %: 0.9^100 is about 1 in 38,000.
+        if t.versions.contains_key("v1") && t.allowed >= 100 && !t.versions.contains_key("v2") {
+            bail!(
+                "{}: {} requests and none served by the v2 canary",
+                flow.name,
+                t.allowed
             );
         }
     }
