@@ -788,4 +788,56 @@ async fn mirrored_copies_reach_their_subset_and_never_hold_up_the_original() {
     let copied =
         "signet_proxy_upstream_mirrors_total{service=\"cart\",route=\"all\",result=\"copied\"}";
     assert_eq!(mesh.frontend.metric(copied).await, 10);
+
+    // Requests with bodies are copied too, body and all, as they stream to the original.
+    let writes = mesh.dir.path().join("writes.cedar");
+    std::fs::write(
+        &writes,
+        format!(
+            "{}\n@id(\"frontend-writes-cart\")\npermit (principal == Mesh::Workload::\"{}\", \
+             action == Mesh::Action::\"POST\", resource == Mesh::Service::\"cart\");\n",
+            signet_tests::mesh::policies("/api/*"),
+            signet_tests::mesh::FRONTEND
+        ),
+    )
+    .unwrap();
+    mesh.cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        writes.to_str().unwrap(),
+        "-m",
+        "writes",
+        "--allow-widening",
+    ]);
+    let (bytes1, bytes2) = (v1.body_bytes(), v2.body_bytes());
+    let body = vec![b'x'; 10_000];
+    let mut http = signet_tests::client::Http::h1(mesh.cart_port()).await;
+    for _ in 0..5 {
+        let sent = std::time::Instant::now();
+        let request =
+            signet_tests::client::request("POST", "cart", "/api/items", &[], body.clone().into());
+        assert_eq!(http.send(request).await.unwrap().status, 200);
+        assert!(sent.elapsed() < std::time::Duration::from_secs(5));
+    }
+    assert_eq!(v1.body_bytes() - bytes1, 50_000);
+    let started = std::time::Instant::now();
+    while v2.body_bytes() - bytes2 < 50_000 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "copied bodies arrive whole: {} bytes",
+            v2.body_bytes() - bytes2
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A body past the copy limit reaches the original whole; its copy is abandoned (the
+    // subset never sees a truncated body as a whole one), and counted.
+    let big = vec![b'y'; 2 * 1024 * 1024];
+    let request = signet_tests::client::request("POST", "cart", "/api/items", &[], big.into());
+    assert_eq!(http.send(request).await.unwrap().status, 200);
+    assert_eq!(v1.body_bytes() - bytes1, 50_000 + 2 * 1024 * 1024);
+    let abandoned =
+        "signet_proxy_upstream_mirrors_total{service=\"cart\",route=\"all\",result=\"abandoned\"}";
+    assert_eq!(mesh.frontend.metric_reaching(abandoned, 1).await, 1);
+    assert_eq!(v2.body_bytes() - bytes2, 50_000);
 }

@@ -56,9 +56,10 @@ pub struct Metrics {
     pub upstream_ejections: Family,
     /// Outbound requests a route's split sent to a subset, by service, route and subset.
     pub upstream_subset_requests: Family,
-    /// Mirrored copies, by service, route and result (`copied`, `skipped-body`,
-    /// `skipped-busy`, `no-endpoints`).
-    pub upstream_mirrors: Family,
+    /// Mirrored copies, by service, route and result (`copied`, `skipped-busy`,
+    /// `no-endpoints`, and `abandoned` for a copied body that could not keep up); shared with
+    /// the copies' tasks.
+    pub upstream_mirrors: std::sync::Arc<Family>,
     /// Inbound requests refused by a local rate limit, by route and limit.
     pub rate_limited: Family,
     /// Faults injected into inbound requests, by route and kind (`delay`, `abort`).

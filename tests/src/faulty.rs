@@ -49,6 +49,8 @@ struct State {
     posts: AtomicU64,
     /// Requests to paths other than `/healthz` (what callers sent, not health probes).
     calls: AtomicU64,
+    /// Bytes of request bodies received whole.
+    body_bytes: AtomicU64,
 }
 
 impl Drop for FaultyApp {
@@ -67,6 +69,7 @@ impl FaultyApp {
             requests: AtomicU64::new(0),
             posts: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
         });
         let shared = Arc::clone(&state);
         let body_name = name.to_owned();
@@ -117,6 +120,11 @@ impl FaultyApp {
     pub fn posts(&self) -> u64 {
         self.state.posts.load(Ordering::Relaxed)
     }
+
+    /// Bytes of request bodies received whole so far (a body that broke off counts nothing).
+    pub fn body_bytes(&self) -> u64 {
+        self.state.body_bytes.load(Ordering::Relaxed)
+    }
 }
 
 async fn answer(request: Request<Incoming>, state: &State, name: &str) -> Response<Full<Bytes>> {
@@ -128,7 +136,10 @@ async fn answer(request: Request<Incoming>, state: &State, name: &str) -> Respon
         state.posts.fetch_add(1, Ordering::Relaxed);
     }
     let behaviour = *state.behaviour.lock().unwrap();
-    let _ = request.into_body().collect().await;
+    if let Ok(body) = request.into_body().collect().await {
+        let len = u64::try_from(body.to_bytes().len()).unwrap_or(u64::MAX);
+        state.body_bytes.fetch_add(len, Ordering::Relaxed);
+    }
     let status = match behaviour {
         Behaviour::Ok => StatusCode::OK,
         Behaviour::Status(code) => StatusCode::from_u16(code).unwrap(),

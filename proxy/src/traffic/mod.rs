@@ -104,7 +104,7 @@ pub async fn send(
     service: &str,
     policy: &Policy,
     (all, subsets): (&Endpoints, &subsets::Subsets),
-    request: Request<Body>,
+    mut request: Request<Body>,
     metrics: &Metrics,
     trip: &mut Trip,
 ) -> Result<Response<Incoming>, ProxyError> {
@@ -128,8 +128,8 @@ pub async fn send(
         let endpoint = subsets
             .get(subset)
             .and_then(|e| e.pick(policy.settings.balancer, None, Instant::now()));
-        mirror::copy(
-            &request,
+        request = mirror::copy(
+            request,
             endpoint,
             &policy.mirrors,
             metrics,
