@@ -292,18 +292,22 @@ impl Mesh {
             policy_file.display()
         );
 
-        // The traffic settings, as version 1 (and kept for editing).
+        // The traffic settings, as version 1 (and kept for editing), applied on a client
+        // of its own while the proxies start: they take it with their first configuration
+        // or as an update, and the first flow waits for the frontend to have it.
         let traffic_file = dir.join("policies").join("traffic.yaml");
         std::fs::write(&traffic_file, TRAFFIC)?;
-        let traffic = client.post(
-            "/v1/traffic",
-            &json!({ "document": TRAFFIC, "file": "traffic.yaml" }),
+        let traffic_client = Client::new(
+            &setting("SIGNET_CP")?,
+            Some(setting("SIGNET_TOKEN")?),
+            std::fs::read_to_string(&ca)?,
         )?;
-        println!(
-            "  traffic         version {}: cart v2 canary at 10 %, a fault injected on the frontend's checkouts, from {}",
-            crate::cp::text(&traffic, "version"),
-            traffic_file.display()
-        );
+        let traffic_applied = std::thread::spawn(move || {
+            traffic_client.post(
+                "/v1/traffic",
+                &json!({ "document": TRAFFIC, "file": "traffic.yaml", "wait_seconds": 0 }),
+            )
+        });
 
         // The apps, then a proxy beside each, all starting at once.
         let apps = runtime.block_on(apps::start())?;
@@ -351,6 +355,14 @@ impl Mesh {
             .iter()
             .map(|spec| self.start_proxy(&join, spec))
             .collect::<anyhow::Result<_>>()?;
+        let traffic = traffic_applied
+            .join()
+            .map_err(|_| anyhow!("applying the traffic settings panicked"))??;
+        let traffic_version = crate::cp::text(&traffic, "version");
+        println!(
+            "  traffic         version {traffic_version}: cart v2 canary at 10 %, a fault injected on the frontend's checkouts, from {}",
+            traffic_file.display()
+        );
         let mut proxies = Vec::new();
         for (spec, index) in specs.iter().zip(started) {
             proxies.push(self.announced(index, spec.name)?);
@@ -403,6 +415,11 @@ impl Mesh {
         ];
 
         // Endpoints reach the callers' proxies once every proxy registered.
+        runtime.block_on(traffic::wait_for_traffic_version(
+            &frontend.admin,
+            &traffic_version,
+            Duration::from_secs(20),
+        ))?;
         runtime.block_on(traffic::wait_for_endpoints(&flows, Duration::from_secs(20)))?;
         println!();
         println!("Try, in another terminal, while this runs:");

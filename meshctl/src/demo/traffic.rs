@@ -247,6 +247,37 @@ async fn metrics(admin: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
 
+/// Waits until the proxy at `admin` applies traffic settings of `version` (or newer).
+pub(super) async fn wait_for_traffic_version(
+    admin: &str,
+    version: &str,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let wanted: u64 = version.parse().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let applied = metrics(admin)
+            .await
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("signet_proxy_traffic_version ")?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+            })
+            .unwrap_or(0);
+        if applied >= wanted {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the frontend's proxy never applied traffic version {version}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until every flow gets an answer from the destination's proxy (allowed or denied):
 /// then every proxy has registered and every caller knows its upstreams' endpoints.
 pub(super) async fn wait_for_endpoints(flows: &[Flow], within: Duration) -> anyhow::Result<()> {
