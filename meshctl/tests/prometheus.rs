@@ -143,7 +143,7 @@ fn deploy_monitoring_checks_out_and_a_real_prometheus_scrapes_the_demo() {
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    assert_eq!(proxies.len(), 3, "{proxies:?}");
+    assert_eq!(proxies.len(), 4, "{proxies:?}");
     assert!(!cp_metrics.is_empty());
 
     // Every name the dashboards and the alerts use is exposed, or recorded by a rule.
