@@ -20,6 +20,7 @@ pub mod netns;
 pub mod openbao;
 pub mod otlp;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod rsyslog;
 pub mod siem;

@@ -28,7 +28,7 @@ use crate::server::ca::Ca;
 use crate::server::hub::Hub;
 use crate::server::operators::{OperatorPolicies, admin_id, default_policies};
 use crate::server::rest::sha256;
-use crate::server::store::{SqliteStore, Store};
+use crate::server::store::{SqlStore, Store};
 
 /// The trust domain of a new data directory when none is given.
 pub const DEFAULT_TRUST_DOMAIN: &str = "signet.local";
@@ -134,21 +134,16 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
     let store: Arc<dyn Store> = match &options.store {
         None => {
             let path = dir.join("signet.db");
-            let store = SqliteStore::open(&path).await.map_err(|e| e.to_string())?;
+            let store = SqlStore::open(&path).await.map_err(|e| e.to_string())?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| format!("securing `{}`: {e}", path.display()))?;
             Arc::new(store)
         }
-        Some(url) if url.starts_with("sqlite:") => Arc::new(
-            SqliteStore::open_url(url)
+        Some(url) => Arc::new(
+            SqlStore::open_url(url)
                 .await
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| format!("--store {e}"))?,
         ),
-        Some(url) => {
-            return Err(format!(
-                "--store `{url}`: only sqlite: URLs are supported by this build"
-            ));
-        }
     };
 
     let operators_file = dir.join("operators.cedar");

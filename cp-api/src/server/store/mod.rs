@@ -15,9 +15,9 @@ use std::time::SystemTime;
 use signet_ca::BoxFuture;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 
-pub mod sqlite;
+pub mod sql;
 
-pub use sqlite::SqliteStore;
+pub use sql::{Dialect, SqlStore};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,8 @@
-//! The default store: one SQLite file, WAL mode, migrations embedded in the binary.
+//! The SQL store: one implementation for SQLite (the default: one file, WAL mode) and
+//! PostgreSQL (several control-plane replicas on one database), through sqlx's `Any` driver.
+//! Every statement is written in the SQL both accept (`ON CONFLICT` upserts, `RETURNING`,
+//! aliased subqueries, 64-bit integers throughout); where they differ, the [`Dialect`] says
+//! so, and each keeps its own migrations, embedded in the binary.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -7,10 +11,8 @@ use std::time::{Duration, SystemTime};
 use signet_ca::BoxFuture;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 use signet_spiffe::SpiffeId;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
 
 use super::{
     AuditQuery, AuditRow, DenyEntry, FetchedKeys, IssuedCertificate, Member, NewPolicyVersion,
@@ -18,8 +20,8 @@ use super::{
     StoreError, StoredAuthn, StoredFile, StoredTraffic, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
-/// Migrations in order; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[
+/// SQLite's migrations in order; each runs once, in its own transaction.
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_audit.sql")),
     (
@@ -53,7 +55,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
+/// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+
+/// Which SQL the database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn migrations(self) -> &'static [(i64, &'static str)] {
+        match self {
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+fn audit_row(r: &AnyRow) -> Result<AuditRow, StoreError> {
     Ok(AuditRow {
         id: r.try_get("id").map_err(backend)?,
         writer: r.try_get("writer").map_err(backend)?,
@@ -71,7 +95,7 @@ fn audit_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
     })
 }
 
-fn shadow_candidate(r: &sqlx::sqlite::SqliteRow) -> Result<ShadowCandidate, StoreError> {
+fn shadow_candidate(r: &AnyRow) -> Result<ShadowCandidate, StoreError> {
     let files: String = r.try_get("files").map_err(backend)?;
     Ok(ShadowCandidate {
         id: to_u64(r.try_get("id").map_err(backend)?),
@@ -82,6 +106,20 @@ fn shadow_candidate(r: &sqlx::sqlite::SqliteRow) -> Result<ShadowCandidate, Stor
         message: r.try_get("message").map_err(backend)?,
         files: serde_json::from_str(&files).map_err(backend)?,
     })
+}
+
+/// `url` with its password (if any) replaced, for messages.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -100,27 +138,38 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// The SQLite store.
+/// The SQL store.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and migrates it.
+/// Every SQLite connection: WAL with NORMAL, so every commit is atomic and survives a crash
+/// of the process (only a power loss can drop the last commits, never half of one; FULL
+/// would fsync every issuance record); foreign keys enforced; a writer waits up to 5 s for
+/// another's lock.
+const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         secure_files(path)?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL with NORMAL: every commit is atomic and survives a crash of the process;
-            // only a power loss can drop the last commits (never half of one). FULL would
-            // fsync every issuance record.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        Self::connect(options).await
+        // The URL's path is percent-decoded: escape what would end it or be read as an escape.
+        let escaped = path
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3F")
+            .replace('#', "%23");
+        let url = format!("sqlite://{escaped}?mode=rwc");
+        Self::connect(&url, Dialect::Sqlite).await
+    }
+
+    /// The dialect it speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 }
 
@@ -146,33 +195,66 @@ fn secure_files(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl SqliteStore {
-    /// Opens a `sqlite:` URL (`sqlite:///path/to/file.db`, `sqlite::memory:`).
+impl SqlStore {
+    /// Opens a `sqlite:` URL (`sqlite:///path/to/file.db`, `sqlite::memory:`) or a
+    /// `postgres://` one (`postgres://user:password@host:5432/signet?sslmode=verify-full&
+    /// sslrootcert=/etc/signet/db-ca.pem`), and migrates the database.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Backend(format!("`{url}`: {e}")))?
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        Self::connect(options).await
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else {
+            return Err(StoreError::Backend(format!(
+                "`{}`: a store is a sqlite: or postgres:// URL",
+                redacted(url)
+            )));
+        };
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains('?') && !url.contains(":memory:") => {
+                format!("{url}?mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        Self::connect(&url, dialect).await
     }
 
-    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+    async fn connect(url: &str, dialect: Dialect) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let mut options = AnyPoolOptions::new()
+            .max_connections(match dialect {
+                Dialect::Sqlite => 4,
+                Dialect::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10));
+        if dialect == Dialect::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(SQLITE_SETUP).execute(conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(url)
             .await
-            .map_err(backend)?;
-        let store = Self { pool };
+            .map_err(|e| StoreError::Backend(format!("`{}`: {e}", redacted(url))))?;
+        let store = Self { pool, dialect };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations \
-             (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        )
+        sqlx::raw_sql(match self.dialect {
+            Dialect::Sqlite => {
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            }
+            Dialect::Postgres => {
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+            }
+        })
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -181,13 +263,14 @@ impl SqliteStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(backend)?;
-        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        let migrations = self.dialect.migrations();
+        let newest = migrations.last().map_or(0, |(v, _)| *v);
         if applied > newest {
             return Err(StoreError::Backend(format!(
                 "the database is at schema version {applied}; this signet-cp knows up to {newest}"
             )));
         }
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        for (version, sql) in migrations.iter().filter(|(v, _)| *v > applied) {
             let mut tx = self.pool.begin().await.map_err(backend)?;
             sqlx::raw_sql(*sql)
                 .execute(&mut *tx)
@@ -222,7 +305,7 @@ impl SqliteStore {
     }
 }
 
-fn policy_version(r: &SqliteRow) -> Result<PolicyVersion, StoreError> {
+fn policy_version(r: &AnyRow) -> Result<PolicyVersion, StoreError> {
     Ok(PolicyVersion {
         version: to_u64(r.try_get("version").map_err(backend)?),
         hash: r.try_get("hash").map_err(backend)?,
@@ -245,7 +328,7 @@ fn policy_version(r: &SqliteRow) -> Result<PolicyVersion, StoreError> {
     })
 }
 
-fn token_record(r: &SqliteRow) -> Result<TokenRecord, TokenStoreError> {
+fn token_record(r: &AnyRow) -> Result<TokenRecord, TokenStoreError> {
     let hash: Vec<u8> = r.try_get("secret_sha256").map_err(token_backend)?;
     let spiffe_id: String = r.try_get("spiffe_id").map_err(token_backend)?;
     Ok(TokenRecord {
@@ -263,7 +346,7 @@ fn token_record(r: &SqliteRow) -> Result<TokenRecord, TokenStoreError> {
     })
 }
 
-fn certificate(r: &SqliteRow) -> Result<IssuedCertificate, StoreError> {
+fn certificate(r: &AnyRow) -> Result<IssuedCertificate, StoreError> {
     Ok(IssuedCertificate {
         serial: r.try_get("serial").map_err(backend)?,
         spiffe_id: r.try_get("spiffe_id").map_err(backend)?,
@@ -274,7 +357,7 @@ fn certificate(r: &SqliteRow) -> Result<IssuedCertificate, StoreError> {
     })
 }
 
-impl Store for SqliteStore {
+impl Store for SqlStore {
     fn apply_policies(&self, new: NewPolicyVersion) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             // BEGIN IMMEDIATE would be ideal; a write lock is taken by the first INSERT and
@@ -536,8 +619,9 @@ impl Store for SqliteStore {
     fn deny(&self, entry: DenyEntry) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(
-                "INSERT OR REPLACE INTO deny_list (kind, value, reason, created_at) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO deny_list (kind, value, reason, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (kind, value) DO UPDATE SET reason = excluded.reason, \
+                 created_at = excluded.created_at",
             )
             .bind(&entry.kind)
             .bind(&entry.value)
@@ -553,9 +637,14 @@ impl Store for SqliteStore {
     fn put_member(&self, member: Member) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(
-                "INSERT OR REPLACE INTO members (instance, spiffe_id, service, namespace, \
-                 endpoint, admin, serial, registered_at, weight, labels, service_address) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "INSERT INTO members (instance, spiffe_id, service, namespace, endpoint, admin, \
+                 serial, registered_at, weight, labels, service_address) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (instance) DO UPDATE SET spiffe_id = excluded.spiffe_id, \
+                 service = excluded.service, namespace = excluded.namespace, \
+                 endpoint = excluded.endpoint, admin = excluded.admin, serial = excluded.serial, \
+                 registered_at = excluded.registered_at, weight = excluded.weight, \
+                 labels = excluded.labels, service_address = excluded.service_address",
             )
             .bind(&member.instance)
             .bind(&member.spiffe_id)
@@ -631,8 +720,10 @@ impl Store for SqliteStore {
             }
             let labels = serde_json::to_string(&entry.labels).map_err(backend)?;
             sqlx::query(
-                "INSERT OR REPLACE INTO service_labels (namespace, name, labels, updated_at, \
-                 author) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO service_labels (namespace, name, labels, updated_at, author) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name) DO UPDATE SET \
+                 labels = excluded.labels, updated_at = excluded.updated_at, \
+                 author = excluded.author",
             )
             .bind(&entry.namespace)
             .bind(&entry.name)
@@ -697,9 +788,10 @@ impl Store for SqliteStore {
             let mut tx = self.pool.begin().await.map_err(backend)?;
             for r in &rows {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO audit_records (writer, seq, time, type, decision, \
-                     action, principal, resource, path, policies, line, candidate) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO audit_records (writer, seq, time, type, decision, action, \
+                     principal, resource, path, policies, line, candidate) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     ON CONFLICT (writer, seq) DO NOTHING",
                 )
                 .bind(&r.writer)
                 .bind(to_i64(r.seq))
@@ -730,7 +822,7 @@ impl Store for SqliteStore {
                  AND ($3 IS NULL OR principal = $3) AND ($4 IS NULL OR resource = $4) \
                  AND ($5 IS NULL OR ',' || policies || ',' LIKE '%,' || $5 || ',%') \
                  AND ($6 IS NULL OR time >= $6) AND ($7 IS NULL OR time <= $7) \
-                 ORDER BY id DESC LIMIT $8) ORDER BY id";
+                 ORDER BY id DESC LIMIT $8) AS newest ORDER BY id";
             const OLDEST: &str = "SELECT id, writer, seq, time, type, decision, action, \
                  principal, resource, path, policies, line, candidate FROM audit_records \
                  WHERE id > $1 AND ($2 IS NULL OR (decision = $2 AND type <> 'shadow')) \
@@ -879,7 +971,7 @@ impl Store for SqliteStore {
                 "SELECT id, writer, seq, time, type, decision, action, principal, resource, path, \
                  policies, line, candidate FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY \
                  principal, resource, action, decision ORDER BY id DESC) AS nth \
-                 FROM audit_records WHERE candidate = $1 AND time >= $2) WHERE nth <= $3 \
+                 FROM audit_records WHERE candidate = $1 AND time >= $2) AS flows WHERE nth <= $3 \
                  ORDER BY id",
             )
             .bind(hash)
@@ -1036,8 +1128,9 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(
-                "INSERT OR REPLACE INTO authn_keys (provider, jwks, fetched_at) \
-                 VALUES ($1, $2, $3)",
+                "INSERT INTO authn_keys (provider, jwks, fetched_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (provider) DO UPDATE SET jwks = excluded.jwks, \
+                 fetched_at = excluded.fetched_at",
             )
             .bind(&provider)
             .bind(&jwks)
@@ -1059,7 +1152,7 @@ impl Store for SqliteStore {
             .bind(&action.principal)
             .bind(&action.action)
             .bind(&action.target)
-            .bind(action.allowed)
+            .bind(i64::from(action.allowed))
             .bind(&action.detail)
             .execute(&self.pool)
             .await
@@ -1091,7 +1184,7 @@ impl Store for SqliteStore {
                         principal: r.try_get("principal").map_err(backend)?,
                         action: r.try_get("action").map_err(backend)?,
                         target: r.try_get("target").map_err(backend)?,
-                        allowed: r.try_get("allowed").map_err(backend)?,
+                        allowed: r.try_get::<i64, _>("allowed").map_err(backend)? != 0,
                         detail: r.try_get("detail").map_err(backend)?,
                     })
                 })
@@ -1101,5 +1194,5 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-#[path = "sqlite_tests.rs"]
+#[path = "sql_tests.rs"]
 mod tests;
