@@ -50,6 +50,12 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   apt_install prometheus
 fi
 
+# PostgreSQL (Debian's `postgresql`): the store's conformance suite and a control plane on
+# PostgreSQL run against a real server each test makes with initdb and pg_ctl.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt_install postgresql
+fi
+
 # Transparent interception is tested with the real firewall tools in network namespaces the
 # tests make (iproute2's `ip netns`): nftables, iptables, and curl as the unmodified app.
 if ! command -v nft >/dev/null || ! command -v iptables-restore >/dev/null \

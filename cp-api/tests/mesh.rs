@@ -1166,3 +1166,63 @@ async fn two_instances_of_a_service_ship_two_chains_and_both_are_kept() {
     }
     drop(second);
 }
+
+/// The whole path on PostgreSQL: a control plane with `--store postgres://`, proxies joining
+/// it, policies applied and enforced, and everything still there after the control plane
+/// restarts; a store URL it cannot use is one line and exit 1.
+#[tokio::test]
+async fn a_control_plane_on_postgres_runs_the_mesh_and_keeps_its_state_across_restarts() {
+    let server = signet_tests::postgres::Postgres::start();
+    let url = server.database();
+    let mut mesh = Mesh::start(&["--store", &url]).await;
+    assert_eq!(mesh.call("/api/items").await.0, 200);
+    assert_eq!(mesh.call("/admin").await.0, 403);
+    let file = mesh.dir.path().join("v2.cedar");
+    std::fs::write(&file, policies("/*")).unwrap();
+    mesh.cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "-m",
+        "wider",
+        "--allow-widening",
+    ]);
+    mesh.wait_for(200, "/admin", Duration::from_secs(10)).await;
+
+    mesh.cp.stop();
+    mesh.cp.restart();
+    let history = mesh.cp.meshctl_ok(&["authz", "history", "-o", "json"]);
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    let versions: Vec<u64> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["version"].as_u64())
+        .collect();
+    assert_eq!(versions, [2, 1], "{history}");
+    // The proxies' registrations were kept in the database too.
+    let services = mesh.cp.meshctl_ok(&["services", "list", "-o", "json"]);
+    assert!(services.contains("\"cart\""), "{services}");
+
+    let bad = std::process::Command::new(workspace_binary("signet-cp"))
+        .args(["--data-dir"])
+        .arg(mesh.dir.path().join("other"))
+        .args([
+            "--store",
+            &format!(
+                "postgres://signet:secret@127.0.0.1:{}/nosuchdb",
+                server.port
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("nosuchdb"), "{stderr}");
+    assert!(
+        !stderr.contains("secret"),
+        "the password is never shown: {stderr}"
+    );
+}

@@ -27,14 +27,11 @@ fn bin_dir() -> PathBuf {
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     versions.sort();
-    let bin = versions
+    versions
         .pop()
         .map(|v| v.join("bin"))
         .filter(|b| b.join("initdb").is_file())
-        .expect(
-            "PostgreSQL's binaries under /usr/lib/postgresql (./scripts/test.sh installs them)",
-        );
-    bin
+        .expect("PostgreSQL's binaries under /usr/lib/postgresql (./scripts/test.sh installs them)")
 }
 
 fn is_root() -> bool {

@@ -129,8 +129,7 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
         default_ttl: options.svid_ttl,
         ..SvidProfile::default()
     };
-    let ca = Arc::new(Ca::open(&dir.join("ca"), &td, profile).await?);
-
+    // The store first: a database that cannot be used leaves no CA behind in the directory.
     let store: Arc<dyn Store> = match &options.store {
         None => {
             let path = dir.join("signet.db");
@@ -142,9 +141,10 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
         Some(url) => Arc::new(
             SqlStore::open_url(url)
                 .await
-                .map_err(|e| format!("--store {e}"))?,
+                .map_err(|e| format!("--store: {e}"))?,
         ),
     };
+    let ca = Arc::new(Ca::open(&dir.join("ca"), &td, profile).await?);
 
     let operators_file = dir.join("operators.cedar");
     if !operators_file.exists() {

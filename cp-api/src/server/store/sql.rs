@@ -126,6 +126,12 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Whether `e` is a unique-key violation (the other writer won).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
 fn token_backend(e: impl std::fmt::Display) -> TokenStoreError {
     TokenStoreError(e.to_string())
 }
@@ -235,10 +241,13 @@ impl SqlStore {
                 })
             });
         }
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|e| StoreError::Backend(format!("`{}`: {e}", redacted(url))))?;
+        let pool = options.connect(url).await.map_err(|e| {
+            // The server's own words, without the wrapping and source positions.
+            let why = e
+                .as_database_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            StoreError::Backend(format!("`{}`: {why}", redacted(url)))
+        })?;
         let store = Self { pool, dialect };
         store.migrate().await?;
         Ok(store)
@@ -377,6 +386,8 @@ impl Store for SqlStore {
                 });
             }
             let version = latest + 1;
+            // Another replica may take the same version between the read and the insert: the
+            // key refuses the second, which is then told what the latest version is.
             sqlx::query(
                 "INSERT INTO policy_versions \
                  (version, hash, policies, created_at, author, message, rolled_back_from, \
@@ -393,7 +404,16 @@ impl Store for SqlStore {
             .bind(new.narrowed.map(to_i64))
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict {
+                        expected: new.expected.unwrap_or(to_u64(latest)),
+                        latest: to_u64(version),
+                    }
+                } else {
+                    backend(e)
+                }
+            })?;
             for (position, file) in new.files.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO policy_files (version, position, name, text) \

@@ -471,3 +471,48 @@ async fn authn_and_traffic_versions_count_up_and_keys_are_replaced(backend: &Bac
         (1, "t1", 3)
     );
 }
+
+/// Two replicas on one PostgreSQL database race: to apply a policy version on top of the
+/// same one, and to redeem the same join token. Exactly one wins each; the loser of the
+/// apply is told the version moved (a 409 at the API).
+#[tokio::test]
+async fn two_replicas_racing_on_postgres_exactly_one_wins() {
+    let server = signet_tests::postgres::Postgres::start();
+    let url = server.database();
+    let (a, b) = (
+        SqlStore::open_url(&url).await.unwrap(),
+        SqlStore::open_url(&url).await.unwrap(),
+    );
+    for round in 0..20u64 {
+        let (x, y) = tokio::join!(
+            a.apply_policies(version(&[("a.cedar", "A")], Some(round))),
+            b.apply_policies(version(&[("b.cedar", "B")], Some(round))),
+        );
+        let (won, lost) = match (x, y) {
+            (Ok(v), Err(e)) | (Err(e), Ok(v)) => (v, e),
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert_eq!(won, round + 1);
+        assert!(
+            matches!(lost, StoreError::Conflict { latest, .. } if latest == round + 1),
+            "round {round}: {lost}"
+        );
+    }
+    let tokens_a =
+        signet_ca::JoinTokens::new(crate::server::identity::Tokens(std::sync::Arc::new(a)));
+    let tokens_b =
+        signet_ca::JoinTokens::new(crate::server::identity::Tokens(std::sync::Arc::new(b)));
+    let id: SpiffeId = "spiffe://t.test/ns/shop/sa/cart".parse().unwrap();
+    for _ in 0..20 {
+        let new = tokens_a
+            .create(id.clone(), std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let (x, y) = tokio::join!(tokens_a.redeem(&new.token), tokens_b.redeem(&new.token));
+        assert_eq!(
+            usize::from(x.is_ok()) + usize::from(y.is_ok()),
+            1,
+            "{x:?} {y:?}"
+        );
+    }
+}
