@@ -311,35 +311,55 @@ impl Hub {
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
         };
-        if let Some((meta, files)) = hub.store.latest_policies().await? {
-            hub.publish_policies(meta, files)?;
+        hub.follow_store().await?;
+        hub.restore_members().await?;
+        Ok(hub)
+    }
+
+    /// Brings what this control plane distributes up to what the store holds: policies, the
+    /// shadow candidate, traffic settings, end-user authentication, the deny-list and
+    /// service labels, each published only if it differs from what is in force. Run at
+    /// start, and whenever the store's change feed moves (another replica wrote).
+    pub async fn follow_store(&self) -> Result<(), HubError> {
+        if let Some((meta, files)) = self.store.latest_policies().await? {
+            let current = self.applied().meta.as_ref().map(|m| m.version);
+            if current != Some(meta.version) {
+                self.publish_policies(meta, files)?;
+            }
         }
-        if let Some(candidate) = hub.store.current_shadow().await? {
-            let bundle = bundle_of(&candidate.files, candidate.id).map_err(|problems| {
-                HubError::Invalid {
-                    version: candidate.id,
-                    problems: format!("(shadow candidate) {problems}"),
+        let candidate = self.store.current_shadow().await?;
+        let current = self.shadow().as_ref().as_ref().map(|s| s.meta.id);
+        if candidate.as_ref().map(|c| c.id) != current {
+            let shadowed = match candidate {
+                Some(candidate) => {
+                    let bundle = bundle_of(&candidate.files, candidate.id).map_err(|problems| {
+                        HubError::Invalid {
+                            version: candidate.id,
+                            problems: format!("(shadow candidate) {problems}"),
+                        }
+                    })?;
+                    Some((candidate, bundle))
                 }
-            })?;
-            hub.publish_shadow(Some((candidate, bundle)));
+                None => None,
+            };
+            self.publish_shadow(shadowed);
         }
-        if let Some(stored) = hub.store.traffic_versions(None, 1).await?.pop() {
+        if let Some(stored) = self.store.traffic_versions(None, 1).await?.pop()
+            && stored.version != self.traffic().version
+        {
             let doc =
                 signet_traffic::load(&stored.doc, "traffic").map_err(|e| HubError::Invalid {
                     version: stored.version,
                     problems: format!("(traffic) {e}"),
                 })?;
-            write(
-                &hub.traffic,
-                Arc::new(TrafficState {
-                    version: stored.version,
-                    doc,
-                    author: stored.author,
-                    applied_at: stored.created_at,
-                }),
-            );
+            self.publish_traffic(TrafficState {
+                version: stored.version,
+                doc,
+                author: stored.author,
+                applied_at: stored.created_at,
+            });
         }
-        if let Some(stored) = hub.store.latest_authn().await? {
+        if let Some(stored) = self.store.latest_authn().await? {
             let version = stored.version;
             let doc: crate::server::authn::AuthnDoc =
                 serde_json::from_str(&stored.doc).map_err(|e| HubError::Invalid {
@@ -348,34 +368,36 @@ impl Hub {
                 })?;
             let mut keys = doc.inline_keys();
             let mut fetched_at = BTreeMap::new();
-            for fetched in hub.store.authn_keys().await? {
+            for fetched in self.store.authn_keys().await? {
                 keys.insert(fetched.provider.clone(), fetched.jwks);
                 fetched_at.insert(fetched.provider, fetched.fetched_at);
             }
-            write(
-                &hub.authn,
-                Arc::new(AuthnState {
+            let current = self.authn();
+            if current.version != version || current.keys != keys {
+                self.publish_authn(AuthnState {
                     version,
                     doc: Some(doc),
                     author: stored.author,
                     applied_at: stored.created_at,
                     keys,
                     fetched_at,
-                    fetch_errors: BTreeMap::new(),
-                }),
-            );
+                    fetch_errors: current.fetch_errors.clone(),
+                });
+            }
         }
-        hub.reload_deny_list().await?;
-        hub.restore_members().await?;
-        let labels = hub
+        self.reload_deny_list().await?;
+        let labels: BTreeMap<ServiceRef, BTreeMap<String, String>> = self
             .store
             .service_labels()
             .await?
             .into_iter()
             .map(|l| (ServiceRef::new(l.name, l.namespace), l.labels))
             .collect();
-        write(&hub.labels, Arc::new(labels));
-        Ok(hub)
+        if *read(&self.labels) != labels {
+            write(&self.labels, Arc::new(labels));
+            self.changed();
+        }
+        Ok(())
     }
 
     /// The labels of `service`.

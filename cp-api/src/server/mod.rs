@@ -14,6 +14,7 @@ pub mod authn;
 pub mod bootstrap;
 pub mod ca;
 pub mod config_watch;
+pub mod feed;
 pub mod hub;
 pub mod identity;
 pub mod metrics;
@@ -260,6 +261,23 @@ pub async fn start(options: Options) -> Result<Running, String> {
             shutdown.subscribe(),
         ));
     }
+
+    // Other replicas' writes reach this one's proxies through the store's change feed.
+    let seen = hub
+        .store
+        .latest_change()
+        .await
+        .map_err(|e| format!("reading the change feed: {e}"))?;
+    let database_url = options
+        .store
+        .clone()
+        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+    tokio::spawn(feed::follow(
+        Arc::clone(&hub),
+        seen,
+        database_url,
+        shutdown.subscribe(),
+    ));
 
     // Endpoints of proxies that stopped heartbeating leave the registry.
     let expiry_hub = Arc::clone(&hub);

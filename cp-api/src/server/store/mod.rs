@@ -400,6 +400,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Vec<StoredTraffic>, StoreError>>;
 
     /// Records an operator action.
+    /// The change feed's newest sequence number: it moves with every write other replicas
+    /// must follow (policies, shadow candidates, traffic, authn, labels, the deny-list).
+    fn latest_change(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The latest `limit` operator actions before position `before` (all, if `None`), newest
     /// first.

@@ -53,13 +53,27 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/sqlite/0010_member_service_address.sql"),
     ),
+    (
+        11,
+        include_str!("../../../migrations/sqlite/0011_changes.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_changes.sql"),
+    ),
+];
+
+/// The channel PostgreSQL notifies on each change (the feed's rows are the truth; the
+/// notification only wakes the replicas).
+pub const CHANGES_CHANNEL: &str = "signet_changes";
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +138,29 @@ fn redacted(url: &str) -> String {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// Records a change of `kind` in the feed, in the transaction that makes it.
+async fn note_change(
+    dialect: Dialect,
+    conn: &mut sqlx::AnyConnection,
+    kind: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO changes (kind, at) VALUES ($1, $2)")
+        .bind(kind)
+        .bind(unix_ms(SystemTime::now()))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(kind)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Whether `e` is a unique-key violation (the other writer won).
@@ -427,6 +464,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(backend)?;
             }
+            note_change(self.dialect, &mut tx, "policies").await?;
             tx.commit().await.map_err(backend)?;
             Ok(to_u64(version))
         })
@@ -638,6 +676,7 @@ impl Store for SqlStore {
 
     fn deny(&self, entry: DenyEntry) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
             sqlx::query(
                 "INSERT INTO deny_list (kind, value, reason, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (kind, value) DO UPDATE SET reason = excluded.reason, \
@@ -647,10 +686,11 @@ impl Store for SqlStore {
             .bind(&entry.value)
             .bind(&entry.reason)
             .bind(entry.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            Ok(())
+            note_change(self.dialect, &mut tx, "deny").await?;
+            tx.commit().await.map_err(backend)
         })
     }
 
@@ -729,14 +769,16 @@ impl Store for SqlStore {
 
     fn put_service_labels(&self, entry: ServiceLabels) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
             if entry.labels.is_empty() {
                 sqlx::query("DELETE FROM service_labels WHERE namespace = $1 AND name = $2")
                     .bind(&entry.namespace)
                     .bind(&entry.name)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
-                return Ok(());
+                note_change(self.dialect, &mut tx, "labels").await?;
+                return tx.commit().await.map_err(backend);
             }
             let labels = serde_json::to_string(&entry.labels).map_err(backend)?;
             sqlx::query(
@@ -750,10 +792,11 @@ impl Store for SqlStore {
             .bind(labels)
             .bind(entry.updated_at)
             .bind(&entry.author)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            Ok(())
+            note_change(self.dialect, &mut tx, "labels").await?;
+            tx.commit().await.map_err(backend)
         })
     }
 
@@ -892,6 +935,7 @@ impl Store for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
+            note_change(self.dialect, &mut tx, "shadow").await?;
             tx.commit().await.map_err(backend)?;
             Ok(ShadowCandidate {
                 id: to_u64(id),
@@ -926,6 +970,7 @@ impl Store for SqlStore {
         outcome: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
             let done = sqlx::query(
                 "UPDATE shadow_candidates SET ended_at = $1, outcome = $2 \
                  WHERE id = $3 AND ended_at IS NULL",
@@ -933,10 +978,15 @@ impl Store for SqlStore {
             .bind(unix_ms(SystemTime::now()))
             .bind(outcome)
             .bind(to_i64(id))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            Ok(done.rows_affected() == 1)
+            let ended = done.rows_affected() == 1;
+            if ended {
+                note_change(self.dialect, &mut tx, "shadow").await?;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(ended)
         })
     }
 
@@ -1039,6 +1089,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(backend)?;
             }
+            note_change(self.dialect, &mut tx, "authn").await?;
             tx.commit().await.map_err(backend)?;
             Ok(to_u64(version))
         })
@@ -1052,6 +1103,7 @@ impl Store for SqlStore {
         rollback_of: Option<u64>,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
             let version: i64 = sqlx::query_scalar(
                 "INSERT INTO traffic_versions (version, doc, author, created_at, changes, rollback_of) \
                  SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4, $5 FROM traffic_versions \
@@ -1062,9 +1114,11 @@ impl Store for SqlStore {
             .bind(unix_ms(SystemTime::now()))
             .bind(i64::try_from(changes).unwrap_or(i64::MAX))
             .bind(rollback_of.and_then(|v| i64::try_from(v).ok()))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
+            note_change(self.dialect, &mut tx, "traffic").await?;
+            tx.commit().await.map_err(backend)?;
             Ok(to_u64(version))
         })
     }
@@ -1147,6 +1201,7 @@ impl Store for SqlStore {
         jwks: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
             sqlx::query(
                 "INSERT INTO authn_keys (provider, jwks, fetched_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (provider) DO UPDATE SET jwks = excluded.jwks, \
@@ -1155,10 +1210,21 @@ impl Store for SqlStore {
             .bind(&provider)
             .bind(&jwks)
             .bind(unix_ms(SystemTime::now()))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            Ok(())
+            note_change(self.dialect, &mut tx, "authn").await?;
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn latest_change(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM changes")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+            Ok(to_u64(seq))
         })
     }
 

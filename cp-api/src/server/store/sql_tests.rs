@@ -62,6 +62,7 @@ conformance!(
     shadow_candidates_replace_each_other_and_report_their_flows,
     deny_entries_certificates_and_actions_are_kept,
     authn_and_traffic_versions_count_up_and_keys_are_replaced,
+    the_change_feed_moves_with_every_write_replicas_follow,
 );
 
 fn version(files: &[(&str, &str)], expected: Option<u64>) -> NewPolicyVersion {
@@ -515,4 +516,73 @@ async fn two_replicas_racing_on_postgres_exactly_one_wins() {
             "{x:?} {y:?}"
         );
     }
+}
+
+async fn the_change_feed_moves_with_every_write_replicas_follow(backend: &Backend) {
+    let store = backend.open().await;
+    let author = "spiffe://t.test/signet/operator/admin".to_owned();
+    let mut seen = store.latest_change().await.unwrap();
+    let mut moved = |now: u64, what: &str| {
+        assert!(now > seen, "{what} did not move the feed ({seen} -> {now})");
+        seen = now;
+    };
+    store
+        .apply_policies(version(&[("a.cedar", "A")], Some(0)))
+        .await
+        .unwrap();
+    moved(store.latest_change().await.unwrap(), "a policy version");
+    store
+        .deny(DenyEntry {
+            kind: "serial".to_owned(),
+            value: "0a".to_owned(),
+            reason: String::new(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    moved(store.latest_change().await.unwrap(), "a deny");
+    store
+        .put_traffic("t".into(), author.clone(), 1, None)
+        .await
+        .unwrap();
+    moved(store.latest_change().await.unwrap(), "traffic");
+    store
+        .put_authn("a".into(), author.clone(), Vec::new())
+        .await
+        .unwrap();
+    moved(store.latest_change().await.unwrap(), "authn");
+    store
+        .put_authn_key("corp".into(), "{}".into())
+        .await
+        .unwrap();
+    moved(store.latest_change().await.unwrap(), "a fetched key");
+    let labels = crate::server::store::ServiceLabels {
+        namespace: "shop".into(),
+        name: "cart".into(),
+        labels: [("tier".to_owned(), "api".to_owned())].into(),
+        updated_at: 1,
+        author: author.clone(),
+    };
+    store.put_service_labels(labels).await.unwrap();
+    moved(store.latest_change().await.unwrap(), "labels");
+    let shadow = store
+        .install_shadow(NewShadow {
+            hash: "h".into(),
+            policies: 0,
+            author: author.clone(),
+            message: String::new(),
+            files: Vec::new(),
+        })
+        .await
+        .unwrap();
+    moved(store.latest_change().await.unwrap(), "a shadow candidate");
+    assert!(store.end_shadow(shadow.id, "cleared").await.unwrap());
+    moved(store.latest_change().await.unwrap(), "clearing it");
+    // What other replicas need not follow leaves the feed alone.
+    assert!(!store.end_shadow(shadow.id, "cleared").await.unwrap());
+    store
+        .index_audit(vec![audit_row("w", 1, "allow", "p", "")])
+        .await
+        .unwrap();
+    assert_eq!(store.latest_change().await.unwrap(), seen);
 }
