@@ -1,0 +1,181 @@
+//! Two `signet-cp` replicas on one real PostgreSQL database: what an operator does through
+//! one is enforced by proxies connected to the other (through the store's change feed), and
+//! a join token minted on one is redeemable exactly once across both. Until the CA's
+//! material moves into the database, the second replica's data directory starts as a copy
+//! of the first's CA and operator credentials.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is the test failing"
+)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use signet_tests::app::EchoApp;
+use signet_tests::client::Http;
+use signet_tests::control::{ControlPlane, workspace_binary};
+use signet_tests::mesh::{CART, FRONTEND, TD, policies, proxy_toml};
+use signet_tests::postgres::Postgres;
+use signet_tests::process::ProxyProcess;
+
+/// Copies what the replicas must share until it lives in the database.
+fn share_identity(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("ca")).unwrap();
+    for entry in std::fs::read_dir(from.join("ca")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join("ca").join(entry.file_name())).unwrap();
+    }
+    for file in ["admin.token", "operators.cedar", "bundle.pem"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+}
+
+async fn status(port: std::net::SocketAddr, path: &str) -> u16 {
+    let attempt = async {
+        let mut http = Http::h1(port).await;
+        http.get("cart", path, &[]).await.status.as_u16()
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .unwrap_or(0)
+}
+
+async fn wait_for(port: std::net::SocketAddr, path: &str, want: u16) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = status(port, path).await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{path}: {got}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn what_one_replica_applies_the_proxies_of_another_enforce() {
+    let server = Postgres::start();
+    let url = server.database();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--store",
+        &url,
+        "--trust-domain",
+        TD,
+        "--heartbeat-interval",
+        "1s",
+    ];
+    let a = ControlPlane::start(&dir.path().join("a"), &args);
+    share_identity(&dir.path().join("a"), &dir.path().join("b"));
+    let b = ControlPlane::start(&dir.path().join("b"), &args);
+
+    // Policies applied through A; the proxies join B, with tokens minted on A.
+    let file = dir.path().join("v1.cedar");
+    std::fs::write(&file, policies("/api/*")).unwrap();
+    a.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "-m",
+        "first",
+        "--allow-widening",
+    ]);
+    let app = EchoApp::start().await;
+    let proxy = workspace_binary("signet-proxy");
+    let cart_token = a.token(CART);
+    let _cart = ProxyProcess::start(
+        &proxy,
+        dir.path(),
+        "cart",
+        &proxy_toml(&b, "cart", Some(&cart_token), app.addr, &[]),
+    );
+    let frontend = ProxyProcess::start(
+        &proxy,
+        dir.path(),
+        "frontend",
+        &proxy_toml(
+            &b,
+            "frontend",
+            Some(&a.token(FRONTEND)),
+            app.addr,
+            &["cart"],
+        ),
+    );
+    let to_cart = frontend.outbound["cart"];
+    wait_for(to_cart, "/api/items", 200).await;
+    assert_eq!(status(to_cart, "/admin").await, 403);
+
+    // A wider version applied on A reaches B's proxies through the change feed.
+    std::fs::write(&file, policies("/*")).unwrap();
+    a.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "-m",
+        "wider",
+        "--allow-widening",
+    ]);
+    let took = wait_for(to_cart, "/admin", 200).await;
+    eprintln!("applied on A, enforced by B's proxies after {took:?}");
+    let history = b.meshctl_ok(&["authz", "history", "-o", "json"]);
+    assert!(history.contains("\"wider\""), "{history}");
+
+    // Traffic settings applied on B are what A serves too.
+    let traffic = dir.path().join("traffic.yaml");
+    std::fs::write(
+        &traffic,
+        "services:\n  - service: cart\n    routes:\n      - name: all\n        timeout: 2s\n",
+    )
+    .unwrap();
+    b.meshctl_ok(&["traffic", "apply", "-f", traffic.to_str().unwrap()]);
+    let started = Instant::now();
+    loop {
+        let got = a.meshctl_ok(&["traffic", "get"]);
+        if got.contains("2s") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{got}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The cart's token, redeemed through B, is spent for A too.
+    let out = a.meshctl(&[
+        "identity",
+        "issue",
+        "--spiffe-id",
+        CART,
+        "--join-token",
+        &cart_token,
+        "--out",
+        dir.path().join("again").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already"), "{stderr}");
+
+    // A deny through A: B's proxies refuse the frontend's identity.
+    a.meshctl_ok(&[
+        "identity",
+        "deny",
+        "--spiffe-id",
+        FRONTEND,
+        "--reason",
+        "test",
+        "--wait",
+        "0s",
+    ]);
+    let started = Instant::now();
+    while status(to_cart, "/api/items").await == 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the deny never reached B's proxies"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
