@@ -1,6 +1,8 @@
-//! Two `signet-cp` replicas on one real PostgreSQL database: what an operator does through
-//! one is enforced by proxies connected to the other (through the store's change feed), and
-//! a join token minted on one is redeemable exactly once across both. Until the CA's
+//! Two `signet-cp` replicas on one real PostgreSQL database: the cart's proxy follows one,
+//! the frontend's the other. Each replica serves the endpoints the other registered (the
+//! registry is shared through leases in the store), what an operator does through one is
+//! enforced by proxies connected to the other (the store's change feed), and a join token
+//! minted on one is redeemable exactly once across both. Until the CA's
 //! material moves into the database, the second replica's data directory starts as a copy
 //! of the first's CA and operator credentials.
 
@@ -57,7 +59,7 @@ async fn wait_for(port: std::net::SocketAddr, path: &str, want: u16) -> Duration
 }
 
 #[tokio::test]
-async fn what_one_replica_applies_the_proxies_of_another_enforce() {
+async fn two_replicas_share_the_registry_and_what_either_applies() {
     let server = Postgres::start();
     let url = server.database();
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +75,8 @@ async fn what_one_replica_applies_the_proxies_of_another_enforce() {
     share_identity(&dir.path().join("a"), &dir.path().join("b"));
     let b = ControlPlane::start(&dir.path().join("b"), &args);
 
-    // Policies applied through A; the proxies join B, with tokens minted on A.
+    // Policies applied through A; the cart joins B with a token minted on A, the frontend
+    // joins A.
     let file = dir.path().join("v1.cedar");
     std::fs::write(&file, policies("/api/*")).unwrap();
     a.meshctl_ok(&[
@@ -99,7 +102,7 @@ async fn what_one_replica_applies_the_proxies_of_another_enforce() {
         dir.path(),
         "frontend",
         &proxy_toml(
-            &b,
+            &a,
             "frontend",
             Some(&a.token(FRONTEND)),
             app.addr,
@@ -107,8 +110,17 @@ async fn what_one_replica_applies_the_proxies_of_another_enforce() {
         ),
     );
     let to_cart = frontend.outbound["cart"];
-    wait_for(to_cart, "/api/items", 200).await;
+    // The frontend's proxy learns from A the cart's endpoint registered at B.
+    let took = wait_for(to_cart, "/api/items", 200).await;
+    eprintln!("the cart, registered at B, was reachable through A after {took:?}");
     assert_eq!(status(to_cart, "/admin").await, 403);
+    for replica in [&a, &b] {
+        let proxies = replica.meshctl_ok(&["proxies", "list", "-o", "json"]);
+        assert!(
+            proxies.contains(CART) && proxies.contains(FRONTEND),
+            "every replica lists every proxy: {proxies}"
+        );
+    }
 
     // A wider version applied on A reaches B's proxies through the change feed.
     std::fs::write(&file, policies("/*")).unwrap();
@@ -122,7 +134,7 @@ async fn what_one_replica_applies_the_proxies_of_another_enforce() {
         "--allow-widening",
     ]);
     let took = wait_for(to_cart, "/admin", 200).await;
-    eprintln!("applied on A, enforced by B's proxies after {took:?}");
+    eprintln!("applied on A, enforced by the cart's proxy (on B) after {took:?}");
     let history = b.meshctl_ok(&["authz", "history", "-o", "json"]);
     assert!(history.contains("\"wider\""), "{history}");
 
@@ -159,7 +171,7 @@ async fn what_one_replica_applies_the_proxies_of_another_enforce() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("already"), "{stderr}");
 
-    // A deny through A: B's proxies refuse the frontend's identity.
+    // A deny through A: the cart's proxy (on B) refuses the frontend's identity.
     a.meshctl_ok(&[
         "identity",
         "deny",

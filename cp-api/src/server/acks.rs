@@ -4,7 +4,8 @@
 //! may be disconnected, or may refuse what it received. `meshctl authz apply` and
 //! `meshctl identity deny` therefore wait (up to a deadline) for the proxies' own reports,
 //! which arrive with the heartbeat a proxy sends as soon as it applied a change, and say
-//! which proxies have not caught up instead of claiming success.
+//! which proxies have not caught up instead of claiming success. With several replicas,
+//! each waits for the proxies connected to it.
 
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ pub async fn wait(
     let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
     // Who was registered when the change was made: one that leaves the registry while we
     // wait (its heartbeats stopped) did not enforce the change, and is reported.
+    // Only this replica's proxies report their versions here: those of another replica
+    // follow the change through the store's feed, and that replica's own waits see them.
+    let counts = |p: &ProxyEntry| p.local && counts(p);
     let at_start: Vec<ProxyEntry> = hub.proxies().into_iter().filter(&counts).collect();
     loop {
         // Listen before looking, so a report landing in between is not missed.

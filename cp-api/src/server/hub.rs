@@ -88,6 +88,9 @@ pub struct ProxyEntry {
     pub registered_at: SystemTime,
     pub last_seen: SystemTime,
     seen: Instant,
+    /// Registered or heartbeating here; otherwise known from another replica's lease in the
+    /// store (and dropped when that lease lapses).
+    pub local: bool,
 }
 
 /// An entry reads as its registration: `entry.service`, `entry.spiffe_id`, ...
@@ -133,6 +136,9 @@ pub struct Hub {
     /// Woken by every registration and heartbeat: what waits for proxies to acknowledge a
     /// version looks again.
     reports: tokio::sync::Notify,
+    /// Leases renewed by heartbeats since the last [`Hub::sync_registry`]: instance -> (unix
+    /// ms, app health).
+    renewals: Mutex<HashMap<String, (i64, i32)>>,
 }
 
 /// Most proxy instances one identity may register: one identity's proxies cannot crowd the
@@ -174,6 +180,8 @@ impl Registration {
             admin: self.admin.clone(),
             serial: self.serial.clone(),
             registered_at: crate::server::store::unix_ms(registered_at),
+            last_seen: crate::server::store::unix_ms(SystemTime::now()),
+            app_health: 0,
         }
     }
 
@@ -310,6 +318,7 @@ impl Hub {
             labels: RwLock::new(Arc::new(BTreeMap::new())),
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
+            renewals: Mutex::new(HashMap::new()),
         };
         hub.follow_store().await?;
         hub.restore_members().await?;
@@ -778,6 +787,7 @@ impl Hub {
                     registered_at,
                     last_seen: now,
                     seen: Instant::now(),
+                    local: true,
                 },
             );
             Ok(changed)
@@ -816,6 +826,9 @@ impl Hub {
                 e.registration.serial = serial;
                 e.last_seen = SystemTime::now();
                 e.seen = Instant::now();
+                // A proxy that moved here from another replica is this one's now.
+                e.local = true;
+                self.renew(instance, versions.health);
                 self.stats
                     .record(instance, (&e.service, &e.namespace), stats);
                 true
@@ -840,7 +853,7 @@ impl Hub {
         let removed = self.with_registry(|r| {
             let gone: Vec<String> = r
                 .values()
-                .filter(|e| e.seen.elapsed() >= after)
+                .filter(|e| e.local && e.seen.elapsed() >= after)
                 .map(|e| e.instance.clone())
                 .collect();
             for instance in &gone {
@@ -879,10 +892,96 @@ impl Hub {
                         registered_at,
                         last_seen: now,
                         seen: Instant::now(),
+                        local: true,
                     },
                 );
             }
         });
+        Ok(())
+    }
+
+    /// Notes a heartbeat's lease renewal, written to the store by [`Hub::sync_registry`].
+    fn renew(&self, instance: &str, health: pb::AppHealth) {
+        let at = crate::server::store::unix_ms(SystemTime::now());
+        if let Ok(mut renewals) = self.renewals.lock() {
+            renewals.insert(instance.to_owned(), (at, health as i32));
+        }
+    }
+
+    /// Shares the registry through the store: writes the leases this replica's proxies
+    /// renewed, then takes in every registration another replica holds a fresh lease for
+    /// (and drops those whose lease lapsed), so any replica serves every endpoint.
+    pub async fn sync_registry(&self) -> Result<(), StoreError> {
+        let leases: Vec<crate::server::store::Lease> = match self.renewals.lock() {
+            Ok(mut renewals) => std::mem::take(&mut *renewals),
+            Err(_) => HashMap::new(),
+        }
+        .into_iter()
+        .map(|(instance, (at, app_health))| crate::server::store::Lease {
+            instance,
+            at,
+            app_health,
+        })
+        .collect();
+        self.store.renew_members(leases).await?;
+        let lapse = i64::try_from((self.heartbeat_interval * 3).as_millis()).unwrap_or(i64::MAX);
+        let cutoff = crate::server::store::unix_ms(SystemTime::now()).saturating_sub(lapse);
+        let live: HashMap<String, crate::server::store::Member> = self
+            .store
+            .members()
+            .await?
+            .into_iter()
+            .filter(|m| m.last_seen >= cutoff)
+            .map(|m| (m.instance.clone(), m))
+            .collect();
+        let changed = self.with_registry(|r| {
+            let before = r.len();
+            r.retain(|instance, e| e.local || live.contains_key(instance));
+            let mut changed = r.len() != before;
+            for (instance, member) in live {
+                let health =
+                    pb::AppHealth::try_from(member.app_health).unwrap_or(pb::AppHealth::Unknown);
+                let last_seen = crate::server::store::from_unix_ms(member.last_seen);
+                match r.get_mut(&instance) {
+                    Some(e) if e.local => {}
+                    Some(e) => {
+                        if e.app_health != health {
+                            e.app_health = health;
+                            changed = true;
+                        }
+                        e.last_seen = last_seen;
+                    }
+                    None => {
+                        let Some((registration, registered_at)) = Registration::from_member(member)
+                        else {
+                            continue;
+                        };
+                        r.insert(
+                            instance,
+                            ProxyEntry {
+                                registration,
+                                config_version: 0,
+                                policy_version: 0,
+                                trust_version: 0,
+                                shadow_version: 0,
+                                traffic_version: 0,
+                                app_health: health,
+                                endpoints: Vec::new(),
+                                registered_at,
+                                last_seen,
+                                seen: Instant::now(),
+                                local: false,
+                            },
+                        );
+                        changed = true;
+                    }
+                }
+            }
+            changed
+        });
+        if changed {
+            self.changed();
+        }
         Ok(())
     }
 

@@ -279,6 +279,20 @@ pub async fn start(options: Options) -> Result<Running, String> {
         shutdown.subscribe(),
     ));
 
+    // The registry is shared through the store: leases out, other replicas' members in.
+    let registry_hub = Arc::clone(&hub);
+    tokio::spawn(every(
+        Duration::from_secs(1),
+        shutdown.subscribe(),
+        move || {
+            let hub = Arc::clone(&registry_hub);
+            async move {
+                if let Err(e) = hub.sync_registry().await {
+                    tracing::warn!(error = %e, "sharing the registry through the store failed");
+                }
+            }
+        },
+    ));
     // Endpoints of proxies that stopped heartbeating leave the registry.
     let expiry_hub = Arc::clone(&hub);
     tokio::spawn(every(
@@ -294,7 +308,10 @@ pub async fn start(options: Options) -> Result<Running, String> {
                         removed = removed.len(),
                         "proxies missed their heartbeats; endpoints removed"
                     );
-                    if let Err(e) = hub.store.remove_members(removed).await {
+                    let lapse =
+                        i64::try_from((hub.heartbeat_interval * 3).as_millis()).unwrap_or(i64::MAX);
+                    let lapsed_before = store::unix_ms(std::time::SystemTime::now()) - lapse;
+                    if let Err(e) = hub.store.remove_members(removed, lapsed_before).await {
                         tracing::error!(error = %e, "forgetting expired registrations failed");
                     }
                 }

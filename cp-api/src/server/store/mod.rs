@@ -122,10 +122,23 @@ pub struct Member {
     pub labels: signet_traffic::labels::Labels,
     /// The address clients outside the mesh dial for its app, if it announced one.
     pub service_address: Option<std::net::SocketAddr>,
+    /// Its lease: when its proxy last heartbeated, at any replica (unix milliseconds).
+    pub last_seen: i64,
+    /// What its app's health check last said (`AppHealth` as a number).
+    pub app_health: i32,
     pub admin: String,
     pub serial: String,
     /// Unix milliseconds.
     pub registered_at: i64,
+}
+
+/// A registration's lease renewed by a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub instance: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub app_health: i32,
 }
 
 /// An operator action, as recorded.
@@ -324,8 +337,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Keeps a registered proxy (replacing its earlier registration).
     fn put_member(&self, member: Member) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Forgets proxies that left the registry.
-    fn remove_members(&self, instances: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Forgets proxies that left the registry, unless their lease was renewed (by another
+    /// replica) since `lapsed_before` (unix milliseconds).
+    fn remove_members(
+        &self,
+        instances: Vec<String>,
+        lapsed_before: i64,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Renews registrations' leases (a lease never moves back).
+    fn renew_members(&self, leases: Vec<Lease>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Every service's labels.
     fn service_labels(&self) -> BoxFuture<'_, Result<Vec<ServiceLabels>, StoreError>>;
     /// Replaces one service's labels (no labels: removes its entry).

@@ -15,9 +15,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    AuditQuery, AuditRow, DenyEntry, FetchedKeys, IssuedCertificate, Member, NewPolicyVersion,
-    NewShadow, OperatorAction, PolicyVersion, ServiceLabels, ShadowCandidate, ShadowFlow, Store,
-    StoreError, StoredAuthn, StoredFile, StoredTraffic, VersionWithFiles, from_unix_ms, unix_ms,
+    AuditQuery, AuditRow, DenyEntry, FetchedKeys, IssuedCertificate, Lease, Member,
+    NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion, ServiceLabels, ShadowCandidate,
+    ShadowFlow, Store, StoreError, StoredAuthn, StoredFile, StoredTraffic, VersionWithFiles,
+    from_unix_ms, unix_ms,
 };
 
 /// SQLite's migrations in order; each runs once, in its own transaction.
@@ -57,6 +58,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../../migrations/sqlite/0011_changes.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/sqlite/0012_member_lease.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
@@ -68,6 +73,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../../migrations/postgres/0002_changes.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_member_lease.sql"),
     ),
 ];
 
@@ -698,13 +707,14 @@ impl Store for SqlStore {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO members (instance, spiffe_id, service, namespace, endpoint, admin, \
-                 serial, registered_at, weight, labels, service_address) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 serial, registered_at, weight, labels, service_address, last_seen, app_health) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (instance) DO UPDATE SET spiffe_id = excluded.spiffe_id, \
                  service = excluded.service, namespace = excluded.namespace, \
                  endpoint = excluded.endpoint, admin = excluded.admin, serial = excluded.serial, \
                  registered_at = excluded.registered_at, weight = excluded.weight, \
-                 labels = excluded.labels, service_address = excluded.service_address",
+                 labels = excluded.labels, service_address = excluded.service_address, \
+                 last_seen = excluded.last_seen, app_health = excluded.app_health",
             )
             .bind(&member.instance)
             .bind(&member.spiffe_id)
@@ -722,6 +732,8 @@ impl Store for SqlStore {
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
             )
+            .bind(member.last_seen)
+            .bind(i64::from(member.app_health))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -729,15 +741,43 @@ impl Store for SqlStore {
         })
     }
 
-    fn remove_members(&self, instances: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn remove_members(
+        &self,
+        instances: Vec<String>,
+        lapsed_before: i64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(backend)?;
             for instance in &instances {
-                sqlx::query("DELETE FROM members WHERE instance = $1")
+                // A lease another replica renewed meanwhile keeps the row.
+                sqlx::query("DELETE FROM members WHERE instance = $1 AND last_seen < $2")
                     .bind(instance)
+                    .bind(lapsed_before)
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn renew_members(&self, leases: Vec<Lease>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if leases.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            for lease in &leases {
+                sqlx::query(
+                    "UPDATE members SET last_seen = $1, app_health = $2 WHERE instance = $3 \
+                     AND last_seen < $1",
+                )
+                .bind(lease.at)
+                .bind(i64::from(lease.app_health))
+                .bind(&lease.instance)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
             }
             tx.commit().await.map_err(backend)
         })
@@ -804,7 +844,8 @@ impl Store for SqlStore {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT instance, spiffe_id, service, namespace, endpoint, admin, serial, \
-                 registered_at, weight, labels, service_address FROM members ORDER BY instance",
+                 registered_at, weight, labels, service_address, last_seen, app_health \
+                 FROM members ORDER BY instance",
             )
             .fetch_all(&self.pool)
             .await
@@ -840,6 +881,12 @@ impl Store for SqlStore {
                             .ok()
                             .and_then(|a| crate::server::registry::service_address(&a).ok())
                             .flatten(),
+                        last_seen: r.try_get("last_seen").map_err(backend)?,
+                        app_health: r
+                            .try_get::<i64, _>("app_health")
+                            .ok()
+                            .and_then(|h| i32::try_from(h).ok())
+                            .unwrap_or(0),
                     })
                 })
                 .collect()

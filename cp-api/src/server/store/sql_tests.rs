@@ -189,6 +189,8 @@ async fn members_are_kept_replaced_and_forgotten(backend: &Backend) {
         admin: String::new(),
         serial: "0a".to_owned(),
         registered_at: 1_700_000_000_000,
+        last_seen: 1_700_000_000_000,
+        app_health: 0,
     };
     store.put_member(member("a", "127.0.0.1:1")).await.unwrap();
     store.put_member(member("b", "127.0.0.1:2")).await.unwrap();
@@ -201,10 +203,44 @@ async fn members_are_kept_replaced_and_forgotten(backend: &Backend) {
         [member("a", "127.0.0.1:3"), member("b", "127.0.0.1:2")]
     );
     store
-        .remove_members(vec!["b".to_owned(), "unknown".to_owned()])
+        .remove_members(vec!["b".to_owned(), "unknown".to_owned()], i64::MAX)
         .await
         .unwrap();
     assert_eq!(store.members().await.unwrap(), [member("a", "127.0.0.1:3")]);
+    // Leases: a heartbeat (at any replica) renews one, never backwards; a replica forgets a
+    // member only if its lease lapsed, so another replica's live member survives.
+    let lease = |at: i64, app_health: i32| crate::server::store::Lease {
+        instance: "a".to_owned(),
+        at,
+        app_health,
+    };
+    store
+        .renew_members(vec![lease(1_700_000_005_000, 1)])
+        .await
+        .unwrap();
+    store
+        .renew_members(vec![lease(1_700_000_001_000, 2)])
+        .await
+        .unwrap();
+    let kept = store.members().await.unwrap();
+    assert_eq!(
+        (kept[0].last_seen, kept[0].app_health),
+        (1_700_000_005_000, 1)
+    );
+    store
+        .remove_members(vec!["a".to_owned()], 1_700_000_004_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.members().await.unwrap().len(),
+        1,
+        "renewed since the cutoff"
+    );
+    store
+        .remove_members(vec!["a".to_owned()], 1_700_000_006_000)
+        .await
+        .unwrap();
+    assert!(store.members().await.unwrap().is_empty());
 }
 
 #[tokio::test]
