@@ -191,3 +191,110 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Proxies given both replicas' addresses fail over when the one they follow is killed:
+/// traffic between them never stops, and each change applied through the surviving replica
+/// reaches them within seconds, whichever replica they had started on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_fail_over_between_replicas_without_a_failed_request() {
+    let server = Postgres::start();
+    let url = server.database();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--store",
+        &url,
+        "--trust-domain",
+        TD,
+        "--heartbeat-interval",
+        "1s",
+    ];
+    let mut a = ControlPlane::start(&dir.path().join("a"), &args);
+    share_identity(&dir.path().join("a"), &dir.path().join("b"));
+    let mut b = ControlPlane::start(&dir.path().join("b"), &args);
+    let both = format!("{},{}", a.grpc, b.grpc);
+    let toml = |service: &str, id: &str, upstreams: &[&str], app| {
+        proxy_toml(&a, service, Some(&a.token(id)), app, upstreams).replace(
+            &format!("address = \"{}\"", a.grpc),
+            &format!("address = \"{both}\""),
+        )
+    };
+    let apply = |cp: &ControlPlane, read_paths: &str, message: &str| {
+        let file = dir.path().join(format!("{message}.cedar"));
+        std::fs::write(&file, policies(read_paths)).unwrap();
+        cp.meshctl_ok(&[
+            "authz",
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "-m",
+            message,
+            "--allow-widening",
+        ]);
+    };
+    apply(&a, "/api/*", "first");
+    let app = EchoApp::start().await;
+    let proxy = workspace_binary("signet-proxy");
+    let _cart = ProxyProcess::start(
+        &proxy,
+        dir.path(),
+        "cart",
+        &toml("cart", CART, &[], app.addr),
+    );
+    let frontend = ProxyProcess::start(
+        &proxy,
+        dir.path(),
+        "frontend",
+        &toml("frontend", FRONTEND, &["cart"], app.addr),
+    );
+    let to_cart = frontend.outbound["cart"];
+    wait_for(to_cart, "/api/items", 200).await;
+
+    // Traffic runs all along; not one request may fail.
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let (failures, sent, running) = (failures.clone(), sent.clone(), running.clone());
+        tokio::spawn(async move {
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                if status(to_cart, "/api/items").await != 200 {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    // A dies: everything that followed it moves to B, which serves the next change.
+    let killed = Instant::now();
+    a.kill();
+    apply(&b, "/*", "while-a-is-down");
+    wait_for(to_cart, "/admin", 200).await;
+    eprintln!(
+        "A killed: a change through B was enforced {:?} after the kill",
+        killed.elapsed()
+    );
+    // A comes back and B dies: everyone moves back.
+    a.restart();
+    let killed = Instant::now();
+    b.kill();
+    apply(&a, "/api/*", "while-b-is-down");
+    wait_for(to_cart, "/admin", 403).await;
+    eprintln!(
+        "B killed: a change through A was enforced {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // And on, a while after.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent > 100, "{sent} requests");
+    assert_eq!(
+        failures.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "requests failed during the failovers (of {sent})"
+    );
+}

@@ -134,20 +134,65 @@ fn tls(
 }
 
 /// A lazily connecting gRPC channel to `address` over `tls`.
+/// One control-plane replica: where to dial it and the name its certificate is checked for.
+#[derive(Debug, Clone)]
+struct Replica {
+    target: String,
+    name: ServerName<'static>,
+}
+
+/// The replicas `address` lists (`host:port`, comma-separated; a name may resolve to
+/// several addresses, tried in turn as well).
+fn replicas(address: &str) -> Result<Vec<Replica>, String> {
+    let list: Vec<&str> = address
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err("control_plane.address is empty".to_owned());
+    }
+    list.into_iter()
+        .map(|target| {
+            let (host, port) = target
+                .rsplit_once(':')
+                .ok_or_else(|| format!("control_plane.address `{target}` is not host:port"))?;
+            if port.parse::<u16>().is_err() {
+                return Err(format!("control_plane.address `{target}` is not host:port"));
+            }
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let name = ServerName::try_from(host)
+                .map_err(|e| format!("control_plane.address `{target}`: {e}"))?
+                .to_owned();
+            Ok(Replica {
+                target: target.to_owned(),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// A channel to the control plane at `address`: one replica at a time, the one that last
+/// answered, moving on to the next when a connection to it cannot be made (so a proxy
+/// fails over when its replica dies, and stays put otherwise). Proxies start at a random
+/// replica, so they spread over them.
 fn channel(address: &str, tls: rustls::ClientConfig) -> Result<Channel, String> {
-    let host = address
-        .rsplit_once(':')
-        .map_or(address, |(h, _)| h)
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let name = ServerName::try_from(host)
-        .map_err(|e| format!("control_plane.address `{address}`: {e}"))?
-        .to_owned();
+    let replicas = Arc::new(replicas(address)?);
     let connector = TlsConnector::from(Arc::new(tls));
-    let target = address.to_owned();
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("control_plane.address `{address}`: {e}"))?
+    let first = replicas
+        .first()
+        .map(|r| r.target.clone())
+        .unwrap_or_default();
+    let mut start = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut start);
+    let current = Arc::new(std::sync::atomic::AtomicUsize::new(
+        usize::try_from(u32::from_le_bytes(start)).unwrap_or(0) % replicas.len(),
+    ));
+    let endpoint = Endpoint::from_shared(format!("http://{first}"))
+        .map_err(|e| format!("control_plane.address `{first}`: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
@@ -155,16 +200,52 @@ fn channel(address: &str, tls: rustls::ClientConfig) -> Result<Channel, String> 
     Ok(
         endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
             let connector = connector.clone();
-            let name = name.clone();
-            let target = target.clone();
-            async move {
-                let tcp = TcpStream::connect(&target).await?;
-                let _ = tcp.set_nodelay(true);
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            }
+            let replicas = Arc::clone(&replicas);
+            let current = Arc::clone(&current);
+            async move { connect_any(&replicas, &current, &connector).await }
         })),
     )
+}
+
+/// Connects to the replica `current` names, else to each next one in turn; `current` then
+/// names the one that answered.
+async fn connect_any(
+    replicas: &[Replica],
+    current: &std::sync::atomic::AtomicUsize,
+    connector: &TlsConnector,
+) -> Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error> {
+    use std::sync::atomic::Ordering;
+    let from = current.load(Ordering::Relaxed);
+    let mut last = None;
+    for step in 0..replicas.len() {
+        let index = (from + step) % replicas.len();
+        let replica = &replicas[index];
+        let attempt = async {
+            let tcp = TcpStream::connect(&replica.target).await?;
+            let _ = tcp.set_nodelay(true);
+            connector.connect(replica.name.clone(), tcp).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(tls)) => {
+                if index != from {
+                    tracing::info!(replica = %replica.target, "control plane: connected to another replica");
+                }
+                current.store(index, Ordering::Relaxed);
+                return Ok(TokioIo::new(tls));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(replica = %replica.target, error = %e, "control plane replica unreachable");
+                last = Some(e);
+            }
+            Err(_) => {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{}: timed out", replica.target),
+                ));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no control plane replica")))
 }
 
 fn credentials(

@@ -123,6 +123,12 @@ impl ControlPlane {
         self.child.wait().ok()?.code()
     }
 
+    /// Kills it (SIGKILL: no draining, as a crash) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts it again on the same data directory and ports.
     pub fn restart(&mut self) {
         let extra: Vec<&str> = self.args.iter().map(String::as_str).collect();
