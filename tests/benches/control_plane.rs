@@ -9,6 +9,7 @@
 //! 3. The control plane's resident memory with 100 proxies connected.
 //!
 //! `cargo build --release -p signet-cp && cargo bench -p signet-tests --bench control_plane`
+//! (`-- --postgres` for the store on a real PostgreSQL server the benchmark starts)
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -338,7 +339,18 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let cp = ControlPlane::start(&dir.path().join("cp"), &["--trust-domain", TD]);
+        // `-- --postgres`: the store on a real PostgreSQL server (a cluster of its own).
+        let postgres = args
+            .iter()
+            .any(|a| a == "--postgres")
+            .then(signet_tests::postgres::Postgres::start);
+        let url = postgres.as_ref().map(signet_tests::postgres::Postgres::database);
+        let mut cp_args = vec!["--trust-domain", TD];
+        if let Some(url) = &url {
+            println!("store: PostgreSQL");
+            cp_args.extend(["--store", url.as_str()]);
+        }
+        let cp = ControlPlane::start(&dir.path().join("cp"), &cp_args);
         let td = TrustDomain::new(TD).unwrap();
         let bundle = TrustBundle::from_pem(
             td.clone(),
