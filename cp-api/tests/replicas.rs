@@ -120,6 +120,11 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
             proxies.contains(CART) && proxies.contains(FRONTEND),
             "every replica lists every proxy: {proxies}"
         );
+        // And every replica, alive, this one marked.
+        let status = replica.meshctl_ok(&["status"]);
+        assert_eq!(status.matches(" alive").count(), 2, "{status}");
+        assert_eq!(status.matches("(this one)").count(), 1, "{status}");
+        assert!(status.contains(&replica.grpc.to_string()), "{status}");
     }
 
     // A wider version applied on A reaches B's proxies through the change feed.
@@ -297,4 +302,89 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
         0,
         "requests failed during the failovers (of {sent})"
     );
+}
+
+async fn ready(cp: &ControlPlane) -> u16 {
+    let attempt = async {
+        let mut http = Http::h1(cp.metrics).await;
+        http.get("cp", "/ready", &[]).await.status.as_u16()
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .unwrap_or(0)
+}
+
+async fn wait_ready(cp: &ControlPlane, want: u16) -> Duration {
+    let started = Instant::now();
+    loop {
+        if ready(cp).await == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "/ready never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// PostgreSQL stops and comes back: the control plane says it is not ready, proxies keep
+/// serving their last configuration without a failed request, issuance fails with a
+/// retriable status, and everything recovers with no operator action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_stopping_and_coming_back_needs_no_operator() {
+    let server = Postgres::start();
+    let url = server.database();
+    let mesh = signet_tests::mesh::Mesh::start(&["--store", &url]).await;
+    assert_eq!(ready(&mesh.cp).await, 200);
+    let token = mesh.cp.token(CART);
+    let issue = |to: &str| {
+        mesh.cp.meshctl(&[
+            "identity",
+            "issue",
+            "--spiffe-id",
+            CART,
+            "--join-token",
+            &token,
+            "--out",
+            mesh.dir.path().join(to).to_str().unwrap(),
+        ])
+    };
+
+    server.stop();
+    let took = wait_ready(&mesh.cp, 503).await;
+    eprintln!("the database stopped: not ready after {took:?}");
+    for _ in 0..20 {
+        assert_eq!(mesh.call("/api/items").await.0, 200, "traffic goes on");
+    }
+    let refused = issue("during");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("join token store"),
+        "the store named as the cause: {stderr}"
+    );
+
+    server.restart();
+    let took = wait_ready(&mesh.cp, 200).await;
+    eprintln!("the database came back: ready after {took:?}");
+    // The token the outage refused is still good, and changes flow again.
+    let issued = issue("after");
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let file = mesh.dir.path().join("after.cedar");
+    std::fs::write(&file, policies("/*")).unwrap();
+    mesh.cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "-m",
+        "after the outage",
+        "--allow-widening",
+    ]);
+    mesh.wait_for(200, "/admin", Duration::from_secs(10)).await;
 }

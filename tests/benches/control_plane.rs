@@ -344,7 +344,9 @@ fn main() {
             .iter()
             .any(|a| a == "--postgres")
             .then(signet_tests::postgres::Postgres::start);
-        let url = postgres.as_ref().map(signet_tests::postgres::Postgres::database);
+        let url = postgres
+            .as_ref()
+            .map(signet_tests::postgres::Postgres::database);
         let mut cp_args = vec!["--trust-domain", TD];
         if let Some(url) = &url {
             println!("store: PostgreSQL");

@@ -139,6 +139,9 @@ pub struct Hub {
     /// Leases renewed by heartbeats since the last [`Hub::sync_registry`]: instance -> (unix
     /// ms, app health).
     renewals: Mutex<HashMap<String, (i64, i32)>>,
+    /// This replica's row in the store (set once its listeners are bound), renewed with
+    /// each [`Hub::sync_registry`].
+    pub replica: std::sync::OnceLock<crate::server::store::ReplicaRow>,
 }
 
 /// Most proxy instances one identity may register: one identity's proxies cannot crowd the
@@ -319,6 +322,7 @@ impl Hub {
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
             renewals: Mutex::new(HashMap::new()),
+            replica: std::sync::OnceLock::new(),
         };
         hub.follow_store().await?;
         hub.restore_members().await?;
@@ -924,6 +928,11 @@ impl Hub {
         })
         .collect();
         self.store.renew_members(leases).await?;
+        if let Some(replica) = self.replica.get() {
+            let mut row = replica.clone();
+            row.last_seen = crate::server::store::unix_ms(SystemTime::now());
+            self.store.put_replica(row).await?;
+        }
         let lapse = i64::try_from((self.heartbeat_interval * 3).as_millis()).unwrap_or(i64::MAX);
         let cutoff = crate::server::store::unix_ms(SystemTime::now()).saturating_sub(lapse);
         let live: HashMap<String, crate::server::store::Member> = self

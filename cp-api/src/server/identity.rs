@@ -118,7 +118,8 @@ impl IdentityService {
             .store
             .record_certificate(record(&svid, kind))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            // Not handed out unrecorded; the database away is worth a retry.
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         self.hub.audit.record(certificate_event(&svid, kind));
         tracing::info!(spiffe_id = %id, serial = %svid.serial(), kind, "SVID issued");
         Ok(pb::IssueResponse {
@@ -166,7 +167,8 @@ fn authority_status(e: AuthorityError) -> Status {
 
 fn token_status(e: TokenError) -> Status {
     match e {
-        TokenError::Store(e) => Status::internal(e.to_string()),
+        // The database away: a retriable condition, not the caller's fault.
+        TokenError::Store(e) => Status::unavailable(e.to_string()),
         TokenError::Malformed => Status::invalid_argument(e.to_string()),
         other => Status::unauthenticated(other.to_string()),
     }

@@ -201,7 +201,8 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Connections the metrics listener serves at once (scrapers are few).
 const MAX_CONNECTIONS: usize = 16;
 
-/// Serves `GET /metrics` (and `/healthz`) over plain HTTP/1.1 until shutdown: bounded
+/// Serves `GET /metrics`, `/healthz` (the process answers) and `/ready` (and its store
+/// does) over plain HTTP/1.1 until shutdown: bounded
 /// before anything is read (a few connections, a small head, a read deadline), since
 /// nothing on it is authenticated.
 pub async fn serve(
@@ -231,7 +232,21 @@ pub async fn serve(
                     let (status, body) = match (request.method().as_str(), request.uri().path()) {
                         ("GET", "/metrics") => (200, hub.metrics.render(&hub)),
                         ("GET", "/healthz") => (200, "ok\n".to_owned()),
-                        _ => (404, "not found: try /metrics\n".to_owned()),
+                        // Ready while the store answers: a replica whose database is away
+                        // says so, and a balancer in front of the replicas skips it.
+                        ("GET", "/ready") => {
+                            let ping =
+                                tokio::time::timeout(Duration::from_secs(2), hub.store.ping());
+                            match ping.await {
+                                Ok(Ok(())) => (200, "ready\n".to_owned()),
+                                Ok(Err(e)) => (503, format!("not ready: {e}\n")),
+                                Err(_) => (
+                                    503,
+                                    "not ready: the store did not answer within 2s\n".to_owned(),
+                                ),
+                            }
+                        }
+                        _ => (404, "not found: try /metrics or /ready\n".to_owned()),
                     };
                     let response = axum::http::Response::builder()
                         .status(status)

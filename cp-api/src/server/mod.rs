@@ -138,6 +138,18 @@ pub async fn start(options: Options) -> Result<Running, String> {
     let api = api_listener.local_addr().map_err(|e| e.to_string())?;
     let env_file = boot.write_env(api)?;
     let hub = Arc::clone(&boot.hub);
+    let mut id = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+        .map_err(|_| "no secure random source".to_owned())?;
+    let now = store::unix_ms(std::time::SystemTime::now());
+    let _ = hub.replica.set(store::ReplicaRow {
+        id: id.iter().map(|b| format!("{b:02x}")).collect(),
+        grpc: grpc.to_string(),
+        api: api.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: now,
+        last_seen: now,
+    });
     let (shutdown, _) = watch::channel(false);
 
     let grpc_tls = tls::server_config(

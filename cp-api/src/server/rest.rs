@@ -453,7 +453,30 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
     let applied = hub.applied();
     let version = applied.meta.as_ref().map_or(0, |m| m.version);
     let proxies = hub.proxies();
-    let synced = proxies.iter().filter(|p| in_sync(hub, p, version)).count();
+    // Versions are known for the proxies connected here; those of other replicas are
+    // counted apart.
+    let local: Vec<_> = proxies.iter().filter(|p| p.local).collect();
+    let synced = local.iter().filter(|p| in_sync(hub, p, version)).count();
+    let now = crate::server::store::unix_ms(std::time::SystemTime::now());
+    let own = hub.replica.get().map(|r| r.id.clone()).unwrap_or_default();
+    let replicas: Vec<Value> = hub
+        .store
+        .replicas(now - REPLICAS_SHOWN_MS)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "grpc": r.grpc,
+                "api": r.api,
+                "version": r.version,
+                "started_at": r.started_at,
+                "last_seen": r.last_seen,
+                "alive": now - r.last_seen <= REPLICA_ALIVE_MS,
+                "this": r.id == own,
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "healthy": true,
         "trust_domain": hub.trust_domain.as_str(),
@@ -464,9 +487,20 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
             "hash": applied.bundle.hash(),
             "policies": applied.bundle.len(),
         },
-        "proxies": { "total": proxies.len(), "in_sync": synced, "stale": proxies.len() - synced },
+        "proxies": {
+            "total": proxies.len(),
+            "in_sync": synced,
+            "stale": local.len() - synced,
+            "on_other_replicas": proxies.len() - local.len(),
+        },
+        "replicas": replicas,
     })))
 }
+
+/// A replica that renewed its row this recently is alive (it renews every second).
+const REPLICA_ALIVE_MS: i64 = 5_000;
+/// Replicas seen in this long are listed (the dead ones too, marked so).
+const REPLICAS_SHOWN_MS: i64 = 10 * 60 * 1_000;
 
 fn files_json(files: &[StoredFile]) -> Value {
     json!(files)
@@ -1537,8 +1571,9 @@ async fn issue_svid(
         .redeem(&body.join_token)
         .await
         .map_err(|e| match e {
+            // The database away: worth a retry, as the status says.
             signet_ca::TokenError::Store(e) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             other => ApiError::new(StatusCode::UNAUTHORIZED, other.to_string()),
         })?;

@@ -51,12 +51,38 @@ pub(crate) fn status(args: &ListArgs) -> anyhow::Result<Outcome> {
         text(&policy, "policies"),
         text(&policy, "hash").get(..12).unwrap_or_default()
     );
+    let elsewhere = proxies
+        .get("on_other_replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     println!(
-        "proxies        {} registered: {} in sync, {} stale",
+        "proxies        {} registered: {} in sync, {} stale{}",
         text(&proxies, "total"),
         text(&proxies, "in_sync"),
-        text(&proxies, "stale")
+        text(&proxies, "stale"),
+        if elsewhere > 0 {
+            format!(", {elsewhere} on other replicas")
+        } else {
+            String::new()
+        }
     );
+    for replica in value
+        .get("replicas")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let alive = replica.get("alive").and_then(Value::as_bool) == Some(true);
+        let this = replica.get("this").and_then(Value::as_bool) == Some(true);
+        println!(
+            "replica        {} grpc {} api {} {}{}",
+            text(replica, "id"),
+            text(replica, "grpc"),
+            text(replica, "api"),
+            if alive { "alive" } else { "gone" },
+            if this { " (this one)" } else { "" }
+        );
+    }
     Ok(Outcome::Success)
 }
 

@@ -132,6 +132,21 @@ pub struct Member {
     pub registered_at: i64,
 }
 
+/// A control-plane replica on the database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaRow {
+    /// Random, made at start.
+    pub id: String,
+    pub grpc: String,
+    pub api: String,
+    /// Its Signet version.
+    pub version: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    /// Unix milliseconds.
+    pub last_seen: i64,
+}
+
 /// A registration's lease renewed by a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -420,6 +435,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Vec<StoredTraffic>, StoreError>>;
 
     /// Records an operator action.
+    /// Records (or renews) a control-plane replica's row.
+    fn put_replica(&self, replica: ReplicaRow) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The replicas seen since `seen_since` (unix milliseconds), oldest first.
+    fn replicas(&self, seen_since: i64) -> BoxFuture<'_, Result<Vec<ReplicaRow>, StoreError>>;
+    /// Whether the database answers (a trivial query).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The change feed's newest sequence number: it moves with every write other replicas
     /// must follow (policies, shadow candidates, traffic, authn, labels, the deny-list).
     fn latest_change(&self) -> BoxFuture<'_, Result<u64, StoreError>>;

@@ -16,9 +16,9 @@ use sqlx::{AnyPool, Row};
 
 use super::{
     AuditQuery, AuditRow, DenyEntry, FetchedKeys, IssuedCertificate, Lease, Member,
-    NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion, ServiceLabels, ShadowCandidate,
-    ShadowFlow, Store, StoreError, StoredAuthn, StoredFile, StoredTraffic, VersionWithFiles,
-    from_unix_ms, unix_ms,
+    NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion, ReplicaRow, ServiceLabels,
+    ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn, StoredFile, StoredTraffic,
+    VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// SQLite's migrations in order; each runs once, in its own transaction.
@@ -62,6 +62,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/sqlite/0012_member_lease.sql"),
     ),
+    (
+        13,
+        include_str!("../../../migrations/sqlite/0013_replicas.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
@@ -77,6 +81,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../migrations/postgres/0003_member_lease.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_replicas.sql"),
     ),
 ];
 
@@ -278,7 +286,7 @@ impl SqlStore {
                 Dialect::Sqlite => 4,
                 Dialect::Postgres => 16,
             })
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(5));
         if dialect == Dialect::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -1262,6 +1270,62 @@ impl Store for SqlStore {
             .map_err(backend)?;
             note_change(self.dialect, &mut tx, "authn").await?;
             tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn put_replica(&self, replica: ReplicaRow) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO replicas (id, grpc, api, version, started_at, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+                 grpc = excluded.grpc, api = excluded.api, version = excluded.version, \
+                 last_seen = excluded.last_seen",
+            )
+            .bind(&replica.id)
+            .bind(&replica.grpc)
+            .bind(&replica.api)
+            .bind(&replica.version)
+            .bind(replica.started_at)
+            .bind(replica.last_seen)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn replicas(&self, seen_since: i64) -> BoxFuture<'_, Result<Vec<ReplicaRow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, grpc, api, version, started_at, last_seen FROM replicas \
+                 WHERE last_seen >= $1 ORDER BY started_at, id",
+            )
+            .bind(seen_since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ReplicaRow {
+                        id: r.try_get("id").map_err(backend)?,
+                        grpc: r.try_get("grpc").map_err(backend)?,
+                        api: r.try_get("api").map_err(backend)?,
+                        version: r.try_get("version").map_err(backend)?,
+                        started_at: r.try_get("started_at").map_err(backend)?,
+                        last_seen: r.try_get("last_seen").map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+            Ok(())
         })
     }
 

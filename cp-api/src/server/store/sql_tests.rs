@@ -63,6 +63,7 @@ conformance!(
     deny_entries_certificates_and_actions_are_kept,
     authn_and_traffic_versions_count_up_and_keys_are_replaced,
     the_change_feed_moves_with_every_write_replicas_follow,
+    replicas_renew_their_rows_and_are_listed_while_seen,
 );
 
 fn version(files: &[(&str, &str)], expected: Option<u64>) -> NewPolicyVersion {
@@ -621,4 +622,26 @@ async fn the_change_feed_moves_with_every_write_replicas_follow(backend: &Backen
         .await
         .unwrap();
     assert_eq!(store.latest_change().await.unwrap(), seen);
+}
+
+async fn replicas_renew_their_rows_and_are_listed_while_seen(backend: &Backend) {
+    let store = backend.open().await;
+    store.ping().await.unwrap();
+    let row = |id: &str, last_seen: i64| crate::server::store::ReplicaRow {
+        id: id.to_owned(),
+        grpc: "127.0.0.1:1".to_owned(),
+        api: "127.0.0.1:2".to_owned(),
+        version: "0.1.0".to_owned(),
+        started_at: 10,
+        last_seen,
+    };
+    store.put_replica(row("a", 100)).await.unwrap();
+    store.put_replica(row("b", 50)).await.unwrap();
+    // Renewing keeps one row per replica.
+    store.put_replica(row("a", 200)).await.unwrap();
+    assert_eq!(
+        store.replicas(0).await.unwrap(),
+        [row("a", 200), row("b", 50)]
+    );
+    assert_eq!(store.replicas(60).await.unwrap(), [row("a", 200)]);
 }
