@@ -45,6 +45,9 @@ pub async fn follow(
         if latest <= seen {
             continue;
         }
+        if let Err(e) = hub.sync_registry().await {
+            tracing::warn!(error = %e, "sharing the registry through the store failed");
+        }
         match hub.follow_store().await {
             Ok(()) => {
                 tracing::debug!(from = seen, to = latest, "followed the change feed");

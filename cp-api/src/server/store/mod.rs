@@ -442,7 +442,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether the database answers (a trivial query).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The change feed's newest sequence number: it moves with every write other replicas
-    /// must follow (policies, shadow candidates, traffic, authn, labels, the deny-list).
+    /// must follow (policies, shadow candidates, traffic, authn, labels, the deny-list, new
+    /// registrations).
     fn latest_change(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The latest `limit` operator actions before position `before` (all, if `None`), newest

@@ -713,6 +713,7 @@ impl Store for SqlStore {
 
     fn put_member(&self, member: Member) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
             sqlx::query(
                 "INSERT INTO members (instance, spiffe_id, service, namespace, endpoint, admin, \
                  serial, registered_at, weight, labels, service_address, last_seen, app_health) \
@@ -742,10 +743,13 @@ impl Store for SqlStore {
             )
             .bind(member.last_seen)
             .bind(i64::from(member.app_health))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            Ok(())
+            // Other replicas take the new endpoint in at once, not at their next registry
+            // sync: a proxy failing over to one of them must find its upstreams there.
+            note_change(self.dialect, &mut tx, "members").await?;
+            tx.commit().await.map_err(backend)
         })
     }
 

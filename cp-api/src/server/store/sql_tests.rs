@@ -615,6 +615,25 @@ async fn the_change_feed_moves_with_every_write_replicas_follow(backend: &Backen
     moved(store.latest_change().await.unwrap(), "a shadow candidate");
     assert!(store.end_shadow(shadow.id, "cleared").await.unwrap());
     moved(store.latest_change().await.unwrap(), "clearing it");
+    store
+        .put_member(crate::server::store::Member {
+            instance: "i".to_owned(),
+            spiffe_id: "spiffe://t.test/ns/shop/sa/cart".to_owned(),
+            service: "cart".to_owned(),
+            namespace: "shop".to_owned(),
+            endpoint: "127.0.0.1:1".to_owned(),
+            weight: 100,
+            labels: Default::default(),
+            service_address: None,
+            admin: String::new(),
+            serial: "0a".to_owned(),
+            registered_at: 1,
+            last_seen: 1,
+            app_health: 0,
+        })
+        .await
+        .unwrap();
+    moved(store.latest_change().await.unwrap(), "a registration");
     // What other replicas need not follow leaves the feed alone.
     assert!(!store.end_shadow(shadow.id, "cleared").await.unwrap());
     store
