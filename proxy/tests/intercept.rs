@@ -229,36 +229,23 @@ fn interception_end_to_end(backend: &str) {
         "{installed}"
     );
     // Installing twice replaces the rules; it does not stack a second copy.
-    init(
-        &lan,
-        cart_host,
-        &[
-            "init",
-            "--config",
-            &cart_config,
-            "--proxy-uid",
-            "0",
-            "--exclude-inbound-ports",
-            "9090",
-            "--backend",
-            backend,
-        ],
-    );
-    init(
-        &lan,
-        cart_host,
-        &[
-            "init",
-            "--config",
-            &cart_config,
-            "--proxy-uid",
-            "0",
-            "--exclude-inbound-ports",
-            "9090",
-            "--backend",
-            backend,
-        ],
-    );
+    for _ in 0..2 {
+        init(
+            &lan,
+            cart_host,
+            &[
+                "init",
+                "--config",
+                &cart_config,
+                "--proxy-uid",
+                "0",
+                "--exclude-inbound-ports",
+                "9090",
+                "--backend",
+                backend,
+            ],
+        );
+    }
     let rules = listed_rules(&lan, cart_host, backend);
     assert_eq!(
         rules.matches("redirect to :15006").count() + rules.matches("--to-ports 15006").count(),
