@@ -85,40 +85,28 @@ fn storage(what: &str, path: &Path, e: impl std::fmt::Display) -> AuthorityError
     AuthorityError::Storage(format!("{what} `{}`: {e}", path.display()))
 }
 
-impl BuiltinAuthority {
-    /// Opens the CA in `dir`, creating the directory, root and intermediate on first use.
-    ///
-    /// Refuses a directory that holds a CA for another trust domain, key files readable by
-    /// group or others, and keys that do not match their certificates.
-    pub fn open(
-        dir: &Path,
-        trust_domain: &TrustDomain,
-        options: BuiltinOptions,
-    ) -> Result<Self, AuthorityError> {
-        let marker = dir.join(MARKER);
-        if marker.exists() {
-            let found = fs::read_to_string(&marker).map_err(|e| storage("reading", &marker, e))?;
-            if found.trim() != trust_domain.as_str() {
-                return Err(AuthorityError::Storage(format!(
-                    "`{}` holds a CA for trust domain `{}`, not `{trust_domain}`",
-                    dir.display(),
-                    found.trim()
-                )));
-            }
-            Self::load(dir, trust_domain, options)
-        } else {
-            Self::create(dir, trust_domain, options)
-        }
-    }
+/// A built-in CA's certificates and keys (PEM), wherever they are kept: a directory (see
+/// the module's layout) or, sealed, the control plane's store.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BuiltinMaterial {
+    pub trust_domain: String,
+    pub root_cert: String,
+    pub root_key: String,
+    pub intermediate_cert: String,
+    pub intermediate_key: String,
+}
 
-    fn create(
-        dir: &Path,
-        td: &TrustDomain,
-        options: BuiltinOptions,
-    ) -> Result<Self, AuthorityError> {
-        fs::create_dir_all(dir).map_err(|e| storage("creating", dir, e))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| storage("securing", dir, e))?;
+impl std::fmt::Debug for BuiltinMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltinMaterial")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuiltinMaterial {
+    /// A new root and intermediate for `td`.
+    pub fn generate(td: &TrustDomain, options: &BuiltinOptions) -> Result<Self, AuthorityError> {
         let now = options.clock.now();
         let root_key = new_key()?;
         let root_params = ca_params(
@@ -131,49 +119,145 @@ impl BuiltinAuthority {
             .self_signed(&root_key)
             .map_err(|e| AuthorityError::Sign(e.to_string()))?;
         let root_issuer = Issuer::new(root_params, root_key);
-        let paths = Paths::new(dir);
-        write_file(
-            &paths.root_key,
-            root_issuer.key().serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        write_file(&paths.root_cert, root.pem().as_bytes(), 0o644)?;
-        let root_not_after = now + options.root_ttl;
         let (int_cert, int_key) =
-            issue_intermediate(&root_issuer, td, now, &options, root_not_after, &paths)?;
-        write_file(&dir.join(MARKER), format!("{td}\n").as_bytes(), 0o644)?;
-        tracing::info!(
-            trust_domain = %td,
-            dir = %dir.display(),
-            root_sha256 = %fingerprint(root.der()),
-            "created built-in CA"
-        );
-        Self::assemble(td, options, root.der().clone(), int_cert, int_key)
+            issue_intermediate(&root_issuer, td, now, options, now + options.root_ttl)?;
+        Ok(Self {
+            trust_domain: td.to_string(),
+            root_cert: root.pem(),
+            root_key: root_issuer.key().serialize_pem(),
+            intermediate_cert: int_cert,
+            intermediate_key: int_key,
+        })
     }
 
-    fn load(dir: &Path, td: &TrustDomain, options: BuiltinOptions) -> Result<Self, AuthorityError> {
+    /// The material kept in `dir`; `None` when it holds no complete CA (no marker).
+    /// Refuses key files others may read.
+    pub fn read(dir: &Path) -> Result<Option<Self>, AuthorityError> {
+        let marker = dir.join(MARKER);
+        let trust_domain = match fs::read_to_string(&marker) {
+            Ok(found) => found.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(storage("reading", &marker, e)),
+        };
         let paths = Paths::new(dir);
-        let root = read_cert(&paths.root_cert)?;
-        let mut int_cert = read_cert(&paths.int_cert)?;
-        let mut int_key = read_key(&paths.int_key)?;
+        let text = |path: &Path| fs::read_to_string(path).map_err(|e| storage("reading", path, e));
+        check_private(&paths.root_key)?;
+        check_private(&paths.int_key)?;
+        Ok(Some(Self {
+            trust_domain,
+            root_cert: text(&paths.root_cert)?,
+            root_key: text(&paths.root_key)?,
+            intermediate_cert: text(&paths.int_cert)?,
+            intermediate_key: text(&paths.int_key)?,
+        }))
+    }
+
+    /// Writes the material into `dir` (0700; keys 0600), the marker last.
+    fn write(&self, dir: &Path) -> Result<(), AuthorityError> {
+        fs::create_dir_all(dir).map_err(|e| storage("creating", dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| storage("securing", dir, e))?;
+        let paths = Paths::new(dir);
+        write_file(&paths.root_key, self.root_key.as_bytes(), 0o600)?;
+        write_file(&paths.root_cert, self.root_cert.as_bytes(), 0o644)?;
+        self.write_intermediate(&paths)?;
+        write_file(
+            &dir.join(MARKER),
+            format!("{}\n", self.trust_domain).as_bytes(),
+            0o644,
+        )
+    }
+
+    fn write_intermediate(&self, paths: &Paths) -> Result<(), AuthorityError> {
+        // Key first: a crash between the two writes leaves a new key with the old
+        // certificate, which `assemble` refuses, rather than a certificate whose key is lost.
+        write_file(&paths.int_key, self.intermediate_key.as_bytes(), 0o600)?;
+        write_file(&paths.int_cert, self.intermediate_cert.as_bytes(), 0o644)
+    }
+}
+
+impl BuiltinAuthority {
+    /// Opens the CA in `dir`, creating the directory, root and intermediate on first use.
+    ///
+    /// Refuses a directory that holds a CA for another trust domain, key files readable by
+    /// group or others, and keys that do not match their certificates.
+    pub fn open(
+        dir: &Path,
+        trust_domain: &TrustDomain,
+        options: BuiltinOptions,
+    ) -> Result<Self, AuthorityError> {
+        match BuiltinMaterial::read(dir)? {
+            Some(material) => {
+                if material.trust_domain != trust_domain.as_str() {
+                    return Err(AuthorityError::Storage(format!(
+                        "`{}` holds a CA for trust domain `{}`, not `{trust_domain}`",
+                        dir.display(),
+                        material.trust_domain
+                    )));
+                }
+                let (ca, renewed) = Self::from_material(&material, trust_domain, options)?;
+                if let Some(renewed) = renewed {
+                    renewed.write_intermediate(&Paths::new(dir))?;
+                }
+                Ok(ca)
+            }
+            None => {
+                let material = BuiltinMaterial::generate(trust_domain, &options)?;
+                material.write(dir)?;
+                tracing::info!(
+                    trust_domain = %trust_domain,
+                    dir = %dir.display(),
+                    root_sha256 = %fingerprint(&pem_cert(&material.root_cert, "root")?),
+                    "created built-in CA"
+                );
+                Ok(Self::from_material(&material, trust_domain, options)?.0)
+            }
+        }
+    }
+
+    /// The CA `material` holds. When its intermediate is expired or close to it, a new one
+    /// is issued from the root and the changed material is returned beside the CA, for the
+    /// caller to keep.
+    pub fn from_material(
+        material: &BuiltinMaterial,
+        td: &TrustDomain,
+        options: BuiltinOptions,
+    ) -> Result<(Self, Option<BuiltinMaterial>), AuthorityError> {
+        if material.trust_domain != td.as_str() {
+            return Err(AuthorityError::Storage(format!(
+                "the CA is for trust domain `{}`, not `{td}`",
+                material.trust_domain
+            )));
+        }
+        let root = pem_cert(&material.root_cert, "root certificate")?;
         let now = options.clock.now();
         let root_not_after = not_after(&root)?;
         if root_not_after <= now {
-            return Err(AuthorityError::Storage(format!(
-                "the root in `{}` has expired; rotate the CA",
-                dir.display()
-            )));
+            return Err(AuthorityError::Storage(
+                "the built-in CA's root has expired; rotate the CA".to_owned(),
+            ));
         }
-        if not_after(&int_cert)? <= now + options.intermediate_renew_before {
-            // The root key is read only when it must sign; it is dropped right after.
-            let root_key = read_key(&paths.root_key)?;
+        let int_cert = pem_cert(&material.intermediate_cert, "intermediate certificate")?;
+        let renewed = if not_after(&int_cert)? <= now + options.intermediate_renew_before {
+            // The root key is parsed only when it must sign; it is dropped right after.
+            let root_key = pem_key(&material.root_key, "root key")?;
             let root_issuer = Issuer::from_ca_cert_der(&root, root_key)
-                .map_err(|e| storage("reading", &paths.root_cert, e))?;
-            (int_cert, int_key) =
-                issue_intermediate(&root_issuer, td, now, &options, root_not_after, &paths)?;
+                .map_err(|e| AuthorityError::Storage(format!("root certificate: {e}")))?;
+            let (cert, key) = issue_intermediate(&root_issuer, td, now, &options, root_not_after)?;
             tracing::info!(trust_domain = %td, "re-issued the built-in CA's intermediate");
-        }
-        Self::assemble(td, options, root, int_cert, int_key)
+            Some(BuiltinMaterial {
+                intermediate_cert: cert,
+                intermediate_key: key,
+                ..material.clone()
+            })
+        } else {
+            None
+        };
+        let current = renewed.as_ref().unwrap_or(material);
+        let int_cert = pem_cert(&current.intermediate_cert, "intermediate certificate")?;
+        let int_key = pem_key(&current.intermediate_key, "intermediate key")?;
+        let ca = Self::assemble(td, options, root, int_cert, int_key)?;
+        Ok((ca, renewed))
     }
 
     fn assemble(
@@ -264,14 +348,14 @@ impl Paths {
     }
 }
 
+/// A new intermediate (PEM certificate and key) signed by `root`.
 fn issue_intermediate(
     root: &Issuer<'_, KeyPair>,
     td: &TrustDomain,
     now: SystemTime,
     options: &BuiltinOptions,
     root_not_after: SystemTime,
-    paths: &Paths,
-) -> Result<(CertificateDer<'static>, KeyPair), AuthorityError> {
+) -> Result<(String, String), AuthorityError> {
     let key = new_key()?;
     let params = ca_params(
         &format!("Signet intermediate CA {td} {}", unix(now)),
@@ -282,11 +366,7 @@ fn issue_intermediate(
     let cert = params
         .signed_by(&key, root)
         .map_err(|e| AuthorityError::Sign(e.to_string()))?;
-    // Key first: a crash between the two writes leaves a new key with the old certificate,
-    // which `assemble` refuses, rather than a certificate whose key is lost.
-    write_file(&paths.int_key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_file(&paths.int_cert, cert.pem().as_bytes(), 0o644)?;
-    Ok((cert.der().clone(), key))
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn ca_params(
@@ -332,11 +412,19 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Aut
     fs::rename(&tmp, path).map_err(|e| storage("renaming to", path, e))
 }
 
+#[cfg(test)]
 fn read_cert(path: &Path) -> Result<CertificateDer<'static>, AuthorityError> {
     CertificateDer::from_pem_file(path).map_err(|e| storage("reading", path, e))
 }
 
 pub(crate) fn read_key(path: &Path) -> Result<KeyPair, AuthorityError> {
+    check_private(path)?;
+    let pem = fs::read_to_string(path).map_err(|e| storage("reading", path, e))?;
+    KeyPair::from_pem(&pem).map_err(|e| storage("parsing", path, e))
+}
+
+/// Refuses a key file group or others may read.
+fn check_private(path: &Path) -> Result<(), AuthorityError> {
     let meta = fs::metadata(path).map_err(|e| storage("reading", path, e))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(storage(
@@ -348,8 +436,16 @@ pub(crate) fn read_key(path: &Path) -> Result<KeyPair, AuthorityError> {
             ),
         ));
     }
-    let pem = fs::read_to_string(path).map_err(|e| storage("reading", path, e))?;
-    KeyPair::from_pem(&pem).map_err(|e| storage("parsing", path, e))
+    Ok(())
+}
+
+fn pem_cert(pem: &str, what: &str) -> Result<CertificateDer<'static>, AuthorityError> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| AuthorityError::Storage(format!("{what}: {e}")))
+}
+
+fn pem_key(pem: &str, what: &str) -> Result<KeyPair, AuthorityError> {
+    KeyPair::from_pem(pem).map_err(|e| AuthorityError::Storage(format!("{what}: {e}")))
 }
 
 fn unix(t: SystemTime) -> u64 {

@@ -242,6 +242,38 @@ fn the_intermediate_is_reissued_before_it_expires() {
 }
 
 #[test]
+fn material_opens_without_files_and_returns_a_reissued_intermediate() {
+    let material = BuiltinMaterial::generate(&td(), &BuiltinOptions::default()).unwrap();
+    let (ca, renewed) =
+        BuiltinAuthority::from_material(&material, &td(), BuiltinOptions::default()).unwrap();
+    assert!(renewed.is_none(), "a fresh intermediate is kept");
+    let svid = sign(&ca, &cart(), None).unwrap();
+    assert_eq!(
+        svid.chain()[1],
+        CertificateDer::from_pem_slice(material.intermediate_cert.as_bytes()).unwrap()
+    );
+
+    let later = SystemTime::now() + Duration::from_secs(340 * 86400);
+    let options = BuiltinOptions {
+        clock: Arc::new(FixedClock(later)),
+        ..BuiltinOptions::default()
+    };
+    let (reopened, renewed) = BuiltinAuthority::from_material(&material, &td(), options).unwrap();
+    let renewed = renewed.expect("a new intermediate to keep");
+    assert_eq!(renewed.root_key, material.root_key, "same root");
+    assert_ne!(renewed.intermediate_key, material.intermediate_key);
+    assert_eq!(reopened.bundle(), ca.bundle());
+
+    let other = TrustDomain::new("other.internal").unwrap();
+    let refused = BuiltinAuthority::from_material(&material, &other, BuiltinOptions::default());
+    assert!(matches!(refused, Err(AuthorityError::Storage(m)) if m.contains("acme.internal")));
+    assert!(
+        !format!("{material:?}").contains("PRIVATE KEY"),
+        "keys stay out of logs"
+    );
+}
+
+#[test]
 fn svids_issued_in_the_past_are_expired_now() {
     let tmp = tempfile::tempdir().unwrap();
     let past = SystemTime::now() - Duration::from_secs(3600);

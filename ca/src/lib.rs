@@ -41,6 +41,6 @@ pub use authority::{
     Authority, AuthorityError, AuthorityStatus, BoxFuture, CaCertificate, Clock, FixedClock,
     SignRequest, SystemClock, VaultStatus,
 };
-pub use builtin::{BuiltinAuthority, BuiltinOptions};
+pub use builtin::{BuiltinAuthority, BuiltinMaterial, BuiltinOptions};
 pub use profile::SvidProfile;
 pub use token::{JoinTokens, MemoryTokenStore, NewToken, TokenError, TokenRecord, TokenStore};

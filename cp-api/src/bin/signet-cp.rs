@@ -56,6 +56,11 @@ struct Args {
     /// Store URL (default: sqlite file signet.db in the data dir).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// The key-encryption key sealing the CA in the store (32 bytes, or 64 hex digits;
+    /// 0600): the same file on every replica of a shared database. Default: the systemd
+    /// credential `signet-ca-kek`, or `<data>/ca.kek` (made on first start) with SQLite.
+    #[arg(long, env = "SIGNET_CA_KEK_FILE", value_name = "FILE")]
+    ca_kek_file: Option<PathBuf>,
     /// Default SVID lifetime (e.g. 1h, 30m, 20s).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     svid_ttl: Duration,
@@ -184,6 +189,7 @@ async fn run(args: Args) -> Result<(), String> {
         grpc_listen: args.grpc_listen,
         api_listen: args.api_listen,
         store: args.store,
+        ca_kek_file: args.ca_kek_file,
         svid_ttl: args.svid_ttl,
         heartbeat_interval: args.heartbeat_interval,
     })

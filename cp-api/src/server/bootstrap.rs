@@ -6,6 +6,7 @@
 //!   signet.db            the SQLite store (unless --store names another)
 //!   operators.cedar      who may operate the control plane (written once, then the operator's)
 //!   admin.token          the admin bearer token, 0600 (delete it to have a new one made)
+//!   ca.kek               SQLite only: the key sealing the CA in the store, 0600
 //!   bundle.pem           the trust bundle: what meshctl and new proxies trust (SIGNET_CA)
 //!   meshctl.env          SIGNET_CP, SIGNET_TOKEN, SIGNET_CA for `set -a; . meshctl.env`, 0600
 //! ```
@@ -28,6 +29,7 @@ use crate::server::ca::Ca;
 use crate::server::hub::Hub;
 use crate::server::operators::{OperatorPolicies, admin_id, default_policies};
 use crate::server::rest::sha256;
+use crate::server::seal::Kek;
 use crate::server::store::{SqlStore, Store};
 
 /// The trust domain of a new data directory when none is given.
@@ -46,7 +48,8 @@ pub struct Boot {
     pub deny: Arc<DenyList>,
     pub operators: Arc<OperatorPolicies>,
     data_dir: PathBuf,
-    admin_token: String,
+    /// `None` when another replica made it.
+    admin_token: Option<String>,
 }
 
 /// What renewing the control plane's own SVID needs.
@@ -107,9 +110,11 @@ async fn issue_own(
     Ok((svid.refresh_at(), Arc::new(signer)))
 }
 
-fn trust_domain(options: &Options) -> Result<TrustDomain, String> {
+/// The trust domain: as given, else the store's CA's, else a data directory's from before
+/// the store held the CA, else the default.
+fn trust_domain(options: &Options, stored: Option<String>) -> Result<TrustDomain, String> {
     let marker = options.data_dir.join("ca").join("trust-domain");
-    let existing = std::fs::read_to_string(&marker).ok();
+    let existing = stored.or_else(|| std::fs::read_to_string(&marker).ok());
     let name = match (&options.trust_domain, &existing) {
         (Some(given), _) => given.clone(),
         (None, Some(found)) => found.trim().to_owned(),
@@ -118,13 +123,41 @@ fn trust_domain(options: &Options) -> Result<TrustDomain, String> {
     TrustDomain::new(&name).map_err(|e| format!("--trust-domain `{name}`: {e}"))
 }
 
+/// The key that seals the CA in the store: `--ca-kek-file`, else the systemd credential
+/// `signet-ca-kek`, else (SQLite only, where the database sits beside it) `<data>/ca.kek`,
+/// made on first start. Replicas on a shared database must be given theirs.
+fn key_encryption_key(options: &Options) -> Result<Kek, String> {
+    if let Some(path) = &options.ca_kek_file {
+        return Kek::load(path).map_err(|e| format!("--ca-kek-file: {e}"));
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(crate::server::seal::CREDENTIAL);
+        if path.exists() {
+            return Kek::load(&path).map_err(|e| format!("systemd credential: {e}"));
+        }
+    }
+    if options.store.is_some() {
+        return Err(
+            "--store on a shared database needs --ca-kek-file: the key that seals the \
+                    CA there, the same file on every replica (make one with `umask 077; \
+                    openssl rand -hex 32 > ca.kek`)"
+                .to_owned(),
+        );
+    }
+    let path = options.data_dir.join("ca.kek");
+    if path.exists() {
+        Kek::load(&path)
+    } else {
+        Kek::generate(&path)
+    }
+}
+
 /// Opens the data directory, creating whatever is missing.
 pub async fn open(options: &Options) -> Result<Boot, String> {
     let dir = &options.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating `{}`: {e}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("securing `{}`: {e}", dir.display()))?;
-    let td = trust_domain(options)?;
     let profile = SvidProfile {
         default_ttl: options.svid_ttl,
         ..SvidProfile::default()
@@ -144,7 +177,14 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
                 .map_err(|e| format!("--store: {e}"))?,
         ),
     };
-    let ca = Arc::new(Ca::open(&dir.join("ca"), &td, profile).await?);
+    let stored_td = store
+        .ca()
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|row| row.trust_domain);
+    let td = trust_domain(options, stored_td)?;
+    let kek = Arc::new(key_encryption_key(options)?);
+    let ca = Arc::new(Ca::open(Arc::clone(&store), kek, &dir.join("ca"), &td, profile).await?);
 
     let operators_file = dir.join("operators.cedar");
     if !operators_file.exists() {
@@ -154,7 +194,19 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
 
     let token_file = dir.join("admin.token");
     let admin_token = match std::fs::read_to_string(&token_file) {
-        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+        // Another replica on this database made it: that one's file holds it.
+        _ if store
+            .has_operator_token("admin")
+            .await
+            .map_err(|e| e.to_string())? =>
+        {
+            tracing::info!(
+                "the admin token was made by another replica: copy its admin.token (or \
+                 meshctl.env) to use this one"
+            );
+            None
+        }
         _ => {
             let token = random_hex(32)?;
             store
@@ -162,7 +214,7 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             write_private(&token_file, &format!("{token}\n"))?;
-            token
+            Some(token)
         }
     };
 
@@ -207,8 +259,11 @@ impl Boot {
         write_private(
             &path,
             &format!(
-                "SIGNET_CP=https://{api}\nSIGNET_TOKEN={}\nSIGNET_CA={}\n",
-                self.admin_token,
+                "SIGNET_CP=https://{api}\n{}SIGNET_CA={}\n",
+                self.admin_token
+                    .as_ref()
+                    .map(|t| format!("SIGNET_TOKEN={t}\n"))
+                    .unwrap_or_default(),
                 dir.join("bundle.pem").display()
             ),
         )?;

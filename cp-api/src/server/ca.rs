@@ -11,8 +11,14 @@
 //! 3. **retired**: the old roots leave the bundle only after every SVID the old backend
 //!    signed has expired (the latest `notAfter` it issued, tracked durably).
 //!
-//! State lives in `<data>/ca/authority.json` (0600: it holds Vault credentials).
+//! The state and the built-in CAs' keys live in the store, sealed under the key-encryption
+//! key ([`crate::server::seal`]), so every replica on one database signs with the same CA
+//! and follows the same rotation. Each write is a compare-and-swap on the row's revision: a
+//! replica that lost a race reloads and the operator retries. A Vault backend's credentials
+//! are sealed the same way; each replica opens its own session (and, in intermediate mode,
+//! its own intermediate under `<data>/ca`), so no Vault-issued key is shared.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,14 +31,21 @@ use signet_ca::vault::{
     VaultSignAuthority,
 };
 use signet_ca::{
-    Authority, AuthorityError, BuiltinAuthority, BuiltinOptions, SignRequest, SvidProfile,
-    SystemClock,
+    Authority, AuthorityError, BuiltinAuthority, BuiltinMaterial, BuiltinOptions, SignRequest,
+    SvidProfile, SystemClock,
 };
 use signet_spiffe::{TrustBundle, TrustDomain, X509Svid};
 
-const STATE: &str = "authority.json";
+use crate::server::seal::Kek;
+use crate::server::store::{CaWrite, Store, StoreError};
 
-/// Where a backend's files are, relative to `<data>/ca`, and how to open it.
+/// The rotation state a data directory kept before the CA moved into the store; imported
+/// once.
+const LEGACY_STATE: &str = "authority.json";
+/// A Vault server's CA certificate, written beside each replica's backend directory.
+const VAULT_CA_FILE: &str = "vault-ca.pem";
+
+/// A backend and where its local files are, relative to `<data>/ca`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Backend {
@@ -53,6 +66,14 @@ impl Backend {
             Self::Vault { settings, .. } => settings.mode.backend(),
         }
     }
+
+    /// Names this backend among the CA's: its directory is made once and never reused.
+    fn key(&self) -> String {
+        match self {
+            Self::Builtin { dir } => format!("builtin/{dir}"),
+            Self::Vault { dir, .. } => format!("vault/{dir}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +81,10 @@ struct Staged {
     backend: Backend,
     /// Unix seconds.
     since: u64,
+    /// The bundle sequence that first carried its roots: a proxy that acknowledged it (at
+    /// any replica) trusts the successor.
+    #[serde(default)]
+    sequence: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,11 +103,24 @@ struct State {
     staged: Option<Staged>,
     #[serde(default)]
     retiring: Vec<Retiring>,
-    /// Unix seconds no SVID of the active backend outlives (a durable high-water mark).
-    #[serde(default)]
+    /// Read from a data directory's `authority.json` only; the store keeps the horizon
+    /// in a column of its own.
+    #[serde(default, skip_serializing)]
     issued_until: u64,
     #[serde(default)]
     bundle_sequence: u64,
+}
+
+/// What the store keeps sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sealed {
+    state: State,
+    /// The built-in backends' material, by their directory name.
+    #[serde(default)]
+    builtin: BTreeMap<String, BuiltinMaterial>,
+    /// Vault servers' CA certificates (PEM), by backend directory.
+    #[serde(default)]
+    vault_ca: BTreeMap<String, String>,
 }
 
 /// An open backend.
@@ -90,6 +128,26 @@ struct State {
 pub struct Opened {
     pub backend: Backend,
     pub authority: Arc<dyn Authority>,
+    /// Material to keep with it: a new built-in CA's keys, a Vault server's CA certificate.
+    material: Option<Material>,
+}
+
+#[derive(Debug, Clone)]
+enum Material {
+    Builtin(BuiltinMaterial),
+    VaultCa(String),
+}
+
+impl Opened {
+    /// A Vault backend opened by setup, with the Vault server's CA certificate (PEM) if one
+    /// was given, to be shared with the other replicas.
+    pub fn vault(backend: Backend, authority: Arc<dyn Authority>, ca_pem: Option<String>) -> Self {
+        Self {
+            backend,
+            authority,
+            material: ca_pem.map(Material::VaultCa),
+        }
+    }
 }
 
 /// Why a CA change was refused.
@@ -99,8 +157,18 @@ pub enum CaError {
         "a rotation is already in progress (to {0}); wait for `meshctl ca status` to show it promoted"
     )]
     Busy(String),
+    #[error("the CA was changed by another replica meanwhile; run the command again")]
+    Raced,
     #[error("{0}")]
     Failed(String),
+}
+
+/// What one replica holds of the shared CA.
+#[derive(Debug)]
+struct Local {
+    sealed: Sealed,
+    /// The store row's revision this replica last read or wrote.
+    revision: u64,
 }
 
 /// The certificate authority of the control plane.
@@ -109,17 +177,24 @@ pub struct Ca {
     trust_domain: TrustDomain,
     dir: PathBuf,
     profile: SvidProfile,
-    state: Mutex<State>,
+    store: Arc<dyn Store>,
+    kek: Arc<Kek>,
+    local: Mutex<Local>,
+    /// One write at a time from this replica (the store arbitrates between replicas).
+    writing: tokio::sync::Mutex<()>,
+    /// Backends opened here, by [`Backend::key`]: following another replica's change
+    /// reopens nothing it already has.
+    opened: Mutex<HashMap<String, Opened>>,
     active: ArcSwap<Opened>,
     staged: ArcSwap<Option<Opened>>,
-    /// The hub generation a staged bundle went out with: proxies that report at least this
-    /// configuration version have it.
-    staged_generation: AtomicU64,
     bundle: ArcSwap<TrustBundle>,
     /// Bumped when the active backend changes.
     active_generation: AtomicU64,
-    /// Latest `notAfter` issued by the active backend (unix seconds), in memory.
+    /// Latest `notAfter` issued here by the active backend (unix seconds), in memory; the
+    /// store's horizon is raised ahead of it.
     issued_max: AtomicU64,
+    /// The horizon this replica last wrote.
+    horizon_written: AtomicU64,
     upkeep: Mutex<Upkeep>,
 }
 
@@ -140,28 +215,100 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn context(td: &TrustDomain) -> String {
+    format!("ca {td}")
+}
+
+fn store_error(e: StoreError) -> String {
+    e.to_string()
+}
+
 impl Ca {
-    /// Opens the CA kept under `dir` (`<data>/ca`): the built-in CA on first start.
-    pub async fn open(dir: &Path, td: &TrustDomain, profile: SvidProfile) -> Result<Self, String> {
-        let path = dir.join(STATE);
-        let state = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str::<State>(&text)
-                .map_err(|e| format!("`{}`: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
-                active: Backend::Builtin { dir: String::new() },
-                staged: None,
-                retiring: Vec::new(),
-                issued_until: 0,
-                bundle_sequence: 1,
-            },
-            Err(e) => return Err(format!("`{}`: {e}", path.display())),
-        };
-        let active = open_backend(dir, td, profile, &state.active)
+    /// Opens the CA kept in `store`. On first start it imports a data directory's CA
+    /// (`dir`, `<data>/ca`, as kept before the store held it) or creates the built-in CA;
+    /// replicas starting together agree on one (the first write wins, the others read it).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        kek: Arc<Kek>,
+        dir: &Path,
+        td: &TrustDomain,
+        profile: SvidProfile,
+    ) -> Result<Self, String> {
+        for _ in 0..3 {
+            let (sealed, revision, horizon) = match store.ca().await.map_err(store_error)? {
+                Some(row) => {
+                    if row.trust_domain != td.as_str() {
+                        return Err(format!(
+                            "the store holds the CA of trust domain `{}`, not `{td}`",
+                            row.trust_domain
+                        ));
+                    }
+                    let plain = kek
+                        .open(&context(td), &row.sealed)
+                        .map_err(|e| format!("opening the CA in the store: {e}"))?;
+                    let sealed: Sealed = serde_json::from_slice(&plain)
+                        .map_err(|e| format!("the CA in the store: {e}"))?;
+                    (sealed, row.revision, row.issued_until)
+                }
+                None => {
+                    let (sealed, horizon) = first_ca(dir, td, profile)?;
+                    let write = CaWrite {
+                        expected: None,
+                        trust_domain: td.to_string(),
+                        kek_id: kek.id(),
+                        sealed: seal(&kek, td, &sealed)?,
+                        issued_until: Some(horizon),
+                    };
+                    match store.put_ca(write).await {
+                        Ok(revision) => {
+                            tracing::info!(trust_domain = %td, kek = %kek.id(), "the CA is kept in the store, sealed");
+                            (sealed, revision, horizon)
+                        }
+                        // Another replica made it first: use that one.
+                        Err(StoreError::Raced(_)) => continue,
+                        Err(e) => return Err(store_error(e)),
+                    }
+                }
+            };
+            let ca = Self::assemble(
+                Arc::clone(&store),
+                Arc::clone(&kek),
+                dir,
+                td,
+                profile,
+                sealed,
+                revision,
+                horizon,
+            )
+            .await?;
+            match ca.keep_renewed().await {
+                Ok(()) => return Ok(ca),
+                Err(CaError::Raced) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("the CA in the store kept changing while this replica opened it".to_owned())
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one private constructor")]
+    async fn assemble(
+        store: Arc<dyn Store>,
+        kek: Arc<Kek>,
+        dir: &Path,
+        td: &TrustDomain,
+        profile: SvidProfile,
+        mut sealed: Sealed,
+        revision: u64,
+        horizon: u64,
+    ) -> Result<Self, String> {
+        let mut opened = HashMap::new();
+        let active_backend = sealed.state.active.clone();
+        let active = open_in(dir, td, profile, &mut sealed, &active_backend, &mut opened)
             .await
-            .map_err(|e| format!("opening the {} CA: {e}", state.active.name()))?;
-        let staged = match &state.staged {
+            .map_err(|e| format!("opening the {} CA: {e}", active_backend.name()))?;
+        let staged = match sealed.state.staged.clone() {
             Some(s) => Some(
-                open_backend(dir, td, profile, &s.backend)
+                open_in(dir, td, profile, &mut sealed, &s.backend, &mut opened)
                     .await
                     .map_err(|e| format!("opening the staged {} CA: {e}", s.backend.name()))?,
             ),
@@ -171,18 +318,37 @@ impl Ca {
             trust_domain: td.clone(),
             dir: dir.to_path_buf(),
             profile,
-            issued_max: AtomicU64::new(state.issued_until),
-            state: Mutex::new(state),
+            store,
+            kek,
+            local: Mutex::new(Local { sealed, revision }),
+            writing: tokio::sync::Mutex::new(()),
+            opened: Mutex::new(opened),
             active: ArcSwap::from_pointee(active),
             staged: ArcSwap::from_pointee(staged),
-            staged_generation: AtomicU64::new(0),
             bundle: ArcSwap::from_pointee(TrustBundle::new(td.clone())),
             active_generation: AtomicU64::new(1),
+            issued_max: AtomicU64::new(0),
+            horizon_written: AtomicU64::new(horizon),
             upkeep: Mutex::new(Upkeep::default()),
         };
         ca.rebuild_bundle(false)?;
-        ca.save()?;
         Ok(ca)
+    }
+
+    /// Writes back what opening changed (a re-issued built-in intermediate, a bundle
+    /// sequence that had to move).
+    async fn keep_renewed(&self) -> Result<(), CaError> {
+        let dirty = {
+            let local = lock(&self.local);
+            let stored = self.bundle.load().sequence();
+            let builtin_changed = lock(&self.opened).values().any(|o| o.material.is_some());
+            builtin_changed || local.sealed.state.bundle_sequence != stored
+        };
+        if dirty {
+            let _writing = self.writing.lock().await;
+            self.save(None).await?;
+        }
+        Ok(())
     }
 
     /// The backend issuing now.
@@ -215,9 +381,14 @@ impl Ca {
         &self.trust_domain
     }
 
-    /// The CA directory (`<data>/ca`).
+    /// This replica's CA directory (`<data>/ca`): Vault backends' local files.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The key-encryption key's id.
+    pub fn kek_id(&self) -> String {
+        self.kek.id()
     }
 
     /// Signs with the active backend and remembers how long its SVIDs live.
@@ -226,7 +397,7 @@ impl Ca {
         let svid = active.authority.sign(request).await?;
         let until = unix(svid.not_after());
         if self.issued_max.fetch_max(until, Ordering::AcqRel) < until {
-            self.persist_high_water(until);
+            self.raise_horizon(until).await;
         }
         Ok(svid)
     }
@@ -237,97 +408,277 @@ impl Ca {
         self.active().authority.sign(request).await
     }
 
-    /// Keeps `issued_until` at or beyond every issued `notAfter`, writing ahead by a margin so
-    /// that the file changes every few minutes, not on every issuance.
-    fn persist_high_water(&self, until: u64) {
+    /// Keeps the store's horizon at or beyond every `notAfter` issued here, writing ahead
+    /// by a margin so that the row changes every few minutes, not on every issuance.
+    async fn raise_horizon(&self, until: u64) {
+        if self.horizon_written.load(Ordering::Acquire) >= until {
+            return;
+        }
         let margin = (self.profile.default_ttl / 2)
             .min(Duration::from_secs(300))
             .as_secs();
-        let write = {
-            let mut state = lock(&self.state);
-            if state.issued_until >= until {
-                false
-            } else {
-                state.issued_until = until + margin;
-                true
+        let ahead = until + margin;
+        match self.store.raise_ca_horizon(ahead).await {
+            Ok(()) => {
+                self.horizon_written.fetch_max(ahead, Ordering::AcqRel);
             }
-        };
-        if write && let Err(e) = self.save() {
-            tracing::error!(error = %e, "recording the CA's issuance horizon failed");
+            Err(e) => tracing::error!(error = %e, "recording the CA's issuance horizon failed"),
         }
     }
 
-    fn save(&self) -> Result<(), String> {
-        let text = {
-            let state = lock(&self.state);
-            serde_json::to_string_pretty(&*state).map_err(|e| e.to_string())?
+    /// Seals the local state and writes it if the row is still at the revision this
+    /// replica holds; `issued_until` replaces the horizon when given. A lost race reloads.
+    /// Callers hold `writing`.
+    async fn save(&self, issued_until: Option<u64>) -> Result<(), CaError> {
+        let (mut sealed, expected) = {
+            let local = lock(&self.local);
+            (local.sealed.clone(), local.revision)
         };
-        signet_spiffe::write_private(&self.dir.join(STATE), text.as_bytes())
+        sealed.state.bundle_sequence = self.bundle.load().sequence();
+        // Material of backends still in use, and only theirs.
+        let in_use: Vec<String> = std::iter::once(&sealed.state.active)
+            .chain(sealed.state.staged.as_ref().map(|s| &s.backend))
+            .map(Backend::key)
+            .collect();
+        for o in lock(&self.opened).values() {
+            match (&o.backend, &o.material) {
+                (Backend::Builtin { dir }, Some(Material::Builtin(m))) => {
+                    sealed.builtin.insert(dir.clone(), m.clone());
+                }
+                (Backend::Vault { dir, .. }, Some(Material::VaultCa(pem))) => {
+                    sealed.vault_ca.insert(dir.clone(), pem.clone());
+                }
+                _ => {}
+            }
+        }
+        sealed
+            .builtin
+            .retain(|dir, _| in_use.contains(&Backend::Builtin { dir: dir.clone() }.key()));
+        sealed
+            .vault_ca
+            .retain(|dir, _| in_use.iter().any(|k| k == &format!("vault/{dir}")));
+        let write = CaWrite {
+            expected: Some(expected),
+            trust_domain: self.trust_domain.to_string(),
+            kek_id: self.kek.id(),
+            sealed: seal(&self.kek, &self.trust_domain, &sealed).map_err(CaError::Failed)?,
+            issued_until,
+        };
+        match self.store.put_ca(write).await {
+            Ok(revision) => {
+                let mut local = lock(&self.local);
+                local.sealed = sealed;
+                local.revision = revision;
+                for o in lock(&self.opened).values_mut() {
+                    o.material = None;
+                }
+                Ok(())
+            }
+            Err(StoreError::Raced(_)) => {
+                if let Err(e) = self.reload().await {
+                    tracing::error!(error = %e, "reloading the CA after a lost race failed");
+                }
+                Err(CaError::Raced)
+            }
+            Err(e) => Err(CaError::Failed(e.to_string())),
+        }
     }
 
-    /// Recomputes the bundle: active, staged and retiring roots. Bumps its sequence when
-    /// the set of roots changed (or `force`).
-    fn rebuild_bundle(&self, force: bool) -> Result<bool, String> {
+    /// Takes in another replica's change to the CA, if the store has one; true when the
+    /// bundle or the active backend changed (the proxies must hear of it).
+    pub async fn follow(&self) -> Result<bool, String> {
+        let _writing = self.writing.lock().await;
+        self.reload().await
+    }
+
+    async fn reload(&self) -> Result<bool, String> {
+        let Some(row) = self.store.ca().await.map_err(store_error)? else {
+            return Ok(false);
+        };
+        if row.revision == lock(&self.local).revision {
+            return Ok(false);
+        }
+        let plain = self
+            .kek
+            .open(&context(&self.trust_domain), &row.sealed)
+            .map_err(|e| format!("opening the CA in the store: {e}"))?;
+        let mut sealed: Sealed =
+            serde_json::from_slice(&plain).map_err(|e| format!("the CA in the store: {e}"))?;
+        let mut opened = lock(&self.opened).clone();
+        let active_backend = sealed.state.active.clone();
+        let active = open_in(
+            &self.dir,
+            &self.trust_domain,
+            self.profile,
+            &mut sealed,
+            &active_backend,
+            &mut opened,
+        )
+        .await
+        .map_err(|e| format!("opening the {} CA: {e}", active_backend.name()))?;
+        let staged = match sealed.state.staged.clone() {
+            Some(s) => Some(
+                open_in(
+                    &self.dir,
+                    &self.trust_domain,
+                    self.profile,
+                    &mut sealed,
+                    &s.backend,
+                    &mut opened,
+                )
+                .await
+                .map_err(|e| format!("opening the staged {} CA: {e}", s.backend.name()))?,
+            ),
+            None => None,
+        };
+        // What another replica wrote is kept there: nothing opened here is new material.
+        for o in opened.values_mut() {
+            o.material = None;
+        }
+        let promoted = active.backend != self.active().backend;
+        let sequence = sealed.state.bundle_sequence;
+        {
+            let mut local = lock(&self.local);
+            local.sealed = sealed;
+            local.revision = row.revision;
+        }
+        opened.retain(|k, _| {
+            *k == active.backend.key() || staged.as_ref().is_some_and(|s| *k == s.backend.key())
+        });
+        *lock(&self.opened) = opened;
+        if promoted {
+            self.issued_max.store(0, Ordering::Release);
+            self.active.store(Arc::new(active));
+            self.active_generation.fetch_add(1, Ordering::AcqRel);
+        }
+        self.horizon_written
+            .store(row.issued_until, Ordering::Release);
+        self.staged.store(Arc::new(staged));
+        let before = self.bundle();
+        self.set_bundle(sequence)?;
+        let after = self.bundle.load();
+        Ok(promoted || before.sequence() != after.sequence() || !before.roots().eq(after.roots()))
+    }
+
+    /// The active, staged and retiring roots.
+    fn roots(&self) -> Result<TrustBundle, String> {
         let mut bundle = self.active().authority.bundle();
         if let Some(staged) = self.staged() {
             for root in staged.authority.bundle().roots() {
                 bundle.add_root(root.clone()).map_err(|e| e.to_string())?;
             }
         }
-        let mut state = lock(&self.state);
-        for retiring in &state.retiring {
+        let local = lock(&self.local);
+        for retiring in &local.sealed.state.retiring {
             let old = TrustBundle::from_pem(self.trust_domain.clone(), &retiring.roots)
                 .map_err(|e| format!("a retiring root: {e}"))?;
             for root in old.roots() {
                 bundle.add_root(root.clone()).map_err(|e| e.to_string())?;
             }
         }
-        let changed = force || !bundle.roots().eq(self.bundle.load().roots());
-        if changed {
-            state.bundle_sequence += 1;
-        }
-        bundle.set_sequence(state.bundle_sequence);
+        Ok(bundle)
+    }
+
+    /// The bundle as the store's state has it, at `sequence`.
+    fn set_bundle(&self, sequence: u64) -> Result<(), String> {
+        let mut bundle = self.roots()?;
+        bundle.set_sequence(sequence);
+        self.bundle.store(Arc::new(bundle));
+        Ok(())
+    }
+
+    /// Recomputes the bundle: active, staged and retiring roots. Moves its sequence on
+    /// when the set of roots changed (or `force`).
+    fn rebuild_bundle(&self, force: bool) -> Result<bool, String> {
+        let mut bundle = self.roots()?;
+        let stored = lock(&self.local).sealed.state.bundle_sequence.max(1);
+        let current = self.bundle.load();
+        let changed = force || !bundle.roots().eq(current.roots());
+        let sequence = if current.roots().next().is_none() {
+            // First build after opening: the stored sequence, unless the roots it named
+            // changed while opening.
+            stored
+        } else if changed {
+            current.sequence().max(stored) + 1
+        } else {
+            current.sequence()
+        };
+        bundle.set_sequence(sequence);
         self.bundle.store(Arc::new(bundle));
         Ok(changed)
     }
 
     /// Stages `next`: its roots join the bundle at once; issuance moves to it at
     /// [`Ca::promote`].
-    pub fn stage(&self, next: Opened) -> Result<(), CaError> {
+    pub async fn stage(&self, next: Opened) -> Result<(), CaError> {
+        let _writing = self.writing.lock().await;
+        self.reload().await.map_err(CaError::Failed)?;
         if let Some(s) = self.staged() {
             return Err(CaError::Busy(s.backend.name().to_owned()));
         }
-        lock(&self.state).staged = Some(Staged {
+        let previous = self.bundle();
+        lock(&self.opened).insert(next.backend.key(), next.clone());
+        self.staged.store(Arc::new(Some(next.clone())));
+        let undo = |ca: &Self| {
+            lock(&ca.opened).remove(&next.backend.key());
+            ca.staged.store(Arc::new(None));
+            ca.bundle.store(Arc::new(previous.clone()));
+        };
+        if let Err(e) = self.rebuild_bundle(false) {
+            undo(self);
+            return Err(CaError::Failed(e));
+        }
+        lock(&self.local).sealed.state.staged = Some(Staged {
             backend: next.backend.clone(),
             since: unix(SystemTime::now()),
+            sequence: self.bundle.load().sequence(),
         });
-        self.staged.store(Arc::new(Some(next)));
-        self.rebuild_bundle(false).map_err(CaError::Failed)?;
-        self.save().map_err(CaError::Failed)?;
+        if let Err(e) = self.save(None).await {
+            if !matches!(e, CaError::Raced) {
+                lock(&self.local).sealed.state.staged = None;
+                undo(self);
+            }
+            return Err(e);
+        }
         Ok(())
     }
 
-    /// Records the hub generation the staged bundle was published at.
-    pub fn set_staged_generation(&self, generation: u64) {
-        self.staged_generation.store(generation, Ordering::Release);
-    }
-
-    /// The hub generation proxies must have acknowledged before promotion.
-    pub fn staged_generation(&self) -> u64 {
-        self.staged_generation.load(Ordering::Acquire)
+    /// The bundle sequence proxies must have acknowledged before promotion.
+    pub fn staged_sequence(&self) -> Option<u64> {
+        lock(&self.local)
+            .sealed
+            .state
+            .staged
+            .as_ref()
+            .map(|s| s.sequence)
     }
 
     /// When the staged rotation began.
     pub fn staged_since(&self) -> Option<u64> {
-        lock(&self.state).staged.as_ref().map(|s| s.since)
+        lock(&self.local)
+            .sealed
+            .state
+            .staged
+            .as_ref()
+            .map(|s| s.since)
     }
 
     /// Moves issuance to the staged backend; the old roots (those not also the new
-    /// backend's) retire once every SVID the old backend signed has expired.
-    pub fn promote(&self) -> Result<Option<Opened>, String> {
+    /// backend's) retire once every SVID the old backend signed, at any replica, has
+    /// expired.
+    pub async fn promote(&self) -> Result<Option<Opened>, String> {
+        let _writing = self.writing.lock().await;
+        self.reload().await?;
         let Some(next) = self.staged() else {
             return Ok(None);
         };
+        let before = lock(&self.local).sealed.clone();
+        let stored_horizon = self
+            .store
+            .ca()
+            .await
+            .map_err(store_error)?
+            .map_or(0, |row| row.issued_until);
         let old = self.active();
         let new_roots = next.authority.bundle();
         let leaving: Vec<_> = old
@@ -337,12 +688,12 @@ impl Ca {
             .filter(|r| !new_roots.contains(r))
             .cloned()
             .collect();
+        let horizon = stored_horizon
+            .max(self.issued_max.load(Ordering::Acquire))
+            .max(unix(SystemTime::now()));
         {
-            let mut state = lock(&self.state);
-            let horizon = state
-                .issued_until
-                .max(self.issued_max.load(Ordering::Acquire))
-                .max(unix(SystemTime::now()));
+            let mut local = lock(&self.local);
+            let state = &mut local.sealed.state;
             if !leaving.is_empty() {
                 let pem = TrustBundle::from_roots(self.trust_domain.clone(), leaving)
                     .map_err(|e| e.to_string())?
@@ -356,35 +707,67 @@ impl Ca {
             }
             state.active = next.backend.clone();
             state.staged = None;
-            state.issued_until = 0;
         }
-        self.issued_max.store(0, Ordering::Release);
         self.active.store(Arc::new(next.clone()));
         self.staged.store(Arc::new(None));
-        self.active_generation.fetch_add(1, Ordering::AcqRel);
         self.rebuild_bundle(false)?;
-        self.save()?;
-        Ok(Some(next))
+        match self.save(Some(0)).await {
+            Ok(()) => {
+                self.issued_max.store(0, Ordering::Release);
+                self.horizon_written.store(0, Ordering::Release);
+                self.active_generation.fetch_add(1, Ordering::AcqRel);
+                lock(&self.opened).remove(&old.backend.key());
+                Ok(Some(next))
+            }
+            // `save` reloaded what the store has.
+            Err(CaError::Raced) => Err(CaError::Raced.to_string()),
+            Err(e) => {
+                self.restore(before, old, Some(next));
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Drops retiring roots whose last SVID has expired; true when the bundle changed.
-    pub fn retire_expired(&self, now: SystemTime) -> Result<bool, String> {
+    pub async fn retire_expired(&self, now: SystemTime) -> Result<bool, String> {
+        let expired = lock(&self.local)
+            .sealed
+            .state
+            .retiring
+            .iter()
+            .any(|r| r.until <= unix(now));
+        if !expired {
+            return Ok(false);
+        }
+        let _writing = self.writing.lock().await;
+        self.reload().await?;
+        let before = lock(&self.local).sealed.clone();
         let removed = {
-            let mut state = lock(&self.state);
+            let mut local = lock(&self.local);
+            let state = &mut local.sealed.state;
             let before = state.retiring.len();
             state.retiring.retain(|r| r.until > unix(now));
             before != state.retiring.len()
         };
         if removed {
             self.rebuild_bundle(false)?;
-            self.save()?;
+            match self.save(None).await {
+                Ok(()) => {}
+                Err(CaError::Raced) => return Err(CaError::Raced.to_string()),
+                Err(e) => {
+                    self.restore(before, self.active(), self.staged());
+                    return Err(e.to_string());
+                }
+            }
         }
         Ok(removed)
     }
 
     /// The roots being retired and when each goes: `(backend, bundle, until)`.
     pub fn retiring(&self) -> Vec<(String, TrustBundle, u64)> {
-        lock(&self.state)
+        lock(&self.local)
+            .sealed
+            .state
             .retiring
             .iter()
             .filter_map(|r| {
@@ -431,71 +814,268 @@ impl Ca {
     /// intermediate, or the Vault mount's chain read again.
     pub async fn successor(&self) -> Result<Opened, String> {
         let now = unix(SystemTime::now());
-        let backend = match &self.active().backend {
-            Backend::Builtin { .. } => Backend::Builtin {
-                dir: format!("builtin-{now}"),
-            },
-            Backend::Vault { settings, .. } => Backend::Vault {
-                settings: settings.clone(),
-                dir: format!("vault-{now}"),
-            },
-        };
-        let authority = open_backend(&self.dir, &self.trust_domain, self.profile, &backend)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(authority)
+        match &self.active().backend {
+            Backend::Builtin { .. } => {
+                let material =
+                    BuiltinMaterial::generate(&self.trust_domain, &builtin_options(self.profile))
+                        .map_err(|e| e.to_string())?;
+                let backend = Backend::Builtin {
+                    dir: format!("builtin-{now}"),
+                };
+                let (authority, _) = BuiltinAuthority::from_material(
+                    &material,
+                    &self.trust_domain,
+                    builtin_options(self.profile),
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(Opened {
+                    backend,
+                    authority: Arc::new(authority),
+                    material: Some(Material::Builtin(material)),
+                })
+            }
+            Backend::Vault { settings, dir } => {
+                let sub = format!("vault-{now}");
+                let ca_pem = lock(&self.local).sealed.vault_ca.get(dir).cloned();
+                let authority = open_vault(
+                    &self.dir,
+                    &self.trust_domain,
+                    self.profile,
+                    settings,
+                    &sub,
+                    ca_pem.as_deref(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok(Opened::vault(
+                    Backend::Vault {
+                        settings: settings.clone(),
+                        dir: sub,
+                    },
+                    authority,
+                    ca_pem,
+                ))
+            }
+        }
+    }
+
+    /// Puts back what this replica held before a write the store did not take.
+    fn restore(&self, sealed: Sealed, active: Arc<Opened>, staged: Option<Opened>) {
+        let sequence = sealed.state.bundle_sequence;
+        lock(&self.local).sealed = sealed;
+        self.active.store(active);
+        self.staged.store(Arc::new(staged));
+        if let Err(e) = self.set_bundle(sequence) {
+            tracing::error!(error = %e, "restoring the trust bundle failed");
+        }
     }
 }
 
-/// Opens `backend` (files under `dir`).
-pub async fn open_backend(
+fn builtin_options(profile: SvidProfile) -> BuiltinOptions {
+    BuiltinOptions {
+        profile,
+        ..BuiltinOptions::default()
+    }
+}
+
+fn seal(kek: &Kek, td: &TrustDomain, sealed: &Sealed) -> Result<Vec<u8>, String> {
+    let plain = serde_json::to_vec(sealed).map_err(|e| e.to_string())?;
+    kek.seal(&context(td), &plain).map_err(|e| e.to_string())
+}
+
+/// The CA to store on first start: a data directory's (imported once, with its horizon), or
+/// a new built-in CA.
+fn first_ca(dir: &Path, td: &TrustDomain, profile: SvidProfile) -> Result<(Sealed, u64), String> {
+    let legacy = dir.join(LEGACY_STATE);
+    let state = match std::fs::read_to_string(&legacy) {
+        Ok(text) => Some(
+            serde_json::from_str::<State>(&text)
+                .map_err(|e| format!("`{}`: {e}", legacy.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("`{}`: {e}", legacy.display())),
+    };
+    let state = match state {
+        Some(state) => state,
+        // A data directory from before rotations: the built-in CA at its top.
+        None if dir.join("trust-domain").exists() => State {
+            active: Backend::Builtin { dir: String::new() },
+            staged: None,
+            retiring: Vec::new(),
+            issued_until: 0,
+            bundle_sequence: 1,
+        },
+        None => {
+            let material = BuiltinMaterial::generate(td, &builtin_options(profile))
+                .map_err(|e| e.to_string())?;
+            let state = State {
+                active: Backend::Builtin { dir: String::new() },
+                staged: None,
+                retiring: Vec::new(),
+                issued_until: 0,
+                bundle_sequence: 1,
+            };
+            tracing::info!(trust_domain = %td, "created the built-in CA");
+            return Ok((
+                Sealed {
+                    state,
+                    builtin: BTreeMap::from([(String::new(), material)]),
+                    vault_ca: BTreeMap::new(),
+                },
+                0,
+            ));
+        }
+    };
+    let mut sealed = Sealed {
+        state: state.clone(),
+        builtin: BTreeMap::new(),
+        vault_ca: BTreeMap::new(),
+    };
+    for backend in std::iter::once(&state.active).chain(state.staged.as_ref().map(|s| &s.backend)) {
+        match backend {
+            Backend::Builtin { dir: sub } => {
+                let material = BuiltinMaterial::read(&dir.join(sub))
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("`{}` holds no CA", dir.join(sub).display()))?;
+                if material.trust_domain != td.as_str() {
+                    return Err(format!(
+                        "`{}` holds a CA for trust domain `{}`, not `{td}`",
+                        dir.display(),
+                        material.trust_domain
+                    ));
+                }
+                sealed.builtin.insert(sub.clone(), material);
+            }
+            Backend::Vault { settings, dir: sub } => {
+                if let Some(path) = &settings.ca_cert
+                    && let Ok(pem) = std::fs::read_to_string(path)
+                {
+                    sealed.vault_ca.insert(sub.clone(), pem);
+                }
+            }
+        }
+    }
+    tracing::info!(dir = %dir.display(), "imported the data directory's CA into the store; its files there are no longer read");
+    Ok((sealed, state.issued_until))
+}
+
+/// Opens `backend` with what `sealed` holds for it, reusing one already in `opened`. A
+/// built-in intermediate re-issued while opening is kept in the returned backend's
+/// material (and in `sealed`) for the caller to write.
+async fn open_in(
     dir: &Path,
     td: &TrustDomain,
     profile: SvidProfile,
+    sealed: &mut Sealed,
     backend: &Backend,
+    opened: &mut HashMap<String, Opened>,
 ) -> Result<Opened, AuthorityError> {
-    let authority: Arc<dyn Authority> = match backend {
-        Backend::Builtin { dir: sub } => Arc::new(BuiltinAuthority::open(
-            &dir.join(sub),
-            td,
-            BuiltinOptions {
-                profile,
-                ..BuiltinOptions::default()
-            },
-        )?),
-        Backend::Vault { settings, dir: sub } => {
-            let session = Arc::new(VaultSession::connect(settings.clone()).await?);
-            match settings.mode {
-                VaultMode::Sign => Arc::new(
-                    VaultSignAuthority::open(session, td, profile, Arc::new(SystemClock)).await?,
-                ),
-                VaultMode::Intermediate => Arc::new(
-                    VaultIntermediateAuthority::open(
-                        session,
-                        td,
-                        IntermediateOptions {
-                            dir: dir.join(sub),
-                            profile,
-                            clock: Arc::new(SystemClock),
-                        },
-                    )
-                    .await?,
-                ),
+    if let Some(o) = opened.get(&backend.key()) {
+        return Ok(o.clone());
+    }
+    let o = match backend {
+        Backend::Builtin { dir: sub } => {
+            let material = sealed.builtin.get(sub).ok_or_else(|| {
+                AuthorityError::Storage(format!("the store holds no keys for built-in CA `{sub}`"))
+            })?;
+            let (authority, renewed) =
+                BuiltinAuthority::from_material(material, td, builtin_options(profile))?;
+            if let Some(renewed) = &renewed {
+                sealed.builtin.insert(sub.clone(), renewed.clone());
+            }
+            Opened {
+                backend: backend.clone(),
+                authority: Arc::new(authority),
+                material: renewed.map(Material::Builtin),
             }
         }
+        Backend::Vault { settings, dir: sub } => Opened {
+            backend: backend.clone(),
+            authority: open_vault(
+                dir,
+                td,
+                profile,
+                settings,
+                sub,
+                sealed.vault_ca.get(sub).map(String::as_str),
+            )
+            .await?,
+            material: None,
+        },
     };
-    Ok(Opened {
-        backend: backend.clone(),
-        authority,
+    opened.insert(backend.key(), o.clone());
+    Ok(o)
+}
+
+/// Opens a Vault backend, its local files under `dir/sub`: the Vault server's CA
+/// certificate (`ca_pem`, written there for this replica) and, in intermediate mode, this
+/// replica's own intermediate.
+pub async fn open_vault(
+    dir: &Path,
+    td: &TrustDomain,
+    profile: SvidProfile,
+    settings: &VaultSettings,
+    sub: &str,
+    ca_pem: Option<&str>,
+) -> Result<Arc<dyn Authority>, AuthorityError> {
+    let mut settings = settings.clone();
+    if let Some(pem) = ca_pem {
+        let local = dir.join(sub);
+        std::fs::create_dir_all(&local)
+            .map_err(|e| AuthorityError::Storage(format!("`{}`: {e}", local.display())))?;
+        let path = local.join(VAULT_CA_FILE);
+        std::fs::write(&path, pem)
+            .map_err(|e| AuthorityError::Storage(format!("`{}`: {e}", path.display())))?;
+        settings.ca_cert = Some(path);
+    }
+    let session = Arc::new(VaultSession::connect(settings.clone()).await?);
+    Ok(match settings.mode {
+        VaultMode::Sign => {
+            Arc::new(VaultSignAuthority::open(session, td, profile, Arc::new(SystemClock)).await?)
+        }
+        VaultMode::Intermediate => Arc::new(
+            VaultIntermediateAuthority::open(
+                session,
+                td,
+                IntermediateOptions {
+                    dir: dir.join(sub),
+                    profile,
+                    clock: Arc::new(SystemClock),
+                },
+            )
+            .await?,
+        ),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::store::SqlStore;
 
     fn td() -> TrustDomain {
         TrustDomain::new("rotate.test").unwrap()
+    }
+
+    fn profile() -> SvidProfile {
+        SvidProfile {
+            default_ttl: Duration::from_secs(60),
+            ..SvidProfile::default()
+        }
+    }
+
+    fn kek(seed: u8) -> Arc<Kek> {
+        Arc::new(Kek::from_bytes(&[seed; 32]))
+    }
+
+    async fn store(dir: &Path) -> Arc<dyn Store> {
+        Arc::new(SqlStore::open(&dir.join("signet.db")).await.unwrap())
+    }
+
+    async fn open(store: &Arc<dyn Store>, dir: &Path) -> Ca {
+        Ca::open(Arc::clone(store), kek(1), &dir.join("ca"), &td(), profile())
+            .await
+            .unwrap()
     }
 
     async fn issue(ca: &Ca) -> X509Svid {
@@ -514,33 +1094,33 @@ mod tests {
     #[tokio::test]
     async fn a_rotation_stages_promotes_and_retires_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let profile = SvidProfile {
-            default_ttl: Duration::from_secs(60),
-            ..SvidProfile::default()
-        };
-        let ca = Ca::open(dir.path(), &td(), profile).await.unwrap();
+        let store = store(dir.path()).await;
+        let ca = open(&store, dir.path()).await;
         let first = ca.bundle();
         assert_eq!(first.roots().len(), 1);
         let old_svid = issue(&ca).await;
 
         let next = ca.successor().await.unwrap();
-        ca.stage(next).unwrap();
+        ca.stage(next).await.unwrap();
         // Staged: both roots trusted, the old CA still signs, a second rotation waits.
         assert_eq!(ca.bundle().roots().len(), 2);
         assert!(ca.bundle().sequence() > first.sequence());
+        assert_eq!(ca.staged_sequence(), Some(ca.bundle().sequence()));
         assert_eq!(ca.active().backend, Backend::Builtin { dir: String::new() });
         issue(&ca).await;
         let again = ca.successor().await.unwrap();
-        assert!(matches!(ca.stage(again), Err(CaError::Busy(_))));
+        assert!(matches!(ca.stage(again).await, Err(CaError::Busy(_))));
 
-        // A restart keeps the staged rotation.
+        // A restart keeps the staged rotation, and the bundle's sequence.
+        let sequence = ca.bundle().sequence();
         drop(ca);
-        let ca = Ca::open(dir.path(), &td(), profile).await.unwrap();
+        let ca = open(&store, dir.path()).await;
         assert!(ca.staged().is_some());
         assert_eq!(ca.bundle().roots().len(), 2);
+        assert_eq!(ca.bundle().sequence(), sequence);
 
         let generation = ca.active_generation();
-        ca.promote().unwrap().unwrap();
+        ca.promote().await.unwrap().unwrap();
         assert!(ca.staged().is_none());
         assert_ne!(ca.active_generation(), generation);
         let new_root = ca.active().authority.bundle();
@@ -550,19 +1130,119 @@ mod tests {
         assert_eq!(retiring.len(), 1);
         let until = retiring[0].2;
         assert!(until >= unix(old_svid.not_after()), "{until}");
-        assert!(!ca.retire_expired(SystemTime::now()).unwrap());
+        assert!(!ca.retire_expired(SystemTime::now()).await.unwrap());
         assert_eq!(ca.bundle().roots().len(), 2);
         let later = SystemTime::UNIX_EPOCH + Duration::from_secs(until + 1);
-        assert!(ca.retire_expired(later).unwrap());
+        assert!(ca.retire_expired(later).await.unwrap());
         assert!(ca.bundle().roots().eq(new_root.roots()));
 
         // Reopened: the new backend is the active one.
         drop(ca);
-        let ca = Ca::open(dir.path(), &td(), profile).await.unwrap();
+        let ca = open(&store, dir.path()).await;
         assert!(ca.bundle().roots().eq(new_root.roots()));
         assert_eq!(ca.active().backend.name(), "builtin");
-        let state = std::fs::metadata(dir.path().join(STATE)).unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(state.permissions().mode() & 0o077, 0);
+    }
+
+    #[tokio::test]
+    async fn replicas_on_one_store_share_the_ca_and_follow_each_others_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let a = open(&store, &dir.path().join("a")).await;
+        let b = open(&store, &dir.path().join("b")).await;
+        assert!(a.bundle().roots().eq(b.bundle().roots()), "one CA");
+        let from_b = issue(&b).await;
+        assert_eq!(from_b.chain()[1..], issue(&a).await.chain()[1..]);
+
+        // A stages; B sees the successor's roots at its next follow.
+        a.stage(a.successor().await.unwrap()).await.unwrap();
+        assert!(b.follow().await.unwrap(), "the bundle changed");
+        assert!(!b.follow().await.unwrap(), "nothing more to take in");
+        assert!(b.bundle().roots().eq(a.bundle().roots()));
+        assert_eq!(b.bundle().sequence(), a.bundle().sequence());
+        assert_eq!(b.staged_sequence(), a.staged_sequence());
+        // B cannot stage a second rotation meanwhile.
+        assert!(matches!(
+            b.stage(b.successor().await.unwrap()).await,
+            Err(CaError::Busy(_))
+        ));
+
+        // B signed with the old CA: A's promotion keeps the old root past B's SVID.
+        let generation = b.active_generation();
+        a.promote().await.unwrap().unwrap();
+        assert!(b.follow().await.unwrap());
+        assert_ne!(b.active_generation(), generation);
+        assert_eq!(b.active().authority.bundle(), a.active().authority.bundle());
+        let until = b.retiring()[0].2;
+        assert!(until >= unix(from_b.not_after()));
+        let new_b = issue(&b).await;
+        assert_eq!(new_b.chain()[1..], issue(&a).await.chain()[1..]);
+
+        // A write against a revision that moved on loses, and reloads.
+        let c = open(&store, &dir.path().join("c")).await;
+        a.stage(a.successor().await.unwrap()).await.unwrap();
+        let raced = c.successor().await.unwrap();
+        // `stage` reloads first, so it sees A's rotation rather than racing it.
+        assert!(matches!(c.stage(raced).await, Err(CaError::Busy(_))));
+    }
+
+    #[tokio::test]
+    async fn the_store_holds_no_key_in_the_clear_and_another_kek_cannot_open_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let ca = open(&store, dir.path()).await;
+        drop(ca);
+        let row = store.ca().await.unwrap().unwrap();
+        assert_eq!(row.kek_id, kek(1).id());
+        let db = std::fs::read(dir.path().join("signet.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("signet.db-wal")).unwrap_or_default();
+        for bytes in [&db, &wal] {
+            assert!(
+                !bytes.windows(11).any(|w| w == b"PRIVATE KEY"),
+                "a key in the clear"
+            );
+        }
+        let refused = Ca::open(
+            Arc::clone(&store),
+            kek(2),
+            &dir.path().join("ca"),
+            &td(),
+            profile(),
+        )
+        .await
+        .unwrap_err();
+        assert!(refused.contains("another key-encryption key"), "{refused}");
+        let other = TrustDomain::new("other.test").unwrap();
+        let refused = Ca::open(store, kek(1), &dir.path().join("ca"), &other, profile())
+            .await
+            .unwrap_err();
+        assert!(refused.contains("`rotate.test`"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_from_before_the_store_is_imported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("ca");
+        let legacy = BuiltinAuthority::open(&ca_dir, &td(), builtin_options(profile())).unwrap();
+        std::fs::write(
+            ca_dir.join(LEGACY_STATE),
+            r#"{"active":{"kind":"builtin","dir":""},"issued_until":4000000000,"bundle_sequence":7}"#,
+        )
+        .unwrap();
+        let store = store(dir.path()).await;
+        let ca = open(&store, dir.path()).await;
+        assert_eq!(ca.bundle(), {
+            let mut b = legacy.bundle();
+            b.set_sequence(7);
+            b
+        });
+        assert_eq!(
+            store.ca().await.unwrap().unwrap().issued_until,
+            4_000_000_000
+        );
+        // The files are read no more: the store's CA stays when they go.
+        std::fs::remove_dir_all(&ca_dir).unwrap();
+        drop(ca);
+        let ca = open(&store, dir.path()).await;
+        assert!(ca.bundle().roots().eq(legacy.bundle().roots()));
     }
 }

@@ -77,6 +77,9 @@ pub struct ProxyEntry {
     pub policy_version: u64,
     /// The bundle-and-deny-list version it enforces (a `TrustUpdate` version).
     pub trust_version: u64,
+    /// The trust bundle sequence it has acknowledged (from another replica's lease when
+    /// it is connected there).
+    pub trust_bundle: u64,
     /// The shadow candidate it runs (0: none).
     pub shadow_version: u64,
     /// The traffic version it applies (0: the defaults).
@@ -138,7 +141,11 @@ pub struct Hub {
     reports: tokio::sync::Notify,
     /// Leases renewed by heartbeats since the last [`Hub::sync_registry`]: instance -> (unix
     /// ms, app health).
-    renewals: Mutex<HashMap<String, (i64, i32)>>,
+    renewals: Mutex<HashMap<String, (i64, i32, u64)>>,
+    /// `(change counter, bundle sequence)` each time the trust bundle's sequence moved: a
+    /// proxy that acknowledged a trust update at counter `c` holds the bundle of the last
+    /// mark at or below `c`.
+    bundle_marks: Mutex<Vec<(u64, u64)>>,
     /// This replica's row in the store (set once its listeners are bound), renewed with
     /// each [`Hub::sync_registry`].
     pub replica: std::sync::OnceLock<crate::server::store::ReplicaRow>,
@@ -185,6 +192,7 @@ impl Registration {
             registered_at: crate::server::store::unix_ms(registered_at),
             last_seen: crate::server::store::unix_ms(SystemTime::now()),
             app_health: 0,
+            trust_bundle: 0,
         }
     }
 
@@ -322,8 +330,10 @@ impl Hub {
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
             renewals: Mutex::new(HashMap::new()),
+            bundle_marks: Mutex::new(Vec::new()),
             replica: std::sync::OnceLock::new(),
         };
+        hub.mark_bundle(*hub.changes.borrow());
         hub.follow_store().await?;
         hub.restore_members().await?;
         Ok(hub)
@@ -655,7 +665,34 @@ impl Hub {
             *v += 1;
             now = *v;
         });
+        self.mark_bundle(now);
         now
+    }
+
+    /// Notes the bundle's sequence at change counter `at` if it moved.
+    fn mark_bundle(&self, at: u64) {
+        let sequence = self.ca.bundle().sequence();
+        if let Ok(mut marks) = self.bundle_marks.lock()
+            && marks.last().is_none_or(|(_, s)| *s != sequence)
+        {
+            marks.push((at, sequence));
+            // Proxies acknowledge within seconds; older marks only matter to a proxy stuck
+            // far behind, which counts as not having the newer bundles either way.
+            if marks.len() > 32 {
+                marks.remove(0);
+            }
+        }
+    }
+
+    /// The bundle sequence a proxy holds that acknowledged trust update `version`.
+    pub fn acked_bundle(&self, version: u64) -> u64 {
+        self.bundle_marks.lock().map_or(0, |marks| {
+            marks
+                .iter()
+                .rev()
+                .find(|(at, _)| *at <= version)
+                .map_or(0, |(_, sequence)| *sequence)
+        })
     }
 
     /// Follows the change counter.
@@ -784,6 +821,7 @@ impl Hub {
                     config_version: versions.config,
                     policy_version: versions.policy,
                     trust_version: versions.trust,
+                    trust_bundle: self.acked_bundle(versions.trust),
                     shadow_version: versions.shadow,
                     traffic_version: versions.traffic,
                     app_health: versions.health,
@@ -825,6 +863,7 @@ impl Hub {
                 e.config_version = versions.config;
                 e.policy_version = versions.policy;
                 e.trust_version = versions.trust;
+                e.trust_bundle = self.acked_bundle(versions.trust);
                 e.shadow_version = versions.shadow;
                 e.traffic_version = versions.traffic;
                 e.registration.serial = serial;
@@ -832,7 +871,7 @@ impl Hub {
                 e.seen = Instant::now();
                 // A proxy that moved here from another replica is this one's now.
                 e.local = true;
-                self.renew(instance, versions.health);
+                self.renew(instance, versions.health, e.trust_bundle);
                 self.stats
                     .record(instance, (&e.service, &e.namespace), stats);
                 true
@@ -889,6 +928,7 @@ impl Hub {
                         config_version: 0,
                         policy_version: 0,
                         trust_version: 0,
+                        trust_bundle: 0,
                         shadow_version: 0,
                         traffic_version: 0,
                         app_health: pb::AppHealth::Unknown,
@@ -905,10 +945,10 @@ impl Hub {
     }
 
     /// Notes a heartbeat's lease renewal, written to the store by [`Hub::sync_registry`].
-    fn renew(&self, instance: &str, health: pb::AppHealth) {
+    fn renew(&self, instance: &str, health: pb::AppHealth, trust_bundle: u64) {
         let at = crate::server::store::unix_ms(SystemTime::now());
         if let Ok(mut renewals) = self.renewals.lock() {
-            renewals.insert(instance.to_owned(), (at, health as i32));
+            renewals.insert(instance.to_owned(), (at, health as i32, trust_bundle));
         }
     }
 
@@ -921,11 +961,14 @@ impl Hub {
             Err(_) => HashMap::new(),
         }
         .into_iter()
-        .map(|(instance, (at, app_health))| crate::server::store::Lease {
-            instance,
-            at,
-            app_health,
-        })
+        .map(
+            |(instance, (at, app_health, trust_bundle))| crate::server::store::Lease {
+                instance,
+                at,
+                app_health,
+                trust_bundle,
+            },
+        )
         .collect();
         self.store.renew_members(leases).await?;
         if let Some(replica) = self.replica.get() {
@@ -959,8 +1002,10 @@ impl Hub {
                             changed = true;
                         }
                         e.last_seen = last_seen;
+                        e.trust_bundle = member.trust_bundle;
                     }
                     None => {
+                        let trust_bundle = member.trust_bundle;
                         let Some((registration, registered_at)) = Registration::from_member(member)
                         else {
                             continue;
@@ -972,6 +1017,7 @@ impl Hub {
                                 config_version: 0,
                                 policy_version: 0,
                                 trust_version: 0,
+                                trust_bundle,
                                 shadow_version: 0,
                                 traffic_version: 0,
                                 app_health: health,

@@ -22,6 +22,7 @@ pub mod operators;
 pub mod registry;
 pub mod rest;
 pub mod rotation;
+pub mod seal;
 pub mod spans;
 pub mod stats;
 pub mod store;
@@ -65,6 +66,9 @@ pub struct Options {
     pub metrics_listen: Option<SocketAddr>,
     /// Spans of API calls, gRPC calls and issuance over OTLP; `None`: no tracing.
     pub tracing: Option<signet_otel::config::TracingConfig>,
+    /// The key-encryption key sealing the CA in the store; `None`: the systemd credential,
+    /// or `<data>/ca.kek` with SQLite.
+    pub ca_kek_file: Option<PathBuf>,
 }
 
 /// A running control plane.

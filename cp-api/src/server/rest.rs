@@ -87,7 +87,7 @@ impl From<crate::server::hub::HubError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match e {
-            StoreError::Conflict { .. } => StatusCode::CONFLICT,
+            StoreError::Conflict { .. } | StoreError::Raced(_) => StatusCode::CONFLICT,
             StoreError::NoSuchVersion(_) => StatusCode::NOT_FOUND,
             StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

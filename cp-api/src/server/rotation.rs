@@ -5,12 +5,15 @@ use std::time::{Duration, SystemTime};
 
 use crate::server::hub::Hub;
 
-/// Proxies that have not acknowledged the staged bundle, by instance.
+/// Proxies that have not acknowledged the staged bundle, by instance: those connected here
+/// and, through the store's leases, those connected to other replicas.
 pub fn lagging(hub: &Hub) -> Vec<String> {
-    let wanted = hub.ca.staged_generation();
+    let Some(wanted) = hub.ca.staged_sequence() else {
+        return Vec::new();
+    };
     hub.proxies()
         .into_iter()
-        .filter(|p| p.trust_version < wanted)
+        .filter(|p| p.trust_bundle < wanted)
         .map(|p| format!("{} ({})", p.instance, p.spiffe_id))
         .collect()
 }
@@ -50,7 +53,7 @@ pub async fn step(hub: &Hub, now: SystemTime) {
                     "promoting the CA rotation without these proxies' acknowledgement"
                 );
             }
-            match hub.ca.promote() {
+            match hub.ca.promote().await {
                 Ok(Some(_)) => {
                     tracing::info!(
                         backend = staged.backend.name(),
@@ -76,7 +79,7 @@ pub async fn step(hub: &Hub, now: SystemTime) {
             }
         }
     }
-    match hub.ca.retire_expired(now) {
+    match hub.ca.retire_expired(now).await {
         Ok(true) => {
             tracing::info!("retired CA roots whose SVIDs have all expired");
             audit(

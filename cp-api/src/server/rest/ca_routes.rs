@@ -189,6 +189,8 @@ pub(super) async fn setup(
     }
     let sub = format!("vault-{}", unix_now());
     let dir: PathBuf = hub.ca.dir().join(&sub);
+    // The Vault server's CA certificate: written where this replica reads it, and kept in
+    // the store for the others.
     let ca_cert = match &body.ca_cert_pem {
         Some(pem) => {
             std::fs::create_dir_all(&dir)
@@ -237,11 +239,13 @@ pub(super) async fn setup(
     }
     stage(
         hub,
-        Opened {
-            backend: Backend::Vault { settings, dir: sub },
+        Opened::vault(
+            Backend::Vault { settings, dir: sub },
             authority,
-        },
-    )?;
+            body.ca_cert_pem,
+        ),
+    )
+    .await?;
     Ok(Json(json!({ "checks": checks, "switched": true, "ca": describe(hub) })).into_response())
 }
 
@@ -256,14 +260,13 @@ fn refuse_while_staged(hub: &Hub) -> Result<(), ApiError> {
     }
 }
 
-fn stage(hub: &Hub, next: Opened) -> Result<(), ApiError> {
+async fn stage(hub: &Hub, next: Opened) -> Result<(), ApiError> {
     let name = next.backend.name();
-    hub.ca.stage(next).map_err(|e| match e {
-        CaError::Busy(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+    hub.ca.stage(next).await.map_err(|e| match e {
+        CaError::Busy(_) | CaError::Raced => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         CaError::Failed(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
     })?;
     hub.changed();
-    hub.ca.set_staged_generation(hub.generation());
     hub.audit.record(signet_audit::Event::Config(
         signet_audit::record::ConfigEvent {
             what: "ca".to_owned(),
@@ -293,7 +296,7 @@ pub(super) async fn rotate(State(api): State<Api>, op: Operator) -> ApiResult {
         .successor()
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
-    stage(hub, next)?;
+    stage(hub, next).await?;
     Ok(Json(json!({ "ca": describe(hub) })))
 }
 

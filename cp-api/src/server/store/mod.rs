@@ -28,6 +28,9 @@ pub enum StoreError {
     Conflict { expected: u64, latest: u64 },
     #[error("no policy version {0}")]
     NoSuchVersion(u64),
+    /// Another writer changed it first (a compare-and-swap lost).
+    #[error("{0} was changed by another replica meanwhile")]
+    Raced(String),
 }
 
 /// One policy file as stored.
@@ -126,6 +129,8 @@ pub struct Member {
     pub last_seen: i64,
     /// What its app's health check last said (`AppHealth` as a number).
     pub app_health: i32,
+    /// The trust bundle sequence it has acknowledged (0: unknown).
+    pub trust_bundle: u64,
     pub admin: String,
     pub serial: String,
     /// Unix milliseconds.
@@ -154,6 +159,45 @@ pub struct Lease {
     /// Unix milliseconds.
     pub at: i64,
     pub app_health: i32,
+    /// The trust bundle sequence the proxy has acknowledged.
+    pub trust_bundle: u64,
+}
+
+/// The CA as stored: its state and built-in material, sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCa {
+    /// Bumped by each write.
+    pub revision: u64,
+    pub trust_domain: String,
+    /// Which key-encryption key sealed it (an id, never the key).
+    pub kek_id: String,
+    pub sealed: Vec<u8>,
+    /// Unix seconds no SVID of the active backend outlives.
+    pub issued_until: u64,
+}
+
+/// A write of the CA row: applied only if the stored revision is still `expected`
+/// (`None`: only if there is no row yet).
+#[derive(Debug, Clone)]
+pub struct CaWrite {
+    pub expected: Option<u64>,
+    pub trust_domain: String,
+    pub kek_id: String,
+    pub sealed: Vec<u8>,
+    /// Replaces the issuance horizon (unix seconds) when given; kept otherwise.
+    pub issued_until: Option<u64>,
+}
+
+/// Who holds a singleton duty.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DutyLease {
+    pub name: String,
+    /// The replica's id.
+    pub holder: String,
+    /// Unix milliseconds: since when this holder has it.
+    pub since: i64,
+    /// Unix milliseconds: when the lease lapses unless renewed.
+    pub expires_at: i64,
 }
 
 /// An operator action, as recorded.
@@ -330,6 +374,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         spiffe_id: &'a str,
         token_sha256: [u8; 32],
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Whether an operator token named `name` exists.
+    fn has_operator_token<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// The operator identity a bearer token's hash belongs to.
     fn operator_for_token(
         &self,
@@ -444,6 +490,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The change feed's newest sequence number: it moves with every write other replicas
     /// must follow (policies, shadow candidates, traffic, authn, labels, the deny-list, new
     /// registrations).
+    /// The CA row, if one was written.
+    fn ca(&self) -> BoxFuture<'_, Result<Option<StoredCa>, StoreError>>;
+    /// Writes the CA row if its revision is still the expected one (moves the change feed);
+    /// returns the new revision, or [`StoreError::Raced`].
+    fn put_ca(&self, write: CaWrite) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Raises the active backend's issuance horizon to `until` (never lowers it).
+    fn raise_ca_horizon(&self, until: u64) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Takes or renews the lease on duty `name` for `holder`: true if `holder` has it now.
+    fn take_duty<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        lease: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Gives up every duty `holder` has (a replica shutting down cleanly).
+    fn release_duties<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Who holds which duty.
+    fn duties(&self) -> BoxFuture<'_, Result<Vec<DutyLease>, StoreError>>;
     fn latest_change(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     fn record_action(&self, action: OperatorAction) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The latest `limit` operator actions before position `before` (all, if `None`), newest

@@ -15,10 +15,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    AuditQuery, AuditRow, DenyEntry, FetchedKeys, IssuedCertificate, Lease, Member,
-    NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion, ReplicaRow, ServiceLabels,
-    ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn, StoredFile, StoredTraffic,
-    VersionWithFiles, from_unix_ms, unix_ms,
+    AuditQuery, AuditRow, CaWrite, DenyEntry, DutyLease, FetchedKeys, IssuedCertificate, Lease,
+    Member, NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion, ReplicaRow, ServiceLabels,
+    ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn, StoredCa, StoredFile,
+    StoredTraffic, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// SQLite's migrations in order; each runs once, in its own transaction.
@@ -66,6 +66,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../../migrations/sqlite/0013_replicas.sql"),
     ),
+    (
+        14,
+        include_str!("../../../migrations/sqlite/0014_ca_and_duties.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
@@ -85,6 +89,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../../migrations/postgres/0004_replicas.sql"),
+    ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_ca_and_duties.sql"),
     ),
 ];
 
@@ -618,6 +626,17 @@ impl Store for SqlStore {
         })
     }
 
+    fn has_operator_token<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let found = sqlx::query("SELECT 1 FROM operator_tokens WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+            Ok(found.is_some())
+        })
+    }
+
     fn operator_for_token(
         &self,
         token_sha256: [u8; 32],
@@ -781,11 +800,12 @@ impl Store for SqlStore {
             let mut tx = self.pool.begin().await.map_err(backend)?;
             for lease in &leases {
                 sqlx::query(
-                    "UPDATE members SET last_seen = $1, app_health = $2 WHERE instance = $3 \
-                     AND last_seen < $1",
+                    "UPDATE members SET last_seen = $1, app_health = $2, trust_bundle = $3 \
+                     WHERE instance = $4 AND last_seen < $1",
                 )
                 .bind(lease.at)
                 .bind(i64::from(lease.app_health))
+                .bind(to_i64(lease.trust_bundle))
                 .bind(&lease.instance)
                 .execute(&mut *tx)
                 .await
@@ -856,8 +876,8 @@ impl Store for SqlStore {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT instance, spiffe_id, service, namespace, endpoint, admin, serial, \
-                 registered_at, weight, labels, service_address, last_seen, app_health \
-                 FROM members ORDER BY instance",
+                 registered_at, weight, labels, service_address, last_seen, app_health, \
+                 trust_bundle FROM members ORDER BY instance",
             )
             .fetch_all(&self.pool)
             .await
@@ -899,6 +919,7 @@ impl Store for SqlStore {
                             .ok()
                             .and_then(|h| i32::try_from(h).ok())
                             .unwrap_or(0),
+                        trust_bundle: to_u64(r.try_get("trust_bundle").map_err(backend)?),
                     })
                 })
                 .collect()
@@ -1330,6 +1351,140 @@ impl Store for SqlStore {
                 .await
                 .map_err(backend)?;
             Ok(())
+        })
+    }
+
+    fn ca(&self) -> BoxFuture<'_, Result<Option<StoredCa>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT revision, trust_domain, kek_id, sealed, issued_until FROM ca WHERE id = 1",
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+            row.map(|r| {
+                Ok(StoredCa {
+                    revision: to_u64(r.try_get("revision").map_err(backend)?),
+                    trust_domain: r.try_get("trust_domain").map_err(backend)?,
+                    kek_id: r.try_get("kek_id").map_err(backend)?,
+                    sealed: r.try_get("sealed").map_err(backend)?,
+                    issued_until: to_u64(r.try_get("issued_until").map_err(backend)?),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn put_ca(&self, write: CaWrite) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let now = unix_ms(SystemTime::now());
+            let revision = write.expected.map_or(1, |r| r + 1);
+            let written = match write.expected {
+                None => sqlx::query(
+                    "INSERT INTO ca (id, revision, trust_domain, kek_id, sealed, issued_until, \
+                     updated_at) VALUES (1, 1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&write.trust_domain)
+                .bind(&write.kek_id)
+                .bind(&write.sealed)
+                .bind(to_i64(write.issued_until.unwrap_or(0)))
+                .bind(now),
+                Some(expected) => sqlx::query(
+                    "UPDATE ca SET revision = $1, trust_domain = $2, kek_id = $3, sealed = $4, \
+                     issued_until = CASE WHEN $5 < 0 THEN issued_until ELSE $5 END, \
+                     updated_at = $6 WHERE id = 1 AND revision = $7",
+                )
+                .bind(to_i64(revision))
+                .bind(&write.trust_domain)
+                .bind(&write.kek_id)
+                .bind(&write.sealed)
+                // -1: keep the horizon other replicas raised.
+                .bind(write.issued_until.map_or(-1, to_i64))
+                .bind(now)
+                .bind(to_i64(expected)),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+            if written != 1 {
+                return Err(StoreError::Raced("the CA".to_owned()));
+            }
+            note_change(self.dialect, &mut tx, "ca").await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(revision)
+        })
+    }
+
+    fn raise_ca_horizon(&self, until: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE ca SET issued_until = $1 WHERE id = 1 AND issued_until < $1")
+                .bind(to_i64(until))
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn take_duty<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let now = unix_ms(SystemTime::now());
+            let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            // Taken when free, lapsed, or already ours (a renewal keeps `since`).
+            let taken = sqlx::query(
+                "INSERT INTO duties (name, holder, since, expires_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 since = CASE WHEN duties.holder = excluded.holder THEN duties.since \
+                 ELSE excluded.since END, expires_at = excluded.expires_at \
+                 WHERE duties.holder = excluded.holder OR duties.expires_at < excluded.since",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(now)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+            Ok(taken == 1)
+        })
+    }
+
+    fn release_duties<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM duties WHERE holder = $1")
+                .bind(holder)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn duties(&self) -> BoxFuture<'_, Result<Vec<DutyLease>, StoreError>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT name, holder, since, expires_at FROM duties ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DutyLease {
+                        name: r.try_get("name").map_err(backend)?,
+                        holder: r.try_get("holder").map_err(backend)?,
+                        since: r.try_get("since").map_err(backend)?,
+                        expires_at: r.try_get("expires_at").map_err(backend)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -64,7 +64,122 @@ conformance!(
     authn_and_traffic_versions_count_up_and_keys_are_replaced,
     the_change_feed_moves_with_every_write_replicas_follow,
     replicas_renew_their_rows_and_are_listed_while_seen,
+    the_ca_row_is_written_by_compare_and_swap,
+    a_duty_has_one_holder_until_its_lease_lapses,
 );
+
+async fn the_ca_row_is_written_by_compare_and_swap(backend: &Backend) {
+    use crate::server::store::CaWrite;
+    let store = backend.open().await;
+    assert_eq!(store.ca().await.unwrap(), None);
+    let write = |expected: Option<u64>, sealed: &[u8], issued_until: Option<u64>| CaWrite {
+        expected,
+        trust_domain: "t.test".to_owned(),
+        kek_id: "00ff".to_owned(),
+        sealed: sealed.to_vec(),
+        issued_until,
+    };
+    let mut seen = store.latest_change().await.unwrap();
+    assert_eq!(
+        store
+            .put_ca(write(None, b"\x00first\xff", Some(5)))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store.latest_change().await.unwrap() > seen,
+        "followers hear of it"
+    );
+    seen = store.latest_change().await.unwrap();
+    // A second first write (another replica starting) loses.
+    assert!(matches!(
+        store.put_ca(write(None, b"other", None)).await,
+        Err(StoreError::Raced(_))
+    ));
+    let row = store.ca().await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.revision,
+            row.sealed.as_slice(),
+            row.issued_until,
+            row.kek_id.as_str()
+        ),
+        (1, b"\x00first\xff".as_slice(), 5, "00ff")
+    );
+    // The horizon only rises, and a write without one keeps it.
+    store.raise_ca_horizon(9).await.unwrap();
+    store.raise_ca_horizon(7).await.unwrap();
+    assert_eq!(
+        store.put_ca(write(Some(1), b"second", None)).await.unwrap(),
+        2
+    );
+    assert_eq!(store.ca().await.unwrap().unwrap().issued_until, 9);
+    // A stale revision writes nothing.
+    assert!(matches!(
+        store.put_ca(write(Some(1), b"stale", Some(0))).await,
+        Err(StoreError::Raced(_))
+    ));
+    assert_eq!(
+        store
+            .put_ca(write(Some(2), b"third", Some(0)))
+            .await
+            .unwrap(),
+        3
+    );
+    let row = store.ca().await.unwrap().unwrap();
+    assert_eq!(
+        (row.revision, row.sealed.as_slice(), row.issued_until),
+        (3, b"third".as_slice(), 0)
+    );
+    assert!(store.latest_change().await.unwrap() > seen);
+}
+
+async fn a_duty_has_one_holder_until_its_lease_lapses(backend: &Backend) {
+    let store = backend.open().await;
+    let long = Duration::from_secs(60);
+    assert!(store.take_duty("ca-rotation", "r1", long).await.unwrap());
+    assert!(
+        !store.take_duty("ca-rotation", "r2", long).await.unwrap(),
+        "held"
+    );
+    assert!(
+        store
+            .take_duty("registry-expiry", "r2", long)
+            .await
+            .unwrap(),
+        "another duty"
+    );
+    // Renewing keeps when the holder took it.
+    let since = store.duties().await.unwrap()[0].since;
+    assert!(store.take_duty("ca-rotation", "r1", long).await.unwrap());
+    let duties = store.duties().await.unwrap();
+    assert_eq!(
+        duties
+            .iter()
+            .map(|d| (d.name.as_str(), d.holder.as_str()))
+            .collect::<Vec<_>>(),
+        [("ca-rotation", "r1"), ("registry-expiry", "r2")]
+    );
+    assert_eq!(duties[0].since, since);
+    // A lapsed lease passes to whoever asks next.
+    assert!(
+        store
+            .take_duty("ca-rotation", "r1", Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        store.take_duty("ca-rotation", "r2", long).await.unwrap(),
+        "lapsed"
+    );
+    assert!(!store.take_duty("ca-rotation", "r1", long).await.unwrap());
+    // A replica stopping gives its duties up at once.
+    store.release_duties("r2").await.unwrap();
+    assert!(store.duties().await.unwrap().is_empty());
+    assert!(store.take_duty("ca-rotation", "r1", long).await.unwrap());
+}
 
 fn version(files: &[(&str, &str)], expected: Option<u64>) -> NewPolicyVersion {
     NewPolicyVersion {
@@ -192,6 +307,7 @@ async fn members_are_kept_replaced_and_forgotten(backend: &Backend) {
         registered_at: 1_700_000_000_000,
         last_seen: 1_700_000_000_000,
         app_health: 0,
+        trust_bundle: 0,
     };
     store.put_member(member("a", "127.0.0.1:1")).await.unwrap();
     store.put_member(member("b", "127.0.0.1:2")).await.unwrap();
@@ -214,6 +330,7 @@ async fn members_are_kept_replaced_and_forgotten(backend: &Backend) {
         instance: "a".to_owned(),
         at,
         app_health,
+        trust_bundle: u64::try_from(app_health).unwrap() + 10,
     };
     store
         .renew_members(vec![lease(1_700_000_005_000, 1)])
@@ -225,8 +342,8 @@ async fn members_are_kept_replaced_and_forgotten(backend: &Backend) {
         .unwrap();
     let kept = store.members().await.unwrap();
     assert_eq!(
-        (kept[0].last_seen, kept[0].app_health),
-        (1_700_000_005_000, 1)
+        (kept[0].last_seen, kept[0].app_health, kept[0].trust_bundle),
+        (1_700_000_005_000, 1, 11)
     );
     store
         .remove_members(vec!["a".to_owned()], 1_700_000_004_000)
@@ -630,6 +747,7 @@ async fn the_change_feed_moves_with_every_write_replicas_follow(backend: &Backen
             registered_at: 1,
             last_seen: 1,
             app_health: 0,
+            trust_bundle: 0,
         })
         .await
         .unwrap();
