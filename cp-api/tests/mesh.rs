@@ -1174,7 +1174,8 @@ async fn two_instances_of_a_service_ship_two_chains_and_both_are_kept() {
 async fn a_control_plane_on_postgres_runs_the_mesh_and_keeps_its_state_across_restarts() {
     let server = signet_tests::postgres::Postgres::start();
     let url = server.database();
-    let mut mesh = Mesh::start(&["--store", &url]).await;
+    let kek = server.kek_file();
+    let mut mesh = Mesh::start(&["--store", &url, "--ca-kek-file", &kek]).await;
     assert_eq!(mesh.call("/api/items").await.0, 200);
     assert_eq!(mesh.call("/admin").await.0, 403);
     let file = mesh.dir.path().join("v2.cedar");

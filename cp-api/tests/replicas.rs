@@ -2,9 +2,8 @@
 //! the frontend's the other. Each replica serves the endpoints the other registered (the
 //! registry is shared through leases in the store), what an operator does through one is
 //! enforced by proxies connected to the other (the store's change feed), and a join token
-//! minted on one is redeemable exactly once across both. Until the CA's
-//! material moves into the database, the second replica's data directory starts as a copy
-//! of the first's CA and operator credentials.
+//! minted on one is redeemable exactly once across both. Both sign with the one CA the
+//! database holds, sealed under the key-encryption key each is given.
 
 #![expect(
     clippy::unwrap_used,
@@ -21,16 +20,11 @@ use signet_tests::mesh::{CART, FRONTEND, TD, policies, proxy_toml};
 use signet_tests::postgres::Postgres;
 use signet_tests::process::ProxyProcess;
 
-/// Copies what the replicas must share until it lives in the database.
-fn share_identity(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.join("ca")).unwrap();
-    for entry in std::fs::read_dir(from.join("ca")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join("ca").join(entry.file_name())).unwrap();
-    }
-    for file in ["admin.token", "operators.cedar", "bundle.pem"] {
-        std::fs::copy(from.join(file), to.join(file)).unwrap();
-    }
+/// The operator's admin token, made by the first replica: the one thing an operator copies
+/// to the others (everything else, the CA included, they read from the database).
+fn share_admin_token(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(from.join("admin.token"), to.join("admin.token")).unwrap();
 }
 
 async fn status(port: std::net::SocketAddr, path: &str) -> u16 {
@@ -63,16 +57,19 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
     let server = Postgres::start();
     let url = server.database();
     let dir = tempfile::tempdir().unwrap();
+    let kek = server.kek_file();
     let args = [
         "--store",
         &url,
+        "--ca-kek-file",
+        &kek,
         "--trust-domain",
         TD,
         "--heartbeat-interval",
         "1s",
     ];
     let a = ControlPlane::start(&dir.path().join("a"), &args);
-    share_identity(&dir.path().join("a"), &dir.path().join("b"));
+    share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
     let b = ControlPlane::start(&dir.path().join("b"), &args);
 
     // Policies applied through A; the cart joins B with a token minted on A, the frontend
@@ -123,7 +120,7 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
         // And every replica, alive, this one marked.
         let status = replica.meshctl_ok(&["status"]);
         assert_eq!(status.matches(" alive").count(), 2, "{status}");
-        assert_eq!(status.matches("(this one)").count(), 1, "{status}");
+        assert_eq!(status.matches("alive (this one)").count(), 1, "{status}");
         assert!(status.contains(&replica.grpc.to_string()), "{status}");
     }
 
@@ -176,6 +173,107 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("already"), "{stderr}");
 
+    // Each singleton duty has one holder among the two.
+    let shown = a.meshctl_ok(&["status"]);
+    assert_eq!(shown.matches(" held by ").count(), 3, "{shown}");
+    assert!(!shown.contains("not held"), "{shown}");
+
+    // A CA rotation started on B: A takes the staged roots in from the store and pushes
+    // them to its proxy, the duty's holder promotes once both proxies (one per replica)
+    // acknowledged them, well before the timeout for proxies that never do, and both
+    // replicas then agree on the active and the retiring root. Traffic never stops.
+    let roots = |cp: &ControlPlane| {
+        let status: serde_json::Value =
+            serde_json::from_str(&cp.meshctl_ok(&["ca", "status", "-o", "json"])).unwrap();
+        let roots: Vec<(String, String)> = status["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["sha256"].as_str().unwrap().to_owned(),
+                    r["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (roots, status["rotation"].is_null())
+    };
+    let (before, idle) = roots(&a);
+    assert!(idle && before.len() == 1, "{before:?}");
+    b.meshctl_ok(&["ca", "rotate"]);
+    let started = Instant::now();
+    loop {
+        let (now_a, idle_a) = roots(&a);
+        let (now_b, idle_b) = roots(&b);
+        if idle_a && idle_b && now_a.len() == 2 && now_a == now_b {
+            let retiring: Vec<_> = now_a.iter().filter(|(_, s)| s == "retiring").collect();
+            assert_eq!(retiring.len(), 1, "{now_a:?}");
+            assert_eq!(retiring[0].0, before[0].0, "the old root retires");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not promoted everywhere: A {now_a:?} B {now_b:?}"
+        );
+        assert_eq!(
+            status(to_cart, "/admin").await,
+            200,
+            "traffic during the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "a rotation started on B was promoted on both after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status(to_cart, "/admin").await, 200);
+
+    // A replica given another key-encryption key cannot open the CA: one line, exit 1.
+    let other_kek = dir.path().join("other.kek");
+    std::fs::write(&other_kek, [9u8; 32]).unwrap();
+    std::fs::set_permissions(
+        &other_kek,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let refused = std::process::Command::new(workspace_binary("signet-cp"))
+        .arg("--data-dir")
+        .arg(dir.path().join("c"))
+        .args(["--store", &url, "--ca-kek-file"])
+        .arg(&other_kek)
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("another key-encryption key"), "{stderr}");
+    // And without one at all, on a shared database, it says what to give it.
+    let refused = std::process::Command::new(workspace_binary("signet-cp"))
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .args(["--store", &url])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--ca-kek-file"), "{stderr}");
+
     // A deny through A: the cart's proxy (on B) refuses the frontend's identity.
     a.meshctl_ok(&[
         "identity",
@@ -205,16 +303,19 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
     let server = Postgres::start();
     let url = server.database();
     let dir = tempfile::tempdir().unwrap();
+    let kek = server.kek_file();
     let args = [
         "--store",
         &url,
+        "--ca-kek-file",
+        &kek,
         "--trust-domain",
         TD,
         "--heartbeat-interval",
         "1s",
     ];
     let mut a = ControlPlane::start(&dir.path().join("a"), &args);
-    share_identity(&dir.path().join("a"), &dir.path().join("b"));
+    share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
     let mut b = ControlPlane::start(&dir.path().join("b"), &args);
     let both = format!("{},{}", a.grpc, b.grpc);
     let toml = |service: &str, id: &str, upstreams: &[&str], app| {
@@ -339,7 +440,8 @@ async fn wait_ready(cp: &ControlPlane, want: u16) -> Duration {
 async fn the_database_stopping_and_coming_back_needs_no_operator() {
     let server = Postgres::start();
     let url = server.database();
-    let mesh = signet_tests::mesh::Mesh::start(&["--store", &url]).await;
+    let kek = server.kek_file();
+    let mesh = signet_tests::mesh::Mesh::start(&["--store", &url, "--ca-kek-file", &kek]).await;
     assert_eq!(ready(&mesh.cp).await, 200);
     let token = mesh.cp.token(CART);
     let issue = |to: &str| {

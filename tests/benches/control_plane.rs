@@ -347,10 +347,13 @@ fn main() {
         let url = postgres
             .as_ref()
             .map(signet_tests::postgres::Postgres::database);
+        let kek = postgres
+            .as_ref()
+            .map(signet_tests::postgres::Postgres::kek_file);
         let mut cp_args = vec!["--trust-domain", TD];
-        if let Some(url) = &url {
+        if let (Some(url), Some(kek)) = (&url, &kek) {
             println!("store: PostgreSQL");
-            cp_args.extend(["--store", url.as_str()]);
+            cp_args.extend(["--store", url.as_str(), "--ca-kek-file", kek.as_str()]);
         }
         let cp = ControlPlane::start(&dir.path().join("cp"), &cp_args);
         let td = TrustDomain::new(TD).unwrap();

@@ -108,6 +108,20 @@ impl Postgres {
         Self { dir, bin, port }
     }
 
+    /// A key-encryption key file (0600) for the control planes on this cluster: replicas
+    /// of one database must share it. Its path.
+    pub fn kek_file(&self) -> String {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.dir.path().join("ca.kek");
+        if !path.exists() {
+            let key: String = (0..32).map(|i| format!("{:02x}", i * 7 + 3)).collect();
+            std::fs::write(&path, format!("{key}\n")).expect("writing the KEK file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("securing the KEK file");
+        }
+        path.display().to_string()
+    }
+
     /// A new, empty database; its URL.
     pub fn database(&self) -> String {
         let name = format!(

@@ -136,7 +136,11 @@ fn key_encryption_key(options: &Options) -> Result<Kek, String> {
             return Kek::load(&path).map_err(|e| format!("systemd credential: {e}"));
         }
     }
-    if options.store.is_some() {
+    let shared = options
+        .store
+        .as_deref()
+        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+    if shared {
         return Err(
             "--store on a shared database needs --ca-kek-file: the key that seals the \
                     CA there, the same file on every replica (make one with `umask 077; \

@@ -1,5 +1,5 @@
 //! Following the store's change feed: another replica's write (a policy version, traffic
-//! settings, a deny, ...) reaches the proxies connected here. The feed's sequence is the
+//! settings, a deny, a CA rotation step, ...) reaches the proxies connected here. The feed's sequence is the
 //! truth and is checked every [`POLL`]; on PostgreSQL a `LISTEN` on the feed's channel
 //! wakes the check as soon as the writer commits, so followers usually learn within
 //! milliseconds and at worst within the poll.
@@ -47,6 +47,22 @@ pub async fn follow(
         }
         if let Err(e) = hub.sync_registry().await {
             tracing::warn!(error = %e, "sharing the registry through the store failed");
+        }
+        // Another replica's rotation step: the new bundle (or issuer) reaches the proxies
+        // connected here.
+        match hub.ca.follow().await {
+            Ok(true) => {
+                tracing::info!(
+                    bundle = hub.ca.bundle().sequence(),
+                    "followed a change to the CA"
+                );
+                hub.changed();
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "following the CA in the store failed");
+                continue;
+            }
         }
         match hub.follow_store().await {
             Ok(()) => {

@@ -146,6 +146,8 @@ pub struct Hub {
     /// proxy that acknowledged a trust update at counter `c` holds the bundle of the last
     /// mark at or below `c`.
     bundle_marks: Mutex<Vec<(u64, u64)>>,
+    /// The singleton duties this replica holds.
+    pub duties: crate::server::duties::Duties,
     /// This replica's row in the store (set once its listeners are bound), renewed with
     /// each [`Hub::sync_registry`].
     pub replica: std::sync::OnceLock<crate::server::store::ReplicaRow>,
@@ -331,6 +333,7 @@ impl Hub {
             reports: tokio::sync::Notify::new(),
             renewals: Mutex::new(HashMap::new()),
             bundle_marks: Mutex::new(Vec::new()),
+            duties: crate::server::duties::Duties::default(),
             replica: std::sync::OnceLock::new(),
         };
         hub.mark_bundle(*hub.changes.borrow());

@@ -14,6 +14,7 @@ pub mod authn;
 pub mod bootstrap;
 pub mod ca;
 pub mod config_watch;
+pub mod duties;
 pub mod feed;
 pub mod hub;
 pub mod identity;
@@ -99,6 +100,9 @@ impl Running {
 
     /// Writes and signs what the control plane's own audit chain still holds.
     pub async fn close(&self) {
+        if let Some(replica) = self.hub.replica.get() {
+            self.hub.duties.release(&*self.hub.store, &replica.id).await;
+        }
         self.hub.audit.close().await;
     }
 }
@@ -309,6 +313,23 @@ pub async fn start(options: Options) -> Result<Running, String> {
             }
         },
     ));
+    // Singleton duties: asked for every second, held by one replica at a time.
+    let duties_hub = Arc::clone(&hub);
+    tokio::spawn(every(
+        Duration::from_secs(1),
+        shutdown.subscribe(),
+        move || {
+            let hub = Arc::clone(&duties_hub);
+            async move {
+                let Some(replica) = hub.replica.get() else {
+                    return;
+                };
+                if let Err(e) = hub.duties.renew(&*hub.store, &replica.id).await {
+                    tracing::warn!(error = %e, "renewing duty leases failed");
+                }
+            }
+        },
+    ));
     // Endpoints of proxies that stopped heartbeating leave the registry.
     let expiry_hub = Arc::clone(&hub);
     tokio::spawn(every(
@@ -331,6 +352,11 @@ pub async fn start(options: Options) -> Result<Running, String> {
                         tracing::error!(error = %e, "forgetting expired registrations failed");
                     }
                 }
+                if hub.duties.holds(duties::REGISTRY_EXPIRY)
+                    && let Err(e) = forget_lapsed(&hub).await
+                {
+                    tracing::warn!(error = %e, "forgetting lapsed registrations failed");
+                }
             }
         },
     ));
@@ -343,7 +369,11 @@ pub async fn start(options: Options) -> Result<Running, String> {
         move || {
             let hub = Arc::clone(&authn_hub);
             let attempts = Arc::clone(&attempts);
-            async move { authn::refresh_due(&hub, &mut *attempts.lock().await).await }
+            async move {
+                if hub.duties.holds(duties::JWKS_REFRESH) {
+                    authn::refresh_due(&hub, &mut *attempts.lock().await).await;
+                }
+            }
         },
     ));
     let rotation_hub = Arc::clone(&hub);
@@ -370,6 +400,29 @@ pub async fn start(options: Options) -> Result<Running, String> {
         hub,
         shutdown,
     })
+}
+
+/// Deletes the registrations whose lease lapsed, whichever replica served them: a replica
+/// that died leaves its proxies' rows behind, and they must not come back at a restart.
+async fn forget_lapsed(hub: &hub::Hub) -> Result<(), store::StoreError> {
+    let lapse = i64::try_from((hub.heartbeat_interval * 3).as_millis()).unwrap_or(i64::MAX);
+    let cutoff = store::unix_ms(std::time::SystemTime::now()) - lapse;
+    let lapsed: Vec<String> = hub
+        .store
+        .members()
+        .await?
+        .into_iter()
+        .filter(|m| m.last_seen < cutoff)
+        .map(|m| m.instance)
+        .collect();
+    if lapsed.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        count = lapsed.len(),
+        "forgetting registrations whose lease lapsed"
+    );
+    hub.store.remove_members(lapsed, cutoff).await
 }
 
 /// Runs `step` every `period` (a late tick waits a whole period after it) until `stop`

@@ -477,6 +477,21 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
             })
         })
         .collect();
+    let leases = hub.store.duties().await?;
+    let duties: Vec<Value> = crate::server::duties::ALL
+        .iter()
+        .map(|name| {
+            let lease = leases
+                .iter()
+                .find(|l| l.name == *name && l.expires_at >= now);
+            json!({
+                "name": name,
+                "holder": lease.map(|l| l.holder.clone()),
+                "since": lease.map(|l| l.since),
+                "this": lease.is_some_and(|l| l.holder == own),
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "healthy": true,
         "trust_domain": hub.trust_domain.as_str(),
@@ -494,6 +509,7 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
             "on_other_replicas": proxies.len() - local.len(),
         },
         "replicas": replicas,
+        "duties": duties,
     })))
 }
 

@@ -34,10 +34,14 @@ fn audit(hub: &Hub, what: &str, detail: String) {
     ));
 }
 
-/// One step: promote a staged rotation every proxy has acknowledged, retire expired roots,
-/// and run housekeeping when due.
+/// One step: run housekeeping when due and, on the replica holding the rotation duty,
+/// promote a staged rotation every proxy has acknowledged and retire expired roots.
 pub async fn step(hub: &Hub, now: SystemTime) {
+    // Each replica keeps its own backend session (Vault token, its intermediate).
     hub.ca.maintain_if_due(now).await;
+    if !hub.duties.holds(crate::server::duties::CA_ROTATION) {
+        return;
+    }
     if let Some(staged) = hub.ca.staged() {
         let waiting = lagging(hub);
         let since = hub.ca.staged_since().unwrap_or(0);

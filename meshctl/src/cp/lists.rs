@@ -83,6 +83,22 @@ pub(crate) fn status(args: &ListArgs) -> anyhow::Result<Outcome> {
             if this { " (this one)" } else { "" }
         );
     }
+    for duty in value
+        .get("duties")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let this = duty.get("this").and_then(Value::as_bool) == Some(true);
+        match duty.get("holder").and_then(Value::as_str) {
+            Some(holder) => println!(
+                "duty           {} held by {holder}{}",
+                text(duty, "name"),
+                if this { " (this one)" } else { "" }
+            ),
+            None => println!("duty           {} not held", text(duty, "name")),
+        }
+    }
     Ok(Outcome::Success)
 }
 
