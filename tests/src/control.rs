@@ -37,6 +37,8 @@ pub struct ControlPlane {
     pub metrics: SocketAddr,
     /// `SIGNET_CP`, `SIGNET_TOKEN`, `SIGNET_CA`.
     pub env: Vec<(String, String)>,
+    /// Its trust domain, as it announced at start.
+    pub trust_domain: String,
     args: Vec<String>,
     /// What its commands (and `meshctl`'s) are run through: nothing, or `ip netns exec NS`.
     prefix: Vec<String>,
@@ -106,6 +108,10 @@ impl ControlPlane {
             api: addr("api"),
             metrics: addr("metrics"),
             env,
+            trust_domain: started["trust_domain"]
+                .as_str()
+                .expect("trust domain")
+                .to_owned(),
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
             prefix: prefix.to_vec(),
         }
@@ -283,9 +289,7 @@ impl ControlPlane {
     /// The control plane's trust bundle, as operators get it (`SIGNET_CA`).
     pub fn bundle(&self) -> signet_spiffe::TrustBundle {
         let pem = std::fs::read_to_string(self.setting("SIGNET_CA")).expect("SIGNET_CA");
-        let marker = self.data_dir.join("ca").join("trust-domain");
-        let name = std::fs::read_to_string(marker).expect("ca/trust-domain");
-        let td = signet_spiffe::TrustDomain::new(name.trim()).expect("trust domain");
+        let td = signet_spiffe::TrustDomain::new(&self.trust_domain).expect("trust domain");
         signet_spiffe::TrustBundle::from_pem(td, &pem).expect("bundle")
     }
 
