@@ -33,6 +33,49 @@ pub struct Receiver {
     recent: HashMap<u64, String>,
 }
 
+/// Where a received chain stands: its last record, that record's hash, and the last record
+/// a kept checkpoint signs. Kept beside the copy (a store shared by several receivers keeps
+/// it with the lines), so any receiver can continue the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tip {
+    pub seq: u64,
+    pub head: String,
+    pub signed_through: u64,
+}
+
+impl Default for Tip {
+    fn default() -> Self {
+        Self {
+            seq: 0,
+            head: crate::record::GENESIS.to_owned(),
+            signed_through: 0,
+        }
+    }
+}
+
+/// A batch checked against a tip, not yet written: what [`Receiver::commit`] (or another
+/// keeper of the chain) writes, in order, and the tip after it.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Records and the checkpoints kept, in the batch's order.
+    pub lines: Vec<Planned>,
+    /// Checkpoints left out, and why.
+    pub dropped: Vec<String>,
+    /// The tip once written.
+    pub tip: Tip,
+}
+
+/// One line of a [`Plan`].
+#[derive(Debug, Clone)]
+pub enum Planned {
+    Record(Box<Accepted>),
+    /// A checkpoint's line and the last record it signs.
+    Checkpoint {
+        last: u64,
+        line: Vec<u8>,
+    },
+}
+
 /// What one batch added.
 #[derive(Debug, Clone, Default)]
 pub struct Appended {
@@ -112,125 +155,163 @@ impl Receiver {
     /// has, then fsyncs. A batch with any line that breaks the rules above is refused whole,
     /// with the reason for its first bad line, and nothing of it is written.
     pub fn append(&mut self, lines: &[Vec<u8>], rules: &Rules<'_>) -> Result<Appended, String> {
-        enum Keep {
-            Record(Box<Record>, String),
-            Checkpoint(u64),
-            Skip,
-        }
-        let mut dropped = Vec::new();
-        // Check every line against the state it would find, before writing any.
-        let (mut seq, mut head, mut signed) = (self.seq, self.head.clone(), self.signed_through);
-        let mut plan = Vec::with_capacity(lines.len());
-        for (n, line) in lines.iter().enumerate() {
-            if let Ok(record) = serde_json::from_slice::<Record>(line) {
-                if record.writer != self.writer {
-                    return Err(format!(
-                        "line {n}: a record of `{}`, not of `{}`",
-                        record.writer, self.writer
-                    ));
-                }
-                let hash = hash_line(line);
-                if record.seq <= seq {
-                    // A re-send: it must be what is kept.
-                    let kept = if record.seq == seq {
-                        Some(&head)
-                    } else {
-                        self.recent.get(&record.seq)
-                    };
-                    if kept.is_some_and(|k| *k != hash) {
-                        return Err(format!(
-                            "line {n}: record {} differs from the one kept",
-                            record.seq
-                        ));
-                    }
-                    plan.push(Keep::Skip);
-                    continue;
-                }
-                if record.seq != seq + 1 {
-                    return Err(format!(
-                        "line {n}: record {} does not follow record {seq}",
-                        record.seq
-                    ));
-                }
-                if record.prev != head {
-                    return Err(format!(
-                        "line {n}: record {} does not chain to record {seq}",
-                        record.seq
-                    ));
-                }
-                if !(rules.event_allowed)(&record.event) {
-                    return Err(format!(
-                        "line {n}: record {} is of a kind `{}` never writes",
-                        record.seq, self.writer
-                    ));
-                }
-                seq = record.seq;
-                head.clone_from(&hash);
-                plan.push(Keep::Record(Box::new(record), hash));
-            } else if let Ok(c) = serde_json::from_slice::<CheckpointLine>(line) {
-                let c = c.checkpoint;
-                if c.writer != self.writer {
-                    return Err(format!("line {n}: a checkpoint of another writer"));
-                }
-                if c.last <= signed {
-                    plan.push(Keep::Skip);
-                    continue;
-                }
-                if c.last != seq || c.head != head {
-                    return Err(format!(
-                        "line {n}: a checkpoint through record {} that does not sign the records kept",
-                        c.last
-                    ));
-                }
-                match (rules.checkpoint)(&c) {
-                    Verdict::Keep => {
-                        signed = c.last;
-                        plan.push(Keep::Checkpoint(c.last));
-                    }
-                    Verdict::Drop(why) => {
-                        dropped.push(format!("checkpoint through record {}: {why}", c.last));
-                        plan.push(Keep::Skip);
-                    }
-                    Verdict::Refuse(why) => {
-                        return Err(format!(
-                            "line {n}: checkpoint through record {}: {why}",
-                            c.last
-                        ));
-                    }
-                }
-            } else {
-                return Err(format!("line {n}: neither a record nor a checkpoint"));
-            }
-        }
+        let plan = self.plan(lines, rules)?;
+        self.commit(plan)
+    }
+
+    /// Checks `lines` against this copy without writing anything.
+    pub fn plan(&self, lines: &[Vec<u8>], rules: &Rules<'_>) -> Result<Plan, String> {
+        plan(&self.writer, &self.tip(), lines, rules, &|seq| {
+            self.recent.get(&seq).cloned()
+        })
+    }
+
+    /// Writes a plan made by [`Receiver::plan`] against this copy's tip, then fsyncs.
+    pub fn commit(&mut self, plan: Plan) -> Result<Appended, String> {
         let mut accepted = Vec::new();
-        for (line, keep) in lines.iter().zip(plan) {
-            match keep {
-                Keep::Record(record, hash) => {
-                    self.spool.write(line, Some(record.seq))?;
-                    self.seq = record.seq;
+        for planned in plan.lines {
+            match planned {
+                Planned::Record(a) => {
+                    self.spool.write(&a.line, Some(a.record.seq))?;
                     if self.recent.len() >= RECENT {
                         self.recent.clear();
                     }
-                    self.recent.insert(record.seq, hash.clone());
-                    self.head = hash;
-                    accepted.push(Accepted {
-                        record: *record,
-                        line: line.clone(),
-                    });
+                    self.recent.insert(a.record.seq, hash_line(&a.line));
+                    accepted.push(*a);
                 }
-                Keep::Checkpoint(last) => {
-                    self.spool.write(line, None)?;
-                    self.signed_through = last;
-                }
-                Keep::Skip => {}
+                Planned::Checkpoint { line, .. } => self.spool.write(&line, None)?,
             }
         }
+        self.seq = plan.tip.seq;
+        self.head = plan.tip.head;
+        self.signed_through = plan.tip.signed_through;
         self.spool.sync()?;
-        Ok(Appended { accepted, dropped })
+        Ok(Appended {
+            accepted,
+            dropped: plan.dropped,
+        })
+    }
+
+    /// Where this copy stands.
+    pub fn tip(&self) -> Tip {
+        Tip {
+            seq: self.seq,
+            head: self.head.clone(),
+            signed_through: self.signed_through,
+        }
     }
 
     /// The highest record number stored.
     pub fn stored_through(&self) -> u64 {
         self.seq
     }
+}
+
+/// Checks `lines` (records and checkpoints, in order) against a copy of `writer`'s chain
+/// standing at `tip`, by the rules of this module; `kept` gives the hash of an earlier kept
+/// record by number, where known, to tell a faithful re-send from a forgery. The whole
+/// batch is checked before anything is planned: one bad line refuses it.
+pub fn plan(
+    writer: &str,
+    tip: &Tip,
+    lines: &[Vec<u8>],
+    rules: &Rules<'_>,
+    kept: &dyn Fn(u64) -> Option<String>,
+) -> Result<Plan, String> {
+    let mut dropped = Vec::new();
+    let (mut seq, mut head, mut signed) = (tip.seq, tip.head.clone(), tip.signed_through);
+    let mut planned = Vec::with_capacity(lines.len());
+    for (n, line) in lines.iter().enumerate() {
+        if let Ok(record) = serde_json::from_slice::<Record>(line) {
+            if record.writer != writer {
+                return Err(format!(
+                    "line {n}: a record of `{}`, not of `{writer}`",
+                    record.writer
+                ));
+            }
+            let hash = hash_line(line);
+            if record.seq <= seq {
+                // A re-send: it must be what is kept.
+                let known = if record.seq == seq {
+                    Some(head.clone())
+                } else {
+                    kept(record.seq)
+                };
+                if known.is_some_and(|k| k != hash) {
+                    return Err(format!(
+                        "line {n}: record {} differs from the one kept",
+                        record.seq
+                    ));
+                }
+                continue;
+            }
+            if record.seq != seq + 1 {
+                return Err(format!(
+                    "line {n}: record {} does not follow record {seq}",
+                    record.seq
+                ));
+            }
+            if record.prev != head {
+                return Err(format!(
+                    "line {n}: record {} does not chain to record {seq}",
+                    record.seq
+                ));
+            }
+            if !(rules.event_allowed)(&record.event) {
+                return Err(format!(
+                    "line {n}: record {} is of a kind `{writer}` never writes",
+                    record.seq
+                ));
+            }
+            seq = record.seq;
+            head = hash;
+            planned.push(Planned::Record(Box::new(Accepted {
+                record,
+                line: line.clone(),
+            })));
+        } else if let Ok(c) = serde_json::from_slice::<CheckpointLine>(line) {
+            let c = c.checkpoint;
+            if c.writer != writer {
+                return Err(format!("line {n}: a checkpoint of another writer"));
+            }
+            if c.last <= signed {
+                continue;
+            }
+            if c.last != seq || c.head != head {
+                return Err(format!(
+                    "line {n}: a checkpoint through record {} that does not sign the records kept",
+                    c.last
+                ));
+            }
+            match (rules.checkpoint)(&c) {
+                Verdict::Keep => {
+                    signed = c.last;
+                    planned.push(Planned::Checkpoint {
+                        last: c.last,
+                        line: line.clone(),
+                    });
+                }
+                Verdict::Drop(why) => {
+                    dropped.push(format!("checkpoint through record {}: {why}", c.last));
+                }
+                Verdict::Refuse(why) => {
+                    return Err(format!(
+                        "line {n}: checkpoint through record {}: {why}",
+                        c.last
+                    ));
+                }
+            }
+        } else {
+            return Err(format!("line {n}: neither a record nor a checkpoint"));
+        }
+    }
+    Ok(Plan {
+        lines: planned,
+        dropped,
+        tip: Tip {
+            seq,
+            head,
+            signed_through: signed,
+        },
+    })
 }

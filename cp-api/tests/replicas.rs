@@ -409,6 +409,250 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
     );
 }
 
+/// Records in a spool directory, and the highest record number.
+fn spooled(dir: &Path) -> (usize, u64) {
+    let mut count = 0;
+    let mut last = 0;
+    for file in signet_audit::spool::segment_files(dir).unwrap_or_default() {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            if let Ok(record) = serde_json::from_str::<signet_audit::record::Record>(line) {
+                count += 1;
+                last = last.max(record.seq);
+            }
+        }
+    }
+    (count, last)
+}
+
+/// The replica (by index) the proxy of `service` is connected to, once one says so.
+async fn follower_of(replicas: &[&ControlPlane], service: &str) -> usize {
+    let started = Instant::now();
+    loop {
+        for (i, cp) in replicas.iter().enumerate() {
+            let out = cp.meshctl(&["proxies", "list", "-o", "json"]);
+            let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+                continue;
+            };
+            let here = list["proxies"].as_array().into_iter().flatten().any(|p| {
+                p["service"] == service && p["connected_here"] == serde_json::Value::Bool(true)
+            });
+            if here {
+                return i;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no replica serves {service}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Three replicas; the one the cart's proxy follows is killed with SIGKILL under traffic,
+/// issuance and audit shipping. No request fails, both proxies are served by a survivor
+/// within seconds, a policy applied through a survivor during the failover is enforced,
+/// issuance goes on through both survivors, and every proxy's audit chain is in the
+/// database whole and exactly once (no record lost, none kept twice), and the survivor's
+/// own copy of it verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_lose_one_to_sigkill_and_lose_no_request_and_no_audit_record() {
+    let server = Postgres::start();
+    let url = server.database();
+    let dir = tempfile::tempdir().unwrap();
+    let kek = server.kek_file();
+    let args = [
+        "--store",
+        &url,
+        "--ca-kek-file",
+        &kek,
+        "--trust-domain",
+        TD,
+        "--heartbeat-interval",
+        "1s",
+    ];
+    let a = ControlPlane::start(&dir.path().join("a"), &args);
+    share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
+    share_admin_token(&dir.path().join("a"), &dir.path().join("c"));
+    let b = ControlPlane::start(&dir.path().join("b"), &args);
+    let c = ControlPlane::start(&dir.path().join("c"), &args);
+    let mut replicas = [a, b, c];
+    let all = replicas
+        .iter()
+        .map(|r| r.grpc.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let first = &replicas[0];
+    let toml = |service: &str, id: &str, upstreams: &[&str], app| {
+        proxy_toml(first, service, Some(&first.token(id)), app, upstreams).replace(
+            &format!("address = \"{}\"", first.grpc),
+            &format!("address = \"{all}\""),
+        )
+    };
+    let apply = |cp: &ControlPlane, read_paths: &str, message: &str| {
+        let file = dir.path().join(format!("{message}.cedar"));
+        std::fs::write(&file, policies(read_paths)).unwrap();
+        cp.meshctl_ok(&[
+            "authz",
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "-m",
+            message,
+            "--allow-widening",
+        ]);
+    };
+    apply(first, "/api/*", "first");
+    let app = EchoApp::start().await;
+    let proxy = workspace_binary("signet-proxy");
+    let _cart = ProxyProcess::start(
+        &proxy,
+        dir.path(),
+        "cart",
+        &toml("cart", CART, &[], app.addr),
+    );
+    let frontend = ProxyProcess::start(
+        &proxy,
+        dir.path(),
+        "frontend",
+        &toml("frontend", FRONTEND, &["cart"], app.addr),
+    );
+    let to_cart = frontend.outbound["cart"];
+    wait_for(to_cart, "/api/items", 200).await;
+
+    let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let started = Instant::now();
+    let load = {
+        let (failures, sent, running) = (failures.clone(), sent.clone(), running.clone());
+        tokio::spawn(async move {
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = status(to_cart, "/api/items").await;
+                if got != 200 {
+                    failures.lock().unwrap().push((started.elapsed(), got));
+                }
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The replica the cart's proxy follows dies without a goodbye.
+    let victim = follower_of(&replicas.iter().collect::<Vec<_>>(), "cart").await;
+    let killed = Instant::now();
+    replicas[victim].kill();
+    let survivors: Vec<&ControlPlane> = replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, r)| r)
+        .collect();
+    eprintln!("killed replica {victim} at {:?}", started.elapsed());
+    apply(survivors[0], "/*", "during-the-failover");
+    wait_for(to_cart, "/admin", 200).await;
+    eprintln!(
+        "a change through a survivor was enforced {:?} after the kill",
+        killed.elapsed()
+    );
+    let now_on = follower_of(&survivors, "cart").await;
+    let front_on = follower_of(&survivors, "frontend").await;
+    eprintln!(
+        "both proxies served by survivors ({now_on}, {front_on}) {:?} after the kill",
+        killed.elapsed()
+    );
+    // Issuance goes on through each survivor.
+    for (n, cp) in survivors.iter().enumerate() {
+        let token = cp.token(CART);
+        cp.meshctl_ok(&[
+            "identity",
+            "issue",
+            "--spiffe-id",
+            CART,
+            "--join-token",
+            &token,
+            "--out",
+            dir.path().join(format!("issued-{n}")).to_str().unwrap(),
+        ]);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent > 100, "{sent} requests");
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "requests failed during the failover (of {sent}; time since the load began, status): {failures:?}"
+    );
+
+    // The cart's chain (its proxy decides every request; the frontend's decides none), as
+    // it wrote it, is in the database once and whole, what the dead replica received
+    // included.
+    for service in ["cart"] {
+        let spool = dir.path().join(format!("{service}-state")).join("audit");
+        let instance = std::fs::read_to_string(spool.join("writer-instance")).unwrap();
+        let id = if service == "cart" { CART } else { FRONTEND };
+        let writer = format!("{id}#{}", instance.trim());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (records, last) = spooled(&spool);
+            let row = server.query(
+                &url,
+                &format!(
+                    "SELECT count(*), count(DISTINCT seq), COALESCE(max(seq), 0), \
+                     (SELECT seq FROM audit_chains WHERE writer = '{writer}') \
+                     FROM audit_records WHERE writer = '{writer}'"
+                ),
+            );
+            let kept: Vec<u64> = row
+                .trim()
+                .split('|')
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            assert!(records > 50, "{service} recorded only {records} decisions");
+            if kept == [records as u64, records as u64, last, last] && records as u64 == last {
+                eprintln!("{service}: {records} records, each kept once");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service}: the proxy wrote {records} records through {last}; the database \
+                 has (rows, distinct, last, tip) {kept:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    // The survivor now receiving the cart's chain caught up its own copy from the database
+    // (what the dead replica had received) and the copy verifies.
+    let received = survivors[now_on].data_dir.join("audit").join("received");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = survivors[now_on].meshctl(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            received.to_str().unwrap(),
+        ]);
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            break;
+        }
+        for bad in [
+            "MALFORMED",
+            "MISSING",
+            "ALTERED",
+            "REORDERED",
+            "DUPLICATE",
+            "BAD CHECKPOINT",
+        ] {
+            assert!(!report.contains(bad), "{report}");
+        }
+        assert!(Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn ready(cp: &ControlPlane) -> u16 {
     let attempt = async {
         let mut http = Http::h1(cp.metrics).await;

@@ -122,6 +122,21 @@ impl Postgres {
         path.display().to_string()
     }
 
+    /// Runs `sql` with `psql` on the database at `url`; its rows, one per line, columns
+    /// separated by `|`.
+    pub fn query(&self, url: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args([url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(
+            output.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// A new, empty database; its URL.
     pub fn database(&self) -> String {
         let name = format!(

@@ -1,24 +1,30 @@
-//! `signet.v1.Audit`: proxies ship their audit chains here. Each writer's chain is kept as a
-//! spool of the same format under `<data-dir>/audit/received/<writer>/` (so `meshctl audit
-//! verify --data-dir` checks the control plane's copy like any other) and indexed in the
-//! store for queries. A proxy may ship only its own chain: the writer of every line must be
-//! the SPIFFE ID of the certificate the call came over.
+//! `signet.v1.Audit`: proxies ship their audit chains here. The store keeps each writer's
+//! chain (exact lines of its records and checkpoints, and where it stands), so whichever
+//! replica a proxy ships to next continues the same chain: a batch is checked against the
+//! store's tip and kept in one transaction that moves it, so nothing is lost or kept twice
+//! when a proxy fails over. Each replica also writes what it receives to a spool of the
+//! same format under `<data-dir>/audit/received/<writer>/`, first catching up from the
+//! store with what other replicas received, so `meshctl audit verify --data-dir` checks a
+//! replica's copy like any other. A proxy may ship only its own chain: the writer of every
+//! line must be the SPIFFE ID of the certificate the call came over.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use signet_audit::receiver::Receiver;
+use signet_audit::receiver::{Planned, Receiver, Tip};
 use signet_audit::record::Event;
 use tonic::{Request, Response, Status};
 
 use crate::api::v1 as pb;
 use crate::server::hub::Hub;
 use crate::server::identity::caller;
-use crate::server::store::AuditRow;
+use crate::server::store::{AuditBatch, AuditRow, StoreError};
 
 /// Most lines in one batch, and the longest line.
 const MAX_LINES: usize = 4096;
+/// Records read from the store per query when a replica's copy catches up.
+const CATCH_UP_PAGE: u32 = 4096;
 const MAX_LINE: usize = 64 * 1024;
 
 /// The service.
@@ -138,6 +144,76 @@ fn row(accepted: &signet_audit::receiver::Accepted) -> AuditRow {
     row
 }
 
+impl AuditService {
+    /// Brings this replica's copy of `writer`'s chain up to the store's (batches other
+    /// replicas received since), and returns the tip the next batch must move in the
+    /// store. A copy kept before the store held chains seeds the store's tip.
+    async fn catch_up(
+        &self,
+        receiver: &mut Receiver,
+        writer: &str,
+        stored: Option<Tip>,
+    ) -> Result<Option<Tip>, Status> {
+        let Some(stored) = stored else {
+            let local = receiver.tip();
+            if local.seq == 0 {
+                return Ok(None);
+            }
+            // Its records were indexed as they came; from now on the store leads.
+            let seed = AuditBatch {
+                writer: writer.to_owned(),
+                from: None,
+                to: local.clone(),
+                records: Vec::new(),
+                checkpoints: Vec::new(),
+            };
+            return match self.hub.store.append_audit(seed).await {
+                Ok(()) => Ok(Some(local)),
+                Err(StoreError::Raced(what)) => Err(Status::aborted(format!(
+                    "{what} was started by another replica meanwhile; ship again"
+                ))),
+                Err(e) => Err(Status::unavailable(e.to_string())),
+            };
+        };
+        // Lines kept by other replicas were checked when they arrived there.
+        let keep_all = |_: &Event| true;
+        let keep_checkpoints =
+            |_: &signet_audit::record::Checkpoint| signet_audit::receiver::Verdict::Keep;
+        let trusted = signet_audit::receiver::Rules {
+            event_allowed: &keep_all,
+            checkpoint: &keep_checkpoints,
+        };
+        loop {
+            let local = receiver.tip();
+            if local.seq >= stored.seq && local.signed_through >= stored.signed_through {
+                break;
+            }
+            let lines = self
+                .hub
+                .store
+                .audit_chain_after(writer, &local, CATCH_UP_PAGE)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            if lines.is_empty() {
+                break;
+            }
+            let lines: Vec<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+            receiver.append(&lines, &trusted).map_err(|e| {
+                Status::internal(format!("catching up `{writer}` from the store: {e}"))
+            })?;
+        }
+        let local = receiver.tip();
+        if local != stored {
+            return Err(Status::internal(format!(
+                "this replica's copy of `{writer}` (through record {}) does not match the \
+                 store's (through record {})",
+                local.seq, stored.seq
+            )));
+        }
+        Ok(Some(stored))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::audit_server::Audit for AuditService {
     async fn ship(
@@ -197,35 +273,70 @@ impl pb::audit_server::Audit for AuditService {
                 e.insert(Receiver::open(&dir, &writer).map_err(Status::internal)?)
             }
         };
-        let appended = receiver.append(&lines, &rules).map_err(|e| {
+        let stored = self
+            .hub
+            .store
+            .audit_tip(&writer)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let from = self.catch_up(receiver, &writer, stored).await?;
+        let plan = receiver.plan(&lines, &rules).map_err(|e| {
             self.hub
                 .metrics
                 .audit_lines
                 .add(&["refused"], lines.len() as u64);
             Status::invalid_argument(e)
         })?;
+        let stored_through = plan.tip.seq;
+        if from.as_ref() != Some(&plan.tip) {
+            let mut records = Vec::new();
+            let mut checkpoints = Vec::new();
+            for planned in &plan.lines {
+                match planned {
+                    Planned::Record(accepted) => records.push(row(accepted)),
+                    Planned::Checkpoint { last, line } => {
+                        checkpoints.push((*last, String::from_utf8_lossy(line).into_owned()));
+                    }
+                }
+            }
+            let batch = AuditBatch {
+                writer: writer.clone(),
+                from,
+                to: plan.tip.clone(),
+                records,
+                checkpoints,
+            };
+            let kept = self
+                .hub
+                .metrics
+                .store_call("append_audit", self.hub.store.append_audit(batch));
+            match kept.await {
+                Ok(()) => {}
+                Err(StoreError::Raced(what)) => {
+                    return Err(Status::aborted(format!(
+                        "{what} was extended by another replica meanwhile; ship again"
+                    )));
+                }
+                Err(e) => return Err(Status::unavailable(e.to_string())),
+            }
+        }
+        // The store holds the batch: this replica's spool is a copy, and one that failed
+        // half-written is reopened from disk (and caught up) at the next batch.
+        let appended = match receiver.commit(plan) {
+            Ok(appended) => appended,
+            Err(e) => {
+                tracing::error!(%writer, error = %e, "writing the received copy failed");
+                receivers.remove(&writer);
+                signet_audit::receiver::Appended::default()
+            }
+        };
+        drop(receivers);
         self.hub
             .metrics
             .audit_lines
             .add(&["stored"], appended.accepted.len() as u64);
         for why in &appended.dropped {
             tracing::warn!(%writer, reason = %why, "a shipped checkpoint was not kept");
-        }
-        let accepted = appended.accepted;
-        let stored_through = receiver.stored_through();
-        drop(receivers);
-        if !accepted.is_empty() {
-            // The spool copy is the record; the index only serves queries, so a failure
-            // here is logged, not returned (the proxy would resend what is already kept).
-            let indexed = self.hub.metrics.store_call(
-                "index_audit",
-                self.hub
-                    .store
-                    .index_audit(accepted.iter().map(row).collect()),
-            );
-            if let Err(e) = indexed.await {
-                tracing::error!(error = %e, "indexing audit records failed");
-            }
         }
         Ok(Response::new(pb::ShipResponse { stored_through }))
     }

@@ -998,6 +998,9 @@ fn proxy_json(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> Value {
         "registered_at": unix_ms(p.registered_at),
         "last_heartbeat": unix_ms(p.last_seen),
         "in_sync": in_sync(hub, p, policy_version),
+        // Connected to the replica answering (its versions are known here), or to another.
+        "connected_here": p.local,
+        "trust_bundle": p.trust_bundle,
     })
 }
 

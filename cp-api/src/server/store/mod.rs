@@ -163,6 +163,18 @@ pub struct Lease {
     pub trust_bundle: u64,
 }
 
+/// A shipped batch to keep: its records and checkpoints, and the writer's chain moving from
+/// one tip to the next (only if it still stands at `from`; `None`: not kept before).
+#[derive(Debug, Clone)]
+pub struct AuditBatch {
+    pub writer: String,
+    pub from: Option<signet_audit::receiver::Tip>,
+    pub to: signet_audit::receiver::Tip,
+    pub records: Vec<AuditRow>,
+    /// `(last record signed, exact line)`.
+    pub checkpoints: Vec<(u64, String)>,
+}
+
 /// The CA as stored: its state and built-in material, sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCa {
@@ -418,6 +430,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Indexes shipped audit records (already stored as spool lines).
     fn index_audit(&self, rows: Vec<AuditRow>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Indexed audit records matching `query`.
+    /// Where `writer`'s shipped chain stands, if any replica kept some of it.
+    fn audit_tip<'a>(
+        &'a self,
+        writer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<signet_audit::receiver::Tip>, StoreError>>;
+    /// Keeps a shipped batch and moves its chain's tip, in one transaction; another
+    /// replica having moved it first is [`StoreError::Raced`], and nothing is kept.
+    fn append_audit(&self, batch: AuditBatch) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Up to `limit` records of `writer`'s chain after `after`, with the checkpoints kept
+    /// among them, exact lines in chain order: what a replica's copy lacks.
+    fn audit_chain_after<'a>(
+        &'a self,
+        writer: &'a str,
+        after: &'a signet_audit::receiver::Tip,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
     fn query_audit(&self, query: AuditQuery) -> BoxFuture<'_, Result<Vec<AuditRow>, StoreError>>;
 
     /// Installs a shadow candidate, ending the current one (as `replaced`).

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+use signet_audit::receiver::Tip;
 use signet_ca::BoxFuture;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 use signet_spiffe::SpiffeId;
@@ -15,10 +16,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    AuditQuery, AuditRow, CaWrite, DenyEntry, DutyLease, FetchedKeys, IssuedCertificate, Lease,
-    Member, NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion, ReplicaRow, ServiceLabels,
-    ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn, StoredCa, StoredFile,
-    StoredTraffic, VersionWithFiles, from_unix_ms, unix_ms,
+    AuditBatch, AuditQuery, AuditRow, CaWrite, DenyEntry, DutyLease, FetchedKeys,
+    IssuedCertificate, Lease, Member, NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion,
+    ReplicaRow, ServiceLabels, ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn,
+    StoredCa, StoredFile, StoredTraffic, VersionWithFiles, from_unix_ms, unix_ms,
 };
 
 /// SQLite's migrations in order; each runs once, in its own transaction.
@@ -70,6 +71,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../../migrations/sqlite/0014_ca_and_duties.sql"),
     ),
+    (
+        15,
+        include_str!("../../../migrations/sqlite/0015_audit_chains.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
@@ -93,6 +98,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../../migrations/postgres/0005_ca_and_duties.sql"),
+    ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_audit_chains.sql"),
     ),
 ];
 
@@ -185,6 +194,32 @@ async fn note_change(
             .await
             .map_err(backend)?;
     }
+    Ok(())
+}
+
+/// Inserts one audit record (a re-sent one is already there: nothing happens).
+async fn insert_audit_row(conn: &mut sqlx::AnyConnection, r: &AuditRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_records (writer, seq, time, type, decision, action, \
+         principal, resource, path, policies, line, candidate) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (writer, seq) DO NOTHING",
+    )
+    .bind(&r.writer)
+    .bind(to_i64(r.seq))
+    .bind(to_i64(r.time))
+    .bind(&r.kind)
+    .bind(&r.decision)
+    .bind(&r.action)
+    .bind(&r.principal)
+    .bind(&r.resource)
+    .bind(&r.path)
+    .bind(&r.policies)
+    .bind(&r.line)
+    .bind(&r.candidate)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -930,29 +965,140 @@ impl Store for SqlStore {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(backend)?;
             for r in &rows {
-                sqlx::query(
-                    "INSERT INTO audit_records (writer, seq, time, type, decision, action, \
-                     principal, resource, path, policies, line, candidate) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (writer, seq) DO NOTHING",
+                insert_audit_row(&mut tx, r).await?;
+            }
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn audit_tip<'a>(&'a self, writer: &'a str) -> BoxFuture<'a, Result<Option<Tip>, StoreError>> {
+        Box::pin(async move {
+            let row =
+                sqlx::query("SELECT seq, head, signed_through FROM audit_chains WHERE writer = $1")
+                    .bind(writer)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            row.map(|r| {
+                Ok(Tip {
+                    seq: to_u64(r.try_get("seq").map_err(backend)?),
+                    head: r.try_get("head").map_err(backend)?,
+                    signed_through: to_u64(r.try_get("signed_through").map_err(backend)?),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn append_audit(&self, batch: AuditBatch) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let to = &batch.to;
+            let moved = match &batch.from {
+                None => sqlx::query(
+                    "INSERT INTO audit_chains (writer, seq, head, signed_through) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (writer) DO NOTHING",
                 )
-                .bind(&r.writer)
-                .bind(to_i64(r.seq))
-                .bind(to_i64(r.time))
-                .bind(&r.kind)
-                .bind(&r.decision)
-                .bind(&r.action)
-                .bind(&r.principal)
-                .bind(&r.resource)
-                .bind(&r.path)
-                .bind(&r.policies)
-                .bind(&r.line)
-                .bind(&r.candidate)
+                .bind(&batch.writer)
+                .bind(to_i64(to.seq))
+                .bind(&to.head)
+                .bind(to_i64(to.signed_through)),
+                Some(from) => sqlx::query(
+                    "UPDATE audit_chains SET seq = $1, head = $2, signed_through = $3 \
+                     WHERE writer = $4 AND seq = $5 AND head = $6 AND signed_through = $7",
+                )
+                .bind(to_i64(to.seq))
+                .bind(&to.head)
+                .bind(to_i64(to.signed_through))
+                .bind(&batch.writer)
+                .bind(to_i64(from.seq))
+                .bind(&from.head)
+                .bind(to_i64(from.signed_through)),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+            if moved != 1 {
+                return Err(StoreError::Raced(format!(
+                    "the audit chain of `{}`",
+                    batch.writer
+                )));
+            }
+            for r in &batch.records {
+                insert_audit_row(&mut tx, r).await?;
+            }
+            for (last, line) in &batch.checkpoints {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (writer, last, line) VALUES ($1, $2, $3) \
+                     ON CONFLICT (writer, last) DO NOTHING",
+                )
+                .bind(&batch.writer)
+                .bind(to_i64(*last))
+                .bind(line)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
             }
             tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn audit_chain_after<'a>(
+        &'a self,
+        writer: &'a str,
+        after: &'a Tip,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let records = sqlx::query(
+                "SELECT seq, line FROM audit_records WHERE writer = $1 AND seq > $2 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(writer)
+            .bind(to_i64(after.seq))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            let mut lines: Vec<(u64, String)> = Vec::with_capacity(records.len());
+            for r in &records {
+                lines.push((
+                    to_u64(r.try_get("seq").map_err(backend)?),
+                    r.try_get("line").map_err(backend)?,
+                ));
+            }
+            let through = lines.last().map_or(after.seq, |(seq, _)| *seq);
+            let checkpoints = sqlx::query(
+                "SELECT last, line FROM audit_checkpoints WHERE writer = $1 AND last > $2 \
+                 AND last <= $3 ORDER BY last",
+            )
+            .bind(writer)
+            .bind(to_i64(after.signed_through))
+            .bind(to_i64(through))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            let mut signing: Vec<(u64, String)> = Vec::with_capacity(checkpoints.len());
+            for c in &checkpoints {
+                signing.push((
+                    to_u64(c.try_get("last").map_err(backend)?),
+                    c.try_get("line").map_err(backend)?,
+                ));
+            }
+            // In chain order: a checkpoint right after the record it signs.
+            let mut out = Vec::with_capacity(lines.len() + signing.len());
+            let mut signing = signing.into_iter().peekable();
+            while let Some((_, line)) = signing.next_if(|(last, _)| *last <= after.seq) {
+                out.push(line);
+            }
+            for (seq, line) in lines {
+                out.push(line);
+                while let Some((_, line)) = signing.next_if(|(last, _)| *last == seq) {
+                    out.push(line);
+                }
+            }
+            Ok(out)
         })
     }
 
