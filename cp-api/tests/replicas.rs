@@ -653,6 +653,190 @@ async fn three_replicas_lose_one_to_sigkill_and_lose_no_request_and_no_audit_rec
     }
 }
 
+/// A control plane on SQLite with history, a registry and shipped audit chains moves to
+/// PostgreSQL with `signet-cp migrate`: the copy is checked against its source, a replica
+/// started on the new database (with the KEK that sealed the CA) serves the same policy
+/// history, registry, CA and audit records; a second migrate into the same database and
+/// bad arguments are one line each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_control_plane_moves_to_postgres_with_its_state() {
+    let server = Postgres::start();
+    let url = server.database();
+    let mut mesh = signet_tests::mesh::Mesh::start(&[]).await;
+    let file = mesh.dir.path().join("v2.cedar");
+    std::fs::write(&file, policies("/*")).unwrap();
+    mesh.cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "-m",
+        "wider",
+        "--allow-widening",
+    ]);
+    mesh.wait_for(200, "/admin", Duration::from_secs(10)).await;
+    for _ in 0..20 {
+        assert_eq!(mesh.call("/api/items").await.0, 200);
+    }
+    // Until the cart's proxy has shipped what it recorded.
+    let tail = |cp: &ControlPlane| {
+        let out = cp.meshctl_ok(&["audit", "tail", "-o", "json", "-n", "10000"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["records"].as_array().unwrap().clone()
+    };
+    let started = Instant::now();
+    while tail(&mesh.cp).len() < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "nothing shipped"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let history = mesh.cp.meshctl_ok(&["authz", "history", "-o", "json"]);
+    let ca = |cp: &ControlPlane| {
+        let v: serde_json::Value =
+            serde_json::from_str(&cp.meshctl_ok(&["ca", "status", "-o", "json"])).unwrap();
+        v["roots"].clone()
+    };
+    let roots = ca(&mesh.cp);
+    let old_dir = mesh.cp.data_dir.clone();
+    assert_eq!(mesh.cp.stop(), Some(0));
+
+    let migrate = |to: &str| {
+        std::process::Command::new(workspace_binary("signet-cp"))
+            .args(["migrate", "--from"])
+            .arg(&old_dir)
+            .args(["--to", to])
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("the copy matches"), "{stdout}");
+    assert!(stdout.contains("copied  audit_records"), "{stdout}");
+    assert!(stdout.contains("ca.kek"), "{stdout}");
+    eprintln!("{stdout}");
+
+    // Never on top of state.
+    let again = migrate(&url);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("empty database"), "{stderr}");
+    let bad = std::process::Command::new(workspace_binary("signet-cp"))
+        .args(["migrate", "--from", "/nonexistent/signet.db", "--to", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    // A replica on the new database, with the KEK that sealed the CA.
+    let new_dir = mesh.dir.path().join("on-postgres");
+    share_admin_token(&old_dir, &new_dir);
+    let kek = old_dir.join("ca.kek");
+    let moved = ControlPlane::start(
+        &new_dir,
+        &["--store", &url, "--ca-kek-file", kek.to_str().unwrap()],
+    );
+    assert_eq!(moved.trust_domain, TD);
+    let moved_history = moved.meshctl_ok(&["authz", "history", "-o", "json"]);
+    assert_eq!(moved_history, history);
+    assert_eq!(ca(&moved), roots, "the same CA");
+    let services = moved.meshctl_ok(&["services", "list", "-o", "json"]);
+    assert!(services.contains("\"cart\""), "{services}");
+    assert!(tail(&moved).len() >= 20, "the audit records came along");
+    // And it issues from that CA: a new proxy joins it and is trusted by the cart.
+    let token = moved.token(FRONTEND);
+    let out = moved.meshctl(&[
+        "identity",
+        "issue",
+        "--spiffe-id",
+        FRONTEND,
+        "--join-token",
+        &token,
+        "--out",
+        mesh.dir.path().join("issued").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The check after a copy finds a record that differs from its source (here, altered in
+/// the target behind the copy's back) and names its chain.
+#[tokio::test]
+async fn the_check_after_a_migration_finds_an_altered_record() {
+    use signet_cp::server::store::{SqlStore, Store as _, migrate};
+    let server = Postgres::start();
+    let url = server.database();
+    let dir = tempfile::tempdir().unwrap();
+    let kek = signet_cp::server::seal::Kek::from_bytes(&[5; 32]);
+    let from = std::sync::Arc::new(SqlStore::open(&dir.path().join("s.db")).await.unwrap());
+    // A CA to move, and a shipped chain of three linked records.
+    let store: std::sync::Arc<dyn signet_cp::server::store::Store> = from.clone();
+    signet_cp::server::ca::Ca::open(
+        store,
+        std::sync::Arc::new(kek),
+        &dir.path().join("ca"),
+        &signet_spiffe::TrustDomain::new(TD).unwrap(),
+        signet_ca::SvidProfile::default(),
+    )
+    .await
+    .unwrap();
+    let mut prev = signet_audit::record::GENESIS.to_owned();
+    let mut rows = Vec::new();
+    for seq in 1..=3u64 {
+        let record = signet_audit::record::Record {
+            seq,
+            prev: prev.clone(),
+            time: seq,
+            writer: "w".to_owned(),
+            event: signet_audit::record::Event::Gap(signet_audit::record::Gap {
+                first: 0,
+                last: 0,
+                count: 1,
+                reason: "queue-full".to_owned(),
+            }),
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        prev = signet_audit::record::hash_line(line.as_bytes());
+        rows.push(signet_cp::server::store::AuditRow {
+            id: 0,
+            writer: "w".to_owned(),
+            seq,
+            time: seq,
+            kind: "gap".to_owned(),
+            decision: None,
+            action: None,
+            principal: None,
+            resource: None,
+            path: None,
+            policies: None,
+            candidate: None,
+            line,
+        });
+    }
+    from.index_audit(rows).await.unwrap();
+    let to = SqlStore::open_url(&url).await.unwrap();
+    let copied = migrate::copy(&from, &to).await.unwrap();
+    let checked = migrate::check(&from, &to, &copied).await.unwrap();
+    assert_eq!((checked.audit_writers, checked.audit_records), (1, 3));
+    server.query(
+        &url,
+        "UPDATE audit_records SET line = replace(line, '\"count\":1', '\"count\":2') WHERE seq = 2",
+    );
+    let found = migrate::check(&from, &to, &copied).await.unwrap_err();
+    assert!(found.contains("`w`"), "{found}");
+}
+
 async fn ready(cp: &ControlPlane) -> u16 {
     let attempt = async {
         let mut http = Http::h1(cp.metrics).await;

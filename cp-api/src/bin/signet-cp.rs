@@ -14,8 +14,15 @@ use clap::Parser;
 use signet_cp::server::{Options, start};
 
 #[derive(Debug, Parser)]
-#[command(name = "signet-cp", version, about = "Signet's control plane")]
+#[command(
+    name = "signet-cp",
+    version,
+    about = "Signet's control plane",
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Data directory (CA, store, operator credentials). Default: $XDG_DATA_HOME/signet or
     /// ~/.local/share/signet.
     #[arg(long, env = "SIGNET_CP_DATA_DIR", value_name = "DIR")]
@@ -70,6 +77,68 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Copy a control plane's store (stopped) into an empty PostgreSQL database, then check
+    /// the copy against it; replicas on the new database need the KEK that sealed its CA.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The store to copy: `sqlite:PATH`, a SQLite file, or a data directory (its
+    /// `signet.db`).
+    #[arg(long, value_name = "URL|FILE|DIR")]
+    from: String,
+    /// The empty PostgreSQL database to copy into (`postgres://...`).
+    #[arg(long, value_name = "URL")]
+    to: String,
+}
+
+/// `signet-cp migrate`: what was copied and checked, or one line of why not.
+async fn migrate(args: MigrateArgs) -> Result<(), String> {
+    use signet_cp::server::store::{SqlStore, migrate};
+    let from_path = args.from.strip_prefix("sqlite:").unwrap_or(&args.from);
+    let path = std::path::Path::new(from_path.trim_start_matches("//"));
+    let (file, kek_hint) = if path.is_dir() {
+        (path.join("signet.db"), Some(path.join("ca.kek")))
+    } else {
+        (path.to_path_buf(), path.parent().map(|d| d.join("ca.kek")))
+    };
+    if !file.is_file() {
+        return Err(format!("--from: `{}` is not a store", file.display()));
+    }
+    let from = SqlStore::open(&file)
+        .await
+        .map_err(|e| format!("--from: {e}"))?;
+    if !args.to.starts_with("postgres://") && !args.to.starts_with("postgresql://") {
+        return Err("--to: a postgres:// URL".to_owned());
+    }
+    let to = SqlStore::open_url(&args.to)
+        .await
+        .map_err(|e| format!("--to: {e}"))?;
+    let copied = migrate::copy(&from, &to).await?;
+    let checked = migrate::check(&from, &to, &copied)
+        .await
+        .map_err(|e| format!("the copy does not match its source: {e}"))?;
+    for c in &copied {
+        println!("copied  {:<20} {} rows", c.table, c.rows);
+    }
+    println!(
+        "checked {} policy versions, {} registrations, the sealed CA, {} audit records of {} \
+         chains (exact lines, linked): the copy matches",
+        checked.policy_versions, checked.members, checked.audit_records, checked.audit_writers
+    );
+    if let Some(kek) = kek_hint.filter(|k| k.is_file()) {
+        println!(
+            "start the replicas with --store on the new database and --ca-kek-file {} (the \
+             key that sealed this CA)",
+            kek.display()
+        );
+    }
+    Ok(())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -148,6 +217,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(Command::Migrate(migrate_args)) = args.command {
+        return migrate(migrate_args).await;
+    }
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => default_data_dir()?,

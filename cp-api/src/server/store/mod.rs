@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use signet_ca::BoxFuture;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 
+pub mod migrate;
 pub mod sql;
 
 pub use sql::{Dialect, SqlStore};

@@ -274,6 +274,11 @@ impl SqlStore {
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
+
+    /// Its connection pool, for copying it whole (`migrate`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
 }
 
 /// The database holds token and certificate records: it and the WAL and shared-memory files
