@@ -56,6 +56,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt_install postgresql
 fi
 
+# The systemd units in deploy/ are checked with `systemd-analyze verify`.
+if ! command -v systemd-analyze >/dev/null; then
+  apt_install systemd
+fi
+
 # Transparent interception is tested with the real firewall tools in network namespaces the
 # tests make (iproute2's `ip netns`): nftables, iptables, and curl as the unmodified app.
 if ! command -v nft >/dev/null || ! command -v iptables-restore >/dev/null \

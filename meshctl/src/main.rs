@@ -116,7 +116,27 @@ impl Outcome {
     }
 }
 
+/// Output piped into a reader that stopped (`meshctl audit tail | head`) ends the command
+/// quietly, as it would a C tool killed by SIGPIPE, instead of a panic's backtrace: Rust
+/// ignores SIGPIPE, so `println!` panics on the closed pipe.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

@@ -60,8 +60,14 @@ struct Args {
         requires = "otlp_endpoint"
     )]
     trace_sample_ratio: f64,
-    /// Store URL (default: sqlite file signet.db in the data dir).
-    #[arg(long, value_name = "URL")]
+    /// Store URL (default: sqlite file signet.db in the data dir). From the environment, a
+    /// password in it stays off the command line (`ps`, `systemctl show`).
+    #[arg(
+        long,
+        env = "SIGNET_CP_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     store: Option<String>,
     /// The key-encryption key sealing the CA in the store (32 bytes, or 64 hex digits;
     /// 0600): the same file on every replica of a shared database. Default: the systemd
