@@ -70,7 +70,7 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
     ];
     let a = ControlPlane::start(&dir.path().join("a"), &args);
     share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
-    let b = ControlPlane::start(&dir.path().join("b"), &args);
+    let mut b = ControlPlane::start(&dir.path().join("b"), &args);
 
     // Policies applied through A; the cart joins B with a token minted on A, the frontend
     // joins A.
@@ -273,6 +273,22 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--ca-kek-file"), "{stderr}");
+
+    // B restarts: it reads the registrations from the store and serves them at once, but
+    // the frontend, connected to A, is not B's to wait for or count as its own.
+    b.stop();
+    b.restart();
+    let listed: serde_json::Value =
+        serde_json::from_str(&b.meshctl_ok(&["proxies", "list", "-o", "json"])).unwrap();
+    let frontend_entry = listed["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["service"] == "frontend")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(frontend_entry["connected_here"], false, "{listed}");
+    wait_for(to_cart, "/admin", 200).await;
 
     // A deny through A: the cart's proxy (on B) refuses the frontend's identity.
     a.meshctl_ok(&[

@@ -6,10 +6,13 @@
 //!    stream; on each config they rebuild the policy bundle from the slice, as a proxy
 //!    does); the time from sending `POST /v1/policies` until the last of N proxies holds the
 //!    new version, for N = 1, 10, 100.
-//! 3. The control plane's resident memory with 100 proxies connected.
+//! 3. The control plane's resident memory with the most proxies connected.
 //!
 //! `cargo build --release -p signet-cp && cargo bench -p signet-tests --bench control_plane`
-//! (`-- --postgres` for the store on a real PostgreSQL server the benchmark starts)
+//! (`-- --postgres` for the store on a real PostgreSQL server the benchmark starts;
+//! `-- --postgres --replicas 3` for three replicas on it: issuance spread over them, the
+//! simulated proxies spread over them, and the apply sent to the first, so enforcement
+//! includes the change feed; `--proxies 1000` adds a round with 1,000 simulated proxies)
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -35,6 +38,8 @@ const TD: &str = "bench.test";
 
 struct Setup {
     cp: ControlPlane,
+    /// Further replicas on the same database (none on SQLite).
+    others: Vec<ControlPlane>,
     td: TrustDomain,
     bundle: TrustBundle,
     token: String,
@@ -45,7 +50,34 @@ fn tls(setup: &Setup, client: Arc<dyn ResolvesClientCert>, alpn: &[u8]) -> rustl
 }
 
 fn channel(setup: &Setup, client: Arc<dyn ResolvesClientCert>) -> Channel {
-    grpc_channel(setup.cp.grpc, tls(setup, client, b"h2"))
+    channel_to(setup, client, 0)
+}
+
+/// A channel to replica `n` (modulo how many there are).
+fn channel_to(setup: &Setup, client: Arc<dyn ResolvesClientCert>, n: usize) -> Channel {
+    let replicas = 1 + setup.others.len();
+    let addr = match n % replicas {
+        0 => setup.cp.grpc,
+        i => setup.others[i - 1].grpc,
+    };
+    grpc_channel(addr, tls(setup, client, b"h2"))
+}
+
+fn replicas(setup: &Setup) -> impl Iterator<Item = &ControlPlane> {
+    std::iter::once(&setup.cp).chain(setup.others.iter())
+}
+
+fn rss(cp: &ControlPlane) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", cp.pid())).unwrap();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kb("VmRSS"), kb("VmHWM"))
 }
 
 async fn rest(
@@ -138,14 +170,20 @@ async fn issuance(setup: &Setup) {
     }
     let key = WorkloadKey::generate().unwrap();
     let csr = key.csr(&id).unwrap().as_ref().to_vec();
-    let channels: Vec<Channel> = (0..4)
-        .map(|_| channel(setup, Arc::new(SvidResolver::new())))
+    let conns = if setup.others.is_empty() {
+        4
+    } else {
+        2 * (1 + setup.others.len())
+    };
+    let channels: Vec<Channel> = (0..conns)
+        .map(|n| channel_to(setup, Arc::new(SvidResolver::new()), n))
         .collect();
     let tokens = Arc::new(std::sync::Mutex::new(tokens));
     let begun = Instant::now();
     let mut tasks = Vec::new();
     for n in 0..IN_FLIGHT {
-        let mut client = pb::identity_client::IdentityClient::new(channels[n % 4].clone());
+        let mut client =
+            pb::identity_client::IdentityClient::new(channels[n % channels.len()].clone());
         let tokens = Arc::clone(&tokens);
         let csr = csr.clone();
         tasks.push(tokio::spawn(async move {
@@ -182,12 +220,15 @@ async fn issuance(setup: &Setup) {
     let (resolver, _) = join(setup, &setup.td.service_account("bench", "renew").unwrap()).await;
     let rid = setup.td.service_account("bench", "renew").unwrap();
     let csr = key.csr(&rid).unwrap().as_ref().to_vec();
-    let channels: Vec<Channel> = (0..4).map(|_| channel(setup, resolver.clone())).collect();
+    let channels: Vec<Channel> = (0..conns)
+        .map(|n| channel_to(setup, resolver.clone(), n))
+        .collect();
     let left = Arc::new(std::sync::atomic::AtomicU32::new(RENEWALS));
     let begun = Instant::now();
     let mut tasks = Vec::new();
     for n in 0..IN_FLIGHT {
-        let mut client = pb::identity_client::IdentityClient::new(channels[n % 4].clone());
+        let mut client =
+            pb::identity_client::IdentityClient::new(channels[n % channels.len()].clone());
         let left = Arc::clone(&left);
         let csr = csr.clone();
         tasks.push(tokio::spawn(async move {
@@ -241,6 +282,7 @@ async fn apply_to_enforce(
     proxies: usize,
     rounds: usize,
     first_round: usize,
+    report_memory: bool,
 ) -> Vec<Duration> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, Instant)>();
     let mut tasks = Vec::new();
@@ -250,7 +292,7 @@ async fn apply_to_enforce(
             .service_account("bench", &format!("svc{}", i % 10))
             .unwrap();
         let (resolver, _) = join(setup, &id).await;
-        let mut client = pb::config_client::ConfigClient::new(channel(setup, resolver));
+        let mut client = pb::config_client::ConfigClient::new(channel_to(setup, resolver, i));
         let mut stream = client
             .watch(pb::WatchRequest {
                 upstreams: vec!["svc1".into(), "svc2".into()],
@@ -308,17 +350,15 @@ async fn apply_to_enforce(
         }
         latencies.push(last - sent);
     }
-    if proxies == 100 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", setup.cp.pid())).unwrap();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS"))
-            .unwrap_or_default();
-        let hwm = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM"))
-            .unwrap_or_default();
-        println!("\nsignet-cp with 100 proxies connected: {rss}; peak {hwm}\n");
+    if report_memory {
+        for (n, cp) in replicas(setup).enumerate() {
+            let (rss, hwm) = rss(cp);
+            println!(
+                "\nreplica {n} with {proxies} proxies connected to {} replicas: VmRSS {rss} kB; peak {hwm} kB",
+                1 + setup.others.len()
+            );
+        }
+        println!();
     }
     for t in tasks {
         t.abort();
@@ -355,7 +395,30 @@ fn main() {
             println!("store: PostgreSQL");
             cp_args.extend(["--store", url.as_str(), "--ca-kek-file", kek.as_str()]);
         }
+        let count: usize = args
+            .iter()
+            .position(|a| a == "--replicas")
+            .and_then(|i| args.get(i + 1))
+            .map_or(1, |n| n.parse().expect("--replicas N"));
+        assert!(count == 1 || url.is_some(), "--replicas needs --postgres");
         let cp = ControlPlane::start(&dir.path().join("cp"), &cp_args);
+        let mut others = Vec::new();
+        for n in 1..count {
+            let data = dir.path().join(format!("cp-{n}"));
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::copy(cp.data_dir.join("admin.token"), data.join("admin.token")).unwrap();
+            others.push(ControlPlane::start(&data, &cp_args));
+        }
+        println!("replicas: {count}");
+        let mut sizes = vec![1, 10, 100];
+        if args.iter().any(|a| a == "--proxies") {
+            let n: usize = args
+                .iter()
+                .position(|a| a == "--proxies")
+                .and_then(|i| args.get(i + 1))
+                .map_or(1000, |n| n.parse().expect("--proxies N"));
+            sizes.push(n);
+        }
         let td = TrustDomain::new(TD).unwrap();
         let bundle = TrustBundle::from_pem(
             td.clone(),
@@ -365,25 +428,25 @@ fn main() {
         let token = cp.setting("SIGNET_TOKEN");
         let setup = Setup {
             cp,
+            others,
             td,
             bundle,
             token,
         };
-        let status = std::fs::read_to_string(format!("/proc/{}/status", setup.cp.pid())).unwrap();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS"))
-            .unwrap_or_default();
-        println!("signet-cp idle: {rss}\n");
+        for (n, cp) in replicas(&setup).enumerate() {
+            println!("signet-cp replica {n} idle: VmRSS {} kB", rss(cp).0);
+        }
+        println!();
 
         println!("| call | SVIDs | in flight | time | rate |\n|---|---|---|---|---|");
         issuance(&setup).await;
 
         println!("\n| proxies | applies | p50 | p99 | max |\n|---|---|---|---|---|");
         let mut round = 0;
-        for proxies in [1, 10, 100] {
+        let largest = sizes.iter().copied().max().unwrap_or(0);
+        for proxies in sizes {
             let rounds = 30;
-            let mut l = apply_to_enforce(&setup, proxies, rounds, round).await;
+            let mut l = apply_to_enforce(&setup, proxies, rounds, round, proxies == largest).await;
             round += rounds;
             l.sort();
             println!(

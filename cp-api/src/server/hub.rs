@@ -94,6 +94,10 @@ pub struct ProxyEntry {
     /// Registered or heartbeating here; otherwise known from another replica's lease in the
     /// store (and dropped when that lease lapses).
     pub local: bool,
+    /// Read from the store at start: served like a live member for three heartbeat
+    /// intervals (its proxy reconnects here, or to another replica, within them), but not
+    /// this replica's to wait for or count until it heartbeats here.
+    restored: bool,
 }
 
 /// An entry reads as its registration: `entry.service`, `entry.spiffe_id`, ...
@@ -833,6 +837,7 @@ impl Hub {
                     last_seen: now,
                     seen: Instant::now(),
                     local: true,
+                    restored: false,
                 },
             );
             Ok(changed)
@@ -874,6 +879,7 @@ impl Hub {
                 e.seen = Instant::now();
                 // A proxy that moved here from another replica is this one's now.
                 e.local = true;
+                e.restored = false;
                 self.renew(instance, versions.health, e.trust_bundle);
                 self.stats
                     .record(instance, (&e.service, &e.namespace), stats);
@@ -914,8 +920,9 @@ impl Hub {
     }
 
     /// Restores the registrations kept in the store: each counts as just seen, so a proxy
-    /// that does not heartbeat again leaves after three missed heartbeats as usual. Their
-    /// configuration versions are unknown (0) until they do.
+    /// that does not heartbeat again (here or at another replica) leaves after three missed
+    /// heartbeats as usual. Their configuration versions are unknown (0) until they do, and
+    /// none is this replica's own (to wait for, or to count as connected) until then.
     async fn restore_members(&self) -> Result<(), StoreError> {
         let members = self.store.members().await?;
         let now = SystemTime::now();
@@ -939,7 +946,8 @@ impl Hub {
                         registered_at,
                         last_seen: now,
                         seen: Instant::now(),
-                        local: true,
+                        local: false,
+                        restored: true,
                     },
                 );
             }
@@ -991,7 +999,10 @@ impl Hub {
             .collect();
         let changed = self.with_registry(|r| {
             let before = r.len();
-            r.retain(|instance, e| e.local || live.contains_key(instance));
+            let grace = self.heartbeat_interval * 3;
+            r.retain(|instance, e| {
+                e.local || live.contains_key(instance) || (e.restored && e.seen.elapsed() < grace)
+            });
             let mut changed = r.len() != before;
             for (instance, member) in live {
                 let health =
@@ -1029,6 +1040,7 @@ impl Hub {
                                 last_seen,
                                 seen: Instant::now(),
                                 local: false,
+                                restored: false,
                             },
                         );
                         changed = true;
