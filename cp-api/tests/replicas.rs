@@ -372,23 +372,8 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
     wait_for(to_cart, "/api/items", 200).await;
 
     // Traffic runs all along; not one request may fail.
-    let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let started = Instant::now();
-    let load = {
-        let (failures, sent, running) = (failures.clone(), sent.clone(), running.clone());
-        tokio::spawn(async move {
-            while running.load(std::sync::atomic::Ordering::Relaxed) {
-                let got = status(to_cart, "/api/items").await;
-                if got != 200 {
-                    failures.lock().unwrap().push((started.elapsed(), got));
-                }
-                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let load = Load::start(to_cart);
+    let started = load.started;
 
     // A dies: everything that followed it moves to B, which serves the next change.
     let killed = Instant::now();
@@ -414,15 +399,60 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
 
     // And on, a while after.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    running.store(false, std::sync::atomic::Ordering::Relaxed);
-    load.await.unwrap();
-    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(sent > 100, "{sent} requests");
-    let failures = failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "requests failed during the failovers (of {sent}; time since the load began, status): {failures:?}"
-    );
+    load.stop_without_failures("the failovers").await;
+}
+
+/// A request to `/api/items` every 10 ms until stopped; any answer but 200 is a failure,
+/// kept with when it happened.
+struct Load {
+    started: Instant,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<(Duration, u16)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(target: std::net::SocketAddr) -> Self {
+        let started = Instant::now();
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = {
+            let (running, sent, failures) = (running.clone(), sent.clone(), failures.clone());
+            tokio::spawn(async move {
+                while running.load(std::sync::atomic::Ordering::Relaxed) {
+                    let got = status(target, "/api/items").await;
+                    if got != 200 {
+                        failures.lock().unwrap().push((started.elapsed(), got));
+                    }
+                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        Self {
+            started,
+            running,
+            sent,
+            failures,
+            task,
+        }
+    }
+
+    /// Stops it; more than 100 requests were sent and none failed.
+    async fn stop_without_failures(self, during: &str) {
+        self.running
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap();
+        let sent = self.sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent > 100, "{sent} requests");
+        let failures = self.failures.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "requests failed during {during} (of {sent}; time since the load began, status): {failures:?}"
+        );
+    }
 }
 
 /// Records in a spool directory, and the highest record number.
@@ -465,7 +495,8 @@ async fn follower_of(replicas: &[&ControlPlane], service: &str) -> usize {
 }
 
 /// Three replicas; the one the cart's proxy follows is killed with SIGKILL under traffic,
-/// issuance and audit shipping. No request fails, both proxies are served by a survivor
+/// issuance (proxies renew every 3 s, and operators issue through each survivor) and audit
+/// shipping. No request fails, both proxies are served by a survivor
 /// within seconds, a policy applied through a survivor during the failover is enforced,
 /// issuance goes on through both survivors, and every proxy's audit chain is in the
 /// database whole and exactly once (no record lost, none kept twice), and the survivor's
@@ -485,6 +516,9 @@ async fn three_replicas_lose_one_to_sigkill_and_lose_no_request_and_no_audit_rec
         TD,
         "--heartbeat-interval",
         "1s",
+        // Proxies renew every 3 s: issuance goes on through the failover.
+        "--svid-ttl",
+        "6s",
     ];
     let a = ControlPlane::start(&dir.path().join("a"), &args);
     share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
@@ -535,23 +569,8 @@ async fn three_replicas_lose_one_to_sigkill_and_lose_no_request_and_no_audit_rec
     let to_cart = frontend.outbound["cart"];
     wait_for(to_cart, "/api/items", 200).await;
 
-    let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let started = Instant::now();
-    let load = {
-        let (failures, sent, running) = (failures.clone(), sent.clone(), running.clone());
-        tokio::spawn(async move {
-            while running.load(std::sync::atomic::Ordering::Relaxed) {
-                let got = status(to_cart, "/api/items").await;
-                if got != 200 {
-                    failures.lock().unwrap().push((started.elapsed(), got));
-                }
-                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let load = Load::start(to_cart);
+    let started = load.started;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The replica the cart's proxy follows dies without a goodbye.
@@ -591,15 +610,27 @@ async fn three_replicas_lose_one_to_sigkill_and_lose_no_request_and_no_audit_rec
             dir.path().join(format!("issued-{n}")).to_str().unwrap(),
         ]);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    running.store(false, std::sync::atomic::Ordering::Relaxed);
-    load.await.unwrap();
-    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(sent > 100, "{sent} requests");
-    let failures = failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "requests failed during the failover (of {sent}; time since the load began, status): {failures:?}"
+    // Long enough after the kill for each proxy to renew its SVID at a survivor.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(killed.elapsed())).await;
+    load.stop_without_failures("the failover").await;
+
+    // Both proxies renewed through the survivors.
+    let killed_at = std::time::SystemTime::now() - killed.elapsed();
+    let killed_ms = killed_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let renewed = server.query(
+        &url,
+        &format!(
+            "SELECT count(DISTINCT spiffe_id) FROM certificates WHERE kind = 'renew' \
+             AND issued_at > {killed_ms}"
+        ),
+    );
+    assert_eq!(
+        renewed.trim(),
+        "2",
+        "proxies renewed after the kill: {renewed}"
     );
 
     // The cart's chain (its proxy decides every request; the frontend's decides none), as
@@ -914,6 +945,14 @@ async fn the_database_stopping_and_coming_back_needs_no_operator() {
         stderr.contains("join token store"),
         "the store named as the cause: {stderr}"
     );
+    // Status answers from memory and says why the replica is not ready; a read of the
+    // database is a retriable 503.
+    let status = mesh.cp.meshctl_ok(&["status"]);
+    assert!(status.contains("NOT READY (its database:"), "{status}");
+    let history = mesh.cp.meshctl(&["authz", "history"]);
+    let stderr = String::from_utf8_lossy(&history.stderr);
+    assert!(!history.status.success());
+    assert!(stderr.contains("503"), "{stderr}");
 
     server.restart();
     let took = wait_ready(&mesh.cp, 200).await;

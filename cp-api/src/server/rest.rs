@@ -89,7 +89,9 @@ impl From<StoreError> for ApiError {
         let status = match e {
             StoreError::Conflict { .. } | StoreError::Raced(_) => StatusCode::CONFLICT,
             StoreError::NoSuchVersion(_) => StatusCode::NOT_FOUND,
-            StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The database failed the call (away, unreachable, overloaded): retriable, and
+            // perhaps at another replica.
+            StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
     }
@@ -459,10 +461,17 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
     let synced = local.iter().filter(|p| in_sync(hub, p, version)).count();
     let now = crate::server::store::unix_ms(std::time::SystemTime::now());
     let own = hub.replica.get().map(|r| r.id.clone()).unwrap_or_default();
-    let replicas: Vec<Value> = hub
+    // The database away: status still answers from memory, and says so.
+    let mut store_error = None;
+    let rows = hub
         .store
         .replicas(now - REPLICAS_SHOWN_MS)
-        .await?
+        .await
+        .unwrap_or_else(|e| {
+            store_error = Some(e.to_string());
+            Vec::new()
+        });
+    let replicas: Vec<Value> = rows
         .into_iter()
         .map(|r| {
             json!({
@@ -477,7 +486,10 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
             })
         })
         .collect();
-    let leases = hub.store.duties().await?;
+    let leases = hub.store.duties().await.unwrap_or_else(|e| {
+        store_error.get_or_insert(e.to_string());
+        Vec::new()
+    });
     let duties: Vec<Value> = crate::server::duties::ALL
         .iter()
         .map(|name| {
@@ -493,7 +505,8 @@ async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
         })
         .collect();
     Ok(Json(json!({
-        "healthy": true,
+        "healthy": store_error.is_none(),
+        "store_error": store_error,
         "trust_domain": hub.trust_domain.as_str(),
         "uptime_seconds": hub.started.elapsed().map_or(0, |d| d.as_secs()),
         "ca": ca_routes::describe(hub),

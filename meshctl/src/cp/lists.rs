@@ -22,8 +22,12 @@ pub(crate) fn status(args: &ListArgs) -> anyhow::Result<Outcome> {
     let policy = value.get("policy").cloned().unwrap_or(Value::Null);
     let proxies = value.get("proxies").cloned().unwrap_or(Value::Null);
     let intermediate = ca.get("intermediate").cloned().unwrap_or(Value::Null);
+    let health = match value.get("store_error").and_then(Value::as_str) {
+        Some(e) => format!("NOT READY (its database: {e})"),
+        None => "healthy".to_owned(),
+    };
     println!(
-        "control plane  healthy, trust domain {}, up {}s",
+        "control plane  {health}, trust domain {}, up {}s",
         text(&value, "trust_domain"),
         text(&value, "uptime_seconds")
     );
