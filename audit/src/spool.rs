@@ -61,27 +61,39 @@ pub struct Spool {
     lost_from: Option<u64>,
 }
 
+/// Where a segment file (by name) sorts among the others: by the number of its first
+/// record, then by the `.n` of a later segment that starts at the same number (a writer
+/// rotating again before writing a record: a restart, a new signer). Names sort wrongly as
+/// text (`X.1.jsonl` before `X.jsonl`, `X.10` before `X.2`), so readers compare these.
+/// `None` for a name that is not a segment's.
+pub fn segment_order(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_prefix("segment-")?.strip_suffix(".jsonl")?;
+    let (seq, n) = match stem.split_once('.') {
+        Some((seq, n)) => (seq, n.parse().ok()?),
+        None => (stem, 0),
+    };
+    Some((seq.parse().ok()?, n))
+}
+
+fn order_of(path: &Path) -> Option<(u64, u64)> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(segment_order)
+}
+
 /// The segment files of `dir`, oldest first.
 pub fn segment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let mut files: Vec<((u64, u64), PathBuf)> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
-        })
+        .filter_map(|p| order_of(&p).map(|order| (order, p)))
         .collect();
     files.sort();
-    Ok(files)
+    Ok(files.into_iter().map(|(_, p)| p).collect())
 }
 
 fn first_seq(path: &Path) -> u64 {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.strip_prefix("segment-"))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    order_of(path).map_or(0, |(seq, _)| seq)
 }
 
 impl Spool {
@@ -216,5 +228,50 @@ impl Spool {
     /// The spool directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_starting_at_one_number_keep_the_order_they_were_made_in() {
+        assert_eq!(
+            segment_order("segment-00000000000000000137.jsonl"),
+            Some((137, 0))
+        );
+        assert_eq!(
+            segment_order("segment-00000000000000000137.2.jsonl"),
+            Some((137, 2))
+        );
+        assert_eq!(segment_order("segment-00000000000000000137.x.jsonl"), None);
+        assert_eq!(segment_order("other.jsonl"), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let limits = SpoolLimits {
+            segment_bytes: 1 << 20,
+            total_bytes: 1 << 30,
+        };
+        let (mut spool, _) = Spool::open(dir.path(), limits).unwrap();
+        // A writer rotating twelve times before its record 137 (restarts, new signers).
+        for _ in 0..12 {
+            spool.rotate(137).unwrap();
+        }
+        spool.rotate(138).unwrap();
+        let names: Vec<String> = segment_files(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let expected: Vec<String> =
+            std::iter::once("segment-00000000000000000137.jsonl".to_owned())
+                .chain((1..12).map(|n| format!("segment-00000000000000000137.{n}.jsonl")))
+                .chain(std::iter::once(
+                    "segment-00000000000000000138.jsonl".to_owned(),
+                ))
+                .collect();
+        assert_eq!(names, expected);
+        assert_eq!(first_seq(&dir.path().join(&expected[11])), 137);
     }
 }

@@ -982,9 +982,7 @@ impl Link {
                 let c = self.proxy.identity.current.borrow();
                 (c.svid.refresh_at(), c.svid.not_after(), c.svid.id().clone())
             };
-            let wait = refresh_at
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
+            let wait = renewal_wait(refresh_at, not_after, SystemTime::now());
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.proxy.draining() => return,
@@ -1052,6 +1050,17 @@ fn read_cursor(path: &Path) -> Cursor {
         .unwrap_or_default()
 }
 
+/// How long to wait before renewing an SVID due at `refresh_at` (half its validity, with
+/// jitter), but never less than a quarter of the time it has left: an SVID whose validity
+/// starts before its issuance (the CA backdates for clock skew) by more than half its
+/// lifetime, as a 6 s SVID backdated 10 s does, is due the moment it arrives, and renewing
+/// at once would renew again and again.
+fn renewal_wait(refresh_at: SystemTime, not_after: SystemTime, now: SystemTime) -> Duration {
+    let due = refresh_at.duration_since(now).unwrap_or(Duration::ZERO);
+    let left = not_after.duration_since(now).unwrap_or(Duration::ZERO);
+    due.max(left / 4)
+}
+
 /// The complete lines past `cursor` (at most a batch), and the cursor after them.
 fn read_batch(dir: &Path, cursor: &Cursor) -> std::io::Result<(Vec<Vec<u8>>, Cursor)> {
     use std::io::{Read as _, Seek as _};
@@ -1062,8 +1071,10 @@ fn read_batch(dir: &Path, cursor: &Cursor) -> std::io::Result<(Vec<Vec<u8>>, Cur
             .unwrap_or_default()
     };
     // The cursor's file, or the first one after it (an evicted file's records are declared
-    // lost by a gap record in the chain itself).
-    let Some(start) = files.iter().position(|f| name(f) >= cursor.0) else {
+    // lost by a gap record in the chain itself), in the spool's order, not the names'.
+    let order = |n: &str| signet_audit::spool::segment_order(n).unwrap_or((0, 0));
+    let at_cursor = order(&cursor.0);
+    let Some(start) = files.iter().position(|f| order(&name(f)) >= at_cursor) else {
         return Ok((Vec::new(), cursor.clone()));
     };
     let mut lines = Vec::new();
@@ -1162,4 +1173,54 @@ fn endpoint_states(proxy: &Proxy) -> Vec<pb::EndpointState> {
         })
         .take(MAX_ENDPOINT_STATES)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_svid_is_never_renewed_at_once() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = Duration::from_secs;
+        // One hour, half-life ahead: the half-life.
+        assert_eq!(renewal_wait(now + s(1800), now + s(3600), now), s(1800));
+        // 6 s backdated 10 s: due 2 s ago, waits a quarter of the 6 s left.
+        assert_eq!(
+            renewal_wait(now - s(2), now + s(6), now),
+            Duration::from_millis(1500)
+        );
+        // Expired: at once.
+        assert_eq!(renewal_wait(now - s(20), now - s(1), now), Duration::ZERO);
+    }
+
+    fn segment(dir: &Path, name: &str, lines: &[&str]) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn batches_follow_segments_in_the_order_they_were_made_not_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = |n: &str| format!("segment-00000000000000000005{n}.jsonl");
+        // Made in this order; as text, `.1` sorts before the bare name and `.10` before `.2`.
+        segment(dir.path(), &name(""), &["a"]);
+        for n in 1..=10 {
+            let lines: &[&str] = if n == 2 { &["b", "c"] } else { &[] };
+            segment(dir.path(), &name(&format!(".{n}")), lines);
+        }
+        segment(dir.path(), &name(".11"), &["d"]);
+        segment(dir.path(), "segment-00000000000000000009.jsonl", &["e"]);
+        let mut cursor = Cursor::default();
+        let mut shipped = Vec::new();
+        for _ in 0..20 {
+            let (lines, next) = read_batch(dir.path(), &cursor).unwrap();
+            shipped.extend(lines.into_iter().map(|l| String::from_utf8(l).unwrap()));
+            cursor = next;
+        }
+        assert_eq!(shipped, ["a", "b", "c", "d", "e"]);
+        // A cursor in the middle of one of them resumes right there.
+        let (lines, _) = read_batch(dir.path(), &(name(".2"), 2)).unwrap();
+        assert_eq!(lines, [b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
+    }
 }

@@ -67,6 +67,16 @@ fn checked(what: &str, output: std::io::Result<Output>) {
 impl Postgres {
     /// Makes a cluster and starts it.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Makes a cluster that takes connections over TLS only (`hostssl` rules; plain TCP
+    /// is refused), with the server certificate chain and key given as PEM.
+    pub fn start_tls(chain_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((chain_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("a temporary directory");
         if is_root() {
@@ -87,12 +97,41 @@ impl Postgres {
                 .args(["-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"])
                 .output(),
         );
+        let mut tls_options = String::new();
+        if let Some((chain, key)) = tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            let cert_file = data.join("server.crt");
+            let key_file = data.join("server.key");
+            std::fs::write(&cert_file, chain).expect("writing the server certificate");
+            std::fs::write(&key_file, key).expect("writing the server key");
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+                .expect("securing the server key");
+            // Only TLS from TCP clients; the Unix socket stays for the harness's tools.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .expect("writing pg_hba.conf");
+            if is_root() {
+                checked(
+                    "chown the TLS files",
+                    Command::new("chown")
+                        .args(["postgres:postgres"])
+                        .arg(&cert_file)
+                        .arg(&key_file)
+                        .arg(data.join("pg_hba.conf"))
+                        .output(),
+                );
+            }
+            tls_options =
+                " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned();
+        }
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
         let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200{tls_options}",
             dir.path().display()
         );
         checked(

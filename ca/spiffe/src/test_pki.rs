@@ -177,6 +177,16 @@ impl TestCa {
         (vec![leaf.der().clone(), self.intermediate.clone()], key)
     }
 
+    /// The CA's root as PEM (for a server outside the mesh that takes a CA file).
+    pub fn root_pem(&self) -> String {
+        crate::pem::certificates(std::slice::from_ref(&self.root))
+    }
+
+    /// A chain as PEM, leaf first.
+    pub fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
+        crate::pem::certificates(chain)
+    }
+
     /// A well-formed SVID for `id`.
     pub fn svid(&self, id: &str) -> (Vec<CertificateDer<'static>>, WorkloadKey) {
         self.issue(&LeafSpec::for_id(id))

@@ -275,6 +275,18 @@ impl SqlStore {
         self.dialect
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting for it under the busy timeout: a deferred transaction that read
+    /// first would fail outright (`SQLITE_BUSY_SNAPSHOT`) if another write committed between
+    /// its read and its write, as the lease renewals every second make likely.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+        .map_err(backend)
+    }
+
     /// Its connection pool, for copying it whole (`migrate`).
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
@@ -382,7 +394,7 @@ impl SqlStore {
             )));
         }
         for (version, sql) in migrations.iter().filter(|(v, _)| *v > applied) {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             sqlx::raw_sql(*sql)
                 .execute(&mut *tx)
                 .await
@@ -473,7 +485,7 @@ impl Store for SqlStore {
         Box::pin(async move {
             // BEGIN IMMEDIATE would be ideal; a write lock is taken by the first INSERT and
             // the version check below runs inside the same transaction either way.
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             let latest: i64 =
                 sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM policy_versions")
                     .fetch_one(&mut *tx)
@@ -645,7 +657,7 @@ impl Store for SqlStore {
         token_sha256: [u8; 32],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             sqlx::query("DELETE FROM operator_tokens WHERE name = $1")
                 .bind(name)
                 .execute(&mut *tx)
@@ -752,7 +764,7 @@ impl Store for SqlStore {
 
     fn deny(&self, entry: DenyEntry) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             sqlx::query(
                 "INSERT INTO deny_list (kind, value, reason, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (kind, value) DO UPDATE SET reason = excluded.reason, \
@@ -772,7 +784,7 @@ impl Store for SqlStore {
 
     fn put_member(&self, member: Member) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             sqlx::query(
                 "INSERT INTO members (instance, spiffe_id, service, namespace, endpoint, admin, \
                  serial, registered_at, weight, labels, service_address, last_seen, app_health) \
@@ -818,7 +830,7 @@ impl Store for SqlStore {
         lapsed_before: i64,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             for instance in &instances {
                 // A lease another replica renewed meanwhile keeps the row.
                 sqlx::query("DELETE FROM members WHERE instance = $1 AND last_seen < $2")
@@ -837,7 +849,7 @@ impl Store for SqlStore {
             if leases.is_empty() {
                 return Ok(());
             }
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             for lease in &leases {
                 sqlx::query(
                     "UPDATE members SET last_seen = $1, app_health = $2, trust_bundle = $3 \
@@ -881,7 +893,7 @@ impl Store for SqlStore {
 
     fn put_service_labels(&self, entry: ServiceLabels) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             if entry.labels.is_empty() {
                 sqlx::query("DELETE FROM service_labels WHERE namespace = $1 AND name = $2")
                     .bind(&entry.namespace)
@@ -968,7 +980,7 @@ impl Store for SqlStore {
 
     fn index_audit(&self, rows: Vec<AuditRow>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             for r in &rows {
                 insert_audit_row(&mut tx, r).await?;
             }
@@ -997,7 +1009,7 @@ impl Store for SqlStore {
 
     fn append_audit(&self, batch: AuditBatch) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             let to = &batch.to;
             let moved = match &batch.from {
                 None => sqlx::query(
@@ -1144,7 +1156,7 @@ impl Store for SqlStore {
         Box::pin(async move {
             let files = serde_json::to_string(&new.files).map_err(backend)?;
             let now = unix_ms(SystemTime::now());
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             sqlx::query(
                 "UPDATE shadow_candidates SET ended_at = $1, outcome = 'replaced' \
                  WHERE ended_at IS NULL",
@@ -1201,7 +1213,7 @@ impl Store for SqlStore {
         outcome: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             let done = sqlx::query(
                 "UPDATE shadow_candidates SET ended_at = $1, outcome = $2 \
                  WHERE id = $3 AND ended_at IS NULL",
@@ -1293,7 +1305,7 @@ impl Store for SqlStore {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             let now = unix_ms(SystemTime::now());
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             let version: i64 = sqlx::query_scalar(
                 "INSERT INTO authn_versions (version, doc, author, created_at) \
                  SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3 FROM authn_versions \
@@ -1334,7 +1346,7 @@ impl Store for SqlStore {
         rollback_of: Option<u64>,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             let version: i64 = sqlx::query_scalar(
                 "INSERT INTO traffic_versions (version, doc, author, created_at, changes, rollback_of) \
                  SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4, $5 FROM traffic_versions \
@@ -1432,7 +1444,7 @@ impl Store for SqlStore {
         jwks: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             sqlx::query(
                 "INSERT INTO authn_keys (provider, jwks, fetched_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (provider) DO UPDATE SET jwks = excluded.jwks, \
@@ -1528,7 +1540,7 @@ impl Store for SqlStore {
 
     fn put_ca(&self, write: CaWrite) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut tx = self.write().await?;
             let now = unix_ms(SystemTime::now());
             let revision = write.expected.map_or(1, |r| r + 1);
             let written = match write.expected {
