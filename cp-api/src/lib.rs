@@ -31,6 +31,17 @@ pub mod api {
     pub mod v1 {
         include!("gen/signet.v1.rs");
     }
+
+    /// The SPIFFE Workload API (`proto/spiffe/workload/workload.proto`), which proxies
+    /// serve to their local workloads.
+    #[expect(
+        clippy::allow_attributes,
+        clippy::missing_const_for_fn,
+        reason = "generated code"
+    )]
+    pub mod workload {
+        include!("gen/spiffe.workload.rs");
+    }
 }
 
 #[cfg(feature = "server")]

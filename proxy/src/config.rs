@@ -58,6 +58,38 @@ pub struct Config {
     /// The app's outbound TCP, redirected to the proxy by `signet-proxy init`.
     #[serde(default)]
     pub interception: Option<InterceptionConfig>,
+    /// The SPIFFE Workload API for the local workload.
+    #[serde(default)]
+    pub workload_api: Option<WorkloadApiConfig>,
+}
+
+/// The SPIFFE Workload API on a Unix socket: the workload's own SVID, key and bundles for
+/// any SPIFFE library, answered only to processes matching every selector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadApiConfig {
+    /// The socket (absolute path; its directory must exist). Apps find it through
+    /// `SPIFFE_ENDPOINT_SOCKET=unix://<socket>`.
+    pub socket: PathBuf,
+    /// What a caller must be, every one of them: `unix:uid:N`, `unix:gid:N`,
+    /// `unix:path:/absolute/executable`.
+    pub selectors: Vec<String>,
+}
+
+impl WorkloadApiConfig {
+    /// The parsed selectors.
+    pub fn parsed(&self) -> Result<Vec<crate::workload_api::attest::Selector>, String> {
+        if self.selectors.is_empty() {
+            return Err("workload_api.selectors: at least one (e.g. \"unix:uid:1000\"); with none, no process could be answered".to_owned());
+        }
+        self.selectors
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| format!("workload_api.selectors: {e}"))
+            })
+            .collect()
+    }
 }
 
 /// Transparent interception: the rules `signet-proxy init` installs send the app's outbound
@@ -716,6 +748,15 @@ impl Config {
         claim("inbound.listen".to_owned(), self.inbound.listen)?;
         claim("admin.listen".to_owned(), self.admin.listen)?;
         let mut names = BTreeSet::new();
+        if let Some(api) = &self.workload_api {
+            if !api.socket.is_absolute() {
+                return Err(ConfigError(format!(
+                    "workload_api.socket `{}`: an absolute path",
+                    api.socket.display()
+                )));
+            }
+            api.parsed().map_err(ConfigError)?;
+        }
         if let Some(interception) = &self.interception {
             claim("interception.listen".to_owned(), interception.listen)?;
         }

@@ -274,7 +274,11 @@ fn credentials(
         .map(CertificateDer::from);
     let bundle = TrustBundle::from_roots(td.clone(), roots)
         .map_err(|e| format!("the control plane sent a bad bundle: {e}"))?;
-    Ok(Credentials { svid, bundle })
+    Ok(Credentials {
+        svid,
+        bundle,
+        key_pkcs8: None,
+    })
 }
 
 fn status_text(s: &tonic::Status) -> String {

@@ -26,6 +26,16 @@ pub struct Credentials {
     pub svid: X509Svid,
     /// The trust bundle.
     pub bundle: TrustBundle,
+    /// The SVID's private key (PKCS#8 DER), for the local workload through the Workload
+    /// API; set when the credentials are put in force ([`Identity::new`], `rotate`).
+    pub key_pkcs8: Option<Arc<Vec<u8>>>,
+}
+
+fn with_key(credentials: Credentials, key: &WorkloadKey) -> Credentials {
+    Credentials {
+        key_pkcs8: Some(Arc::new(key.private_key_der().secret_der().to_vec())),
+        ..credentials
+    }
 }
 
 /// The live identity state every listener reads.
@@ -96,7 +106,14 @@ pub fn load(config: &IdentityConfig) -> Result<(Credentials, WorkloadKey), Strin
             config.cert.display()
         )
     })?;
-    Ok((Credentials { svid, bundle }, key))
+    Ok((
+        Credentials {
+            svid,
+            bundle,
+            key_pkcs8: None,
+        },
+        key,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +153,7 @@ impl Identity {
             .update(&credentials.svid, key)
             .map_err(|e| format!("identity: {e}"))?;
         let bundle = shared_bundle(credentials.bundle.clone());
-        let (current, _) = watch::channel(Arc::new(credentials));
+        let (current, _) = watch::channel(Arc::new(with_key(credentials, key)));
         let (deny_version, _) = watch::channel(0);
         Ok(Self {
             resolver,
@@ -154,7 +171,8 @@ impl Identity {
             .update(&credentials.svid, key)
             .map_err(|e| format!("identity: {e}"))?;
         self.bundle.store(Arc::new(credentials.bundle.clone()));
-        self.current.send_replace(Arc::new(credentials));
+        self.current
+            .send_replace(Arc::new(with_key(credentials, key)));
         Ok(())
     }
 
@@ -165,6 +183,7 @@ impl Identity {
             *c = Arc::new(Credentials {
                 svid: c.svid.clone(),
                 bundle,
+                key_pkcs8: c.key_pkcs8.clone(),
             });
         });
     }

@@ -45,3 +45,4 @@ pub mod start;
 pub mod state;
 pub mod telemetry;
 pub mod traffic;
+pub mod workload_api;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub connections_refused: Family,
     /// TLS handshakes that failed, by direction and reason.
     pub handshake_failures: Family,
+    /// SPIFFE Workload API calls, by method and whether the caller was attested.
+    pub workload_api_calls: Family,
     /// Requests answered, by direction, protocol they arrived in and response class.
     pub requests: Family,
     /// Authorization decisions, by action kind (connect, request), effect and policy.
@@ -138,6 +140,12 @@ impl Metrics {
             "signet_proxy_handshake_failures_total",
             "TLS handshakes that failed.",
             &["direction", "reason"],
+        );
+        self.workload_api_calls.render(
+            &mut out,
+            "signet_proxy_workload_api_calls_total",
+            "SPIFFE Workload API calls, by method and attestation outcome.",
+            &["method", "outcome"],
         );
         self.requests.render(
             &mut out,

@@ -125,6 +125,10 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
         Some(i) => Some(bind("interception.listen", i.listen).await?),
         None => None,
     };
+    let workload_api = match &config.workload_api {
+        Some(api) => Some((crate::workload_api::bind(&api.socket)?, api.parsed()?)),
+        None => None,
+    };
     // From here on the configuration names the addresses actually bound (port 0 resolved),
     // so policies reading `resource.port` and `/config` see the real ones.
     let bound = |l: &TcpListener, configured: SocketAddr| l.local_addr().unwrap_or(configured);
@@ -212,6 +216,12 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
         outbound,
         interception: proxy.config.interception.as_ref().map(|i| i.listen),
     };
+    if let Some((listener, selectors)) = workload_api {
+        tasks.push(tokio::spawn(crate::workload_api::run(
+            listener,
+            crate::workload_api::WorkloadApi::new(Arc::clone(&proxy), selectors),
+        )));
+    }
     tasks.push(tokio::spawn(admin::run(admin_listener, Arc::clone(&proxy))));
     tasks.push(tokio::spawn(health::run(Arc::clone(&proxy))));
     let inbound = tokio::spawn(inbound::run(inbound_listener, Arc::clone(&proxy)));

@@ -1,0 +1,193 @@
+//! The SPIFFE Workload API of a real proxy joined to a real control plane, called over its
+//! Unix socket with a gRPC client as an application would: it gets the proxy's SVID, key and
+//! bundle, follows rotations on one stream, and is refused when it is not the process the
+//! selectors describe; a request without the specification's security header is refused,
+//! as the specification requires.
+//!
+//! py-spiffe (gRPC C-core) cannot be the client yet: it sends the socket's path,
+//! percent-encoded, as `:authority`, which the HTTP/2 server (h2) refuses as malformed
+//! (hyperium/h2#487); see docs/workload-api.md.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is the test failing"
+)]
+
+use std::path::Path;
+
+use signet_tests::app::EchoApp;
+use signet_tests::control::{ControlPlane, workspace_binary};
+use signet_tests::mesh::{CART, TD, proxy_toml};
+use signet_tests::process::ProxyProcess;
+
+/// A Workload API client on `socket` (the authority a Go or Rust client sends).
+async fn connect(
+    socket: &Path,
+) -> signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient<
+    tonic::transport::Channel,
+> {
+    let socket = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(channel)
+}
+
+/// A request with the specification's security header.
+fn with_header<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("workload.spiffe.io", "true".parse().unwrap());
+    request
+}
+
+/// Our own uid, as the kernel reports it to the socket's server.
+fn uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn start(
+    dir: &Path,
+    cp: &ControlPlane,
+    app: std::net::SocketAddr,
+    selectors: &str,
+) -> ProxyProcess {
+    let toml = format!(
+        "{}\n[workload_api]\nsocket = \"{}\"\nselectors = [{selectors}]\n",
+        proxy_toml(cp, "cart", Some(&cp.token(CART)), app, &[]),
+        dir.join("workload.sock").display()
+    );
+    ProxyProcess::start(&workspace_binary("signet-proxy"), dir, "cart", &toml)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workload_gets_its_identity_and_follows_its_rotation() {
+    use rustls::pki_types::CertificateDer;
+    let dir = tempfile::tempdir().unwrap();
+    // SVIDs of 12 s: the proxy renews every few seconds.
+    let cp = ControlPlane::start(
+        &dir.path().join("cp"),
+        &["--trust-domain", TD, "--svid-ttl", "12s"],
+    );
+    let app = EchoApp::start().await;
+    let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+    let _cart = start(
+        dir.path(),
+        &cp,
+        app.addr,
+        &format!("\"unix:uid:{}\", \"unix:path:{}\"", uid(), exe.display()),
+    );
+    let mut api = connect(&dir.path().join("workload.sock")).await;
+    let mut stream = api
+        .fetch_x509svid(with_header(signet_cp::api::workload::X509svidRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let td = signet_spiffe::TrustDomain::new(TD).unwrap();
+    let mut serials = Vec::new();
+    while serials.len() < 3 {
+        let response = tokio::time::timeout(std::time::Duration::from_secs(20), stream.message())
+            .await
+            .expect("a rotation within 20 s")
+            .unwrap()
+            .unwrap();
+        let svid = &response.svids[0];
+        assert_eq!(svid.spiffe_id, CART);
+        // The chain, the key and the bundle are what any SPIFFE library expects: DER
+        // certificates concatenated, and PKCS#8.
+        let chain: Vec<CertificateDer<'static>> = split_der(&svid.x509_svid);
+        assert_eq!(chain.len(), 2, "leaf and intermediate");
+        let parsed =
+            signet_spiffe::X509Svid::parse(chain, &td, std::time::SystemTime::now()).unwrap();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(svid.x509_svid_key.clone());
+        let signing = rustls::crypto::ring::sign::any_ecdsa_type(&key.into()).unwrap();
+        assert!(signing.public_key().is_some());
+        let roots = split_der(&svid.bundle);
+        signet_spiffe::TrustBundle::from_roots(td.clone(), roots).unwrap();
+        let serial = parsed.serial().to_string();
+        if !serials.contains(&serial) {
+            serials.push(serial);
+        }
+    }
+
+    let bundles = api
+        .fetch_x509_bundles(with_header(signet_cp::api::workload::X509BundlesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        bundles.bundles.keys().collect::<Vec<_>>(),
+        [&format!("spiffe://{TD}")]
+    );
+    let jwt = api
+        .fetch_jwtsvid(with_header(signet_cp::api::workload::JwtsvidRequest {
+            audience: vec!["x".into()],
+            spiffe_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(jwt.code(), tonic::Code::Unimplemented);
+}
+
+/// DER certificates, concatenated, apart.
+fn split_der(mut bytes: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        // A SEQUENCE with a long-form length: 0x30 0x82 HI LO for anything over 255 bytes.
+        assert_eq!(&bytes[..2], [0x30, 0x82], "a DER certificate");
+        let len = 4 + usize::from(bytes[2]) * 256 + usize::from(bytes[3]);
+        out.push(rustls::pki_types::CertificateDer::from(
+            bytes[..len].to_vec(),
+        ));
+        bytes = &bytes[len..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_is_refused_and_so_is_a_request_without_the_security_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), &["--trust-domain", TD]);
+    let app = EchoApp::start().await;
+    // The service's workload runs as another user: this process is not it.
+    let other = uid() + 1;
+    let _cart = start(dir.path(), &cp, app.addr, &format!("\"unix:uid:{other}\""));
+    let mut api = connect(&dir.path().join("workload.sock")).await;
+    let refused = api
+        .fetch_x509svid(with_header(signet_cp::api::workload::X509svidRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("not a workload of `cart`"),
+        "{refused:?}"
+    );
+
+    // Without `workload.spiffe.io: true`: refused before anything else.
+    let refused = api
+        .fetch_x509svid(signet_cp::api::workload::X509svidRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("security header"), "{refused:?}");
+}
