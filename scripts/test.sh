@@ -37,6 +37,13 @@ if ! python3 -c 'import grpc, grpc_health' 2>/dev/null; then
     || python3 -m pip install --user --quiet --break-system-packages grpcio grpcio-health-checking
 fi
 
+# py-spiffe (PyPI `spiffe`), an independent SPIFFE Workload API client, for the proxy's
+# Workload API tests.
+if ! python3 -c 'import spiffe' 2>/dev/null; then
+  python3 -m pip install --user --quiet spiffe \
+    || python3 -m pip install --user --quiet --break-system-packages spiffe
+fi
+
 # OpenTelemetry's official OTLP definitions (for the span receiver the tracing tests run) and
 # its Python SDK with the OTLP/HTTP exporter (an instrumented client app).
 if ! python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter' 2>/dev/null; then

@@ -1,15 +1,13 @@
 //! The SPIFFE Workload API of a real proxy joined to a real control plane, called over its
-//! Unix socket with a gRPC client as an application would: it gets the proxy's SVID, key and
-//! bundle, follows rotations on one stream, and is refused when it is not the process the
-//! selectors describe; a request without the specification's security header is refused,
-//! as the specification requires.
-//!
-//! py-spiffe (gRPC C-core) cannot be the client yet: it sends the socket's path,
-//! percent-encoded, as `:authority`, which the HTTP/2 server (h2) refuses as malformed
-//! (hyperium/h2#487); see docs/workload-api.md.
+//! Unix socket as applications would: by py-spiffe (PyPI `spiffe`, on gRPC C-core), with no
+//! Signet code, and by a tonic client. They get the proxy's SVID, key and bundle, follow
+//! rotations on one stream, and are refused when they are not the process the selectors
+//! describe; a request without the specification's security header is refused, as the
+//! specification requires.
 
 #![expect(
     clippy::unwrap_used,
+    clippy::expect_used,
     reason = "test helpers: a failure is the test failing"
 )]
 
@@ -19,6 +17,88 @@ use signet_tests::app::EchoApp;
 use signet_tests::control::{ControlPlane, workspace_binary};
 use signet_tests::mesh::{CART, TD, proxy_toml};
 use signet_tests::process::ProxyProcess;
+
+/// py-spiffe, run as this process's user.
+fn py_spiffe(socket: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/workload_api_client.py"))
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("python3 with py-spiffe (scripts/test.sh installs it)")
+}
+
+/// The executable `python3` really runs (past pyenv's or a distribution's wrappers), as
+/// the kernel reports it in `/proc/<pid>/exe`.
+fn python_executable() -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import os; print(os.readlink('/proc/self/exe'))"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn py_spiffe_gets_the_identity_follows_rotations_and_is_refused_as_another_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(
+        &dir.path().join("cp"),
+        &["--trust-domain", TD, "--svid-ttl", "12s"],
+    );
+    let app = EchoApp::start().await;
+    // Python, as this user: the service's workload.
+    let cart_dir = dir.path().join("python");
+    std::fs::create_dir(&cart_dir).unwrap();
+    let _cart = start(
+        &cart_dir,
+        &cp,
+        app.addr,
+        &format!(
+            "\"unix:uid:{}\", \"unix:path:{}\"",
+            uid(),
+            python_executable()
+        ),
+    );
+    let socket = cart_dir.join("workload.sock");
+    let out = py_spiffe(&socket, &["fetch"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["spiffe_id"], CART, "{got}");
+    assert_eq!(got["chain"], 2, "leaf and intermediate: {got}");
+    assert!(
+        got["key"].as_str().unwrap().contains("EC"),
+        "an EC key: {got}"
+    );
+    assert_eq!(got["bundles"][TD], 1, "the trust domain's root: {got}");
+    assert_eq!(got["bundle_set"], serde_json::json!([TD]), "{got}");
+    let out = py_spiffe(&socket, &["watch", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got["serials"].as_array().unwrap().len(),
+        3,
+        "three SVIDs on one stream: {got}"
+    );
+
+    // The same user running another program is not the workload.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let _other = start(
+        &other_dir,
+        &cp,
+        app.addr,
+        &format!("\"unix:uid:{}\", \"unix:path:/usr/local/bin/cart\"", uid()),
+    );
+    let out = py_spiffe(&other_dir.join("workload.sock"), &["fetch"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("PERMISSION_DENIED") || stderr.contains("not a workload"),
+        "{stderr}"
+    );
+}
 
 /// A Workload API client on `socket` (the authority a Go or Rust client sends).
 async fn connect(

@@ -30,13 +30,19 @@ pub struct X509svid {
     /// The roots of the SVID's own trust domain, DER certificates concatenated.
     #[prost(bytes = "vec", tag = "4")]
     pub bundle: ::prost::alloc::vec::Vec<u8>,
+    /// Which of several SVIDs this is, for a workload that gets more than one.
+    #[prost(string, tag = "5")]
+    pub hint: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct X509BundlesRequest {}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct X509BundlesResponse {
+    /// Certificate revocation lists, DER.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub crl: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
     /// DER certificates concatenated, keyed by trust domain SPIFFE ID.
-    #[prost(map = "string, bytes", tag = "1")]
+    #[prost(map = "string, bytes", tag = "2")]
     pub bundles: ::std::collections::HashMap<
         ::prost::alloc::string::String,
         ::prost::alloc::vec::Vec<u8>,
@@ -49,6 +55,9 @@ pub struct Jwtsvid {
     /// JWS compact serialization.
     #[prost(string, tag = "2")]
     pub svid: ::prost::alloc::string::String,
+    /// Which of several JWT-SVIDs this is.
+    #[prost(string, tag = "3")]
+    pub hint: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JwtsvidRequest {

@@ -11,9 +11,11 @@
 //! every selector configured for the service (otherwise `PERMISSION_DENIED`), so another
 //! local user cannot take the service's identity. The socket itself is open to all local
 //! users, as a SPIRE agent's is: the selectors are the access control. Connections are
-//! capped before any of that.
+//! capped before any of that, and each one's requests reach the server with a `localhost`
+//! authority ([`authority`]), so gRPC C-core clients are understood too.
 
 pub mod attest;
+pub mod authority;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -66,6 +68,7 @@ fn x509_response(credentials: &Credentials) -> Result<pb::X509svidResponse, Stat
             x509_svid: concatenated(credentials.svid.chain().iter()),
             x509_svid_key: key.as_ref().clone(),
             bundle: concatenated(credentials.bundle.roots()),
+            hint: String::new(),
         }],
         crl: Vec::new(),
         federated_bundles: Default::default(),
@@ -75,6 +78,7 @@ fn x509_response(credentials: &Credentials) -> Result<pb::X509svidResponse, Stat
 fn bundles_response(credentials: &Credentials) -> pb::X509BundlesResponse {
     let td = credentials.bundle.trust_domain();
     pb::X509BundlesResponse {
+        crl: Vec::new(),
         bundles: [(
             format!("spiffe://{td}"),
             concatenated(credentials.bundle.roots()),
@@ -183,7 +187,7 @@ impl pb::spiffe_workload_api_server::SpiffeWorkloadApi for WorkloadApi {
 
 /// A connection counted against [`MAX_CONNECTIONS`] while it lives.
 struct Counted {
-    stream: UnixStream,
+    stream: authority::LocalAuthority<UnixStream>,
     open: Arc<AtomicUsize>,
 }
 
@@ -197,7 +201,7 @@ impl Connected for Counted {
     type ConnectInfo = UdsConnectInfo;
 
     fn connect_info(&self) -> UdsConnectInfo {
-        self.stream.connect_info()
+        self.stream.get_ref().connect_info()
     }
 }
 
@@ -278,7 +282,10 @@ fn async_incoming(
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             open.fetch_add(1, Ordering::AcqRel);
-            Ok(Counted { stream, open })
+            Ok(Counted {
+                stream: authority::LocalAuthority::new(stream),
+                open,
+            })
         }
     })
 }
