@@ -87,7 +87,12 @@ fn bench(c: &mut Criterion) {
         uid(),
         exe.display()
     );
-    let _proxy = ProxyProcess::start(&workspace_binary("signet-proxy"), dir.path(), "app", &config);
+    let _proxy = ProxyProcess::start(
+        &workspace_binary("signet-proxy"),
+        dir.path(),
+        "app",
+        &config,
+    );
     let socket = dir.path().join("workload.sock");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
