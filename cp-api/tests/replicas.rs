@@ -27,6 +27,38 @@ fn share_admin_token(from: &Path, to: &Path) {
     std::fs::copy(from.join("admin.token"), to.join("admin.token")).unwrap();
 }
 
+/// A proxy's configuration that joins with a token from `first` and lists every replica
+/// (`all`, comma-separated) as its control plane.
+fn joined_to_all(
+    first: &ControlPlane,
+    all: &str,
+    service: &str,
+    id: &str,
+    upstreams: &[&str],
+    app: std::net::SocketAddr,
+) -> String {
+    proxy_toml(first, service, Some(&first.token(id)), app, upstreams).replace(
+        &format!("address = \"{}\"", first.grpc),
+        &format!("address = \"{all}\""),
+    )
+}
+
+/// Applies, through `cp`, policies letting the frontend read `read_paths` (a new version
+/// named `message`).
+fn apply_through(cp: &ControlPlane, dir: &Path, read_paths: &str, message: &str) {
+    let file = dir.join(format!("{message}.cedar"));
+    std::fs::write(&file, policies(read_paths)).unwrap();
+    cp.meshctl_ok(&[
+        "authz",
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "-m",
+        message,
+        "--allow-widening",
+    ]);
+}
+
 async fn status(port: std::net::SocketAddr, path: &str) -> u16 {
     let attempt = async {
         let mut http = Http::h1(port).await;
@@ -335,23 +367,10 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
     let mut b = ControlPlane::start(&dir.path().join("b"), &args);
     let both = format!("{},{}", a.grpc, b.grpc);
     let toml = |service: &str, id: &str, upstreams: &[&str], app| {
-        proxy_toml(&a, service, Some(&a.token(id)), app, upstreams).replace(
-            &format!("address = \"{}\"", a.grpc),
-            &format!("address = \"{both}\""),
-        )
+        joined_to_all(&a, &both, service, id, upstreams, app)
     };
     let apply = |cp: &ControlPlane, read_paths: &str, message: &str| {
-        let file = dir.path().join(format!("{message}.cedar"));
-        std::fs::write(&file, policies(read_paths)).unwrap();
-        cp.meshctl_ok(&[
-            "authz",
-            "apply",
-            "-f",
-            file.to_str().unwrap(),
-            "-m",
-            message,
-            "--allow-widening",
-        ]);
+        apply_through(cp, dir.path(), read_paths, message);
     };
     apply(&a, "/api/*", "first");
     let app = EchoApp::start().await;
@@ -533,23 +552,10 @@ async fn three_replicas_lose_one_to_sigkill_and_lose_no_request_and_no_audit_rec
         .join(",");
     let first = &replicas[0];
     let toml = |service: &str, id: &str, upstreams: &[&str], app| {
-        proxy_toml(first, service, Some(&first.token(id)), app, upstreams).replace(
-            &format!("address = \"{}\"", first.grpc),
-            &format!("address = \"{all}\""),
-        )
+        joined_to_all(first, &all, service, id, upstreams, app)
     };
     let apply = |cp: &ControlPlane, read_paths: &str, message: &str| {
-        let file = dir.path().join(format!("{message}.cedar"));
-        std::fs::write(&file, policies(read_paths)).unwrap();
-        cp.meshctl_ok(&[
-            "authz",
-            "apply",
-            "-f",
-            file.to_str().unwrap(),
-            "-m",
-            message,
-            "--allow-widening",
-        ]);
+        apply_through(cp, dir.path(), read_paths, message);
     };
     apply(first, "/api/*", "first");
     let app = EchoApp::start().await;

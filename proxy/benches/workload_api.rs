@@ -8,50 +8,26 @@
 
 #![expect(clippy::unwrap_used, reason = "bench set-up")]
 
-use std::path::{Path, PathBuf};
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use signet_cp::api::workload as pb;
 use signet_spiffe::test_pki::TestCa;
 use signet_tests::control::workspace_binary;
 use signet_tests::process::ProxyProcess;
+use signet_tests::workload::{uid, with_header};
 
 type Client = pb::spiffe_workload_api_client::SpiffeWorkloadApiClient<tonic::transport::Channel>;
 
-async fn connect(socket: &Path) -> Client {
-    let socket: PathBuf = socket.to_path_buf();
-    let channel = tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap();
-    Client::new(channel)
+async fn connect(socket: &std::path::Path) -> Client {
+    Client::new(signet_tests::workload::channel(socket).await)
 }
 
 async fn first_response(client: &mut Client) -> pb::X509svidResponse {
-    let mut request = tonic::Request::new(pb::X509svidRequest {});
-    request
-        .metadata_mut()
-        .insert("workload.spiffe.io", "true".parse().unwrap());
-    let mut stream = client.fetch_x509svid(request).await.unwrap().into_inner();
+    let mut stream = client
+        .fetch_x509svid(with_header(pb::X509svidRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
     stream.message().await.unwrap().unwrap()
-}
-
-fn uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -17,6 +17,7 @@ use signet_tests::app::EchoApp;
 use signet_tests::control::{ControlPlane, workspace_binary};
 use signet_tests::mesh::{CART, TD, proxy_toml};
 use signet_tests::process::ProxyProcess;
+use signet_tests::workload::{uid, with_header};
 
 /// py-spiffe, run as this process's user.
 fn py_spiffe(socket: &Path, args: &[&str]) -> std::process::Output {
@@ -106,40 +107,9 @@ async fn connect(
 ) -> signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient<
     tonic::transport::Channel,
 > {
-    let socket = socket.to_path_buf();
-    let channel = tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap();
-    signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(channel)
-}
-
-/// A request with the specification's security header.
-fn with_header<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("workload.spiffe.io", "true".parse().unwrap());
-    request
-}
-
-/// Our own uid, as the kernel reports it to the socket's server.
-fn uid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
+    signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(
+        signet_tests::workload::channel(socket).await,
+    )
 }
 
 fn start(

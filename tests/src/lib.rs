@@ -25,3 +25,4 @@ pub mod process;
 pub mod rsyslog;
 pub mod siem;
 pub mod validators;
+pub mod workload;
