@@ -840,6 +840,39 @@ mod tests {
     }
 
     #[test]
+    fn a_workload_api_needs_an_absolute_socket_and_selectors_that_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+        let base = "[service]\nname = \"cart\"\nnamespace = \"shop\"\n\
+                    [inbound]\nlisten = \"127.0.0.1:0\"\napp = \"127.0.0.1:1\"\n\
+                    [control_plane]\naddress = \"127.0.0.1:1\"\nca = \"ca.pem\"\n\
+                    trust_domain = \"t.test\"\nstate_dir = \"state\"\n";
+        let check = |section: &str| {
+            Config::parse(&format!("{base}{section}"), "p.toml", dir.path()).and_then(|c| c.check())
+        };
+        let ok = check("[workload_api]\nsocket = \"/w.sock\"\nselectors = [\"unix:uid:1\"]\n");
+        assert!(ok.is_ok(), "{ok:?}");
+        for (section, why) in [
+            (
+                "[workload_api]\nsocket = \"w.sock\"\nselectors = [\"unix:uid:1\"]\n",
+                "absolute",
+            ),
+            (
+                "[workload_api]\nsocket = \"/w.sock\"\nselectors = []\n",
+                "at least one",
+            ),
+            (
+                "[workload_api]\nsocket = \"/w.sock\"\nselectors = [\"uid:1\"]\n",
+                "unix:uid:N",
+            ),
+        ] {
+            let err = check(section).unwrap_err().to_string();
+            assert!(err.contains(why), "{section}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+
+    #[test]
     fn the_joining_example_parses_and_mixing_sources_is_refused() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/proxy/joined.toml");
@@ -849,6 +882,8 @@ mod tests {
         assert!(cp.join_token.as_deref().unwrap().starts_with('@'));
         assert!(config.identity.is_none() && config.policy.is_none());
         assert!(config.outbound[0].endpoints.is_empty());
+        let api = config.workload_api.as_ref().unwrap();
+        assert_eq!(api.parsed().unwrap().len(), 2);
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), "").unwrap();
