@@ -27,6 +27,23 @@ fn share_admin_token(from: &Path, to: &Path) {
     std::fs::copy(from.join("admin.token"), to.join("admin.token")).unwrap();
 }
 
+/// A replica's arguments: the shared database and KEK, the test trust domain, heartbeats
+/// each second, then `extra`.
+fn replica_args<'a>(url: &'a str, kek: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--store",
+        url,
+        "--ca-kek-file",
+        kek,
+        "--trust-domain",
+        TD,
+        "--heartbeat-interval",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A proxy's configuration that joins with a token from `first` and lists every replica
 /// (`all`, comma-separated) as its control plane.
 fn joined_to_all(
@@ -90,16 +107,7 @@ async fn two_replicas_share_the_registry_and_what_either_applies() {
     let url = server.database();
     let dir = tempfile::tempdir().unwrap();
     let kek = server.kek_file();
-    let args = [
-        "--store",
-        &url,
-        "--ca-kek-file",
-        &kek,
-        "--trust-domain",
-        TD,
-        "--heartbeat-interval",
-        "1s",
-    ];
+    let args = replica_args(&url, &kek, &[]);
     let a = ControlPlane::start(&dir.path().join("a"), &args);
     share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
     let mut b = ControlPlane::start(&dir.path().join("b"), &args);
@@ -352,16 +360,7 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
     let url = server.database();
     let dir = tempfile::tempdir().unwrap();
     let kek = server.kek_file();
-    let args = [
-        "--store",
-        &url,
-        "--ca-kek-file",
-        &kek,
-        "--trust-domain",
-        TD,
-        "--heartbeat-interval",
-        "1s",
-    ];
+    let args = replica_args(&url, &kek, &[]);
     let mut a = ControlPlane::start(&dir.path().join("a"), &args);
     share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
     let mut b = ControlPlane::start(&dir.path().join("b"), &args);
@@ -526,19 +525,8 @@ async fn three_replicas_lose_one_to_sigkill_and_lose_no_request_and_no_audit_rec
     let url = server.database();
     let dir = tempfile::tempdir().unwrap();
     let kek = server.kek_file();
-    let args = [
-        "--store",
-        &url,
-        "--ca-kek-file",
-        &kek,
-        "--trust-domain",
-        TD,
-        "--heartbeat-interval",
-        "1s",
-        // Proxies renew every 3 s: issuance goes on through the failover.
-        "--svid-ttl",
-        "6s",
-    ];
+    // Proxies renew every 3 s: issuance goes on through the failover.
+    let args = replica_args(&url, &kek, &["--svid-ttl", "6s"]);
     let a = ControlPlane::start(&dir.path().join("a"), &args);
     share_admin_token(&dir.path().join("a"), &dir.path().join("b"));
     share_admin_token(&dir.path().join("a"), &dir.path().join("c"));

@@ -219,10 +219,6 @@ fn context(td: &TrustDomain) -> String {
     format!("ca {td}")
 }
 
-fn store_error(e: StoreError) -> String {
-    e.to_string()
-}
-
 impl Ca {
     /// Opens the CA kept in `store`. On first start it imports a data directory's CA
     /// (`dir`, `<data>/ca`, as kept before the store held it) or creates the built-in CA;
@@ -235,7 +231,7 @@ impl Ca {
         profile: SvidProfile,
     ) -> Result<Self, String> {
         for _ in 0..3 {
-            let (sealed, revision, horizon) = match store.ca().await.map_err(store_error)? {
+            let (sealed, revision, horizon) = match store.ca().await.map_err(|e| e.to_string())? {
                 Some(row) => {
                     if row.trust_domain != td.as_str() {
                         return Err(format!(
@@ -243,12 +239,11 @@ impl Ca {
                             row.trust_domain
                         ));
                     }
-                    let plain = kek
-                        .open(&context(td), &row.sealed)
-                        .map_err(|e| format!("opening the CA in the store: {e}"))?;
-                    let sealed: Sealed = serde_json::from_slice(&plain)
-                        .map_err(|e| format!("the CA in the store: {e}"))?;
-                    (sealed, row.revision, row.issued_until)
+                    (
+                        unseal(&kek, td, &row.sealed)?,
+                        row.revision,
+                        row.issued_until,
+                    )
                 }
                 None => {
                     let (sealed, horizon) = first_ca(dir, td, profile)?;
@@ -266,7 +261,7 @@ impl Ca {
                         }
                         // Another replica made it first: use that one.
                         Err(StoreError::Raced(_)) => continue,
-                        Err(e) => return Err(store_error(e)),
+                        Err(e) => return Err(e.to_string()),
                     }
                 }
             };
@@ -492,18 +487,13 @@ impl Ca {
     }
 
     async fn reload(&self) -> Result<bool, String> {
-        let Some(row) = self.store.ca().await.map_err(store_error)? else {
+        let Some(row) = self.store.ca().await.map_err(|e| e.to_string())? else {
             return Ok(false);
         };
         if row.revision == lock(&self.local).revision {
             return Ok(false);
         }
-        let plain = self
-            .kek
-            .open(&context(&self.trust_domain), &row.sealed)
-            .map_err(|e| format!("opening the CA in the store: {e}"))?;
-        let mut sealed: Sealed =
-            serde_json::from_slice(&plain).map_err(|e| format!("the CA in the store: {e}"))?;
+        let mut sealed = unseal(&self.kek, &self.trust_domain, &row.sealed)?;
         let mut opened = lock(&self.opened).clone();
         let active_backend = sealed.state.active.clone();
         let active = open_in(
@@ -677,7 +667,7 @@ impl Ca {
             .store
             .ca()
             .await
-            .map_err(store_error)?
+            .map_err(|e| e.to_string())?
             .map_or(0, |row| row.issued_until);
         let old = self.active();
         let new_roots = next.authority.bundle();
@@ -878,6 +868,14 @@ fn builtin_options(profile: SvidProfile) -> BuiltinOptions {
     }
 }
 
+/// What [`seal`] made.
+fn unseal(kek: &Kek, td: &TrustDomain, bytes: &[u8]) -> Result<Sealed, String> {
+    let plain = kek
+        .open(&context(td), bytes)
+        .map_err(|e| format!("opening the CA in the store: {e}"))?;
+    serde_json::from_slice(&plain).map_err(|e| format!("the CA in the store: {e}"))
+}
+
 fn seal(kek: &Kek, td: &TrustDomain, sealed: &Sealed) -> Result<Vec<u8>, String> {
     let plain = serde_json::to_vec(sealed).map_err(|e| e.to_string())?;
     kek.seal(&context(td), &plain).map_err(|e| e.to_string())
@@ -1010,7 +1008,7 @@ async fn open_in(
 /// Opens a Vault backend, its local files under `dir/sub`: the Vault server's CA
 /// certificate (`ca_pem`, written there for this replica) and, in intermediate mode, this
 /// replica's own intermediate.
-pub async fn open_vault(
+async fn open_vault(
     dir: &Path,
     td: &TrustDomain,
     profile: SvidProfile,

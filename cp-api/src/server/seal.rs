@@ -9,7 +9,8 @@
 //! binds it to what it is (e.g. `ca <trust domain>`), so a value cannot be moved to another
 //! place or trust domain and still open.
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -106,8 +107,6 @@ impl Kek {
             .mode(0o600)
             .open(path)
             .map_err(|e| format!("creating `{}`: {e}", path.display()))?;
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         file.write_all(format!("{text}\n").as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("writing `{}`: {e}", path.display()))?;

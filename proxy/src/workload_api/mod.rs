@@ -257,7 +257,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
 pub async fn run(listener: UnixListener, api: WorkloadApi) {
     let proxy = Arc::clone(&api.proxy);
     let open = Arc::new(AtomicUsize::new(0));
-    let incoming = async_incoming(listener, Arc::clone(&open));
+    let incoming = capped_incoming(listener, Arc::clone(&open));
     let served = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
         .add_service(pb::spiffe_workload_api_server::SpiffeWorkloadApiServer::new(api))
@@ -270,7 +270,7 @@ pub async fn run(listener: UnixListener, api: WorkloadApi) {
 
 /// Accepted connections, at most [`MAX_CONNECTIONS`] open at once: past that, accepting
 /// waits for one to close.
-fn async_incoming(
+fn capped_incoming(
     listener: UnixListener,
     open: Arc<AtomicUsize>,
 ) -> impl Stream<Item = std::io::Result<Counted>> {
