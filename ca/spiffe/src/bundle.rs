@@ -10,11 +10,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
-use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 use crate::TrustDomain;
+use crate::jwk::{Jwk, JwkSet};
+use crate::jwt::{JwtAuthority, JwtError};
 
 /// Why a bundle could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,10 @@ pub enum BundleError {
     KeyMismatch { index: usize },
     #[error("root {index} has a public key type the SPIFFE bundle format cannot describe")]
     UnsupportedKey { index: usize },
+    #[error("key {index} with use `jwt-svid`: {reason}")]
+    JwtKey { index: usize, reason: JwtError },
+    #[error("JWT authority `{0}` is already in the bundle with another key")]
+    JwtKeyIdReused(String),
 }
 
 /// The X.509 roots of one trust domain.
@@ -45,6 +50,8 @@ pub enum BundleError {
 pub struct TrustBundle {
     trust_domain: TrustDomain,
     roots: Vec<Root>,
+    /// The keys JWT-SVIDs of the trust domain are signed with, each under its key ID.
+    jwt: Vec<JwtAuthority>,
     sequence: u64,
     refresh_hint_secs: Option<u64>,
 }
@@ -61,6 +68,7 @@ impl TrustBundle {
         Self {
             trust_domain,
             roots: Vec::new(),
+            jwt: Vec::new(),
             sequence: 0,
             refresh_hint_secs: None,
         }
@@ -89,14 +97,21 @@ impl TrustBundle {
         Self::from_roots(trust_domain, roots)
     }
 
-    /// Reads the SPIFFE bundle format (JWKS). Keys for other uses (`jwt-svid`) are skipped:
-    /// this bundle carries X.509 authorities only.
+    /// Reads the SPIFFE bundle format (JWKS): X.509 authorities (`"use": "x509-svid"`) and
+    /// JWT authorities (`"use": "jwt-svid"`, each with a `kid`). Keys of other uses are
+    /// skipped, as the specification asks.
     pub fn from_jwks(trust_domain: TrustDomain, json: &str) -> Result<Self, BundleError> {
         let doc: JwkSet = serde_json::from_str(json)?;
         let mut bundle = Self::new(trust_domain);
         bundle.sequence = doc.spiffe_sequence.unwrap_or(0);
         bundle.refresh_hint_secs = doc.spiffe_refresh_hint;
         for (index, key) in doc.keys.into_iter().enumerate() {
+            if key.use_.as_deref() == Some("jwt-svid") {
+                let authority = JwtAuthority::from_jwk(&key)
+                    .map_err(|reason| BundleError::JwtKey { index, reason })?;
+                bundle.push_jwt_authority(authority)?;
+                continue;
+            }
             if key.use_.as_deref() != Some("x509-svid") {
                 continue;
             }
@@ -135,6 +150,7 @@ impl TrustBundle {
             jwk.x5c = Some(vec![STANDARD.encode(root.der.as_ref())]);
             keys.push(jwk);
         }
+        keys.extend(self.jwt.iter().map(JwtAuthority::to_jwk));
         let doc = JwkSet {
             keys,
             spiffe_sequence: Some(self.sequence),
@@ -151,6 +167,47 @@ impl TrustBundle {
         self.push_root(self.roots.len(), der)?;
         self.sequence += 1;
         Ok(true)
+    }
+
+    /// Adds a JWT authority; one already present changes nothing. Returns whether it was
+    /// new. A key ID already naming another key is refused.
+    pub fn add_jwt_authority(&mut self, authority: JwtAuthority) -> Result<bool, BundleError> {
+        let added = self.push_jwt_authority(authority)?;
+        if added {
+            self.sequence += 1;
+        }
+        Ok(added)
+    }
+
+    /// The JWT authorities, in the order they were added.
+    pub fn jwt_authorities(&self) -> &[JwtAuthority] {
+        &self.jwt
+    }
+
+    /// The JWT authority with key ID `kid`.
+    pub fn jwt_authority(&self, kid: &str) -> Option<&JwtAuthority> {
+        self.jwt.iter().find(|a| a.key_id() == kid)
+    }
+
+    /// The JWT authorities alone, in the SPIFFE bundle format (the form the Workload API's
+    /// `FetchJWTBundles` sends).
+    pub fn jwt_jwks(&self) -> Result<String, BundleError> {
+        let doc = JwkSet {
+            keys: self.jwt.iter().map(JwtAuthority::to_jwk).collect(),
+            ..JwkSet::default()
+        };
+        Ok(serde_json::to_string(&doc)?)
+    }
+
+    fn push_jwt_authority(&mut self, authority: JwtAuthority) -> Result<bool, BundleError> {
+        match self.jwt_authority(authority.key_id()) {
+            Some(present) if *present == authority => Ok(false),
+            Some(_) => Err(BundleError::JwtKeyIdReused(authority.key_id().to_owned())),
+            None => {
+                self.jwt.push(authority);
+                Ok(true)
+            }
+        }
     }
 
     /// Removes a root. Returns whether it was present.
@@ -231,6 +288,7 @@ impl fmt::Debug for TrustBundle {
         f.debug_struct("TrustBundle")
             .field("trust_domain", &self.trust_domain)
             .field("roots", &self.roots.len())
+            .field("jwt_authorities", &self.jwt.len())
             .field("sequence", &self.sequence)
             .finish()
     }
@@ -245,47 +303,7 @@ impl PartialEq for TrustBundle {
                 .iter()
                 .zip(&other.roots)
                 .all(|(a, b)| a.der == b.der)
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct JwkSet {
-    keys: Vec<Jwk>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    spiffe_sequence: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    spiffe_refresh_hint: Option<u64>,
-}
-
-#[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
-struct Jwk {
-    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
-    use_: Option<String>,
-    kty: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    crv: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    x: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    y: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    n: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    e: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    x5c: Option<Vec<String>>,
-}
-
-impl Jwk {
-    /// Whether the key material this JWK states (if any) is that of `described`.
-    fn matches(&self, described: &Jwk) -> bool {
-        let same = |a: &Option<String>, b: &Option<String>| a.is_none() || a == b;
-        self.kty == described.kty
-            && same(&self.crv, &described.crv)
-            && same(&self.x, &described.x)
-            && same(&self.y, &described.y)
-            && same(&self.n, &described.n)
-            && same(&self.e, &described.e)
+            && self.jwt == other.jwt
     }
 }
 

@@ -49,20 +49,27 @@ fn jwks_round_trip_keeps_roots_sequence_and_key_material() {
 }
 
 #[test]
-fn jwks_skips_jwt_keys_and_rejects_bad_x509_keys() {
+fn jwks_reads_jwt_keys_beside_roots_skips_other_uses_and_rejects_bad_x509_keys() {
     let ca = TestCa::new("acme.internal");
     let good = serde_json::from_str::<serde_json::Value>(&ca.bundle().to_jwks().unwrap()).unwrap();
     let x509_key = good["keys"][0].clone();
+    let signer =
+        crate::jwt::JwtSigner::from_pkcs8(&crate::jwt::JwtSigner::generate_pkcs8().unwrap())
+            .unwrap();
+    let jwt_key: serde_json::Value =
+        serde_json::from_str(&signer.authority().to_jwk_json()).unwrap();
 
     let mixed = serde_json::json!({
         "keys": [
-            {"use": "jwt-svid", "kty": "EC", "crv": "P-256", "kid": "k1", "x": "AA", "y": "AA"},
+            jwt_key,
+            {"use": "something-else", "kty": "EC", "crv": "P-256", "kid": "k1", "x": "AA", "y": "AA"},
             x509_key,
         ],
         "spiffe_refresh_hint": 300
     });
     let b = TrustBundle::from_jwks(td("acme.internal"), &mixed.to_string()).unwrap();
     assert_eq!(b.roots().len(), 1);
+    assert_eq!(b.jwt_authorities(), [signer.authority().clone()]);
     assert_eq!(b.refresh_hint_secs(), Some(300));
 
     let mut two = x509_key.clone();

@@ -6,6 +6,8 @@
 //!   and reads and writes PEM and the SPIFFE bundle format (JWKS).
 //! - [`X509Svid`] is a structurally checked SVID chain, with [`X509Svid::refresh_at`] for
 //!   rotation at half-life with jitter.
+//! - [`jwt`] signs and validates JWT-SVIDs; a bundle carries its trust domain's JWT
+//!   authorities beside its X.509 roots.
 //! - [`WorkloadKey`] makes the workload's P-256 key and its CSR; the key stays in the process.
 //! - [`write_private`] writes keys and credentials 0600, atomically.
 //! - [`verify`] checks a peer's chain against a bundle and yields its SPIFFE ID; [`tls`] pins
@@ -28,6 +30,8 @@ pub mod admission;
 mod bundle;
 mod csr;
 mod id;
+mod jwk;
+pub mod jwt;
 mod pem;
 mod private_file;
 mod svid;
