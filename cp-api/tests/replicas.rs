@@ -828,7 +828,10 @@ async fn the_check_after_a_migration_finds_an_altered_record() {
         std::sync::Arc::new(kek),
         &dir.path().join("ca"),
         &signet_spiffe::TrustDomain::new(TD).unwrap(),
-        signet_ca::SvidProfile::default(),
+        (
+            signet_ca::SvidProfile::default(),
+            signet_cp::server::jwt_keys::JwtProfile::default(),
+        ),
     )
     .await
     .unwrap();

@@ -266,13 +266,7 @@ fn credentials(
             svid.id()
         ));
     }
-    let roots = response
-        .bundle
-        .map(|b| b.roots)
-        .unwrap_or_default()
-        .into_iter()
-        .map(CertificateDer::from);
-    let bundle = TrustBundle::from_roots(td.clone(), roots)
+    let bundle = convert::trust_bundle(td, &response.bundle.unwrap_or_default())
         .map_err(|e| format!("the control plane sent a bad bundle: {e}"))?;
     Ok(Credentials {
         svid,
@@ -520,7 +514,7 @@ impl Link {
             match convert::trust_bundle(&self.td, b) {
                 Ok(bundle) => {
                     let current = proxy.identity.bundle.load();
-                    if !current.roots().eq(bundle.roots()) {
+                    if **current != bundle {
                         proxy.identity.update_bundle(bundle);
                         tracing::info!("trust bundle updated");
                     }

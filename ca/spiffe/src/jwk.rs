@@ -6,38 +6,38 @@ use serde::{Deserialize, Serialize};
 /// A JWK set with the SPIFFE bundle fields.
 #[derive(Serialize, Deserialize, Default)]
 pub(crate) struct JwkSet {
-    pub keys: Vec<Jwk>,
+    pub(crate) keys: Vec<Jwk>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub spiffe_sequence: Option<u64>,
+    pub(crate) spiffe_sequence: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub spiffe_refresh_hint: Option<u64>,
+    pub(crate) spiffe_refresh_hint: Option<u64>,
 }
 
 /// One key: only the members SPIFFE bundles use.
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq, Eq, Debug)]
 pub(crate) struct Jwk {
     #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
-    pub use_: Option<String>,
-    pub kty: String,
+    pub(crate) use_: Option<String>,
+    pub(crate) kty: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
+    pub(crate) kid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub crv: Option<String>,
+    pub(crate) crv: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub x: Option<String>,
+    pub(crate) x: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub y: Option<String>,
+    pub(crate) y: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub n: Option<String>,
+    pub(crate) n: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub e: Option<String>,
+    pub(crate) e: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub x5c: Option<Vec<String>>,
+    pub(crate) x5c: Option<Vec<String>>,
 }
 
 impl Jwk {
     /// Whether the key material this JWK states (if any) is that of `described`.
-    pub fn matches(&self, described: &Jwk) -> bool {
+    pub(crate) fn matches(&self, described: &Jwk) -> bool {
         let same = |a: &Option<String>, b: &Option<String>| a.is_none() || a == b;
         self.kty == described.kty
             && same(&self.crv, &described.crv)

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use rustls_pki_types::CertificateDer;
 use signet_policy::{Directory, PolicySource};
+use signet_spiffe::jwt::JwtAuthority;
 use signet_spiffe::{Serial, SpiffeId, TrustBundle, TrustDomain};
 
 use crate::api::v1 as pb;
@@ -107,7 +108,20 @@ pub fn trust_bundle(
         return Err(ConvertError::new("bundle.roots", "no root certificates"));
     }
     let roots = bundle.roots.iter().cloned().map(CertificateDer::from);
-    TrustBundle::from_roots(td.clone(), roots).map_err(|e| ConvertError::new("bundle.roots", e))
+    let mut converted = TrustBundle::from_roots(td.clone(), roots)
+        .map_err(|e| ConvertError::new("bundle.roots", e))?;
+    for (i, a) in bundle.jwt_authorities.iter().enumerate() {
+        let at = || format!("bundle.jwt_authorities[{i}]");
+        let authority = JwtAuthority::from_jwk_json(&a.jwk).map_err(|e| ConvertError::new(&at(), e))?;
+        if authority.key_id() != a.key_id {
+            return Err(ConvertError::new(&at(), "the key ID differs from the JWK's `kid`"));
+        }
+        converted
+            .add_jwt_authority(authority)
+            .map_err(|e| ConvertError::new(&at(), e))?;
+    }
+    converted.set_sequence(bundle.sequence);
+    Ok(converted)
 }
 
 /// One upstream service's endpoints and the identities they may present.

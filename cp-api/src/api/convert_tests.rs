@@ -162,6 +162,7 @@ fn a_bundle_of_another_trust_domain_or_without_roots_is_refused() {
         trust_domain: "evil.example".into(),
         roots: vec![vec![1, 2, 3]],
         sequence: 1,
+        jwt_authorities: vec![],
     };
     assert_eq!(
         trust_bundle(&td, &other).expect_err("refused").field,
@@ -171,11 +172,52 @@ fn a_bundle_of_another_trust_domain_or_without_roots_is_refused() {
         trust_domain: "acme.internal".into(),
         roots: vec![],
         sequence: 1,
+        jwt_authorities: vec![],
     };
     assert_eq!(
         trust_bundle(&td, &empty).expect_err("refused").field,
         "bundle.roots"
     );
+}
+
+#[test]
+fn jwt_authorities_convert_and_a_bad_or_mislabelled_one_is_refused() {
+    let td: TrustDomain = "acme.internal".parse().expect("td");
+    let ca = signet_spiffe::test_pki::TestCa::new("acme.internal");
+    let signer = signet_spiffe::jwt::JwtSigner::from_pkcs8(
+        &signet_spiffe::jwt::JwtSigner::generate_pkcs8().expect("key"),
+    )
+    .expect("signer");
+    let good = pb::JwtAuthority {
+        key_id: signer.key_id().to_owned(),
+        jwk: signer.authority().to_jwk_json(),
+    };
+    let message = |authorities: Vec<pb::JwtAuthority>| pb::TrustBundle {
+        trust_domain: "acme.internal".into(),
+        roots: vec![ca.root().to_vec()],
+        sequence: 9,
+        jwt_authorities: authorities,
+    };
+    let bundle = trust_bundle(&td, &message(vec![good.clone()])).expect("converts");
+    assert_eq!(bundle.jwt_authorities(), [signer.authority().clone()]);
+    assert_eq!(bundle.sequence(), 9);
+
+    let mislabelled = pb::JwtAuthority {
+        key_id: "another".into(),
+        ..good.clone()
+    };
+    let broken = pb::JwtAuthority {
+        key_id: good.key_id.clone(),
+        jwk: "{}".into(),
+    };
+    for bad in [mislabelled, broken] {
+        assert_eq!(
+            trust_bundle(&td, &message(vec![bad]))
+                .expect_err("refused")
+                .field,
+            "bundle.jwt_authorities[0]"
+        );
+    }
 }
 
 #[test]

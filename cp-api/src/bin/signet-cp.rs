@@ -77,6 +77,12 @@ struct Args {
     /// Default SVID lifetime (e.g. 1h, 30m, 20s).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     svid_ttl: Duration,
+    /// JWT-SVID lifetime: a request's default and the longest granted (e.g. 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    jwt_svid_ttl: Duration,
+    /// How long a JWT-SVID signing key signs before its successor is staged.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
+    jwt_key_lifetime: Duration,
     /// Proxy heartbeat interval; three missed heartbeats remove an endpoint.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     heartbeat_interval: Duration,
@@ -271,6 +277,10 @@ async fn run(args: Args) -> Result<(), String> {
         store: args.store,
         ca_kek_file: args.ca_kek_file,
         svid_ttl: args.svid_ttl,
+        jwt: signet_cp::server::jwt_keys::JwtProfile {
+            ttl: args.jwt_svid_ttl,
+            key_lifetime: args.jwt_key_lifetime,
+        },
         heartbeat_interval: args.heartbeat_interval,
     })
     .await?;

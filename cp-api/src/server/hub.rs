@@ -1202,5 +1202,13 @@ pub fn bundle_message(bundle: &TrustBundle) -> pb::TrustBundle {
         trust_domain: bundle.trust_domain().as_str().to_owned(),
         roots: bundle.roots().map(|r| r.to_vec()).collect(),
         sequence: bundle.sequence(),
+        jwt_authorities: bundle
+            .jwt_authorities()
+            .iter()
+            .map(|a| pb::JwtAuthority {
+                key_id: a.key_id().to_owned(),
+                jwk: a.to_jwk_json(),
+            })
+            .collect(),
     }
 }

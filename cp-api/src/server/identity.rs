@@ -10,6 +10,7 @@ use signet_ca::csr::check_csr;
 use signet_ca::token::{TokenRecord, TokenStoreError};
 use signet_ca::{AuthorityError, BoxFuture, JoinTokens, SignRequest, TokenError, TokenStore};
 use signet_otel::context::TraceContext;
+use signet_spiffe::jwt::check_audience;
 use signet_spiffe::{SpiffeId, X509Svid};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -130,6 +131,49 @@ impl IdentityService {
     }
 }
 
+impl IdentityService {
+    /// Signs a JWT-SVID for `id`, which the call's client certificate proved; each one is
+    /// audited by its `jti` (the token itself never is).
+    fn mint(
+        &self,
+        id: &SpiffeId,
+        body: &pb::MintJwtSvidRequest,
+    ) -> Result<pb::MintJwtSvidResponse, Status> {
+        check_audience(&body.audience).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let signer = self
+            .hub
+            .ca
+            .jwt_signer()
+            .ok_or_else(|| Status::unavailable("no JWT-SVID signing key is active"))?;
+        let ttl = self.hub.ca.jwt_profile().grant(body.ttl_seconds);
+        let mut jti = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut jti)
+            .map_err(|_| Status::internal("no secure random source"))?;
+        let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
+        let minted = signer
+            .sign(id, &body.audience, SystemTime::now(), ttl, &jti)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let expires_at = minted
+            .expires
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.hub.audit.record(signet_audit::Event::Certificate(
+            signet_audit::record::CertificateEvent {
+                kind: "jwt-svid".to_owned(),
+                spiffe_id: id.as_str().to_owned(),
+                serial: jti,
+                not_after: expires_at.saturating_mul(1_000_000_000),
+            },
+        ));
+        tracing::debug!(spiffe_id = %id, audience = ?body.audience, kid = signer.key_id(), "JWT-SVID issued");
+        Ok(pb::MintJwtSvidResponse {
+            spiffe_id: id.as_str().to_owned(),
+            token: minted.token,
+            expires_at,
+        })
+    }
+}
+
 /// The audit record of an issued SVID.
 pub fn certificate_event(svid: &X509Svid, kind: &str) -> signet_audit::Event {
     signet_audit::Event::Certificate(signet_audit::record::CertificateEvent {
@@ -233,6 +277,22 @@ impl pb::identity_server::Identity for IdentityService {
         let body = request.into_inner();
         self.timed_sign(&id, body.csr, (body.ttl_seconds, "renew"), parent)
             .await
+    }
+
+    async fn mint_jwt_svid(
+        &self,
+        request: Request<pb::MintJwtSvidRequest>,
+    ) -> Result<Response<pb::MintJwtSvidResponse>, Status> {
+        let id = caller(&request, &self.hub)?;
+        let body = request.into_inner();
+        let started = std::time::Instant::now();
+        let minted = self.mint(&id, &body);
+        let outcome = if minted.is_ok() { "ok" } else { "error" };
+        self.hub
+            .metrics
+            .issuance
+            .observe(&["jwt", outcome], started.elapsed(), 0, 0);
+        minted.map(Response::new)
     }
 
     type WatchBundleStream = BundleStream;

@@ -18,6 +18,7 @@ pub mod duties;
 pub mod feed;
 pub mod hub;
 pub mod identity;
+pub mod jwt_keys;
 pub mod metrics;
 pub mod operators;
 pub mod registry;
@@ -61,6 +62,8 @@ pub struct Options {
     pub store: Option<String>,
     /// Default SVID lifetime.
     pub svid_ttl: Duration,
+    /// JWT-SVID lifetime and signing-key rotation.
+    pub jwt: jwt_keys::JwtProfile,
     /// How often proxies heartbeat; three missed heartbeats remove an endpoint.
     pub heartbeat_interval: Duration,
     /// The plain-HTTP listener for `/metrics` (Prometheus); `None`: no metrics listener.

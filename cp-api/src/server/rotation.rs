@@ -8,9 +8,13 @@ use crate::server::hub::Hub;
 /// Proxies that have not acknowledged the staged bundle, by instance: those connected here
 /// and, through the store's leases, those connected to other replicas.
 pub fn lagging(hub: &Hub) -> Vec<String> {
-    let Some(wanted) = hub.ca.staged_sequence() else {
-        return Vec::new();
-    };
+    hub.ca
+        .staged_sequence()
+        .map_or_else(Vec::new, |wanted| lagging_behind(hub, wanted))
+}
+
+/// Proxies that have not acknowledged bundle `wanted`.
+fn lagging_behind(hub: &Hub, wanted: u64) -> Vec<String> {
     hub.proxies()
         .into_iter()
         .filter(|p| p.trust_bundle < wanted)
@@ -83,6 +87,7 @@ pub async fn step(hub: &Hub, now: SystemTime) {
             }
         }
     }
+    rotate_jwt_key(hub, now).await;
     match hub.ca.retire_expired(now).await {
         Ok(true) => {
             tracing::info!("retired CA roots whose SVIDs have all expired");
@@ -95,5 +100,59 @@ pub async fn step(hub: &Hub, now: SystemTime) {
         }
         Ok(false) => {}
         Err(e) => tracing::error!(error = %e, "retiring CA roots failed"),
+    }
+}
+
+/// The JWT signing key's own rotation (a CA rotation carries one along): a key that has
+/// signed for its lifetime gets a staged successor, promoted once every proxy holds a bundle
+/// publishing it, so no validator meets a token whose key it has not seen.
+async fn rotate_jwt_key(hub: &Hub, now: SystemTime) {
+    if hub.ca.staged().is_some() {
+        return;
+    }
+    if let Some((since, sequence)) = hub.ca.jwt_staged() {
+        let waiting = lagging_behind(hub, sequence);
+        let elapsed = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(since);
+        if !waiting.is_empty() && Duration::from_secs(elapsed) < patience(hub) {
+            return;
+        }
+        match hub.ca.promote_jwt_key().await {
+            Ok(true) => {
+                tracing::info!("JWT-SVID signing moved to the staged key");
+                audit(
+                    hub,
+                    "ca",
+                    format!(
+                        "promoted the staged JWT-SVID signing key{}",
+                        if waiting.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; not acknowledged by {}", waiting.join(", "))
+                        }
+                    ),
+                );
+                hub.changed();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "promoting the JWT signing key failed"),
+        }
+    } else if hub.ca.jwt_due(now) {
+        match hub.ca.stage_jwt_key().await {
+            Ok(true) => {
+                tracing::info!("staged a new JWT-SVID signing key");
+                audit(
+                    hub,
+                    "ca",
+                    "staged a new JWT-SVID signing key: published, signing once every proxy holds it"
+                        .to_owned(),
+                );
+                hub.changed();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "staging a JWT signing key failed"),
+        }
     }
 }
