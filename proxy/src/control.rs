@@ -1031,6 +1031,32 @@ impl Link {
     }
 }
 
+impl crate::workload_api::jwt::JwtSource for Link {
+    fn mint(
+        &self,
+        audience: Vec<String>,
+    ) -> crate::workload_api::jwt::BoxFuture<
+        '_,
+        Result<crate::workload_api::jwt::Minted, tonic::Status>,
+    > {
+        Box::pin(async move {
+            let mut client = limited!(pb::identity_client::IdentityClient::new(self.channel()));
+            let response = timed(client.mint_jwt_svid(pb::MintJwtSvidRequest {
+                audience,
+                ttl_seconds: 0,
+            }))
+            .await
+            .inspect_err(|s| self.failed("mint_jwt_svid", s))?;
+            self.proxy.metrics.control_plane.contact();
+            Ok(crate::workload_api::jwt::Minted {
+                spiffe_id: response.spiffe_id,
+                token: response.token,
+                expires: SystemTime::UNIX_EPOCH + Duration::from_secs(response.expires_at),
+            })
+        })
+    }
+}
+
 /// Where shipping has got to: a segment file name and a byte offset in it.
 type Cursor = (String, u64);
 

@@ -156,6 +156,7 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
     }
     let _ = proxy.upstreams.set(upstreams.clone());
     let mut tasks = Vec::new();
+    let mut jwt_source: Option<Arc<dyn crate::workload_api::jwt::JwtSource>> = None;
     match source {
         Source::Files {
             identity,
@@ -182,7 +183,9 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
             )));
         }
         Source::ControlPlane(cp) => {
-            tasks.extend(follow_control_plane(&proxy, cp, upstreams.clone()).await?);
+            let (link, following) = follow_control_plane(&proxy, cp, upstreams.clone()).await?;
+            tasks.extend(following);
+            jwt_source = Some(link);
         }
     }
     let mut outbound = BTreeMap::new();
@@ -219,7 +222,7 @@ pub async fn start(mut config: Config) -> Result<Running, String> {
     if let Some((listener, selectors)) = workload_api {
         tasks.push(tokio::spawn(crate::workload_api::run(
             listener,
-            crate::workload_api::WorkloadApi::new(Arc::clone(&proxy), selectors),
+            crate::workload_api::WorkloadApi::new(Arc::clone(&proxy), selectors, jwt_source),
         )));
     }
     tasks.push(tokio::spawn(admin::run(admin_listener, Arc::clone(&proxy))));
@@ -245,7 +248,7 @@ async fn follow_control_plane(
     proxy: &Arc<Proxy>,
     cp: ControlPlaneConfig,
     upstreams: Vec<Arc<outbound::Upstream>>,
-) -> Result<Vec<JoinHandle<()>>, String> {
+) -> Result<(Arc<control::Link>, Vec<JoinHandle<()>>), String> {
     let mut tasks = Vec::new();
     let td = signet_spiffe::TrustDomain::new(&cp.trust_domain)
         .map_err(|e| format!("control_plane.trust_domain: {e}"))?;
@@ -272,8 +275,8 @@ async fn follow_control_plane(
     if let Some(dir) = proxy.config.audit_dir().filter(|_| proxy.audit.is_some()) {
         tasks.push(tokio::spawn(Arc::clone(&link).ship(dir)));
     }
-    tasks.push(tokio::spawn(link.renew()));
-    Ok(tasks)
+    tasks.push(tokio::spawn(Arc::clone(&link).renew()));
+    Ok((link, tasks))
 }
 
 impl Running {

@@ -73,6 +73,40 @@ async fn py_spiffe_gets_the_identity_follows_rotations_and_is_refused_as_another
     );
     assert_eq!(got["bundles"][TD], 1, "the trust domain's root: {got}");
     assert_eq!(got["bundle_set"], serde_json::json!([TD]), "{got}");
+    // A JWT-SVID, checked by py-spiffe with the JWT bundle the API sent, and by
+    // ValidateJWTSVID; another audience is refused; a second fetch is the cached token.
+    let out = py_spiffe(&socket, &["jwt", "billing"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["spiffe_id"], CART, "{got}");
+    assert_eq!(got["local"], CART, "{got}");
+    assert_eq!(got["remote"], CART, "{got}");
+    assert_eq!(got["audience"], serde_json::json!(["billing"]), "{got}");
+    assert_eq!(got["other_audience"], "ValidateJwtSvidError", "{got}");
+    assert_eq!(got["cached"], true, "{got}");
+    assert_eq!(got["jwt_authorities"], 1, "{got}");
+    assert_eq!(got["bundle_set"], serde_json::json!([TD]), "{got}");
+    let lifetime = got["lifetime"].as_i64().unwrap();
+    assert!(
+        (200..=300).contains(&lifetime),
+        "the 5 minute default: {got}"
+    );
+    let token = got["token"].as_str().unwrap().to_owned();
+    // The token's signature covers its claims: one changed character is refused.
+    let mut altered = token.clone().into_bytes();
+    let at = token.find('.').unwrap() + 5;
+    altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+    let out = py_spiffe(
+        &socket,
+        &[
+            "validate",
+            "billing",
+            std::str::from_utf8(&altered).unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "an altered token was accepted");
+
     let out = py_spiffe(&socket, &["watch", "3"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -189,14 +223,92 @@ async fn the_workload_gets_its_identity_and_follows_its_rotation() {
         bundles.bundles.keys().collect::<Vec<_>>(),
         [&format!("spiffe://{TD}")]
     );
-    let jwt = api
-        .fetch_jwtsvid(with_header(signet_cp::api::workload::JwtsvidRequest {
-            audience: vec!["x".into()],
-            spiffe_id: String::new(),
+    jwt_calls(&mut api).await;
+}
+
+/// The JWT calls' wire forms and refusals.
+async fn jwt_calls(
+    api: &mut signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient<
+        tonic::transport::Channel,
+    >,
+) {
+    use signet_cp::api::workload as w;
+    let request = |audience: &[&str], spiffe_id: &str| {
+        with_header(w::JwtsvidRequest {
+            audience: audience.iter().map(|a| (*a).to_owned()).collect(),
+            spiffe_id: spiffe_id.to_owned(),
+        })
+    };
+    let svids = api
+        .fetch_jwtsvid(request(&["queue", "billing"], CART))
+        .await
+        .unwrap()
+        .into_inner()
+        .svids;
+    assert_eq!(svids.len(), 1);
+    assert_eq!(svids[0].spiffe_id, CART);
+    let token = svids[0].svid.clone();
+
+    let bundles = api
+        .fetch_jwt_bundles(with_header(w::JwtBundlesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let jwks = String::from_utf8(bundles.bundles[&format!("spiffe://{TD}")].clone()).unwrap();
+    let td = signet_spiffe::TrustDomain::new(TD).unwrap();
+    let bundle = signet_spiffe::TrustBundle::from_jwks(td, &jwks).unwrap();
+    assert_eq!(bundle.jwt_authorities().len(), 1);
+    for audience in ["queue", "billing"] {
+        let svid = signet_spiffe::jwt::JwtSvid::validate(
+            &token,
+            audience,
+            std::slice::from_ref(&bundle),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(svid.id().as_str(), CART);
+    }
+
+    let validated = api
+        .validate_jwtsvid(with_header(w::ValidateJwtsvidRequest {
+            audience: "queue".into(),
+            svid: token.clone(),
         }))
         .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(validated.spiffe_id, CART);
+    let claims = validated.claims.unwrap().fields;
+    assert!(
+        claims.contains_key("exp") && claims.contains_key("jti"),
+        "{claims:?}"
+    );
+
+    // Refusals: no audience, another workload's ID, a token for another audience, no token.
+    let refused = api.fetch_jwtsvid(request(&[], "")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let refused = api
+        .fetch_jwtsvid(request(
+            &["queue"],
+            "spiffe://acme.internal/ns/shop/sa/payments",
+        ))
+        .await
         .unwrap_err();
-    assert_eq!(jwt.code(), tonic::Code::Unimplemented);
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    for (audience, svid) in [("payments", token.as_str()), ("queue", "")] {
+        let refused = api
+            .validate_jwtsvid(with_header(w::ValidateJwtsvidRequest {
+                audience: audience.into(),
+                svid: svid.into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
 }
 
 /// DER certificates, concatenated, apart.
@@ -240,4 +352,19 @@ async fn another_process_is_refused_and_so_is_a_request_without_the_security_hea
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("security header"), "{refused:?}");
+
+    // Nor does another process get a JWT-SVID or the JWT bundles.
+    let refused = api
+        .fetch_jwtsvid(with_header(signet_cp::api::workload::JwtsvidRequest {
+            audience: vec!["queue".into()],
+            spiffe_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let refused = api
+        .fetch_jwt_bundles(with_header(signet_cp::api::workload::JwtBundlesRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
 }

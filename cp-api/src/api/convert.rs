@@ -112,9 +112,13 @@ pub fn trust_bundle(
         .map_err(|e| ConvertError::new("bundle.roots", e))?;
     for (i, a) in bundle.jwt_authorities.iter().enumerate() {
         let at = || format!("bundle.jwt_authorities[{i}]");
-        let authority = JwtAuthority::from_jwk_json(&a.jwk).map_err(|e| ConvertError::new(&at(), e))?;
+        let authority =
+            JwtAuthority::from_jwk_json(&a.jwk).map_err(|e| ConvertError::new(&at(), e))?;
         if authority.key_id() != a.key_id {
-            return Err(ConvertError::new(&at(), "the key ID differs from the JWK's `kid`"));
+            return Err(ConvertError::new(
+                &at(),
+                "the key ID differs from the JWK's `kid`",
+            ));
         }
         converted
             .add_jwt_authority(authority)

@@ -188,14 +188,16 @@ pub async fn open(options: &Options) -> Result<Boot, String> {
         .map(|row| row.trust_domain);
     let td = trust_domain(options, stored_td)?;
     let kek = Arc::new(key_encryption_key(options)?);
-    let ca = Arc::new(Ca::open(
+    let ca = Arc::new(
+        Ca::open(
             Arc::clone(&store),
             kek,
             &dir.join("ca"),
             &td,
             (profile, options.jwt),
         )
-        .await?);
+        .await?,
+    );
 
     let operators_file = dir.join("operators.cedar");
     if !operators_file.exists() {

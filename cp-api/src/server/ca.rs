@@ -880,7 +880,12 @@ impl Ca {
     pub async fn retire_expired(&self, now: SystemTime) -> Result<bool, String> {
         let expired = {
             let local = lock(&self.local);
-            local.sealed.state.retiring.iter().any(|r| r.until <= unix(now))
+            local
+                .sealed
+                .state
+                .retiring
+                .iter()
+                .any(|r| r.until <= unix(now))
                 || local
                     .sealed
                     .jwt
@@ -1250,9 +1255,15 @@ mod tests {
     }
 
     async fn open(store: &Arc<dyn Store>, dir: &Path) -> Ca {
-        Ca::open(Arc::clone(store), kek(1), &dir.join("ca"), &td(), profiles())
-            .await
-            .unwrap()
+        Ca::open(
+            Arc::clone(store),
+            kek(1),
+            &dir.join("ca"),
+            &td(),
+            profiles(),
+        )
+        .await
+        .unwrap()
     }
 
     async fn issue(ca: &Ca) -> X509Svid {
@@ -1351,7 +1362,11 @@ mod tests {
         a.promote().await.unwrap().unwrap();
         let second = kid(&a);
         assert_ne!(second, first);
-        assert_eq!(published(&a).len(), 2, "the old key verifies its last tokens");
+        assert_eq!(
+            published(&a).len(),
+            2,
+            "the old key verifies its last tokens"
+        );
         assert!(b.follow().await.unwrap());
         assert_eq!(kid(&b), second);
 

@@ -54,10 +54,15 @@ impl JwtProfile {
 #[serde(tag = "phase", rename_all = "kebab-case")]
 pub enum Phase {
     /// Published since `since` (unix seconds), first in bundle `sequence`.
-    Staged { since: u64, sequence: u64 },
+    Staged {
+        since: u64,
+        sequence: u64,
+    },
     Active,
     /// Published until `until` (unix seconds).
-    Retiring { until: u64 },
+    Retiring {
+        until: u64,
+    },
 }
 
 impl Phase {
@@ -198,7 +203,11 @@ mod tests {
         assert_eq!(staged(&keys), Some((100, 7)));
         let opened = open(&keys).unwrap();
         assert_eq!(opened.published.len(), 2);
-        assert_eq!(opened.active.unwrap().key_id(), first, "staged keys do not sign");
+        assert_eq!(
+            opened.active.unwrap().key_id(),
+            first,
+            "staged keys do not sign"
+        );
 
         assert!(promote(&mut keys, &profile(), 110));
         let opened = open(&keys).unwrap();

@@ -16,6 +16,7 @@
 
 pub mod attest;
 pub mod authority;
+pub mod jwt;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -48,6 +49,7 @@ type Responses<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct WorkloadApi {
     proxy: Arc<Proxy>,
     selectors: Arc<[Selector]>,
+    jwt: Arc<jwt::JwtCache>,
 }
 
 /// DER certificates, concatenated (the specification's form for chains and bundles).
@@ -75,6 +77,46 @@ fn x509_response(credentials: &Credentials) -> Result<pb::X509svidResponse, Stat
     })
 }
 
+/// The trust domain's JWT authorities, keyed like the X.509 bundles.
+fn jwt_bundles_response(credentials: &Credentials) -> Result<pb::JwtBundlesResponse, Status> {
+    let bundle = &credentials.bundle;
+    let jwks = bundle
+        .jwt_jwks()
+        .map_err(|e| Status::internal(format!("the JWT bundle: {e}")))?;
+    Ok(pb::JwtBundlesResponse {
+        bundles: [(
+            format!("spiffe://{}", bundle.trust_domain()),
+            jwks.into_bytes(),
+        )]
+        .into(),
+    })
+}
+
+/// A JSON value as a protobuf `Value`.
+fn proto_value(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(proto_value).collect(),
+        }),
+        serde_json::Value::Object(map) => Kind::StructValue(proto_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+fn proto_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), proto_value(v)))
+            .collect(),
+    }
+}
+
 fn bundles_response(credentials: &Credentials) -> pb::X509BundlesResponse {
     let td = credentials.bundle.trust_domain();
     pb::X509BundlesResponse {
@@ -88,11 +130,17 @@ fn bundles_response(credentials: &Credentials) -> pb::X509BundlesResponse {
 }
 
 impl WorkloadApi {
-    /// Serves `proxy`'s identity to callers matching every one of `selectors`.
-    pub fn new(proxy: Arc<Proxy>, selectors: Vec<Selector>) -> Self {
+    /// Serves `proxy`'s identity to callers matching every one of `selectors`, with
+    /// JWT-SVIDs from `jwt_source` (the control plane; `None`: JWT-SVIDs are unavailable).
+    pub fn new(
+        proxy: Arc<Proxy>,
+        selectors: Vec<Selector>,
+        jwt_source: Option<Arc<dyn jwt::JwtSource>>,
+    ) -> Self {
         Self {
             proxy,
             selectors: selectors.into(),
+            jwt: Arc::new(jwt::JwtCache::new(jwt_source)),
         }
     }
 
@@ -165,7 +213,27 @@ impl pb::spiffe_workload_api_server::SpiffeWorkloadApi for WorkloadApi {
         request: Request<pb::JwtsvidRequest>,
     ) -> Result<Response<pb::JwtsvidResponse>, Status> {
         self.admit(&request, "FetchJWTSVID")?;
-        Err(Status::unimplemented("JWT-SVIDs are not issued yet"))
+        let body = request.into_inner();
+        signet_spiffe::jwt::check_audience(&body.audience)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let own = self.proxy.identity.current.borrow().svid.id().to_string();
+        if !body.spiffe_id.is_empty() && body.spiffe_id != own {
+            return Err(Status::permission_denied(format!(
+                "this workload is `{own}`, not `{}`",
+                body.spiffe_id
+            )));
+        }
+        let minted = self
+            .jwt
+            .get(body.audience, std::time::SystemTime::now())
+            .await?;
+        Ok(Response::new(pb::JwtsvidResponse {
+            svids: vec![pb::Jwtsvid {
+                spiffe_id: minted.spiffe_id,
+                svid: minted.token,
+                hint: String::new(),
+            }],
+        }))
     }
 
     async fn fetch_jwt_bundles(
@@ -173,7 +241,19 @@ impl pb::spiffe_workload_api_server::SpiffeWorkloadApi for WorkloadApi {
         request: Request<pb::JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
         self.admit(&request, "FetchJWTBundles")?;
-        Err(Status::unimplemented("JWT-SVIDs are not issued yet"))
+        // Sent again only when the keys change, not at every SVID rotation.
+        let mut last: Option<pb::JwtBundlesResponse> = None;
+        let changes = self
+            .follow(jwt_bundles_response)
+            .filter_map(move |r| match r {
+                Ok(response) if last.as_ref() == Some(&response) => None,
+                Ok(response) => {
+                    last = Some(response.clone());
+                    Some(Ok(response))
+                }
+                Err(e) => Some(Err(e)),
+            });
+        Ok(Response::new(Box::pin(changes)))
     }
 
     async fn validate_jwtsvid(
@@ -181,7 +261,25 @@ impl pb::spiffe_workload_api_server::SpiffeWorkloadApi for WorkloadApi {
         request: Request<pb::ValidateJwtsvidRequest>,
     ) -> Result<Response<pb::ValidateJwtsvidResponse>, Status> {
         self.admit(&request, "ValidateJWTSVID")?;
-        Err(Status::unimplemented("JWT-SVIDs are not issued yet"))
+        let body = request.into_inner();
+        if body.audience.is_empty() {
+            return Err(Status::invalid_argument("audience must be specified"));
+        }
+        if body.svid.is_empty() {
+            return Err(Status::invalid_argument("svid must be specified"));
+        }
+        let bundle = self.proxy.identity.bundle.load_full();
+        let svid = signet_spiffe::jwt::JwtSvid::validate(
+            &body.svid,
+            &body.audience,
+            std::slice::from_ref(bundle.as_ref()),
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| Status::invalid_argument(format!("the JWT-SVID is not valid: {e}")))?;
+        Ok(Response::new(pb::ValidateJwtsvidResponse {
+            spiffe_id: svid.id().to_string(),
+            claims: Some(proto_struct(svid.claims())),
+        }))
     }
 }
 

@@ -3,14 +3,17 @@ with no Signet-specific code: what an application would do.
 
     workload_api_client.py SOCKET fetch        # one X.509 context as JSON
     workload_api_client.py SOCKET watch N      # the serials of N successive SVIDs (rotation)
+    workload_api_client.py SOCKET jwt AUDIENCE # a JWT-SVID, checked locally and by the API
+    workload_api_client.py SOCKET validate AUDIENCE TOKEN   # ValidateJWTSVID alone
 
 Errors: one line on stderr, exit 2.
 """
 import json
 import sys
 import threading
+import time
 
-from spiffe import WorkloadApiClient
+from spiffe import JwtSvid, WorkloadApiClient
 
 
 def context_json(ctx):
@@ -48,6 +51,33 @@ def watch(client, wanted):
     return {"serials": serials}
 
 
+def jwt(client, audience):
+    svid = client.fetch_jwt_svid(audience={audience})
+    bundles = client.fetch_jwt_bundles()
+    bundle = bundles.get_bundle_for_trust_domain(svid.spiffe_id.trust_domain)
+    # Checked here, with the bundle the API sent, as a service receiving the token would.
+    local = JwtSvid.parse_and_validate(svid.token, bundle, {audience})
+    remote = client.validate_jwt_svid(svid.token, audience)
+    try:
+        client.validate_jwt_svid(svid.token, audience + "-other")
+        other_audience = "accepted"
+    except Exception as e:  # the API must refuse it
+        other_audience = type(e).__name__
+    again = client.fetch_jwt_svid(audience={audience})
+    return {
+        "spiffe_id": str(svid.spiffe_id),
+        "token": svid.token,
+        "audience": sorted(svid.audience),
+        "lifetime": svid.expiry - int(time.time()),
+        "local": str(local.spiffe_id),
+        "remote": str(remote.spiffe_id),
+        "other_audience": other_audience,
+        "cached": again.token == svid.token,
+        "jwt_authorities": len(bundle.jwt_authorities),
+        "bundle_set": sorted(str(b.trust_domain) for b in bundles.bundles),
+    }
+
+
 def main():
     socket, mode = sys.argv[1], sys.argv[2]
     client = WorkloadApiClient(socket_path="unix://" + socket, default_timeout=10)
@@ -55,6 +85,10 @@ def main():
         if mode == "fetch":
             out = context_json(client.fetch_x509_context())
             out["bundle_set"] = sorted(str(b.trust_domain) for b in client.fetch_x509_bundles().bundles)
+        elif mode == "jwt":
+            out = jwt(client, sys.argv[3])
+        elif mode == "validate":
+            out = {"spiffe_id": str(client.validate_jwt_svid(sys.argv[4], sys.argv[3]).spiffe_id)}
         else:
             out = watch(client, int(sys.argv[3]))
         print(json.dumps(out))
