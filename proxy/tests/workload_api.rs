@@ -368,3 +368,99 @@ async fn another_process_is_refused_and_so_is_a_request_without_the_security_hea
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
 }
+
+/// The key ID a token names.
+fn kid(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_svids_follow_the_signing_keys_rotation_and_old_tokens_still_validate() {
+    use signet_cp::api::workload as w;
+    let dir = tempfile::tempdir().unwrap();
+    // Keys that sign for 4 s, tokens of 20 s (re-minted after 10 s).
+    let cp = ControlPlane::start(
+        &dir.path().join("cp"),
+        &[
+            "--trust-domain",
+            TD,
+            "--jwt-key-lifetime",
+            "4s",
+            "--jwt-svid-ttl",
+            "20s",
+        ],
+    );
+    let app = EchoApp::start().await;
+    let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+    let _cart = start(
+        dir.path(),
+        &cp,
+        app.addr,
+        &format!("\"unix:uid:{}\", \"unix:path:{}\"", uid(), exe.display()),
+    );
+    let mut api = connect(&dir.path().join("workload.sock")).await;
+    let fetch = |api: &mut w::spiffe_workload_api_client::SpiffeWorkloadApiClient<_>| {
+        let mut api = api.clone();
+        async move {
+            api.fetch_jwtsvid(with_header(w::JwtsvidRequest {
+                audience: vec!["billing".into()],
+                spiffe_id: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .svids
+            .remove(0)
+            .svid
+        }
+    };
+    let first = fetch(&mut api).await;
+    let mut bundles = api
+        .fetch_jwt_bundles(with_header(w::JwtBundlesRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    // The bundle stream shows a second key once one is staged.
+    let mut most = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while most < 2 {
+        let message = tokio::time::timeout_at(deadline, bundles.message())
+            .await
+            .expect("a staged key within 30 s")
+            .unwrap()
+            .unwrap();
+        let jwks: serde_json::Value =
+            serde_json::from_slice(&message.bundles[&format!("spiffe://{TD}")]).unwrap();
+        most = most.max(jwks["keys"].as_array().unwrap().len());
+    }
+    // A token minted after its half-life comes from a newer key.
+    let newer = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no token from a newer key within 30 s"
+        );
+        let token = fetch(&mut api).await;
+        if kid(&token) != kid(&first) {
+            break token;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    // Both verify: the old key stays published until its last token has expired.
+    for token in [&first, &newer] {
+        let validated = api
+            .validate_jwtsvid(with_header(w::ValidateJwtsvidRequest {
+                audience: "billing".into(),
+                svid: token.clone(),
+            }))
+            .await;
+        assert_eq!(validated.unwrap().into_inner().spiffe_id, CART);
+    }
+}
