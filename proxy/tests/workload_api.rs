@@ -463,4 +463,27 @@ async fn jwt_svids_follow_the_signing_keys_rotation_and_old_tokens_still_validat
             .await;
         assert_eq!(validated.unwrap().into_inner().spiffe_id, CART);
     }
+    // Operators see the keys and their states; the first one is retiring or gone.
+    let status: serde_json::Value =
+        serde_json::from_str(&cp.meshctl_ok(&["ca", "status", "-o", "json"])).unwrap();
+    let keys = status["jwt"]["keys"].as_array().unwrap();
+    let state_of = |kid: &str| {
+        keys.iter()
+            .find(|k| k["kid"] == kid)
+            .map(|k| k["state"].as_str().unwrap().to_owned())
+    };
+    assert!(
+        matches!(state_of(&kid(&first)).as_deref(), Some("retiring")),
+        "{status}"
+    );
+    assert_ne!(status["jwt"]["signing_kid"], kid(&first), "{status}");
+    let text = cp.meshctl_ok(&["ca", "status"]);
+    assert!(
+        text.contains("jwt-svids      ES256, lifetime 20s"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("retiring     kid {}", kid(&first))),
+        "{text}"
+    );
 }

@@ -1368,6 +1368,7 @@ async fn identity(
         "certificates": certificates,
         "proxies": holders_json,
         "authorization": authorization,
+        "jwt": ca_routes::jwt_keys(hub, &mut Vec::new()),
     })))
 }
 

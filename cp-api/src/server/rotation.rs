@@ -14,7 +14,7 @@ pub fn lagging(hub: &Hub) -> Vec<String> {
 }
 
 /// Proxies that have not acknowledged bundle `wanted`.
-fn lagging_behind(hub: &Hub, wanted: u64) -> Vec<String> {
+pub fn lagging_behind(hub: &Hub, wanted: u64) -> Vec<String> {
     hub.proxies()
         .into_iter()
         .filter(|p| p.trust_bundle < wanted)

@@ -206,6 +206,53 @@ fn print_staged(ca: &Value) {
     println!("the bundle after every SVID they signed has expired. Follow it: meshctl ca status");
 }
 
+/// The JWT-SVID signing keys (`jwt` of `GET /v1/ca`).
+fn print_jwt_keys(jwt: &Value) {
+    if jwt.is_null() {
+        return;
+    }
+    let when = |v: &Value| format!("{} ({})", time_of(v), relative(v));
+    println!(
+        "jwt-svids      ES256, lifetime {}s; signing keys rotate every {}s",
+        text(jwt, "svid_ttl_seconds"),
+        text(jwt, "key_lifetime_seconds")
+    );
+    for k in jwt
+        .get("keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let retire = k
+            .get("retire_at")
+            .filter(|v| !v.is_null())
+            .map(|v| format!(", removed {}", when(v)))
+            .unwrap_or_default();
+        println!(
+            "  {:<12} kid {}  created {}{}",
+            text(k, "state"),
+            text(k, "kid"),
+            time_of(k.get("created").unwrap_or(&Value::Null)),
+            retire
+        );
+    }
+    if let Some(r) = jwt.get("rotation").filter(|v| !v.is_null()) {
+        let waiting = r
+            .get("waiting_for")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        println!(
+            "  the staged key signs once every proxy has it (at the latest {}){}",
+            relative(r.get("promote_by").unwrap_or(&Value::Null)),
+            if waiting == 0 {
+                String::new()
+            } else {
+                format!("; waiting for {waiting} proxies")
+            }
+        );
+    }
+}
+
 fn rotate(args: &RotateArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let answer = client.post("/v1/ca/rotate", &json!({}))?;
@@ -316,6 +363,7 @@ fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     if let Some(n) = ca.get("next_renewal").filter(|v| !v.is_null()) {
         println!("next renewal   {}", when(n));
     }
+    print_jwt_keys(ca.get("jwt").unwrap_or(&Value::Null));
     match ca.get("rotation").filter(|v| !v.is_null()) {
         Some(r) => {
             let waiting: Vec<&str> = r
@@ -324,7 +372,7 @@ fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
                 .map(|w| w.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             println!(
-                "rotation       staged to {} since {}; promoted once every proxy has the new bundle (by {}){}",
+                "rotation       staged to {} since {}; promoted once every proxy has the new bundle (at the latest {}){}",
                 text(r, "to"),
                 time_of(r.get("since").unwrap_or(&Value::Null)),
                 relative(r.get("promote_by").unwrap_or(&Value::Null)),

@@ -195,6 +195,15 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
         }
         None => println!("certificate    none issued"),
     }
+    if let Some(jwt) = value.get("jwt").filter(|j| !j.is_null()) {
+        println!(
+            "jwt-svids      ES256 by key {}, lifetime {}s, from its proxy's Workload API",
+            jwt.get("signing_kid")
+                .and_then(Value::as_str)
+                .unwrap_or("(none active)"),
+            text(jwt, "svid_ttl_seconds")
+        );
+    }
     let proxies = value
         .get("proxies")
         .and_then(Value::as_array)

@@ -17,6 +17,7 @@ use signet_ca::vault::{VaultAuth, VaultMode, VaultSettings, preflight};
 use super::{Api, ApiError, ApiResult, Operator, der_not_after, der_subject};
 use crate::server::ca::{Backend, CaError, Opened};
 use crate::server::hub::Hub;
+use crate::server::jwt_keys::Phase;
 use crate::server::rotation;
 
 /// Warn this long before an issuing CA expires (a Vault intermediate is re-signed when a
@@ -127,6 +128,7 @@ pub(super) fn describe(hub: &Hub) -> Value {
         ));
     }
     let intermediate = status.chain.first().filter(|c| c.role != "root");
+    let jwt = jwt_keys(hub, &mut warnings);
     json!({
         "trust_domain": hub.trust_domain.as_str(),
         "kind": status.backend,
@@ -141,6 +143,55 @@ pub(super) fn describe(hub: &Hub) -> Value {
         "rotation": rotation,
         "warnings": warnings,
         "svid_ttl_seconds": ca.profile().default_ttl.as_secs(),
+        "jwt": jwt,
+    })
+}
+
+/// The JWT-SVID signing keys and their rotation, as `GET /v1/ca` and `GET /v1/identities`
+/// show them.
+pub(super) fn jwt_keys(hub: &Hub, warnings: &mut Vec<String>) -> Value {
+    let ca = &hub.ca;
+    let profile = ca.jwt_profile();
+    let keys: Vec<Value> = ca
+        .jwt_keys()
+        .into_iter()
+        .map(|(kid, phase, created)| {
+            let retire_at = match phase {
+                Phase::Retiring { until } => Some(ms(until)),
+                _ => None,
+            };
+            json!({
+                "kid": kid,
+                "algorithm": "ES256",
+                "state": phase.name(),
+                "created": ms(created),
+                "retire_at": retire_at,
+            })
+        })
+        .collect();
+    let rotation = ca.jwt_staged().map(|(since, sequence)| {
+        let waiting = rotation::lagging_behind(hub, sequence);
+        if !waiting.is_empty() && ca.staged().is_none() {
+            warnings.push(format!(
+                "the staged JWT signing key waits for {} proxies to receive it",
+                waiting.len()
+            ));
+        }
+        json!({
+            "since": ms(since),
+            "waiting_for": waiting,
+            "promote_by": ms(since + rotation::patience(hub).as_secs()),
+        })
+    });
+    if ca.jwt_signer().is_none() {
+        warnings.push("no JWT signing key is active: JWT-SVIDs cannot be issued".to_owned());
+    }
+    json!({
+        "svid_ttl_seconds": profile.ttl.as_secs(),
+        "key_lifetime_seconds": profile.key_lifetime.as_secs(),
+        "signing_kid": ca.jwt_signer().map(|s| s.key_id().to_owned()),
+        "keys": keys,
+        "rotation": rotation,
     })
 }
 
