@@ -48,6 +48,9 @@ enum Command {
     /// Services in the registry, and their labels.
     #[command(subcommand)]
     Services(ServicesCommand),
+    /// Who may take a service's identity from its proxies' SPIFFE Workload API.
+    #[command(subcommand)]
+    Workload(WorkloadCommand),
     /// Proxies connected to the control plane.
     #[command(subcommand)]
     Proxies(ProxiesCommand),
@@ -76,6 +79,15 @@ enum IdentityCommand {
     Issue(cp::identity::IssueArgs),
     /// Put a SPIFFE ID or a certificate serial on the deny-list every proxy enforces.
     Deny(cp::identity::DenyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkloadCommand {
+    /// Set the selectors a calling process must match (`--selector unix:uid:1000`, repeated:
+    /// every one), or `--clear` them; they replace the proxies' own configuration.
+    Attest(cp::workload::AttestArgs),
+    /// The selectors set, by service.
+    List(cp::workload::ListArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +182,8 @@ fn main() -> ExitCode {
         Command::Identity(IdentityCommand::Deny(args)) => cp::identity::deny(&args),
         Command::Services(ServicesCommand::List(args)) => cp::lists::services(&args),
         Command::Services(ServicesCommand::Label(args)) => cp::labels::label(&args),
+        Command::Workload(WorkloadCommand::Attest(args)) => cp::workload::attest(&args),
+        Command::Workload(WorkloadCommand::List(args)) => cp::workload::list(&args),
         Command::Proxies(ProxiesCommand::List(args)) => cp::lists::proxies(&args),
         Command::Proxies(ProxiesCommand::Endpoints(args)) => cp::traffic::endpoints(&args),
         Command::Status(args) => cp::lists::status(&args),

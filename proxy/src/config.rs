@@ -72,16 +72,16 @@ pub struct WorkloadApiConfig {
     /// `SPIFFE_ENDPOINT_SOCKET=unix://<socket>`.
     pub socket: PathBuf,
     /// What a caller must be, every one of them: `unix:uid:N`, `unix:gid:N`,
-    /// `unix:path:/absolute/executable`.
+    /// `unix:path:/absolute/executable`. Selectors operators set on the control plane
+    /// (`meshctl workload attest`) replace these; with a control plane they may be left
+    /// empty (nobody is answered until operators set some).
+    #[serde(default)]
     pub selectors: Vec<String>,
 }
 
 impl WorkloadApiConfig {
     /// The parsed selectors.
     pub fn parsed(&self) -> Result<Vec<crate::workload_api::attest::Selector>, String> {
-        if self.selectors.is_empty() {
-            return Err("workload_api.selectors: at least one (e.g. \"unix:uid:1000\"); with none, no process could be answered".to_owned());
-        }
         self.selectors
             .iter()
             .map(|s| {
@@ -756,6 +756,9 @@ impl Config {
                 )));
             }
             api.parsed().map_err(ConfigError)?;
+            if api.selectors.is_empty() && self.control_plane.is_none() {
+                return Err(ConfigError("workload_api.selectors: at least one (e.g. \"unix:uid:1000\"); with none and no control plane to set them, no process could be answered".to_owned()));
+            }
         }
         if let Some(interception) = &self.interception {
             claim("interception.listen".to_owned(), interception.listen)?;
@@ -852,14 +855,13 @@ mod tests {
         };
         let ok = check("[workload_api]\nsocket = \"/w.sock\"\nselectors = [\"unix:uid:1\"]\n");
         assert!(ok.is_ok(), "{ok:?}");
+        // With a control plane, operators may set them there alone.
+        let ok = check("[workload_api]\nsocket = \"/w.sock\"\n");
+        assert!(ok.is_ok(), "{ok:?}");
         for (section, why) in [
             (
                 "[workload_api]\nsocket = \"w.sock\"\nselectors = [\"unix:uid:1\"]\n",
                 "absolute",
-            ),
-            (
-                "[workload_api]\nsocket = \"/w.sock\"\nselectors = []\n",
-                "at least one",
             ),
             (
                 "[workload_api]\nsocket = \"/w.sock\"\nselectors = [\"uid:1\"]\n",
@@ -870,6 +872,20 @@ mod tests {
             assert!(err.contains(why), "{section}: {err}");
             assert_eq!(err.lines().count(), 1, "{err}");
         }
+        // Without a control plane, nothing could set them: refused.
+        for file in ["c.pem", "k.pem", "b.pem"] {
+            std::fs::write(dir.path().join(file), "").unwrap();
+        }
+        let files = "[service]\nname = \"cart\"\nnamespace = \"shop\"\n\
+                     [inbound]\nlisten = \"127.0.0.1:0\"\napp = \"127.0.0.1:1\"\n\
+                     [identity]\ncert = \"c.pem\"\nkey = \"k.pem\"\nbundle = \"b.pem\"\n\
+                     [policy]\ndir = \".\"\n\
+                     [workload_api]\nsocket = \"/w.sock\"\n";
+        let err = Config::parse(files, "p.toml", dir.path())
+            .and_then(|c| c.check())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one"), "{err}");
     }
 
     #[test]

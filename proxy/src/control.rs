@@ -417,6 +417,7 @@ pub struct Link {
     last_policies: Mutex<Option<pb::PolicySlice>>,
     last_shadow: Mutex<Option<pb::PolicySlice>>,
     last_authn: Mutex<Option<pb::Authn>>,
+    last_attestation: Mutex<Option<pb::WorkloadAttestation>>,
     last_traffic: Mutex<Option<pb::TrafficSlice>>,
     /// Told when a change was applied: the next heartbeat goes at once, so the control plane
     /// learns quickly what this proxy enforces.
@@ -476,6 +477,7 @@ impl Link {
             last_policies: Mutex::new(None),
             last_shadow: Mutex::new(None),
             last_authn: Mutex::new(None),
+            last_attestation: Mutex::new(None),
             last_traffic: Mutex::new(None),
             applied: tokio::sync::Notify::new(),
             kept: Mutex::new(pb::ProxyConfig::default()),
@@ -609,6 +611,9 @@ impl Link {
                 Err(e) => self.refused("authn", &e.to_string()),
             }
         }
+        if changed(&self.last_attestation, config.attestation.as_ref()) {
+            self.apply_attestation(config.attestation.as_ref());
+        }
         match (
             convert::directory(&config.workloads),
             convert::labels(&config.labels),
@@ -668,6 +673,33 @@ impl Link {
             .config_version
             .store(config.version, std::sync::atomic::Ordering::Relaxed);
         self.applied.notify_one();
+    }
+
+    /// Takes in the Workload API selectors operators set (none: the configuration's again).
+    fn apply_attestation(&self, attestation: Option<&pb::WorkloadAttestation>) {
+        let Some(attestation) = attestation else {
+            self.proxy.attestation.store(None);
+            tracing::info!("Workload API selectors: this proxy's configuration's");
+            return;
+        };
+        let parsed: Result<Vec<_>, String> = attestation
+            .selectors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<crate::workload_api::attest::Selector>()
+                    .map_err(|e| format!("attestation.selectors[{i}]: {e}"))
+            })
+            .collect();
+        match parsed {
+            Ok(selectors) if !selectors.is_empty() => {
+                tracing::info!(selectors = ?attestation.selectors, "Workload API selectors set by the control plane");
+                self.proxy.attestation.store(Some(Arc::new(selectors)));
+                self.proxy.metrics.reloads.inc(&["attestation"]);
+            }
+            Ok(_) => self.refused("attestation", "attestation.selectors: none"),
+            Err(e) => self.refused("attestation", &e),
+        }
     }
 
     fn refused(&self, part: &str, why: &str) {

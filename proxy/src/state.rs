@@ -64,6 +64,9 @@ pub struct Proxy {
     pub telemetry: crate::telemetry::Telemetry,
     /// The own service's traffic settings on the inbound side: routes and rate limits.
     pub inbound_traffic: ArcSwap<crate::traffic::inbound::InboundPolicy>,
+    /// Who may take this service's identity from the Workload API, as operators set it on
+    /// the control plane (`meshctl workload attest`); unset: the configuration's selectors.
+    pub attestation: ArcSwapOption<Vec<crate::workload_api::attest::Selector>>,
     /// The upstream services, set once their listeners are bound.
     pub upstreams: std::sync::OnceLock<Vec<Arc<crate::outbound::Upstream>>>,
 }
@@ -121,6 +124,7 @@ impl Proxy {
             audit,
             authn: ArcSwap::from_pointee(authn),
             upstreams: std::sync::OnceLock::new(),
+            attestation: ArcSwapOption::empty(),
             health: crate::health::AppHealth::default(),
             telemetry,
             inbound_traffic: ArcSwap::from_pointee(crate::traffic::inbound::InboundPolicy::new(

@@ -487,3 +487,109 @@ async fn jwt_svids_follow_the_signing_keys_rotation_and_old_tokens_still_validat
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
+    use signet_cp::api::workload as w;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), &["--trust-domain", TD]);
+    let app = EchoApp::start().await;
+    // The proxy's own configuration names another user: this process is not the workload.
+    let _cart = start(
+        dir.path(),
+        &cp,
+        app.addr,
+        &format!("\"unix:uid:{}\"", uid() + 1),
+    );
+    let mut api = connect(&dir.path().join("workload.sock")).await;
+    let fetch = |api: &mut w::spiffe_workload_api_client::SpiffeWorkloadApiClient<_>| {
+        let mut api = api.clone();
+        async move {
+            api.fetch_jwtsvid(with_header(w::JwtsvidRequest {
+                audience: vec!["billing".into()],
+                spiffe_id: String::new(),
+            }))
+            .await
+            .map(|r| r.into_inner().svids.remove(0).spiffe_id)
+        }
+    };
+    assert_eq!(
+        fetch(&mut api).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+
+    // Operators name this user and this program; the proxy applies it before meshctl returns.
+    let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+    let uid_selector = format!("unix:uid:{}", uid());
+    let path_selector = format!("unix:path:{}", exe.display());
+    let out = cp.meshctl_ok(&[
+        "workload",
+        "attest",
+        "--service",
+        "cart",
+        "-n",
+        "shop",
+        "--selector",
+        &uid_selector,
+        "--selector",
+        &path_selector,
+    ]);
+    assert!(out.contains("answers processes matching"), "{out}");
+    assert_eq!(fetch(&mut api).await.unwrap(), CART);
+    let listed = cp.meshctl_ok(&["workload", "list"]);
+    assert!(listed.contains(&uid_selector), "{listed}");
+    let inspected = cp.meshctl_ok(&["identity", "inspect", CART]);
+    assert!(
+        inspected.contains(&format!("answers processes matching {uid_selector} and")),
+        "{inspected}"
+    );
+
+    // Another program of the same user is not the workload.
+    cp.meshctl_ok(&[
+        "workload",
+        "attest",
+        "--service",
+        "cart",
+        "-n",
+        "shop",
+        "--selector",
+        "unix:path:/usr/local/bin/cart",
+    ]);
+    assert_eq!(
+        fetch(&mut api).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+
+    // Bad input is one line and changes nothing.
+    for bad in [
+        vec!["--selector", "uid:1000"],
+        vec!["--selector", "unix:path:relative"],
+        vec![],
+    ] {
+        let mut args = vec!["workload", "attest", "--service", "cart", "-n", "shop"];
+        args.extend(bad.iter().copied());
+        let out = cp.meshctl(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.trim().is_empty(), "{args:?}");
+    }
+    let listed = cp.meshctl_ok(&["workload", "list", "-o", "json"]);
+    assert!(listed.contains("/usr/local/bin/cart"), "{listed}");
+
+    // Cleared: the proxy's own configuration decides again.
+    cp.meshctl_ok(&[
+        "workload",
+        "attest",
+        "--service",
+        "cart",
+        "-n",
+        "shop",
+        "--clear",
+    ]);
+    assert_eq!(
+        fetch(&mut api).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let listed = cp.meshctl_ok(&["workload", "list"]);
+    assert!(listed.contains("no selectors set"), "{listed}");
+}

@@ -1,7 +1,8 @@
 //! Control-plane benchmarks against a real `signet-cp` (release build, its own process):
 //!
-//! 1. SVID issuance through the gRPC API: `Issue` (join token + CSR) and `Renew` (mTLS with
-//!    the current SVID), 64 calls in flight over 4 HTTP/2 connections.
+//! 1. SVID issuance through the gRPC API: `Issue` (join token + CSR), `Renew` (mTLS with
+//!    the current SVID) and `MintJwtSvid` (a JWT-SVID for the caller), 64 calls in flight
+//!    over 4 HTTP/2 connections.
 //! 2. Apply to enforce: simulated proxies (each its own SVID, TLS connection and config
 //!    stream; on each config they rebuild the policy bundle from the slice, as a proxy
 //!    does); the time from sending `POST /v1/policies` until the last of N proxies holds the
@@ -12,7 +13,8 @@
 //! (`-- --postgres` for the store on a real PostgreSQL server the benchmark starts;
 //! `-- --postgres --replicas 3` for three replicas on it: issuance spread over them, the
 //! simulated proxies spread over them, and the apply sent to the first, so enforcement
-//! includes the change feed; `--proxies 1000` adds a round with 1,000 simulated proxies)
+//! includes the change feed; `--proxies 1000` adds a round with 1,000 simulated proxies;
+//! `--issuance-only` stops after the issuance table)
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -223,15 +225,59 @@ async fn issuance(setup: &Setup) {
     let channels: Vec<Channel> = (0..conns)
         .map(|n| channel_to(setup, resolver.clone(), n))
         .collect();
-    let left = Arc::new(std::sync::atomic::AtomicU32::new(RENEWALS));
-    let begun = Instant::now();
-    let mut tasks = Vec::new();
-    for n in 0..IN_FLIGHT {
-        let mut client =
-            pb::identity_client::IdentityClient::new(channels[n % channels.len()].clone());
-        let left = Arc::clone(&left);
+    let took = in_flight(&channels, RENEWALS, IN_FLIGHT, move |mut client| {
         let csr = csr.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
+            client
+                .renew(pb::RenewRequest {
+                    csr,
+                    ttl_seconds: 0,
+                })
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    println!(
+        "| Renew (mTLS, current SVID) | {RENEWALS} | {IN_FLIGHT} | {:.2} s | **{:.0}/s** |",
+        took.as_secs_f64(),
+        f64::from(RENEWALS) / took.as_secs_f64()
+    );
+
+    // JWT-SVIDs for the same identity: signed (ES256) and audited per token.
+    const MINTS: u32 = 20_000;
+    let took = in_flight(&channels, MINTS, IN_FLIGHT, |mut client| async move {
+        let minted = client
+            .mint_jwt_svid(pb::MintJwtSvidRequest {
+                audience: vec!["bench".into()],
+                ttl_seconds: 0,
+            })
+            .await
+            .unwrap();
+        assert!(!minted.into_inner().token.is_empty());
+    })
+    .await;
+    println!(
+        "| MintJwtSvid (mTLS, ES256 JWT-SVID) | {MINTS} | {IN_FLIGHT} | {:.2} s | **{:.0}/s** |",
+        took.as_secs_f64(),
+        f64::from(MINTS) / took.as_secs_f64()
+    );
+}
+
+/// Runs `total` calls of `call`, `tasks` at a time over `channels`; how long they took.
+async fn in_flight<F, Fut>(channels: &[Channel], total: u32, tasks: usize, call: F) -> Duration
+where
+    F: Fn(pb::identity_client::IdentityClient<Channel>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let left = Arc::new(std::sync::atomic::AtomicU32::new(total));
+    let begun = Instant::now();
+    let mut running = Vec::new();
+    for n in 0..tasks {
+        let client = pb::identity_client::IdentityClient::new(channels[n % channels.len()].clone());
+        let left = Arc::clone(&left);
+        let call = call.clone();
+        running.push(tokio::spawn(async move {
             while left
                 .fetch_update(
                     std::sync::atomic::Ordering::Relaxed,
@@ -240,25 +286,14 @@ async fn issuance(setup: &Setup) {
                 )
                 .is_ok()
             {
-                client
-                    .renew(pb::RenewRequest {
-                        csr: csr.clone(),
-                        ttl_seconds: 0,
-                    })
-                    .await
-                    .unwrap();
+                call(client.clone()).await;
             }
         }));
     }
-    for t in tasks {
+    for t in running {
         t.await.unwrap();
     }
-    let took = begun.elapsed();
-    println!(
-        "| Renew (mTLS, current SVID) | {RENEWALS} | {IN_FLIGHT} | {:.2} s | **{:.0}/s** |",
-        took.as_secs_f64(),
-        f64::from(RENEWALS) / took.as_secs_f64()
-    );
+    begun.elapsed()
 }
 
 /// A policy set of 12 policies; `round` changes one literal so every apply is a new version.
@@ -440,6 +475,9 @@ fn main() {
 
         println!("| call | SVIDs | in flight | time | rate |\n|---|---|---|---|---|");
         issuance(&setup).await;
+        if args.iter().any(|a| a == "--issuance-only") {
+            return;
+        }
 
         println!("\n| proxies | applies | p50 | p99 | max |\n|---|---|---|---|---|");
         let mut round = 0;

@@ -34,6 +34,7 @@ mod jwk;
 pub mod jwt;
 mod pem;
 mod private_file;
+pub mod selector;
 mod svid;
 pub mod tls;
 pub mod verify;

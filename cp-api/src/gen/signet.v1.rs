@@ -124,6 +124,17 @@ pub struct ProxyConfig {
     /// Traffic settings for the services the proxy calls (its upstreams). Unset: the defaults.
     #[prost(message, optional, tag = "10")]
     pub traffic: ::core::option::Option<TrafficSlice>,
+    /// Who may take the service's identity from the proxy's Workload API, as operators set it
+    /// (`meshctl workload attest`). Unset: the selectors of the proxy's own configuration.
+    #[prost(message, optional, tag = "11")]
+    pub attestation: ::core::option::Option<WorkloadAttestation>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WorkloadAttestation {
+    /// Every one must match the calling process (`unix:uid:1000`, `unix:gid:N`,
+    /// `unix:path:/usr/local/bin/cart`); at least one.
+    #[prost(string, repeated, tag = "1")]
+    pub selectors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// A slice of the mesh's traffic document: the entries of the proxy's upstream services, as
 /// canonical JSON in the format `meshctl traffic apply` takes (its JSON Schema is

@@ -19,6 +19,7 @@ use crate::api::v1 as pb;
 use crate::server::ca::Ca;
 use crate::server::store::{
     DenyEntry, PolicyVersion, ServiceLabels, ShadowCandidate, Store, StoreError, StoredFile,
+    WorkloadSelectors,
 };
 
 /// The policies being distributed.
@@ -139,6 +140,8 @@ pub struct Hub {
     registry: Mutex<HashMap<String, ProxyEntry>>,
     /// Labels operators set, by service.
     labels: RwLock<Arc<BTreeMap<ServiceRef, BTreeMap<String, String>>>>,
+    /// Workload API selectors operators set, by service.
+    selectors: RwLock<Arc<BTreeMap<ServiceRef, WorkloadSelectors>>>,
     changes: watch::Sender<u64>,
     /// Woken by every registration and heartbeat: what waits for proxies to acknowledge a
     /// version looks again.
@@ -333,6 +336,7 @@ impl Hub {
             deny_generation: std::sync::atomic::AtomicU64::new(0),
             registry: Mutex::new(HashMap::new()),
             labels: RwLock::new(Arc::new(BTreeMap::new())),
+            selectors: RwLock::new(Arc::new(BTreeMap::new())),
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
             renewals: Mutex::new(HashMap::new()),
@@ -427,7 +431,43 @@ impl Hub {
             write(&self.labels, Arc::new(labels));
             self.changed();
         }
+        let selectors: BTreeMap<ServiceRef, WorkloadSelectors> = self
+            .store
+            .workload_selectors()
+            .await?
+            .into_iter()
+            .map(|s| (ServiceRef::new(s.name.clone(), s.namespace.clone()), s))
+            .collect();
+        if *read(&self.selectors) != selectors {
+            write(&self.selectors, Arc::new(selectors));
+            self.changed();
+        }
         Ok(())
+    }
+
+    /// The Workload API selectors operators set for `service`, if any.
+    pub fn selectors_of(&self, service: &ServiceRef) -> Option<WorkloadSelectors> {
+        read(&self.selectors).get(service).cloned()
+    }
+
+    /// Every service's Workload API selectors.
+    pub fn all_selectors(&self) -> Vec<WorkloadSelectors> {
+        read(&self.selectors).values().cloned().collect()
+    }
+
+    /// Stores `entry` (already validated; no selectors: removes it) and publishes it to the
+    /// service's proxies; returns the change counter a proxy enforcing it reports.
+    pub async fn set_selectors(&self, entry: WorkloadSelectors) -> Result<u64, HubError> {
+        let service = ServiceRef::new(entry.name.clone(), entry.namespace.clone());
+        self.store.put_workload_selectors(entry.clone()).await?;
+        let mut all = (*read(&self.selectors)).clone();
+        if entry.selectors.is_empty() {
+            all.remove(&service);
+        } else {
+            all.insert(service, entry);
+        }
+        write(&self.selectors, Arc::new(all));
+        Ok(self.changed())
     }
 
     /// The labels of `service`.
@@ -1165,6 +1205,9 @@ impl Hub {
                 .into_iter()
                 .map(|(key, value)| pb::Label { key, value })
                 .collect(),
+            attestation: self.selectors_of(service).map(|s| pb::WorkloadAttestation {
+                selectors: s.selectors,
+            }),
         }
     }
 }

@@ -269,10 +269,11 @@ pub async fn serve(
 
 /// The gRPC methods served, as `/package.Service/Method`: the only values the `method` label
 /// takes (anything else a client sends is `unknown`).
-pub const GRPC_METHODS: [&str; 8] = [
+pub const GRPC_METHODS: [&str; 9] = [
     "/signet.v1.Identity/Issue",
     "/signet.v1.Identity/Renew",
     "/signet.v1.Identity/WatchBundle",
+    "/signet.v1.Identity/MintJwtSvid",
     "/signet.v1.Config/Watch",
     "/signet.v1.Config/WatchTrust",
     "/signet.v1.Registry/Register",

@@ -27,6 +27,7 @@ pub const ACTIONS: &[&str] = &[
     "authn.apply",
     "traffic.apply",
     "service.label",
+    "workload.attest",
     "token.create",
     "operator.enroll",
     "deny.add",
@@ -74,6 +75,13 @@ pub enum Act<'a> {
         service: &'a str,
         namespace: &'a str,
     },
+    /// Setting (or clearing: no selectors) who may take a service's identity from its
+    /// proxies' Workload API.
+    WorkloadAttest {
+        service: &'a str,
+        namespace: &'a str,
+        selectors: usize,
+    },
     /// A join token for `id` (an operator identity makes this `operator.enroll`).
     TokenCreate {
         id: &'a SpiffeId,
@@ -100,6 +108,7 @@ impl Act<'_> {
             Self::AuthnApply { .. } => "authn.apply",
             Self::TrafficApply { .. } => "traffic.apply",
             Self::ServiceLabel { .. } => "service.label",
+            Self::WorkloadAttest { .. } => "workload.attest",
             Self::TokenCreate {
                 operator: false, ..
             } => "token.create",
@@ -119,9 +128,10 @@ impl Act<'_> {
             | Self::PolicyShadow { .. }
             | Self::AuthnApply { .. } => ("PolicySet", "mesh".to_owned()),
             Self::TrafficApply { .. } => ("TrafficSet", "mesh".to_owned()),
-            Self::ServiceLabel { service, namespace } => {
-                ("Service", format!("{namespace}/{service}"))
-            }
+            Self::ServiceLabel { service, namespace }
+            | Self::WorkloadAttest {
+                service, namespace, ..
+            } => ("Service", format!("{namespace}/{service}")),
             Self::TokenCreate { id, .. } | Self::DenyId { id } => {
                 ("Identity", id.as_str().to_owned())
             }
@@ -196,6 +206,15 @@ impl Act<'_> {
                 pairs.push(text("service", service));
                 pairs.push(text("namespace", namespace));
             }
+            Self::WorkloadAttest {
+                service,
+                namespace,
+                selectors,
+            } => {
+                pairs.push(text("service", service));
+                pairs.push(text("namespace", namespace));
+                pairs.push(long("selectors", selectors as u64));
+            }
             Self::TokenCreate {
                 id, ttl_seconds, ..
             } => {
@@ -229,6 +248,9 @@ impl Act<'_> {
             Self::AuthnApply { .. } => "authn".to_owned(),
             Self::TrafficApply { operation, .. } => format!("traffic ({operation})"),
             Self::ServiceLabel { service, namespace } => format!("services/{namespace}/{service}"),
+            Self::WorkloadAttest {
+                service, namespace, ..
+            } => format!("workloads/{namespace}/{service}"),
             Self::TokenCreate { id, .. } | Self::DenyId { id } => id.as_str().to_owned(),
             Self::DenySerial { serial } => (*serial).to_owned(),
             Self::CaManage { .. } => "ca".to_owned(),
@@ -260,7 +282,7 @@ pub fn default_policies(td: &TrustDomain) -> Result<String, String> {
     Ok(format!(
         "// Who may operate this control plane (Cedar; schema: cp-api/schema/operators.cedarschema,\n\
          // actions \"read\", \"policy.apply\", \"policy.rollback\", \"policy.apply_widening\",\n\
-         // \"service.label\", \"token.create\", \"operator.enroll\", \"deny.add\", \"ca.manage\").\n\
+         // \"service.label\", \"workload.attest\", \"token.create\", \"operator.enroll\", \"deny.add\", \"ca.manage\").\n\
          // Read at start. The bearer token in meshctl.env acts as the admin below.\n\
          @id(\"admin-may-do-everything\")\n\
          permit (\n    principal == Signet::Operator::\"{}\",\n    action,\n    resource\n);\n",

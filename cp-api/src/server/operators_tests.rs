@@ -45,6 +45,11 @@ fn every_act(target: &SpiffeId) -> Vec<Act<'_>> {
             service: "cart",
             namespace: "shop",
         },
+        Act::WorkloadAttest {
+            service: "cart",
+            namespace: "shop",
+            selectors: 2,
+        },
         Act::TokenCreate {
             id: target,
             operator: false,

@@ -274,6 +274,8 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/tokens",
     "GET /v1/services",
     "POST /v1/services/labels",
+    "GET /v1/workloads/attestation",
+    "POST /v1/workloads/attestation",
     "GET /v1/proxies",
     "GET /v1/inventory",
     "GET /v1/identities",
@@ -340,6 +342,12 @@ pub fn router(api: Api) -> Router {
         .route("/v1/proxies", get(proxies))
         .route("/v1/inventory", get(inventory))
         .route("/v1/services/labels", post(label_service))
+        .route(
+            "/v1/workloads/attestation",
+            get(workload_routes::list)
+                .post(workload_routes::attest)
+                .layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route("/v1/identities", get(identity))
         .route(
             "/v1/deny",
@@ -413,6 +421,7 @@ mod ca_routes;
 mod shadow_routes;
 mod stats_routes;
 mod traffic_routes;
+mod workload_routes;
 
 async fn openapi() -> Response {
     (
@@ -1369,6 +1378,9 @@ async fn identity(
         "proxies": holders_json,
         "authorization": authorization,
         "jwt": ca_routes::jwt_keys(hub, &mut Vec::new()),
+        "workload_selectors": id
+            .namespace_and_account()
+            .and_then(|(ns, sa)| hub.selectors_of(&ServiceRef::new(sa, ns))),
     })))
 }
 

@@ -195,6 +195,23 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
         }
         None => println!("certificate    none issued"),
     }
+    match value.get("workload_selectors").filter(|s| !s.is_null()) {
+        Some(s) => println!(
+            "workload api   answers processes matching {} (set by {})",
+            s.get("selectors")
+                .and_then(Value::as_array)
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" and "))
+                .unwrap_or_default(),
+            text(s, "author")
+        ),
+        None => println!(
+            "workload api   its proxies' own selectors (meshctl workload attest sets them here)"
+        ),
+    }
     if let Some(jwt) = value.get("jwt").filter(|j| !j.is_null()) {
         println!(
             "jwt-svids      ES256 by key {}, lifetime {}s, from its proxy's Workload API",

@@ -20,6 +20,7 @@ pub(crate) mod shadow;
 pub(crate) mod stats;
 pub(crate) mod token;
 pub(crate) mod traffic;
+pub(crate) mod workload;
 
 pub(crate) use client::Client;
 

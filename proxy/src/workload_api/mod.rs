@@ -159,7 +159,10 @@ impl WorkloadApi {
             .ok_or_else(|| Status::permission_denied("the caller's credentials are unknown"))?;
         let caller =
             Caller::from_credentials(credentials.uid(), credentials.gid(), credentials.pid());
-        if !caller.matches(&self.selectors) {
+        // The control plane's selectors, when operators set some, replace the configuration's.
+        let operators = self.proxy.attestation.load();
+        let selectors = operators.as_deref().map_or(&self.selectors[..], |s| &s[..]);
+        if !caller.matches(selectors) {
             self.proxy.metrics.workload_api_calls.inc(&[call, "denied"]);
             tracing::warn!(call, %caller, "a Workload API caller matched no selector of this service");
             return Err(Status::permission_denied(format!(

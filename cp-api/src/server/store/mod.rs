@@ -88,6 +88,18 @@ pub struct ServiceLabels {
     pub author: String,
 }
 
+/// Who may take one service's identity from its proxies' Workload API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkloadSelectors {
+    pub namespace: String,
+    pub name: String,
+    /// Every one must match the calling process (`unix:uid:1000`); none: the entry goes.
+    pub selectors: Vec<String>,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    pub author: String,
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IssuedCertificate {
@@ -424,6 +436,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn service_labels(&self) -> BoxFuture<'_, Result<Vec<ServiceLabels>, StoreError>>;
     /// Replaces one service's labels (no labels: removes its entry).
     fn put_service_labels(&self, entry: ServiceLabels) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Every service's Workload API selectors.
+    fn workload_selectors(&self) -> BoxFuture<'_, Result<Vec<WorkloadSelectors>, StoreError>>;
+    /// Replaces one service's Workload API selectors (none: removes its entry).
+    fn put_workload_selectors(
+        &self,
+        entry: WorkloadSelectors,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Every kept proxy.
     fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, StoreError>>;

@@ -19,7 +19,8 @@ use super::{
     AuditBatch, AuditQuery, AuditRow, CaWrite, DenyEntry, DutyLease, FetchedKeys,
     IssuedCertificate, Lease, Member, NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion,
     ReplicaRow, ServiceLabels, ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn,
-    StoredCa, StoredFile, StoredTraffic, VersionWithFiles, from_unix_ms, unix_ms,
+    StoredCa, StoredFile, StoredTraffic, VersionWithFiles, WorkloadSelectors, from_unix_ms,
+    unix_ms,
 };
 
 /// SQLite's migrations in order; each runs once, in its own transaction.
@@ -75,6 +76,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../../migrations/sqlite/0015_audit_chains.sql"),
     ),
+    (
+        16,
+        include_str!("../../../migrations/sqlite/0016_workload_selectors.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
@@ -102,6 +107,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/postgres/0006_audit_chains.sql"),
+    ),
+    (
+        7,
+        include_str!("../../../migrations/postgres/0007_workload_selectors.sql"),
     ),
 ];
 
@@ -920,6 +929,65 @@ impl Store for SqlStore {
             .await
             .map_err(backend)?;
             note_change(self.dialect, &mut tx, "labels").await?;
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn workload_selectors(&self) -> BoxFuture<'_, Result<Vec<WorkloadSelectors>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT namespace, name, selectors, updated_at, author FROM workload_selectors \
+                 ORDER BY namespace, name",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    let selectors: String = r.try_get("selectors").map_err(backend)?;
+                    Ok(WorkloadSelectors {
+                        namespace: r.try_get("namespace").map_err(backend)?,
+                        name: r.try_get("name").map_err(backend)?,
+                        selectors: serde_json::from_str(&selectors).map_err(backend)?,
+                        updated_at: r.try_get("updated_at").map_err(backend)?,
+                        author: r.try_get("author").map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn put_workload_selectors(
+        &self,
+        entry: WorkloadSelectors,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.write().await?;
+            if entry.selectors.is_empty() {
+                sqlx::query("DELETE FROM workload_selectors WHERE namespace = $1 AND name = $2")
+                    .bind(&entry.namespace)
+                    .bind(&entry.name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            } else {
+                let selectors = serde_json::to_string(&entry.selectors).map_err(backend)?;
+                sqlx::query(
+                    "INSERT INTO workload_selectors (namespace, name, selectors, updated_at, author) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name) DO UPDATE SET \
+                     selectors = excluded.selectors, updated_at = excluded.updated_at, \
+                     author = excluded.author",
+                )
+                .bind(&entry.namespace)
+                .bind(&entry.name)
+                .bind(selectors)
+                .bind(entry.updated_at)
+                .bind(&entry.author)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            note_change(self.dialect, &mut tx, "selectors").await?;
             tx.commit().await.map_err(backend)
         })
     }

@@ -57,6 +57,7 @@ conformance!(
     operator_tokens_are_found_by_hash_and_replaced_by_name,
     members_are_kept_replaced_and_forgotten,
     service_labels_are_kept_replaced_and_removed,
+    workload_selectors_are_kept_replaced_and_removed,
     a_version_keeps_its_gate_summary,
     audit_records_are_indexed_once_and_found_by_every_filter,
     shadow_candidates_replace_each_other_and_report_their_flows,
@@ -406,6 +407,37 @@ async fn service_labels_are_kept_replaced_and_removed(backend: &Backend) {
     assert_eq!(kept, [entry(&[("tier", "api")])]);
     store.put_service_labels(entry(&[])).await.expect("remove");
     assert!(store.service_labels().await.expect("read").is_empty());
+}
+
+async fn workload_selectors_are_kept_replaced_and_removed(backend: &Backend) {
+    let store = backend.open().await;
+    let entry = |selectors: &[&str]| crate::server::store::WorkloadSelectors {
+        namespace: "shop".into(),
+        name: "cart".into(),
+        selectors: selectors.iter().map(|s| (*s).to_owned()).collect(),
+        updated_at: 1,
+        author: "spiffe://t.test/signet/operator/admin".into(),
+    };
+    let before = store.latest_change().await.expect("feed");
+    store
+        .put_workload_selectors(entry(&["unix:uid:1000", "unix:path:/usr/bin/cart"]))
+        .await
+        .expect("put");
+    store
+        .put_workload_selectors(entry(&["unix:uid:1001"]))
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.workload_selectors().await.expect("read"),
+        [entry(&["unix:uid:1001"])]
+    );
+    let after = store.latest_change().await.expect("feed");
+    assert!(after > before, "replicas hear of it");
+    store
+        .put_workload_selectors(entry(&[]))
+        .await
+        .expect("remove");
+    assert!(store.workload_selectors().await.expect("read").is_empty());
 }
 
 async fn a_version_keeps_its_gate_summary(backend: &Backend) {
