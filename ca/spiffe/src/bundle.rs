@@ -52,6 +52,9 @@ pub struct TrustBundle {
     roots: Vec<Root>,
     /// The keys JWT-SVIDs of the trust domain are signed with, each under its key ID.
     jwt: Vec<JwtAuthority>,
+    /// The bundles of the other trust domains this one federates with: a peer of one of
+    /// those domains is verified against its own domain's roots, and only those.
+    federated: std::sync::Arc<Vec<TrustBundle>>,
     sequence: u64,
     refresh_hint_secs: Option<u64>,
 }
@@ -69,6 +72,7 @@ impl TrustBundle {
             trust_domain,
             roots: Vec::new(),
             jwt: Vec::new(),
+            federated: std::sync::Arc::default(),
             sequence: 0,
             refresh_hint_secs: None,
         }
@@ -177,6 +181,47 @@ impl TrustBundle {
             self.sequence += 1;
         }
         Ok(added)
+    }
+
+    /// The same bundle, federated with `bundles` (replacing any before): one per trust
+    /// domain, the last given for a domain counting, this bundle's own domain never.
+    #[must_use]
+    pub fn with_federated(mut self, bundles: impl IntoIterator<Item = TrustBundle>) -> Self {
+        let mut by_domain: Vec<TrustBundle> = Vec::new();
+        for mut b in bundles {
+            if b.trust_domain == self.trust_domain {
+                continue;
+            }
+            // A federated bundle does not carry federations of its own.
+            b.federated = std::sync::Arc::default();
+            by_domain.retain(|o| o.trust_domain != b.trust_domain);
+            by_domain.push(b);
+        }
+        by_domain.sort_by(|a, b| a.trust_domain.as_str().cmp(b.trust_domain.as_str()));
+        self.federated = std::sync::Arc::new(by_domain);
+        self
+    }
+
+    /// The federated trust domains' bundles, by trust domain name.
+    pub fn federated(&self) -> &[TrustBundle] {
+        &self.federated
+    }
+
+    /// The bundle that vouches for members of `td`: this one, or a federated domain's.
+    pub fn bundle_for(&self, td: &TrustDomain) -> Option<&TrustBundle> {
+        if *td == self.trust_domain {
+            return Some(self);
+        }
+        self.federated.iter().find(|b| b.trust_domain == *td)
+    }
+
+    /// This bundle and every federated one (what validates a JWT-SVID of any of them).
+    pub fn all_domains(&self) -> Vec<TrustBundle> {
+        let mut own = self.clone();
+        own.federated = std::sync::Arc::default();
+        std::iter::once(own)
+            .chain(self.federated.iter().cloned())
+            .collect()
     }
 
     /// The JWT authorities, in the order they were added.
@@ -289,6 +334,14 @@ impl fmt::Debug for TrustBundle {
             .field("trust_domain", &self.trust_domain)
             .field("roots", &self.roots.len())
             .field("jwt_authorities", &self.jwt.len())
+            .field(
+                "federated",
+                &self
+                    .federated
+                    .iter()
+                    .map(|b| b.trust_domain.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("sequence", &self.sequence)
             .finish()
     }
@@ -304,6 +357,7 @@ impl PartialEq for TrustBundle {
                 .zip(&other.roots)
                 .all(|(a, b)| a.der == b.der)
             && self.jwt == other.jwt
+            && self.federated == other.federated
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Name constraints: the CA does not put a URI name constraint on its intermediate because
 //! webpki (and so rustls) rejects every chain carrying one. The equivalent check is done here
-//! instead: a leaf must name an ID in the bundle's own trust domain.
+//! instead: the leaf's SPIFFE ID picks the roots it is verified against (its own trust
+//! domain's, or a federated domain's), so a domain's CA vouches for its own members only.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -92,16 +93,25 @@ pub fn verify_peer(
     now: UnixTime,
     usage: Usage,
 ) -> Result<VerifiedPeer, PeerError> {
-    if bundle.is_empty() {
-        return Err(PeerError::NoRoots(bundle.trust_domain().clone()));
-    }
     let ee = webpki::EndEntityCert::try_from(end_entity)
         .map_err(|e| PeerError::InvalidChain(format!("{e:?}")))?;
+    let leaf = parse_cert(end_entity, 0).map_err(PeerError::NotSvid)?;
+    let id = spiffe_id_of(&leaf).map_err(PeerError::NotSvid)?;
+    // The roots of the trust domain the leaf claims, and only those.
+    let Some(roots) = bundle.bundle_for(&id.trust_domain()) else {
+        return Err(PeerError::WrongTrustDomain {
+            id,
+            expected: bundle.trust_domain().clone(),
+        });
+    };
+    if roots.is_empty() {
+        return Err(PeerError::NoRoots(roots.trust_domain().clone()));
+    }
     let eku = match usage {
         Usage::Client => webpki::KeyUsage::client_auth(),
         Usage::Server => webpki::KeyUsage::server_auth(),
     };
-    let anchors = bundle.anchors();
+    let anchors = roots.anchors();
     ee.verify_for_usage(
         crate::tls::provider().signature_verification_algorithms.all,
         &anchors,
@@ -112,16 +122,7 @@ pub fn verify_peer(
         None,
     )
     .map_err(|e| map_webpki(e, usage))?;
-
-    let leaf = parse_cert(end_entity, 0).map_err(PeerError::NotSvid)?;
-    let id = spiffe_id_of(&leaf).map_err(PeerError::NotSvid)?;
     check_leaf(&leaf, &id).map_err(PeerError::NotSvid)?;
-    if !id.is_member_of(bundle.trust_domain()) {
-        return Err(PeerError::WrongTrustDomain {
-            id,
-            expected: bundle.trust_domain().clone(),
-        });
-    }
     let not_after = leaf.validity().not_after.timestamp();
     Ok(VerifiedPeer {
         id,

@@ -28,10 +28,16 @@ fn a_good_chain_yields_the_spiffe_id_both_ways() {
 }
 
 #[test]
-fn foreign_root_is_an_unknown_issuer() {
+fn a_peer_of_a_domain_not_federated_is_refused_and_a_forged_one_is_an_unknown_issuer() {
     let ours = TestCa::new("acme.internal");
     let theirs = TestCa::new("evil.example");
     let (chain, _) = theirs.svid("spiffe://evil.example/ns/shop/sa/cart");
+    assert!(matches!(
+        check(&ours.bundle(), &chain, Usage::Client),
+        Err(PeerError::WrongTrustDomain { .. })
+    ));
+    // Their CA naming one of ours: our roots do not know it.
+    let (chain, _) = theirs.svid(ID);
     assert_eq!(
         check(&ours.bundle(), &chain, Usage::Client),
         Err(PeerError::UnknownIssuer)
@@ -44,6 +50,48 @@ fn foreign_root_is_an_unknown_issuer() {
         check(&ours.bundle(), &chain, Usage::Client),
         Err(PeerError::BadSignature)
     );
+}
+
+#[test]
+fn a_federated_domains_peers_verify_against_its_roots_and_only_theirs() {
+    let ours = TestCa::new("acme.internal");
+    let partner = TestCa::new("partner.example");
+    let federated = ours.bundle().with_federated([partner.bundle()]);
+    assert_eq!(federated.federated().len(), 1);
+    let (chain, _) = partner.svid("spiffe://partner.example/ns/shop/sa/frontend");
+    for usage in [Usage::Client, Usage::Server] {
+        let peer = check(&federated, &chain, usage).unwrap();
+        assert_eq!(
+            peer.id.as_str(),
+            "spiffe://partner.example/ns/shop/sa/frontend"
+        );
+    }
+    // Our own peers still verify.
+    let (own, _) = ours.svid(ID);
+    check(&federated, &own, Usage::Client).unwrap();
+    // The partner's CA cannot vouch for one of ours, nor ours for one of theirs.
+    let (forged, _) = partner.svid(ID);
+    assert_eq!(
+        check(&federated, &forged, Usage::Client),
+        Err(PeerError::UnknownIssuer)
+    );
+    let (forged, _) = ours.svid("spiffe://partner.example/ns/shop/sa/frontend");
+    assert_eq!(
+        check(&federated, &forged, Usage::Client),
+        Err(PeerError::UnknownIssuer)
+    );
+    // Unfederated again: refused.
+    let alone = federated.clone().with_federated([]);
+    assert!(matches!(
+        check(&alone, &chain, Usage::Client),
+        Err(PeerError::WrongTrustDomain { .. })
+    ));
+    assert_ne!(alone, federated);
+    // A bundle never federates with its own domain.
+    let same = ours
+        .bundle()
+        .with_federated([TestCa::new("acme.internal").bundle()]);
+    assert!(same.federated().is_empty());
 }
 
 #[test]
