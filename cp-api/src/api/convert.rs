@@ -90,28 +90,56 @@ impl From<&Deny> for pb::DenyList {
     }
 }
 
-/// The trust bundle of `td` in `bundle`; empty bundles and other trust domains' are refused.
+/// The trust bundle of `td` in `bundle`, with the federated domains' bundles it carries;
+/// empty bundles and other trust domains' are refused.
 pub fn trust_bundle(
     td: &TrustDomain,
     bundle: &pb::TrustBundle,
 ) -> Result<TrustBundle, ConvertError> {
+    let own = domain_bundle(td, bundle, "bundle")?;
+    let mut federated = Vec::with_capacity(bundle.federated.len());
+    for (i, f) in bundle.federated.iter().enumerate() {
+        let at = format!("bundle.federated[{i}]");
+        let other = TrustDomain::new(&f.trust_domain)
+            .map_err(|e| ConvertError::new(format!("{at}.trust_domain"), e))?;
+        if other == *td {
+            return Err(ConvertError::new(
+                format!("{at}.trust_domain"),
+                "a trust domain does not federate with itself",
+            ));
+        }
+        if f.roots.is_empty() && f.jwt_authorities.is_empty() {
+            return Err(ConvertError::new(at, "neither roots nor JWT keys"));
+        }
+        federated.push(domain_bundle(&other, f, &at)?);
+    }
+    Ok(own.with_federated(federated))
+}
+
+/// One trust domain's part of a bundle message, its fields named under `at`.
+fn domain_bundle(
+    td: &TrustDomain,
+    bundle: &pb::TrustBundle,
+    at: &str,
+) -> Result<TrustBundle, ConvertError> {
+    let own = at == "bundle";
     if !bundle.trust_domain.is_empty() && bundle.trust_domain != td.as_str() {
         return Err(ConvertError::new(
-            "bundle.trust_domain",
+            format!("{at}.trust_domain"),
             format!(
                 "`{}` is not this proxy's trust domain `{td}`",
                 bundle.trust_domain
             ),
         ));
     }
-    if bundle.roots.is_empty() {
+    if own && bundle.roots.is_empty() {
         return Err(ConvertError::new("bundle.roots", "no root certificates"));
     }
     let roots = bundle.roots.iter().cloned().map(CertificateDer::from);
     let mut converted = TrustBundle::from_roots(td.clone(), roots)
-        .map_err(|e| ConvertError::new("bundle.roots", e))?;
+        .map_err(|e| ConvertError::new(format!("{at}.roots"), e))?;
     for (i, a) in bundle.jwt_authorities.iter().enumerate() {
-        let at = || format!("bundle.jwt_authorities[{i}]");
+        let at = || format!("{at}.jwt_authorities[{i}]");
         let authority =
             JwtAuthority::from_jwk_json(&a.jwk).map_err(|e| ConvertError::new(&at(), e))?;
         if authority.key_id() != a.key_id {

@@ -163,6 +163,7 @@ fn a_bundle_of_another_trust_domain_or_without_roots_is_refused() {
         roots: vec![vec![1, 2, 3]],
         sequence: 1,
         jwt_authorities: vec![],
+        federated: vec![],
     };
     assert_eq!(
         trust_bundle(&td, &other).expect_err("refused").field,
@@ -173,6 +174,7 @@ fn a_bundle_of_another_trust_domain_or_without_roots_is_refused() {
         roots: vec![],
         sequence: 1,
         jwt_authorities: vec![],
+        federated: vec![],
     };
     assert_eq!(
         trust_bundle(&td, &empty).expect_err("refused").field,
@@ -197,6 +199,7 @@ fn jwt_authorities_convert_and_a_bad_or_mislabelled_one_is_refused() {
         roots: vec![ca.root().to_vec()],
         sequence: 9,
         jwt_authorities: authorities,
+        federated: vec![],
     };
     let bundle = trust_bundle(&td, &message(vec![good.clone()])).expect("converts");
     assert_eq!(bundle.jwt_authorities(), [signer.authority().clone()]);

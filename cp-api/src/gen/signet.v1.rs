@@ -61,6 +61,11 @@ pub struct TrustBundle {
     /// The keys the trust domain's JWT-SVIDs are signed with.
     #[prost(message, repeated, tag = "4")]
     pub jwt_authorities: ::prost::alloc::vec::Vec<JwtAuthority>,
+    /// The bundles of the trust domains this one federates with (`meshctl federation add`):
+    /// their peers are verified against their own roots, their JWT-SVIDs against their own
+    /// keys. Each one's own `federated` is empty.
+    #[prost(message, repeated, tag = "5")]
+    pub federated: ::prost::alloc::vec::Vec<TrustBundle>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JwtAuthority {

@@ -1239,8 +1239,15 @@ pub fn slice_files(slice: &PolicyBundle) -> Vec<pb::PolicyFile> {
         .collect()
 }
 
-/// A trust bundle as the API sends it.
+/// A trust bundle as the API sends it, with the bundles of the domains it federates with.
 pub fn bundle_message(bundle: &TrustBundle) -> pb::TrustBundle {
+    let mut message = domain_message(bundle);
+    message.federated = bundle.federated().iter().map(domain_message).collect();
+    message
+}
+
+/// One trust domain's bundle, without federations.
+fn domain_message(bundle: &TrustBundle) -> pb::TrustBundle {
     pb::TrustBundle {
         trust_domain: bundle.trust_domain().as_str().to_owned(),
         roots: bundle.roots().map(|r| r.to_vec()).collect(),
@@ -1253,5 +1260,6 @@ pub fn bundle_message(bundle: &TrustBundle) -> pb::TrustBundle {
                 jwk: a.to_jwk_json(),
             })
             .collect(),
+        federated: Vec::new(),
     }
 }

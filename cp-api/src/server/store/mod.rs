@@ -100,6 +100,31 @@ pub struct WorkloadSelectors {
     pub author: String,
 }
 
+/// A trust domain this mesh federates with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Federation {
+    pub trust_domain: String,
+    /// The bundle endpoint's URL.
+    pub endpoint: String,
+    /// `https_spiffe` or `https_web`.
+    pub profile: String,
+    /// https_spiffe: the SPIFFE ID the endpoint must present.
+    pub endpoint_spiffe_id: String,
+    /// https_web: the roots (PEM) its certificate must chain to; empty: the system's.
+    pub endpoint_ca: String,
+    /// The bundle held (SPIFFE bundle format): the bootstrap one until the first fetch.
+    pub bundle: String,
+    /// Unix milliseconds; 0: never fetched.
+    pub refreshed_at: i64,
+    /// Unix milliseconds.
+    pub next_refresh: i64,
+    /// Why the last fetch failed; empty when it did not.
+    pub last_error: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub author: String,
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IssuedCertificate {
@@ -436,6 +461,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn service_labels(&self) -> BoxFuture<'_, Result<Vec<ServiceLabels>, StoreError>>;
     /// Replaces one service's labels (no labels: removes its entry).
     fn put_service_labels(&self, entry: ServiceLabels) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Every federation, by trust domain.
+    fn federations(&self) -> BoxFuture<'_, Result<Vec<Federation>, StoreError>>;
+    /// Adds a federation (`new`; one already there is `Raced`) or replaces one (one not
+    /// there is `Raced`).
+    fn put_federation(&self, entry: Federation, new: bool)
+    -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Removes a federation; false when there was none.
+    fn remove_federation<'a>(&'a self, trust_domain: &'a str)
+    -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Every service's Workload API selectors.
     fn workload_selectors(&self) -> BoxFuture<'_, Result<Vec<WorkloadSelectors>, StoreError>>;
     /// Replaces one service's Workload API selectors (none: removes its entry).

@@ -19,7 +19,7 @@ use super::{
     AuditBatch, AuditQuery, AuditRow, CaWrite, DenyEntry, DutyLease, FetchedKeys,
     IssuedCertificate, Lease, Member, NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion,
     ReplicaRow, ServiceLabels, ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn,
-    StoredCa, StoredFile, StoredTraffic, VersionWithFiles, WorkloadSelectors, from_unix_ms,
+    StoredCa, StoredFile, StoredTraffic, VersionWithFiles, WorkloadSelectors, Federation, from_unix_ms,
     unix_ms,
 };
 
@@ -80,6 +80,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../migrations/sqlite/0016_workload_selectors.sql"),
     ),
+    (
+        17,
+        include_str!("../../../migrations/sqlite/0017_federations.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations in order: its schema started where SQLite's had arrived.
@@ -111,6 +115,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../../migrations/postgres/0007_workload_selectors.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_federations.sql"),
     ),
 ];
 
@@ -989,6 +997,101 @@ impl Store for SqlStore {
             }
             note_change(self.dialect, &mut tx, "selectors").await?;
             tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn federations(&self) -> BoxFuture<'_, Result<Vec<Federation>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT trust_domain, endpoint, profile, endpoint_spiffe_id, endpoint_ca, bundle, \
+                 refreshed_at, next_refresh, last_error, created_at, author FROM federations \
+                 ORDER BY trust_domain",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Federation {
+                        trust_domain: r.try_get("trust_domain").map_err(backend)?,
+                        endpoint: r.try_get("endpoint").map_err(backend)?,
+                        profile: r.try_get("profile").map_err(backend)?,
+                        endpoint_spiffe_id: r.try_get("endpoint_spiffe_id").map_err(backend)?,
+                        endpoint_ca: r.try_get("endpoint_ca").map_err(backend)?,
+                        bundle: r.try_get("bundle").map_err(backend)?,
+                        refreshed_at: r.try_get("refreshed_at").map_err(backend)?,
+                        next_refresh: r.try_get("next_refresh").map_err(backend)?,
+                        last_error: r.try_get("last_error").map_err(backend)?,
+                        created_at: r.try_get("created_at").map_err(backend)?,
+                        author: r.try_get("author").map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn put_federation(&self, entry: Federation, new: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.write().await?;
+            let statement = if new {
+                "INSERT INTO federations (trust_domain, endpoint, profile, endpoint_spiffe_id, \
+                 endpoint_ca, bundle, refreshed_at, next_refresh, last_error, created_at, author) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            } else {
+                "UPDATE federations SET endpoint = $2, profile = $3, endpoint_spiffe_id = $4, \
+                 endpoint_ca = $5, bundle = $6, refreshed_at = $7, next_refresh = $8, \
+                 last_error = $9, created_at = $10, author = $11 WHERE trust_domain = $1"
+            };
+            let done = sqlx::query(statement)
+                .bind(&entry.trust_domain)
+                .bind(&entry.endpoint)
+                .bind(&entry.profile)
+                .bind(&entry.endpoint_spiffe_id)
+                .bind(&entry.endpoint_ca)
+                .bind(&entry.bundle)
+                .bind(entry.refreshed_at)
+                .bind(entry.next_refresh)
+                .bind(&entry.last_error)
+                .bind(entry.created_at)
+                .bind(&entry.author)
+                .execute(&mut *tx)
+                .await;
+            match done {
+                Ok(r) if r.rows_affected() == 1 => {}
+                Ok(_) => {
+                    return Err(StoreError::Raced(format!(
+                        "trust domain `{}` is not federated (removed meanwhile)",
+                        entry.trust_domain
+                    )));
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Raced(format!(
+                        "trust domain `{}` is already federated",
+                        entry.trust_domain
+                    )));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+            note_change(self.dialect, &mut tx, "federation").await?;
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    fn remove_federation<'a>(&'a self, trust_domain: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.write().await?;
+            let removed = sqlx::query("DELETE FROM federations WHERE trust_domain = $1")
+                .bind(trust_domain)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                > 0;
+            if removed {
+                note_change(self.dialect, &mut tx, "federation").await?;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(removed)
         })
     }
 

@@ -58,6 +58,7 @@ conformance!(
     members_are_kept_replaced_and_forgotten,
     service_labels_are_kept_replaced_and_removed,
     workload_selectors_are_kept_replaced_and_removed,
+    federations_are_added_once_updated_and_removed,
     a_version_keeps_its_gate_summary,
     audit_records_are_indexed_once_and_found_by_every_filter,
     shadow_candidates_replace_each_other_and_report_their_flows,
@@ -438,6 +439,48 @@ async fn workload_selectors_are_kept_replaced_and_removed(backend: &Backend) {
         .await
         .expect("remove");
     assert!(store.workload_selectors().await.expect("read").is_empty());
+}
+
+async fn federations_are_added_once_updated_and_removed(backend: &Backend) {
+    let store = backend.open().await;
+    let entry = |bundle: &str| crate::server::store::Federation {
+        trust_domain: "partner.example".into(),
+        endpoint: "https://127.0.0.1:8443/".into(),
+        profile: "https_spiffe".into(),
+        endpoint_spiffe_id: "spiffe://partner.example/signet/control-plane".into(),
+        endpoint_ca: String::new(),
+        bundle: bundle.into(),
+        refreshed_at: 0,
+        next_refresh: 5,
+        last_error: String::new(),
+        created_at: 1,
+        author: "spiffe://t.test/signet/operator/admin".into(),
+    };
+    store
+        .put_federation(entry("{\"keys\":[]}"), true)
+        .await
+        .expect("add");
+    assert!(matches!(
+        store.put_federation(entry("{}"), true).await,
+        Err(StoreError::Raced(_))
+    ));
+    let before = store.latest_change().await.expect("feed");
+    store
+        .put_federation(entry("{\"keys\":[1]}"), false)
+        .await
+        .expect("update");
+    assert!(store.latest_change().await.expect("feed") > before);
+    assert_eq!(
+        store.federations().await.expect("read"),
+        [entry("{\"keys\":[1]}")]
+    );
+    assert!(store.remove_federation("partner.example").await.expect("remove"));
+    assert!(!store.remove_federation("partner.example").await.expect("again"));
+    assert!(matches!(
+        store.put_federation(entry("{}"), false).await,
+        Err(StoreError::Raced(_))
+    ));
+    assert!(store.federations().await.expect("read").is_empty());
 }
 
 async fn a_version_keeps_its_gate_summary(backend: &Backend) {
