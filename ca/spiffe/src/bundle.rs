@@ -301,6 +301,11 @@ impl TrustBundle {
         self.sequence = sequence;
     }
 
+    /// Sets the refresh hint published with the bundle (`spiffe_refresh_hint`).
+    pub fn set_refresh_hint_secs(&mut self, hint: Option<u64>) {
+        self.refresh_hint_secs = hint;
+    }
+
     /// How often consumers should refresh the bundle, if the publisher said.
     pub fn refresh_hint_secs(&self) -> Option<u64> {
         self.refresh_hint_secs

@@ -77,6 +77,19 @@ struct Args {
     /// Default SVID lifetime (e.g. 1h, 30m, 20s).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     svid_ttl: Duration,
+    /// Serve this trust domain's bundle to federated domains here (`https_spiffe` with the
+    /// control plane's SVID; with --bundle-endpoint-cert/-key, `https_web`). Default: off.
+    #[arg(long, value_name = "ADDR")]
+    bundle_endpoint_listen: Option<SocketAddr>,
+    /// A WebPKI certificate chain (PEM) for the bundle endpoint (`https_web`).
+    #[arg(long, value_name = "FILE", requires_all = ["bundle_endpoint_key", "bundle_endpoint_listen"])]
+    bundle_endpoint_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "bundle_endpoint_cert")]
+    bundle_endpoint_key: Option<PathBuf>,
+    /// How often federated domains should fetch the bundle again (`spiffe_refresh_hint`).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    bundle_refresh_hint: Duration,
     /// JWT-SVID lifetime: a request's default and the longest granted (e.g. 5m).
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     jwt_svid_ttl: Duration,
@@ -282,6 +295,13 @@ async fn run(args: Args) -> Result<(), String> {
             key_lifetime: args.jwt_key_lifetime,
         },
         heartbeat_interval: args.heartbeat_interval,
+        bundle_endpoint: args.bundle_endpoint_listen.map(|listen| {
+            signet_cp::server::BundleEndpointOptions {
+                listen,
+                web_certificate: args.bundle_endpoint_cert.zip(args.bundle_endpoint_key),
+            }
+        }),
+        bundle_refresh_hint: args.bundle_refresh_hint,
     })
     .await?;
     println!(
@@ -290,6 +310,7 @@ async fn run(args: Args) -> Result<(), String> {
             "grpc": running.grpc.to_string(),
             "api": running.api.to_string(),
             "metrics": running.metrics.map(|m| m.to_string()),
+            "bundle_endpoint": running.bundle_endpoint.map(|m| m.to_string()),
             "data_dir": running.data_dir.display().to_string(),
             "trust_domain": running.trust_domain,
             "env": running.env_file.display().to_string(),

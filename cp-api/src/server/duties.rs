@@ -17,8 +17,15 @@ pub const CA_ROTATION: &str = "ca-rotation";
 pub const REGISTRY_EXPIRY: &str = "registry-expiry";
 /// Fetching JWT providers' keys when their refresh is due.
 pub const JWKS_REFRESH: &str = "jwks-refresh";
+/// Fetching federated trust domains' bundles when their refresh is due.
+pub const FEDERATION_REFRESH: &str = "federation-refresh";
 /// Every duty, in the order `meshctl status` lists them.
-pub const ALL: [&str; 3] = [CA_ROTATION, REGISTRY_EXPIRY, JWKS_REFRESH];
+pub const ALL: [&str; 4] = [
+    CA_ROTATION,
+    REGISTRY_EXPIRY,
+    JWKS_REFRESH,
+    FEDERATION_REFRESH,
+];
 
 /// How long a lease runs unless renewed: a dead holder's duties move within this.
 pub const LEASE: Duration = Duration::from_secs(5);

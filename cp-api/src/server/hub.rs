@@ -142,6 +142,10 @@ pub struct Hub {
     labels: RwLock<Arc<BTreeMap<ServiceRef, BTreeMap<String, String>>>>,
     /// Workload API selectors operators set, by service.
     selectors: RwLock<Arc<BTreeMap<ServiceRef, WorkloadSelectors>>>,
+    /// The trust domains this one federates with, their bundles parsed.
+    federated: RwLock<Arc<Vec<crate::server::federation::Federated>>>,
+    /// The refresh hint the bundle endpoint publishes (seconds).
+    pub bundle_refresh_hint_secs: std::sync::atomic::AtomicU64,
     changes: watch::Sender<u64>,
     /// Woken by every registration and heartbeat: what waits for proxies to acknowledge a
     /// version looks again.
@@ -337,6 +341,8 @@ impl Hub {
             registry: Mutex::new(HashMap::new()),
             labels: RwLock::new(Arc::new(BTreeMap::new())),
             selectors: RwLock::new(Arc::new(BTreeMap::new())),
+            federated: RwLock::new(Arc::new(Vec::new())),
+            bundle_refresh_hint_secs: std::sync::atomic::AtomicU64::new(300),
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
             renewals: Mutex::new(HashMap::new()),
@@ -442,7 +448,57 @@ impl Hub {
             write(&self.selectors, Arc::new(selectors));
             self.changed();
         }
+        self.reload_federations().await?;
         Ok(())
+    }
+
+    /// Takes in the store's federations (a stored bundle that does not parse is left out,
+    /// and logged); publishes them when they changed.
+    pub async fn reload_federations(&self) -> Result<(), HubError> {
+        let mut federated = Vec::new();
+        for record in self.store.federations().await? {
+            let parsed = signet_spiffe::TrustDomain::new(&record.trust_domain)
+                .map_err(|e| e.to_string())
+                .and_then(|td| crate::server::federation::parse_bundle(&td, &record.bundle));
+            match parsed {
+                Ok(bundle) => {
+                    federated.push(crate::server::federation::Federated { record, bundle })
+                }
+                Err(e) => {
+                    tracing::error!(trust_domain = %record.trust_domain, error = %e, "a stored federated bundle does not parse; leaving it out")
+                }
+            }
+        }
+        let before = self.federations();
+        let same = before.len() == federated.len()
+            && before
+                .iter()
+                .zip(&federated)
+                .all(|(a, b)| a.record == b.record && a.bundle == b.bundle);
+        if !same {
+            let bundles_changed = before.len() != federated.len()
+                || before
+                    .iter()
+                    .zip(&federated)
+                    .any(|(a, b)| a.bundle != b.bundle);
+            write(&self.federated, Arc::new(federated));
+            if bundles_changed {
+                self.changed();
+            }
+        }
+        Ok(())
+    }
+
+    /// The federations in force.
+    pub fn federations(&self) -> Arc<Vec<crate::server::federation::Federated>> {
+        read(&self.federated)
+    }
+
+    /// The trust bundle with the federated domains' bundles: what proxies trust.
+    pub fn trusted(&self) -> TrustBundle {
+        self.ca
+            .bundle()
+            .with_federated(self.federations().iter().map(|f| f.bundle.clone()))
     }
 
     /// The Workload API selectors operators set for `service`, if any.
@@ -698,7 +754,7 @@ impl Hub {
 
     /// The trust bundle as the API sends it.
     pub fn bundle(&self) -> pb::TrustBundle {
-        bundle_message(&self.ca.bundle())
+        bundle_message(&self.trusted())
     }
 
     /// Bumps the change counter (every config stream recomputes its proxy's view); returns

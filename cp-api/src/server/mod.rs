@@ -15,6 +15,7 @@ pub mod bootstrap;
 pub mod ca;
 pub mod config_watch;
 pub mod duties;
+pub mod federation;
 pub mod feed;
 pub mod hub;
 pub mod identity;
@@ -73,6 +74,19 @@ pub struct Options {
     /// The key-encryption key sealing the CA in the store; `None`: the systemd credential,
     /// or `<data>/ca.kek` with SQLite.
     pub ca_kek_file: Option<PathBuf>,
+    /// The bundle endpoint for federated domains; `None`: not served.
+    pub bundle_endpoint: Option<BundleEndpointOptions>,
+    /// The refresh hint the bundle endpoint publishes.
+    pub bundle_refresh_hint: Duration,
+}
+
+/// Where and how the bundle endpoint is served.
+#[derive(Debug, Clone)]
+pub struct BundleEndpointOptions {
+    pub listen: SocketAddr,
+    /// `https_web`: a certificate chain and its key (PEM files); `None`: `https_spiffe`, with
+    /// the control plane's own SVID.
+    pub web_certificate: Option<(PathBuf, PathBuf)>,
 }
 
 /// A running control plane.
@@ -84,6 +98,8 @@ pub struct Running {
     pub api: SocketAddr,
     /// The bound metrics address, when there is one.
     pub metrics: Option<SocketAddr>,
+    /// The bound bundle endpoint, when there is one.
+    pub bundle_endpoint: Option<SocketAddr>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The trust domain.
@@ -141,6 +157,35 @@ pub async fn start(options: Options) -> Result<Running, String> {
         ),
         None => None,
     };
+    let endpoint_certificate = options
+        .bundle_endpoint
+        .as_ref()
+        .map(|b| match &b.web_certificate {
+            Some((chain, key)) => federation::endpoint::Certificate::Web {
+                chain: chain.clone(),
+                key: key.clone(),
+            },
+            None => federation::endpoint::Certificate::Svid(Arc::clone(&boot.resolver)),
+        });
+    if let Some(certificate) = &endpoint_certificate {
+        federation::endpoint::check(certificate)?;
+    }
+    let bundle_listener = match &options.bundle_endpoint {
+        Some(b) => Some(
+            TcpListener::bind(b.listen)
+                .await
+                .map_err(|e| format!("--bundle-endpoint-listen {}: {e}", b.listen))?,
+        ),
+        None => None,
+    };
+    let bundle_endpoint = match &bundle_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    boot.hub.bundle_refresh_hint_secs.store(
+        options.bundle_refresh_hint.as_secs().max(1),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let metrics = match &metrics_listener {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
@@ -277,6 +322,29 @@ pub async fn start(options: Options) -> Result<Running, String> {
         }
     });
 
+    if let (Some(listener), Some(certificate)) = (bundle_listener, endpoint_certificate) {
+        federation::endpoint::serve(
+            listener,
+            certificate,
+            Arc::clone(&hub),
+            shutdown.subscribe(),
+        )
+        .await?;
+    }
+    // Federated domains' bundles are fetched again when their refresh is due.
+    let federation_hub = Arc::clone(&hub);
+    tokio::spawn(every(
+        Duration::from_secs(1),
+        shutdown.subscribe(),
+        move || {
+            let hub = Arc::clone(&federation_hub);
+            async move {
+                if hub.duties.holds(duties::FEDERATION_REFRESH) {
+                    federation::refresh_due(&hub).await;
+                }
+            }
+        },
+    ));
     if let Some(listener) = metrics_listener {
         tokio::spawn(metrics::serve(
             listener,
@@ -397,6 +465,7 @@ pub async fn start(options: Options) -> Result<Running, String> {
         grpc,
         api,
         metrics,
+        bundle_endpoint,
         data_dir: options.data_dir.clone(),
         trust_domain: hub.trust_domain.as_str().to_owned(),
         env_file,

@@ -32,6 +32,7 @@ pub const ACTIONS: &[&str] = &[
     "operator.enroll",
     "deny.add",
     "ca.manage",
+    "federation.manage",
 ];
 
 /// The longest target text an operator-action record keeps: what a caller sends is recorded
@@ -94,6 +95,11 @@ pub enum Act<'a> {
     DenySerial { serial: &'a str },
     /// Changing the CA (`setup`, `rotate`).
     CaManage { operation: &'a str },
+    /// Federating with another trust domain (`add`) or no longer (`remove`).
+    FederationManage {
+        operation: &'a str,
+        trust_domain: &'a str,
+    },
 }
 
 impl Act<'_> {
@@ -115,13 +121,16 @@ impl Act<'_> {
             Self::TokenCreate { operator: true, .. } => "operator.enroll",
             Self::DenyId { .. } | Self::DenySerial { .. } => "deny.add",
             Self::CaManage { .. } => "ca.manage",
+            Self::FederationManage { .. } => "federation.manage",
         }
     }
 
     /// What the action touches, as `(entity type, id)`.
     fn resource(&self) -> (&'static str, String) {
         match self {
-            Self::Read { .. } | Self::CaManage { .. } => ("ControlPlane", "cp".to_owned()),
+            Self::Read { .. } | Self::CaManage { .. } | Self::FederationManage { .. } => {
+                ("ControlPlane", "cp".to_owned())
+            }
             Self::PolicyApply { .. }
             | Self::PolicyRollback { .. }
             | Self::PolicyWidening { .. }
@@ -231,6 +240,13 @@ impl Act<'_> {
                 pairs.push(text("value", serial));
             }
             Self::CaManage { operation } => pairs.push(text("operation", operation)),
+            Self::FederationManage {
+                operation,
+                trust_domain,
+            } => {
+                pairs.push(text("operation", operation));
+                pairs.push(text("trust_domain", trust_domain));
+            }
         }
         pairs
     }
@@ -254,6 +270,10 @@ impl Act<'_> {
             Self::TokenCreate { id, .. } | Self::DenyId { id } => id.as_str().to_owned(),
             Self::DenySerial { serial } => (*serial).to_owned(),
             Self::CaManage { .. } => "ca".to_owned(),
+            Self::FederationManage {
+                operation,
+                trust_domain,
+            } => format!("federation/{trust_domain} ({operation})"),
         };
         if text.len() > MAX_TARGET {
             let mut end = MAX_TARGET;
@@ -282,7 +302,8 @@ pub fn default_policies(td: &TrustDomain) -> Result<String, String> {
     Ok(format!(
         "// Who may operate this control plane (Cedar; schema: cp-api/schema/operators.cedarschema,\n\
          // actions \"read\", \"policy.apply\", \"policy.rollback\", \"policy.apply_widening\",\n\
-         // \"service.label\", \"workload.attest\", \"token.create\", \"operator.enroll\", \"deny.add\", \"ca.manage\").\n\
+         // \"service.label\", \"workload.attest\", \"token.create\", \"operator.enroll\", \"deny.add\", \"ca.manage\",\n\
+         // \"federation.manage\").\n\
          // Read at start. The bearer token in meshctl.env acts as the admin below.\n\
          @id(\"admin-may-do-everything\")\n\
          permit (\n    principal == Signet::Operator::\"{}\",\n    action,\n    resource\n);\n",

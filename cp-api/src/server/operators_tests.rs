@@ -65,6 +65,10 @@ fn every_act(target: &SpiffeId) -> Vec<Act<'_>> {
         Act::CaManage {
             operation: "rotate",
         },
+        Act::FederationManage {
+            operation: "add",
+            trust_domain: "partner.example",
+        },
     ]
 }
 

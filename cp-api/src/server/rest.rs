@@ -274,6 +274,9 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/tokens",
     "GET /v1/services",
     "POST /v1/services/labels",
+    "GET /v1/federation",
+    "POST /v1/federation",
+    "DELETE /v1/federation/{trust_domain}",
     "GET /v1/workloads/attestation",
     "POST /v1/workloads/attestation",
     "GET /v1/proxies",
@@ -342,6 +345,16 @@ pub fn router(api: Api) -> Router {
         .route("/v1/proxies", get(proxies))
         .route("/v1/inventory", get(inventory))
         .route("/v1/services/labels", post(label_service))
+        .route(
+            "/v1/federation",
+            get(federation_routes::list)
+                .post(federation_routes::add)
+                .layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/federation/{trust_domain}",
+            axum::routing::delete(federation_routes::remove),
+        )
         .route(
             "/v1/workloads/attestation",
             get(workload_routes::list)
@@ -418,6 +431,7 @@ async fn counted(
 
 mod authn_routes;
 mod ca_routes;
+mod federation_routes;
 mod shadow_routes;
 mod stats_routes;
 mod traffic_routes;

@@ -468,8 +468,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn put_federation(&self, entry: Federation, new: bool)
     -> BoxFuture<'_, Result<(), StoreError>>;
     /// Removes a federation; false when there was none.
-    fn remove_federation<'a>(&'a self, trust_domain: &'a str)
-    -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn remove_federation<'a>(
+        &'a self,
+        trust_domain: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Every service's Workload API selectors.
     fn workload_selectors(&self) -> BoxFuture<'_, Result<Vec<WorkloadSelectors>, StoreError>>;
     /// Replaces one service's Workload API selectors (none: removes its entry).

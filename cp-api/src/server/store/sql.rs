@@ -16,10 +16,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    AuditBatch, AuditQuery, AuditRow, CaWrite, DenyEntry, DutyLease, FetchedKeys,
+    AuditBatch, AuditQuery, AuditRow, CaWrite, DenyEntry, DutyLease, Federation, FetchedKeys,
     IssuedCertificate, Lease, Member, NewPolicyVersion, NewShadow, OperatorAction, PolicyVersion,
     ReplicaRow, ServiceLabels, ShadowCandidate, ShadowFlow, Store, StoreError, StoredAuthn,
-    StoredCa, StoredFile, StoredTraffic, VersionWithFiles, WorkloadSelectors, Federation, from_unix_ms,
+    StoredCa, StoredFile, StoredTraffic, VersionWithFiles, WorkloadSelectors, from_unix_ms,
     unix_ms,
 };
 
@@ -1030,7 +1030,11 @@ impl Store for SqlStore {
         })
     }
 
-    fn put_federation(&self, entry: Federation, new: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn put_federation(
+        &self,
+        entry: Federation,
+        new: bool,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.write().await?;
             let statement = if new {
@@ -1060,13 +1064,13 @@ impl Store for SqlStore {
                 Ok(r) if r.rows_affected() == 1 => {}
                 Ok(_) => {
                     return Err(StoreError::Raced(format!(
-                        "trust domain `{}` is not federated (removed meanwhile)",
+                        "federation `{}`",
                         entry.trust_domain
                     )));
                 }
                 Err(e) if is_unique_violation(&e) => {
                     return Err(StoreError::Raced(format!(
-                        "trust domain `{}` is already federated",
+                        "federation `{}`",
                         entry.trust_domain
                     )));
                 }
@@ -1077,7 +1081,10 @@ impl Store for SqlStore {
         })
     }
 
-    fn remove_federation<'a>(&'a self, trust_domain: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn remove_federation<'a>(
+        &'a self,
+        trust_domain: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut tx = self.write().await?;
             let removed = sqlx::query("DELETE FROM federations WHERE trust_domain = $1")

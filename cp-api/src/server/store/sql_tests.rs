@@ -474,8 +474,18 @@ async fn federations_are_added_once_updated_and_removed(backend: &Backend) {
         store.federations().await.expect("read"),
         [entry("{\"keys\":[1]}")]
     );
-    assert!(store.remove_federation("partner.example").await.expect("remove"));
-    assert!(!store.remove_federation("partner.example").await.expect("again"));
+    assert!(
+        store
+            .remove_federation("partner.example")
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !store
+            .remove_federation("partner.example")
+            .await
+            .expect("again")
+    );
     assert!(matches!(
         store.put_federation(entry("{}"), false).await,
         Err(StoreError::Raced(_))
