@@ -48,6 +48,9 @@ enum Command {
     /// Services in the registry, and their labels.
     #[command(subcommand)]
     Services(ServicesCommand),
+    /// Other trust domains this mesh trusts, through their bundle endpoints.
+    #[command(subcommand)]
+    Federation(FederationCommand),
     /// Who may take a service's identity from its proxies' SPIFFE Workload API.
     #[command(subcommand)]
     Workload(WorkloadCommand),
@@ -79,6 +82,16 @@ enum IdentityCommand {
     Issue(cp::identity::IssueArgs),
     /// Put a SPIFFE ID or a certificate serial on the deny-list every proxy enforces.
     Deny(cp::identity::DenyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum FederationCommand {
+    /// Federate with another trust domain: fetch and keep its bundle from its endpoint.
+    Add(cp::federation::AddArgs),
+    /// The trust domains federated with, and their bundles' state.
+    List(cp::federation::ListArgs),
+    /// Stop trusting a trust domain, at once.
+    Remove(cp::federation::RemoveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +196,9 @@ fn main() -> ExitCode {
         Command::Services(ServicesCommand::List(args)) => cp::lists::services(&args),
         Command::Services(ServicesCommand::Label(args)) => cp::labels::label(&args),
         Command::Workload(WorkloadCommand::Attest(args)) => cp::workload::attest(&args),
+        Command::Federation(FederationCommand::Add(args)) => cp::federation::add(&args),
+        Command::Federation(FederationCommand::List(args)) => cp::federation::list(&args),
+        Command::Federation(FederationCommand::Remove(args)) => cp::federation::remove(&args),
         Command::Workload(WorkloadCommand::List(args)) => cp::workload::list(&args),
         Command::Proxies(ProxiesCommand::List(args)) => cp::lists::proxies(&args),
         Command::Proxies(ProxiesCommand::Endpoints(args)) => cp::traffic::endpoints(&args),

@@ -94,6 +94,10 @@ pub struct Caller<'a> {
     pub service: Option<&'a str>,
     /// Its labels.
     pub labels: &'a [(String, String)],
+    /// Of another trust domain this mesh federates with: it belongs to none of this mesh's
+    /// namespaces (its SPIFFE ID's `/ns/<ns>/` names the other mesh's), and only a permit
+    /// that names its trust domain (its full SPIFFE ID, or the domain itself) allows it.
+    pub foreign: bool,
 }
 
 /// The destination service.
@@ -200,6 +204,8 @@ pub struct Authorizer {
 #[derive(Debug)]
 struct Inner {
     bundle: Arc<PolicyBundle>,
+    /// By policy id: the trust domains each policy names (in a SPIFFE ID or as a string).
+    named_domains: HashMap<String, std::collections::HashSet<String>>,
     /// `None`: every decision hands Cedar the whole bundle and nothing is cached.
     index: Option<PolicyIndex>,
     /// By a hash of the key's parts, so a lookup allocates nothing.
@@ -214,6 +220,7 @@ type PreparedCache = HashMap<u64, Vec<(PreparedKey, Arc<Prepared>)>, RandomState
 #[derive(Debug, Clone)]
 struct PreparedKey {
     peer: SpiffeId,
+    foreign: bool,
     service: Option<String>,
     caller_labels: Vec<(String, String)>,
     target: String,
@@ -233,6 +240,7 @@ impl PreparedKey {
     ) -> u64 {
         let mut h = state.build_hasher();
         peer.as_str().hash(&mut h);
+        caller.foreign.hash(&mut h);
         caller.service.hash(&mut h);
         caller.labels.hash(&mut h);
         target.name.hash(&mut h);
@@ -251,6 +259,7 @@ impl PreparedKey {
         source_ip: IpAddr,
     ) -> bool {
         self.peer == *peer
+            && self.foreign == caller.foreign
             && self.service.as_deref() == caller.service
             && self.caller_labels == caller.labels
             && self.target == target.name
@@ -263,6 +272,7 @@ impl PreparedKey {
     fn new(peer: &SpiffeId, caller: &Caller<'_>, target: &Target<'_>, source_ip: IpAddr) -> Self {
         Self {
             peer: peer.clone(),
+            foreign: caller.foreign,
             service: caller.service.map(str::to_owned),
             caller_labels: caller.labels.to_vec(),
             target: target.name.to_owned(),
@@ -394,6 +404,37 @@ impl Ask<'_> {
     }
 }
 
+/// By policy id, the trust domains each policy names: every string it holds (an entity id,
+/// a literal) that is a SPIFFE ID contributes its trust domain, and every other string
+/// itself (`principal.trust_domain == "partner.example"`). Read from Cedar's JSON form, so
+/// comments and formatting do not count.
+fn named_domains(set: &PolicySet) -> HashMap<String, std::collections::HashSet<String>> {
+    fn strings(value: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
+        match value {
+            serde_json::Value::String(s) => match s.strip_prefix("spiffe://") {
+                Some(rest) => {
+                    out.insert(rest.split('/').next().unwrap_or(rest).to_owned());
+                }
+                None => {
+                    out.insert(s.clone());
+                }
+            },
+            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    set.policies()
+        .map(|p| {
+            let mut names = std::collections::HashSet::new();
+            if let Ok(json) = p.to_json() {
+                strings(&json, &mut names);
+            }
+            (p.id().to_string(), names)
+        })
+        .collect()
+}
+
 fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
@@ -422,6 +463,7 @@ impl Authorizer {
     fn with_index(bundle: Arc<PolicyBundle>, index: Option<PolicyIndex>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                named_domains: named_domains(bundle.policies()),
                 bundle,
                 index,
                 prepared: RwLock::new(HashMap::default()),
@@ -456,9 +498,9 @@ impl Authorizer {
     pub fn candidates(&self, caller: &Caller<'_>, target: &Target<'_>, action: &str) -> usize {
         let table = ActionTable::get();
         match (caller.id, table.request_action(action), &self.inner.index) {
-            (Some(peer), Some(action), Some(index)) => {
-                index.candidates(&scope_query(peer, action, target)).len()
-            }
+            (Some(peer), Some(action), Some(index)) => index
+                .candidates(&scope_query(peer, caller.foreign, action, target))
+                .len(),
             _ => self.inner.bundle.len(),
         }
     }
@@ -474,9 +516,8 @@ impl Authorizer {
     ) -> Vec<&'static str> {
         let table = ActionTable::get();
         let needs = match (caller.id, table.request_action(action), &self.inner.index) {
-            (Some(peer), Some(action), Some(index)) => {
-                index.needs_of(&index.candidates(&scope_query(peer, action, target)))
-            }
+            (Some(peer), Some(action), Some(index)) => index
+                .needs_of(&index.candidates(&scope_query(peer, caller.foreign, action, target))),
             _ => Needs::ALL,
         };
         [
@@ -499,6 +540,40 @@ impl Authorizer {
         target: &Target<'_>,
         ask: Ask<'_>,
     ) -> Decision {
+        let decision = self.decide_any(caller, target, ask);
+        match caller.id {
+            Some(peer) if caller.foreign && decision.is_allowed() => {
+                self.named_or_denied(peer, decision)
+            }
+            _ => decision,
+        }
+    }
+
+    /// A foreign caller's allow stands only when a permit that allowed it names the
+    /// caller's trust domain: a policy written for this mesh's own workloads (`principal`
+    /// unconstrained, say) never lets another mesh in.
+    fn named_or_denied(&self, peer: &SpiffeId, decision: Decision) -> Decision {
+        let td = peer.trust_domain_str();
+        let named = decision.policies.iter().any(|id| {
+            self.inner
+                .named_domains
+                .get(id)
+                .is_some_and(|domains| domains.contains(td))
+        });
+        if named {
+            decision
+        } else {
+            Decision {
+                effect: Effect::Deny,
+                policies: Vec::new(),
+                errors: vec![format!(
+                    "`{peer}` is of federated trust domain `{td}`, and no permit that allowed it names that domain"
+                )],
+            }
+        }
+    }
+
+    fn decide_any(&self, caller: &Caller<'_>, target: &Target<'_>, ask: Ask<'_>) -> Decision {
         let Some(peer) = caller.id else {
             return Decision::error("no verified peer identity");
         };
@@ -518,7 +593,7 @@ impl Authorizer {
                 Err(e) => Decision::error(e),
             };
         };
-        let candidates = index.candidates(&scope_query(peer, action, target));
+        let candidates = index.candidates(&scope_query(peer, caller.foreign, action, target));
         if candidates.is_empty() {
             return Decision::default_deny();
         }
@@ -589,12 +664,16 @@ fn decide_with(
 
 pub(crate) fn scope_query<'a>(
     peer: &'a SpiffeId,
+    foreign: bool,
     action: usize,
     target: &Target<'a>,
 ) -> ScopeQuery<'a> {
     ScopeQuery {
         peer: peer.as_str(),
-        peer_namespace: peer.namespace_and_account().map(|(ns, _)| ns),
+        // Another mesh's `/ns/<ns>/` is not one of this mesh's namespaces.
+        peer_namespace: (!foreign)
+            .then(|| peer.namespace_and_account().map(|(ns, _)| ns))
+            .flatten(),
         action,
         service: target.name,
         service_namespace: target.namespace,
@@ -610,7 +689,11 @@ fn base_entities(
 ) -> (EntityUid, EntityUid, Vec<Entity>) {
     let types = MeshTypes::get();
     let mut entities = Vec::with_capacity(4);
-    let (ns, sa) = peer.namespace_and_account().unwrap_or(("", ""));
+    let (ns, sa) = if caller.foreign {
+        ("", "")
+    } else {
+        peer.namespace_and_account().unwrap_or(("", ""))
+    };
     let principal = uid(&types.workload, peer.as_str());
     let principal_ns = (!ns.is_empty()).then(|| uid(&types.namespace, ns));
     let resource = uid(&types.service, target.name);

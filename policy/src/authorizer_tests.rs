@@ -247,6 +247,7 @@ fn cedar_inputs_fit_the_schema() {
             id: Some(peer),
             service: Some("frontend"),
             labels: &labels,
+            foreign: false,
         };
         for target in [svc("cart"), other_ns] {
             let (principal, resource, mut entities) = base_entities(peer, &caller, &target);
@@ -356,4 +357,60 @@ fn a_decision_is_reused_only_while_no_candidate_reads_the_request() {
             .request(&caller(&frontend), &svc("cart"), &from(loopback))
             .is_allowed()
     );
+}
+
+#[test]
+fn a_federated_domains_caller_is_in_no_local_namespace_and_allowed_only_where_named() {
+    let partner = id("spiffe://partner.example/ns/shop/sa/frontend");
+    let local = shop("frontend");
+    let directory = crate::Directory::new()
+        .with_trust_domain(signet_spiffe::TrustDomain::new("acme.internal").unwrap());
+    let foreign = directory.caller(&partner);
+    assert!(foreign.foreign);
+    assert!(!directory.caller(&local).foreign);
+    let connect = |a: &Authorizer, c: &Caller<'_>| a.connect(c, &svc("cart"), IP);
+    for text in [
+        // Written for this mesh's own workloads: another mesh's `/ns/shop/` is not `shop`.
+        "@id(\"shop-connects\") permit (principal in Mesh::Namespace::\"shop\", action == Mesh::Action::\"connect\", resource);",
+        "@id(\"shop-by-attr\") permit (principal, action == Mesh::Action::\"connect\", resource) when { principal.namespace == \"shop\" };",
+        // Open to everyone: still not to a domain it does not name.
+        "@id(\"anyone\") permit (principal, action == Mesh::Action::\"connect\", resource);",
+    ] {
+        for a in [
+            with(text),
+            Authorizer::exhaustive(Arc::clone(with(text).bundle())),
+        ] {
+            let d = connect(&a, &foreign);
+            assert!(!d.is_allowed(), "{text}: {d:?}");
+            assert!(connect(&a, &caller(&local)).is_allowed(), "{text}");
+        }
+    }
+    let d = connect(
+        &with("@id(\"anyone\") permit (principal, action == Mesh::Action::\"connect\", resource);"),
+        &foreign,
+    );
+    assert!(d.errors[0].contains("names that domain"), "{d:?}");
+    for text in [
+        "@id(\"partner-frontend\") permit (principal == Mesh::Workload::\"spiffe://partner.example/ns/shop/sa/frontend\", action == Mesh::Action::\"connect\", resource == Mesh::Service::\"cart\");",
+        "@id(\"partner-domain\") permit (principal, action == Mesh::Action::\"connect\", resource) when { principal.trust_domain == \"partner.example\" };",
+    ] {
+        for a in [
+            with(text),
+            Authorizer::exhaustive(Arc::clone(with(text).bundle())),
+        ] {
+            let d = connect(&a, &foreign);
+            assert!(d.is_allowed(), "{text}: {d:?}");
+        }
+    }
+    // Naming another federated domain does not let this one in.
+    let other = with(
+        "@id(\"other\") permit (principal, action == Mesh::Action::\"connect\", resource) when { principal.trust_domain == \"other.example\" || true };",
+    );
+    assert!(!connect(&other, &foreign).is_allowed());
+    // A forbid still wins over a naming permit.
+    let both = with(
+        "@id(\"partner-domain\") permit (principal, action == Mesh::Action::\"connect\", resource) when { principal.trust_domain == \"partner.example\" };\n\
+         @id(\"no-partner\") forbid (principal == Mesh::Workload::\"spiffe://partner.example/ns/shop/sa/frontend\", action, resource);",
+    );
+    assert_eq!(connect(&both, &foreign).policies, ["no-partner"]);
 }

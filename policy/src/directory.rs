@@ -8,11 +8,13 @@
 //!
 //! A caller the directory does not list (no registry entry: a workload whose proxy never
 //! registered, an operator's SVID) gets no service (`""`) and no labels, the same in every
-//! tool. Its namespace and service account still come from its SPIFFE ID.
+//! tool. Its namespace and service account still come from its SPIFFE ID, unless it is of
+//! another trust domain than the directory's own ([`Directory::with_trust_domain`]): such a
+//! caller is foreign, in none of this mesh's namespaces.
 
 use std::collections::{BTreeMap, HashMap};
 
-use signet_spiffe::SpiffeId;
+use signet_spiffe::{SpiffeId, TrustDomain};
 
 use crate::authorizer::Caller;
 
@@ -29,12 +31,22 @@ pub struct WorkloadEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directory {
     entries: HashMap<SpiffeId, WorkloadEntry>,
+    /// The mesh's own trust domain: callers of any other are foreign. `None`: none is.
+    trust_domain: Option<TrustDomain>,
 }
 
 impl Directory {
     /// An empty directory: every caller is unregistered.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same directory, for the mesh of trust domain `td`: callers of other (federated)
+    /// trust domains are foreign.
+    #[must_use]
+    pub fn with_trust_domain(mut self, td: TrustDomain) -> Self {
+        self.trust_domain = Some(td);
+        self
     }
 
     /// Lists `id` as running `service` with `labels` (replacing an earlier entry).
@@ -62,16 +74,22 @@ impl Directory {
     /// The caller entity's inputs for `id`: its registered service and labels, or none of
     /// either when it is not registered.
     pub fn caller<'a>(&'a self, id: &'a SpiffeId) -> Caller<'a> {
+        let foreign = self
+            .trust_domain
+            .as_ref()
+            .is_some_and(|td| !id.is_member_of(td));
         match self.entries.get(id) {
-            Some(entry) => Caller {
+            Some(entry) if !foreign => Caller {
                 id: Some(id),
                 service: Some(&entry.service),
                 labels: &entry.labels,
+                foreign,
             },
-            None => Caller {
+            _ => Caller {
                 id: Some(id),
                 service: None,
                 labels: &[],
+                foreign,
             },
         }
     }

@@ -83,7 +83,7 @@ impl Authorizer {
         if let (true, Some(peer), Some(action)) =
             (default_deny, caller.id, table.request_action(ask.action()))
         {
-            let query = scope_query(peer, action, target);
+            let query = scope_query(peer, caller.foreign, action, target);
             for policy in self.bundle().policies().policies() {
                 let scope = Scope::of(policy);
                 if policy.effect() != CedarEffect::Permit

@@ -253,6 +253,7 @@ mod tests {
             id: Some(&web),
             service: Some("web"),
             labels: &[],
+            foreign: false,
         };
         let target = Target {
             name: "cart",

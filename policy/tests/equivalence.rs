@@ -200,6 +200,7 @@ fn decide(a: &Authorizer, r: &Req) -> signet_policy::Decision {
         id: Some(&peer),
         service: r.caller_service.then_some("cart"),
         labels: &[],
+        foreign: false,
     };
     let prod = [("env".to_owned(), "prod".to_owned())];
     let (name, namespace) = SERVICES[r.service];

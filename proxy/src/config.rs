@@ -445,6 +445,11 @@ pub struct OutboundConfig {
     /// plane when there is one.
     #[serde(default)]
     pub identities: Vec<SpiffeId>,
+    /// A service of another trust domain this mesh federates with (`meshctl federation
+    /// add`): its endpoints and identities are given here, since this mesh's control plane
+    /// does not know them; every identity must be of this trust domain.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
     /// How traffic is carried.
     #[serde(default)]
     pub protocol: Protocol,
@@ -780,7 +785,26 @@ impl Config {
                     o.service
                 ));
             }
-            if self.control_plane.is_some() {
+            if let Some(td) = &o.trust_domain {
+                let td = signet_spiffe::TrustDomain::new(td)
+                    .map_err(|e| ConfigError(format!("outbound[{n}].trust_domain: {e}")))?;
+                if self
+                    .control_plane
+                    .as_ref()
+                    .is_some_and(|cp| cp.trust_domain == td.as_str())
+                {
+                    return err(format!(
+                        "outbound[{n}] ({}): trust_domain `{td}` is this mesh's own; leave it out",
+                        o.service
+                    ));
+                }
+                if let Some(other) = o.identities.iter().find(|i| !i.is_member_of(&td)) {
+                    return err(format!(
+                        "outbound[{n}] ({}): identity `{other}` is not in trust domain `{td}`",
+                        o.service
+                    ));
+                }
+            } else if self.control_plane.is_some() {
                 if !o.endpoints.is_empty() || !o.identities.is_empty() {
                     return err(format!(
                         "outbound[{n}] ({}): endpoints and identities come from the control plane; remove them",
@@ -940,6 +964,27 @@ mod tests {
                 .unwrap_err()
                 .contains("come from the control plane")
         );
+        // Another trust domain's service: pinned here, its identities all of that domain.
+        let federated = "[[outbound]]\nservice = \"ledger\"\nlisten = \"127.0.0.1:0\"\n\
+                         trust_domain = \"partner.example\"\nendpoints = [\"127.0.0.1:9\"]\n\
+                         identities = [\"spiffe://partner.example/ns/fin/sa/ledger\"]\n";
+        assert_eq!(check(federated), Ok(()));
+        let mixed = federated.replace(
+            "spiffe://partner.example/ns/fin/sa/ledger",
+            "spiffe://t.test/ns/fin/sa/ledger",
+        );
+        assert!(
+            check(&mixed)
+                .unwrap_err()
+                .contains("is not in trust domain")
+        );
+        let own = federated.replace(
+            "trust_domain = \"partner.example\"",
+            "trust_domain = \"t.test\"",
+        );
+        assert!(check(&own).unwrap_err().contains("this mesh's own"));
+        let empty = federated.replace("endpoints = [\"127.0.0.1:9\"]\n", "");
+        assert!(check(&empty).unwrap_err().contains("no endpoints"));
     }
 
     #[test]

@@ -615,7 +615,7 @@ impl Link {
             self.apply_attestation(config.attestation.as_ref());
         }
         match (
-            convert::directory(&config.workloads),
+            convert::directory(&config.workloads).map(|d| d.with_trust_domain(self.td.clone())),
             convert::labels(&config.labels),
         ) {
             (Ok(directory), Ok(labels)) => {
@@ -627,7 +627,7 @@ impl Link {
             }
             (Err(e), _) | (_, Err(e)) => self.refused("workloads", &e.to_string()),
         }
-        for upstream in &self.upstreams {
+        for upstream in self.upstreams.iter().filter(|u| !u.is_federated()) {
             let Some((index, u)) = config
                 .upstreams
                 .iter()
@@ -770,9 +770,11 @@ impl Link {
     /// Follows the config stream until shutdown; `first` is told when the first
     /// configuration has been applied.
     pub async fn watch(self: Arc<Self>, first: tokio::sync::oneshot::Sender<()>) {
+        // A federated domain's services are not this control plane's to describe.
         let upstreams: Vec<String> = self
             .upstreams
             .iter()
+            .filter(|u| !u.is_federated())
             .map(|u| u.service().to_owned())
             .collect();
         let open = |channel: Channel| {

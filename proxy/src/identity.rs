@@ -176,9 +176,19 @@ impl Identity {
         Ok(())
     }
 
-    /// Switches to a new trust bundle, keeping the SVID.
+    /// Switches to a new trust bundle, keeping the SVID. A federated trust domain that
+    /// left it makes live connections re-check their peers, as a deny-list update does.
     pub fn update_bundle(&self, bundle: TrustBundle) {
+        let dropped = self
+            .bundle
+            .load()
+            .federated()
+            .iter()
+            .any(|f| bundle.bundle_for(f.trust_domain()).is_none());
         self.bundle.store(Arc::new(bundle.clone()));
+        if dropped {
+            self.deny_version.send_modify(|v| *v += 1);
+        }
         self.current.send_modify(|c| {
             *c = Arc::new(Credentials {
                 svid: c.svid.clone(),
@@ -186,6 +196,23 @@ impl Identity {
                 key_pkcs8: c.key_pkcs8.clone(),
             });
         });
+    }
+
+    /// Whether `peer` may no longer be connected: deny-listed, or of a trust domain no
+    /// longer trusted (a federation removed).
+    pub fn revoked(&self, peer: &SpiffeId, serial: &Serial) -> Option<&'static str> {
+        if self.deny.denies(peer, serial) {
+            return Some("deny-list");
+        }
+        if self
+            .bundle
+            .load()
+            .bundle_for(&peer.trust_domain())
+            .is_none()
+        {
+            return Some("trust-domain");
+        }
+        None
     }
 
     /// Replaces the deny-list and tells live connections to re-check their peers.

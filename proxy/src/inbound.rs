@@ -227,12 +227,9 @@ async fn denied_later(proxy: &Proxy, peer: Arc<Peer>) {
     let mut first = true;
     while first || versions.changed().await.is_ok() {
         first = false;
-        if proxy.identity.deny.denies(&peer.id, &peer.serial) {
-            proxy
-                .metrics
-                .connections_refused
-                .inc(&["inbound", "deny-list"]);
-            tracing::info!(peer = %peer.id, "closing a connection: peer is now on the deny-list");
+        if let Some(why) = proxy.identity.revoked(&peer.id, &peer.serial) {
+            proxy.metrics.connections_refused.inc(&["inbound", why]);
+            tracing::info!(peer = %peer.id, reason = why, "closing a connection: its peer is no longer trusted");
             return;
         }
     }

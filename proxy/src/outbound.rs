@@ -94,6 +94,11 @@ impl Upstream {
         &self.config.service
     }
 
+    /// Whether the service is another trust domain's (its endpoints configured here).
+    pub fn is_federated(&self) -> bool {
+        self.config.trust_domain.is_some()
+    }
+
     /// Whether a connection dialed at `address` is for this upstream.
     pub fn answers_for(&self, address: SocketAddr) -> bool {
         self.addresses.load().contains(&address)

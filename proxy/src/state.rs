@@ -109,6 +109,8 @@ impl Proxy {
         metrics
             .policy_version
             .store(slice.version(), Ordering::Relaxed);
+        // Callers of other (federated) trust domains are foreign in every decision.
+        let own_domain = identity.current.borrow().svid.id().trust_domain();
         Ok(Self {
             policies: Enforced::new(slice),
             shadow: ArcSwapOption::empty(),
@@ -117,7 +119,7 @@ impl Proxy {
             app,
             identity_header,
             callers: ArcSwap::from_pointee(Callers {
-                directory: Directory::new(),
+                directory: Directory::new().with_trust_domain(own_domain),
                 labels,
             }),
             shutdown,

@@ -556,7 +556,7 @@ impl Hub {
 
     fn directory_of(&self, proxies: &[ProxyEntry]) -> Directory {
         let labels = read(&self.labels);
-        let mut directory = Directory::new();
+        let mut directory = Directory::new().with_trust_domain(self.trust_domain.clone());
         for p in proxies {
             let service = ServiceRef::new(p.service.clone(), p.namespace.clone());
             let tags = labels.get(&service).cloned().unwrap_or_default();

@@ -73,23 +73,35 @@ fn x509_response(credentials: &Credentials) -> Result<pb::X509svidResponse, Stat
             hint: String::new(),
         }],
         crl: Vec::new(),
-        federated_bundles: Default::default(),
+        federated_bundles: credentials
+            .bundle
+            .federated()
+            .iter()
+            .map(|b| {
+                (
+                    format!("spiffe://{}", b.trust_domain()),
+                    concatenated(b.roots()),
+                )
+            })
+            .collect(),
     })
 }
 
 /// The trust domain's JWT authorities, keyed like the X.509 bundles.
+/// The trust domain's JWT authorities and every federated domain's, keyed like the X.509
+/// bundles.
 fn jwt_bundles_response(credentials: &Credentials) -> Result<pb::JwtBundlesResponse, Status> {
-    let bundle = &credentials.bundle;
-    let jwks = bundle
-        .jwt_jwks()
-        .map_err(|e| Status::internal(format!("the JWT bundle: {e}")))?;
-    Ok(pb::JwtBundlesResponse {
-        bundles: [(
+    let mut bundles = std::collections::HashMap::new();
+    for bundle in credentials.bundle.all_domains() {
+        let jwks = bundle
+            .jwt_jwks()
+            .map_err(|e| Status::internal(format!("the JWT bundle: {e}")))?;
+        bundles.insert(
             format!("spiffe://{}", bundle.trust_domain()),
             jwks.into_bytes(),
-        )]
-        .into(),
-    })
+        );
+    }
+    Ok(pb::JwtBundlesResponse { bundles })
 }
 
 /// A JSON value as a protobuf `Value`.
@@ -117,15 +129,22 @@ fn proto_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types
     }
 }
 
+/// The trust domain's roots and every federated domain's (those with roots).
 fn bundles_response(credentials: &Credentials) -> pb::X509BundlesResponse {
-    let td = credentials.bundle.trust_domain();
     pb::X509BundlesResponse {
         crl: Vec::new(),
-        bundles: [(
-            format!("spiffe://{td}"),
-            concatenated(credentials.bundle.roots()),
-        )]
-        .into(),
+        bundles: credentials
+            .bundle
+            .all_domains()
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                (
+                    format!("spiffe://{}", b.trust_domain()),
+                    concatenated(b.roots()),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -271,11 +290,12 @@ impl pb::spiffe_workload_api_server::SpiffeWorkloadApi for WorkloadApi {
         if body.svid.is_empty() {
             return Err(Status::invalid_argument("svid must be specified"));
         }
-        let bundle = self.proxy.identity.bundle.load_full();
+        // This trust domain's keys and every federated domain's.
+        let bundles = self.proxy.identity.bundle.load().all_domains();
         let svid = signet_spiffe::jwt::JwtSvid::validate(
             &body.svid,
             &body.audience,
-            std::slice::from_ref(bundle.as_ref()),
+            &bundles,
             std::time::SystemTime::now(),
         )
         .map_err(|e| Status::invalid_argument(format!("the JWT-SVID is not valid: {e}")))?;

@@ -1,0 +1,193 @@
+//! `meshctl federation add|list|remove`: the trust domains this mesh federates with. Adding
+//! one fetches its bundle from its bundle endpoint (authenticated with the bootstrap bundle
+//! under `https_spiffe`) and keeps it fresh; proxies then accept that domain's peers, which
+//! Cedar policies must still name. Removing one stops trust at once.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::{Remote, print_structured, print_table, relative, text};
+use crate::Outcome;
+
+/// Largest bootstrap bundle or CA file read.
+const MAX_FILE: u64 = 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub(crate) struct AddArgs {
+    /// The other mesh's trust domain.
+    #[arg(long, value_name = "TRUST_DOMAIN")]
+    trust_domain: String,
+    /// Its bundle endpoint (`https://host:port/`).
+    #[arg(long, value_name = "URL")]
+    endpoint: String,
+    /// How the endpoint authenticates: `https_spiffe` (its SVID) or `https_web` (a WebPKI
+    /// certificate).
+    #[arg(long, default_value = "https_spiffe", value_name = "PROFILE")]
+    profile: String,
+    /// https_spiffe: the SPIFFE ID the endpoint presents.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    endpoint_spiffe_id: Option<String>,
+    /// The bundle that authenticates the first fetch: PEM roots or the SPIFFE bundle format
+    /// (obtained out of band from the other mesh's operators).
+    #[arg(long, value_name = "FILE")]
+    bootstrap_bundle: Option<PathBuf>,
+    /// https_web: roots (PEM) the endpoint's certificate must chain to (default: the
+    /// system's).
+    #[arg(long, value_name = "FILE")]
+    endpoint_ca: Option<PathBuf>,
+    #[command(flatten)]
+    wait: super::Wait,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// The trust domain to stop trusting.
+    #[arg(value_name = "TRUST_DOMAIN")]
+    trust_domain: String,
+    #[command(flatten)]
+    wait: super::Wait,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+fn read(path: &PathBuf, what: &str) -> anyhow::Result<String> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{what} `{}`", path.display()))?
+        .len();
+    if len > MAX_FILE {
+        anyhow::bail!("{what} `{}` is over {MAX_FILE} bytes", path.display());
+    }
+    std::fs::read_to_string(path).with_context(|| format!("{what} `{}`", path.display()))
+}
+
+pub(crate) fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
+    let mut body = json!({
+        "trust_domain": args.trust_domain,
+        "endpoint": args.endpoint,
+        "profile": args.profile,
+        "wait_seconds": args.wait.wait.as_secs(),
+    });
+    if let Some(id) = &args.endpoint_spiffe_id {
+        body["endpoint_spiffe_id"] = json!(id);
+    }
+    if let Some(path) = &args.bootstrap_bundle {
+        body["bootstrap_bundle"] = json!(read(path, "--bootstrap-bundle")?);
+    }
+    if let Some(path) = &args.endpoint_ca {
+        body["endpoint_ca"] = json!(read(path, "--endpoint-ca")?);
+    }
+    let result = args.remote.client()?.post("/v1/federation", &body)?;
+    let table = !print_structured(args.remote.output, &result)?;
+    if table {
+        let f = result.get("federation").unwrap_or(&Value::Null);
+        println!(
+            "federated with {}: {} roots and {} JWT keys trusted (bundle sequence {})",
+            text(f, "trust_domain"),
+            text(f, "roots"),
+            f.get("jwt_keys")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            text(f, "sequence"),
+        );
+        if let Some(e) = f.get("last_error").and_then(Value::as_str) {
+            println!(
+                "warning: the first fetch failed ({e}); the bootstrap bundle is trusted until one succeeds"
+            );
+        }
+        println!("its peers are accepted, and allowed only what Cedar policies name them for");
+    }
+    let enforced = super::enforcement(&result, "the federation")?;
+    if table {
+        println!("{enforced}");
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn list(args: &ListArgs) -> anyhow::Result<Outcome> {
+    let result = args.remote.client()?.get("/v1/federation")?;
+    if print_structured(args.remote.output, &result)? {
+        return Ok(Outcome::Success);
+    }
+    let all = result
+        .get("federations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if all.is_empty() {
+        println!(
+            "{} federates with no other trust domain",
+            text(&result, "trust_domain")
+        );
+        return Ok(Outcome::Success);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|f| {
+            vec![
+                text(f, "trust_domain"),
+                text(f, "profile"),
+                text(f, "endpoint"),
+                text(f, "roots"),
+                f.get("jwt_keys")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+                    .to_string(),
+                text(f, "sequence"),
+                match f.get("refreshed_at").filter(|v| !v.is_null()) {
+                    Some(at) => relative(at),
+                    None => "never (bootstrap)".to_owned(),
+                },
+                f.get("last_error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TRUST DOMAIN",
+            "PROFILE",
+            "ENDPOINT",
+            "ROOTS",
+            "JWT KEYS",
+            "SEQUENCE",
+            "FETCHED",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn remove(args: &RemoveArgs) -> anyhow::Result<Outcome> {
+    let path = format!(
+        "/v1/federation/{}?wait_seconds={}",
+        crate::cp::query_value(&args.trust_domain),
+        args.wait.wait.as_secs()
+    );
+    let result = args.remote.client()?.delete(&path, &json!({}))?;
+    let table = !print_structured(args.remote.output, &result)?;
+    if table {
+        println!(
+            "{} is no longer trusted: proxies drop its roots and close its peers' connections",
+            text(&result, "removed")
+        );
+    }
+    let enforced = super::enforcement(&result, "the removal")?;
+    if table {
+        println!("{enforced}");
+    }
+    Ok(Outcome::Success)
+}
