@@ -35,6 +35,8 @@ pub struct ControlPlane {
     pub api: SocketAddr,
     /// Its metrics address (plain HTTP).
     pub metrics: SocketAddr,
+    /// Its bundle endpoint, when it serves one (`--bundle-endpoint-listen`).
+    pub bundle_endpoint: Option<SocketAddr>,
     /// `SIGNET_CP`, `SIGNET_TOKEN`, `SIGNET_CA`.
     pub env: Vec<(String, String)>,
     /// Its trust domain, as it announced at start.
@@ -107,6 +109,9 @@ impl ControlPlane {
             grpc: addr("grpc"),
             api: addr("api"),
             metrics: addr("metrics"),
+            bundle_endpoint: started["bundle_endpoint"]
+                .as_str()
+                .and_then(|s| s.parse().ok()),
             env,
             trust_domain: started["trust_domain"]
                 .as_str()

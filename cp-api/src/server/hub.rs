@@ -146,6 +146,8 @@ pub struct Hub {
     federated: RwLock<Arc<Vec<crate::server::federation::Federated>>>,
     /// The refresh hint the bundle endpoint publishes (seconds).
     pub bundle_refresh_hint_secs: std::sync::atomic::AtomicU64,
+    /// Whether a bundle endpoint is served (federated domains fetch the bundle from it).
+    pub bundle_endpoint_served: std::sync::atomic::AtomicBool,
     changes: watch::Sender<u64>,
     /// Woken by every registration and heartbeat: what waits for proxies to acknowledge a
     /// version looks again.
@@ -343,6 +345,7 @@ impl Hub {
             selectors: RwLock::new(Arc::new(BTreeMap::new())),
             federated: RwLock::new(Arc::new(Vec::new())),
             bundle_refresh_hint_secs: std::sync::atomic::AtomicU64::new(300),
+            bundle_endpoint_served: std::sync::atomic::AtomicBool::new(false),
             changes: watch::channel(1).0,
             reports: tokio::sync::Notify::new(),
             renewals: Mutex::new(HashMap::new()),

@@ -323,6 +323,8 @@ pub async fn start(options: Options) -> Result<Running, String> {
     });
 
     if let (Some(listener), Some(certificate)) = (bundle_listener, endpoint_certificate) {
+        hub.bundle_endpoint_served
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         federation::endpoint::serve(
             listener,
             certificate,

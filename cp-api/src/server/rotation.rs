@@ -22,6 +22,19 @@ pub fn lagging_behind(hub: &Hub, wanted: u64) -> Vec<String> {
         .collect()
 }
 
+/// How long new roots or JWT keys stay staged, published but unused, at least: with a
+/// bundle endpoint served, two of its refresh hints, so every federated domain has fetched
+/// them before anything signed by them (this control plane's own endpoint SVID included)
+/// reaches it. Without one, no wait.
+pub fn federation_delay(hub: &Hub) -> Duration {
+    use std::sync::atomic::Ordering;
+    if hub.bundle_endpoint_served.load(Ordering::Relaxed) {
+        Duration::from_secs(hub.bundle_refresh_hint_secs.load(Ordering::Relaxed)) * 2
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// How long a staged rotation waits for proxies that keep heartbeating without applying
 /// the new bundle: past this, a proxy is broken in a way a rotation cannot wait for.
 pub fn patience(hub: &Hub) -> Duration {
@@ -54,7 +67,8 @@ pub async fn step(hub: &Hub, now: SystemTime) {
             .map_or(0, |d| d.as_secs())
             .saturating_sub(since);
         let timed_out = Duration::from_secs(elapsed) >= patience(hub);
-        if waiting.is_empty() || timed_out {
+        let federated_domains_had_time = Duration::from_secs(elapsed) >= federation_delay(hub);
+        if federated_domains_had_time && (waiting.is_empty() || timed_out) {
             if timed_out && !waiting.is_empty() {
                 tracing::warn!(
                     ?waiting,
@@ -117,6 +131,9 @@ async fn rotate_jwt_key(hub: &Hub, now: SystemTime) {
             .map_or(0, |d| d.as_secs())
             .saturating_sub(since);
         if !waiting.is_empty() && Duration::from_secs(elapsed) < patience(hub) {
+            return;
+        }
+        if Duration::from_secs(elapsed) < federation_delay(hub) {
             return;
         }
         match hub.ca.promote_jwt_key().await {

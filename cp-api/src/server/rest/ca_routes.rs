@@ -110,6 +110,7 @@ pub(super) fn describe(hub: &Hub) -> Value {
             "since": ms(since),
             "waiting_for": waiting,
             "promote_by": ms(since + rotation::patience(hub).as_secs()),
+            "not_before": ms(since + rotation::federation_delay(hub).as_secs()),
         })
     });
     let upkeep = ca.upkeep();
