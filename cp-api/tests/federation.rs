@@ -395,3 +395,135 @@ async fn two_meshes_trust_each_other_through_bundle_endpoints_under_cedar_polici
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     drop(frontend);
 }
+
+/// A CA and a server certificate for 127.0.0.1 under it, as PEM files in `dir`: what a
+/// WebPKI-fronted bundle endpoint presents.
+fn web_pki(dir: &Path) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Test Web CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    (
+        write("web-ca.pem", ca.pem()),
+        write("web.pem", cert.pem()),
+        write("web.key", key.serialize_pem()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_endpoint_behind_a_webpki_certificate_is_fetched_under_https_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = web_pki(dir.path());
+    let alpha = control_plane(dir.path(), ALPHA);
+    let beta = ControlPlane::start(
+        &dir.path().join(BETA),
+        &[
+            "--trust-domain",
+            BETA,
+            "--bundle-endpoint-listen",
+            "127.0.0.1:0",
+            "--bundle-endpoint-cert",
+            &cert,
+            "--bundle-endpoint-key",
+            &key,
+        ],
+    );
+    let endpoint = format!("https://{}/", beta.bundle_endpoint.unwrap());
+    let add = |ca_file: &str| {
+        alpha.meshctl(&[
+            "federation",
+            "add",
+            "--trust-domain",
+            BETA,
+            "--endpoint",
+            &endpoint,
+            "--profile",
+            "https_web",
+            "--endpoint-ca",
+            ca_file,
+        ])
+    };
+    // Another CA's certificate: nothing fetched, and with no bootstrap bundle nothing kept.
+    let out = add(&alpha.setting("SIGNET_CA"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing to trust"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let listed = alpha.meshctl_ok(&["federation", "list"]);
+    assert!(listed.contains("federates with no other"), "{listed}");
+
+    let out = add(&ca);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&alpha.meshctl_ok(&["federation", "list", "-o", "json"])).unwrap();
+    let f = &listed["federations"][0];
+    assert_eq!(f["profile"], "https_web", "{listed}");
+    assert_eq!(f["roots"], 1, "{listed}");
+    assert!(f["refreshed_at"].is_i64(), "{listed}");
+    // The bundle as served: the SPIFFE bundle format with its sequence and refresh hint.
+    let served = reqwest_free_get(&beta, &ca).await;
+    assert!(served["spiffe_sequence"].is_u64(), "{served}");
+    assert_eq!(served["spiffe_refresh_hint"], 300, "{served}");
+    let uses: Vec<&str> = served["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["use"].as_str().unwrap())
+        .collect();
+    assert!(
+        uses.contains(&"x509-svid") && uses.contains(&"jwt-svid"),
+        "{served}"
+    );
+}
+
+/// GETs `cp`'s bundle endpoint over TLS 1.3, trusting `ca_file`.
+async fn reqwest_free_get(cp: &ControlPlane, ca_file: &str) -> serde_json::Value {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(signet_spiffe::tls::provider())
+        .with_protocol_versions(signet_spiffe::tls::PROTOCOL_VERSIONS)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let addr = cp.bundle_endpoint.unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    serde_json::from_str(body).unwrap()
+}
