@@ -250,6 +250,11 @@ async fn two_meshes_trust_each_other_through_bundle_endpoints_under_cedar_polici
     );
     assert!(f["last_error"].is_null(), "{listed}");
     assert_eq!(f["jwt_keys"].as_array().unwrap().len(), 1, "{listed}");
+    let inspected = beta.meshctl_ok(&["identity", "inspect", LEDGER]);
+    assert!(
+        inspected.contains("federated, alpha.test (1 roots, 1 JWT keys"),
+        "{inspected}"
+    );
 
     // Trusted, but no policy names alpha: refused, whatever the unconstrained permits say.
     tokio::time::sleep(Duration::from_millis(500)).await;

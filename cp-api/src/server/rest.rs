@@ -1392,6 +1392,16 @@ async fn identity(
         "proxies": holders_json,
         "authorization": authorization,
         "jwt": ca_routes::jwt_keys(hub, &mut Vec::new()),
+        "federated_bundles": hub
+            .federations()
+            .iter()
+            .map(|f| json!({
+                "trust_domain": f.record.trust_domain,
+                "roots": f.bundle.roots().len(),
+                "jwt_keys": f.bundle.jwt_authorities().len(),
+                "sequence": f.bundle.sequence(),
+            }))
+            .collect::<Vec<_>>(),
         "workload_selectors": id
             .namespace_and_account()
             .and_then(|(ns, sa)| hub.selectors_of(&ServiceRef::new(sa, ns))),

@@ -195,6 +195,29 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
         }
         None => println!("certificate    none issued"),
     }
+    let federated: Vec<String> = value
+        .get("federated_bundles")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            format!(
+                "{} ({} roots, {} JWT keys, sequence {})",
+                text(f, "trust_domain"),
+                text(f, "roots"),
+                text(f, "jwt_keys"),
+                text(f, "sequence")
+            )
+        })
+        .collect();
+    println!(
+        "trusts         its own domain{}",
+        if federated.is_empty() {
+            String::new()
+        } else {
+            format!(" and, federated, {}", federated.join("; "))
+        }
+    );
     match value.get("workload_selectors").filter(|s| !s.is_null()) {
         Some(s) => println!(
             "workload api   answers processes matching {} (set by {})",
