@@ -141,16 +141,16 @@ fn domain_bundle(
     for (i, a) in bundle.jwt_authorities.iter().enumerate() {
         let at = || format!("{at}.jwt_authorities[{i}]");
         let authority =
-            JwtAuthority::from_jwk_json(&a.jwk).map_err(|e| ConvertError::new(&at(), e))?;
+            JwtAuthority::from_jwk_json(&a.jwk).map_err(|e| ConvertError::new(at(), e))?;
         if authority.key_id() != a.key_id {
             return Err(ConvertError::new(
-                &at(),
+                at(),
                 "the key ID differs from the JWK's `kid`",
             ));
         }
         converted
             .add_jwt_authority(authority)
-            .map_err(|e| ConvertError::new(&at(), e))?;
+            .map_err(|e| ConvertError::new(at(), e))?;
     }
     converted.set_sequence(bundle.sequence);
     Ok(converted)

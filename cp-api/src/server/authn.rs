@@ -252,11 +252,7 @@ pub async fn fetch(doc: &AuthnDoc, provider: &ProviderDoc) -> Result<String, Str
     let Some(uri) = &provider.jwks_uri else {
         return Err("no jwks_uri".to_owned());
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(FETCH_TIMEOUT);
+    let mut builder = crate::server::fetch::https_client(FETCH_TIMEOUT);
     if let Some(pem) = &provider.jwks_ca {
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
             .map_err(|e| format!("jwks_ca: {e}"))?;
@@ -266,42 +262,10 @@ pub async fn fetch(doc: &AuthnDoc, provider: &ProviderDoc) -> Result<String, Str
         builder = builder.tls_certs_only(certs);
     }
     let client = builder.build().map_err(|e| format!("{uri}: {e}"))?;
-    let mut response = client
-        .get(uri)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("fetching {uri}: {}", full_error(&e)))?;
-    if !response.status().is_success() {
-        return Err(format!("fetching {uri}: HTTP {}", response.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading {uri}: {}", full_error(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(format!("{uri}: the JWKS is over {MAX_JWKS_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let jwks = String::from_utf8(body).map_err(|_| format!("{uri}: the JWKS is not UTF-8"))?;
+    let jwks = crate::server::fetch::get_json_text(&client, uri, MAX_JWKS_BYTES, "JWKS").await?;
     doc.build(provider, &jwks)
         .map_err(|e| format!("{uri}: {e}"))?;
     Ok(jwks)
-}
-
-/// An error with its sources: reqwest's top-level message alone says little.
-fn full_error(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// One pass of the key refresher: fetches, one after another, the keys of every `jwks_uri`

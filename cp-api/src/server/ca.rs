@@ -767,10 +767,9 @@ impl Ca {
         if !changed {
             return Ok(false);
         }
-        let outcome = self.rebuild_bundle(false).and_then(|_| {
+        let outcome = self.rebuild_bundle(false).map(|_| {
             let sequence = self.bundle.load().sequence();
             mark_staged_sequence(&mut lock(&self.local).sealed.jwt, sequence);
-            Ok(())
         });
         if let Err(e) = outcome {
             self.restore(before, self.active(), self.staged());
@@ -1351,7 +1350,7 @@ mod tests {
         let b = open(&store, &dir.path().join("b")).await;
         let first = kid(&a);
         assert_eq!(kid(&b), first, "one signing key for every replica");
-        assert_eq!(published(&a), [first.clone()]);
+        assert_eq!(published(&a), std::slice::from_ref(&first));
 
         // A CA rotation stages a JWT key with the new roots; it signs once promoted.
         a.stage(a.successor().await.unwrap()).await.unwrap();
@@ -1383,7 +1382,7 @@ mod tests {
         // Retired keys leave once their last token has expired.
         let far = SystemTime::now() + Duration::from_secs(3600);
         assert!(a.retire_expired(far).await.unwrap());
-        assert_eq!(published(&a), [third.clone()]);
+        assert_eq!(published(&a), std::slice::from_ref(&third));
         assert!(!a.jwt_due(SystemTime::now()));
         assert!(a.jwt_due(SystemTime::now() + Duration::from_secs(25 * 3600)));
 

@@ -112,12 +112,8 @@ pub fn next_refresh(bundle: Option<&TrustBundle>, held: &TrustBundle, now: Syste
 pub async fn fetch(record: &Federation, held: &TrustBundle) -> Result<TrustBundle, String> {
     let td = TrustDomain::new(&record.trust_domain).map_err(|e| e.to_string())?;
     let profile: Profile = record.profile.parse()?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(FETCH_TIMEOUT);
-    builder = match profile {
+    let builder = crate::server::fetch::https_client(FETCH_TIMEOUT);
+    let builder = match profile {
         Profile::HttpsSpiffe => {
             let id = SpiffeId::from_str(&record.endpoint_spiffe_id).map_err(|e| e.to_string())?;
             let verifier = SpiffeServerVerifier::new(
@@ -134,51 +130,21 @@ pub async fn fetch(record: &Federation, held: &TrustBundle) -> Result<TrustBundl
         Profile::HttpsWeb if !record.endpoint_ca.is_empty() => {
             let certs = reqwest::Certificate::from_pem_bundle(record.endpoint_ca.as_bytes())
                 .map_err(|e| format!("the endpoint's CA: {e}"))?;
+            if certs.is_empty() {
+                return Err("the endpoint's CA holds no certificate".to_owned());
+            }
             builder.tls_certs_only(certs)
         }
         Profile::HttpsWeb => builder,
     };
     let client = builder.build().map_err(|e| e.to_string())?;
     let url = &record.endpoint;
-    let mut response = client
-        .get(url)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("fetching {url}: {}", full_error(&e)))?;
-    if !response.status().is_success() {
-        return Err(format!("fetching {url}: HTTP {}", response.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading {url}: {}", full_error(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_BUNDLE_BYTES {
-            return Err(format!(
-                "{url}: the bundle is over {MAX_BUNDLE_BYTES} bytes"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let text = String::from_utf8(body).map_err(|_| format!("{url}: the bundle is not UTF-8"))?;
+    let text =
+        crate::server::fetch::get_json_text(&client, url, MAX_BUNDLE_BYTES, "bundle").await?;
     if !text.trim_start().starts_with('{') {
         return Err(format!("{url}: not a SPIFFE bundle (JSON)"));
     }
     parse_bundle(&td, &text).map_err(|e| format!("{url}: {e}"))
-}
-
-/// An error with its sources: reqwest's top-level message alone says little.
-fn full_error(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Fetches `federated` once and writes the outcome (new bundle, or the error) to the store;

@@ -17,6 +17,7 @@ pub mod config_watch;
 pub mod duties;
 pub mod federation;
 pub mod feed;
+pub mod fetch;
 pub mod hub;
 pub mod identity;
 pub mod jwt_keys;
