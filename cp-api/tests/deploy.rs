@@ -191,7 +191,9 @@ fn the_local_three_replica_script_runs_one_mesh_control_plane_and_stops_whole() 
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let status = meshctl(3, &["status"]);
-        if status.matches(" alive").count() == 3 && status.matches(" held by ").count() == 3 {
+        if status.matches(" alive").count() == 3
+            && status.matches(" held by ").count() == signet_cp::server::duties::ALL.len()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "{status}");

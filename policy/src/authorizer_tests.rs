@@ -368,6 +368,24 @@ fn a_federated_domains_caller_is_in_no_local_namespace_and_allowed_only_where_na
     let foreign = directory.caller(&partner);
     assert!(foreign.foreign);
     assert!(!directory.caller(&local).foreign);
+    // The offline tools' inventory says the same once it names the mesh's trust domain.
+    let inventory = crate::Inventory {
+        trust_domain: Some("acme.internal".to_owned()),
+        ..crate::Inventory::default()
+    };
+    inventory.check().unwrap();
+    assert!(inventory.directory().caller(&partner).foreign);
+    assert!(
+        !crate::Inventory::default()
+            .directory()
+            .caller(&partner)
+            .foreign
+    );
+    let bad = crate::Inventory {
+        trust_domain: Some("Not A Domain".to_owned()),
+        ..crate::Inventory::default()
+    };
+    assert!(bad.check().is_err());
     let connect = |a: &Authorizer, c: &Caller<'_>| a.connect(c, &svc("cart"), IP);
     for text in [
         // Written for this mesh's own workloads: another mesh's `/ns/shop/` is not `shop`.

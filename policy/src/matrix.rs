@@ -85,11 +85,18 @@ pub struct Inventory {
     /// HTTP requests to try; `connect` is always tried.
     #[serde(default)]
     pub requests: Vec<RequestSample>,
+    /// The mesh's own trust domain: principals of any other are foreign (federated), as the
+    /// proxies decide them. Absent: none is.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
 }
 
 impl Inventory {
     /// Checks what serde cannot: known methods, no repeated workloads or services.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(td) = &self.trust_domain {
+            signet_spiffe::TrustDomain::new(td).map_err(|e| format!("trust_domain `{td}`: {e}"))?;
+        }
         let table = ActionTable::get();
         for sample in &self.requests {
             if sample.method == "connect" || table.request_action(&sample.method).is_none() {
@@ -113,6 +120,13 @@ impl Inventory {
     /// The workloads as a [`Directory`]: how every tool turns a principal into a caller.
     pub fn directory(&self) -> Directory {
         let mut directory = Directory::new();
+        if let Some(td) = self
+            .trust_domain
+            .as_deref()
+            .and_then(|td| signet_spiffe::TrustDomain::new(td).ok())
+        {
+            directory = directory.with_trust_domain(td);
+        }
         for w in &self.workloads {
             directory.insert(
                 w.spiffe_id.clone(),

@@ -613,6 +613,7 @@ impl Hub {
             workloads,
             services,
             requests: Vec::new(),
+            trust_domain: Some(self.trust_domain.to_string()),
         }
     }
 

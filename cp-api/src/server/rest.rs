@@ -1160,7 +1160,7 @@ async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult {
         .map(|s| json!({ "name": s.name, "namespace": s.namespace, "port": s.port, "labels": s.labels }))
         .collect();
     Ok(Json(
-        json!({ "workloads": workloads, "services": services }),
+        json!({ "workloads": workloads, "services": services, "trust_domain": inventory.trust_domain }),
     ))
 }
 
