@@ -146,6 +146,28 @@ async fn connect(
     )
 }
 
+/// Selectors that match this test process (its uid and executable).
+fn this_process() -> String {
+    let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+    format!("\"unix:uid:{}\", \"unix:path:{}\"", uid(), exe.display())
+}
+
+/// `api`'s JWT-SVID for the one audience `audience`.
+async fn jwt_svid(
+    api: &signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient<
+        tonic::transport::Channel,
+    >,
+    audience: &str,
+) -> Result<signet_cp::api::workload::Jwtsvid, tonic::Status> {
+    api.clone()
+        .fetch_jwtsvid(with_header(signet_cp::api::workload::JwtsvidRequest {
+            audience: vec![audience.to_owned()],
+            spiffe_id: String::new(),
+        }))
+        .await
+        .map(|r| r.into_inner().svids.remove(0))
+}
+
 fn start(
     dir: &Path,
     cp: &ControlPlane,
@@ -170,13 +192,7 @@ async fn the_workload_gets_its_identity_and_follows_its_rotation() {
         &["--trust-domain", TD, "--svid-ttl", "12s"],
     );
     let app = EchoApp::start().await;
-    let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
-    let _cart = start(
-        dir.path(),
-        &cp,
-        app.addr,
-        &format!("\"unix:uid:{}\", \"unix:path:{}\"", uid(), exe.display()),
-    );
+    let _cart = start(dir.path(), &cp, app.addr, &this_process());
     let mut api = connect(&dir.path().join("workload.sock")).await;
     let mut stream = api
         .fetch_x509svid(with_header(signet_cp::api::workload::X509svidRequest {}))
@@ -399,30 +415,9 @@ async fn jwt_svids_follow_the_signing_keys_rotation_and_old_tokens_still_validat
         ],
     );
     let app = EchoApp::start().await;
-    let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
-    let _cart = start(
-        dir.path(),
-        &cp,
-        app.addr,
-        &format!("\"unix:uid:{}\", \"unix:path:{}\"", uid(), exe.display()),
-    );
+    let _cart = start(dir.path(), &cp, app.addr, &this_process());
     let mut api = connect(&dir.path().join("workload.sock")).await;
-    let fetch = |api: &mut w::spiffe_workload_api_client::SpiffeWorkloadApiClient<_>| {
-        let mut api = api.clone();
-        async move {
-            api.fetch_jwtsvid(with_header(w::JwtsvidRequest {
-                audience: vec!["billing".into()],
-                spiffe_id: String::new(),
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .svids
-            .remove(0)
-            .svid
-        }
-    };
-    let first = fetch(&mut api).await;
+    let first = jwt_svid(&api, "billing").await.unwrap().svid;
     let mut bundles = api
         .fetch_jwt_bundles(with_header(w::JwtBundlesRequest {}))
         .await
@@ -447,7 +442,7 @@ async fn jwt_svids_follow_the_signing_keys_rotation_and_old_tokens_still_validat
             tokio::time::Instant::now() < deadline,
             "no token from a newer key within 30 s"
         );
-        let token = fetch(&mut api).await;
+        let token = jwt_svid(&api, "billing").await.unwrap().svid;
         if kid(&token) != kid(&first) {
             break token;
         }
@@ -490,7 +485,6 @@ async fn jwt_svids_follow_the_signing_keys_rotation_and_old_tokens_still_validat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
-    use signet_cp::api::workload as w;
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), &["--trust-domain", TD]);
     let app = EchoApp::start().await;
@@ -501,20 +495,13 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
         app.addr,
         &format!("\"unix:uid:{}\"", uid() + 1),
     );
-    let mut api = connect(&dir.path().join("workload.sock")).await;
-    let fetch = |api: &mut w::spiffe_workload_api_client::SpiffeWorkloadApiClient<_>| {
-        let mut api = api.clone();
-        async move {
-            api.fetch_jwtsvid(with_header(w::JwtsvidRequest {
-                audience: vec!["billing".into()],
-                spiffe_id: String::new(),
-            }))
-            .await
-            .map(|r| r.into_inner().svids.remove(0).spiffe_id)
-        }
-    };
+    let api = connect(&dir.path().join("workload.sock")).await;
     assert_eq!(
-        fetch(&mut api).await.unwrap_err().code(),
+        jwt_svid(&api, "billing")
+            .await
+            .map(|s| s.spiffe_id)
+            .unwrap_err()
+            .code(),
         tonic::Code::PermissionDenied
     );
 
@@ -535,7 +522,13 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
         &path_selector,
     ]);
     assert!(out.contains("answers processes matching"), "{out}");
-    assert_eq!(fetch(&mut api).await.unwrap(), CART);
+    assert_eq!(
+        jwt_svid(&api, "billing")
+            .await
+            .map(|s| s.spiffe_id)
+            .unwrap(),
+        CART
+    );
     let listed = cp.meshctl_ok(&["workload", "list"]);
     assert!(listed.contains(&uid_selector), "{listed}");
     let inspected = cp.meshctl_ok(&["identity", "inspect", CART]);
@@ -556,7 +549,11 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
         "unix:path:/usr/local/bin/cart",
     ]);
     assert_eq!(
-        fetch(&mut api).await.unwrap_err().code(),
+        jwt_svid(&api, "billing")
+            .await
+            .map(|s| s.spiffe_id)
+            .unwrap_err()
+            .code(),
         tonic::Code::PermissionDenied
     );
 
@@ -587,7 +584,11 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
         "--clear",
     ]);
     assert_eq!(
-        fetch(&mut api).await.unwrap_err().code(),
+        jwt_svid(&api, "billing")
+            .await
+            .map(|s| s.spiffe_id)
+            .unwrap_err()
+            .code(),
         tonic::Code::PermissionDenied
     );
     let listed = cp.meshctl_ok(&["workload", "list"]);
