@@ -497,6 +497,103 @@ fn certificate(r: &AnyRow) -> Result<IssuedCertificate, StoreError> {
     })
 }
 
+/// A table of one JSON value per service (`namespace`, `name`, the value, `updated_at`,
+/// `author`): service labels, Workload API selectors. Its statements are fixed text.
+struct PerService {
+    select: &'static str,
+    delete: &'static str,
+    upsert: &'static str,
+    /// The change feed's kind for a write.
+    change: &'static str,
+}
+
+impl PerService {
+    const LABELS: Self = Self {
+        select: "SELECT namespace, name, labels AS value, updated_at, author FROM service_labels \
+                 ORDER BY namespace, name",
+        delete: "DELETE FROM service_labels WHERE namespace = $1 AND name = $2",
+        upsert: "INSERT INTO service_labels (namespace, name, labels, updated_at, author) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name) DO UPDATE SET \
+                 labels = excluded.labels, updated_at = excluded.updated_at, \
+                 author = excluded.author",
+        change: "labels",
+    };
+    const SELECTORS: Self = Self {
+        select: "SELECT namespace, name, selectors AS value, updated_at, author \
+                 FROM workload_selectors ORDER BY namespace, name",
+        delete: "DELETE FROM workload_selectors WHERE namespace = $1 AND name = $2",
+        upsert: "INSERT INTO workload_selectors (namespace, name, selectors, updated_at, author) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name) DO UPDATE SET \
+                 selectors = excluded.selectors, updated_at = excluded.updated_at, \
+                 author = excluded.author",
+        change: "selectors",
+    };
+}
+
+/// One row of a [`PerService`] table.
+struct PerServiceRow {
+    namespace: String,
+    name: String,
+    value: String,
+    updated_at: i64,
+    author: String,
+}
+
+impl SqlStore {
+    async fn per_service(&self, t: PerService) -> Result<Vec<PerServiceRow>, StoreError> {
+        let rows = sqlx::query(t.select)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(PerServiceRow {
+                    namespace: r.try_get("namespace").map_err(backend)?,
+                    name: r.try_get("name").map_err(backend)?,
+                    value: r.try_get("value").map_err(backend)?,
+                    updated_at: r.try_get("updated_at").map_err(backend)?,
+                    author: r.try_get("author").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a service's value (`None`: removes its row), noting the change.
+    async fn put_per_service(
+        &self,
+        t: PerService,
+        namespace: &str,
+        name: &str,
+        value: Option<String>,
+        (updated_at, author): (i64, &str),
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        match value {
+            None => {
+                sqlx::query(t.delete)
+                    .bind(namespace)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            Some(value) => {
+                sqlx::query(t.upsert)
+                    .bind(namespace)
+                    .bind(name)
+                    .bind(value)
+                    .bind(updated_at)
+                    .bind(author)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        note_change(self.dialect, &mut tx, t.change).await?;
+        tx.commit().await.map_err(backend)
+    }
+}
+
 impl Store for SqlStore {
     fn apply_policies(&self, new: NewPolicyVersion) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
@@ -886,22 +983,16 @@ impl Store for SqlStore {
 
     fn service_labels(&self) -> BoxFuture<'_, Result<Vec<ServiceLabels>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT namespace, name, labels, updated_at, author FROM service_labels \
-                 ORDER BY namespace, name",
-            )
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-            rows.iter()
-                .map(|r| {
-                    let labels: String = r.try_get("labels").map_err(backend)?;
+            self.per_service(PerService::LABELS)
+                .await?
+                .into_iter()
+                .map(|row| {
                     Ok(ServiceLabels {
-                        namespace: r.try_get("namespace").map_err(backend)?,
-                        name: r.try_get("name").map_err(backend)?,
-                        labels: serde_json::from_str(&labels).map_err(backend)?,
-                        updated_at: r.try_get("updated_at").map_err(backend)?,
-                        author: r.try_get("author").map_err(backend)?,
+                        labels: serde_json::from_str(&row.value).map_err(backend)?,
+                        namespace: row.namespace,
+                        name: row.name,
+                        updated_at: row.updated_at,
+                        author: row.author,
                     })
                 })
                 .collect()
@@ -910,55 +1001,33 @@ impl Store for SqlStore {
 
     fn put_service_labels(&self, entry: ServiceLabels) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.write().await?;
-            if entry.labels.is_empty() {
-                sqlx::query("DELETE FROM service_labels WHERE namespace = $1 AND name = $2")
-                    .bind(&entry.namespace)
-                    .bind(&entry.name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                note_change(self.dialect, &mut tx, "labels").await?;
-                return tx.commit().await.map_err(backend);
-            }
-            let labels = serde_json::to_string(&entry.labels).map_err(backend)?;
-            sqlx::query(
-                "INSERT INTO service_labels (namespace, name, labels, updated_at, author) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name) DO UPDATE SET \
-                 labels = excluded.labels, updated_at = excluded.updated_at, \
-                 author = excluded.author",
+            let value = (!entry.labels.is_empty())
+                .then(|| serde_json::to_string(&entry.labels))
+                .transpose()
+                .map_err(backend)?;
+            self.put_per_service(
+                PerService::LABELS,
+                &entry.namespace,
+                &entry.name,
+                value,
+                (entry.updated_at, &entry.author),
             )
-            .bind(&entry.namespace)
-            .bind(&entry.name)
-            .bind(labels)
-            .bind(entry.updated_at)
-            .bind(&entry.author)
-            .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-            note_change(self.dialect, &mut tx, "labels").await?;
-            tx.commit().await.map_err(backend)
         })
     }
 
     fn workload_selectors(&self) -> BoxFuture<'_, Result<Vec<WorkloadSelectors>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT namespace, name, selectors, updated_at, author FROM workload_selectors \
-                 ORDER BY namespace, name",
-            )
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-            rows.iter()
-                .map(|r| {
-                    let selectors: String = r.try_get("selectors").map_err(backend)?;
+            self.per_service(PerService::SELECTORS)
+                .await?
+                .into_iter()
+                .map(|row| {
                     Ok(WorkloadSelectors {
-                        namespace: r.try_get("namespace").map_err(backend)?,
-                        name: r.try_get("name").map_err(backend)?,
-                        selectors: serde_json::from_str(&selectors).map_err(backend)?,
-                        updated_at: r.try_get("updated_at").map_err(backend)?,
-                        author: r.try_get("author").map_err(backend)?,
+                        selectors: serde_json::from_str(&row.value).map_err(backend)?,
+                        namespace: row.namespace,
+                        name: row.name,
+                        updated_at: row.updated_at,
+                        author: row.author,
                     })
                 })
                 .collect()
@@ -970,33 +1039,18 @@ impl Store for SqlStore {
         entry: WorkloadSelectors,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.write().await?;
-            if entry.selectors.is_empty() {
-                sqlx::query("DELETE FROM workload_selectors WHERE namespace = $1 AND name = $2")
-                    .bind(&entry.namespace)
-                    .bind(&entry.name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            } else {
-                let selectors = serde_json::to_string(&entry.selectors).map_err(backend)?;
-                sqlx::query(
-                    "INSERT INTO workload_selectors (namespace, name, selectors, updated_at, author) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name) DO UPDATE SET \
-                     selectors = excluded.selectors, updated_at = excluded.updated_at, \
-                     author = excluded.author",
-                )
-                .bind(&entry.namespace)
-                .bind(&entry.name)
-                .bind(selectors)
-                .bind(entry.updated_at)
-                .bind(&entry.author)
-                .execute(&mut *tx)
-                .await
+            let value = (!entry.selectors.is_empty())
+                .then(|| serde_json::to_string(&entry.selectors))
+                .transpose()
                 .map_err(backend)?;
-            }
-            note_change(self.dialect, &mut tx, "selectors").await?;
-            tx.commit().await.map_err(backend)
+            self.put_per_service(
+                PerService::SELECTORS,
+                &entry.namespace,
+                &entry.name,
+                value,
+                (entry.updated_at, &entry.author),
+            )
+            .await
         })
     }
 
