@@ -483,6 +483,24 @@ async fn jwt_svids_follow_the_signing_keys_rotation_and_old_tokens_still_validat
     );
 }
 
+const ATTEST_CART: [&str; 6] = ["workload", "attest", "--service", "cart", "-n", "shop"];
+
+/// `meshctl workload attest` for the shop's cart with `rest`; its output.
+fn attest(cp: &ControlPlane, rest: &[&str]) -> String {
+    let mut args = ATTEST_CART.to_vec();
+    args.extend_from_slice(rest);
+    cp.meshctl_ok(&args)
+}
+
+/// The code `api`'s JWT-SVID request is refused with.
+async fn denied_code(
+    api: &signet_cp::api::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient<
+        tonic::transport::Channel,
+    >,
+) -> tonic::Code {
+    jwt_svid(api, "billing").await.unwrap_err().code()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
     let dir = tempfile::tempdir().unwrap();
@@ -496,31 +514,16 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
         &format!("\"unix:uid:{}\"", uid() + 1),
     );
     let api = connect(&dir.path().join("workload.sock")).await;
-    assert_eq!(
-        jwt_svid(&api, "billing")
-            .await
-            .map(|s| s.spiffe_id)
-            .unwrap_err()
-            .code(),
-        tonic::Code::PermissionDenied
-    );
+    assert_eq!(denied_code(&api).await, tonic::Code::PermissionDenied);
 
     // Operators name this user and this program; the proxy applies it before meshctl returns.
     let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
     let uid_selector = format!("unix:uid:{}", uid());
     let path_selector = format!("unix:path:{}", exe.display());
-    let out = cp.meshctl_ok(&[
-        "workload",
-        "attest",
-        "--service",
-        "cart",
-        "-n",
-        "shop",
-        "--selector",
-        &uid_selector,
-        "--selector",
-        &path_selector,
-    ]);
+    let out = attest(
+        &cp,
+        &["--selector", &uid_selector, "--selector", &path_selector],
+    );
     assert!(out.contains("answers processes matching"), "{out}");
     assert_eq!(
         jwt_svid(&api, "billing")
@@ -538,24 +541,8 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
     );
 
     // Another program of the same user is not the workload.
-    cp.meshctl_ok(&[
-        "workload",
-        "attest",
-        "--service",
-        "cart",
-        "-n",
-        "shop",
-        "--selector",
-        "unix:path:/usr/local/bin/cart",
-    ]);
-    assert_eq!(
-        jwt_svid(&api, "billing")
-            .await
-            .map(|s| s.spiffe_id)
-            .unwrap_err()
-            .code(),
-        tonic::Code::PermissionDenied
-    );
+    attest(&cp, &["--selector", "unix:path:/usr/local/bin/cart"]);
+    assert_eq!(denied_code(&api).await, tonic::Code::PermissionDenied);
 
     // Bad input is one line and changes nothing.
     for bad in [
@@ -563,7 +550,7 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
         vec!["--selector", "unix:path:relative"],
         vec![],
     ] {
-        let mut args = vec!["workload", "attest", "--service", "cart", "-n", "shop"];
+        let mut args = ATTEST_CART.to_vec();
         args.extend(bad.iter().copied());
         let out = cp.meshctl(&args);
         assert!(!out.status.success(), "{args:?}");
@@ -574,23 +561,8 @@ async fn operators_set_who_is_answered_with_meshctl_workload_attest() {
     assert!(listed.contains("/usr/local/bin/cart"), "{listed}");
 
     // Cleared: the proxy's own configuration decides again.
-    cp.meshctl_ok(&[
-        "workload",
-        "attest",
-        "--service",
-        "cart",
-        "-n",
-        "shop",
-        "--clear",
-    ]);
-    assert_eq!(
-        jwt_svid(&api, "billing")
-            .await
-            .map(|s| s.spiffe_id)
-            .unwrap_err()
-            .code(),
-        tonic::Code::PermissionDenied
-    );
+    attest(&cp, &["--clear"]);
+    assert_eq!(denied_code(&api).await, tonic::Code::PermissionDenied);
     let listed = cp.meshctl_ok(&["workload", "list"]);
     assert!(listed.contains("no selectors set"), "{listed}");
 }
