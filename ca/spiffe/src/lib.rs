@@ -2,7 +2,8 @@
 //! to check who its peer is, and no signing of certificates.
 //!
 //! - [`SpiffeId`] and [`TrustDomain`] parse exactly per the SPIFFE ID specification.
-//! - [`TrustBundle`] holds a trust domain's X.509 roots (several at once, for CA rotation)
+//! - [`TrustBundle`] holds a trust domain's X.509 roots (several at once, for CA rotation),
+//!   its JWT authorities and the bundles of the domains it federates with,
 //!   and reads and writes PEM and the SPIFFE bundle format (JWKS).
 //! - [`X509Svid`] is a structurally checked SVID chain, with [`X509Svid::refresh_at`] for
 //!   rotation at half-life with jitter.

@@ -1,8 +1,10 @@
 //! The SPIFFE Workload API, served to the local workload on a Unix domain socket
 //! (`[workload_api] socket`; the app finds it through `SPIFFE_ENDPOINT_SOCKET=unix://...`):
 //! its X.509 SVID with the private key and its trust bundle, pushed again at every rotation,
-//! and the bundles of the trust domains it may trust. Any SPIFFE library (go-spiffe,
-//! py-spiffe, ...) reads it unchanged.
+//! and the bundles of the trust domains it may trust (its own and the federated ones);
+//! JWT-SVIDs of its own identity, minted by the control plane ([`jwt`]), and validation of
+//! the JWT-SVIDs it receives. Any SPIFFE library (go-spiffe, py-spiffe, ...) reads it
+//! unchanged.
 //!
 //! Who may ask is decided per call, before anything is sent: the request must carry the
 //! specification's security header (`workload.spiffe.io: true`; otherwise
