@@ -62,6 +62,8 @@ enum Command {
     /// Live golden signals per service or per edge: success rate, requests per second,
     /// latency percentiles.
     Stats(cp::stats::StatsArgs),
+    /// A one-time link that signs a browser into the web console as you.
+    Console(cp::console::ConsoleArgs),
     /// Run a whole mesh on this machine: control plane, three services behind proxies,
     /// policies, traffic allowed and denied.
     Demo(demo::DemoArgs),
@@ -205,6 +207,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cp::lists::status(&args),
         Command::Stats(args) => cp::stats::run(&args),
         Command::Ca(cmd) => cp::ca::run(&cmd),
+        Command::Console(args) => cp::console::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     match result {

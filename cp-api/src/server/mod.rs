@@ -14,6 +14,7 @@ pub mod authn;
 pub mod bootstrap;
 pub mod ca;
 pub mod config_watch;
+pub mod console;
 pub mod duties;
 pub mod federation;
 pub mod feed;
@@ -277,6 +278,7 @@ pub async fn start(options: Options) -> Result<Running, String> {
 
     let router = rest::router(rest::Api {
         hub: Arc::clone(&hub),
+        console: Arc::default(),
         operators: Arc::clone(&boot.operators),
         tokens: signet_ca::JoinTokens::new(identity::Tokens(Arc::clone(&hub.store))),
         apply_lock: Arc::default(),

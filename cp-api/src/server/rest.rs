@@ -47,6 +47,8 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 #[derive(Debug, Clone)]
 pub struct Api {
     pub hub: Arc<Hub>,
+    /// Console sessions and sign-in codes.
+    pub console: Arc<crate::server::console::session::Sessions>,
     pub operators: Arc<OperatorPolicies>,
     pub tokens: JoinTokens<Tokens>,
     /// Serializes policy changes so versions are published in the order they were stored.
@@ -56,13 +58,13 @@ pub struct Api {
 /// An API error.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    problems: Vec<String>,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) problems: Vec<String>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -193,7 +195,7 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
 impl Api {
     /// Decides and records `operator` doing `act`. Callers validate the request first, so
     /// what is recorded is well-formed and bounded.
-    async fn authorize(&self, operator: &Operator, act: Act<'_>) -> Result<(), ApiError> {
+    pub(crate) async fn authorize(&self, operator: &Operator, act: Act<'_>) -> Result<(), ApiError> {
         let action = act.action();
         let target = act.target();
         let decision = self.operators.decide(&operator.id, &act);
@@ -288,6 +290,7 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/svid",
     "GET /v1/audit",
     "GET /v1/stats",
+    "POST /v1/console/sign-in-codes",
 ];
 
 /// The router.
@@ -375,6 +378,11 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/audit", get(audit_records))
         .route("/v1/stats", get(stats_routes::stats))
+        .route(
+            "/v1/console/sign-in-codes",
+            post(crate::server::console::mint_code),
+        )
+        .merge(crate::server::console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(api.clone(), counted))
@@ -437,6 +445,8 @@ mod stats_routes;
 mod traffic_routes;
 mod workload_routes;
 
+pub(crate) use ca_routes::describe as ca_describe;
+
 async fn openapi() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -458,7 +468,7 @@ fn der_subject(der: &[u8]) -> String {
 
 /// Whether a proxy enforces the current configuration: its last heartbeat names the current
 /// policy version and came within three heartbeat intervals.
-fn in_sync(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> bool {
+pub(crate) fn in_sync(hub: &Hub, p: &ProxyEntry, policy_version: u64) -> bool {
     let fresh = p
         .last_seen
         .elapsed()
@@ -903,14 +913,14 @@ async fn apply(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RollbackBody {
-    version: u64,
+pub(crate) struct RollbackBody {
+    pub version: u64,
     #[serde(default)]
-    expected_version: Option<u64>,
+    pub expected_version: Option<u64>,
     #[serde(default)]
-    wait_seconds: Option<u64>,
+    pub wait_seconds: Option<u64>,
     #[serde(default)]
-    allow_widening: bool,
+    pub allow_widening: bool,
 }
 
 async fn rollback(
@@ -919,8 +929,14 @@ async fn rollback(
     body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     let Json(body) = body.map_err(rejected)?;
+    rollback_to(&api, &op, body).await
+}
+
+/// A rollback as `POST /v1/policies/rollback` and the console make it: authorized, through
+/// the widening gate, published, and waited for.
+pub(crate) async fn rollback_to(api: &Api, op: &Operator, body: RollbackBody) -> ApiResult {
     api.authorize(
-        &op,
+        op,
         Act::PolicyRollback {
             version: body.version,
             expected_version: body.expected_version,
@@ -929,8 +945,8 @@ async fn rollback(
     .await?;
     let (_, files) = api.hub.store.policy_version(body.version).await?;
     publish(
-        &api,
-        &op,
+        api,
+        op,
         Change {
             files,
             message: format!("rollback to version {}", body.version),
@@ -1291,6 +1307,16 @@ async fn identity(
         },
     )
     .await?;
+    inspect(&api, &q.id).await.map(Json)
+}
+
+/// What `meshctl identity inspect` and the console's service page show of an identity (a
+/// SPIFFE ID, or a service running under one identity): its SVIDs, proxies, the
+/// authorization it has under the applied policies, and its trust material.
+pub(crate) async fn inspect(api: &Api, name: &str) -> Result<Value, ApiError> {
+    let q = IdentityQuery {
+        id: name.to_owned(),
+    };
     let hub = &api.hub;
     let proxies = hub.proxies();
     let id = if q.id.starts_with("spiffe://") {
@@ -1384,7 +1410,7 @@ async fn identity(
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
-    Ok(Json(json!({
+    Ok(json!({
         "spiffe_id": id.as_str(),
         "service": id.namespace_and_account().map(|(ns, sa)| json!({ "name": sa, "namespace": ns })),
         "certificate": current_json,
@@ -1405,7 +1431,7 @@ async fn identity(
         "workload_selectors": id
             .namespace_and_account()
             .and_then(|(ns, sa)| hub.selectors_of(&ServiceRef::new(sa, ns))),
-    })))
+    }))
 }
 
 /// Who may call `id`'s service and what it may call, under the applied policies, over every

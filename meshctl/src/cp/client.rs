@@ -154,6 +154,11 @@ impl Client {
         })
     }
 
+    /// `https://host:port` of the control plane's API.
+    pub(crate) fn base(&self) -> String {
+        format!("https://{}", self.address)
+    }
+
     /// GET `path`; the JSON body of a 2xx answer.
     pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call("GET", path, None)

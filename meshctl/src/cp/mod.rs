@@ -12,6 +12,7 @@ use serde_json::Value;
 pub(crate) mod authn;
 pub(crate) mod ca;
 pub(crate) mod client;
+pub(crate) mod console;
 pub(crate) mod federation;
 pub(crate) mod identity;
 pub(crate) mod labels;

@@ -271,6 +271,11 @@ impl Mesh {
             setting("SIGNET_CP")?
         );
 
+        let (console, code_seconds) = crate::cp::console::sign_in_link(&client)?;
+        println!(
+            "  console         {console}\n                  (signs you in once, within {code_seconds}s; later: meshctl console)"
+        );
+
         // The demo policies, applied as version 1 (and kept for editing).
         std::fs::create_dir_all(dir.join("policies"))?;
         let policy_file = dir.join("policies").join("shop.cedar");

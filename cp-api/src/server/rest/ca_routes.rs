@@ -37,7 +37,7 @@ fn fingerprint(der: &[u8]) -> String {
 }
 
 /// The CA as `GET /v1/ca` and `meshctl ca status` show it.
-pub(super) fn describe(hub: &Hub) -> Value {
+pub(crate) fn describe(hub: &Hub) -> Value {
     let ca = &hub.ca;
     let active = ca.active();
     let status = active.authority.status();

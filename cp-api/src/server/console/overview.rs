@@ -1,0 +1,164 @@
+//! `/ui`: the mesh at a glance, and what needs attention.
+
+use axum::extract::State;
+use serde_json::Value;
+
+use super::html::{self, Nav, badge, esc, facts};
+use super::{Page, PageResult, Signed};
+use crate::server::rest::{Api, in_sync};
+use crate::server::store::AuditQuery;
+
+/// The window the deny rate is measured over.
+const DENY_WINDOW_SECS: u64 = 300;
+
+pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
+    signed.read(&api, "status").await?;
+    let hub = &api.hub;
+    let now = html::now_ms();
+    let applied = hub.applied();
+    let version = applied.meta.as_ref().map_or(0, |m| m.version);
+    let proxies = hub.proxies();
+    let local: Vec<_> = proxies.iter().filter(|p| p.local).collect();
+    let synced = local.iter().filter(|p| in_sync(hub, p, version)).count();
+    let ca = crate::server::rest::ca_describe(hub);
+    let mut warnings: Vec<String> = ca["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if local.len() > synced {
+        warnings.push(format!(
+            "{} proxies do not enforce policy version {version} yet",
+            local.len() - synced
+        ));
+    }
+    let store = hub.store.duties().await;
+    if let Err(e) = &store {
+        warnings.push(format!("the store does not answer: {e}"));
+    }
+    // The deny rate, from the decisions the proxies shipped.
+    let since = u64::try_from(now).unwrap_or(0).saturating_sub(DENY_WINDOW_SECS * 1000) * 1_000_000;
+    let denies = hub
+        .store
+        .query_audit(AuditQuery {
+            decision: Some("deny".to_owned()),
+            since: Some(since),
+            limit: Some(10_000),
+            ..AuditQuery::default()
+        })
+        .await
+        .map(|rows| rows.len())
+        .unwrap_or(0);
+    let intermediate_expiry = ca["intermediate"]["not_after"]
+        .as_i64()
+        .or_else(|| ca["chain"][0]["not_after"].as_i64());
+    let traffic = hub.traffic();
+    let mut body = String::new();
+    body.push_str(&facts(&[
+        (
+            "Control plane",
+            if store.is_ok() {
+                badge("ok", "healthy")
+            } else {
+                badge("bad", "store unreachable")
+            },
+        ),
+        ("Trust domain", esc(hub.trust_domain.as_str())),
+        (
+            "CA backend",
+            esc(ca["backend"].as_str().unwrap_or("unknown")),
+        ),
+        (
+            "Issuing CA expires",
+            intermediate_expiry.map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now)),
+        ),
+        (
+            "Policy version",
+            format!(
+                "<a href=\"/ui/policies\" data-testid=\"policy-version\">{version}</a> ({} policies)",
+                applied.bundle.len()
+            ),
+        ),
+        ("Traffic version", traffic.version.to_string()),
+        (
+            "Proxies",
+            format!(
+                "<span data-testid=\"proxies\">{}</span> connected, {synced} in sync{}",
+                proxies.len(),
+                if proxies.len() > local.len() {
+                    format!(", {} at other replicas", proxies.len() - local.len())
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        (
+            "Denied requests",
+            format!(
+                "<span data-testid=\"deny-rate\">{:.2}/s</span> over {} min",
+                denies as f64 / DENY_WINDOW_SECS as f64,
+                DENY_WINDOW_SECS / 60
+            ),
+        ),
+        ("Console sessions", api.console.open_count().to_string()),
+    ]));
+    body.push_str("<h2>Warnings</h2>");
+    if warnings.is_empty() {
+        body.push_str("<p data-testid=\"warnings\">None.</p>");
+    } else {
+        body.push_str("<ul class=\"warnings\" data-testid=\"warnings\">");
+        for w in &warnings {
+            body.push_str(&format!("<li>{}</li>", esc(w)));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str(&audit_chains(&api, &proxies).await);
+    Ok(Page::ok(html::page(
+        "Overview",
+        Nav::Overview,
+        Some(&signed.viewer(&api)),
+        &body,
+    )))
+}
+
+/// Each connected proxy's shipped audit chain as the store holds it: how far it reaches
+/// and how much of it is covered by a signed checkpoint. A batch is kept only if its hash
+/// chain continues the stored tip and its signatures verify, so what is here was verified
+/// on receipt.
+async fn audit_chains(api: &Api, proxies: &[crate::server::hub::ProxyEntry]) -> String {
+    let mut rows = Vec::new();
+    for p in proxies {
+        // A proxy ships as its identity and instance (one chain per process).
+        let writer = format!("{}#{}", p.spiffe_id, p.instance);
+        let tip = api.hub.store.audit_tip(&writer).await;
+        let (records, signed, state) = match &tip {
+            Ok(Some(t)) => (
+                t.seq.to_string(),
+                t.signed_through.to_string(),
+                if t.signed_through >= t.seq {
+                    badge("ok", "verified, signed to the tip")
+                } else {
+                    badge("ok", "verified; tail awaits its checkpoint")
+                },
+            ),
+            Ok(None) => ("0".to_owned(), "0".to_owned(), badge("muted", "nothing shipped yet")),
+            Err(e) => ("-".to_owned(), "-".to_owned(), badge("bad", &e.to_string())),
+        };
+        rows.push(vec![
+            format!("<span class=\"mono\">{}</span>", esc(&writer)),
+            esc(&format!("{}/{}", p.namespace, p.service)),
+            records,
+            signed,
+            state,
+        ]);
+    }
+    rows.dedup();
+    format!(
+        "<h2>Audit chains</h2>{}",
+        html::table(
+            "Each proxy's decisions, as shipped to the control plane",
+            &["Writer", "Service", "Records", "Signed through", "State"],
+            &rows,
+            "audit-chains",
+        )
+    )
+}

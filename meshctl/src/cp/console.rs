@@ -1,0 +1,37 @@
+//! `meshctl console`: a one-time link that signs a browser into the control plane's web
+//! console as the operator running this command (token or client certificate).
+
+use anyhow::anyhow;
+use clap::Args;
+use serde_json::json;
+
+use super::{Client, Connection};
+use crate::Outcome;
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsoleArgs {
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// The sign-in link for `client`'s operator: good once, for the time the control plane
+/// says.
+pub(crate) fn sign_in_link(client: &Client) -> anyhow::Result<(String, u64)> {
+    let answer = client.post("/v1/console/sign-in-codes", &json!({}))?;
+    let path = answer["path"]
+        .as_str()
+        .filter(|p| p.starts_with("/ui/"))
+        .ok_or_else(|| anyhow!("the control plane sent no sign-in path"))?;
+    let seconds = answer["expires_in_seconds"].as_u64().unwrap_or(0);
+    Ok((format!("{}{path}", client.base()), seconds))
+}
+
+pub(crate) fn run(args: &ConsoleArgs) -> anyhow::Result<Outcome> {
+    let client = args.connection.client()?;
+    let (link, seconds) = sign_in_link(&client)?;
+    println!("{link}");
+    eprintln!(
+        "Open it within {seconds}s; it works once. The console's certificate chains to SIGNET_CA."
+    );
+    Ok(Outcome::Success)
+}
