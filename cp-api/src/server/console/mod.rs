@@ -13,7 +13,7 @@
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use subtle::ConstantTimeEq as _;
@@ -42,7 +42,7 @@ const SESSION_COOKIE: &str = "__Host-signet-session";
 const MAX_FORM: usize = 64 * 1024;
 
 /// What every console response carries: no inline or foreign script or style, no framing,
-/// no caching, no referrer.
+/// no caching, no referrer beyond this origin.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -84,7 +84,9 @@ async fn secure_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it browsers send `Origin: null` with a form's POST, and the
+    // origin check below could not tell the console's own forms from anyone's.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "cross-origin-opener-policy",
@@ -145,6 +147,8 @@ type PageResult = Result<Response, Response>;
 struct Signed {
     op: Operator,
     session: session::Session,
+    /// The request's URI (its authority is this host, under HTTP/2).
+    uri: Uri,
 }
 
 impl Signed {
@@ -171,7 +175,7 @@ impl Signed {
 
     /// Refuses a state change without this session's CSRF token, or sent from another site.
     fn check_form(&self, headers: &HeaderMap, csrf: &str) -> Result<(), Response> {
-        same_origin(headers)?;
+        same_origin(headers, &self.uri)?;
         if bool::from(csrf.as_bytes().ct_eq(self.session.csrf.as_bytes())) {
             Ok(())
         } else {
@@ -184,8 +188,8 @@ impl Signed {
 }
 
 /// Refuses a request a browser marked as sent from another site (`Sec-Fetch-Site`), or
-/// whose `Origin` is not this host.
-fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
+/// whose `Origin` is not this host (HTTP/2's `:authority`, else `Host`).
+fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), Response> {
     let refused = || {
         Page::error(
             StatusCode::FORBIDDEN,
@@ -198,9 +202,10 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
         return Err(refused());
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+        let host = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
             .ok_or_else(refused)?;
         if origin.to_str().ok() != Some(&format!("https://{host}")) {
             return Err(refused());
@@ -233,6 +238,7 @@ impl FromRequestParts<Api> for Signed {
                     id: session.operator.clone(),
                 },
                 session,
+                uri: parts.uri.clone(),
             }),
             None if parts.method == Method::GET => Err((
                 StatusCode::SEE_OTHER,
@@ -261,15 +267,22 @@ mod tests {
 
     #[test]
     fn cross_site_requests_are_refused() {
-        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])).is_ok());
-        assert!(same_origin(&headers(&[("sec-fetch-site", "cross-site")])).is_err());
-        assert!(same_origin(&headers(&[("sec-fetch-site", "same-site")])).is_err());
+        let path = Uri::from_static("/ui/sign-in");
+        let h2 = Uri::from_static("https://127.0.0.1:8443/ui/sign-in");
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")]), &path).is_ok());
+        assert!(same_origin(&headers(&[("sec-fetch-site", "cross-site")]), &path).is_err());
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-site")]), &path).is_err());
         let host = ("host", "127.0.0.1:8443");
-        assert!(same_origin(&headers(&[host, ("origin", "https://127.0.0.1:8443")])).is_ok());
-        assert!(same_origin(&headers(&[host, ("origin", "https://evil.example")])).is_err());
-        assert!(same_origin(&headers(&[host, ("origin", "null")])).is_err());
+        let good = ("origin", "https://127.0.0.1:8443");
+        assert!(same_origin(&headers(&[host, good]), &path).is_ok());
+        // HTTP/2: the authority is in the URI, and there is no Host header.
+        assert!(same_origin(&headers(&[good]), &h2).is_ok());
+        assert!(same_origin(&headers(&[("origin", "https://evil.example")]), &h2).is_err());
+        assert!(same_origin(&headers(&[host, ("origin", "https://evil.example")]), &path).is_err());
+        assert!(same_origin(&headers(&[host, ("origin", "null")]), &path).is_err());
+        assert!(same_origin(&headers(&[good]), &path).is_err());
         // Neither header (a non-browser client): the CSRF token alone decides.
-        assert!(same_origin(&headers(&[host])).is_ok());
+        assert!(same_origin(&headers(&[host]), &path).is_ok());
     }
 
     #[test]

@@ -159,16 +159,17 @@ pub(super) async fn diff(
     let mut body = format!(
         "<p data-testid=\"diff-summary\">{changes} lines differ between version {} and version {}. \
          <a href=\"/ui/policies\">All versions</a></p>\
-         <div class=\"diff\" data-testid=\"diff\" role=\"table\" aria-label=\"Side-by-side diff\">\
-         <div class=\"head\" role=\"columnheader\">Version {}</div>\
-         <div class=\"head\" role=\"columnheader\">Version {}</div>",
+         <table class=\"diff\" data-testid=\"diff\"><caption>Side by side: removed lines on the \
+         left, added lines on the right</caption><thead><tr><th scope=\"col\">Version {}</th>\
+         <th scope=\"col\">Version {}</th></tr></thead><tbody>",
         q.from, q.to, q.from, q.to
     );
     let cell = |line: Option<&str>, kind: &str| match line {
-        Some(l) => format!("<pre class=\"{kind}\" role=\"cell\">{}</pre>", esc(l)),
-        None => "<pre class=\"pad\" role=\"cell\"></pre>".to_owned(),
+        Some(l) => format!("<td class=\"{kind}\"><pre>{}</pre></td>", esc(l)),
+        None => "<td class=\"pad\"></td>".to_owned(),
     };
     for row in &rows {
+        body.push_str("<tr>");
         match row {
             Row::Same(l) => {
                 body.push_str(&cell(Some(l), "same"));
@@ -179,8 +180,9 @@ pub(super) async fn diff(
                 body.push_str(&cell(*b, "add"));
             }
         }
+        body.push_str("</tr>");
     }
-    body.push_str("</div>");
+    body.push_str("</tbody></table>");
     Ok(Page::ok(html::page(
         &format!("Policies: version {} → {}", q.from, q.to),
         Nav::Policies,

@@ -5,7 +5,7 @@
 //! cookie set with the form (double submit), and cross-site requests are refused.
 
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -137,6 +137,7 @@ pub(super) struct SignIn {
 pub(super) async fn submit(
     State(api): State<Api>,
     peer: Option<Extension<Peer>>,
+    uri: Uri,
     headers: HeaderMap,
     form: Result<Form<SignIn>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -145,7 +146,7 @@ pub(super) async fn submit(
         Ok(token) => render(&api, peer, &token, Some(problem), status),
         Err(e) => Response::from(refused(&e)),
     };
-    if let Err(r) = same_origin(&headers) {
+    if let Err(r) = same_origin(&headers, &uri) {
         return r;
     }
     let Ok(Form(form)) = form else {
