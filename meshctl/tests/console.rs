@@ -35,7 +35,8 @@ fn axe() -> PathBuf {
     std::env::var_os("SIGNET_AXE").map_or_else(
         || {
             let home = std::env::var_os("HOME").expect("HOME");
-            Path::new(&home).join(".cache/signet-tests/axe-core-4.11.0/node_modules/axe-core/axe.min.js")
+            Path::new(&home)
+                .join(".cache/signet-tests/axe-core-4.11.0/node_modules/axe-core/axe.min.js")
         },
         PathBuf::from,
     )
@@ -109,13 +110,23 @@ fn the_console_works_in_a_real_browser_against_the_demo() {
     // A second policy version, narrower than the first: rolling back to 1 widens again.
     let v2 = std::fs::read_to_string(data.join("policies/shop.cedar"))
         .unwrap()
-        .replace(r#"context.path like "/api/*""#, r#"context.path like "/api/cart*""#);
+        .replace(
+            r#"context.path like "/api/*""#,
+            r#"context.path like "/api/cart*""#,
+        );
     let v2_file = dir.path().join("shop-v2.cedar");
     std::fs::write(&v2_file, v2).unwrap();
     ok(
         meshctl(
             &env,
-            &["authz", "apply", "-f", v2_file.to_str().unwrap(), "-m", "cart only"],
+            &[
+                "authz",
+                "apply",
+                "-f",
+                v2_file.to_str().unwrap(),
+                "-m",
+                "cart only",
+            ],
         ),
         "applying version 2",
     );
@@ -158,10 +169,16 @@ fn the_console_works_in_a_real_browser_against_the_demo() {
             ),
         ])
         .collect();
-    let viewer_link = ok(meshctl(&as_viewer, &["console"]), "meshctl console as the viewer")
-        .trim()
-        .to_owned();
-    assert!(viewer_link.starts_with(&format!("{base}/ui/sign-in#code=")), "{viewer_link}");
+    let viewer_link = ok(
+        meshctl(&as_viewer, &["console"]),
+        "meshctl console as the viewer",
+    )
+    .trim()
+    .to_owned();
+    assert!(
+        viewer_link.starts_with(&format!("{base}/ui/sign-in#code=")),
+        "{viewer_link}"
+    );
 
     let shots = std::env::var("SIGNET_CONSOLE_SCREENSHOTS").ok();
     let input = serde_json::json!({
@@ -194,7 +211,9 @@ fn the_console_works_in_a_real_browser_against_the_demo() {
     );
     let summary: serde_json::Value =
         serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-    for page in ["overview", "topology", "services", "service", "policies", "diff", "audit", "ca"] {
+    for page in [
+        "overview", "topology", "services", "service", "policies", "diff", "audit", "ca",
+    ] {
         assert_eq!(
             summary["axe"][page]["serious_or_critical"], 0,
             "{page}: {summary}"
@@ -204,9 +223,11 @@ fn the_console_works_in_a_real_browser_against_the_demo() {
     assert_eq!(summary["viewer_refused"], 403, "{summary}");
 
     // The rollback the browser made is version 3, made by the admin, enforced everywhere.
-    let history: serde_json::Value =
-        serde_json::from_str(&ok(meshctl(&env, &["authz", "history", "-o", "json"]), "history"))
-            .unwrap();
+    let history: serde_json::Value = serde_json::from_str(&ok(
+        meshctl(&env, &["authz", "history", "-o", "json"]),
+        "history",
+    ))
+    .unwrap();
     let newest = &history["versions"][0];
     assert_eq!(newest["version"], 3, "{history}");
     assert_eq!(newest["rolled_back_from"], 1, "{history}");
@@ -214,12 +235,17 @@ fn the_console_works_in_a_real_browser_against_the_demo() {
         newest["author"], "spiffe://signet.local/signet/operator/admin",
         "{history}"
     );
-    let proxies: serde_json::Value =
-        serde_json::from_str(&ok(meshctl(&env, &["proxies", "list", "-o", "json"]), "proxies"))
-            .unwrap();
+    let proxies: serde_json::Value = serde_json::from_str(&ok(
+        meshctl(&env, &["proxies", "list", "-o", "json"]),
+        "proxies",
+    ))
+    .unwrap();
     let proxies = proxies["proxies"].as_array().unwrap();
     assert_eq!(proxies.len(), 4);
-    assert!(proxies.iter().all(|p| p["policy_version"] == 3), "{proxies:?}");
+    assert!(
+        proxies.iter().all(|p| p["policy_version"] == 3),
+        "{proxies:?}"
+    );
 
     // The viewer's refused rollback and its page views are in the control plane's own
     // signed audit chain, as API calls are (read once the demo stopped and it was flushed).
@@ -232,7 +258,10 @@ fn the_console_works_in_a_real_browser_against_the_demo() {
                 && l.contains(&format!("\"allowed\":{allowed}"))
         })
     };
-    assert!(viewer_said("policy.rollback", false), "no refused rollback recorded");
+    assert!(
+        viewer_said("policy.rollback", false),
+        "no refused rollback recorded"
+    );
     assert!(viewer_said("read", true), "no page view recorded");
 }
 

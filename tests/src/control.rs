@@ -326,6 +326,32 @@ impl ControlPlane {
         bearer: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> RestReply {
+        let admin = self.setting("SIGNET_TOKEN");
+        let token = bearer.unwrap_or(&admin);
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if !token.is_empty() {
+            headers.push(("authorization", format!("Bearer {token}")));
+        }
+        let reply = self
+            .https(client, method, path, &headers, body.unwrap_or_default())
+            .await;
+        RestReply {
+            status: reply.status,
+            json: serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null),
+            len: reply.body.len(),
+        }
+    }
+
+    /// One HTTPS/1.1 request to the API listener with exactly these headers (and `Host`),
+    /// presenting what `client` resolves.
+    pub async fn https(
+        &self,
+        client: std::sync::Arc<dyn rustls::client::ResolvesClientCert>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> HttpsReply {
         use http_body_util::BodyExt as _;
         let tls = control_plane_tls(&self.bundle(), client, b"http/1.1");
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
@@ -339,33 +365,59 @@ impl ControlPlane {
                 .await
                 .expect("HTTP/1.1");
         tokio::spawn(conn);
-        let admin = self.setting("SIGNET_TOKEN");
-        let token = bearer.unwrap_or(&admin);
         let mut request = http::Request::builder()
             .method(method)
             .uri(path)
-            .header(http::header::HOST, "signet-cp")
-            .header(http::header::CONTENT_TYPE, "application/json");
-        if !token.is_empty() {
-            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+            .header(http::header::HOST, self.api.to_string());
+        for (k, v) in headers {
+            request = request.header(*k, v);
         }
         let request = request
-            .body(http_body_util::Full::new(bytes::Bytes::from(
-                body.unwrap_or_default(),
-            )))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .expect("request");
         let response = sender.send_request(request).await.expect("response");
         let status = response.status().as_u16();
-        let bytes = response
+        let headers = response.headers().clone();
+        let body = response
             .into_body()
             .collect()
             .await
-            .map(|b| b.to_bytes())
+            .map(|b| b.to_bytes().to_vec())
             .unwrap_or_default();
-        RestReply {
+        HttpsReply {
             status,
-            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-            len: bytes.len(),
+            headers,
+            body,
         }
+    }
+}
+
+/// A whole HTTPS answer.
+#[derive(Debug)]
+pub struct HttpsReply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpsReply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Every value of header `name`.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The first value of header `name`, or "".
+    pub fn header(&self, name: &str) -> String {
+        self.all(name).into_iter().next().unwrap_or_default()
     }
 }

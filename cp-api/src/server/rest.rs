@@ -195,7 +195,11 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
 impl Api {
     /// Decides and records `operator` doing `act`. Callers validate the request first, so
     /// what is recorded is well-formed and bounded.
-    pub(crate) async fn authorize(&self, operator: &Operator, act: Act<'_>) -> Result<(), ApiError> {
+    pub(crate) async fn authorize(
+        &self,
+        operator: &Operator,
+        act: Act<'_>,
+    ) -> Result<(), ApiError> {
         let action = act.action();
         let target = act.target();
         let decision = self.operators.decide(&operator.id, &act);

@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::html::{self, Nav, esc, query_value, table};
@@ -165,7 +165,10 @@ pub(super) async fn page(
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> PageResult {
     let Ok(Query(filters)) = filters else {
-        return Err(Page::error(StatusCode::BAD_REQUEST, "unknown or malformed filter"));
+        return Err(Page::error(
+            StatusCode::BAD_REQUEST,
+            "unknown or malformed filter",
+        ));
     };
     filters.check()?;
     signed.read(&api, "audit").await?;
@@ -225,7 +228,13 @@ pub(super) async fn page(
     let table = table(
         &format!("The newest {} records matching", shown.len()),
         &[
-            "Time", "Chain position", "Decision", "Principal", "Service", "Path", "Policies",
+            "Time",
+            "Chain position",
+            "Decision",
+            "Principal",
+            "Service",
+            "Path",
+            "Policies",
             "Verified",
         ],
         &cells,
@@ -255,7 +264,10 @@ pub(super) async fn rows(
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Response> {
     let Ok(Query(filters)) = filters else {
-        return Err(Page::error(StatusCode::BAD_REQUEST, "unknown or malformed filter"));
+        return Err(Page::error(
+            StatusCode::BAD_REQUEST,
+            "unknown or malformed filter",
+        ));
     };
     filters.check()?;
     if filters.after.is_none() {
@@ -279,7 +291,10 @@ pub(super) async fn export(
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Response> {
     let Ok(Query(filters)) = filters else {
-        return Err(Page::error(StatusCode::BAD_REQUEST, "unknown or malformed filter"));
+        return Err(Page::error(
+            StatusCode::BAD_REQUEST,
+            "unknown or malformed filter",
+        ));
     };
     filters.check()?;
     signed.read(&api, "audit").await?;

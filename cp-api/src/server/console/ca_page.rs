@@ -49,7 +49,10 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
             "SVID lifetime",
             format!("{}s", text(&ca["svid_ttl_seconds"])),
         ),
-        ("Next renewal of the issuing CA", when(&ca["next_renewal"], now)),
+        (
+            "Next renewal of the issuing CA",
+            when(&ca["next_renewal"], now),
+        ),
     ]);
     let warnings: Vec<String> = list(&ca["warnings"]).map(text).collect();
     if !warnings.is_empty() {
@@ -90,7 +93,13 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
         .collect();
     body.push_str(&table(
         "Roots in the trust bundle",
-        &["Subject", "SHA-256", "State", "Expires", "Leaves the bundle"],
+        &[
+            "Subject",
+            "SHA-256",
+            "State",
+            "Expires",
+            "Leaves the bundle",
+        ],
         &roots,
         "roots",
     ));

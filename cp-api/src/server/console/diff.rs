@@ -42,7 +42,9 @@ pub(super) fn side_by_side<'a>(old: &'a str, new: &'a str) -> Vec<Row<'a>> {
             rows.push(Row::Same(a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j]) {
+        } else if j < b.len()
+            && (i == a.len() || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j])
+        {
             added.push(b[j]);
             j += 1;
         } else {

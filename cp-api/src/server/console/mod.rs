@@ -86,7 +86,10 @@ async fn secure_headers(mut response: Response) -> Response {
     );
     // Not `no-referrer`: under it browsers send `Origin: null` with a form's POST, and the
     // origin check below could not tell the console's own forms from anyone's.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "cross-origin-opener-policy",
@@ -104,11 +107,7 @@ struct Page;
 
 impl Page {
     fn ok(markup: String) -> Response {
-        (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            markup,
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup).into_response()
     }
 
     fn error(status: StatusCode, message: &str) -> Response {
@@ -240,11 +239,9 @@ impl FromRequestParts<Api> for Signed {
                 session,
                 uri: parts.uri.clone(),
             }),
-            None if parts.method == Method::GET => Err((
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, "/ui/sign-in")],
-            )
-                .into_response()),
+            None if parts.method == Method::GET => {
+                Err((StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/sign-in")]).into_response())
+            }
             None => Err(Page::error(
                 StatusCode::UNAUTHORIZED,
                 "sign in first (the session has ended or never began)",
@@ -287,7 +284,10 @@ mod tests {
 
     #[test]
     fn cookies_are_found_by_exact_name() {
-        let h = headers(&[("cookie", "a=1; __Host-signet-session=abc; x__Host-signet-session=no")]);
+        let h = headers(&[(
+            "cookie",
+            "a=1; __Host-signet-session=abc; x__Host-signet-session=no",
+        )]);
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "b"), None);
     }

@@ -23,7 +23,12 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
     let ca = crate::server::rest::ca_describe(hub);
     let mut warnings: Vec<String> = ca["warnings"]
         .as_array()
-        .map(|w| w.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|w| {
+            w.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if local.len() > synced {
         warnings.push(format!(
@@ -36,7 +41,10 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
         warnings.push(format!("the store does not answer: {e}"));
     }
     // The deny rate, from the decisions the proxies shipped.
-    let since = u64::try_from(now).unwrap_or(0).saturating_sub(DENY_WINDOW_SECS * 1000) * 1_000_000;
+    let since = u64::try_from(now)
+        .unwrap_or(0)
+        .saturating_sub(DENY_WINDOW_SECS * 1000)
+        * 1_000_000;
     let denies = hub
         .store
         .query_audit(AuditQuery {
@@ -140,7 +148,11 @@ async fn audit_chains(api: &Api, proxies: &[crate::server::hub::ProxyEntry]) -> 
                     badge("ok", "verified; tail awaits its checkpoint")
                 },
             ),
-            Ok(None) => ("0".to_owned(), "0".to_owned(), badge("muted", "nothing shipped yet")),
+            Ok(None) => (
+                "0".to_owned(),
+                "0".to_owned(),
+                badge("muted", "nothing shipped yet"),
+            ),
             Err(e) => ("-".to_owned(), "-".to_owned(), badge("bad", &e.to_string())),
         };
         rows.push(vec![

@@ -96,9 +96,19 @@ pub(super) async fn history(State(api): State<Api>, signed: Signed) -> PageResul
         .map(|v| format!("<option value=\"{0}\">{0}</option>", v.version))
         .collect();
     let mut body = table(
-        &format!("{} versions (the newest {SHOWN} shown); applied: {current}", versions.len()),
+        &format!(
+            "{} versions (the newest {SHOWN} shown); applied: {current}",
+            versions.len()
+        ),
         &[
-            "Version", "Applied at", "By", "Message", "Origin", "Gate", "Policies", "",
+            "Version",
+            "Applied at",
+            "By",
+            "Message",
+            "Origin",
+            "Gate",
+            "Policies",
+            "",
         ],
         &rows,
         "versions",
@@ -151,11 +161,24 @@ pub(super) async fn diff(
         ));
     };
     signed.read(&api, "policies").await?;
-    let (_, old) = api.hub.store.policy_version(q.from).await.map_err(from_store)?;
-    let (_, new) = api.hub.store.policy_version(q.to).await.map_err(from_store)?;
+    let (_, old) = api
+        .hub
+        .store
+        .policy_version(q.from)
+        .await
+        .map_err(from_store)?;
+    let (_, new) = api
+        .hub
+        .store
+        .policy_version(q.to)
+        .await
+        .map_err(from_store)?;
     let (old, new) = (joined(&old), joined(&new));
     let rows = side_by_side(&old, &new);
-    let changes = rows.iter().filter(|r| matches!(r, Row::Changed(..))).count();
+    let changes = rows
+        .iter()
+        .filter(|r| matches!(r, Row::Changed(..)))
+        .count();
     let mut body = format!(
         "<p data-testid=\"diff-summary\">{changes} lines differ between version {} and version {}. \
          <a href=\"/ui/policies\">All versions</a></p>\
@@ -214,7 +237,10 @@ pub(super) async fn rollback(
         // Checked before the body's meaning: a form without a valid token gets the CSRF
         // refusal, whatever else is wrong with it.
         signed.check_form(&headers, "")?;
-        return Err(Page::error(StatusCode::BAD_REQUEST, "the rollback form was malformed"));
+        return Err(Page::error(
+            StatusCode::BAD_REQUEST,
+            "the rollback form was malformed",
+        ));
     };
     signed.check_form(&headers, &form.csrf)?;
     let outcome = rollback_to(
@@ -255,9 +281,9 @@ fn text(v: &Value) -> String {
 
 fn enforcement_line(e: &Value) -> String {
     match (e["enforced_by"].as_u64(), e["proxies"].as_u64()) {
-        (Some(a), Some(t)) => format!(
-            "<span data-testid=\"enforced-by\">{a} of {t}</span> proxies enforce it."
-        ),
+        (Some(a), Some(t)) => {
+            format!("<span data-testid=\"enforced-by\">{a} of {t}</span> proxies enforce it.")
+        }
         _ => esc(&e.to_string()),
     }
 }

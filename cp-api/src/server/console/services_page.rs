@@ -59,7 +59,13 @@ pub(super) async fn list(State(api): State<Api>, signed: Signed) -> PageResult {
         .collect();
     let body = table(
         &format!("{} services, {} proxies", by.len(), proxies.len()),
-        &["Service", "Namespace", "Identities", "Proxies in sync", "App health"],
+        &[
+            "Service",
+            "Namespace",
+            "Identities",
+            "Proxies in sync",
+            "App health",
+        ],
         &rows,
         "services",
     );
@@ -165,7 +171,14 @@ fn identity(view: &Value, now: i64) -> String {
         .collect();
     out.push_str(&table(
         "Proxies holding this identity",
-        &["Instance", "Endpoint", "SVID serial", "Renewed", "Policy", "App health"],
+        &[
+            "Instance",
+            "Endpoint",
+            "SVID serial",
+            "Renewed",
+            "Policy",
+            "App health",
+        ],
         &proxies,
         "proxies",
     ));

@@ -83,7 +83,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Sessions {
     /// A new session for `operator`: the cookie's value and the session.
-    pub fn open(&self, operator: SpiffeId, method: &'static str) -> Result<(String, Session), Refused> {
+    pub fn open(
+        &self,
+        operator: SpiffeId,
+        method: &'static str,
+    ) -> Result<(String, Session), Refused> {
         let now = Instant::now();
         let mut sessions = lock(&self.sessions);
         sessions.retain(|_, s| alive(s, now));

@@ -43,7 +43,10 @@ pub async fn mint_code(
         },
     )
     .await?;
-    let code = api.console.code_for(op.id.clone()).map_err(|e| refused(&e))?;
+    let code = api
+        .console
+        .code_for(op.id.clone())
+        .map_err(|e| refused(&e))?;
     Ok(Json(json!({
         // In the fragment: browsers never send it, so no log or proxy on the way sees it.
         "path": format!("/ui/sign-in#code={code}"),
@@ -52,12 +55,15 @@ pub async fn mint_code(
 }
 
 /// `GET /ui/sign-in`.
-pub(super) async fn form(
-    State(api): State<Api>,
-    peer: Option<Extension<Peer>>,
-) -> Response {
+pub(super) async fn form(State(api): State<Api>, peer: Option<Extension<Peer>>) -> Response {
     match session::random_token() {
-        Ok(token) => render(&api, peer.as_ref().map(|p| &p.0), &token, None, StatusCode::OK),
+        Ok(token) => render(
+            &api,
+            peer.as_ref().map(|p| &p.0),
+            &token,
+            None,
+            StatusCode::OK,
+        ),
         Err(e) => Response::from(refused(&e)),
     }
 }
@@ -107,9 +113,8 @@ fn render(
          <input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"off\" required>\
          <button type=\"submit\">Sign in</button></form></section>"
     ));
-    let cookie = format!(
-        "{SIGN_IN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=600"
-    );
+    let cookie =
+        format!("{SIGN_IN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=600");
     (
         status,
         [

@@ -22,7 +22,7 @@ use crate::server::store::AuditQuery;
 const DECISIONS_READ: u32 = 10_000;
 const NODE_W: i64 = 170;
 const NODE_H: i64 = 34;
-const COLUMN: i64 = 280;
+const COLUMN: i64 = 300;
 const ROW: i64 = 56;
 const MARGIN: i64 = 20;
 
@@ -85,13 +85,19 @@ pub(super) async fn page(
     query: Result<Query<TopologyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> PageResult {
     let Ok(Query(q)) = query else {
-        return Err(Page::error(StatusCode::BAD_REQUEST, "unknown or malformed query"));
+        return Err(Page::error(
+            StatusCode::BAD_REQUEST,
+            "unknown or malformed query",
+        ));
     };
     let window = q.window.unwrap_or(300);
     if window == 0 || window > MAX_WINDOW.as_secs() {
         return Err(Page::error(
             StatusCode::BAD_REQUEST,
-            &format!("window must be between 1 and {} seconds", MAX_WINDOW.as_secs()),
+            &format!(
+                "window must be between 1 and {} seconds",
+                MAX_WINDOW.as_secs()
+            ),
         ));
     }
     signed.read(&api, "stats").await?;
@@ -200,7 +206,10 @@ pub(super) async fn page(
 }
 
 /// Each node's column: the longest chain of callers before it (cycles cut).
-fn columns(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>) -> BTreeMap<String, i64> {
+fn columns(
+    nodes: &BTreeSet<String>,
+    edges: &BTreeMap<(String, String), Edge>,
+) -> BTreeMap<String, i64> {
     let mut depth: BTreeMap<String, i64> = nodes.iter().map(|n| (n.clone(), 0)).collect();
     // At most as many passes as nodes: a longest path visits each node once.
     for _ in 0..nodes.len() {
@@ -234,7 +243,11 @@ fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, windo
         *row += 1;
     }
     let width = per_column.keys().max().map_or(0, |c| *c + 1) * COLUMN + MARGIN;
-    let height = per_column.values().max().copied().unwrap_or(1) * ROW + MARGIN;
+    // Room below the lowest row for edges that bow under it.
+    let height = per_column.values().max().copied().unwrap_or(1) * ROW
+        + MARGIN
+        + NODE_H
+        + 30 * per_column.len() as i64;
     let mut out = format!(
         "<svg class=\"topology\" data-testid=\"topology\" viewBox=\"0 0 {} {}\" \
          aria-labelledby=\"topology-title\"><title id=\"topology-title\">Services and the calls \
@@ -243,10 +256,26 @@ fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, windo
         height.max(120)
     );
     for ((caller, service), e) in edges {
-        let (Some(&(x1, y1)), Some(&(x2, y2))) = (at.get(caller.as_str()), at.get(service.as_str())) else {
+        let (Some(&(x1, y1)), Some(&(x2, y2))) =
+            (at.get(caller.as_str()), at.get(service.as_str()))
+        else {
             continue;
         };
         let (sx, sy, tx, ty) = (x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2);
+        // An edge to the next column runs straight across; one that skips columns, or runs
+        // back or within a column, bows below the nodes it would cross, deeper the longer.
+        let span = (x2 - x1) / COLUMN;
+        let (c1, c2) = if span == 1 {
+            ((sx + 60, sy), (tx - 60, ty))
+        } else {
+            let bow = NODE_H + 30 * span.abs().max(1);
+            ((sx + 40, sy + bow), (tx - 40, ty + bow))
+        };
+        // The label sits on the curve's midpoint.
+        let (mx, my) = (
+            (sx + 3 * c1.0 + 3 * c2.0 + tx) / 8,
+            (sy + 3 * c1.1 + 3 * c2.1 + ty) / 8,
+        );
         let label = format!(
             "{caller} → {service}: {:.1}/s, {} allowed, {} denied",
             e.requests_per_second, e.allowed, e.denied
@@ -255,18 +284,20 @@ fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, windo
             out,
             "<a href=\"/ui/topology?window={window}&amp;edge={}\" aria-label=\"{}\" \
              data-edge=\"{}\" data-class=\"{}\"><path class=\"edge {}\" \
-             d=\"M{sx} {sy} C{} {sy}, {} {ty}, {tx} {ty}\"><title>{}</title></path>\
-             <text class=\"edge-label\" x=\"{}\" y=\"{}\">{}</text></a>",
+             d=\"M{sx} {sy} C{} {}, {} {}, {tx} {ty}\"><title>{}</title></path>\
+             <text class=\"edge-label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text></a>",
             query_value(&format!("{caller}->{service}")),
             esc(&label),
             esc(&format!("{caller}->{service}")),
             e.class(),
             e.class(),
-            sx + 60,
-            tx - 60,
+            c1.0,
+            c1.1,
+            c2.0,
+            c2.1,
             esc(&label),
-            (sx + tx) / 2 - 40,
-            (sy + ty) / 2 - 6,
+            mx,
+            my - 6,
             esc(&format!(
                 "{:.1}/s{} ✓{} ✗{}",
                 e.requests_per_second,
