@@ -123,6 +123,22 @@ path.unlink()
 PY
 fi
 
+# The web console is tested in a real browser: Debian's Chromium and its driver, Selenium
+# (Python) driving it, and axe-core (npm, installed by npm itself) auditing every page.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt_install chromium chromium-driver
+fi
+if ! python3 -c 'import selenium' 2>/dev/null; then
+  python3 -m pip install --user --quiet selenium \
+    || python3 -m pip install --user --quiet --break-system-packages selenium
+fi
+export SIGNET_AXE="${SIGNET_AXE:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tests/axe-core-4.11.0/node_modules/axe-core/axe.min.js}"
+if [ ! -f "$SIGNET_AXE" ]; then
+  axe_prefix="$(dirname "$(dirname "$(dirname "$SIGNET_AXE")")")"
+  mkdir -p "$axe_prefix"
+  npm install --silent --no-audit --no-fund --prefix "$axe_prefix" axe-core@4.11.0 >/dev/null
+fi
+
 if ! command -v cargo-nextest >/dev/null; then
   cargo install cargo-nextest --locked
 fi

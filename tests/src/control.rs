@@ -358,6 +358,8 @@ impl ControlPlane {
         let tcp = tokio::net::TcpStream::connect(self.api)
             .await
             .expect("connect");
+        // Without it, a request written in two segments waits on the server's delayed ACK.
+        tcp.set_nodelay(true).expect("TCP_NODELAY");
         let name = rustls::pki_types::ServerName::IpAddress(self.api.ip().into());
         let tls = connector.connect(name, tcp).await.expect("TLS");
         let (mut sender, conn) =

@@ -450,6 +450,7 @@ mod traffic_routes;
 mod workload_routes;
 
 pub(crate) use ca_routes::describe as ca_describe;
+pub(crate) use shadow_routes::shadow_report;
 
 async fn openapi() -> Response {
     (

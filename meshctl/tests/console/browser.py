@@ -220,6 +220,25 @@ with tempfile.TemporaryDirectory() as profile:
         axe(d, "diff")
         shot(d, "diff")
 
+        # Explain a request: the form gives the decision and the deciding policy's text.
+        visit(d, "/ui/policies/explain", "explain", "Explain a request")
+        d.find_element(By.ID, "principal").send_keys("spiffe://signet.local/ns/shop/sa/frontend")
+        d.find_element(By.ID, "service").send_keys("payments")
+        for option in d.find_elements(By.CSS_SELECTOR, "#action option"):
+            if option.text == "GET":
+                option.click()
+        path = d.find_element(By.ID, "path")
+        path.clear()
+        path.send_keys("/api/charge")
+        d.find_element(By.CSS_SELECTOR, "form[action='/ui/policies/explain'] button").click()
+        wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, "[data-testid=explanation]"), "the explanation")
+        explanation = text(d, "[data-testid=explanation]")
+        assert "DENY" in explanation and "frontend-never-calls-payments" in explanation, explanation
+        assert "forbid" in explanation, explanation
+        summary["explained"] = explanation.splitlines()[0]
+        axe(d, "explained")
+        shot(d, "explain")
+
         # A state change without the session's CSRF token is refused, and changes nothing.
         status, body = post_from_page(d, "/ui/policies/rollback", {"version": "1"})
         assert status == 403 and "CSRF" in body, (status, body[:300])

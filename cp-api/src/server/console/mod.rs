@@ -25,6 +25,7 @@ mod assets;
 mod audit_page;
 mod ca_page;
 mod diff;
+mod explain_page;
 mod html;
 mod overview;
 mod policies_page;
@@ -58,6 +59,7 @@ pub fn router() -> Router<Api> {
         .route("/ui/services/{namespace}/{name}", get(services_page::one))
         .route("/ui/policies", get(policies_page::history))
         .route("/ui/policies/diff", get(policies_page::diff))
+        .route("/ui/policies/explain", get(explain_page::page))
         .route("/ui/policies/rollback", post(policies_page::rollback))
         .route("/ui/audit", get(audit_page::page))
         .route("/ui/audit/rows", get(audit_page::rows))

@@ -54,7 +54,17 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
             ..AuditQuery::default()
         })
         .await
-        .map(|rows| rows.len())
+        // Policy's denials only: injected faults and rate limits are the traffic settings'.
+        .map(|rows| {
+            rows.iter()
+                .filter(|r| {
+                    r.kind == "decision"
+                        && r.policies
+                            .as_deref()
+                            .is_none_or(|p| p != "fault-injected" && !p.starts_with("rate-limit-"))
+                })
+                .count()
+        })
         .unwrap_or(0);
     let intermediate_expiry = ca["intermediate"]["not_after"]
         .as_i64()
@@ -128,46 +138,76 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
     )))
 }
 
+/// Chains listed on the overview; past it, only those needing attention are.
+const CHAINS_LISTED: usize = 20;
+
 /// Each connected proxy's shipped audit chain as the store holds it: how far it reaches
 /// and how much of it is covered by a signed checkpoint. A batch is kept only if its hash
 /// chain continues the stored tip and its signatures verify, so what is here was verified
 /// on receipt.
 async fn audit_chains(api: &Api, proxies: &[crate::server::hub::ProxyEntry]) -> String {
+    let tips: std::collections::HashMap<String, signet_audit::receiver::Tip> =
+        match api.hub.store.audit_tips().await {
+            Ok(tips) => tips.into_iter().collect(),
+            Err(e) => {
+                return format!(
+                    "<h2>Audit chains</h2><p class=\"error\">The store does not answer: {}</p>",
+                    esc(&e.to_string())
+                );
+            }
+        };
+    let (mut signed, mut pending, mut empty) = (0, 0, 0);
     let mut rows = Vec::new();
     for p in proxies {
         // A proxy ships as its identity and instance (one chain per process).
         let writer = format!("{}#{}", p.spiffe_id, p.instance);
-        let tip = api.hub.store.audit_tip(&writer).await;
-        let (records, signed, state) = match &tip {
-            Ok(Some(t)) => (
-                t.seq.to_string(),
-                t.signed_through.to_string(),
-                if t.signed_through >= t.seq {
-                    badge("ok", "verified, signed to the tip")
-                } else {
-                    badge("ok", "verified; tail awaits its checkpoint")
-                },
-            ),
-            Ok(None) => (
-                "0".to_owned(),
-                "0".to_owned(),
-                badge("muted", "nothing shipped yet"),
-            ),
-            Err(e) => ("-".to_owned(), "-".to_owned(), badge("bad", &e.to_string())),
+        let (records, through, state, attention) = match tips.get(&writer) {
+            Some(t) if t.signed_through >= t.seq => {
+                signed += 1;
+                (
+                    t.seq,
+                    t.signed_through,
+                    badge("ok", "verified, signed to the tip"),
+                    false,
+                )
+            }
+            Some(t) => {
+                pending += 1;
+                (
+                    t.seq,
+                    t.signed_through,
+                    badge("ok", "verified; tail awaits its checkpoint"),
+                    false,
+                )
+            }
+            None => {
+                empty += 1;
+                (0, 0, badge("muted", "nothing shipped yet"), true)
+            }
         };
-        rows.push(vec![
-            format!("<span class=\"mono\">{}</span>", esc(&writer)),
-            esc(&format!("{}/{}", p.namespace, p.service)),
-            records,
-            signed,
-            state,
-        ]);
+        if proxies.len() <= CHAINS_LISTED || (attention && rows.len() < CHAINS_LISTED) {
+            rows.push(vec![
+                format!("<span class=\"mono\">{}</span>", esc(&writer)),
+                esc(&format!("{}/{}", p.namespace, p.service)),
+                records.to_string(),
+                through.to_string(),
+                state,
+            ]);
+        }
     }
-    rows.dedup();
+    let caption = if proxies.len() <= CHAINS_LISTED {
+        "Each proxy's decisions, as shipped to the control plane".to_owned()
+    } else {
+        format!(
+            "Chains of {} proxies; those that shipped nothing yet (at most {CHAINS_LISTED})",
+            proxies.len()
+        )
+    };
     format!(
-        "<h2>Audit chains</h2>{}",
+        "<h2>Audit chains</h2><p data-testid=\"chains\">{signed} signed to the tip, {pending} \
+         with a tail awaiting its checkpoint, {empty} with nothing shipped yet.</p>{}",
         html::table(
-            "Each proxy's decisions, as shipped to the control plane",
+            &caption,
             &["Writer", "Service", "Records", "Signed through", "State"],
             &rows,
             "audit-chains",

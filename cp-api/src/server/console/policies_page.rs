@@ -113,6 +113,10 @@ pub(super) async fn history(State(api): State<Api>, signed: Signed) -> PageResul
         &rows,
         "versions",
     );
+    body.push_str(
+        "<p><a href=\"/ui/policies/explain\">Explain a request</a> under the applied policies \
+         (and the shadow candidate's report)</p>",
+    );
     body.push_str(&format!(
         "<h2>Compare two versions</h2><form method=\"get\" action=\"/ui/policies/diff\" class=\"filters\">\
          <div><label for=\"from\">From</label><select id=\"from\" name=\"from\">{options}</select></div>\

@@ -25,6 +25,8 @@ const NODE_H: i64 = 34;
 const COLUMN: i64 = 300;
 const ROW: i64 = 56;
 const MARGIN: i64 = 20;
+/// Columns in a band: the picture stays about a screen wide however deep the mesh.
+const BAND_COLUMNS: i64 = 4;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +46,8 @@ struct Edge {
     success_rate: Option<f64>,
     allowed: u64,
     denied: u64,
+    /// Refused by the traffic settings, not by policy: injected faults and rate limits.
+    by_settings: u64,
     /// (decision, policies) -> count.
     policies: BTreeMap<(String, String), u64>,
 }
@@ -133,7 +137,11 @@ pub(super) async fn page(
         let e = edges
             .entry((caller_of(principal), service_of(resource)))
             .or_default();
-        if decision == "allow" {
+        let policies = d.policies.clone().unwrap_or_default();
+        let settings = policies == "fault-injected" || policies.starts_with("rate-limit-");
+        if settings {
+            e.by_settings += 1;
+        } else if decision == "allow" {
             // A connection let in says nothing of the requests on it: an edge whose every
             // request is refused is a denied edge.
             if d.action.as_deref() != Some("connect") {
@@ -142,7 +150,6 @@ pub(super) async fn page(
         } else {
             e.denied += 1;
         }
-        let policies = d.policies.clone().unwrap_or_default();
         *e.policies.entry((decision.clone(), policies)).or_default() += 1;
     }
     for (caller, service) in edges.keys() {
@@ -188,12 +195,20 @@ pub(super) async fn page(
                 } else {
                     "0".to_owned()
                 },
+                e.by_settings.to_string(),
             ]
         })
         .collect();
     body.push_str(&table(
         &format!("Edges over the last {} s", window),
-        &["Edge", "Requests", "Success", "Allowed", "Denied"],
+        &[
+            "Edge",
+            "Requests",
+            "Success",
+            "Allowed",
+            "Denied",
+            "Injected or rate-limited",
+        ],
         &rows,
         "edges",
     ));
@@ -232,22 +247,85 @@ fn columns(
     depth
 }
 
-fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, window: u64) -> String {
+/// Where each node is drawn: its column is its depth, four columns to a band and bands
+/// stacked downwards, so a deep mesh grows down the page instead of past its width; nodes
+/// with no edge in the window fill a grid under the bands. Also the picture's size.
+fn place<'a>(
+    nodes: &'a BTreeSet<String>,
+    edges: &BTreeMap<(String, String), Edge>,
+) -> (BTreeMap<&'a str, (i64, i64)>, i64, i64) {
     let depth = columns(nodes, edges);
-    let mut per_column: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut at: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-    for n in nodes {
-        let col = depth.get(n).copied().unwrap_or(0);
-        let row = per_column.entry(col).or_insert(0);
-        at.insert(n, (MARGIN + col * COLUMN, MARGIN + *row * ROW));
+    let linked: BTreeSet<&str> = edges
+        .keys()
+        .flat_map(|(a, b)| [a.as_str(), b.as_str()])
+        .collect();
+    // Rows used in each (band, column).
+    let mut rows: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    let mut slot: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+    for n in nodes.iter().filter(|n| linked.contains(n.as_str())) {
+        let d = depth.get(n).copied().unwrap_or(0);
+        let (band, col) = (d / BAND_COLUMNS, d % BAND_COLUMNS);
+        let row = rows.entry((band, col)).or_insert(0);
+        slot.insert(n, (band, col, *row));
         *row += 1;
     }
-    let width = per_column.keys().max().map_or(0, |c| *c + 1) * COLUMN + MARGIN;
-    // Room below the lowest row for edges that bow under it.
-    let height = per_column.values().max().copied().unwrap_or(1) * ROW
-        + MARGIN
-        + NODE_H
-        + 30 * per_column.len() as i64;
+    // Each band is as tall as its fullest column, plus room for edges bowing under it.
+    let mut band_top: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut y = MARGIN;
+    let bands = rows.keys().map(|(b, _)| *b).max().map_or(0, |b| b + 1);
+    for band in 0..bands {
+        band_top.insert(band, y);
+        let tallest = rows
+            .iter()
+            .filter(|((b, _), _)| *b == band)
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(0);
+        y += tallest * ROW + NODE_H + 30 * BAND_COLUMNS;
+    }
+    let mut at: BTreeMap<&str, (i64, i64)> = slot
+        .iter()
+        .map(|(n, (band, col, row))| {
+            (
+                *n,
+                (
+                    MARGIN + col * COLUMN,
+                    band_top.get(band).copied().unwrap_or(MARGIN) + row * ROW,
+                ),
+            )
+        })
+        .collect();
+    let idle: Vec<&String> = nodes
+        .iter()
+        .filter(|n| !linked.contains(n.as_str()))
+        .collect();
+    for (i, n) in idle.iter().enumerate() {
+        let i = i as i64;
+        at.insert(
+            n,
+            (
+                MARGIN + (i % BAND_COLUMNS) * COLUMN,
+                y + (i / BAND_COLUMNS) * ROW,
+            ),
+        );
+    }
+    let idle_rows = (idle.len() as i64 + BAND_COLUMNS - 1) / BAND_COLUMNS;
+    let used_columns = if idle.is_empty() {
+        rows.keys().map(|(_, c)| *c + 1).max().unwrap_or(1)
+    } else {
+        BAND_COLUMNS
+            .min(idle.len() as i64)
+            .max(rows.keys().map(|(_, c)| *c + 1).max().unwrap_or(1))
+    };
+    (
+        at,
+        used_columns * COLUMN + MARGIN,
+        y + idle_rows * ROW + MARGIN,
+    )
+}
+
+fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, window: u64) -> String {
+    let (at, width, height) = place(nodes, edges);
     let mut out = format!(
         "<svg class=\"topology\" data-testid=\"topology\" viewBox=\"0 0 {} {}\" \
          aria-labelledby=\"topology-title\"><title id=\"topology-title\">Services and the calls \
@@ -339,7 +417,9 @@ fn explain(chosen: &str, edges: &BTreeMap<(String, String), Edge>) -> String {
         .map(|((decision, policies), n)| {
             vec![
                 badge(if decision == "allow" { "ok" } else { "bad" }, decision),
-                if policies.is_empty() {
+                if policies == "fault-injected" || policies.starts_with("rate-limit-") {
+                    format!("{} (traffic settings, not policy)", esc(policies))
+                } else if policies.is_empty() {
                     "no policy matched (default deny)".to_owned()
                 } else {
                     format!("<span class=\"mono\">{}</span>", esc(policies))
@@ -388,6 +468,26 @@ mod tests {
         assert_eq!(d["a"], 0);
         assert!(d["b"] >= 1 && d["c"] >= 1);
         assert!(d.values().all(|v| *v < 3));
+    }
+
+    #[test]
+    fn a_deep_mesh_grows_down_not_across_and_idle_services_are_placed_too() {
+        let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+        let mut nodes: BTreeSet<String> = names.iter().cloned().collect();
+        nodes.insert("idle".to_owned());
+        let mut edges = BTreeMap::new();
+        for w in names.windows(2) {
+            edges.insert((w[0].clone(), w[1].clone()), Edge::default());
+        }
+        let (at, width, height) = place(&nodes, &edges);
+        assert_eq!(at.len(), nodes.len());
+        assert!(width <= BAND_COLUMNS * COLUMN + MARGIN, "{width}");
+        // Twelve deep: three bands, each below the one before.
+        assert!(at["s04"].1 > at["s03"].1 && at["s08"].1 > at["s07"].1);
+        assert_eq!(at["s00"].0, at["s04"].0);
+        assert!(at["idle"].1 > at["s11"].1 && height > at["idle"].1);
+        let distinct: BTreeSet<(i64, i64)> = at.values().copied().collect();
+        assert_eq!(distinct.len(), at.len(), "no two nodes on one spot");
     }
 
     #[test]

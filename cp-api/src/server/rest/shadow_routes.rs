@@ -136,9 +136,14 @@ pub(super) async fn report(State(api): State<Api>, op: Operator) -> ApiResult {
         },
     )
     .await?;
+    shadow_report(&api).await.map(Json)
+}
+
+/// The shadow report as `GET /v1/policies/shadow` and the console show it.
+pub(crate) async fn shadow_report(api: &Api) -> Result<Value, ApiError> {
     let shadow = api.hub.shadow();
     let Some(Shadowed { meta, .. }) = shadow.as_ref() else {
-        return Ok(Json(json!({ "candidate": null, "flows": [] })));
+        return Ok(json!({ "candidate": null, "flows": [] }));
     };
     let since = u64::try_from(meta.installed_at)
         .unwrap_or(0)
@@ -160,14 +165,14 @@ pub(super) async fn report(State(api): State<Api>, op: Operator) -> ApiResult {
             .map(|f| f.count)
             .sum()
     };
-    Ok(Json(json!({
+    Ok(json!({
         "candidate": candidate_json(meta),
         "files": meta.files,
         "running_on": { "proxies": proxies.len(), "running": running },
         "would_allow": total("allow"),
         "would_deny": total("deny"),
         "flows": flows_json(&flows, &examples),
-    })))
+    }))
 }
 
 /// Each flow with its newest examples.

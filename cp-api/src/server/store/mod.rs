@@ -491,6 +491,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &'a self,
         writer: &'a str,
     ) -> BoxFuture<'a, Result<Option<signet_audit::receiver::Tip>, StoreError>>;
+    /// Where every shipped chain stands, by writer.
+    fn audit_tips(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<(String, signet_audit::receiver::Tip)>, StoreError>>;
     /// Keeps a shipped batch and moves its chain's tip, in one transaction; another
     /// replica having moved it first is [`StoreError::Raced`], and nothing is kept.
     fn append_audit(&self, batch: AuditBatch) -> BoxFuture<'_, Result<(), StoreError>>;

@@ -1239,6 +1239,27 @@ impl Store for SqlStore {
         })
     }
 
+    fn audit_tips(&self) -> BoxFuture<'_, Result<Vec<(String, Tip)>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT writer, seq, head, signed_through FROM audit_chains")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("writer").map_err(backend)?,
+                        Tip {
+                            seq: to_u64(r.try_get("seq").map_err(backend)?),
+                            head: r.try_get("head").map_err(backend)?,
+                            signed_through: to_u64(r.try_get("signed_through").map_err(backend)?),
+                        },
+                    ))
+                })
+                .collect()
+        })
+    }
+
     fn append_audit(&self, batch: AuditBatch) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.write().await?;
