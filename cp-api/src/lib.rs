@@ -44,5 +44,7 @@ pub mod api {
     }
 }
 
+pub mod model;
+
 #[cfg(feature = "server")]
 pub mod server;

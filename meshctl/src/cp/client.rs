@@ -159,6 +159,24 @@ impl Client {
         format!("https://{}", self.address)
     }
 
+    /// GET `path`, read as the API's type `T`.
+    pub(crate) fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        serde_json::from_value(self.get(path)?).map_err(|e| {
+            anyhow!("the control plane's answer to {path} is not what this meshctl reads: {e}")
+        })
+    }
+
+    /// Every page of `path`'s `field`, read as the API's type `T`.
+    pub(crate) fn get_all_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        field: &str,
+    ) -> anyhow::Result<T> {
+        serde_json::from_value(self.get_all(path, field)?).map_err(|e| {
+            anyhow!("the control plane's answer to {path} is not what this meshctl reads: {e}")
+        })
+    }
+
     /// GET `path`; the JSON body of a 2xx answer.
     pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call("GET", path, None)
@@ -280,18 +298,12 @@ impl Client {
 
 /// A non-2xx answer as one error: its `error`, then its `problems` joined by `; `.
 pub(crate) fn refusal(status: u16, value: &Value) -> anyhow::Error {
-    let message = value.get("error").and_then(Value::as_str).map_or_else(
-        || format!("the control plane answered {status}"),
-        str::to_owned,
-    );
-    let problems: Vec<&str> = value
-        .get("problems")
-        .and_then(Value::as_array)
-        .map(|p| p.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if problems.is_empty() {
-        anyhow!("{message}")
+    let Ok(body) = serde_json::from_value::<signet_cp::model::ErrorBody>(value.clone()) else {
+        return anyhow!("the control plane answered {status}");
+    };
+    if body.problems.is_empty() {
+        anyhow!("{}", body.error)
     } else {
-        anyhow!("{message}: {}", problems.join("; "))
+        anyhow!("{}: {}", body.error, body.problems.join("; "))
     }
 }

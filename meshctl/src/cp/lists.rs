@@ -1,9 +1,9 @@
 //! `meshctl status`, `meshctl services list`, `meshctl proxies list`.
 
 use clap::Args;
-use serde_json::Value;
+use signet_cp::model;
 
-use super::{Remote, print_structured, print_table, relative, text, time_of};
+use super::{Remote, print_structured, print_table, relative_to, time_at};
 use crate::Outcome;
 
 #[derive(Debug, Args)]
@@ -14,93 +14,70 @@ pub(crate) struct ListArgs {
 
 pub(crate) fn status(args: &ListArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get("/v1/status")?;
-    if print_structured(args.remote.output, &value)? {
+    let status: model::Status = client.get_as("/v1/status")?;
+    if print_structured(args.remote.output, &serde_json::to_value(&status)?)? {
         return Ok(Outcome::Success);
     }
-    let ca = value.get("ca").cloned().unwrap_or(Value::Null);
-    let policy = value.get("policy").cloned().unwrap_or(Value::Null);
-    let proxies = value.get("proxies").cloned().unwrap_or(Value::Null);
-    let intermediate = ca.get("intermediate").cloned().unwrap_or(Value::Null);
-    let health = match value.get("store_error").and_then(Value::as_str) {
+    let health = match &status.store_error {
         Some(e) => format!("NOT READY (its database: {e})"),
         None => "healthy".to_owned(),
     };
     println!(
         "control plane  {health}, trust domain {}, up {}s",
-        text(&value, "trust_domain"),
-        text(&value, "uptime_seconds")
+        status.trust_domain, status.uptime_seconds
     );
+    let ca = &status.ca;
+    let issuing = ca.intermediate.as_ref().map(|c| c.not_after);
     println!(
         "CA             {}; intermediate expires {} ({})",
-        text(&ca, "kind"),
-        time_of(intermediate.get("not_after").unwrap_or(&Value::Null)),
-        relative(intermediate.get("not_after").unwrap_or(&Value::Null))
+        ca.kind,
+        issuing.map_or_else(|| "-".to_owned(), time_at),
+        issuing.map_or_else(|| "-".to_owned(), relative_to)
     );
-    for root in ca
-        .get("roots")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for root in &ca.roots {
         println!(
             "  root         {} expires {}",
-            text(root, "subject"),
-            time_of(root.get("not_after").unwrap_or(&Value::Null))
+            root.subject,
+            root.not_after.map_or_else(|| "-".to_owned(), time_at)
         );
     }
+    let policy = &status.policy;
     println!(
         "policy         version {} ({} policies, hash {})",
-        text(&policy, "version"),
-        text(&policy, "policies"),
-        text(&policy, "hash").get(..12).unwrap_or_default()
+        policy.version,
+        policy.policies,
+        policy.hash.get(..12).unwrap_or_default()
     );
-    let elsewhere = proxies
-        .get("on_other_replicas")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let proxies = &status.proxies;
     println!(
         "proxies        {} registered: {} in sync, {} stale{}",
-        text(&proxies, "total"),
-        text(&proxies, "in_sync"),
-        text(&proxies, "stale"),
-        if elsewhere > 0 {
-            format!(", {elsewhere} on other replicas")
+        proxies.total,
+        proxies.in_sync,
+        proxies.stale,
+        if proxies.on_other_replicas > 0 {
+            format!(", {} on other replicas", proxies.on_other_replicas)
         } else {
             String::new()
         }
     );
-    for replica in value
-        .get("replicas")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let alive = replica.get("alive").and_then(Value::as_bool) == Some(true);
-        let this = replica.get("this").and_then(Value::as_bool) == Some(true);
+    for replica in &status.replicas {
         println!(
             "replica        {} grpc {} api {} {}{}",
-            text(replica, "id"),
-            text(replica, "grpc"),
-            text(replica, "api"),
-            if alive { "alive" } else { "gone" },
-            if this { " (this one)" } else { "" }
+            replica.id,
+            replica.grpc,
+            replica.api,
+            if replica.alive { "alive" } else { "gone" },
+            if replica.this { " (this one)" } else { "" }
         );
     }
-    for duty in value
-        .get("duties")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let this = duty.get("this").and_then(Value::as_bool) == Some(true);
-        match duty.get("holder").and_then(Value::as_str) {
+    for duty in &status.duties {
+        match &duty.holder {
             Some(holder) => println!(
                 "duty           {} held by {holder}{}",
-                text(duty, "name"),
-                if this { " (this one)" } else { "" }
+                duty.name,
+                if duty.this { " (this one)" } else { "" }
             ),
-            None => println!("duty           {} not held", text(duty, "name")),
+            None => println!("duty           {} not held", duty.name),
         }
     }
     Ok(Outcome::Success)
@@ -108,32 +85,19 @@ pub(crate) fn status(args: &ListArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn services(args: &ListArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get_all("/v1/services", "services")?;
-    if print_structured(args.remote.output, &value)? {
+    let list: model::ServiceList = client.get_all_as("/v1/services", "services")?;
+    if print_structured(args.remote.output, &serde_json::to_value(&list)?)? {
         return Ok(Outcome::Success);
     }
-    let join = |v: &Value, key: &str| {
-        v.get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
-    let rows: Vec<Vec<String>> = value
-        .get("services")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = list
+        .services
+        .iter()
         .map(|s| {
             vec![
-                text(s, "name"),
-                text(s, "namespace"),
-                join(s, "endpoints"),
-                join(s, "identities"),
+                s.name.clone(),
+                s.namespace.clone(),
+                s.endpoints.join(","),
+                s.identities.join(","),
             ]
         })
         .collect();
@@ -147,30 +111,29 @@ pub(crate) fn services(args: &ListArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn proxies(args: &ListArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get_all("/v1/proxies", "proxies")?;
-    if print_structured(args.remote.output, &value)? {
+    let list: model::ProxyList = client.get_all_as("/v1/proxies", "proxies")?;
+    if print_structured(args.remote.output, &serde_json::to_value(&list)?)? {
         return Ok(Outcome::Success);
     }
-    let rows: Vec<Vec<String>> = value
-        .get("proxies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = list
+        .proxies
+        .iter()
         .map(|p| {
             vec![
-                text(p, "instance"),
-                text(p, "service"),
-                text(p, "endpoint"),
-                text(p, "policy_version"),
-                text(p, "traffic_version"),
-                text(p, "app_health"),
-                if p.get("in_sync").and_then(Value::as_bool) == Some(true) {
-                    "in sync".to_owned()
-                } else {
-                    "stale".to_owned()
-                },
-                relative(p.get("last_heartbeat").unwrap_or(&Value::Null)),
-                text(p, "spiffe_id"),
+                p.instance.clone(),
+                p.service.clone(),
+                p.endpoint.clone(),
+                p.policy_version.to_string(),
+                p.traffic_version.to_string(),
+                match p.app_health {
+                    model::AppHealth::Unknown => "unknown",
+                    model::AppHealth::Healthy => "healthy",
+                    model::AppHealth::Unhealthy => "unhealthy",
+                }
+                .to_owned(),
+                if p.in_sync { "in sync" } else { "stale" }.to_owned(),
+                relative_to(p.last_heartbeat),
+                p.spiffe_id.clone(),
             ]
         })
         .collect();

@@ -224,9 +224,11 @@ pub(crate) fn text(v: &Value, key: &str) -> String {
 
 /// Unix milliseconds as an RFC 3339 UTC time.
 pub(crate) fn time_of(ms: &Value) -> String {
-    let Some(ms) = ms.as_i64() else {
-        return "-".to_owned();
-    };
+    ms.as_i64().map_or_else(|| "-".to_owned(), time_at)
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time.
+pub(crate) fn time_at(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -250,9 +252,11 @@ pub(crate) fn time_of(ms: &Value) -> String {
 
 /// How long ago (or until) unix milliseconds `ms` is, for people.
 pub(crate) fn relative(ms: &Value) -> String {
-    let Some(ms) = ms.as_i64() else {
-        return "-".to_owned();
-    };
+    ms.as_i64().map_or_else(|| "-".to_owned(), relative_to)
+}
+
+/// How long ago (or until) unix milliseconds `ms` is, for people.
+pub(crate) fn relative_to(ms: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -17,7 +17,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use signet_policy::{Authorizer, GateDiff, Inventory, PolicyBundle, PolicySource};
 
-use super::{Remote, print_structured, print_table, text, time_of};
+use super::{Remote, print_structured, print_table, text};
 use crate::Outcome;
 
 /// Largest policy file read.
@@ -398,44 +398,35 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get("/v1/policies/history")?;
-    if print_structured(args.remote.output, &value)? {
+    let history: signet_cp::model::PolicyHistory = client.get_as("/v1/policies/history")?;
+    if print_structured(args.remote.output, &serde_json::to_value(&history)?)? {
         return Ok(Outcome::Success);
     }
-    let rows: Vec<Vec<String>> = value
-        .get("versions")
-        .and_then(Value::as_array)
-        .map(|versions| {
-            versions
-                .iter()
-                .map(|v| {
-                    let hash = text(v, "hash");
-                    let mut message = text(v, "message");
-                    if let Some(from) = v.get("rolled_back_from").and_then(Value::as_u64)
-                        && message.is_empty()
-                    {
-                        message = format!("rollback to {from}");
-                    }
-                    let access = match (
-                        v.get("widened").and_then(Value::as_u64),
-                        v.get("narrowed").and_then(Value::as_u64),
-                    ) {
-                        (Some(w), Some(n)) => format!("+{w} widened / -{n} narrowed"),
-                        _ => "-".to_owned(),
-                    };
-                    vec![
-                        text(v, "version"),
-                        time_of(v.get("created_at").unwrap_or(&Value::Null)),
-                        text(v, "policies"),
-                        access,
-                        hash.get(..12).unwrap_or(&hash).to_owned(),
-                        text(v, "author"),
-                        message,
-                    ]
-                })
-                .collect()
+    let rows: Vec<Vec<String>> = history
+        .versions
+        .iter()
+        .map(|v| {
+            let mut message = v.message.clone();
+            if let Some(from) = v.rolled_back_from
+                && message.is_empty()
+            {
+                message = format!("rollback to {from}");
+            }
+            let access = match (v.widened, v.narrowed) {
+                (Some(w), Some(n)) => format!("+{w} widened / -{n} narrowed"),
+                _ => "-".to_owned(),
+            };
+            vec![
+                v.version.to_string(),
+                super::time_at(v.created_at),
+                v.policies.to_string(),
+                access,
+                v.hash.get(..12).unwrap_or(&v.hash).to_owned(),
+                v.author.clone(),
+                message,
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     if rows.is_empty() {
         println!("no policies applied yet");
     } else {

@@ -3,38 +3,34 @@
 //! status`).
 
 use axum::extract::State;
-use serde_json::Value;
 
 use super::html::{self, Nav, badge, esc, facts, table};
 use super::{Page, PageResult, Signed};
+use crate::model::{JwtKeyState, RootState};
 use crate::server::rest::{Api, ca_describe};
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => esc(s),
-        Value::Null => "-".to_owned(),
-        other => esc(&other.to_string()),
+fn when(ms: Option<i64>, now: i64) -> String {
+    ms.map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now))
+}
+
+fn at(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), html::time_el)
+}
+
+fn root_state(s: RootState) -> String {
+    match s {
+        RootState::Active => badge("ok", "active"),
+        RootState::Staged => badge("warn", "staged"),
+        RootState::Retiring => badge("muted", "retiring"),
     }
 }
 
-fn list(v: &Value) -> impl Iterator<Item = &Value> {
-    v.as_array().into_iter().flatten()
-}
-
-fn when(v: &Value, now: i64) -> String {
-    v.as_i64()
-        .map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now))
-}
-
-fn state(s: &str) -> String {
-    badge(
-        match s {
-            "active" => "ok",
-            "staged" => "warn",
-            _ => "muted",
-        },
-        s,
-    )
+fn key_state(s: JwtKeyState) -> String {
+    match s {
+        JwtKeyState::Active => badge("ok", "active"),
+        JwtKeyState::Staged => badge("warn", "staged"),
+        JwtKeyState::Retiring => badge("muted", "retiring"),
+    }
 }
 
 pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
@@ -42,33 +38,28 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
     let ca = ca_describe(&api.hub);
     let now = html::now_ms();
     let mut body = facts(&[
-        ("Trust domain", text(&ca["trust_domain"])),
-        ("Backend", text(&ca["backend"])),
-        ("Bundle sequence", text(&ca["bundle_sequence"])),
-        (
-            "SVID lifetime",
-            format!("{}s", text(&ca["svid_ttl_seconds"])),
-        ),
-        (
-            "Next renewal of the issuing CA",
-            when(&ca["next_renewal"], now),
-        ),
+        ("Trust domain", esc(&ca.trust_domain)),
+        ("Backend", esc(&ca.backend)),
+        ("Bundle sequence", ca.bundle_sequence.to_string()),
+        ("SVID lifetime", format!("{}s", ca.svid_ttl_seconds)),
+        ("Next renewal of the issuing CA", when(ca.next_renewal, now)),
     ]);
-    let warnings: Vec<String> = list(&ca["warnings"]).map(text).collect();
-    if !warnings.is_empty() {
+    if !ca.warnings.is_empty() {
         body.push_str("<ul class=\"warnings\">");
-        for w in &warnings {
-            body.push_str(&format!("<li>{w}</li>"));
+        for w in &ca.warnings {
+            body.push_str(&format!("<li>{}</li>", esc(w)));
         }
         body.push_str("</ul>");
     }
-    let chain: Vec<Vec<String>> = list(&ca["chain"])
+    let chain: Vec<Vec<String>> = ca
+        .chain
+        .iter()
         .map(|c| {
             vec![
-                text(&c["role"]),
-                text(&c["subject"]),
-                format!("<span class=\"mono\">{}</span>", text(&c["sha256"])),
-                when(&c["not_after"], now),
+                esc(&c.role),
+                esc(&c.subject),
+                format!("<span class=\"mono\">{}</span>", esc(&c.sha256)),
+                when(Some(c.not_after), now),
             ]
         })
         .collect();
@@ -78,16 +69,16 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
         &chain,
         "chain",
     ));
-    let roots: Vec<Vec<String>> = list(&ca["roots"])
+    let roots: Vec<Vec<String>> = ca
+        .roots
+        .iter()
         .map(|r| {
             vec![
-                text(&r["subject"]),
-                format!("<span class=\"mono\">{}</span>", text(&r["sha256"])),
-                state(r["state"].as_str().unwrap_or("?")),
-                when(&r["not_after"], now),
-                r["retire_at"]
-                    .as_i64()
-                    .map_or_else(|| "-".to_owned(), html::time_el),
+                esc(&r.subject),
+                format!("<span class=\"mono\">{}</span>", esc(&r.sha256)),
+                root_state(r.state),
+                when(r.not_after, now),
+                at(r.retire_at),
             ]
         })
         .collect();
@@ -104,50 +95,37 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
         "roots",
     ));
     body.push_str("<h2>Rotation</h2>");
-    let rotation = &ca["rotation"];
-    if rotation.is_null() {
-        body.push_str("<p data-testid=\"rotation\">No rotation in progress.</p>");
-    } else {
-        let waiting: Vec<String> = list(&rotation["waiting_for"])
-            .map(|w| match w {
-                Value::String(s) => esc(s),
-                other => text(&other["instance"]).to_string() + " " + &text(&other["spiffe_id"]),
-            })
-            .collect();
-        body.push_str(&facts(&[
-            ("Phase", text(&rotation["phase"])),
-            ("To", text(&rotation["to"])),
-            (
-                "Since",
-                rotation["since"]
-                    .as_i64()
-                    .map_or_else(|| "-".to_owned(), html::time_el),
-            ),
-            ("Promoted at the latest", when(&rotation["promote_by"], now)),
-            ("Not before", when(&rotation["not_before"], now)),
-            ("Waiting for", format!("{} proxies", waiting.len())),
-        ]));
-        if !waiting.is_empty() {
-            body.push_str("<ul data-testid=\"waiting\">");
-            for w in &waiting {
-                body.push_str(&format!("<li class=\"mono\">{w}</li>"));
+    match &ca.rotation {
+        None => body.push_str("<p data-testid=\"rotation\">No rotation in progress.</p>"),
+        Some(r) => {
+            body.push_str(&facts(&[
+                ("Phase", esc(&r.phase)),
+                ("To", esc(&r.to)),
+                ("Since", at(Some(r.since))),
+                ("Promoted at the latest", when(Some(r.promote_by), now)),
+                ("Not before", when(Some(r.not_before), now)),
+                ("Waiting for", format!("{} proxies", r.waiting_for.len())),
+            ]));
+            if !r.waiting_for.is_empty() {
+                body.push_str("<ul data-testid=\"waiting\">");
+                for w in &r.waiting_for {
+                    body.push_str(&format!("<li class=\"mono\">{}</li>", esc(w)));
+                }
+                body.push_str("</ul>");
             }
-            body.push_str("</ul>");
         }
     }
-    let jwt = &ca["jwt"];
-    let keys: Vec<Vec<String>> = list(&jwt["keys"])
+    let keys: Vec<Vec<String>> = ca
+        .jwt
+        .keys
+        .iter()
         .map(|k| {
             vec![
-                format!("<span class=\"mono\">{}</span>", text(&k["kid"])),
-                text(&k["algorithm"]),
-                state(k["state"].as_str().unwrap_or("?")),
-                k["created"]
-                    .as_i64()
-                    .map_or_else(|| "-".to_owned(), html::time_el),
-                k["retire_at"]
-                    .as_i64()
-                    .map_or_else(|| "-".to_owned(), html::time_el),
+                format!("<span class=\"mono\">{}</span>", esc(&k.kid)),
+                esc(&k.algorithm),
+                key_state(k.state),
+                at(Some(k.created)),
+                at(k.retire_at),
             ]
         })
         .collect();

@@ -1,11 +1,10 @@
 //! `/ui`: the mesh at a glance, and what needs attention.
 
 use axum::extract::State;
-use serde_json::Value;
 
 use super::html::{self, Nav, badge, esc, facts};
 use super::{Page, PageResult, Signed};
-use crate::server::rest::{Api, in_sync};
+use crate::server::rest::{Api, status_of};
 use crate::server::store::AuditQuery;
 
 /// The window the deny rate is measured over.
@@ -15,29 +14,17 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
     signed.read(&api, "status").await?;
     let hub = &api.hub;
     let now = html::now_ms();
-    let applied = hub.applied();
-    let version = applied.meta.as_ref().map_or(0, |m| m.version);
+    let status = status_of(hub).await;
+    let version = status.policy.version;
     let proxies = hub.proxies();
-    let local: Vec<_> = proxies.iter().filter(|p| p.local).collect();
-    let synced = local.iter().filter(|p| in_sync(hub, p, version)).count();
-    let ca = crate::server::rest::ca_describe(hub);
-    let mut warnings: Vec<String> = ca["warnings"]
-        .as_array()
-        .map(|w| {
-            w.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    if local.len() > synced {
+    let mut warnings = status.ca.warnings.clone();
+    if status.proxies.stale > 0 {
         warnings.push(format!(
             "{} proxies do not enforce policy version {version} yet",
-            local.len() - synced
+            status.proxies.stale
         ));
     }
-    let store = hub.store.duties().await;
-    if let Err(e) = &store {
+    if let Some(e) = &status.store_error {
         warnings.push(format!("the store does not answer: {e}"));
     }
     // The deny rate, from the decisions the proxies shipped.
@@ -66,44 +53,46 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
                 .count()
         })
         .unwrap_or(0);
-    let intermediate_expiry = ca["intermediate"]["not_after"]
-        .as_i64()
-        .or_else(|| ca["chain"][0]["not_after"].as_i64());
+    let issuing_expiry = status
+        .ca
+        .intermediate
+        .as_ref()
+        .map(|c| c.not_after)
+        .or_else(|| status.ca.chain.first().map(|c| c.not_after));
     let traffic = hub.traffic();
+    let counts = &status.proxies;
     let mut body = String::new();
     body.push_str(&facts(&[
         (
             "Control plane",
-            if store.is_ok() {
+            if status.healthy {
                 badge("ok", "healthy")
             } else {
                 badge("bad", "store unreachable")
             },
         ),
-        ("Trust domain", esc(hub.trust_domain.as_str())),
-        (
-            "CA backend",
-            esc(ca["backend"].as_str().unwrap_or("unknown")),
-        ),
+        ("Trust domain", esc(&status.trust_domain)),
+        ("CA backend", esc(&status.ca.backend)),
         (
             "Issuing CA expires",
-            intermediate_expiry.map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now)),
+            issuing_expiry.map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now)),
         ),
         (
             "Policy version",
             format!(
                 "<a href=\"/ui/policies\" data-testid=\"policy-version\">{version}</a> ({} policies)",
-                applied.bundle.len()
+                status.policy.policies
             ),
         ),
         ("Traffic version", traffic.version.to_string()),
         (
             "Proxies",
             format!(
-                "<span data-testid=\"proxies\">{}</span> connected, {synced} in sync{}",
-                proxies.len(),
-                if proxies.len() > local.len() {
-                    format!(", {} at other replicas", proxies.len() - local.len())
+                "<span data-testid=\"proxies\">{}</span> connected, {} in sync{}",
+                counts.total,
+                counts.in_sync,
+                if counts.on_other_replicas > 0 {
+                    format!(", {} at other replicas", counts.on_other_replicas)
                 } else {
                     String::new()
                 }
@@ -117,6 +106,7 @@ pub(super) async fn page(State(api): State<Api>, signed: Signed) -> PageResult {
                 DENY_WINDOW_SECS / 60
             ),
         ),
+        ("Replicas", status.replicas.iter().filter(|r| r.alive).count().to_string()),
         ("Console sessions", api.console.open_count().to_string()),
     ]));
     body.push_str("<h2>Warnings</h2>");

@@ -27,6 +27,8 @@ const ROW: i64 = 56;
 const MARGIN: i64 = 20;
 /// Columns in a band: the picture stays about a screen wide however deep the mesh.
 const BAND_COLUMNS: i64 = 4;
+/// Most edges drawn with their numbers on the picture.
+const LABELLED_EDGES: usize = 24;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -262,12 +264,38 @@ fn place<'a>(
     // Rows used in each (band, column).
     let mut rows: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     let mut slot: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+    // Depth by depth, each node goes next to the mean place of its callers already placed
+    // (the barycenter heuristic): siblings sit together and edges cross less.
+    let mut by_depth: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
     for n in nodes.iter().filter(|n| linked.contains(n.as_str())) {
-        let d = depth.get(n).copied().unwrap_or(0);
-        let (band, col) = (d / BAND_COLUMNS, d % BAND_COLUMNS);
-        let row = rows.entry((band, col)).or_insert(0);
-        slot.insert(n, (band, col, *row));
-        *row += 1;
+        by_depth
+            .entry(depth.get(n).copied().unwrap_or(0))
+            .or_default()
+            .push(n);
+    }
+    let mut order: BTreeMap<&str, i64> = BTreeMap::new();
+    for (d, members) in &mut by_depth {
+        let mean = |n: &str| -> i64 {
+            let places: Vec<i64> = edges
+                .keys()
+                .filter(|(_, service)| service == n)
+                .filter_map(|(caller, _)| order.get(caller.as_str()).copied())
+                .collect();
+            if places.is_empty() {
+                i64::MAX
+            } else {
+                places.iter().sum::<i64>() * 1000 / places.len() as i64
+            }
+        };
+        let mut keyed: Vec<(i64, &str)> = members.iter().map(|n| (mean(n), *n)).collect();
+        keyed.sort();
+        let (band, col) = (*d / BAND_COLUMNS, *d % BAND_COLUMNS);
+        for (_, n) in keyed {
+            let row = rows.entry((band, col)).or_insert(0);
+            slot.insert(n, (band, col, *row));
+            order.insert(n, *d * 100_000 + *row);
+            *row += 1;
+        }
     }
     // Each band is as tall as its fullest column, plus room for edges bowing under it.
     let mut band_top: BTreeMap<i64, i64> = BTreeMap::new();
@@ -333,6 +361,9 @@ fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, windo
         width.max(400),
         height.max(120)
     );
+    // Past a couple of dozen edges the numbers on the picture would overlap: they stay in
+    // each edge's tooltip and in the table below.
+    let labelled = edges.len() <= LABELLED_EDGES;
     for ((caller, service), e) in edges {
         let (Some(&(x1, y1)), Some(&(x2, y2))) =
             (at.get(caller.as_str()), at.get(service.as_str()))
@@ -362,8 +393,7 @@ fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, windo
             out,
             "<a href=\"/ui/topology?window={window}&amp;edge={}\" aria-label=\"{}\" \
              data-edge=\"{}\" data-class=\"{}\"><path class=\"edge {}\" \
-             d=\"M{sx} {sy} C{} {}, {} {}, {tx} {ty}\"><title>{}</title></path>\
-             <text class=\"edge-label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text></a>",
+             d=\"M{sx} {sy} C{} {}, {} {}, {tx} {ty}\"><title>{}</title></path>{}</a>",
             query_value(&format!("{caller}->{service}")),
             esc(&label),
             esc(&format!("{caller}->{service}")),
@@ -374,16 +404,22 @@ fn svg(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Edge>, windo
             c2.0,
             c2.1,
             esc(&label),
-            mx,
-            my - 6,
-            esc(&format!(
-                "{:.1}/s{} ✓{} ✗{}",
-                e.requests_per_second,
-                e.success_rate
-                    .map_or_else(String::new, |r| format!(" {:.0}%", r * 100.0)),
-                e.allowed,
-                e.denied
-            )),
+            if labelled {
+                format!(
+                    "<text class=\"edge-label\" x=\"{mx}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                    my - 6,
+                    esc(&format!(
+                        "{:.1}/s{} ✓{} ✗{}",
+                        e.requests_per_second,
+                        e.success_rate
+                            .map_or_else(String::new, |r| format!(" {:.0}%", r * 100.0)),
+                        e.allowed,
+                        e.denied
+                    ))
+                )
+            } else {
+                String::new()
+            },
         );
     }
     for (name, (x, y)) in &at {

@@ -10,11 +10,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use signet_ca::SystemClock;
 use signet_ca::vault::{VaultAuth, VaultMode, VaultSettings, preflight};
 
 use super::{Api, ApiError, ApiResult, Operator, der_not_after, der_subject};
+use crate::model;
 use crate::server::ca::{Backend, CaError, Opened};
 use crate::server::hub::Hub;
 use crate::server::jwt_keys::Phase;
@@ -37,7 +38,7 @@ fn fingerprint(der: &[u8]) -> String {
 }
 
 /// The CA as `GET /v1/ca` and `meshctl ca status` show it.
-pub(crate) fn describe(hub: &Hub) -> Value {
+pub(crate) fn describe(hub: &Hub) -> model::CaStatus {
     let ca = &hub.ca;
     let active = ca.active();
     let status = active.authority.status();
@@ -46,7 +47,7 @@ pub(crate) fn describe(hub: &Hub) -> Value {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut warnings = Vec::new();
-    let chain: Vec<Value> = status
+    let chain: Vec<model::ChainCertificate> = status
         .chain
         .iter()
         .map(|c| {
@@ -63,7 +64,12 @@ pub(crate) fn describe(hub: &Hub) -> Value {
                     c.not_after.saturating_sub(now_secs) / 3600
                 ));
             }
-            json!({ "role": c.role, "subject": c.subject, "sha256": c.sha256, "not_after": ms(c.not_after) })
+            model::ChainCertificate {
+                role: c.role.to_owned(),
+                subject: c.subject.clone(),
+                sha256: c.sha256.clone(),
+                not_after: ms(c.not_after),
+            }
         })
         .collect();
     let staged = ca.staged();
@@ -74,24 +80,27 @@ pub(crate) fn describe(hub: &Hub) -> Value {
     let active_roots = active.authority.bundle();
     let retiring = ca.retiring();
     let bundle = ca.bundle();
-    let roots: Vec<Value> = bundle
+    let roots: Vec<model::Root> = bundle
         .roots()
         .map(|r| {
             let retire = retiring.iter().find(|(_, b, _)| b.contains(r));
             let (state, retire_at) = if active_roots.contains(r) {
-                ("active", None)
+                (model::RootState::Active, None)
             } else if staged_roots.contains(r) {
-                ("staged", None)
+                (model::RootState::Staged, None)
             } else {
-                ("retiring", retire.map(|(_, _, until)| ms(*until)))
+                (
+                    model::RootState::Retiring,
+                    retire.map(|(_, _, until)| ms(*until)),
+                )
             };
-            json!({
-                "subject": der_subject(r),
-                "sha256": fingerprint(r),
-                "not_after": der_not_after(r),
-                "state": state,
-                "retire_at": retire_at,
-            })
+            model::Root {
+                subject: der_subject(r),
+                sha256: fingerprint(r),
+                not_after: der_not_after(r),
+                state,
+                retire_at,
+            }
         })
         .collect();
     let rotation = staged.as_ref().map(|s| {
@@ -104,14 +113,14 @@ pub(crate) fn describe(hub: &Hub) -> Value {
             ));
         }
         let since = ca.staged_since().unwrap_or(0);
-        json!({
-            "phase": "staged",
-            "to": s.backend.name(),
-            "since": ms(since),
-            "waiting_for": waiting,
-            "promote_by": ms(since + rotation::patience(hub).as_secs()),
-            "not_before": ms(since + rotation::federation_delay(hub).as_secs()),
-        })
+        model::Rotation {
+            phase: "staged".to_owned(),
+            to: s.backend.name().to_owned(),
+            since: ms(since),
+            waiting_for: waiting,
+            promote_by: ms(since + rotation::patience(hub).as_secs()),
+            not_before: ms(since + rotation::federation_delay(hub).as_secs()),
+        }
     });
     let upkeep = ca.upkeep();
     let last_error = upkeep.last_error.clone().or(status.last_error.clone());
@@ -130,44 +139,51 @@ pub(crate) fn describe(hub: &Hub) -> Value {
     }
     let intermediate = status.chain.first().filter(|c| c.role != "root");
     let jwt = jwt_keys(hub, &mut warnings);
-    json!({
-        "trust_domain": hub.trust_domain.as_str(),
-        "kind": status.backend,
-        "backend": status.backend,
-        "chain": chain,
-        "intermediate": intermediate.map(|c| json!({ "subject": c.subject, "not_after": ms(c.not_after) })),
-        "roots": roots,
-        "bundle_sequence": bundle.sequence(),
-        "vault": status.vault,
-        "next_renewal": status.next_renewal.map(ms),
-        "last_error": last_error,
-        "rotation": rotation,
-        "warnings": warnings,
-        "svid_ttl_seconds": ca.profile().default_ttl.as_secs(),
-        "jwt": jwt,
-    })
+    model::CaStatus {
+        trust_domain: hub.trust_domain.as_str().to_owned(),
+        kind: status.backend.to_owned(),
+        backend: status.backend.to_owned(),
+        chain,
+        intermediate: intermediate.map(|c| model::IssuingCertificate {
+            subject: c.subject.clone(),
+            not_after: ms(c.not_after),
+        }),
+        roots,
+        bundle_sequence: bundle.sequence(),
+        vault: status
+            .vault
+            .as_ref()
+            .and_then(|v| serde_json::to_value(v).ok()),
+        next_renewal: status.next_renewal.map(ms),
+        last_error,
+        rotation,
+        warnings,
+        svid_ttl_seconds: ca.profile().default_ttl.as_secs(),
+        jwt,
+    }
 }
 
 /// The JWT-SVID signing keys and their rotation, as `GET /v1/ca` and `GET /v1/identities`
 /// show them.
-pub(super) fn jwt_keys(hub: &Hub, warnings: &mut Vec<String>) -> Value {
+pub(super) fn jwt_keys(hub: &Hub, warnings: &mut Vec<String>) -> model::JwtStatus {
     let ca = &hub.ca;
     let profile = ca.jwt_profile();
-    let keys: Vec<Value> = ca
+    let keys: Vec<model::JwtKey> = ca
         .jwt_keys()
         .into_iter()
         .map(|(kid, phase, created)| {
-            let retire_at = match phase {
-                Phase::Retiring { until } => Some(ms(until)),
-                _ => None,
+            let (state, retire_at) = match phase {
+                Phase::Retiring { until } => (model::JwtKeyState::Retiring, Some(ms(until))),
+                Phase::Staged { .. } => (model::JwtKeyState::Staged, None),
+                Phase::Active => (model::JwtKeyState::Active, None),
             };
-            json!({
-                "kid": kid,
-                "algorithm": "ES256",
-                "state": phase.name(),
-                "created": ms(created),
-                "retire_at": retire_at,
-            })
+            model::JwtKey {
+                kid,
+                algorithm: "ES256".to_owned(),
+                state,
+                created: ms(created),
+                retire_at,
+            }
         })
         .collect();
     let rotation = ca.jwt_staged().map(|(since, sequence)| {
@@ -178,28 +194,28 @@ pub(super) fn jwt_keys(hub: &Hub, warnings: &mut Vec<String>) -> Value {
                 waiting.len()
             ));
         }
-        json!({
-            "since": ms(since),
-            "waiting_for": waiting,
-            "promote_by": ms(since + rotation::patience(hub).as_secs()),
-        })
+        model::JwtRotation {
+            since: ms(since),
+            waiting_for: waiting,
+            promote_by: ms(since + rotation::patience(hub).as_secs()),
+        }
     });
     if ca.jwt_signer().is_none() {
         warnings.push("no JWT signing key is active: JWT-SVIDs cannot be issued".to_owned());
     }
-    json!({
-        "svid_ttl_seconds": profile.ttl.as_secs(),
-        "key_lifetime_seconds": profile.key_lifetime.as_secs(),
-        "signing_kid": ca.jwt_signer().map(|s| s.key_id().to_owned()),
-        "keys": keys,
-        "rotation": rotation,
-    })
+    model::JwtStatus {
+        svid_ttl_seconds: profile.ttl.as_secs(),
+        key_lifetime_seconds: profile.key_lifetime.as_secs(),
+        signing_kid: ca.jwt_signer().map(|s| s.key_id().to_owned()),
+        keys,
+        rotation,
+    }
 }
 
 pub(super) async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
     api.authorize(&op, super::Act::Read { collection: "ca" })
         .await?;
-    Ok(Json(describe(&api.hub)))
+    Ok(Json(json!(describe(&api.hub))))
 }
 
 /// `POST /v1/ca/setup`.

@@ -44,22 +44,8 @@ pub struct StoredFile {
 }
 
 /// A policy version's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PolicyVersion {
-    pub version: u64,
-    pub hash: String,
-    pub policies: u64,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    pub author: String,
-    pub message: String,
-    pub rolled_back_from: Option<u64>,
-    /// How many (workload, action, service, path class) decisions it opened and closed, as
-    /// the control plane's gate computed before applying it (`None`: applied before the
-    /// gate existed).
-    pub widened: Option<u64>,
-    pub narrowed: Option<u64>,
-}
+/// A policy version's record (the API's type).
+pub use crate::model::PolicyVersion;
 
 /// A new policy version to write.
 #[derive(Debug, Clone)]

@@ -1,0 +1,33 @@
+//! The operator REST API's request and response types: what `signet-cp`'s handlers send,
+//! what `meshctl` and the web console read, and what `openapi.json` describes (its
+//! conformance is tested in `tests/openapi_model.rs`). Built without the `server` feature,
+//! so clients depend on the types and not on the server.
+//!
+//! **Times.** Every instant is Unix milliseconds (`i64`): fields named `*_at`, `since`,
+//! `not_before`, `not_after`, `last_*`. Every duration is whole seconds in a field named
+//! `*_seconds`. The one exception is the audit trail (`/v1/audit`): records keep the Unix
+//! nanoseconds they were signed with, and its query takes nanoseconds to match.
+//!
+//! **Errors.** Every refusal is an [`ErrorBody`] with a status that says which kind.
+//!
+//! **Compatibility.** Readers ignore fields they do not know, so a newer control plane can
+//! add one without breaking an older `meshctl`; `tests/openapi_model.rs` keeps every field
+//! the server sends documented.
+//!
+//! Resources are typed here as they are moved over from untyped JSON; `openapi.json`
+//! describes every route either way.
+
+mod ca;
+mod error;
+mod policies;
+mod registry;
+mod status;
+
+pub use ca::{
+    CaStatus, ChainCertificate, IssuingCertificate, JwtKey, JwtKeyState, JwtRotation, JwtStatus,
+    Root, RootState, Rotation,
+};
+pub use error::ErrorBody;
+pub use policies::{PolicyHistory, PolicyVersion};
+pub use registry::{AppHealth, Proxy, ProxyList, Service, ServiceList};
+pub use status::{Duty, PolicySummary, ProxyCounts, Replica, Status};
