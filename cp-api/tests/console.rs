@@ -4,6 +4,12 @@
 //! framing; escaping of what a request echoes; sign-out ending the session on the server;
 //! and the operator policies deciding every page and sign-in. (The pages themselves, in a
 //! browser, are `meshctl/tests/console.rs`.)
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is the test failing"
+)]
 
 use std::sync::Arc;
 use std::time::SystemTime;

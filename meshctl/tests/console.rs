@@ -5,6 +5,11 @@
 //!
 //! Needs `chromium`, `chromium-driver`, Python's `selenium` and axe-core (`SIGNET_AXE`, or
 //! the copy `scripts/test.sh` installs): the README's test command installs them all.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failure is the test failing"
+)]
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};

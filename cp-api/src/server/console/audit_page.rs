@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::html::{self, Nav, esc, query_value, table};
-use super::{Page, PageResult, Signed};
+use super::{Page, PageResult, Refusal, Signed};
 use crate::server::rest::Api;
 use crate::server::store::{AuditQuery, AuditRow};
 
@@ -47,23 +47,26 @@ fn nonempty(v: &Option<String>) -> Option<String> {
 }
 
 impl Filters {
-    fn check(&self) -> Result<(), Response> {
+    fn check(&self) -> Result<(), Refusal> {
         if let Some(d) = nonempty(&self.decision)
             && d != "allow"
             && d != "deny"
         {
-            return Err(Page::error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "decision must be allow or deny",
             ));
         }
         for v in [&self.principal, &self.service, &self.policy] {
             if v.as_ref().is_some_and(|s| s.len() > 512) {
-                return Err(Page::error(StatusCode::BAD_REQUEST, "a filter is too long"));
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "a filter is too long",
+                ));
             }
         }
         if self.minutes.is_some_and(|m| m == 0 || m > 7 * 24 * 60) {
-            return Err(Page::error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "minutes must be between 1 and 10080",
             ));
@@ -165,7 +168,7 @@ pub(super) async fn page(
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> PageResult {
     let Ok(Query(filters)) = filters else {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "unknown or malformed filter",
         ));
@@ -177,7 +180,7 @@ pub(super) async fn page(
         .store
         .query_audit(filters.query(SHOWN))
         .await
-        .map_err(|e| Response::from(crate::server::rest::ApiError::from(e)))?;
+        .map_err(|e| Refusal::from(crate::server::rest::ApiError::from(e)))?;
     let last = rows.last().map_or(0, |r| r.id);
     let shown = shown(&api, rows).await;
     let cells: Vec<Vec<String>> = shown
@@ -262,16 +265,16 @@ pub(super) async fn rows(
     State(api): State<Api>,
     signed: Signed,
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let Ok(Query(filters)) = filters else {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "unknown or malformed filter",
         ));
     };
     filters.check()?;
     if filters.after.is_none() {
-        return Err(Page::error(StatusCode::BAD_REQUEST, "after is required"));
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "after is required"));
     }
     signed.read(&api, "audit").await?;
     let rows = api
@@ -279,7 +282,7 @@ pub(super) async fn rows(
         .store
         .query_audit(filters.query(SHOWN))
         .await
-        .map_err(|e| Response::from(crate::server::rest::ApiError::from(e)))?;
+        .map_err(|e| Refusal::from(crate::server::rest::ApiError::from(e)))?;
     let shown = shown(&api, rows).await;
     Ok(Json(serde_json::json!({ "rows": shown })).into_response())
 }
@@ -289,9 +292,9 @@ pub(super) async fn export(
     State(api): State<Api>,
     signed: Signed,
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let Ok(Query(filters)) = filters else {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "unknown or malformed filter",
         ));
@@ -303,7 +306,7 @@ pub(super) async fn export(
         .store
         .query_audit(filters.query(EXPORTED))
         .await
-        .map_err(|e| Response::from(crate::server::rest::ApiError::from(e)))?;
+        .map_err(|e| Refusal::from(crate::server::rest::ApiError::from(e)))?;
     let mut body = String::new();
     for r in rows {
         body.push_str(&r.line);

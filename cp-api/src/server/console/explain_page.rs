@@ -15,7 +15,7 @@ use signet_policy::{Authorizer, Explanation, HttpRequest, Miss, Target};
 use signet_spiffe::SpiffeId;
 
 use super::html::{self, Nav, badge, esc, table};
-use super::{Page, PageResult, Signed};
+use super::{Page, PageResult, Refusal, Signed};
 use crate::server::rest::{Api, shadow_report};
 
 /// Longest field accepted.
@@ -40,7 +40,7 @@ pub(super) async fn page(
     query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> PageResult {
     let Ok(Query(q)) = query else {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "unknown or malformed field",
         ));
@@ -49,7 +49,7 @@ pub(super) async fn page(
         .iter()
         .any(|f| f.len() > MAX_FIELD)
     {
-        return Err(Page::error(StatusCode::BAD_REQUEST, "a field is too long"));
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "a field is too long"));
     }
     signed.read(&api, "policies").await?;
     let actions: Vec<&str> = signet_policy::request_actions().collect();
@@ -84,8 +84,8 @@ pub(super) async fn page(
     )))
 }
 
-fn explained(api: &Api, q: &ExplainQuery) -> Result<String, axum::response::Response> {
-    let bad = |m: String| Page::error(StatusCode::BAD_REQUEST, &m);
+fn explained(api: &Api, q: &ExplainQuery) -> Result<String, Refusal> {
+    let bad = |m: String| Refusal::new(StatusCode::BAD_REQUEST, &m);
     let principal: SpiffeId = q
         .principal
         .trim()
@@ -221,10 +221,8 @@ fn cite(id: &str, origin: Option<&signet_policy::PolicyOrigin>, role: &str) -> S
     }
 }
 
-async fn shadow(api: &Api) -> Result<String, axum::response::Response> {
-    let report = shadow_report(api)
-        .await
-        .map_err(axum::response::Response::from)?;
+async fn shadow(api: &Api) -> Result<String, Refusal> {
+    let report = shadow_report(api).await.map_err(Refusal::from)?;
     let candidate = &report["candidate"];
     if candidate.is_null() {
         return Ok(

@@ -99,9 +99,9 @@ pub(super) fn page(title: &str, nav: Nav, viewer: Option<&Viewer<'_>>, body: &st
             csrf_field(v.csrf)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</header><main id=\"main\"><h1>{}</h1>{body}</main></body></html>\n",
+        "</header><main id=\"main\"><h1>{}</h1>{body}</main></body></html>",
         esc(title)
     );
     out

@@ -128,19 +128,50 @@ impl Page {
     }
 }
 
-impl From<ApiError> for Response {
+/// A request refused or failed, shown as an error page with its status.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: &str) -> Self {
+        Self {
+            status,
+            message: message.to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        Page::error(self.status, &self.message)
+    }
+}
+
+impl From<ApiError> for Refusal {
     fn from(e: ApiError) -> Self {
         let mut message = e.message;
         for p in &e.problems {
             message.push_str("\n- ");
             message.push_str(p);
         }
-        Page::error(e.status, &message)
+        Self {
+            status: e.status,
+            message,
+        }
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(e: ApiError) -> Self {
+        Refusal::from(e).into_response()
     }
 }
 
 /// A page's outcome: markup, or an error shown as a page with its status.
-type PageResult = Result<Response, Response>;
+type PageResult = Result<Response, Refusal>;
 
 /// A signed-in operator, from the session cookie. A browser without a live session is sent
 /// to sign in (GET) or refused (anything else).
@@ -162,10 +193,10 @@ impl Signed {
     }
 
     /// Authorizes and records this operator reading `collection`, as the API does.
-    async fn read(&self, api: &Api, collection: &str) -> Result<(), Response> {
+    async fn read(&self, api: &Api, collection: &str) -> Result<(), Refusal> {
         api.authorize(&self.op, Act::Read { collection })
             .await
-            .map_err(Response::from)
+            .map_err(Refusal::from)
     }
 
     /// Whether the operator policies would allow `act`: decides which controls a page
@@ -175,12 +206,12 @@ impl Signed {
     }
 
     /// Refuses a state change without this session's CSRF token, or sent from another site.
-    fn check_form(&self, headers: &HeaderMap, csrf: &str) -> Result<(), Response> {
+    fn check_form(&self, headers: &HeaderMap, csrf: &str) -> Result<(), Refusal> {
         same_origin(headers, &self.uri)?;
         if bool::from(csrf.as_bytes().ct_eq(self.session.csrf.as_bytes())) {
             Ok(())
         } else {
-            Err(Page::error(
+            Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "the form's CSRF token is missing or wrong; reload the page and try again",
             ))
@@ -190,9 +221,9 @@ impl Signed {
 
 /// Refuses a request a browser marked as sent from another site (`Sec-Fetch-Site`), or
 /// whose `Origin` is not this host (HTTP/2's `:authority`, else `Host`).
-fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), Response> {
+fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
     let refused = || {
-        Page::error(
+        Refusal::new(
             StatusCode::FORBIDDEN,
             "a request from another site was refused",
         )
@@ -244,10 +275,11 @@ impl FromRequestParts<Api> for Signed {
             None if parts.method == Method::GET => {
                 Err((StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/sign-in")]).into_response())
             }
-            None => Err(Page::error(
+            None => Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "sign in first (the session has ended or never began)",
-            )),
+            )
+            .into_response()),
         }
     }
 }

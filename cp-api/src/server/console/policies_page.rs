@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::diff::{Row, side_by_side};
 use super::html::{self, Nav, badge, csrf_field, esc, table};
-use super::{Page, PageResult, Signed};
+use super::{Page, PageResult, Refusal, Signed};
 use crate::server::operators::Act;
 use crate::server::rest::{Api, RollbackBody, rollback_to};
 use crate::server::store::StoredFile;
@@ -131,7 +131,7 @@ pub(super) async fn history(State(api): State<Api>, signed: Signed) -> PageResul
     )))
 }
 
-fn from_store(e: crate::server::store::StoreError) -> axum::response::Response {
+fn from_store(e: crate::server::store::StoreError) -> Refusal {
     crate::server::rest::ApiError::from(e).into()
 }
 
@@ -159,7 +159,7 @@ pub(super) async fn diff(
     query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
 ) -> PageResult {
     let Ok(Query(q)) = query else {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "name two versions: ?from=N&to=M",
         ));
@@ -241,7 +241,7 @@ pub(super) async fn rollback(
         // Checked before the body's meaning: a form without a valid token gets the CSRF
         // refusal, whatever else is wrong with it.
         signed.check_form(&headers, "")?;
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "the rollback form was malformed",
         ));
@@ -258,7 +258,7 @@ pub(super) async fn rollback(
         },
     )
     .await
-    .map_err(axum::response::Response::from)?;
+    .map_err(Refusal::from)?;
     let result = outcome.0;
     let enforcement = &result["enforcement"];
     let body = format!(

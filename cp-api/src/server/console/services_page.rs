@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::html::{self, Nav, badge, esc, facts, table};
-use super::{Page, PageResult, Signed};
+use super::{Page, PageResult, Refusal, Signed};
 use crate::server::hub::ProxyEntry;
 use crate::server::rest::{Api, in_sync, inspect};
 
@@ -91,7 +91,7 @@ pub(super) async fn one(
         .map(|p| p.spiffe_id.as_str().to_owned())
         .collect();
     if ids.is_empty() {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             &format!("no proxy of service `{namespace}/{name}` is registered"),
         ));

@@ -152,7 +152,7 @@ pub(super) async fn submit(
         Err(e) => Response::from(refused(&e)),
     };
     if let Err(r) = same_origin(&headers, &uri) {
-        return r;
+        return r.into_response();
     }
     let Ok(Form(form)) = form else {
         return again("the sign-in form was malformed", StatusCode::BAD_REQUEST);
@@ -255,7 +255,7 @@ pub(super) async fn sign_out(
 ) -> Response {
     let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
     if let Err(r) = signed.check_form(&headers, &csrf) {
-        return r;
+        return r.into_response();
     }
     if let Some(c) = cookie(&headers, SESSION_COOKIE) {
         api.console.close(c);

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::html::{self, Nav, badge, esc, query_value, table};
-use super::{Page, PageResult, Signed};
+use super::{Page, PageResult, Refusal, Signed};
 use crate::server::rest::Api;
 use crate::server::stats::{By, MAX_WINDOW};
 use crate::server::store::AuditQuery;
@@ -91,14 +91,14 @@ pub(super) async fn page(
     query: Result<Query<TopologyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> PageResult {
     let Ok(Query(q)) = query else {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "unknown or malformed query",
         ));
     };
     let window = q.window.unwrap_or(300);
     if window == 0 || window > MAX_WINDOW.as_secs() {
-        return Err(Page::error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             &format!(
                 "window must be between 1 and {} seconds",
@@ -129,7 +129,7 @@ pub(super) async fn page(
             ..AuditQuery::default()
         })
         .await
-        .map_err(|e| axum::response::Response::from(crate::server::rest::ApiError::from(e)))?;
+        .map_err(|e| Refusal::from(crate::server::rest::ApiError::from(e)))?;
     for d in decisions.iter().filter(|d| d.kind == "decision") {
         let (Some(principal), Some(resource), Some(decision)) =
             (&d.principal, &d.resource, &d.decision)
@@ -528,8 +528,10 @@ mod tests {
 
     #[test]
     fn an_edge_with_denials_is_drawn_apart() {
-        let mut e = Edge::default();
-        e.allowed = 3;
+        let mut e = Edge {
+            allowed: 3,
+            ..Edge::default()
+        };
         assert_eq!(e.class(), "allowed");
         e.denied = 1;
         assert_eq!(e.class(), "mixed");
