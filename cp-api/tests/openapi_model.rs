@@ -45,6 +45,17 @@ fn type_of(v: &Value) -> &'static str {
 /// Every way `v` (at `at`) departs from `schema`.
 fn check(spec: &Value, schema: &Value, v: &Value, at: &str, problems: &mut Vec<String>) {
     let schema = resolve(spec, schema);
+    if let Some(variants) = schema.get("oneOf").and_then(Value::as_array) {
+        let fits = |s: &Value| {
+            let mut p = Vec::new();
+            check(spec, s, v, at, &mut p);
+            p.is_empty()
+        };
+        if !variants.iter().any(fits) {
+            problems.push(format!("{at}: fits none of the documented variants"));
+        }
+        return;
+    }
     if let Some(types) = schema.get("type") {
         let allowed: Vec<&str> = match types {
             Value::String(t) => vec![t.as_str()],
@@ -314,6 +325,123 @@ fn typed_answers_are_what_openapi_json_describes() {
         &ErrorBody {
             error: "the policies were rejected".into(),
             problems: vec!["a.cedar:1:1: unexpected token".into()],
+        },
+    ));
+    let gate = Gate {
+        checked: 120,
+        widened: 1,
+        narrowed: 0,
+        changes: vec![
+            serde_json::json!({ "kind": "widened", "principal": "spiffe://t.test/ns/shop/sa/frontend" }),
+        ],
+    };
+    let enforcement = Enforcement {
+        proxies: 4,
+        enforced_by: 3,
+        pending: vec![PendingProxy {
+            instance: "0123456789abcdef".into(),
+            spiffe_id: "spiffe://t.test/ns/shop/sa/cart".into(),
+            service: "cart".into(),
+            enforces: 2,
+        }],
+    };
+    let applied = Applied {
+        version: 3,
+        hash: "ab".repeat(32),
+        policies: 4,
+        gate: gate.clone(),
+        enforcement: enforcement.clone(),
+    };
+    problems.extend(conforms("post", "/v1/policies", "200", &applied));
+    problems.extend(conforms("post", "/v1/policies/rollback", "200", &applied));
+    problems.extend(conforms(
+        "post",
+        "/v1/policies",
+        "200",
+        &DryRun {
+            dry_run: true,
+            hash: "ab".repeat(32),
+            policies: 4,
+            gate,
+        },
+    ));
+    let version = PolicyVersion {
+        version: 1,
+        hash: "cd".repeat(32),
+        policies: 4,
+        created_at: 1_789_000_000_000,
+        author: "spiffe://t.test/signet/operator/admin".into(),
+        message: "first".into(),
+        rolled_back_from: None,
+        widened: Some(5),
+        narrowed: Some(0),
+    };
+    let files = vec![PolicyFile {
+        name: "shop.cedar".into(),
+        text: "permit (principal, action, resource);".into(),
+    }];
+    problems.extend(conforms(
+        "get",
+        "/v1/policies",
+        "200",
+        &PolicySet {
+            version: 1,
+            meta: Some(version.clone()),
+            hash: "cd".repeat(32),
+            policies: 4,
+            files: files.clone(),
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/policies/{version}",
+        "200",
+        &PolicyVersionFiles {
+            version: 1,
+            meta: version,
+            files,
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/tokens",
+        "200",
+        &TokenCreated {
+            token: "secret".into(),
+            id: "7".into(),
+            spiffe_id: "spiffe://t.test/ns/shop/sa/cart".into(),
+            expires_at: 1_789_000_600_000,
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/deny",
+        "200",
+        &DenyList {
+            entries: vec![DenyEntry {
+                kind: "serial".into(),
+                value: "0a1b".into(),
+                reason: "key leaked".into(),
+                created_at: 1_789_000_000_000,
+            }],
+            next_after: None,
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/operator-actions",
+        "200",
+        &OperatorActions {
+            actions: vec![OperatorAction {
+                id: 12,
+                at: 1_789_000_000_000,
+                principal: "spiffe://t.test/signet/operator/admin".into(),
+                action: "policy.rollback".into(),
+                target: "policies/1".into(),
+                allowed: false,
+                detail: "default-deny".into(),
+            }],
+            next_before: Some(12),
         },
     ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -18,7 +18,9 @@
 //! describes every route either way.
 
 mod ca;
+mod enforcement;
 mod error;
+mod operators;
 mod policies;
 mod registry;
 mod status;
@@ -27,7 +29,11 @@ pub use ca::{
     CaStatus, ChainCertificate, IssuingCertificate, JwtKey, JwtKeyState, JwtRotation, JwtStatus,
     Root, RootState, Rotation,
 };
+pub use enforcement::{Enforcement, PendingProxy};
 pub use error::ErrorBody;
-pub use policies::{PolicyHistory, PolicyVersion};
+pub use operators::{DenyEntry, DenyList, OperatorAction, OperatorActions, TokenCreated};
+pub use policies::{
+    Applied, DryRun, Gate, PolicyFile, PolicyHistory, PolicySet, PolicyVersion, PolicyVersionFiles,
+};
 pub use registry::{AppHealth, Proxy, ProxyList, Service, ServiceList};
 pub use status::{Duty, PolicySummary, ProxyCounts, Replica, Status};

@@ -26,3 +26,63 @@ pub struct PolicyHistory {
     /// The `before` of the next page; `None` on the last.
     pub next_before: Option<u64>,
 }
+
+/// One policy file as applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    /// The name it was applied under.
+    pub name: String,
+    /// Its Cedar text.
+    pub text: String,
+}
+
+/// `GET /v1/policies`: what the proxies are sent now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySet {
+    /// 0 before the first apply.
+    pub version: u64,
+    pub meta: Option<PolicyVersion>,
+    pub hash: String,
+    pub policies: u64,
+    pub files: Vec<PolicyFile>,
+}
+
+/// `GET /v1/policies/{version}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersionFiles {
+    pub version: u64,
+    pub meta: PolicyVersion,
+    pub files: Vec<PolicyFile>,
+}
+
+/// The control plane's access diff of a change against what is applied, over its registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    /// (workload, action, service, path class) decisions compared.
+    pub checked: u64,
+    pub widened: u64,
+    pub narrowed: u64,
+    /// The first changes (at most 50), each as `authz diff -o json` writes it.
+    pub changes: Vec<serde_json::Value>,
+}
+
+/// `POST /v1/policies` and `POST /v1/policies/rollback`: the version made, and who enforces
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub version: u64,
+    pub hash: String,
+    pub policies: u64,
+    pub gate: Gate,
+    pub enforcement: super::Enforcement,
+}
+
+/// `POST /v1/policies` with `dry_run`: what would be applied, and what it would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRun {
+    /// Always true.
+    pub dry_run: bool,
+    pub hash: String,
+    pub policies: u64,
+    pub gate: Gate,
+}

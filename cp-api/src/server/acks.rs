@@ -28,23 +28,25 @@ pub struct Acks {
 impl Acks {
     /// As the REST API reports it; `reported` names what a pending proxy enforces.
     pub fn to_json(&self, reported: impl Fn(&ProxyEntry) -> u64) -> Value {
-        let pending: Vec<Value> = self
-            .pending
-            .iter()
-            .map(|p| {
-                json!({
-                    "instance": p.instance,
-                    "spiffe_id": p.spiffe_id.as_str(),
-                    "service": p.service,
-                    "enforces": reported(p),
+        json!(self.to_model(reported))
+    }
+
+    /// As the API's type; `reported` names what a pending proxy enforces.
+    pub fn to_model(&self, reported: impl Fn(&ProxyEntry) -> u64) -> crate::model::Enforcement {
+        crate::model::Enforcement {
+            proxies: self.proxies as u64,
+            enforced_by: (self.proxies - self.pending.len()) as u64,
+            pending: self
+                .pending
+                .iter()
+                .map(|p| crate::model::PendingProxy {
+                    instance: p.instance.clone(),
+                    spiffe_id: p.spiffe_id.as_str().to_owned(),
+                    service: p.service.clone(),
+                    enforces: reported(p),
                 })
-            })
-            .collect();
-        json!({
-            "proxies": self.proxies,
-            "enforced_by": self.proxies - self.pending.len(),
-            "pending": pending,
-        })
+                .collect(),
+        }
     }
 }
 

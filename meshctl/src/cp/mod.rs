@@ -311,31 +311,30 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
 
 /// The sentence saying how many proxies enforce `what`; an error naming those that do not.
 pub(crate) fn enforcement(result: &Value, what: &str) -> anyhow::Result<String> {
-    let e = result.get("enforcement").unwrap_or(&Value::Null);
-    let proxies = e.get("proxies").and_then(Value::as_u64).unwrap_or(0);
-    let enforced = e.get("enforced_by").and_then(Value::as_u64).unwrap_or(0);
+    let e: signet_cp::model::Enforcement = serde_json::from_value(
+        result.get("enforcement").cloned().unwrap_or(Value::Null),
+    )
+    .map_err(|e| anyhow!("the control plane's answer says nothing readable of its proxies: {e}"))?;
     let pending: Vec<String> = e
-        .get("pending")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .map(|p| {
-                    format!(
-                        "{} (instance {}, at {})",
-                        text(p, "spiffe_id"),
-                        text(p, "instance"),
-                        text(p, "enforces")
-                    )
-                })
-                .collect()
+        .pending
+        .iter()
+        .map(|p| {
+            format!(
+                "{} (instance {}, at {})",
+                p.spiffe_id, p.instance, p.enforces
+            )
         })
-        .unwrap_or_default();
+        .collect();
     if pending.is_empty() {
-        return Ok(format!("enforced by {enforced} of {proxies} proxies"));
+        return Ok(format!(
+            "enforced by {} of {} proxies",
+            e.enforced_by, e.proxies
+        ));
     }
     Err(anyhow!(
-        "{what} is stored, but {} of {proxies} proxies do not enforce it yet: {}",
+        "{what} is stored, but {} of {} proxies do not enforce it yet: {}",
         pending.len(),
+        e.proxies,
         pending.join(", ")
     ))
 }

@@ -53,5 +53,8 @@ pub(super) async fn actions(
     let next_before = (page.len() == limit as usize)
         .then(|| page.last().map(|a| a.id))
         .flatten();
-    Ok(Json(json!({ "actions": page, "next_before": next_before })))
+    Ok(Json(json!(model::OperatorActions {
+        actions: page,
+        next_before,
+    })))
 }

@@ -53,11 +53,11 @@ pub(super) async fn create_token(
         .create(id, ttl)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!({
-        "token": new.token,
-        "id": new.record.id,
-        "spiffe_id": new.record.spiffe_id.as_str(),
-        "expires_at": unix_ms(new.record.expires_at),
+    Ok(Json(json!(model::TokenCreated {
+        token: new.token,
+        id: new.record.id,
+        spiffe_id: new.record.spiffe_id.as_str().to_owned(),
+        expires_at: unix_ms(new.record.expires_at),
     })))
 }
 
@@ -302,9 +302,10 @@ pub(super) async fn deny_list(
     let (entries, next_after) = page(query, api.hub.store.deny_list().await?, |e| {
         format!("{}/{}", e.kind, e.value)
     })?;
-    Ok(Json(
-        json!({ "entries": entries, "next_after": next_after }),
-    ))
+    Ok(Json(json!(model::DenyList {
+        entries,
+        next_after,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,11 +3,10 @@
 
 use super::*;
 
-pub(super) fn files_json(files: &[StoredFile]) -> Value {
-    json!(files)
-}
-
-pub(super) async fn current_policies(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn current_policies(
+    State(api): State<Api>,
+    op: Operator,
+) -> Result<Json<model::PolicySet>, ApiError> {
     api.authorize(
         &op,
         Act::Read {
@@ -16,13 +15,13 @@ pub(super) async fn current_policies(State(api): State<Api>, op: Operator) -> Ap
     )
     .await?;
     let applied = api.hub.applied();
-    Ok(Json(json!({
-        "version": applied.meta.as_ref().map_or(0, |m| m.version),
-        "meta": applied.meta,
-        "hash": applied.bundle.hash(),
-        "policies": applied.bundle.len(),
-        "files": files_json(&applied.files),
-    })))
+    Ok(Json(model::PolicySet {
+        version: applied.meta.as_ref().map_or(0, |m| m.version),
+        meta: applied.meta.clone(),
+        hash: applied.bundle.hash().to_owned(),
+        policies: applied.bundle.len() as u64,
+        files: applied.files.clone(),
+    }))
 }
 
 /// `GET /v1/policies/history?limit=N&before=V`: a page of versions, newest first.
@@ -71,7 +70,7 @@ pub(super) async fn policy_version(
     State(api): State<Api>,
     op: Operator,
     Path(version): Path<String>,
-) -> ApiResult {
+) -> Result<Json<model::PolicyVersionFiles>, ApiError> {
     api.authorize(
         &op,
         Act::Read {
@@ -83,9 +82,11 @@ pub(super) async fn policy_version(
         .parse()
         .map_err(|_| ApiError::bad(format!("`{version}` is not a version number")))?;
     let (meta, files) = api.hub.store.policy_version(version).await?;
-    Ok(Json(
-        json!({ "version": meta.version, "meta": meta, "files": files_json(&files) }),
-    ))
+    Ok(Json(model::PolicyVersionFiles {
+        version: meta.version,
+        meta,
+        files,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,12 +210,21 @@ pub(super) async fn gate(
 }
 
 pub(super) fn gate_json(diff: &GateDiff) -> Value {
-    json!({
-        "checked": diff.checked,
-        "widened": diff.widened,
-        "narrowed": diff.narrowed,
-        "changes": diff.changes.iter().take(GATE_CHANGES_SHOWN).map(|c| c.to_json()).collect::<Vec<_>>(),
-    })
+    json!(gate_model(diff))
+}
+
+pub(super) fn gate_model(diff: &GateDiff) -> model::Gate {
+    model::Gate {
+        checked: diff.checked as u64,
+        widened: diff.widened as u64,
+        narrowed: diff.narrowed as u64,
+        changes: diff
+            .changes
+            .iter()
+            .take(GATE_CHANGES_SHOWN)
+            .map(AccessChange::to_json)
+            .collect(),
+    }
 }
 
 /// Lets a change through the gate: one that narrows or changes nothing passes; one that
@@ -304,12 +314,12 @@ pub(super) async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResu
     drop(guard);
     let acks =
         crate::server::acks::wait(&api.hub, wait, |_| true, |p| p.policy_version >= version).await;
-    Ok(Json(json!({
-        "version": version,
-        "hash": meta.hash,
-        "policies": meta.policies,
-        "gate": gate_json(&diff),
-        "enforcement": acks.to_json(|p| p.policy_version),
+    Ok(Json(json!(model::Applied {
+        version,
+        hash: meta.hash,
+        policies: meta.policies,
+        gate: gate_model(&diff),
+        enforcement: acks.to_model(|p| p.policy_version),
     })))
 }
 
@@ -332,11 +342,11 @@ pub(super) async fn apply(
     if body.dry_run {
         let (bundle, _) = validated(body.files, "the policies were rejected").await?;
         let diff = gate(&api, &bundle).await?;
-        return Ok(Json(json!({
-            "dry_run": true,
-            "hash": bundle.hash(),
-            "policies": bundle.len(),
-            "gate": gate_json(&diff),
+        return Ok(Json(json!(model::DryRun {
+            dry_run: true,
+            hash: bundle.hash().to_owned(),
+            policies: bundle.len() as u64,
+            gate: gate_model(&diff),
         })));
     }
     publish(

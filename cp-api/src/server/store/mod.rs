@@ -34,18 +34,8 @@ pub enum StoreError {
     Raced(String),
 }
 
-/// One policy file as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredFile {
-    /// The name it was applied under.
-    pub name: String,
-    /// Its Cedar text.
-    pub text: String,
-}
-
-/// A policy version's metadata.
-/// A policy version's record (the API's type).
-pub use crate::model::PolicyVersion;
+/// The API's types the store keeps as they are.
+pub use crate::model::{DenyEntry, OperatorAction, PolicyFile as StoredFile, PolicyVersion};
 
 /// A new policy version to write.
 #[derive(Debug, Clone)]
@@ -123,16 +113,6 @@ pub struct IssuedCertificate {
     pub issued_at: i64,
     /// `issue` (join token) or `renew`.
     pub kind: String,
-}
-
-/// A deny-list entry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct DenyEntry {
-    /// `spiffe_id` or `serial`.
-    pub kind: String,
-    pub value: String,
-    pub reason: String,
-    pub created_at: i64,
 }
 
 /// A registered proxy, as kept across restarts.
@@ -234,20 +214,6 @@ pub struct DutyLease {
     pub since: i64,
     /// Unix milliseconds: when the lease lapses unless renewed.
     pub expires_at: i64,
-}
-
-/// An operator action, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OperatorAction {
-    /// Its position in the log (0 until recorded), for paging with `before`.
-    #[serde(default)]
-    pub id: i64,
-    pub at: i64,
-    pub principal: String,
-    pub action: String,
-    pub target: String,
-    pub allowed: bool,
-    pub detail: String,
 }
 
 /// An indexed audit record.
