@@ -311,10 +311,17 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
 
 /// The sentence saying how many proxies enforce `what`; an error naming those that do not.
 pub(crate) fn enforcement(result: &Value, what: &str) -> anyhow::Result<String> {
-    let e: signet_cp::model::Enforcement = serde_json::from_value(
-        result.get("enforcement").cloned().unwrap_or(Value::Null),
-    )
-    .map_err(|e| anyhow!("the control plane's answer says nothing readable of its proxies: {e}"))?;
+    // An answer without one (no proxy to wait for) reads as none pending.
+    let e: signet_cp::model::Enforcement = match result.get("enforcement") {
+        None | Some(Value::Null) => signet_cp::model::Enforcement {
+            proxies: 0,
+            enforced_by: 0,
+            pending: Vec::new(),
+        },
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            anyhow!("the control plane's answer says nothing readable of its proxies: {e}")
+        })?,
+    };
     let pending: Vec<String> = e
         .pending
         .iter()
