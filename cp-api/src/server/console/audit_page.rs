@@ -162,11 +162,16 @@ async fn shown(api: &Api, rows: Vec<AuditRow>) -> Vec<Shown> {
     out
 }
 
-pub(super) async fn page(
-    State(api): State<Api>,
-    signed: Signed,
-    filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
-) -> PageResult {
+type FilterQuery = Result<Query<Filters>, axum::extract::rejection::QueryRejection>;
+
+/// The filters checked, the operator's `read` of `audit` authorized and recorded, then up to
+/// `limit` matching records (with the filters, for the page to show).
+async fn matching(
+    api: &Api,
+    signed: &Signed,
+    filters: FilterQuery,
+    limit: u32,
+) -> Result<(Filters, Vec<AuditRow>), Refusal> {
     let Ok(Query(filters)) = filters else {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -174,13 +179,22 @@ pub(super) async fn page(
         ));
     };
     filters.check()?;
-    signed.read(&api, "audit").await?;
+    signed.read(api, "audit").await?;
     let rows = api
         .hub
         .store
-        .query_audit(filters.query(SHOWN))
+        .query_audit(filters.query(limit))
         .await
         .map_err(|e| Refusal::from(crate::server::rest::ApiError::from(e)))?;
+    Ok((filters, rows))
+}
+
+pub(super) async fn page(
+    State(api): State<Api>,
+    signed: Signed,
+    filters: FilterQuery,
+) -> PageResult {
+    let (filters, rows) = matching(&api, &signed, filters, SHOWN).await?;
     let last = rows.last().map_or(0, |r| r.id);
     let shown = shown(&api, rows).await;
     let cells: Vec<Vec<String>> = shown
@@ -264,25 +278,13 @@ pub(super) async fn page(
 pub(super) async fn rows(
     State(api): State<Api>,
     signed: Signed,
-    filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+    filters: FilterQuery,
 ) -> Result<Response, Refusal> {
-    let Ok(Query(filters)) = filters else {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "unknown or malformed filter",
-        ));
-    };
-    filters.check()?;
-    if filters.after.is_none() {
+    // Only ever a tail: without `after` the page itself is the way in.
+    if !matches!(&filters, Ok(Query(f)) if f.after.is_some()) {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "after is required"));
     }
-    signed.read(&api, "audit").await?;
-    let rows = api
-        .hub
-        .store
-        .query_audit(filters.query(SHOWN))
-        .await
-        .map_err(|e| Refusal::from(crate::server::rest::ApiError::from(e)))?;
+    let (_, rows) = matching(&api, &signed, filters, SHOWN).await?;
     let shown = shown(&api, rows).await;
     Ok(Json(serde_json::json!({ "rows": shown })).into_response())
 }
@@ -291,22 +293,9 @@ pub(super) async fn rows(
 pub(super) async fn export(
     State(api): State<Api>,
     signed: Signed,
-    filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+    filters: FilterQuery,
 ) -> Result<Response, Refusal> {
-    let Ok(Query(filters)) = filters else {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "unknown or malformed filter",
-        ));
-    };
-    filters.check()?;
-    signed.read(&api, "audit").await?;
-    let rows = api
-        .hub
-        .store
-        .query_audit(filters.query(EXPORTED))
-        .await
-        .map_err(|e| Refusal::from(crate::server::rest::ApiError::from(e)))?;
+    let (_, rows) = matching(&api, &signed, filters, EXPORTED).await?;
     let mut body = String::new();
     for r in rows {
         body.push_str(&r.line);
