@@ -24,6 +24,7 @@ mod operators;
 mod policies;
 mod registry;
 mod status;
+mod time;
 
 pub use ca::{
     CaStatus, ChainCertificate, IssuingCertificate, JwtKey, JwtKeyState, JwtRotation, JwtStatus,
@@ -37,3 +38,4 @@ pub use policies::{
 };
 pub use registry::{AppHealth, Proxy, ProxyList, Service, ServiceList};
 pub use status::{Duty, PolicySummary, ProxyCounts, Replica, Status};
+pub use time::rfc3339;

@@ -161,18 +161,7 @@ pub(super) fn badge(kind: &str, text: &str) -> String {
 
 /// Unix milliseconds as RFC 3339 UTC (seconds), the console's one way of writing a time.
 pub(super) fn time_ms(ms: i64) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
-        return "-".to_owned();
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::model::rfc3339(ms)
 }
 
 /// A `<time>` element for Unix milliseconds.

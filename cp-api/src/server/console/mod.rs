@@ -47,7 +47,8 @@ const MAX_FORM: usize = 64 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's routes (merged into the API's router).
+/// The console's routes (merged into the API's router, whose fallback answers any other
+/// path).
 pub fn router() -> Router<Api> {
     Router::new()
         .route("/ui", get(overview::page))
@@ -66,13 +67,8 @@ pub fn router() -> Router<Api> {
         .route("/ui/audit/export", get(audit_page::export))
         .route("/ui/ca", get(ca_page::page))
         .route("/ui/assets/{file}", get(assets::serve))
-        .fallback_service(get(not_found))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .layer(axum::middleware::map_response(secure_headers))
-}
-
-async fn not_found() -> Response {
-    Page::error(StatusCode::NOT_FOUND, "no such page")
 }
 
 async fn secure_headers(mut response: Response) -> Response {
