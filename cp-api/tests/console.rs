@@ -12,7 +12,6 @@
 )]
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use signet_spiffe::tls::SvidResolver;
 use signet_tests::control::{ControlPlane, HttpsReply};
@@ -23,39 +22,6 @@ const INTERN: &str = "spiffe://console.test/signet/operator/intern";
 
 fn none() -> Arc<SvidResolver> {
     Arc::new(SvidResolver::new())
-}
-
-/// A resolver presenting a fresh SVID for `id`, redeemed with a join token.
-async fn certificate_for(cp: &ControlPlane, id: &str) -> Arc<SvidResolver> {
-    let key = signet_spiffe::WorkloadKey::generate().unwrap();
-    let csr = key.csr(&id.parse().unwrap()).unwrap();
-    let body = serde_json::json!({
-        "join_token": cp.token(id),
-        "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()),
-    });
-    let reply = cp
-        .rest(
-            "POST",
-            "/v1/svid",
-            Some(""),
-            Some(body.to_string().into_bytes()),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let chain: Vec<_> = rustls::pki_types::pem::PemObject::pem_slice_iter(
-        reply.json["chain"].as_str().unwrap().as_bytes(),
-    )
-    .map(Result::unwrap)
-    .collect();
-    let svid = signet_spiffe::X509Svid::parse(
-        chain,
-        &signet_spiffe::TrustDomain::new(TD).unwrap(),
-        SystemTime::now(),
-    )
-    .unwrap();
-    let resolver = Arc::new(SvidResolver::new());
-    resolver.update(&svid, &key).unwrap();
-    resolver
 }
 
 /// The value `name=` sets in a `Set-Cookie` header of `reply`, with the header.
@@ -312,7 +278,7 @@ async fn the_console_signs_in_only_operators_and_guards_its_session() {
     assert!(session.is_none());
 
     // A client certificate signs in its own identity: the admin's...
-    let admin_cert = certificate_for(&cp, ADMIN).await;
+    let admin_cert = cp.resolver_over_rest(ADMIN).await;
     let form = cp
         .https(admin_cert.clone(), "GET", "/ui/sign-in", &[], Vec::new())
         .await;
@@ -335,7 +301,7 @@ async fn the_console_signs_in_only_operators_and_guards_its_session() {
 
     // An operator the policies do not let read the console is refused at sign-in and
     // cannot ask for a code; both refusals are recorded.
-    let intern = certificate_for(&cp, INTERN).await;
+    let intern = cp.resolver_over_rest(INTERN).await;
     let (reply, session) = sign_in(&cp, intern.clone(), "method=certificate").await;
     assert_eq!(reply.status, 403, "{}", reply.text());
     assert!(session.is_none());
@@ -389,7 +355,7 @@ async fn a_read_only_operator_sees_no_write_controls_and_cannot_post_them() {
             &n.to_string(),
         ]);
     }
-    let intern = certificate_for(&cp, INTERN).await;
+    let intern = cp.resolver_over_rest(INTERN).await;
     let (_, session) = sign_in(&cp, intern, "method=certificate").await;
     let session = session.expect("the intern may read the console");
     let page = get(&cp, "/ui/policies", &session).await;

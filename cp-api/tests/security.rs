@@ -83,38 +83,11 @@ when {{ context.path like "/ns/shop/*" }};
     );
 }
 
-/// Redeems a fresh join token for the cart at `POST /v1/svid` (asking for `ttl_seconds`);
-/// the answer and the key its CSR was made with.
-async fn svid_over_rest(
-    cp: &ControlPlane,
-    ttl_seconds: Option<u64>,
-) -> (signet_tests::control::RestReply, signet_spiffe::WorkloadKey) {
-    let key = signet_spiffe::WorkloadKey::generate().unwrap();
-    let csr = key.csr(&CART.parse().unwrap()).unwrap();
-    let mut body = serde_json::json!({
-        "join_token": cp.token(CART),
-        "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()),
-    });
-    if let Some(ttl) = ttl_seconds {
-        body["ttl_seconds"] = serde_json::json!(ttl);
-    }
-    let reply = cp
-        .rest(
-            "POST",
-            "/v1/svid",
-            Some(""),
-            Some(body.to_string().into_bytes()),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    (reply, key)
-}
-
 #[tokio::test]
 async fn svid_lifetimes_never_exceed_the_configured_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let cp = start(dir.path(), &["--svid-ttl", "10m"]);
-    let (reply, _) = svid_over_rest(&cp, Some(30 * 86_400)).await;
+    let (reply, _) = cp.svid_over_rest(CART, Some(30 * 86_400)).await;
     let not_after = reply.json["not_after"].as_u64().unwrap();
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -130,20 +103,7 @@ async fn refused_or_malformed_requests_leave_no_large_trace() {
     let dir = tempfile::tempdir().unwrap();
     let cp = start(dir.path(), &[]);
     // A workload's certificate authenticates, but it is no operator.
-    let (reply, key) = svid_over_rest(&cp, None).await;
-    let chain: Vec<_> = rustls::pki_types::pem::PemObject::pem_slice_iter(
-        reply.json["chain"].as_str().unwrap().as_bytes(),
-    )
-    .map(Result::unwrap)
-    .collect();
-    let svid = signet_spiffe::X509Svid::parse(
-        chain,
-        &signet_spiffe::TrustDomain::new(TD).unwrap(),
-        SystemTime::now(),
-    )
-    .unwrap();
-    let resolver = std::sync::Arc::new(signet_spiffe::tls::SvidResolver::new());
-    resolver.update(&svid, &key).unwrap();
+    let resolver = cp.resolver_over_rest(CART).await;
 
     // Over the 64 KiB limit of small endpoints, yet small enough to be written whole before
     // the refusal comes back (a larger body races the server closing the connection).

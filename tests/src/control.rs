@@ -317,6 +317,64 @@ impl ControlPlane {
         .await
     }
 
+    /// Redeems a fresh join token for `id` over `POST /v1/svid` with a key made here, as
+    /// `meshctl identity issue` does (`ttl_seconds`: the lifetime asked for): the 200
+    /// answer and the key.
+    pub async fn svid_over_rest(
+        &self,
+        id: &str,
+        ttl_seconds: Option<u64>,
+    ) -> (RestReply, signet_spiffe::WorkloadKey) {
+        let key = signet_spiffe::WorkloadKey::generate().expect("a key");
+        let csr = key.csr(&id.parse().expect("a SPIFFE ID")).expect("a CSR");
+        let mut body = serde_json::json!({
+            "join_token": self.token(id),
+            "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()),
+        });
+        if let Some(ttl) = ttl_seconds {
+            body["ttl_seconds"] = serde_json::json!(ttl);
+        }
+        let reply = self
+            .rest(
+                "POST",
+                "/v1/svid",
+                Some(""),
+                Some(body.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        (reply, key)
+    }
+
+    /// A client-certificate resolver presenting a fresh SVID for `id`
+    /// ([`ControlPlane::svid_over_rest`]).
+    pub async fn resolver_over_rest(
+        &self,
+        id: &str,
+    ) -> std::sync::Arc<signet_spiffe::tls::SvidResolver> {
+        let (reply, key) = self.svid_over_rest(id, None).await;
+        self.resolver_of(&reply, &key)
+    }
+
+    /// A resolver presenting the SVID of a `POST /v1/svid` answer, with its key.
+    pub fn resolver_of(
+        &self,
+        reply: &RestReply,
+        key: &signet_spiffe::WorkloadKey,
+    ) -> std::sync::Arc<signet_spiffe::tls::SvidResolver> {
+        let chain: Vec<_> = rustls::pki_types::pem::PemObject::pem_slice_iter(
+            reply.json["chain"].as_str().expect("a chain").as_bytes(),
+        )
+        .map(|c| c.expect("a PEM certificate"))
+        .collect();
+        let td = signet_spiffe::TrustDomain::new(&self.trust_domain).expect("trust domain");
+        let svid = signet_spiffe::X509Svid::parse(chain, &td, std::time::SystemTime::now())
+            .expect("an SVID");
+        let resolver = std::sync::Arc::new(signet_spiffe::tls::SvidResolver::new());
+        resolver.update(&svid, key).expect("the SVID and its key");
+        resolver
+    }
+
     /// [`ControlPlane::rest`], presenting what `client` resolves.
     pub async fn rest_as(
         &self,
