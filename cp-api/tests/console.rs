@@ -216,6 +216,28 @@ async fn the_console_signs_in_only_operators_and_guards_its_session() {
         get(&cp, "/ui/audit?decision=maybe", &session).await.status,
         400
     );
+    // Every other malformed page request is one clear 400 page, never a 500.
+    for (path, says) in [
+        ("/ui/audit?minutes=0", "minutes must be between"),
+        ("/ui/audit?nonsense=1", "unknown or malformed filter"),
+        ("/ui/audit/rows?decision=deny", "after is required"),
+        ("/ui/topology?window=0", "window must be between"),
+        ("/ui/policies/diff?from=one&to=2", "name two versions"),
+        (
+            "/ui/policies/explain?principal=cart&service=cart&action=GET",
+            "is not a SPIFFE ID",
+        ),
+        (
+            "/ui/policies/explain?principal=spiffe%3A%2F%2Fconsole.test%2Fa&service=cart&action=FETCH",
+            "is not an action",
+        ),
+    ] {
+        let page = get(&cp, path, &session).await;
+        assert_eq!(page.status, 400, "{path}: {}", page.text());
+        assert!(page.text().contains(says), "{path}: {}", page.text());
+    }
+    let missing = get(&cp, "/ui/policies/diff?from=1&to=99", &session).await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
 
     // Changes need the session's CSRF token and a same-site origin.
     let csrf = field(&overview.text(), "csrf");
