@@ -17,25 +17,46 @@
 //! Resources are typed here as they are moved over from untyped JSON; `openapi.json`
 //! describes every route either way.
 
+mod authn;
 mod ca;
 mod enforcement;
 mod error;
+mod federation;
 mod operators;
 mod policies;
 mod registry;
+mod shadow;
 mod status;
 mod time;
+mod traffic;
+mod workloads;
 
+pub use authn::{AuthnApplied, AuthnDoc, AuthnState, ProviderDoc, ProviderKeys, ServiceAuthn};
 pub use ca::{
     CaStatus, ChainCertificate, IssuingCertificate, JwtKey, JwtKeyState, JwtRotation, JwtStatus,
     Root, RootState, Rotation,
 };
 pub use enforcement::{Enforcement, PendingProxy};
 pub use error::ErrorBody;
-pub use operators::{DenyEntry, DenyList, OperatorAction, OperatorActions, TokenCreated};
+pub use federation::{
+    Federation, FederationAdded, FederationList, FederationProfile, FederationRemoved,
+};
+pub use operators::{Denied, DenyEntry, DenyList, OperatorAction, OperatorActions, TokenCreated};
 pub use policies::{
     Applied, DryRun, Gate, PolicyFile, PolicyHistory, PolicySet, PolicyVersion, PolicyVersionFiles,
 };
-pub use registry::{AppHealth, Proxy, ProxyList, Service, ServiceList};
+pub use registry::{
+    AppHealth, Inventory, InventoryService, InventoryWorkload, Proxy, ProxyList, Service,
+    ServiceLabels, ServiceList,
+};
+pub use shadow::{
+    Decision, ShadowCandidate, ShadowCleared, ShadowExample, ShadowFlow, ShadowInstalled,
+    ShadowPromoted, ShadowReport, ShadowRunning,
+};
 pub use status::{Duty, PolicySummary, ProxyCounts, Replica, Status};
 pub use time::rfc3339;
+pub use traffic::{
+    EndpointHealth, EndpointList, EndpointView, ObservedShare, SettingChange, SplitReport,
+    SplitRoute, SplitShare, TrafficApplied, TrafficHistory, TrafficSettings, TrafficVersion,
+};
+pub use workloads::{AttestationSet, WorkloadSelectors, WorkloadSelectorsList};

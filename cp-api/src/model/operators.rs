@@ -21,6 +21,14 @@ pub struct DenyEntry {
     pub created_at: i64,
 }
 
+/// `POST /v1/deny`: the entry added, and which proxies refuse it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denied {
+    pub denied: DenyEntry,
+    /// The denied identity's own proxies are not waited for.
+    pub enforcement: super::Enforcement,
+}
+
 /// `GET /v1/deny`: a page of the deny-list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DenyList {

@@ -63,3 +63,40 @@ pub struct ServiceList {
     pub services: Vec<Service>,
     pub next_after: Option<String>,
 }
+
+/// `POST /v1/services/labels`: a service's labels after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLabels {
+    pub service: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    /// Which of the mesh's proxies see them (policies may decide on them).
+    pub enforcement: super::Enforcement,
+}
+
+/// A workload the registry knows, as policies see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryWorkload {
+    pub spiffe_id: String,
+    /// The service its proxy registered for (`None`: only a join token names it).
+    pub service: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A service the registry knows, as policies see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryService {
+    pub name: String,
+    pub namespace: String,
+    pub port: u16,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `GET /v1/inventory`: every workload and service, for offline policy tools (`meshctl
+/// authz diff`, `explain --registry`) to decide over what the proxies decide over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub trust_domain: Option<String>,
+    pub workloads: Vec<InventoryWorkload>,
+    pub services: Vec<InventoryService>,
+}

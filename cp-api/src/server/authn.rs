@@ -11,8 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::api::v1 as pb;
 
 /// Largest JWKS fetched or given (real ones are a few KiB), and most providers one service
@@ -26,81 +24,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PROVIDERS: usize = 64;
 const MAX_SERVICES: usize = 4096;
 
-/// The whole end-user authentication configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthnDoc {
-    pub providers: Vec<ProviderDoc>,
-    #[serde(default)]
-    pub services: Vec<ServiceAuthn>,
-    #[serde(default = "default_max_token_bytes")]
-    pub max_token_bytes: u32,
-    #[serde(default = "default_clock_skew")]
-    pub clock_skew_seconds: u32,
-}
-
-fn default_max_token_bytes() -> u32 {
-    8192
-}
-
-fn default_clock_skew() -> u32 {
-    60
-}
-
-/// One JWT provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderDoc {
-    pub name: String,
-    pub issuer: String,
-    pub audiences: Vec<String>,
-    /// The keys, a JWKS document (JSON text). Exactly one of `jwks` and `jwks_uri`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks: Option<String>,
-    /// Where the control plane fetches the keys (`https` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_uri: Option<String>,
-    /// PEM certificates to trust for `jwks_uri` instead of the system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_ca: Option<String>,
-    /// How often `jwks_uri` is fetched again.
-    #[serde(default = "default_refresh")]
-    pub refresh_seconds: u64,
-    #[serde(default = "default_header")]
-    pub header: String,
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-}
-
-fn default_refresh() -> u64 {
-    300
-}
-
-fn default_header() -> String {
-    "authorization".to_owned()
-}
-
-fn default_prefix() -> String {
-    "Bearer ".to_owned()
-}
-
-fn default_algorithms() -> Vec<String> {
-    ["ES256", "RS256", "EdDSA"].map(str::to_owned).to_vec()
-}
-
-/// Which providers one service accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceAuthn {
-    pub service: String,
-    pub namespace: String,
-    pub providers: Vec<String>,
-    /// Refuse requests without a token (default: only invalid tokens are refused).
-    #[serde(default)]
-    pub required: bool,
-}
+pub use crate::model::{AuthnDoc, ProviderDoc, ServiceAuthn};
 
 /// The keys of every provider now, by name: inline, or as last fetched.
 pub type Keys = BTreeMap<String, String>;

@@ -35,35 +35,7 @@ const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// How a bundle endpoint authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    HttpsSpiffe,
-    HttpsWeb,
-}
-
-impl FromStr for Profile {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "https_spiffe" => Ok(Self::HttpsSpiffe),
-            "https_web" => Ok(Self::HttpsWeb),
-            other => Err(format!(
-                "profile `{other}`: expected https_spiffe or https_web"
-            )),
-        }
-    }
-}
-
-impl Profile {
-    /// The name as the specification writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::HttpsSpiffe => "https_spiffe",
-            Self::HttpsWeb => "https_web",
-        }
-    }
-}
+pub use crate::model::FederationProfile as Profile;
 
 /// A federation with its bundle parsed.
 #[derive(Debug, Clone)]

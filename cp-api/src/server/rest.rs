@@ -110,7 +110,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+/// A handler's answer: the API's type `T` (untyped JSON where none is given yet), or a
+/// refusal.
+type ApiResult<T = Value> = Result<Json<T>, ApiError>;
 
 /// A body that could not be read as the request's JSON: 413 when it was too large, 400
 /// otherwise, with axum's explanation.

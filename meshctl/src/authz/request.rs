@@ -109,8 +109,7 @@ impl RequestArgs {
         let bundle = load_bundle(&self.policies.paths)?;
         let inventory = match (&self.entities, self.registry) {
             (Some(file), _) => crate::authz::diff::read_inventory_file(file, false)?,
-            (None, true) => serde_json::from_value(self.connection.client()?.get("/v1/inventory")?)
-                .context("reading the registry's inventory")?,
+            (None, true) => crate::cp::policies::registry_inventory(&self.connection.client()?)?,
             (None, false) => Inventory::default(),
         };
         let known = inventory

@@ -29,7 +29,9 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Remote, print_structured, print_table, text, time_of};
+use signet_cp::model;
+
+use super::{Remote, print_structured, print_table, read_as, time_at};
 use crate::Outcome;
 
 /// Largest file read (the YAML, a JWKS, a CA bundle).
@@ -162,15 +164,16 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         &json!({ "config": doc, "wait_seconds": args.wait.wait.as_secs() }),
     )?;
     let table = !print_structured(args.remote.output, &result)?;
+    let applied: model::AuthnApplied = read_as(&result, "/v1/authn")?;
     if table {
         println!(
             "applied end-user authentication version {}",
-            text(&result, "version")
+            applied.version
         );
     }
-    let enforced = super::enforcement(
-        &result,
-        &format!("authentication version {}", text(&result, "version")),
+    let enforced = super::enforced(
+        Some(&applied.enforcement),
+        &format!("authentication version {}", applied.version),
     )?;
     if table {
         println!("{enforced}");
@@ -184,40 +187,31 @@ fn get(args: &GetArgs) -> anyhow::Result<Outcome> {
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    if value.get("config").is_none_or(Value::is_null) {
+    let state: model::AuthnState = read_as(&value, "/v1/authn")?;
+    let Some(config) = &state.config else {
         println!("no end-user authentication applied (meshctl authn apply -f providers.yaml)");
         return Ok(Outcome::Success);
-    }
+    };
     println!(
         "version {} applied {} by {}",
-        text(&value, "version"),
-        time_of(value.get("applied_at").unwrap_or(&Value::Null)),
-        text(&value, "author")
+        state.version,
+        time_at(state.applied_at),
+        state.author
     );
-    let rows: Vec<Vec<String>> = value
-        .get("providers")
-        .and_then(Value::as_array)
-        .map(|providers| {
-            providers
-                .iter()
-                .map(|p| {
-                    vec![
-                        text(p, "name"),
-                        text(p, "issuer"),
-                        text(p, "keys_from"),
-                        text(p, "keys"),
-                        p.get("fetched_at")
-                            .filter(|v| !v.is_null())
-                            .map_or_else(|| "-".to_owned(), time_of),
-                        p.get("error")
-                            .and_then(Value::as_str)
-                            .unwrap_or("-")
-                            .to_owned(),
-                    ]
-                })
-                .collect()
+    let rows: Vec<Vec<String>> = state
+        .providers
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.issuer.clone(),
+                p.keys_from.clone(),
+                p.keys.to_string(),
+                p.fetched_at.map_or_else(|| "-".to_owned(), time_at),
+                p.error.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     print_table(
         &[
             "PROVIDER",
@@ -229,33 +223,17 @@ fn get(args: &GetArgs) -> anyhow::Result<Outcome> {
         ],
         &rows,
     );
-    let services: Vec<Vec<String>> = value["config"]["services"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|s| {
-                    vec![
-                        format!("{}/{}", text(s, "namespace"), text(s, "service")),
-                        s["providers"]
-                            .as_array()
-                            .map(|p| {
-                                p.iter()
-                                    .filter_map(Value::as_str)
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            })
-                            .unwrap_or_default(),
-                        if s["required"].as_bool() == Some(true) {
-                            "required"
-                        } else {
-                            "optional"
-                        }
-                        .to_owned(),
-                    ]
-                })
-                .collect()
+    let services: Vec<Vec<String>> = config
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{}/{}", s.namespace, s.service),
+                s.providers.join(","),
+                if s.required { "required" } else { "optional" }.to_owned(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     println!();
     print_table(&["SERVICE", "PROVIDERS", "TOKEN"], &services);
     Ok(Outcome::Success)

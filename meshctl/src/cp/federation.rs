@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
+use signet_cp::model;
 
-use super::{Remote, print_structured, print_table, relative, text};
+use super::{Remote, print_structured, print_table, read_as, relative_to};
 use crate::Outcome;
 
 /// Largest bootstrap bundle or CA file read.
@@ -89,25 +90,24 @@ pub(crate) fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
     }
     let result = args.remote.client()?.post("/v1/federation", &body)?;
     let table = !print_structured(args.remote.output, &result)?;
+    let added: model::FederationAdded = read_as(&result, "/v1/federation")?;
     if table {
-        let f = result.get("federation").unwrap_or(&Value::Null);
+        let f = &added.federation;
         println!(
             "federated with {}: {} roots and {} JWT keys trusted (bundle sequence {})",
-            text(f, "trust_domain"),
-            text(f, "roots"),
-            f.get("jwt_keys")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len),
-            text(f, "sequence"),
+            f.trust_domain,
+            f.roots,
+            f.jwt_keys.len(),
+            f.sequence,
         );
-        if let Some(e) = f.get("last_error").and_then(Value::as_str) {
+        if let Some(e) = &f.last_error {
             println!(
                 "warning: the first fetch failed ({e}); the bootstrap bundle is trusted until one succeeds"
             );
         }
         println!("its peers are accepted, and allowed only what Cedar policies name them for");
     }
-    let enforced = super::enforcement(&result, "the federation")?;
+    let enforced = super::enforced(Some(&added.enforcement), "the federation")?;
     if table {
         println!("{enforced}");
     }
@@ -119,39 +119,25 @@ pub(crate) fn list(args: &ListArgs) -> anyhow::Result<Outcome> {
     if print_structured(args.remote.output, &result)? {
         return Ok(Outcome::Success);
     }
-    let all = result
-        .get("federations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if all.is_empty() {
-        println!(
-            "{} federates with no other trust domain",
-            text(&result, "trust_domain")
-        );
+    let list: model::FederationList = read_as(&result, "/v1/federation")?;
+    if list.federations.is_empty() {
+        println!("{} federates with no other trust domain", list.trust_domain);
         return Ok(Outcome::Success);
     }
-    let rows: Vec<Vec<String>> = all
+    let rows: Vec<Vec<String>> = list
+        .federations
         .iter()
         .map(|f| {
             vec![
-                text(f, "trust_domain"),
-                text(f, "profile"),
-                text(f, "endpoint"),
-                text(f, "roots"),
-                f.get("jwt_keys")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len)
-                    .to_string(),
-                text(f, "sequence"),
-                match f.get("refreshed_at").filter(|v| !v.is_null()) {
-                    Some(at) => relative(at),
-                    None => "never (bootstrap)".to_owned(),
-                },
-                f.get("last_error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
+                f.trust_domain.clone(),
+                f.profile.name().to_owned(),
+                f.endpoint.clone(),
+                f.roots.to_string(),
+                f.jwt_keys.len().to_string(),
+                f.sequence.to_string(),
+                f.refreshed_at
+                    .map_or_else(|| "never (bootstrap)".to_owned(), relative_to),
+                f.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -179,13 +165,14 @@ pub(crate) fn remove(args: &RemoveArgs) -> anyhow::Result<Outcome> {
     );
     let result = args.remote.client()?.delete(&path, &json!({}))?;
     let table = !print_structured(args.remote.output, &result)?;
+    let removed: model::FederationRemoved = read_as(&result, &path)?;
     if table {
         println!(
             "{} is no longer trusted: proxies drop its roots and close its peers' connections",
-            text(&result, "removed")
+            removed.removed
         );
     }
-    let enforced = super::enforcement(&result, "the removal")?;
+    let enforced = super::enforced(Some(&removed.enforcement), "the removal")?;
     if table {
         println!("{enforced}");
     }

@@ -3,8 +3,9 @@
 
 use clap::Args;
 use serde_json::Value;
+use signet_cp::model;
 
-use super::{Remote, print_structured, print_table, relative, text, time_of};
+use super::{Remote, print_structured, print_table, read_as, relative, text, time_of};
 use crate::Outcome;
 
 #[derive(Debug, Args)]
@@ -129,14 +130,10 @@ pub(crate) fn deny(args: &DenyArgs) -> anyhow::Result<Outcome> {
             "wait_seconds": args.wait.wait.as_secs(),
         }),
     )?;
-    let denied = value.get("denied").cloned().unwrap_or(Value::Null);
-    let what = denied
-        .as_object()
-        .and_then(|o| o.iter().next())
-        .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default()))
-        .unwrap_or_default();
     let table = !print_structured(args.remote.output, &value)?;
-    let enforced = super::enforcement(&value, &format!("the denial of {what}"))?;
+    let denied: model::Denied = read_as(&value, "/v1/deny")?;
+    let what = format!("{} {}", denied.denied.kind, denied.denied.value);
+    let enforced = super::enforced(Some(&denied.enforcement), &format!("the denial of {what}"))?;
     if table {
         println!("denied {what}: {enforced}, which refuse it from now on");
     }

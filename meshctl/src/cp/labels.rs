@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
+use signet_cp::model;
 
-use super::{Remote, print_structured, text};
+use super::{Remote, print_structured, read_as};
 use crate::Outcome;
 
 #[derive(Debug, Args)]
@@ -59,20 +60,13 @@ pub(crate) fn label(args: &LabelArgs) -> anyhow::Result<Outcome> {
         }),
     )?;
     let table = !print_structured(args.remote.output, &result)?;
+    let set: model::ServiceLabels = read_as(&result, "/v1/services/labels")?;
     if table {
-        let labels: Vec<String> = result
-            .get("labels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let labels: Vec<String> = set.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
             "{}.{} labels: {}",
-            text(&result, "service"),
-            text(&result, "namespace"),
+            set.service,
+            set.namespace,
             if labels.is_empty() {
                 "(none)".to_owned()
             } else {
@@ -80,7 +74,7 @@ pub(crate) fn label(args: &LabelArgs) -> anyhow::Result<Outcome> {
             }
         );
     }
-    let enforced = super::enforcement(&result, "the labels")?;
+    let enforced = super::enforced(Some(&set.enforcement), "the labels")?;
     if table {
         println!("{enforced}");
     }

@@ -291,18 +291,24 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     Ok(wait)
 }
 
+/// `value`, the control plane's answer to `path`, read as the API's type `T`.
+pub(crate) fn read_as<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    path: &str,
+) -> anyhow::Result<T> {
+    T::deserialize(value).map_err(|e| {
+        anyhow!("the control plane's answer to {path} is not what this meshctl reads: {e}")
+    })
+}
+
 /// The sentence saying how many proxies enforce `what`; an error naming those that do not.
-pub(crate) fn enforcement(result: &Value, what: &str) -> anyhow::Result<String> {
-    // An answer without one (no proxy to wait for) reads as none pending.
-    let e: signet_cp::model::Enforcement = match result.get("enforcement") {
-        None | Some(Value::Null) => signet_cp::model::Enforcement {
-            proxies: 0,
-            enforced_by: 0,
-            pending: Vec::new(),
-        },
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-            anyhow!("the control plane's answer says nothing readable of its proxies: {e}")
-        })?,
+/// An answer without an enforcement (no proxy to wait for) reads as none pending.
+pub(crate) fn enforced(
+    e: Option<&signet_cp::model::Enforcement>,
+    what: &str,
+) -> anyhow::Result<String> {
+    let Some(e) = e else {
+        return Ok("enforced by 0 of 0 proxies".to_owned());
     };
     let pending: Vec<String> = e
         .pending

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use clap::Args;
 use serde_json::{Value, json};
+use signet_cp::model;
 use signet_policy::{Authorizer, GateDiff, Inventory, PolicyBundle, PolicySource};
 
 use super::{Remote, print_structured, print_table, text};
@@ -126,26 +127,62 @@ fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<PolicySource>> {
         .collect()
 }
 
-pub(super) fn bundle_of_files(files: &Value) -> anyhow::Result<PolicyBundle> {
+pub(super) fn bundle_of_files(files: &[model::PolicyFile]) -> anyhow::Result<PolicyBundle> {
     let sources: Vec<PolicySource> = files
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|f| PolicySource {
-                    name: text(f, "name"),
-                    text: text(f, "text"),
-                })
-                .collect()
+        .iter()
+        .map(|f| PolicySource {
+            name: f.name.clone(),
+            text: f.text.clone(),
         })
-        .unwrap_or_default();
+        .collect();
     PolicyBundle::from_sources(&sources)
         .map_err(|e| anyhow!("the applied policies do not validate here: {e}"))
 }
 
+/// The control plane's registry (`GET /v1/inventory`), as the offline policy tools read
+/// an inventory: the same workloads and services the proxies decide over.
+pub(crate) fn registry_inventory(client: &super::Client) -> anyhow::Result<Inventory> {
+    let registry: model::Inventory = client.get_as("/v1/inventory")?;
+    let workloads = registry
+        .workloads
+        .into_iter()
+        .map(|w| {
+            Ok(signet_policy::KnownWorkload {
+                spiffe_id: w.spiffe_id.parse().map_err(|e| {
+                    anyhow!(
+                        "the registry's workload `{}` is not a SPIFFE ID: {e}",
+                        w.spiffe_id
+                    )
+                })?,
+                service: w.service,
+                labels: w.labels,
+                // The registry does not say where a workload calls from; the tools' own
+                // default.
+                source_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let services = registry
+        .services
+        .into_iter()
+        .map(|s| signet_policy::KnownService {
+            name: s.name,
+            namespace: s.namespace,
+            port: s.port,
+            labels: s.labels,
+        })
+        .collect();
+    Ok(Inventory {
+        workloads,
+        services,
+        requests: Vec::new(),
+        trust_domain: registry.trust_domain,
+    })
+}
+
 /// The registry's inventory, with the workloads, services and samples of `entities` added.
 fn inventory(client: &super::Client, entities: Option<&PathBuf>) -> anyhow::Result<Inventory> {
-    let mut inventory: Inventory = serde_json::from_value(client.get("/v1/inventory")?)
-        .context("reading the registry's inventory")?;
+    let mut inventory = registry_inventory(client)?;
     if let Some(file) = entities {
         let extra = crate::authz::diff::read_inventory_file(file, false)?;
         for w in extra.workloads {
@@ -217,9 +254,9 @@ pub(super) fn review(
     entities: Option<&PathBuf>,
     output: super::Output,
 ) -> anyhow::Result<Review> {
-    let current = client.get("/v1/policies")?;
-    let current_version = current.get("version").and_then(Value::as_u64).unwrap_or(0);
-    let old = bundle_of_files(current.get("files").unwrap_or(&Value::Null))?;
+    let current: model::PolicySet = client.get_as("/v1/policies")?;
+    let current_version = current.version;
+    let old = bundle_of_files(&current.files)?;
     let inventory = inventory(client, entities)?;
     let (w, s) = (inventory.workloads.len(), inventory.services.len());
     let diff = signet_policy::gate_diff(
@@ -304,13 +341,10 @@ pub(super) fn send_reviewed(
     Ok(Ok(answer))
 }
 
-pub(super) fn gate_line(result: &Value) -> String {
-    let gate = result.get("gate").unwrap_or(&Value::Null);
+pub(super) fn gate_line(gate: &model::Gate) -> String {
     format!(
         "control plane's gate: +{} widened / -{} narrowed over {} decisions",
-        text(gate, "widened"),
-        text(gate, "narrowed"),
-        text(gate, "checked")
+        gate.widened, gate.narrowed, gate.checked
     )
 }
 
@@ -345,7 +379,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
             output,
             &json!({ "dry_run": true, "review": review_json(&review), "control_plane": result }),
         )? {
-            println!("{}", gate_line(&result));
+            let dry: model::DryRun = super::read_as(&result, "/v1/policies")?;
+            println!("{}", gate_line(&dry.gate));
             println!(
                 "dry run: {} policies valid; nothing applied (version {} stays)",
                 new.len(),
@@ -379,17 +414,21 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         "enforcement": result.get("enforcement"),
     });
     let table = !print_structured(output, &summary)?;
+    let applied: model::Applied = super::read_as(&result, "/v1/policies")?;
     if table {
-        println!("{}", gate_line(&result));
+        println!("{}", gate_line(&applied.gate));
         println!(
             "applied version {} ({} policies, hash {}); was version {}",
-            text(&result, "version"),
+            applied.version,
             new.len(),
             &new.hash()[..12.min(new.hash().len())],
             review.current_version
         );
     }
-    let enforced = super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
+    let enforced = super::enforced(
+        Some(&applied.enforcement),
+        &format!("version {}", applied.version),
+    )?;
     if table {
         println!("{enforced}");
     }
@@ -443,8 +482,9 @@ pub(crate) fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
 pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let output = args.remote.output;
-    let earlier = client.get(&format!("/v1/policies/{}", args.version))?;
-    let new = bundle_of_files(earlier.get("files").unwrap_or(&Value::Null))?;
+    let earlier: model::PolicyVersionFiles =
+        client.get_as(&format!("/v1/policies/{}", args.version))?;
+    let new = bundle_of_files(&earlier.files)?;
     let review = review(&client, &new, None, output)?;
     let body = json!({
         "version": args.version,
@@ -486,11 +526,15 @@ pub(super) fn send_and_report(
         Err(outcome) => return Ok(outcome),
     };
     let table = !print_structured(output, &result)?;
+    let answer: model::Applied = super::read_as(&result, path)?;
     if table {
-        println!("{}", gate_line(&result));
+        println!("{}", gate_line(&answer.gate));
         println!("{}", applied(&result));
     }
-    let enforced = super::enforcement(&result, &format!("version {}", text(&result, "version")))?;
+    let enforced = super::enforced(
+        Some(&answer.enforcement),
+        &format!("version {}", answer.version),
+    )?;
     if table {
         println!("{enforced}");
     }

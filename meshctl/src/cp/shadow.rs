@@ -7,11 +7,12 @@
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
+use signet_cp::model;
 use signet_policy::{PolicyBundle, PolicySource};
 
 use super::policies::{bundle_of_files, gate_line, review, send_and_report};
-use super::{Remote, print_structured, print_table, relative, text};
+use super::{Remote, print_structured, print_table, read_as, relative_to, text};
 use crate::Outcome;
 
 #[derive(Debug, Subcommand)]
@@ -83,20 +84,20 @@ pub(crate) fn install(
         }),
     )?;
     let table = !print_structured(output, &result)?;
-    let candidate = result.get("candidate").unwrap_or(&Value::Null);
+    let installed: model::ShadowInstalled = read_as(&result, "/v1/policies/shadow")?;
+    let id = installed.candidate.id;
     if table {
-        println!("{}", gate_line(&result));
+        println!("{}", gate_line(&installed.gate));
         println!(
-            "installed shadow candidate {} ({} policies, hash {}) beside version {}: proxies decide with it too, only the applied version acts",
-            text(candidate, "id"),
+            "installed shadow candidate {id} ({} policies, hash {}) beside version {}: proxies decide with it too, only the applied version acts",
             new.len(),
             short(new.hash()),
             review.current_version
         );
     }
-    let running = super::enforcement(
-        &result,
-        &format!("shadow candidate {}", text(candidate, "id")),
+    let running = super::enforced(
+        Some(&installed.enforcement),
+        &format!("shadow candidate {id}"),
     )?;
     if table {
         println!("{}", running.replace("enforced by", "running on"));
@@ -111,76 +112,60 @@ fn report(args: &ReportArgs) -> anyhow::Result<Outcome> {
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    let candidate = value.get("candidate").unwrap_or(&Value::Null);
-    if candidate.is_null() {
+    let report: model::ShadowReport = read_as(&value, "/v1/policies/shadow")?;
+    let Some(candidate) = &report.candidate else {
         println!("no shadow candidate installed (meshctl authz apply --shadow -f FILES)");
         return Ok(Outcome::Success);
-    }
-    let running = value.get("running_on").unwrap_or(&Value::Null);
+    };
     println!(
         "shadow candidate {} ({} policies, hash {}) installed {} by {}; running on {} of {} proxies",
-        text(candidate, "id"),
-        text(candidate, "policies"),
-        short(&text(candidate, "hash")),
-        relative(candidate.get("installed_at").unwrap_or(&Value::Null)),
-        text(candidate, "author"),
-        text(running, "running"),
-        text(running, "proxies"),
+        candidate.id,
+        candidate.policies,
+        short(&candidate.hash),
+        relative_to(candidate.installed_at),
+        candidate.author,
+        report.running_on.running,
+        report.running_on.proxies,
     );
     println!(
         "since then it would have newly allowed {} and newly denied {} decisions",
-        text(&value, "would_allow"),
-        text(&value, "would_deny")
+        report.would_allow, report.would_deny
     );
-    let flows = value
-        .get("flows")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if flows.is_empty() {
+    if report.flows.is_empty() {
         println!("no disagreement with the applied policies on live traffic yet");
         return Ok(Outcome::Success);
     }
-    let by = |policies: Option<&Value>| {
-        let names: Vec<&str> = policies
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if names.is_empty() {
+    let by = |policies: &[String]| {
+        if policies.is_empty() {
             "default-deny".to_owned()
         } else {
-            names.join(",")
+            policies.join(",")
         }
     };
-    let rows: Vec<Vec<String>> = flows
+    let rows: Vec<Vec<String>> = report
+        .flows
         .iter()
         .map(|f| {
-            let example = f
-                .get("examples")
-                .and_then(Value::as_array)
-                .and_then(|e| e.last())
-                .map_or_else(String::new, |e| {
-                    format!(
-                        "{} (now {} by {}; would be by {})",
-                        e.get("path").and_then(Value::as_str).unwrap_or("-"),
-                        text(e, "enforced"),
-                        by(e.get("enforced_policies")),
-                        by(e.get("candidate_policies"))
-                    )
-                });
-            let last_ms = f.get("last").and_then(Value::as_u64).unwrap_or(0) / 1_000_000;
-            vec![
+            let example = f.examples.last().map_or_else(String::new, |e| {
                 format!(
-                    "newly {}",
-                    text(f, "would")
-                        .replace("allow", "allowed")
-                        .replace("deny", "denied")
-                ),
-                text(f, "count"),
-                text(f, "principal"),
-                text(f, "service"),
-                text(f, "action"),
-                relative(&Value::from(last_ms)),
+                    "{} (now {} by {}; would be by {})",
+                    e.path.as_deref().unwrap_or("-"),
+                    e.enforced.as_str(),
+                    by(&e.enforced_policies),
+                    by(&e.candidate_policies)
+                )
+            });
+            let would = match f.would {
+                model::Decision::Allow => "newly allowed",
+                model::Decision::Deny => "newly denied",
+            };
+            vec![
+                would.to_owned(),
+                f.count.to_string(),
+                f.principal.clone(),
+                f.service.clone(),
+                f.action.clone(),
+                relative_to(f.last),
                 example,
             ]
         })
@@ -197,14 +182,13 @@ fn report(args: &ReportArgs) -> anyhow::Result<Outcome> {
 fn promote(args: &PromoteArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let output = args.remote.output;
-    let installed = client.get("/v1/policies/shadow")?;
-    let candidate = installed.get("candidate").unwrap_or(&Value::Null);
-    let Some(id) = candidate.get("id").and_then(Value::as_u64) else {
+    let installed: model::ShadowReport = client.get_as("/v1/policies/shadow")?;
+    let Some(id) = installed.candidate.as_ref().map(|c| c.id) else {
         return Err(anyhow!(
             "no shadow candidate is installed (meshctl authz apply --shadow -f FILES installs one)"
         ));
     };
-    let new = bundle_of_files(installed.get("files").unwrap_or(&Value::Null))?;
+    let new = bundle_of_files(&installed.files)?;
     let review = review(&client, &new, None, output)?;
     let body = json!({
         "candidate": id,
@@ -236,10 +220,11 @@ fn clear(args: &ClearArgs) -> anyhow::Result<Outcome> {
         &json!({ "wait_seconds": args.wait.wait.as_secs() }),
     )?;
     let table = !print_structured(args.remote.output, &result)?;
+    let cleared: model::ShadowCleared = read_as(&result, "/v1/policies/shadow")?;
     if table {
-        println!("cleared shadow candidate {}", text(&result, "cleared"));
+        println!("cleared shadow candidate {}", cleared.cleared);
     }
-    let done = super::enforcement(&result, "clearing the shadow candidate")?;
+    let done = super::enforced(Some(&cleared.enforcement), "clearing the shadow candidate")?;
     if table {
         println!("{}", done.replace("enforced by", "done on"));
     }

@@ -13,7 +13,9 @@ use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{Output, Remote, print_structured, print_table, text, time_of};
+use signet_cp::model;
+
+use super::{Output, Remote, print_structured, print_table, read_as, time_at};
 use crate::Outcome;
 
 #[derive(Debug, Subcommand)]
@@ -46,59 +48,59 @@ pub(crate) struct SplitArgs {
     remote: Remote,
 }
 
-fn percent(v: Option<&serde_json::Value>) -> String {
-    v.and_then(serde_json::Value::as_f64)
-        .map_or_else(|| "-".to_owned(), |f| format!("{:.1}%", f * 100.0))
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "-".to_owned(), |f| format!("{:.1}%", f * 100.0))
 }
 
 fn split(args: &SplitArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get(&format!(
+    let path = format!(
         "/v1/traffic/split?service={}&window_seconds={}",
         super::query_value(&args.service),
         args.window.as_secs()
-    ))?;
+    );
+    let value = client.get(&path)?;
     if super::print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    let empty = Vec::new();
-    let routes = value["routes"].as_array().unwrap_or(&empty);
-    if routes.is_empty() {
+    let report: model::SplitReport = read_as(&value, &path)?;
+    if report.routes.is_empty() {
         println!("{}: no route splits its traffic", args.service);
     }
-    let mut rows = Vec::new();
-    for r in routes {
-        for e in r["split"].as_array().unwrap_or(&empty) {
-            rows.push(vec![
-                super::text(r, "route"),
-                super::text(e, "subset"),
-                super::text(e, "weight"),
-                percent(e.get("share")),
-            ]);
-        }
-    }
+    let rows: Vec<Vec<String>> = report
+        .routes
+        .iter()
+        .flat_map(|r| {
+            r.split.iter().map(|e| {
+                vec![
+                    r.route.clone(),
+                    e.subset.clone(),
+                    e.weight.to_string(),
+                    percent(Some(e.share)),
+                ]
+            })
+        })
+        .collect();
     if !rows.is_empty() {
         super::print_table(&["ROUTE", "SUBSET", "WEIGHT", "CONFIGURED"], &rows);
         println!();
     }
-    let observed: Vec<Vec<String>> = value["observed"]
-        .as_array()
-        .unwrap_or(&empty)
+    let observed: Vec<Vec<String>> = report
+        .observed
         .iter()
         .map(|o| {
             vec![
-                o["subset"]
-                    .as_str()
-                    .map_or_else(|| "(in no subset)".to_owned(), str::to_owned),
-                super::text(o, "requests"),
-                percent(o.get("share")),
+                o.subset
+                    .clone()
+                    .unwrap_or_else(|| "(in no subset)".to_owned()),
+                o.requests.to_string(),
+                percent(o.share),
             ]
         })
         .collect();
     println!(
         "answered over the last {}s ({} requests):",
-        args.window.as_secs(),
-        value["requests"]
+        report.window_seconds, report.requests
     );
     super::print_table(&["SUBSET", "REQUESTS", "OBSERVED"], &observed);
     Ok(Outcome::Success)
@@ -163,40 +165,38 @@ pub(crate) struct EndpointsArgs {
 /// `meshctl proxies endpoints SERVICE`.
 pub(crate) fn endpoints(args: &EndpointsArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get(&format!(
+    let path = format!(
         "/v1/endpoints?service={}",
         super::query_value(&args.service)
-    ))?;
+    );
+    let value = client.get(&path)?;
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    let rows: Vec<Vec<String>> = value["endpoints"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|e| {
-                    let ejected = if e["ejected"].as_bool() == Some(true) {
-                        format!("ejected ({})", text(e, "ejections"))
-                    } else if e["ejections"].as_u64().unwrap_or(0) > 0 {
-                        format!("in ({} ejections)", text(e, "ejections"))
-                    } else {
-                        "in".to_owned()
-                    };
-                    vec![
-                        text(e, "endpoint"),
-                        text(e, "health"),
-                        text(e, "weight"),
-                        ejected,
-                        text(e, "in_flight"),
-                        e["latency_ewma_ms"]
-                            .as_f64()
-                            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}ms")),
-                        e["caller"].as_str().unwrap_or("-").to_owned(),
-                    ]
-                })
-                .collect()
+    let list: model::EndpointList = read_as(&value, &path)?;
+    let rows: Vec<Vec<String>> = list
+        .endpoints
+        .iter()
+        .map(|e| {
+            let balancer = if e.ejected {
+                format!("ejected ({})", e.ejections)
+            } else if e.ejections > 0 {
+                format!("in ({} ejections)", e.ejections)
+            } else {
+                "in".to_owned()
+            };
+            vec![
+                e.endpoint.clone(),
+                e.health.as_str().to_owned(),
+                e.weight.to_string(),
+                balancer,
+                e.in_flight.to_string(),
+                e.latency_ewma_ms
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}ms")),
+                e.caller.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     if rows.is_empty() {
         println!("no endpoints of `{}` registered or reported", args.service);
         return Ok(Outcome::Success);
@@ -259,16 +259,14 @@ fn read_checked(path: &PathBuf) -> anyhow::Result<(String, String)> {
     Ok((text, name))
 }
 
-fn print_changes(result: &Value) {
-    let changes = result["changes"].as_array().cloned().unwrap_or_default();
-    if changes.is_empty() {
+fn print_changes(result: &model::TrafficApplied) {
+    if result.changes.is_empty() {
         println!("no change");
         return;
     }
-    for c in &changes {
-        let at = format!("{}.{}", text(c, "service"), text(c, "setting"));
-        let value = |key: &str| c.get(key).and_then(Value::as_str).map(str::to_owned);
-        match (value("before"), value("after")) {
+    for c in &result.changes {
+        let at = format!("{}.{}", c.service, c.setting);
+        match (&c.before, &c.after) {
             (None, Some(a)) => println!("+ {at}: {a}"),
             (Some(b), None) => println!("- {at}: {b}"),
             (Some(b), Some(a)) => println!("~ {at}: {b} -> {a}"),
@@ -284,25 +282,29 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
         "/v1/traffic",
         &json!({ "document": document, "file": file, "wait_seconds": args.wait.wait.as_secs() }),
     )?;
-    report(&result, args.remote.output, "applied")
+    report(&result, "/v1/traffic", args.remote.output, "applied")
 }
 
-fn report(result: &Value, output: Output, verb: &str) -> anyhow::Result<Outcome> {
-    let table = !print_structured(output, result)?;
+fn report(value: &Value, path: &str, output: Output, verb: &str) -> anyhow::Result<Outcome> {
+    let table = !print_structured(output, value)?;
+    let result: model::TrafficApplied = read_as(value, path)?;
     if table {
-        print_changes(result);
+        print_changes(&result);
     }
-    if result["applied"].as_bool() != Some(true) {
+    let version = result.version;
+    if !result.applied {
         if table {
-            println!("traffic version {} stays in force", text(result, "version"));
+            println!("traffic version {version} stays in force");
         }
         return Ok(Outcome::Success);
     }
-    let version = text(result, "version");
     if table {
         println!("{verb} traffic version {version}");
     }
-    let enforced = super::enforcement(result, &format!("traffic version {version}"))?;
+    let enforced = super::enforced(
+        result.enforcement.as_ref(),
+        &format!("traffic version {version}"),
+    )?;
     if table {
         println!("{enforced}");
     }
@@ -317,7 +319,7 @@ fn diff(args: &DiffArgs) -> anyhow::Result<Outcome> {
         &json!({ "document": document, "file": file, "dry_run": true }),
     )?;
     if !print_structured(args.remote.output, &result)? {
-        print_changes(&result);
+        print_changes(&read_as(&result, "/v1/traffic")?);
     }
     Ok(Outcome::Success)
 }
@@ -333,17 +335,18 @@ fn get(args: &GetArgs) -> anyhow::Result<Outcome> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&value)?),
         // The document itself, ready to edit and apply again.
         Output::Yaml | Output::Table => {
-            if text(&value, "version") == "0" {
+            let settings: model::TrafficSettings = read_as(&value, &path)?;
+            if settings.version == 0 {
                 println!("# no traffic settings applied: every service has the defaults");
             } else {
                 println!(
                     "# traffic version {}, applied {} by {}",
-                    text(&value, "version"),
-                    time_of(value.get("applied_at").unwrap_or(&Value::Null)),
-                    text(&value, "author")
+                    settings.version,
+                    time_at(settings.applied_at),
+                    settings.author
                 );
             }
-            print!("{}", serde_norway::to_string(&value["document"])?);
+            print!("{}", serde_norway::to_string(&settings.document)?);
         }
     }
     Ok(Outcome::Success)
@@ -351,28 +354,26 @@ fn get(args: &GetArgs) -> anyhow::Result<Outcome> {
 
 fn history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = client.get(&format!("/v1/traffic/history?limit={}", args.limit))?;
+    let path = format!("/v1/traffic/history?limit={}", args.limit);
+    let value = client.get(&path)?;
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    let rows: Vec<Vec<String>> = value["versions"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|v| {
-                    vec![
-                        text(v, "version"),
-                        time_of(v.get("applied_at").unwrap_or(&Value::Null)),
-                        text(v, "author"),
-                        text(v, "changes"),
-                        v.get("rollback_of")
-                            .and_then(Value::as_u64)
-                            .map_or_else(|| "-".to_owned(), |r| format!("rollback to {r}")),
-                    ]
-                })
-                .collect()
+    let history: model::TrafficHistory = read_as(&value, &path)?;
+    let rows: Vec<Vec<String>> = history
+        .versions
+        .iter()
+        .map(|v| {
+            vec![
+                v.version.to_string(),
+                time_at(v.applied_at),
+                v.author.clone(),
+                v.changes.to_string(),
+                v.rollback_of
+                    .map_or_else(|| "-".to_owned(), |r| format!("rollback to {r}")),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     if rows.is_empty() {
         println!("no traffic settings applied (meshctl traffic apply -f traffic.yaml)");
         return Ok(Outcome::Success);
@@ -389,6 +390,7 @@ fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
     )?;
     report(
         &result,
+        "/v1/traffic/rollback",
         args.remote.output,
         &format!("rolled back to version {}: applied", args.version),
     )

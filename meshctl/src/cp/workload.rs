@@ -7,10 +7,11 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
+use signet_cp::model;
 use signet_spiffe::selector::Selector;
 
-use super::{Remote, print_structured, print_table, relative, text};
+use super::{Remote, print_structured, print_table, read_as, relative_to};
 use crate::Outcome;
 
 #[derive(Debug, Args)]
@@ -62,40 +63,27 @@ pub(crate) fn attest(args: &AttestArgs) -> anyhow::Result<Outcome> {
         )
         .context("setting the selectors")?;
     let table = !print_structured(args.remote.output, &result)?;
+    let set: model::AttestationSet = read_as(&result, "/v1/workloads/attestation")?;
     if table {
-        let selectors = strings(&result, "selectors");
-        if selectors.is_empty() {
+        if set.selectors.is_empty() {
             println!(
                 "{}.{}: no selectors set here; its proxies' own configuration decides who is answered",
-                text(&result, "service"),
-                text(&result, "namespace")
+                set.service, set.namespace
             );
         } else {
             println!(
                 "{}.{}: the Workload API answers processes matching {}",
-                text(&result, "service"),
-                text(&result, "namespace"),
-                selectors.join(" and ")
+                set.service,
+                set.namespace,
+                set.selectors.join(" and ")
             );
         }
     }
-    let enforced = super::enforcement(&result, "the selectors")?;
+    let enforced = super::enforced(Some(&set.enforcement), "the selectors")?;
     if table {
         println!("{enforced}");
     }
     Ok(Outcome::Success)
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 pub(crate) fn list(args: &ListArgs) -> anyhow::Result<Outcome> {
@@ -103,26 +91,23 @@ pub(crate) fn list(args: &ListArgs) -> anyhow::Result<Outcome> {
     if print_structured(args.remote.output, &result)? {
         return Ok(Outcome::Success);
     }
-    let services = result
-        .get("services")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if services.is_empty() {
+    let list: model::WorkloadSelectorsList = read_as(&result, "/v1/workloads/attestation")?;
+    if list.services.is_empty() {
         println!(
             "no selectors set; each proxy's configuration decides who its Workload API answers"
         );
         return Ok(Outcome::Success);
     }
-    let rows: Vec<Vec<String>> = services
+    let rows: Vec<Vec<String>> = list
+        .services
         .iter()
         .map(|s| {
             vec![
-                text(s, "name"),
-                text(s, "namespace"),
-                strings(s, "selectors").join(" "),
-                text(s, "author"),
-                relative(s.get("updated_at").unwrap_or(&Value::Null)),
+                s.name.clone(),
+                s.namespace.clone(),
+                s.selectors.join(" "),
+                s.author.clone(),
+                relative_to(s.updated_at),
             ]
         })
         .collect();

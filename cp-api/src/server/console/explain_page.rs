@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::Value;
 use signet_policy::{Authorizer, Explanation, HttpRequest, Miss, Target};
 use signet_spiffe::SpiffeId;
 
@@ -223,29 +222,23 @@ fn cite(id: &str, origin: Option<&signet_policy::PolicyOrigin>, role: &str) -> S
 
 async fn shadow(api: &Api) -> Result<String, Refusal> {
     let report = shadow_report(api).await.map_err(Refusal::from)?;
-    let candidate = &report["candidate"];
-    if candidate.is_null() {
+    let Some(candidate) = &report.candidate else {
         return Ok(
             "<h2>Shadow candidate</h2><p data-testid=\"shadow\">None installed \
                    (<code>meshctl authz shadow install</code>).</p>"
                 .to_owned(),
         );
-    }
-    let text = |v: &Value| match v {
-        Value::String(s) => esc(s),
-        other => esc(&other.to_string()),
     };
-    let rows: Vec<Vec<String>> = report["flows"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = report
+        .flows
+        .iter()
         .map(|f| {
             vec![
-                format!("<span class=\"mono\">{}</span>", text(&f["principal"])),
-                text(&f["service"]),
-                text(&f["action"]),
-                text(&f["would"]),
-                text(&f["count"]),
+                format!("<span class=\"mono\">{}</span>", esc(&f.principal)),
+                esc(&f.service),
+                esc(&f.action),
+                f.would.as_str().to_owned(),
+                f.count.to_string(),
             ]
         })
         .collect();
@@ -253,12 +246,12 @@ async fn shadow(api: &Api) -> Result<String, Refusal> {
         "<h2>Shadow candidate {} by <span class=\"mono\">{}</span></h2>\
          <p data-testid=\"shadow\">Running on {} of {} proxies; where it disagreed with the \
          enforced policies, it would have allowed {} and denied {} requests.</p>{}",
-        text(&candidate["id"]),
-        text(&candidate["author"]),
-        text(&report["running_on"]["running"]),
-        text(&report["running_on"]["proxies"]),
-        text(&report["would_allow"]),
-        text(&report["would_deny"]),
+        candidate.id,
+        esc(&candidate.author),
+        report.running_on.running,
+        report.running_on.proxies,
+        report.would_allow,
+        report.would_deny,
         table(
             "Flows where the candidate disagrees",
             &["Caller", "Service", "Action", "Candidate would", "Requests"],

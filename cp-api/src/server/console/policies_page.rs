@@ -6,7 +6,6 @@
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::diff::{Row, side_by_side};
 use super::html::{self, Nav, badge, csrf_field, esc, table};
@@ -259,14 +258,13 @@ pub(super) async fn rollback(
     )
     .await
     .map_err(Refusal::from)?;
-    let result = outcome.0;
-    let enforcement = &result["enforcement"];
+    let applied = outcome.0;
+    let e = &applied.enforcement;
     let body = format!(
         "<p role=\"status\" data-testid=\"rollback-result\">Version {} (the policies of version {}) \
-         is applied. {}</p><p><a href=\"/ui/policies\">All versions</a></p>",
-        text(&result["version"]),
-        form.version,
-        enforcement_line(enforcement)
+         is applied. <span data-testid=\"enforced-by\">{} of {}</span> proxies enforce it.</p>\
+         <p><a href=\"/ui/policies\">All versions</a></p>",
+        applied.version, form.version, e.enforced_by, e.proxies
     );
     Ok(Page::ok(html::page(
         "Rolled back",
@@ -274,20 +272,4 @@ pub(super) async fn rollback(
         Some(&signed.viewer(&api)),
         &body,
     )))
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => esc(s),
-        other => esc(&other.to_string()),
-    }
-}
-
-fn enforcement_line(e: &Value) -> String {
-    match (e["enforced_by"].as_u64(), e["proxies"].as_u64()) {
-        (Some(a), Some(t)) => {
-            format!("<span data-testid=\"enforced-by\">{a} of {t}</span> proxies enforce it.")
-        }
-        _ => esc(&e.to_string()),
-    }
 }

@@ -7,9 +7,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Api, ApiError, ApiResult, Operator, rejected, wait_of};
+use crate::model;
 use crate::server::acks;
 use crate::server::authn::{AuthnDoc, fetch};
 use crate::server::hub::AuthnState;
@@ -24,7 +25,7 @@ pub(super) struct ApplyBody {
 }
 
 /// The configuration in force and how each provider's keys are doing.
-pub(super) async fn current(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn current(State(api): State<Api>, op: Operator) -> ApiResult<model::AuthnState> {
     api.authorize(
         &op,
         Act::Read {
@@ -33,33 +34,31 @@ pub(super) async fn current(State(api): State<Api>, op: Operator) -> ApiResult {
     )
     .await?;
     let state = api.hub.authn();
-    let providers: Vec<Value> = state
+    let providers = state
         .doc
         .iter()
         .flat_map(|d| d.providers.iter())
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "issuer": p.issuer,
-                "keys_from": p.jwks_uri.as_deref().unwrap_or("inline"),
-                "keys": state.keys.get(&p.name).map_or(0, |k| {
-                    serde_json::from_str::<Value>(k)
-                        .ok()
-                        .and_then(|v| v.get("keys").and_then(Value::as_array).map(Vec::len))
-                        .unwrap_or(0)
-                }),
-                "fetched_at": state.fetched_at.get(&p.name),
-                "error": state.fetch_errors.get(&p.name),
-            })
+        .map(|p| model::ProviderKeys {
+            name: p.name.clone(),
+            issuer: p.issuer.clone(),
+            keys_from: p.jwks_uri.as_deref().unwrap_or("inline").to_owned(),
+            keys: state.keys.get(&p.name).map_or(0, |k| {
+                serde_json::from_str::<Value>(k)
+                    .ok()
+                    .and_then(|v| v.get("keys").and_then(Value::as_array).map(Vec::len))
+                    .unwrap_or(0) as u64
+            }),
+            fetched_at: state.fetched_at.get(&p.name).copied(),
+            error: state.fetch_errors.get(&p.name).cloned(),
         })
         .collect();
-    Ok(Json(json!({
-        "version": state.version,
-        "author": state.author,
-        "applied_at": state.applied_at,
-        "config": state.doc,
-        "providers": providers,
-    })))
+    Ok(Json(model::AuthnState {
+        version: state.version,
+        author: state.author.clone(),
+        applied_at: state.applied_at,
+        config: state.doc.clone(),
+        providers,
+    }))
 }
 
 /// Validates, fetches every URL's keys, stores and publishes a configuration.
@@ -67,7 +66,7 @@ pub(super) async fn apply(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::AuthnApplied> {
     let Json(body) = body.map_err(rejected)?;
     let doc = body.config;
     api.authorize(
@@ -152,8 +151,8 @@ pub(super) async fn apply(
         |p| p.config_version >= generation,
     )
     .await;
-    Ok(Json(json!({
-        "version": version,
-        "enforcement": acks.to_json(|p| p.config_version),
-    })))
+    Ok(Json(model::AuthnApplied {
+        version,
+        enforcement: acks.to_model(|p| p.config_version),
+    }))
 }

@@ -11,10 +11,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use signet_spiffe::{SpiffeId, TrustDomain};
 
 use super::{Api, ApiError, ApiResult, Operator, rejected, wait_of};
+use crate::model;
 use crate::server::federation::{self, Federated, Profile};
 use crate::server::operators::Act;
 use crate::server::store::{Federation, StoreError, unix_ms};
@@ -43,22 +43,30 @@ pub(super) struct AddBody {
 }
 
 /// A federation as the API shows it.
-pub(super) fn describe(f: &Federated) -> Value {
+pub(super) fn describe(f: &Federated) -> model::Federation {
     let r = &f.record;
-    json!({
-        "trust_domain": r.trust_domain,
-        "endpoint": r.endpoint,
-        "profile": r.profile,
-        "endpoint_spiffe_id": (!r.endpoint_spiffe_id.is_empty()).then_some(&r.endpoint_spiffe_id),
-        "roots": f.bundle.roots().len(),
-        "jwt_keys": f.bundle.jwt_authorities().iter().map(|a| a.key_id()).collect::<Vec<_>>(),
-        "sequence": f.bundle.sequence(),
-        "refreshed_at": (r.refreshed_at > 0).then_some(r.refreshed_at),
-        "next_refresh": r.next_refresh,
-        "last_error": (!r.last_error.is_empty()).then_some(&r.last_error),
-        "created_at": r.created_at,
-        "author": r.author,
-    })
+    model::Federation {
+        trust_domain: r.trust_domain.clone(),
+        endpoint: r.endpoint.clone(),
+        // Checked when it was added; a row that no longer reads is shown as web PKI, the
+        // profile that trusts nothing of the bundle for the endpoint itself.
+        profile: Profile::from_str(&r.profile).unwrap_or(Profile::HttpsWeb),
+        endpoint_spiffe_id: (!r.endpoint_spiffe_id.is_empty())
+            .then(|| r.endpoint_spiffe_id.clone()),
+        roots: f.bundle.roots().len() as u64,
+        jwt_keys: f
+            .bundle
+            .jwt_authorities()
+            .iter()
+            .map(|a| a.key_id().to_owned())
+            .collect(),
+        sequence: f.bundle.sequence(),
+        refreshed_at: (r.refreshed_at > 0).then_some(r.refreshed_at),
+        next_refresh: r.next_refresh,
+        last_error: (!r.last_error.is_empty()).then(|| r.last_error.clone()),
+        created_at: r.created_at,
+        author: r.author.clone(),
+    }
 }
 
 /// The add request, checked: what to store, and the bundle to start from (if any).
@@ -130,7 +138,7 @@ pub(super) async fn add(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<AddBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::FederationAdded> {
     let Json(body) = body.map_err(rejected)?;
     let (td, profile, bootstrap) = checked(&api, &body)?;
     api.authorize(
@@ -204,13 +212,13 @@ pub(super) async fn add(
     tracing::info!(trust_domain = %td, endpoint = %record.endpoint, profile = profile.name(), author = %op.id, "federation added");
     let acks = wait_for_proxies(&api, body.wait_seconds).await;
     let federated = Federated { record, bundle };
-    Ok(Json(json!({
-        "federation": describe(&federated),
-        "enforcement": acks,
-    })))
+    Ok(Json(model::FederationAdded {
+        federation: describe(&federated),
+        enforcement: acks,
+    }))
 }
 
-async fn wait_for_proxies(api: &Api, wait_seconds: Option<u64>) -> Value {
+async fn wait_for_proxies(api: &Api, wait_seconds: Option<u64>) -> model::Enforcement {
     let target = api.hub.generation();
     crate::server::acks::wait(
         &api.hub,
@@ -219,11 +227,11 @@ async fn wait_for_proxies(api: &Api, wait_seconds: Option<u64>) -> Value {
         |p| p.trust_version >= target,
     )
     .await
-    .to_json(|p| p.trust_version)
+    .to_model(|p| p.trust_version)
 }
 
 /// `GET /v1/federation`.
-pub(super) async fn list(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn list(State(api): State<Api>, op: Operator) -> ApiResult<model::FederationList> {
     api.authorize(
         &op,
         Act::Read {
@@ -231,11 +239,10 @@ pub(super) async fn list(State(api): State<Api>, op: Operator) -> ApiResult {
         },
     )
     .await?;
-    let all: Vec<Value> = api.hub.federations().iter().map(describe).collect();
-    Ok(Json(json!({
-        "trust_domain": api.hub.trust_domain.as_str(),
-        "federations": all,
-    })))
+    Ok(Json(model::FederationList {
+        trust_domain: api.hub.trust_domain.as_str().to_owned(),
+        federations: api.hub.federations().iter().map(describe).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,7 +257,7 @@ pub(super) async fn remove(
     op: Operator,
     Path(trust_domain): Path<String>,
     query: axum::extract::Query<RemoveQuery>,
-) -> ApiResult {
+) -> ApiResult<model::FederationRemoved> {
     let td = TrustDomain::new(&trust_domain)
         .map_err(|e| ApiError::bad(format!("trust domain `{trust_domain}`: {e}")))?;
     api.authorize(
@@ -270,8 +277,8 @@ pub(super) async fn remove(
     api.hub.reload_federations().await?;
     tracing::info!(trust_domain = %td, author = %op.id, "federation removed");
     let acks = wait_for_proxies(&api, query.wait_seconds).await;
-    Ok(Json(json!({
-        "removed": td.as_str(),
-        "enforcement": acks,
-    })))
+    Ok(Json(model::FederationRemoved {
+        removed: td.as_str().to_owned(),
+        enforcement: acks,
+    }))
 }

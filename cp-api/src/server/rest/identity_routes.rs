@@ -14,7 +14,7 @@ pub(super) async fn create_token(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::TokenCreated> {
     let Json(body) = body.map_err(rejected)?;
     // Validated before it is authorized and recorded: nothing unchecked reaches the log.
     let id = SpiffeId::from_str(&body.spiffe_id).map_err(|e| ApiError::bad(e.to_string()))?;
@@ -53,12 +53,12 @@ pub(super) async fn create_token(
         .create(id, ttl)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!(model::TokenCreated {
+    Ok(Json(model::TokenCreated {
         token: new.token,
         id: new.record.id,
         spiffe_id: new.record.spiffe_id.as_str().to_owned(),
         expires_at: unix_ms(new.record.expires_at),
-    })))
+    }))
 }
 
 /// Identities no join token may grant: the control plane's own.
@@ -297,15 +297,15 @@ pub(super) async fn deny_list(
     State(api): State<Api>,
     op: Operator,
     query: PageResult,
-) -> ApiResult {
+) -> ApiResult<model::DenyList> {
     api.authorize(&op, Act::Read { collection: "deny" }).await?;
     let (entries, next_after) = page(query, api.hub.store.deny_list().await?, |e| {
         format!("{}/{}", e.kind, e.value)
     })?;
-    Ok(Json(json!(model::DenyList {
+    Ok(Json(model::DenyList {
         entries,
         next_after,
-    })))
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,7 +325,7 @@ pub(super) async fn deny(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<DenyBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::Denied> {
     let Json(body) = body.map_err(rejected)?;
     if body.reason.len() > MAX_REASON {
         return Err(ApiError::bad(format!(
@@ -372,15 +372,13 @@ pub(super) async fn deny(
             ));
         }
     }
-    api.hub
-        .store
-        .deny(DenyEntry {
-            kind: kind.to_owned(),
-            value: value.clone(),
-            reason: body.reason,
-            created_at: unix_ms(SystemTime::now()),
-        })
-        .await?;
+    let entry = DenyEntry {
+        kind: kind.to_owned(),
+        value: value.clone(),
+        reason: body.reason,
+        created_at: unix_ms(SystemTime::now()),
+    };
+    api.hub.store.deny(entry.clone()).await?;
     api.hub.audit.record(signet_audit::Event::Certificate(
         signet_audit::record::CertificateEvent {
             kind: "revoke".to_owned(),
@@ -415,10 +413,10 @@ pub(super) async fn deny(
         |p| p.trust_version >= target,
     )
     .await;
-    Ok(Json(json!({
-        "denied": { kind: value },
-        "enforcement": acks.to_json(|p| p.trust_version),
-    })))
+    Ok(Json(model::Denied {
+        denied: entry,
+        enforcement: acks.to_model(|p| p.trust_version),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -209,10 +209,6 @@ pub(super) async fn gate(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-pub(super) fn gate_json(diff: &GateDiff) -> Value {
-    json!(gate_model(diff))
-}
-
 pub(super) fn gate_model(diff: &GateDiff) -> model::Gate {
     model::Gate {
         checked: diff.checked as u64,
@@ -267,7 +263,7 @@ pub(super) async fn pass_gate(
     .await
 }
 
-pub(super) async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult {
+pub(super) async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResult<model::Applied> {
     let Change {
         files,
         message,
@@ -314,20 +310,20 @@ pub(super) async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResu
     drop(guard);
     let acks =
         crate::server::acks::wait(&api.hub, wait, |_| true, |p| p.policy_version >= version).await;
-    Ok(Json(json!(model::Applied {
+    Ok(Json(model::Applied {
         version,
         hash: meta.hash,
         policies: meta.policies,
         gate: gate_model(&diff),
         enforcement: acks.to_model(|p| p.policy_version),
-    })))
+    }))
 }
 
 pub(super) async fn apply(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(rejected)?;
     check_files(&body.files)?;
     api.authorize(
@@ -342,12 +338,13 @@ pub(super) async fn apply(
     if body.dry_run {
         let (bundle, _) = validated(body.files, "the policies were rejected").await?;
         let diff = gate(&api, &bundle).await?;
-        return Ok(Json(json!(model::DryRun {
+        return Ok(Json(model::DryRun {
             dry_run: true,
             hash: bundle.hash().to_owned(),
             policies: bundle.len() as u64,
             gate: gate_model(&diff),
-        })));
+        })
+        .into_response());
     }
     publish(
         &api,
@@ -362,6 +359,7 @@ pub(super) async fn apply(
         },
     )
     .await
+    .map(IntoResponse::into_response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,14 +378,18 @@ pub(super) async fn rollback(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::Applied> {
     let Json(body) = body.map_err(rejected)?;
     rollback_to(&api, &op, body).await
 }
 
 /// A rollback as `POST /v1/policies/rollback` and the console make it: authorized, through
 /// the widening gate, published, and waited for.
-pub(crate) async fn rollback_to(api: &Api, op: &Operator, body: RollbackBody) -> ApiResult {
+pub(crate) async fn rollback_to(
+    api: &Api,
+    op: &Operator,
+    body: RollbackBody,
+) -> ApiResult<model::Applied> {
     api.authorize(
         op,
         Act::PolicyRollback {

@@ -3,14 +3,6 @@
 use super::*;
 
 /// `unknown`, `healthy` or `unhealthy`.
-pub(super) fn health_name(h: crate::api::v1::AppHealth) -> &'static str {
-    match health_of(h) {
-        model::AppHealth::Unknown => "unknown",
-        model::AppHealth::Healthy => "healthy",
-        model::AppHealth::Unhealthy => "unhealthy",
-    }
-}
-
 pub(super) fn health_of(h: crate::api::v1::AppHealth) -> model::AppHealth {
     match h {
         crate::api::v1::AppHealth::Unknown => model::AppHealth::Unknown,
@@ -117,7 +109,7 @@ pub(super) async fn services(
     }))
 }
 
-pub(super) async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult<model::Inventory> {
     api.authorize(
         &op,
         Act::Read {
@@ -126,19 +118,28 @@ pub(super) async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult
     )
     .await?;
     let inventory = api.hub.inventory();
-    let workloads: Vec<Value> = inventory
-        .workloads
-        .iter()
-        .map(|w| json!({ "spiffe_id": w.spiffe_id.as_str(), "service": w.service, "labels": w.labels }))
-        .collect();
-    let services: Vec<Value> = inventory
-        .services
-        .iter()
-        .map(|s| json!({ "name": s.name, "namespace": s.namespace, "port": s.port, "labels": s.labels }))
-        .collect();
-    Ok(Json(
-        json!({ "workloads": workloads, "services": services, "trust_domain": inventory.trust_domain }),
-    ))
+    Ok(Json(model::Inventory {
+        trust_domain: inventory.trust_domain.clone(),
+        workloads: inventory
+            .workloads
+            .iter()
+            .map(|w| model::InventoryWorkload {
+                spiffe_id: w.spiffe_id.as_str().to_owned(),
+                service: w.service.clone(),
+                labels: w.labels.clone(),
+            })
+            .collect(),
+        services: inventory
+            .services
+            .iter()
+            .map(|s| model::InventoryService {
+                name: s.name.clone(),
+                namespace: s.namespace.clone(),
+                port: s.port,
+                labels: s.labels.clone(),
+            })
+            .collect(),
+    }))
 }
 
 /// Most labels one service may carry.
@@ -181,7 +182,7 @@ pub(super) async fn label_service(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<LabelBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::ServiceLabels> {
     use crate::api::convert::{MAX_LABEL_KEY, MAX_LABEL_VALUE, valid_label_key, valid_label_value};
     let Json(body) = body.map_err(rejected)?;
     check_name("service", &body.service)?;
@@ -243,10 +244,10 @@ pub(super) async fn label_service(
         |p| p.config_version >= target,
     )
     .await;
-    Ok(Json(json!({
-        "service": body.service,
-        "namespace": body.namespace,
-        "labels": labels,
-        "enforcement": acks.to_json(|p| p.config_version),
-    })))
+    Ok(Json(model::ServiceLabels {
+        service: body.service,
+        namespace: body.namespace,
+        labels,
+        enforcement: acks.to_model(|p| p.config_version),
+    }))
 }

@@ -6,20 +6,19 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
-
 use super::{
-    Api, ApiError, ApiResult, Change, Operator, check_files, gate, gate_json, publish, rejected,
+    Api, ApiError, ApiResult, Change, Operator, check_files, gate, gate_model, publish, rejected,
     validated, wait_of,
 };
+use crate::model;
 use crate::server::acks;
 use crate::server::hub::Shadowed;
 use crate::server::operators::Act;
 use crate::server::store::{AuditRow, NewShadow, ShadowCandidate, ShadowFlow};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
 
 /// Most flows a report lists, and examples per flow.
 const REPORT_FLOWS: u32 = 500;
@@ -62,15 +61,20 @@ fn none_installed() -> ApiError {
     )
 }
 
-fn candidate_json(c: &ShadowCandidate) -> Value {
-    json!({
-        "id": c.id,
-        "hash": c.hash,
-        "policies": c.policies,
-        "installed_at": c.installed_at,
-        "author": c.author,
-        "message": c.message,
-    })
+fn candidate_model(c: &ShadowCandidate) -> model::ShadowCandidate {
+    model::ShadowCandidate {
+        id: c.id,
+        hash: c.hash.clone(),
+        policies: c.policies,
+        installed_at: c.installed_at,
+        author: c.author.clone(),
+        message: c.message.clone(),
+    }
+}
+
+/// Unix nanoseconds (as audit records keep them) in the API's milliseconds.
+fn ms_of_ns(ns: u64) -> i64 {
+    i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// Installs a candidate (replacing any other) and waits for the proxies to run it.
@@ -78,7 +82,7 @@ pub(super) async fn install(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<InstallBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::ShadowInstalled> {
     let Json(body) = body.map_err(rejected)?;
     check_files(&body.files)?;
     api.authorize(
@@ -120,15 +124,15 @@ pub(super) async fn install(
         |p| p.shadow_version == id,
     )
     .await;
-    Ok(Json(json!({
-        "candidate": candidate_json(&candidate),
-        "gate": gate_json(&diff),
-        "enforcement": acks.to_json(|p| p.shadow_version),
-    })))
+    Ok(Json(model::ShadowInstalled {
+        candidate: candidate_model(&candidate),
+        gate: gate_model(&diff),
+        enforcement: acks.to_model(|p| p.shadow_version),
+    }))
 }
 
 /// The installed candidate (with its files) and what it disagreed with on live traffic.
-pub(super) async fn report(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn report(State(api): State<Api>, op: Operator) -> ApiResult<model::ShadowReport> {
     api.authorize(
         &op,
         Act::Read {
@@ -140,10 +144,21 @@ pub(super) async fn report(State(api): State<Api>, op: Operator) -> ApiResult {
 }
 
 /// The shadow report as `GET /v1/policies/shadow` and the console show it.
-pub(crate) async fn shadow_report(api: &Api) -> Result<Value, ApiError> {
+pub(crate) async fn shadow_report(api: &Api) -> Result<model::ShadowReport, ApiError> {
     let shadow = api.hub.shadow();
+    let proxies = api.hub.proxies();
     let Some(Shadowed { meta, .. }) = shadow.as_ref() else {
-        return Ok(json!({ "candidate": null, "flows": [] }));
+        return Ok(model::ShadowReport {
+            candidate: None,
+            files: Vec::new(),
+            running_on: model::ShadowRunning {
+                proxies: proxies.len() as u64,
+                running: 0,
+            },
+            would_allow: 0,
+            would_deny: 0,
+            flows: Vec::new(),
+        });
     };
     let since = u64::try_from(meta.installed_at)
         .unwrap_or(0)
@@ -153,36 +168,52 @@ pub(crate) async fn shadow_report(api: &Api) -> Result<Value, ApiError> {
     let examples = store
         .shadow_examples(&meta.hash, since, EXAMPLES_PER_FLOW)
         .await?;
-    let proxies = api.hub.proxies();
     let running = proxies
         .iter()
         .filter(|p| p.shadow_version == meta.id)
         .count();
-    let total = |would: &str| -> u64 {
+    let flows = flows_model(&flows, &examples);
+    let total = |would: model::Decision| -> u64 {
         flows
             .iter()
             .filter(|f| f.would == would)
             .map(|f| f.count)
             .sum()
     };
-    Ok(json!({
-        "candidate": candidate_json(meta),
-        "files": meta.files,
-        "running_on": { "proxies": proxies.len(), "running": running },
-        "would_allow": total("allow"),
-        "would_deny": total("deny"),
-        "flows": flows_json(&flows, &examples),
-    }))
+    Ok(model::ShadowReport {
+        candidate: Some(candidate_model(meta)),
+        files: meta.files.clone(),
+        running_on: model::ShadowRunning {
+            proxies: proxies.len() as u64,
+            running: running as u64,
+        },
+        would_allow: total(model::Decision::Allow),
+        would_deny: total(model::Decision::Deny),
+        flows,
+    })
 }
 
-/// Each flow with its newest examples.
-fn flows_json(flows: &[ShadowFlow], examples: &[AuditRow]) -> Vec<Value> {
-    let mut by_flow: BTreeMap<(&str, &str, &str, &str), Vec<Value>> = BTreeMap::new();
+fn decision_of(s: &str) -> Option<model::Decision> {
+    match s {
+        "allow" => Some(model::Decision::Allow),
+        "deny" => Some(model::Decision::Deny),
+        _ => None,
+    }
+}
+
+/// Each flow with its newest examples. A record or flow whose decision is neither allow
+/// nor deny (none is written so) is left out rather than shown as one.
+fn flows_model(flows: &[ShadowFlow], examples: &[AuditRow]) -> Vec<model::ShadowFlow> {
+    let mut by_flow: BTreeMap<(&str, &str, &str, &str), Vec<model::ShadowExample>> =
+        BTreeMap::new();
     for row in examples {
         let Ok(record) = serde_json::from_str::<signet_audit::Record>(&row.line) else {
             continue;
         };
         let signet_audit::Event::Shadow(s) = record.event else {
+            continue;
+        };
+        let Some(enforced) = decision_of(&s.enforced.decision) else {
             continue;
         };
         let key = (
@@ -191,36 +222,36 @@ fn flows_json(flows: &[ShadowFlow], examples: &[AuditRow]) -> Vec<Value> {
             row.action.as_deref().unwrap_or_default(),
             row.decision.as_deref().unwrap_or_default(),
         );
-        by_flow.entry(key).or_default().push(json!({
-            "time": record.time,
-            "writer": record.writer,
-            "seq": record.seq,
-            "path": s.enforced.path,
-            "trace": s.enforced.trace,
-            "src": s.enforced.src,
-            "enforced": s.enforced.decision,
-            "enforced_policies": s.enforced.policies,
-            "candidate_policies": s.candidate_policies,
-        }));
+        by_flow.entry(key).or_default().push(model::ShadowExample {
+            time: ms_of_ns(record.time),
+            writer: record.writer,
+            seq: record.seq,
+            path: s.enforced.path,
+            trace: s.enforced.trace,
+            src: s.enforced.src,
+            enforced,
+            enforced_policies: s.enforced.policies,
+            candidate_policies: s.candidate_policies,
+        });
     }
     flows
         .iter()
-        .map(|f| {
+        .filter_map(|f| {
             let key = (
                 f.principal.as_str(),
                 f.service.as_str(),
                 f.action.as_str(),
                 f.would.as_str(),
             );
-            json!({
-                "principal": f.principal,
-                "service": f.service,
-                "action": f.action,
-                "would": f.would,
-                "count": f.count,
-                "first": f.first,
-                "last": f.last,
-                "examples": by_flow.get(&key).cloned().unwrap_or_default(),
+            Some(model::ShadowFlow {
+                principal: f.principal.clone(),
+                service: f.service.clone(),
+                action: f.action.clone(),
+                would: decision_of(&f.would)?,
+                count: f.count,
+                first: ms_of_ns(f.first),
+                last: ms_of_ns(f.last),
+                examples: by_flow.remove(&key).unwrap_or_default(),
             })
         })
         .collect()
@@ -231,7 +262,7 @@ pub(super) async fn clear(
     State(api): State<Api>,
     op: Operator,
     body: Option<Json<ClearBody>>,
-) -> ApiResult {
+) -> ApiResult<model::ShadowCleared> {
     let wait = wait_of(body.unwrap_or_default().0.wait_seconds);
     api.authorize(
         &op,
@@ -251,10 +282,10 @@ pub(super) async fn clear(
     drop(guard);
     tracing::info!(candidate = meta.id, author = %op.id, "shadow candidate cleared");
     let acks = acks::wait(&api.hub, wait, |_| true, |p| p.shadow_version == 0).await;
-    Ok(Json(json!({
-        "cleared": meta.id,
-        "enforcement": acks.to_json(|p| p.shadow_version),
-    })))
+    Ok(Json(model::ShadowCleared {
+        cleared: meta.id,
+        enforcement: acks.to_model(|p| p.shadow_version),
+    }))
 }
 
 /// Applies the candidate through the gate of `POST /v1/policies`, then ends shadow mode.
@@ -262,7 +293,7 @@ pub(super) async fn promote(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<PromoteBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::ShadowPromoted> {
     let Json(body) = body.map_err(rejected)?;
     let shadow = api.hub.shadow();
     let Some(Shadowed { meta, .. }) = shadow.as_ref() else {
@@ -286,7 +317,7 @@ pub(super) async fn promote(
         },
     )
     .await?;
-    let Json(mut result) = publish(
+    let Json(applied) = publish(
         &api,
         &op,
         Change {
@@ -299,7 +330,7 @@ pub(super) async fn promote(
         },
     )
     .await?;
-    let version = result.get("version").and_then(Value::as_u64).unwrap_or(0);
+    let version = applied.version;
     let guard = api.apply_lock.lock().await;
     // Only if it is still the current candidate: one installed meanwhile stays.
     if api
@@ -311,6 +342,8 @@ pub(super) async fn promote(
         api.hub.publish_shadow(None);
     }
     drop(guard);
-    result["promoted"] = json!(meta.id);
-    Ok(Json(result))
+    Ok(Json(model::ShadowPromoted {
+        applied,
+        promoted: meta.id,
+    }))
 }

@@ -6,11 +6,12 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use signet_traffic::TrafficDoc;
 use signet_traffic::diff::{Change, diff};
 
-use super::{Api, ApiError, ApiResult, Operator, health_name, rejected, wait_of};
+use super::{Api, ApiError, ApiResult, Operator, health_of, rejected, wait_of};
+use crate::model;
 use crate::server::acks;
 use crate::server::hub::TrafficState;
 use crate::server::operators::Act;
@@ -53,16 +54,14 @@ pub(super) struct VersionQuery {
     limit: Option<u32>,
 }
 
-fn changes_json(changes: &[Change]) -> Vec<Value> {
+fn changes_model(changes: &[Change]) -> Vec<model::SettingChange> {
     changes
         .iter()
-        .map(|c| {
-            json!({
-                "service": c.service,
-                "setting": c.setting,
-                "before": c.before,
-                "after": c.after,
-            })
+        .map(|c| model::SettingChange {
+            service: c.service.clone(),
+            setting: c.setting.clone(),
+            before: c.before.clone(),
+            after: c.after.clone(),
         })
         .collect()
 }
@@ -72,7 +71,7 @@ pub(super) async fn current(
     State(api): State<Api>,
     op: Operator,
     Query(q): Query<VersionQuery>,
-) -> ApiResult {
+) -> ApiResult<model::TrafficSettings> {
     api.authorize(
         &op,
         Act::Read {
@@ -94,20 +93,20 @@ pub(super) async fn current(
                 )
             })?;
         let doc = parse_stored(&stored)?;
-        return Ok(Json(json!({
-            "version": stored.version,
-            "author": stored.author,
-            "applied_at": stored.created_at,
-            "document": doc,
-        })));
+        return Ok(Json(model::TrafficSettings {
+            version: stored.version,
+            author: stored.author,
+            applied_at: stored.created_at,
+            document: document_of(&doc)?,
+        }));
     }
     let state = api.hub.traffic();
-    Ok(Json(json!({
-        "version": state.version,
-        "author": state.author,
-        "applied_at": state.applied_at,
-        "document": state.doc,
-    })))
+    Ok(Json(model::TrafficSettings {
+        version: state.version,
+        author: state.author.clone(),
+        applied_at: state.applied_at,
+        document: document_of(&state.doc)?,
+    }))
 }
 
 /// The versions, newest first.
@@ -115,7 +114,7 @@ pub(super) async fn history(
     State(api): State<Api>,
     op: Operator,
     Query(q): Query<VersionQuery>,
-) -> ApiResult {
+) -> ApiResult<model::TrafficHistory> {
     api.authorize(
         &op,
         Act::Read {
@@ -124,23 +123,27 @@ pub(super) async fn history(
     )
     .await?;
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_HISTORY);
-    let versions: Vec<Value> = api
+    let versions = api
         .hub
         .store
         .traffic_versions(None, limit)
         .await?
         .into_iter()
-        .map(|v| {
-            json!({
-                "version": v.version,
-                "author": v.author,
-                "applied_at": v.created_at,
-                "changes": v.changes,
-                "rollback_of": v.rollback_of,
-            })
+        .map(|v| model::TrafficVersion {
+            version: v.version,
+            author: v.author,
+            applied_at: v.created_at,
+            changes: v.changes,
+            rollback_of: v.rollback_of,
         })
         .collect();
-    Ok(Json(json!({ "versions": versions })))
+    Ok(Json(model::TrafficHistory { versions }))
+}
+
+/// A document as the API shows it, every default written out.
+fn document_of(doc: &TrafficDoc) -> Result<Value, ApiError> {
+    serde_json::to_value(doc)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 fn parse_stored(stored: &StoredTraffic) -> Result<TrafficDoc, ApiError> {
@@ -160,7 +163,7 @@ pub(super) async fn apply(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::TrafficApplied> {
     let Json(body) = body.map_err(rejected)?;
     let file = body.file.as_deref().unwrap_or("document");
     // Checked before the operator policies see it: their context counts its entries.
@@ -187,7 +190,7 @@ pub(super) async fn rollback(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::TrafficApplied> {
     let Json(body) = body.map_err(rejected)?;
     let stored = api
         .hub
@@ -232,16 +235,17 @@ async fn publish(
     rollback_of: Option<u64>,
     dry_run: bool,
     wait_seconds: Option<u64>,
-) -> ApiResult {
+) -> ApiResult<model::TrafficApplied> {
     let guard = api.apply_lock.lock().await;
     let before = api.hub.traffic();
     let changes = diff(&before.doc, &doc);
     if dry_run || changes.is_empty() {
-        return Ok(Json(json!({
-            "version": before.version,
-            "applied": false,
-            "changes": changes_json(&changes),
-        })));
+        return Ok(Json(model::TrafficApplied {
+            version: before.version,
+            applied: false,
+            changes: changes_model(&changes),
+            enforcement: None,
+        }));
     }
     let version = api
         .hub
@@ -285,12 +289,12 @@ async fn publish(
         |p| p.traffic_version >= version,
     )
     .await;
-    Ok(Json(json!({
-        "version": version,
-        "applied": true,
-        "changes": changes_json(&changes),
-        "enforcement": acks.to_json(|p| p.traffic_version),
-    })))
+    Ok(Json(model::TrafficApplied {
+        version,
+        applied: true,
+        changes: changes_model(&changes),
+        enforcement: Some(acks.to_model(|p| p.traffic_version)),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,7 +309,7 @@ pub(super) async fn endpoints(
     State(api): State<Api>,
     op: Operator,
     query: Result<Query<EndpointsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+) -> ApiResult<model::EndpointList> {
     let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     api.authorize(
         &op,
@@ -315,29 +319,38 @@ pub(super) async fn endpoints(
     )
     .await?;
     let proxies = api.hub.proxies();
-    let health_of = |address: &str| {
+    let registered = |address: &str| {
         proxies
             .iter()
             .find(|p| p.service == q.service && p.endpoint == address)
-            .map_or("unregistered", |p| health_name(p.app_health))
+    };
+    let health_at = |address: &str| {
+        registered(address).map_or(model::EndpointHealth::Unregistered, |p| {
+            endpoint_health(p.app_health)
+        })
+    };
+    let labels_of = |address: &str| {
+        registered(address)
+            .map(|p| p.labels.clone())
+            .unwrap_or_default()
     };
     let mut rows = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for caller in &proxies {
         for e in caller.endpoints.iter().filter(|e| e.service == q.service) {
             seen.insert(e.address.clone());
-            rows.push(json!({
-                "endpoint": e.address,
-                "health": health_of(&e.address),
-                "caller": caller.spiffe_id.as_str(),
-                "caller_instance": caller.instance,
-                "ejected": e.ejected,
-                "ejections": e.ejections,
-                "in_flight": e.in_flight,
-                "latency_ewma_ms": e.latency_ewma_us as f64 / 1000.0,
-                // As the caller's balancer weighs it (0 from a proxy that predates weights).
-                "weight": e.weight,
-            }));
+            rows.push(model::EndpointView {
+                endpoint: e.address.clone(),
+                health: health_at(&e.address),
+                caller: Some(caller.spiffe_id.as_str().to_owned()),
+                caller_instance: Some(caller.instance.clone()),
+                ejected: e.ejected,
+                ejections: u64::from(e.ejections),
+                in_flight: u64::from(e.in_flight),
+                latency_ewma_ms: Some(e.latency_ewma_us as f64 / 1000.0),
+                weight: e.weight,
+                labels: labels_of(&e.address),
+            });
         }
     }
     // Endpoints no caller reported (none calls the service, or they were left out because
@@ -346,20 +359,31 @@ pub(super) async fn endpoints(
         .iter()
         .filter(|p| p.service == q.service && !seen.contains(&p.endpoint))
     {
-        rows.push(json!({
-            "endpoint": p.endpoint,
-            "health": health_name(p.app_health),
-            "caller": null,
-            "caller_instance": null,
-            "ejected": false,
-            "ejections": 0,
-            "in_flight": 0,
-            "latency_ewma_ms": null,
-            "weight": p.weight,
-            "labels": &p.labels,
-        }));
+        rows.push(model::EndpointView {
+            endpoint: p.endpoint.clone(),
+            health: endpoint_health(p.app_health),
+            caller: None,
+            caller_instance: None,
+            ejected: false,
+            ejections: 0,
+            in_flight: 0,
+            latency_ewma_ms: None,
+            weight: p.weight,
+            labels: p.labels.clone(),
+        });
     }
-    Ok(Json(json!({ "service": q.service, "endpoints": rows })))
+    Ok(Json(model::EndpointList {
+        service: q.service,
+        endpoints: rows,
+    }))
+}
+
+fn endpoint_health(h: crate::api::v1::AppHealth) -> model::EndpointHealth {
+    match health_of(h) {
+        model::AppHealth::Unknown => model::EndpointHealth::Unknown,
+        model::AppHealth::Healthy => model::EndpointHealth::Healthy,
+        model::AppHealth::Unhealthy => model::EndpointHealth::Unhealthy,
+    }
 }
 
 /// `GET /v1/traffic/split?service=NAME&window_seconds=60`: each split route's configured
@@ -377,7 +401,7 @@ pub(super) async fn split(
     State(api): State<Api>,
     op: Operator,
     query: Result<Query<SplitQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+) -> ApiResult<model::SplitReport> {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     let window = query.window_seconds.unwrap_or(60);
     if window == 0 || window > crate::server::stats::MAX_WINDOW.as_secs() {
@@ -395,24 +419,24 @@ pub(super) async fn split(
     .await?;
     let traffic = api.hub.traffic();
     let settings = traffic.doc.service(&query.service);
-    let routes: Vec<Value> = settings
+    let routes = settings
         .routes
         .iter()
         .filter(|r| !r.split.is_empty())
         .map(|r| {
             let total: u32 = r.split.iter().map(|s| s.weight).sum();
-            let entries: Vec<Value> = r
-                .split
-                .iter()
-                .map(|s| {
-                    json!({
-                        "subset": s.subset,
-                        "weight": s.weight,
-                        "share": f64::from(s.weight) / f64::from(total.max(1)),
+            model::SplitRoute {
+                route: r.name.clone(),
+                split: r
+                    .split
+                    .iter()
+                    .map(|s| model::SplitShare {
+                        subset: s.subset.clone(),
+                        weight: s.weight,
+                        share: f64::from(s.weight) / f64::from(total.max(1)),
                     })
-                })
-                .collect();
-            json!({ "route": r.name, "split": entries })
+                    .collect(),
+            }
         })
         .collect();
     // Observed: each instance's inbound requests, by the subsets its labels put it in.
@@ -429,7 +453,8 @@ pub(super) async fn split(
             .unwrap_or_default()
     };
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    let mut observed: Vec<Value> = settings
+    let share = |n: u64| (total > 0).then(|| n as f64 / total as f64);
+    let mut observed: Vec<model::ObservedShare> = settings
         .subsets
         .iter()
         .map(|subset| {
@@ -438,11 +463,11 @@ pub(super) async fn split(
                 .filter(|(i, _)| signet_traffic::labels::selects(&subset.labels, &labels_of(i)))
                 .map(|(_, n)| n)
                 .sum();
-            json!({
-                "subset": subset.name,
-                "requests": n,
-                "share": if total == 0 { Value::Null } else { json!(n as f64 / total as f64) },
-            })
+            model::ObservedShare {
+                subset: Some(subset.name.clone()),
+                requests: n,
+                share: share(n),
+            }
         })
         .collect();
     let in_none: u64 = counts
@@ -456,17 +481,17 @@ pub(super) async fn split(
         })
         .map(|(_, n)| n)
         .sum();
-    observed.push(json!({
-        "subset": Value::Null,
-        "requests": in_none,
-        "share": if total == 0 { Value::Null } else { json!(in_none as f64 / total as f64) },
-    }));
-    Ok(Json(json!({
-        "service": query.service,
-        "version": traffic.version,
-        "window_seconds": window,
-        "routes": routes,
-        "observed": observed,
-        "requests": total,
-    })))
+    observed.push(model::ObservedShare {
+        subset: None,
+        requests: in_none,
+        share: share(in_none),
+    });
+    Ok(Json(model::SplitReport {
+        service: query.service,
+        version: traffic.version,
+        window_seconds: window,
+        routes,
+        observed,
+        requests: total,
+    }))
 }

@@ -5,10 +5,10 @@
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use crate::model;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::json;
 use signet_spiffe::selector::Selector;
 
 use super::{Api, ApiError, ApiResult, Operator, check_name, rejected, wait_of};
@@ -54,7 +54,7 @@ pub(super) async fn attest(
     State(api): State<Api>,
     op: Operator,
     body: Result<Json<AttestBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::AttestationSet> {
     let Json(body) = body.map_err(rejected)?;
     check_name("service", &body.service)?;
     check_name("namespace", &body.namespace)?;
@@ -89,16 +89,19 @@ pub(super) async fn attest(
         |p| p.config_version >= target,
     )
     .await;
-    Ok(Json(json!({
-        "service": body.service,
-        "namespace": body.namespace,
-        "selectors": selectors,
-        "enforcement": acks.to_json(|p| p.config_version),
-    })))
+    Ok(Json(model::AttestationSet {
+        service: body.service,
+        namespace: body.namespace,
+        selectors,
+        enforcement: acks.to_model(|p| p.config_version),
+    }))
 }
 
 /// `GET /v1/workloads/attestation`.
-pub(super) async fn list(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn list(
+    State(api): State<Api>,
+    op: Operator,
+) -> ApiResult<model::WorkloadSelectorsList> {
     api.authorize(
         &op,
         Act::Read {
@@ -106,7 +109,9 @@ pub(super) async fn list(State(api): State<Api>, op: Operator) -> ApiResult {
         },
     )
     .await?;
-    Ok(Json(json!({ "services": api.hub.all_selectors() })))
+    Ok(Json(model::WorkloadSelectorsList {
+        services: api.hub.all_selectors(),
+    }))
 }
 
 #[cfg(test)]

@@ -65,16 +65,7 @@ pub struct ServiceLabels {
 }
 
 /// Who may take one service's identity from its proxies' Workload API.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct WorkloadSelectors {
-    pub namespace: String,
-    pub name: String,
-    /// Every one must match the calling process (`unix:uid:1000`); none: the entry goes.
-    pub selectors: Vec<String>,
-    /// Unix milliseconds.
-    pub updated_at: i64,
-    pub author: String,
-}
+pub use crate::model::WorkloadSelectors;
 
 /// A trust domain this mesh federates with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
