@@ -16,14 +16,40 @@ pub struct CaStatus {
     pub intermediate: Option<IssuingCertificate>,
     pub roots: Vec<Root>,
     pub bundle_sequence: u64,
-    /// A Vault backend's mount, auth and token state (absent for the built-in CA).
-    pub vault: Option<serde_json::Value>,
+    /// A Vault backend's mount, auth and token state (`None` for the built-in CA).
+    pub vault: Option<VaultStatus>,
     pub next_renewal: Option<i64>,
     pub last_error: Option<String>,
     pub rotation: Option<Rotation>,
     pub warnings: Vec<String>,
     pub svid_ttl_seconds: u64,
     pub jwt: JwtStatus,
+}
+
+/// How the control plane signs in to Vault or OpenBao.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultAuthMethod {
+    Token,
+    AppRole,
+}
+
+/// A Vault or OpenBao backend's connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultStatus {
+    pub address: String,
+    pub mount: String,
+    /// The PKI role signing through (`sign` mode).
+    pub role: Option<String>,
+    pub auth: VaultAuthMethod,
+    /// What the current token has left (`None`: it never expires).
+    pub token_ttl_seconds: Option<u64>,
+    pub token_renewable: bool,
+    /// Logins since start (AppRole: the first, then one per token that could not be
+    /// renewed).
+    pub logins: u64,
+    /// Token renewals since start.
+    pub renewals: u64,
 }
 
 /// A certificate of the issuing chain.
@@ -53,6 +79,17 @@ pub enum RootState {
     Staged,
     /// Replaced; published until the last SVID it signed expires.
     Retiring,
+}
+
+impl RootState {
+    /// As it is written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Staged => "staged",
+            Self::Active => "active",
+            Self::Retiring => "retiring",
+        }
+    }
 }
 
 /// A root in the trust bundle.
@@ -101,6 +138,17 @@ pub enum JwtKeyState {
     Retiring,
 }
 
+impl JwtKeyState {
+    /// As it is written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Staged => "staged",
+            Self::Active => "active",
+            Self::Retiring => "retiring",
+        }
+    }
+}
+
 /// One JWT signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwtKey {
@@ -117,4 +165,36 @@ pub struct JwtRotation {
     pub since: i64,
     pub waiting_for: Vec<String>,
     pub promote_by: i64,
+}
+
+/// One check `POST /v1/ca/setup` made of a Vault or OpenBao backend before switching to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// `POST /v1/ca/setup`: every check passed; the backend is staged (`switched`) unless only
+/// checking was asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaSetup {
+    pub checks: Vec<CaCheck>,
+    pub switched: bool,
+    /// The CA after staging (`None` for `check_only`).
+    pub ca: Option<CaStatus>,
+}
+
+/// `POST /v1/ca/setup` answered 422: a check failed and nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaSetupRefused {
+    /// The first failed check, in a sentence.
+    pub error: String,
+    pub checks: Vec<CaCheck>,
+}
+
+/// `POST /v1/ca/rotate`: the successor staged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaRotated {
+    pub ca: CaStatus,
 }

@@ -17,31 +17,43 @@
 //! Resources are typed here as they are moved over from untyped JSON; `openapi.json`
 //! describes every route either way.
 
+mod audit;
 mod authn;
 mod ca;
 mod enforcement;
 mod error;
 mod federation;
+mod identity;
 mod operators;
 mod policies;
 mod registry;
 mod shadow;
+mod stats;
 mod status;
 mod time;
 mod traffic;
 mod workloads;
 
+pub use audit::{AuditKind, AuditPage, AuditRecord};
 pub use authn::{AuthnApplied, AuthnDoc, AuthnState, ProviderDoc, ProviderKeys, ServiceAuthn};
 pub use ca::{
-    CaStatus, ChainCertificate, IssuingCertificate, JwtKey, JwtKeyState, JwtRotation, JwtStatus,
-    Root, RootState, Rotation,
+    CaCheck, CaRotated, CaSetup, CaSetupRefused, CaStatus, ChainCertificate, IssuingCertificate,
+    JwtKey, JwtKeyState, JwtRotation, JwtStatus, Root, RootState, Rotation, VaultAuthMethod,
+    VaultStatus,
 };
 pub use enforcement::{Enforcement, PendingProxy};
 pub use error::ErrorBody;
 pub use federation::{
     Federation, FederationAdded, FederationList, FederationProfile, FederationRemoved,
 };
-pub use operators::{Denied, DenyEntry, DenyList, OperatorAction, OperatorActions, TokenCreated};
+pub use identity::{
+    Access, ActionAccess, CurrentSvid, EffectiveAuthorization, FederatedBundle, Holder,
+    IdentityReport, InboundAccess, IssueKind, IssuedCertificate, OutboundAccess, PathAccess,
+    ServiceName, SvidIssued,
+};
+pub use operators::{
+    Denied, DenyEntry, DenyList, OperatorAction, OperatorActions, SignInCode, TokenCreated,
+};
 pub use policies::{
     Applied, DryRun, Gate, PolicyFile, PolicyHistory, PolicySet, PolicyVersion, PolicyVersionFiles,
 };
@@ -53,6 +65,7 @@ pub use shadow::{
     Decision, ShadowCandidate, ShadowCleared, ShadowExample, ShadowFlow, ShadowInstalled,
     ShadowPromoted, ShadowReport, ShadowRunning,
 };
+pub use stats::{Stats, StatsBy, StatsRow};
 pub use status::{Duty, PolicySummary, ProxyCounts, Replica, Status};
 pub use time::rfc3339;
 pub use traffic::{

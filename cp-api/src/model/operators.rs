@@ -57,3 +57,12 @@ pub struct OperatorActions {
     pub actions: Vec<OperatorAction>,
     pub next_before: Option<i64>,
 }
+
+/// `POST /v1/console/sign-in-codes`: a one-time sign-in link for the calling operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInCode {
+    /// The console path with the code in its fragment (`/ui/sign-in#code=...`), which
+    /// browsers never send.
+    pub path: String,
+    pub expires_in_seconds: u64,
+}

@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
 use crate::server::hub::{Hub, ProxyEntry};
 
 /// The longest a caller may ask to wait.
@@ -26,11 +24,6 @@ pub struct Acks {
 }
 
 impl Acks {
-    /// As the REST API reports it; `reported` names what a pending proxy enforces.
-    pub fn to_json(&self, reported: impl Fn(&ProxyEntry) -> u64) -> Value {
-        json!(self.to_model(reported))
-    }
-
     /// As the API's type; `reported` names what a pending proxy enforces.
     pub fn to_model(&self, reported: impl Fn(&ProxyEntry) -> u64) -> crate::model::Enforcement {
         crate::model::Enforcement {

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use signet_ca::JoinTokens;
 use signet_policy::{AccessChange, Authorizer, ChangeKind, GateDiff, ServiceRef};
 use signet_spiffe::SpiffeId;

@@ -41,23 +41,7 @@ pub enum By {
 }
 
 /// One row of golden signals over the window.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Row {
-    pub service: String,
-    pub namespace: String,
-    /// The calling service (edges only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub caller: Option<String>,
-    /// Proxies that reported.
-    pub proxies: usize,
-    pub requests: u64,
-    pub requests_per_second: f64,
-    /// Share of requests not answered 5xx; absent without requests.
-    pub success_rate: Option<f64>,
-    pub latency_ms_p50: Option<f64>,
-    pub latency_ms_p95: Option<f64>,
-    pub latency_ms_p99: Option<f64>,
-}
+pub use crate::model::StatsRow as Row;
 
 /// The book.
 #[derive(Debug, Default)]
@@ -270,7 +254,7 @@ impl StatsBook {
                     service,
                     namespace,
                     caller,
-                    proxies: t.proxies,
+                    proxies: t.proxies as u64,
                     requests: t.requests,
                     requests_per_second: (t.rate * 100.0).round() / 100.0,
                     success_rate: (t.requests > 0).then(|| {

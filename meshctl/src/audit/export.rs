@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 use signet_audit::export;
 use signet_audit::record::Record;
 
@@ -268,21 +267,14 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Outcome> {
         if let Some(u) = until {
             path.push_str(&format!("&until={u}"));
         }
-        let value = client.get(&path)?;
-        let rows = value
-            .get("records")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let rows = client.get_as::<signet_cp::model::AuditPage>(&path)?.records;
         let mut out = String::new();
         let mut last = after;
         for row in &rows {
-            let id = row.get("id").and_then(Value::as_i64).unwrap_or(last);
-            let line = row.get("line").and_then(Value::as_str).unwrap_or_default();
-            let record: Record = serde_json::from_str(line)
-                .with_context(|| format!("record {id} from the control plane"))?;
-            out.push_str(&render(args.format, &record, line, &hostname));
-            last = id;
+            let record: Record = serde_json::from_str(&row.line)
+                .with_context(|| format!("record {} from the control plane", row.id))?;
+            out.push_str(&render(args.format, &record, &row.line, &hostname));
+            last = row.id;
         }
         if rows.is_empty() {
             break;

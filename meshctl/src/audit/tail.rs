@@ -3,10 +3,10 @@
 //! `--follow` keeps printing new ones.
 
 use clap::Args;
-use serde_json::Value;
+use signet_cp::model::{AuditKind, AuditPage, AuditRecord};
 
 use crate::Outcome;
-use crate::cp::{Output, Remote, print_structured, print_table, text};
+use crate::cp::{Output, Remote, print_structured, print_table};
 
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
@@ -64,20 +64,11 @@ pub(crate) fn run(args: &TailArgs) -> anyhow::Result<Outcome> {
         let mut q = query.clone();
         q.push(format!("limit={limit}"));
         q.push(format!("after={after}"));
-        let value = client.get(&format!("/v1/audit?{}", q.join("&")))?;
-        let records = value
-            .get("records")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(last) = records
-            .last()
-            .and_then(|r| r.get("id"))
-            .and_then(Value::as_i64)
-        {
-            after = last;
+        let page: AuditPage = client.get_as(&format!("/v1/audit?{}", q.join("&")))?;
+        if let Some(last) = page.records.last() {
+            after = last.id;
         }
-        print_records(args, &records)?;
+        print_records(args, &page.records)?;
         if !args.follow {
             return Ok(Outcome::Success);
         }
@@ -86,12 +77,14 @@ pub(crate) fn run(args: &TailArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-fn print_records(args: &TailArgs, records: &[Value]) -> anyhow::Result<()> {
+fn print_records(args: &TailArgs, records: &[AuditRecord]) -> anyhow::Result<()> {
     if args.remote.output != Output::Table {
         if !records.is_empty() || !args.follow {
             print_structured(
                 args.remote.output,
-                &serde_json::json!({ "records": records }),
+                &serde_json::to_value(AuditPage {
+                    records: records.to_vec(),
+                })?,
             )?;
         }
         return Ok(());
@@ -102,14 +95,14 @@ fn print_records(args: &TailArgs, records: &[Value]) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
-            let time = r.get("time").and_then(Value::as_u64).unwrap_or(0) / 1_000_000;
+            let field = |f: &Option<String>| f.clone().unwrap_or_default();
             vec![
-                crate::cp::time_of(&Value::from(time)),
-                text(r, "decision").to_uppercase(),
-                text(r, "principal"),
-                text(r, "action"),
-                format!("{}{}", text(r, "resource"), text(r, "path")),
-                text(r, "policies"),
+                crate::cp::time_at(i64::try_from(r.time / 1_000_000).unwrap_or(i64::MAX)),
+                field(&r.decision).to_uppercase(),
+                field(&r.principal),
+                field(&r.action),
+                format!("{}{}", field(&r.resource), field(&r.path)),
+                field(&r.policies),
             ]
         })
         .collect();
@@ -128,49 +121,60 @@ fn print_records(args: &TailArgs, records: &[Value]) -> anyhow::Result<()> {
 }
 
 /// A decision record in the shape the control plane's index returns.
-fn row(record: &signet_audit::record::Record) -> Option<Value> {
+fn row(record: &signet_audit::record::Record) -> Option<AuditRecord> {
     let signet_audit::record::Event::Decision(d) = &record.event else {
         return None;
     };
-    Some(serde_json::json!({
-        "writer": record.writer, "seq": record.seq, "time": record.time, "type": "decision",
-        "decision": d.decision, "action": d.action, "principal": d.principal,
-        "resource": d.resource, "path": d.path, "policies": d.policies.join(","),
-    }))
+    Some(AuditRecord {
+        id: 0,
+        writer: record.writer.clone(),
+        seq: record.seq,
+        time: record.time,
+        kind: AuditKind::Decision,
+        decision: Some(d.decision.clone()),
+        action: Some(d.action.clone()),
+        principal: Some(d.principal.clone()),
+        resource: Some(d.resource.clone()),
+        path: d.path.clone(),
+        policies: Some(d.policies.join(",")),
+        candidate: None,
+        // The spool's record, written again by the same code that signed it.
+        line: serde_json::to_string(record).unwrap_or_default(),
+    })
 }
 
 fn from_spools(args: &TailArgs, dir: &std::path::Path) -> anyhow::Result<Outcome> {
-    let wanted = |r: &Value| {
-        let is =
-            |key: &str, want: &Option<String>| want.as_ref().is_none_or(|w| text(r, key) == *w);
-        is("decision", &args.decision)
-            && is("principal", &args.principal)
-            && is("resource", &args.resource)
-            && args
-                .policy
-                .as_ref()
-                .is_none_or(|p| text(r, "policies").split(',').any(|x| x == p))
+    let wanted = |r: &AuditRecord| {
+        let is = |field: &Option<String>, want: &Option<String>| {
+            want.as_ref().is_none_or(|w| field.as_ref() == Some(w))
+        };
+        is(&r.decision, &args.decision)
+            && is(&r.principal, &args.principal)
+            && is(&r.resource, &args.resource)
+            && args.policy.as_ref().is_none_or(|p| {
+                r.policies
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(',')
+                    .any(|x| x == p)
+            })
     };
     let mut since = 0;
     let mut first = true;
     loop {
-        let mut rows: Vec<Value> = crate::audit::spools::records(dir, since)?
+        let mut rows: Vec<AuditRecord> = crate::audit::spools::records(dir, since)?
             .iter()
             .filter_map(row)
             .filter(|r| wanted(r))
             .collect();
-        rows.sort_by_key(|r| r.get("time").and_then(Value::as_u64).unwrap_or(0));
+        rows.sort_by_key(|r| r.time);
         if first {
             let keep = usize::try_from(args.lines).unwrap_or(usize::MAX);
             rows = rows.split_off(rows.len().saturating_sub(keep));
             first = false;
         }
-        if let Some(t) = rows
-            .last()
-            .and_then(|r| r.get("time"))
-            .and_then(Value::as_u64)
-        {
-            since = t + 1;
+        if let Some(last) = rows.last() {
+            since = last.time + 1;
         }
         print_records(args, &rows)?;
         if !args.follow {

@@ -48,14 +48,11 @@ fn records_from_control_plane(args: &SimulateArgs, since: u64) -> anyhow::Result
     if since > 0 {
         path.push_str(&format!("&since={since}"));
     }
-    let value = client.get(&path)?;
-    Ok(value
-        .get("records")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get("line").and_then(Value::as_str))
-        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+    let page: signet_cp::model::AuditPage = client.get_as(&path)?;
+    Ok(page
+        .records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Record>(&r.line).ok())
         .collect())
 }
 

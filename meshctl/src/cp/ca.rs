@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::json;
+use signet_cp::model;
 
-use super::{Remote, print_structured, relative, text, time_of};
+use super::{Remote, print_structured, read_as, relative_to, time_at};
 use crate::Outcome;
 
 #[derive(Debug, Subcommand)]
@@ -154,28 +155,19 @@ fn setup(args: &SetupArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let (status, answer) = client.post_answer("/v1/ca/setup", &body)?;
     let structured = print_structured(args.remote.output, &answer)?;
-    if !structured {
-        for check in answer
-            .get("checks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let ok = check.get("ok").and_then(Value::as_bool).unwrap_or(false);
-            println!(
-                "  {:<6} {:<16} {}",
-                if ok { "ok" } else { "FAILED" },
-                text(check, "name"),
-                text(check, "detail")
-            );
-        }
-    }
     if !(200..300).contains(&status) {
-        let message = answer.get("error").and_then(Value::as_str).map_or_else(
-            || format!("the control plane answered {status}"),
-            str::to_owned,
-        );
-        bail!("{message}");
+        // A failed check explains itself check by check; any other refusal in its error.
+        if let Ok(refused) = serde_json::from_value::<model::CaSetupRefused>(answer.clone()) {
+            if !structured {
+                print_checks(&refused.checks);
+            }
+            bail!("{}", refused.error);
+        }
+        return Err(super::client::refusal(status, &answer));
+    }
+    let setup: model::CaSetup = read_as(&answer, "/v1/ca/setup")?;
+    if !structured {
+        print_checks(&setup.checks);
     }
     if args.check_only {
         if !structured {
@@ -183,8 +175,8 @@ fn setup(args: &SetupArgs) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Success);
     }
-    if !structured {
-        print_staged(answer.get("ca").unwrap_or(&Value::Null));
+    if !structured && let Some(ca) = &setup.ca {
+        print_staged(ca);
     }
     if args.wait.wait {
         wait_for_promotion(&args.remote, args.wait.wait_timeout, structured)?;
@@ -192,58 +184,61 @@ fn setup(args: &SetupArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn print_staged(ca: &Value) {
-    let rotation = ca.get("rotation").unwrap_or(&Value::Null);
+fn print_checks(checks: &[model::CaCheck]) {
+    for check in checks {
+        println!(
+            "  {:<6} {:<16} {}",
+            if check.ok { "ok" } else { "FAILED" },
+            check.name,
+            check.detail
+        );
+    }
+}
+
+fn print_staged(ca: &model::CaStatus) {
+    let (to, promote_by) = ca
+        .rotation
+        .as_ref()
+        .map_or(("-", None), |r| (r.to.as_str(), Some(r.promote_by)));
     println!(
-        "staged: {}'s roots are in the trust bundle (sequence {}), on their way to every proxy;",
-        text(rotation, "to"),
-        text(ca, "bundle_sequence")
+        "staged: {to}'s roots are in the trust bundle (sequence {}), on their way to every proxy;",
+        ca.bundle_sequence
     );
     println!(
         "issuance moves to it once every proxy has them (at the latest {}); old roots leave",
-        relative(rotation.get("promote_by").unwrap_or(&Value::Null))
+        promote_by.map_or_else(|| "-".to_owned(), relative_to)
     );
     println!("the bundle after every SVID they signed has expired. Follow it: meshctl ca status");
 }
 
+fn when(ms: i64) -> String {
+    format!("{} ({})", time_at(ms), relative_to(ms))
+}
+
 /// The JWT-SVID signing keys (`jwt` of `GET /v1/ca`).
-fn print_jwt_keys(jwt: &Value) {
-    if jwt.is_null() {
-        return;
-    }
-    let when = |v: &Value| format!("{} ({})", time_of(v), relative(v));
+fn print_jwt_keys(jwt: &model::JwtStatus) {
     println!(
         "jwt-svids      ES256, lifetime {}s; signing keys rotate every {}s",
-        text(jwt, "svid_ttl_seconds"),
-        text(jwt, "key_lifetime_seconds")
+        jwt.svid_ttl_seconds, jwt.key_lifetime_seconds
     );
-    for k in jwt
-        .get("keys")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for k in &jwt.keys {
         let retire = k
-            .get("retire_at")
-            .filter(|v| !v.is_null())
-            .map(|v| format!(", removed {}", when(v)))
+            .retire_at
+            .map(|at| format!(", removed {}", when(at)))
             .unwrap_or_default();
         println!(
             "  {:<12} kid {}  created {}{}",
-            text(k, "state"),
-            text(k, "kid"),
-            time_of(k.get("created").unwrap_or(&Value::Null)),
+            k.state.as_str(),
+            k.kid,
+            time_at(k.created),
             retire
         );
     }
-    if let Some(r) = jwt.get("rotation").filter(|v| !v.is_null()) {
-        let waiting = r
-            .get("waiting_for")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+    if let Some(r) = &jwt.rotation {
+        let waiting = r.waiting_for.len();
         println!(
             "  the staged key signs once every proxy has it (at the latest {}){}",
-            relative(r.get("promote_by").unwrap_or(&Value::Null)),
+            relative_to(r.promote_by),
             if waiting == 0 {
                 String::new()
             } else {
@@ -257,8 +252,9 @@ fn rotate(args: &RotateArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let answer = client.post("/v1/ca/rotate", &json!({}))?;
     let structured = print_structured(args.remote.output, &answer)?;
+    let rotated: model::CaRotated = read_as(&answer, "/v1/ca/rotate")?;
     if !structured {
-        print_staged(answer.get("ca").unwrap_or(&Value::Null));
+        print_staged(&rotated.ca);
     }
     if args.wait.wait {
         wait_for_promotion(&args.remote, args.wait.wait_timeout, structured)?;
@@ -272,10 +268,10 @@ fn rotate(args: &RotateArgs) -> anyhow::Result<Outcome> {
 fn wait_for_promotion(remote: &Remote, timeout: Duration, quiet: bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let ca = remote.client()?.get("/v1/ca")?;
-        if ca.get("rotation").is_none_or(Value::is_null) {
+        let ca: model::CaStatus = remote.client()?.get_as("/v1/ca")?;
+        if ca.rotation.is_none() {
             if !quiet {
-                println!("promoted: new SVIDs are signed by {}", text(&ca, "backend"));
+                println!("promoted: new SVIDs are signed by {}", ca.backend);
             }
             return Ok(());
         }
@@ -291,107 +287,84 @@ fn wait_for_promotion(remote: &Remote, timeout: Duration, quiet: bool) -> anyhow
 
 fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let ca = client.get("/v1/ca")?;
-    if print_structured(args.remote.output, &ca)? {
+    let value = client.get("/v1/ca")?;
+    if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    let when = |v: &Value| format!("{} ({})", time_of(v), relative(v));
+    let ca: model::CaStatus = read_as(&value, "/v1/ca")?;
     println!(
         "backend        {} (trust domain {}, SVID lifetime {}s)",
-        text(&ca, "backend"),
-        text(&ca, "trust_domain"),
-        text(&ca, "svid_ttl_seconds")
+        ca.backend, ca.trust_domain, ca.svid_ttl_seconds
     );
-    for (i, c) in ca
-        .get("chain")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, c) in ca.chain.iter().enumerate() {
         println!(
             "{:<14} {:<12} {}  expires {}",
             if i == 0 { "chain" } else { "" },
-            text(c, "role"),
-            text(c, "subject"),
-            when(c.get("not_after").unwrap_or(&Value::Null))
+            c.role,
+            c.subject,
+            when(c.not_after)
         );
     }
-    println!("trust bundle   sequence {}", text(&ca, "bundle_sequence"));
-    for r in ca
-        .get("roots")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    println!("trust bundle   sequence {}", ca.bundle_sequence);
+    for r in &ca.roots {
         let retire = r
-            .get("retire_at")
-            .filter(|v| !v.is_null())
-            .map(|v| format!(", removed {}", when(v)))
+            .retire_at
+            .map(|at| format!(", removed {}", when(at)))
             .unwrap_or_default();
         println!(
             "  {:<12} {}  sha256 {}…{}",
-            text(r, "state"),
-            text(r, "subject"),
-            text(r, "sha256").get(..16).unwrap_or_default(),
+            r.state.as_str(),
+            r.subject,
+            r.sha256.get(..16).unwrap_or_default(),
             retire
         );
     }
-    if let Some(v) = ca.get("vault").filter(|v| !v.is_null()) {
+    if let Some(v) = &ca.vault {
         let ttl = v
-            .get("token_ttl")
-            .and_then(Value::as_u64)
+            .token_ttl_seconds
             .map_or("never expires".to_owned(), |t| format!("expires in {t}s"));
         println!(
             "vault          {} mount {}{}, {} auth, token {ttl} ({}), {} logins, {} renewals",
-            text(v, "address"),
-            text(v, "mount"),
-            v.get("role")
-                .and_then(Value::as_str)
+            v.address,
+            v.mount,
+            v.role
+                .as_ref()
                 .map(|r| format!(" role {r}"))
                 .unwrap_or_default(),
-            text(v, "auth"),
-            if v.get("token_renewable").and_then(Value::as_bool) == Some(true) {
+            match v.auth {
+                model::VaultAuthMethod::Token => "token",
+                model::VaultAuthMethod::AppRole => "approle",
+            },
+            if v.token_renewable {
                 "renewable"
             } else {
                 "not renewable"
             },
-            text(v, "logins"),
-            text(v, "renewals"),
+            v.logins,
+            v.renewals,
         );
     }
-    if let Some(n) = ca.get("next_renewal").filter(|v| !v.is_null()) {
+    if let Some(n) = ca.next_renewal {
         println!("next renewal   {}", when(n));
     }
-    print_jwt_keys(ca.get("jwt").unwrap_or(&Value::Null));
-    match ca.get("rotation").filter(|v| !v.is_null()) {
+    print_jwt_keys(&ca.jwt);
+    match &ca.rotation {
         Some(r) => {
-            let waiting: Vec<&str> = r
-                .get("waiting_for")
-                .and_then(Value::as_array)
-                .map(|w| w.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
             println!(
                 "rotation       staged to {} since {}; promoted once every proxy has the new bundle (at the latest {}){}",
-                text(r, "to"),
-                time_of(r.get("since").unwrap_or(&Value::Null)),
-                relative(r.get("promote_by").unwrap_or(&Value::Null)),
-                if waiting.is_empty() {
+                r.to,
+                time_at(r.since),
+                relative_to(r.promote_by),
+                if r.waiting_for.is_empty() {
                     String::new()
                 } else {
-                    format!("; waiting for {}", waiting.join(", "))
+                    format!("; waiting for {}", r.waiting_for.join(", "))
                 }
             );
         }
         None => println!("rotation       none in progress"),
     }
-    for w in ca
-        .get("warnings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for w in &ca.warnings {
         println!("warning        {w}");
     }
     Ok(Outcome::Success)

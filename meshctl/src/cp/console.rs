@@ -18,12 +18,14 @@ pub(crate) struct ConsoleArgs {
 /// says.
 pub(crate) fn sign_in_link(client: &Client) -> anyhow::Result<(String, u64)> {
     let answer = client.post("/v1/console/sign-in-codes", &json!({}))?;
-    let path = answer["path"]
-        .as_str()
-        .filter(|p| p.starts_with("/ui/"))
-        .ok_or_else(|| anyhow!("the control plane sent no sign-in path"))?;
-    let seconds = answer["expires_in_seconds"].as_u64().unwrap_or(0);
-    Ok((format!("{}{path}", client.base()), seconds))
+    let code: signet_cp::model::SignInCode = super::read_as(&answer, "/v1/console/sign-in-codes")?;
+    if !code.path.starts_with("/ui/") {
+        return Err(anyhow!("the control plane sent no sign-in path"));
+    }
+    Ok((
+        format!("{}{}", client.base(), code.path),
+        code.expires_in_seconds,
+    ))
 }
 
 pub(crate) fn run(args: &ConsoleArgs) -> anyhow::Result<Outcome> {

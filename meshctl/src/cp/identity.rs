@@ -2,10 +2,9 @@
 //! chain, the proxies holding it, and what the applied policies let it do.
 
 use clap::Args;
-use serde_json::Value;
 use signet_cp::model;
 
-use super::{Remote, print_structured, print_table, read_as, relative, text, time_of};
+use super::{Remote, print_structured, print_table, read_as, relative_to, time_at};
 use crate::Outcome;
 
 #[derive(Debug, Args)]
@@ -64,32 +63,30 @@ pub(crate) fn issue(args: &IssueArgs) -> anyhow::Result<Outcome> {
         "/v1/svid",
         &serde_json::json!({ "join_token": token, "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()) }),
     )?;
+    let issued: model::SvidIssued = read_as(&value, "/v1/svid")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating `{}`", args.out.display()))?;
     let cert_path = args.out.join(format!("{}.crt", args.name));
     let key_path = args.out.join(format!("{}.key", args.name));
     signet_spiffe::write_private(&key_path, key.to_pkcs8_pem().as_bytes())
         .map_err(anyhow::Error::msg)?;
-    std::fs::write(&cert_path, text(&value, "chain"))
+    std::fs::write(&cert_path, &issued.chain)
         .with_context(|| format!("writing `{}`", cert_path.display()))?;
-    std::fs::write(args.out.join("bundle.pem"), text(&value, "bundle"))
+    std::fs::write(args.out.join("bundle.pem"), &issued.bundle)
         .with_context(|| format!("writing `{}`", args.out.display()))?;
     if !print_structured(
         args.remote.output,
         &serde_json::json!({
-            "spiffe_id": text(&value, "spiffe_id"),
+            "spiffe_id": issued.spiffe_id,
             "cert": cert_path.display().to_string(),
             "key": key_path.display().to_string(),
-            "not_after": value.get("not_after"),
+            "not_after": issued.not_after,
         }),
     )? {
-        println!("{}", text(&value, "spiffe_id"));
+        println!("{}", issued.spiffe_id);
         println!("  certificate  {}", cert_path.display());
         println!("  key          {} (0600)", key_path.display());
-        println!(
-            "  expires      {}",
-            time_of(value.get("not_after").unwrap_or(&Value::Null))
-        );
+        println!("  expires      {}", time_at(issued.not_after));
         println!(
             "use it: meshctl --cert {} --key {} … (or SIGNET_CERT / SIGNET_KEY)",
             cert_path.display(),
@@ -140,11 +137,6 @@ pub(crate) fn deny(args: &DenyArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn when(v: &Value, key: &str) -> String {
-    let t = v.get(key).unwrap_or(&Value::Null);
-    format!("{} ({})", time_of(t), relative(t))
-}
-
 pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let value = client.get(&format!(
@@ -154,56 +146,45 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    println!("SPIFFE ID      {}", text(&value, "spiffe_id"));
-    if let Some(service) = value.get("service").filter(|s| !s.is_null()) {
+    let report: model::IdentityReport = read_as(&value, "/v1/identities")?;
+    println!("SPIFFE ID      {}", report.spiffe_id);
+    if let Some(service) = &report.service {
         println!(
             "service        {} (namespace {})",
-            text(service, "name"),
-            text(service, "namespace")
+            service.name, service.namespace
         );
     }
-    match value.get("certificate").filter(|c| !c.is_null()) {
+    let when = |ms: i64| format!("{} ({})", time_at(ms), relative_to(ms));
+    match &report.certificate {
         Some(cert) => {
-            println!("serial         {}", text(cert, "serial"));
-            println!("not before     {}", when(cert, "not_before"));
-            println!("not after      {}", when(cert, "not_after"));
-            println!("refresh at     {}", when(cert, "refresh_at"));
-            let how = if text(cert, "kind") == "renew" {
-                "renewal over mTLS"
-            } else {
-                "join token"
+            println!("serial         {}", cert.serial);
+            println!("not before     {}", when(cert.not_before));
+            println!("not after      {}", when(cert.not_after));
+            println!("refresh at     {}", when(cert.refresh_at));
+            let how = match cert.kind {
+                model::IssueKind::Renew => "renewal over mTLS",
+                model::IssueKind::Issue => "join token",
             };
             println!("obtained by    {how}");
             println!("issuer chain");
-            for (depth, issuer) in cert
-                .get("issuer_chain")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
+            for (depth, issuer) in cert.issuer_chain.iter().enumerate() {
                 println!(
                     "  {}{}  (expires {})",
                     "  ".repeat(depth),
-                    text(issuer, "subject"),
-                    time_of(issuer.get("not_after").unwrap_or(&Value::Null))
+                    issuer.subject,
+                    time_at(issuer.not_after)
                 );
             }
         }
         None => println!("certificate    none issued"),
     }
-    let federated: Vec<String> = value
-        .get("federated_bundles")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let federated: Vec<String> = report
+        .federated_bundles
+        .iter()
         .map(|f| {
             format!(
                 "{} ({} roots, {} JWT keys, sequence {})",
-                text(f, "trust_domain"),
-                text(f, "roots"),
-                text(f, "jwt_keys"),
-                text(f, "sequence")
+                f.trust_domain, f.roots, f.jwt_keys, f.sequence
             )
         })
         .collect();
@@ -215,50 +196,35 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
             format!(" and, federated, {}", federated.join("; "))
         }
     );
-    match value.get("workload_selectors").filter(|s| !s.is_null()) {
+    match &report.workload_selectors {
         Some(s) => println!(
             "workload api   answers processes matching {} (set by {})",
-            s.get("selectors")
-                .and_then(Value::as_array)
-                .map(|a| a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" and "))
-                .unwrap_or_default(),
-            text(s, "author")
+            s.selectors.join(" and "),
+            s.author
         ),
         None => println!(
             "workload api   its proxies' own selectors (meshctl workload attest sets them here)"
         ),
     }
-    if let Some(jwt) = value.get("jwt").filter(|j| !j.is_null()) {
-        println!(
-            "jwt-svids      ES256 by key {}, lifetime {}s, from its proxy's Workload API",
-            jwt.get("signing_kid")
-                .and_then(Value::as_str)
-                .unwrap_or("(none active)"),
-            text(jwt, "svid_ttl_seconds")
-        );
-    }
-    let proxies = value
-        .get("proxies")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    println!(
+        "jwt-svids      ES256 by key {}, lifetime {}s, from its proxy's Workload API",
+        report.jwt.signing_kid.as_deref().unwrap_or("(none active)"),
+        report.jwt.svid_ttl_seconds
+    );
     println!();
-    if proxies.is_empty() {
+    if report.proxies.is_empty() {
         println!("held by no registered proxy");
     } else {
-        let rows: Vec<Vec<String>> = proxies
+        let rows: Vec<Vec<String>> = report
+            .proxies
             .iter()
-            .map(|p| {
+            .map(|h| {
                 vec![
-                    text(p, "instance"),
-                    text(p, "endpoint"),
-                    text(p, "serial"),
-                    relative(p.get("last_renewed").unwrap_or(&Value::Null)),
-                    relative(p.get("last_heartbeat").unwrap_or(&Value::Null)),
+                    h.proxy.instance.clone(),
+                    h.proxy.endpoint.clone(),
+                    h.proxy.serial.clone(),
+                    h.last_renewed.map_or_else(|| "-".to_owned(), relative_to),
+                    relative_to(h.proxy.last_heartbeat),
                 ]
             })
             .collect();
@@ -267,41 +233,38 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
             &rows,
         );
     }
-    let authz = value.get("authorization").cloned().unwrap_or(Value::Null);
+    let authz = &report.authorization;
     println!();
     println!(
         "effective authorization (policy version {}):",
-        text(&authz, "policy_version")
+        authz.policy_version
     );
-    if authz.get("registered").and_then(Value::as_bool) == Some(false) {
+    if !authz.registered {
         println!("  (not registered: as a caller it has no service and no labels)");
     }
-    let rows_of = |list: &str, name: &str| -> Vec<Vec<String>> {
-        authz
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .flat_map(|e| {
-                let who = text(e, name);
-                e.get("actions")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |a| {
-                        vec![
-                            who.clone(),
-                            text(&a, "action"),
-                            text(&a, "decision").to_uppercase(),
-                            access_detail(&a),
-                        ]
-                    })
+    let rows_of = |who: &str, actions: &[model::ActionAccess]| -> Vec<Vec<String>> {
+        actions
+            .iter()
+            .map(|a| {
+                vec![
+                    who.to_owned(),
+                    a.action.clone(),
+                    decision_name(&a.access).to_uppercase(),
+                    access_detail(&a.access),
+                ]
             })
             .collect()
     };
-    let inbound = rows_of("inbound", "spiffe_id");
-    let outbound = rows_of("outbound", "service");
+    let inbound: Vec<Vec<String>> = authz
+        .inbound
+        .iter()
+        .flat_map(|c| rows_of(&c.spiffe_id, &c.actions))
+        .collect();
+    let outbound: Vec<Vec<String>> = authz
+        .outbound
+        .iter()
+        .flat_map(|s| rows_of(&s.service, &s.actions))
+        .collect();
     if inbound.is_empty() {
         println!("  who may call it: no other registered workload");
     } else {
@@ -323,42 +286,42 @@ pub(crate) fn inspect(args: &InspectArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+fn decision_name(a: &model::Access) -> &'static str {
+    match a {
+        model::Access::Allow { .. } => "allow",
+        model::Access::Deny { .. } => "deny",
+        model::Access::Depends { .. } => "depends",
+    }
+}
+
 /// The deciding policies of an allow or deny; for an answer that depends on the request,
 /// what it reads and which path classes go which way.
-fn access_detail(a: &Value) -> String {
-    let policies = |v: &Value| -> String {
-        let list: Vec<&str> = v
-            .get("policies")
-            .and_then(Value::as_array)
-            .map(|p| p.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+fn access_detail(a: &model::Access) -> String {
+    let policies = |list: &[String]| -> String {
         if list.is_empty() {
             "default-deny".to_owned()
         } else {
             list.join(",")
         }
     };
-    if text(a, "decision") != "depends" {
-        return policies(a);
-    }
-    let samples = |key: &str| -> String {
-        a.get(key)
-            .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .map(|s| format!("{} ({})", text(s, "path"), policies(s)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
+    let (reads, allowed, denied) = match a {
+        model::Access::Allow { policies: p } | model::Access::Deny { policies: p } => {
+            return policies(p);
+        }
+        model::Access::Depends {
+            reads,
+            allowed,
+            denied,
+        } => (reads, allowed, denied),
     };
-    let reads: Vec<&str> = a
-        .get("reads")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let samples = |list: &[model::PathAccess]| -> String {
+        list.iter()
+            .map(|s| format!("{} ({})", s.path, policies(&s.policies)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut parts = vec![format!("on {}", reads.join(", "))];
-    let (allowed, denied) = (samples("allowed"), samples("denied"));
+    let (allowed, denied) = (samples(allowed), samples(denied));
     if !allowed.is_empty() {
         parts.push(format!("allowed: {allowed}"));
     }

@@ -223,18 +223,8 @@ pub(crate) fn text(v: &Value, key: &str) -> String {
 }
 
 /// Unix milliseconds as an RFC 3339 UTC time.
-pub(crate) fn time_of(ms: &Value) -> String {
-    ms.as_i64().map_or_else(|| "-".to_owned(), time_at)
-}
-
-/// Unix milliseconds as an RFC 3339 UTC time.
 pub(crate) fn time_at(ms: i64) -> String {
     signet_cp::model::rfc3339(ms)
-}
-
-/// How long ago (or until) unix milliseconds `ms` is, for people.
-pub(crate) fn relative(ms: &Value) -> String {
-    ms.as_i64().map_or_else(|| "-".to_owned(), relative_to)
 }
 
 /// How long ago (or until) unix milliseconds `ms` is, for people.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use signet_cp::model;
 use signet_policy::{Authorizer, GateDiff, Inventory, PolicyBundle, PolicySource};
 
-use super::{Remote, print_structured, print_table, text};
+use super::{Remote, print_structured, print_table, read_as};
 use crate::Outcome;
 
 /// Largest policy file read.
@@ -315,24 +315,15 @@ pub(super) fn send_reviewed(
     };
     body["allow_widening"] = json!(allow_widening);
     let (status, answer) = client.post_answer(path, &body)?;
-    if status == 409
-        && answer
-            .get("problems")
-            .is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty()))
-        && !allow_widening
-    {
-        for line in answer
-            .get("problems")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            println!("{}", line.as_str().unwrap_or_default());
+    let refusal = (status == 409 && !allow_widening)
+        .then(|| serde_json::from_value::<model::ErrorBody>(answer.clone()).ok())
+        .flatten()
+        .filter(|e| !e.problems.is_empty());
+    if let Some(refusal) = refusal {
+        for line in &refusal.problems {
+            println!("{line}");
         }
-        eprintln!(
-            "meshctl: refused by the control plane: {}",
-            text(&answer, "error")
-        );
+        eprintln!("meshctl: refused by the control plane: {}", refusal.error);
         return Ok(Err(Outcome::Widened));
     }
     if !(200..300).contains(&status) {
@@ -501,9 +492,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
         |result| {
             format!(
                 "applied version {} with the policies of version {} ({} policies)",
-                text(result, "version"),
-                args.version,
-                text(result, "policies")
+                result.version, args.version, result.policies
             )
         },
     )
@@ -519,7 +508,7 @@ pub(super) fn send_and_report(
     review: &Review,
     allow: bool,
     output: super::Output,
-    applied: impl FnOnce(&Value) -> String,
+    applied: impl FnOnce(&model::Applied) -> String,
 ) -> anyhow::Result<Outcome> {
     let result = match send_reviewed(client, path, body, review, allow, output)? {
         Ok(result) => result,
@@ -529,7 +518,7 @@ pub(super) fn send_and_report(
     let answer: model::Applied = super::read_as(&result, path)?;
     if table {
         println!("{}", gate_line(&answer.gate));
-        println!("{}", applied(&result));
+        println!("{}", applied(&answer));
     }
     let enforced = super::enforced(
         Some(&answer.enforcement),
@@ -543,25 +532,31 @@ pub(super) fn send_and_report(
 
 pub(crate) fn get(args: &GetArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
-    let value = match args.version {
-        Some(v) => client.get(&format!("/v1/policies/{v}"))?,
-        None => client.get("/v1/policies")?,
+    let path = match args.version {
+        Some(v) => format!("/v1/policies/{v}"),
+        None => "/v1/policies".to_owned(),
     };
+    let value = client.get(&path)?;
     if print_structured(args.remote.output, &value)? {
         return Ok(Outcome::Success);
     }
-    let files = value
-        .get("files")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let (version, files) = match args.version {
+        Some(_) => {
+            let v: model::PolicyVersionFiles = read_as(&value, &path)?;
+            (v.version, v.files)
+        }
+        None => {
+            let v: model::PolicySet = read_as(&value, &path)?;
+            (v.version, v.files)
+        }
+    };
     if files.is_empty() {
         println!("// no policies applied: every request is denied");
     }
-    println!("// version {}", text(&value, "version"));
-    for f in files {
-        println!("// ---- {}", text(&f, "name"));
-        println!("{}", text(&f, "text").trim_end());
+    println!("// version {version}");
+    for f in &files {
+        println!("// ---- {}", f.name);
+        println!("{}", f.text.trim_end());
     }
     Ok(Outcome::Success)
 }

@@ -12,7 +12,7 @@ use signet_cp::model;
 use signet_policy::{PolicyBundle, PolicySource};
 
 use super::policies::{bundle_of_files, gate_line, review, send_and_report};
-use super::{Remote, print_structured, print_table, read_as, relative_to, text};
+use super::{Remote, print_structured, print_table, read_as, relative_to};
 use crate::Outcome;
 
 #[derive(Debug, Subcommand)]
@@ -205,7 +205,7 @@ fn promote(args: &PromoteArgs) -> anyhow::Result<Outcome> {
         |result| {
             format!(
                 "promoted shadow candidate {id}: applied version {} ({} policies); was version {}",
-                text(result, "version"),
+                result.version,
                 new.len(),
                 review.current_version
             )

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::Value;
+use signet_cp::model;
 
-use super::{Remote, print_structured, print_table, query_value, text};
+use super::{Remote, print_structured, print_table, query_value, read_as};
 use crate::Outcome;
 
 #[derive(Debug, Args)]
@@ -26,33 +26,32 @@ pub(crate) struct StatsArgs {
     remote: Remote,
 }
 
-fn number(v: &Value, key: &str, unit: &str, scale: f64, decimals: usize) -> String {
-    v.get(key).and_then(Value::as_f64).map_or_else(
+fn number(n: Option<f64>, unit: &str, scale: f64, decimals: usize) -> String {
+    n.map_or_else(
         || "-".to_owned(),
         |n| format!("{:.decimals$}{unit}", n * scale),
     )
 }
 
-fn print(value: &Value, edges: bool) {
-    let rows: Vec<Vec<String>> = value
-        .get("rows")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+fn print(stats: &model::Stats) {
+    let edges = stats.by == model::StatsBy::Edge;
+    let rows: Vec<Vec<String>> = stats
+        .rows
+        .iter()
         .map(|r| {
             let mut row = Vec::new();
             if edges {
-                row.push(text(r, "caller"));
+                row.push(r.caller.clone().unwrap_or_else(|| "-".to_owned()));
             }
             row.extend([
-                text(r, "service"),
-                text(r, "namespace"),
-                text(r, "proxies"),
-                number(r, "success_rate", "%", 100.0, 2),
-                number(r, "requests_per_second", "", 1.0, 2),
-                number(r, "latency_ms_p50", "ms", 1.0, 1),
-                number(r, "latency_ms_p95", "ms", 1.0, 1),
-                number(r, "latency_ms_p99", "ms", 1.0, 1),
+                r.service.clone(),
+                r.namespace.clone(),
+                r.proxies.to_string(),
+                number(r.success_rate, "%", 100.0, 2),
+                number(Some(r.requests_per_second), "", 1.0, 2),
+                number(r.latency_ms_p50, "ms", 1.0, 1),
+                number(r.latency_ms_p95, "ms", 1.0, 1),
+                number(r.latency_ms_p99, "ms", 1.0, 1),
             ]);
             row
         })
@@ -99,7 +98,7 @@ pub(crate) fn run(args: &StatsArgs) -> anyhow::Result<Outcome> {
             );
         }
         if !print_structured(args.remote.output, &value)? {
-            print(&value, args.edges);
+            print(&read_as(&value, "/v1/stats")?);
         }
         if !args.watch {
             return Ok(Outcome::Success);

@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::json;
 
-use super::{Remote, print_structured, relative, text};
+use super::{Remote, print_structured, read_as, relative_to};
 use crate::Outcome;
 
 #[derive(Debug, Args)]
@@ -27,11 +27,12 @@ pub(crate) fn create(args: &CreateArgs) -> anyhow::Result<Outcome> {
         &json!({ "spiffe_id": args.spiffe_id, "ttl_seconds": args.ttl.as_secs() }),
     )?;
     if !print_structured(args.remote.output, &value)? {
-        println!("{}", text(&value, "token"));
+        let created: signet_cp::model::TokenCreated = read_as(&value, "/v1/tokens")?;
+        println!("{}", created.token);
         eprintln!(
             "join token for {}, single use, expires {}",
-            text(&value, "spiffe_id"),
-            relative(value.get("expires_at").unwrap_or(&serde_json::Value::Null))
+            created.spiffe_id,
+            relative_to(created.expires_at)
         );
     }
     Ok(Outcome::Success)

@@ -176,8 +176,9 @@ impl Mesh {
             "/v1/tokens",
             &json!({ "spiffe_id": id, "ttl_seconds": 300 }),
         )?;
+        let token: signet_cp::model::TokenCreated = crate::cp::read_as(&token, "/v1/tokens")?;
         let token_file = home.join("join-token");
-        std::fs::write(&token_file, crate::cp::text(&token, "token"))?;
+        std::fs::write(&token_file, &token.token)?;
         let mut toml = format!(
             "# signet-proxy beside the demo's {service} app.\n\
              [service]\nname = \"{service}\"\nnamespace = \"{NAMESPACE}\"\n\n\
@@ -290,10 +291,11 @@ impl Mesh {
                 "allow_widening": true,
             }),
         )?;
+        let applied: signet_cp::model::Applied = crate::cp::read_as(&applied, "/v1/policies")?;
         println!(
             "  policies        version {}: {} policies from {}",
-            crate::cp::text(&applied, "version"),
-            crate::cp::text(&applied, "policies"),
+            applied.version,
+            applied.policies,
             policy_file.display()
         );
 
@@ -363,7 +365,9 @@ impl Mesh {
         let traffic = traffic_applied
             .join()
             .map_err(|_| anyhow!("applying the traffic settings panicked"))??;
-        let traffic_version = crate::cp::text(&traffic, "version");
+        let traffic_version =
+            crate::cp::read_as::<signet_cp::model::TrafficApplied>(&traffic, "/v1/traffic")?
+                .version;
         println!(
             "  traffic         version {traffic_version}: cart v2 canary at 10 %, a fault injected on the frontend's checkouts, from {}",
             traffic_file.display()
@@ -422,7 +426,7 @@ impl Mesh {
         // Endpoints reach the callers' proxies once every proxy registered.
         runtime.block_on(traffic::wait_for_traffic_version(
             &frontend.admin,
-            &traffic_version,
+            traffic_version,
             Duration::from_secs(20),
         ))?;
         runtime.block_on(traffic::wait_for_endpoints(&flows, Duration::from_secs(20)))?;

@@ -250,10 +250,9 @@ async fn metrics(admin: &str) -> anyhow::Result<String> {
 /// Waits until the proxy at `admin` applies traffic settings of `version` (or newer).
 pub(super) async fn wait_for_traffic_version(
     admin: &str,
-    version: &str,
+    wanted: u64,
     within: Duration,
 ) -> anyhow::Result<()> {
-    let wanted: u64 = version.parse().unwrap_or(0);
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let applied = metrics(admin)
@@ -272,7 +271,7 @@ pub(super) async fn wait_for_traffic_version(
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("the frontend's proxy never applied traffic version {version}");
+            bail!("the frontend's proxy never applied traffic version {wanted}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

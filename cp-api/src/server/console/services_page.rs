@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::Value;
 
 use super::html::{self, Nav, badge, esc, facts, table};
 use super::{Page, PageResult, Refusal, Signed};
@@ -110,62 +110,46 @@ pub(super) async fn one(
     )))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => esc(s),
-        Value::Null => "-".to_owned(),
-        other => esc(&other.to_string()),
-    }
-}
-
-fn identity(view: &Value, now: i64) -> String {
+fn identity(view: &model::IdentityReport, now: i64) -> String {
     let mut out = format!(
         "<h2>Identity <span class=\"mono\">{}</span></h2>",
-        text(&view["spiffe_id"])
+        esc(&view.spiffe_id)
     );
-    let cert = &view["certificate"];
+    let cert = view.certificate.as_ref();
+    let countdown =
+        |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now));
     out.push_str(&facts(&[
         (
             "SVID serial",
-            format!("<span class=\"mono\">{}</span>", text(&cert["serial"])),
+            format!(
+                "<span class=\"mono\">{}</span>",
+                cert.map_or_else(|| "-".to_owned(), |c| esc(&c.serial))
+            ),
         ),
-        (
-            "SVID expires",
-            cert["not_after"]
-                .as_i64()
-                .map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now)),
-        ),
-        (
-            "Renewal due",
-            cert["refresh_at"]
-                .as_i64()
-                .map_or_else(|| "-".to_owned(), |ms| html::countdown(ms, now)),
-        ),
+        ("SVID expires", countdown(cert.map(|c| c.not_after))),
+        ("Renewal due", countdown(cert.map(|c| c.refresh_at))),
         (
             "Issued by",
-            cert["issuer_chain"][0]["subject"]
-                .as_str()
-                .map_or_else(|| "-".to_owned(), esc),
+            cert.and_then(|c| c.issuer_chain.first())
+                .map_or_else(|| "-".to_owned(), |i| esc(&i.subject)),
         ),
     ]));
-    let proxies: Vec<Vec<String>> = view["proxies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
+    let proxies: Vec<Vec<String>> = view
+        .proxies
+        .iter()
+        .map(|h| {
+            let p = &h.proxy;
             vec![
-                format!("<span class=\"mono\">{}</span>", text(&p["instance"])),
-                text(&p["endpoint"]),
-                format!("<span class=\"mono\">{}</span>", text(&p["serial"])),
-                p["last_renewed"]
-                    .as_i64()
-                    .map_or_else(|| "-".to_owned(), html::time_el),
-                if p["in_sync"].as_bool() == Some(true) {
+                format!("<span class=\"mono\">{}</span>", esc(&p.instance)),
+                esc(&p.endpoint),
+                format!("<span class=\"mono\">{}</span>", esc(&p.serial)),
+                h.last_renewed.map_or_else(|| "-".to_owned(), html::time_el),
+                if p.in_sync {
                     badge("ok", "in sync")
                 } else {
                     badge("warn", "behind")
                 },
-                text(&p["app_health"]),
+                p.app_health.as_str().to_owned(),
             ]
         })
         .collect();
@@ -182,80 +166,64 @@ fn identity(view: &Value, now: i64) -> String {
         &proxies,
         "proxies",
     ));
-    let authz = &view["authorization"];
-    let access = |entry: &Value| -> String {
-        entry["actions"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    let authz = &view.authorization;
+    let access = |actions: &[model::ActionAccess]| -> String {
+        actions
+            .iter()
             .map(|a| {
-                let kind = match a["decision"].as_str() {
-                    Some("allow") => "ok",
-                    Some("deny") => "bad",
-                    _ => "warn",
+                let (kind, label, policies) = match &a.access {
+                    model::Access::Allow { policies } => ("ok", "allow", policies.clone()),
+                    model::Access::Deny { policies } => ("bad", "deny", policies.clone()),
+                    model::Access::Depends { reads, .. } => {
+                        ("warn", "depends", vec![format!("on {}", reads.join(", "))])
+                    }
                 };
-                let policies: Vec<String> = a["policies"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(esc)
-                    .collect();
                 format!(
                     "{} {}{}",
-                    esc(a["action"].as_str().unwrap_or("?")),
-                    badge(kind, a["decision"].as_str().unwrap_or("?")),
+                    esc(&a.action),
+                    badge(kind, label),
                     if policies.is_empty() {
                         String::new()
                     } else {
-                        format!(" <span class=\"mono\">{}</span>", policies.join(", "))
+                        format!(" <span class=\"mono\">{}</span>", esc(&policies.join(", ")))
                     }
                 )
             })
             .collect::<Vec<_>>()
             .join("<br>")
     };
-    let connect = |entry: &Value| {
-        if entry["connect"].as_bool() == Some(true) {
+    let connect = |allowed: bool| {
+        if allowed {
             badge("ok", "may connect")
         } else {
             badge("bad", "refused")
         }
     };
-    let inbound: Vec<Vec<String>> = authz["inbound"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let inbound: Vec<Vec<String>> = authz
+        .inbound
+        .iter()
         .map(|c| {
             vec![
-                format!("<span class=\"mono\">{}</span>", text(&c["spiffe_id"])),
-                connect(c),
-                access(c),
+                format!("<span class=\"mono\">{}</span>", esc(&c.spiffe_id)),
+                connect(c.connect),
+                access(&c.actions),
             ]
         })
         .collect();
     out.push_str(&table(
-        &format!(
-            "Who may call it (policy version {})",
-            text(&authz["policy_version"])
-        ),
+        &format!("Who may call it (policy version {})", authz.policy_version),
         &["Caller", "Connect", "Requests"],
         &inbound,
         "inbound",
     ));
-    let outbound: Vec<Vec<String>> = authz["outbound"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let outbound: Vec<Vec<String>> = authz
+        .outbound
+        .iter()
         .map(|s| {
             vec![
-                esc(&format!(
-                    "{}/{}",
-                    s["namespace"].as_str().unwrap_or("?"),
-                    s["service"].as_str().unwrap_or("?")
-                )),
-                connect(s),
-                access(s),
+                esc(&format!("{}/{}", s.namespace, s.service)),
+                connect(s.connect),
+                access(&s.actions),
             ]
         })
         .collect();

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
 use super::html::{self, Nav, esc};
@@ -35,7 +34,7 @@ fn refused(e: &Refused) -> ApiError {
 pub async fn mint_code(
     State(api): State<Api>,
     op: Operator,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::model::SignInCode>, ApiError> {
     api.authorize(
         &op,
         Act::Read {
@@ -47,11 +46,11 @@ pub async fn mint_code(
         .console
         .code_for(op.id.clone())
         .map_err(|e| refused(&e))?;
-    Ok(Json(json!({
+    Ok(Json(crate::model::SignInCode {
         // In the fragment: browsers never send it, so no log or proxy on the way sees it.
-        "path": format!("/ui/sign-in#code={code}"),
-        "expires_in_seconds": session::CODE_LIFETIME.as_secs(),
-    })))
+        path: format!("/ui/sign-in#code={code}"),
+        expires_in_seconds: session::CODE_LIFETIME.as_secs(),
+    }))
 }
 
 /// `GET /ui/sign-in`.

@@ -9,7 +9,7 @@ pub(super) async fn audit_records(
         Query<crate::server::store::AuditQuery>,
         axum::extract::rejection::QueryRejection,
     >,
-) -> ApiResult {
+) -> ApiResult<model::AuditPage> {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     api.authorize(
         &op,
@@ -19,7 +19,38 @@ pub(super) async fn audit_records(
     )
     .await?;
     let rows = api.hub.store.query_audit(query).await?;
-    Ok(Json(json!({ "records": rows })))
+    Ok(Json(model::AuditPage {
+        records: rows.into_iter().map(audit_record).collect(),
+    }))
+}
+
+/// An indexed row as the API shows it.
+fn audit_record(row: crate::server::store::AuditRow) -> model::AuditRecord {
+    let kind = match row.kind.as_str() {
+        "decision" => model::AuditKind::Decision,
+        "shadow" => model::AuditKind::Shadow,
+        "certificate" => model::AuditKind::Certificate,
+        "policy" => model::AuditKind::Policy,
+        "config" => model::AuditKind::Config,
+        "operator" => model::AuditKind::Operator,
+        "gap" => model::AuditKind::Gap,
+        _ => model::AuditKind::Other,
+    };
+    model::AuditRecord {
+        id: row.id,
+        writer: row.writer,
+        seq: row.seq,
+        time: row.time,
+        kind,
+        decision: row.decision,
+        action: row.action,
+        principal: row.principal,
+        resource: row.resource,
+        path: row.path,
+        policies: row.policies,
+        candidate: row.candidate,
+        line: row.line,
+    }
 }
 
 /// `GET /v1/operator-actions?limit=N&before=ID`: a page of the log, newest first.
@@ -38,7 +69,7 @@ pub(super) async fn actions(
     State(api): State<Api>,
     op: Operator,
     query: Result<Query<ActionsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+) -> ApiResult<model::OperatorActions> {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     let limit = page_limit(query.limit, 200)?;
     api.authorize(
@@ -53,8 +84,8 @@ pub(super) async fn actions(
     let next_before = (page.len() == limit as usize)
         .then(|| page.last().map(|a| a.id))
         .flatten();
-    Ok(Json(json!(model::OperatorActions {
+    Ok(Json(model::OperatorActions {
         actions: page,
         next_before,
-    })))
+    }))
 }

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 use signet_ca::SystemClock;
 use signet_ca::vault::{VaultAuth, VaultMode, VaultSettings, preflight};
 
@@ -150,10 +149,20 @@ pub(crate) fn describe(hub: &Hub) -> model::CaStatus {
         }),
         roots,
         bundle_sequence: bundle.sequence(),
-        vault: status
-            .vault
-            .as_ref()
-            .and_then(|v| serde_json::to_value(v).ok()),
+        vault: status.vault.as_ref().map(|v| model::VaultStatus {
+            address: v.address.clone(),
+            mount: v.mount.clone(),
+            role: v.role.clone(),
+            auth: if v.auth == "approle" {
+                model::VaultAuthMethod::AppRole
+            } else {
+                model::VaultAuthMethod::Token
+            },
+            token_ttl_seconds: v.token_ttl,
+            token_renewable: v.token_renewable,
+            logins: v.logins,
+            renewals: v.renewals,
+        }),
         next_renewal: status.next_renewal.map(ms),
         last_error,
         rotation,
@@ -212,10 +221,10 @@ pub(super) fn jwt_keys(hub: &Hub, warnings: &mut Vec<String>) -> model::JwtStatu
     }
 }
 
-pub(super) async fn status(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn status(State(api): State<Api>, op: Operator) -> ApiResult<model::CaStatus> {
     api.authorize(&op, super::Act::Read { collection: "ca" })
         .await?;
-    Ok(Json(json!(describe(&api.hub))))
+    Ok(Json(describe(&api.hub)))
 }
 
 /// `POST /v1/ca/setup`.
@@ -246,8 +255,9 @@ fn unix_now() -> u64 {
 pub(super) async fn setup(
     State(api): State<Api>,
     op: Operator,
-    Json(body): Json<SetupRequest>,
+    body: Result<Json<SetupRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(super::rejected)?;
     api.authorize(&op, super::Act::CaManage { operation: "setup" })
         .await?;
     let hub = &api.hub;
@@ -287,7 +297,15 @@ pub(super) async fn setup(
         dir.clone(),
     )
     .await;
-    let checks = json!(checked.checks);
+    let checks: Vec<model::CaCheck> = checked
+        .checks
+        .iter()
+        .map(|c| model::CaCheck {
+            name: c.name.clone(),
+            ok: c.ok,
+            detail: c.detail.clone(),
+        })
+        .collect();
     let Some(authority) = checked.authority else {
         let _ = std::fs::remove_dir_all(&dir);
         let failed = checked.checks.iter().find(|c| !c.ok);
@@ -297,13 +315,21 @@ pub(super) async fn setup(
         );
         return Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": message, "checks": checks })),
+            Json(model::CaSetupRefused {
+                error: message,
+                checks,
+            }),
         )
             .into_response());
     };
     if body.check_only {
         let _ = std::fs::remove_dir_all(&dir);
-        return Ok(Json(json!({ "checks": checks, "switched": false })).into_response());
+        return Ok(Json(model::CaSetup {
+            checks,
+            switched: false,
+            ca: None,
+        })
+        .into_response());
     }
     stage(
         hub,
@@ -314,7 +340,12 @@ pub(super) async fn setup(
         ),
     )
     .await?;
-    Ok(Json(json!({ "checks": checks, "switched": true, "ca": describe(hub) })).into_response())
+    Ok(Json(model::CaSetup {
+        checks,
+        switched: true,
+        ca: Some(describe(hub)),
+    })
+    .into_response())
 }
 
 /// One rotation at a time.
@@ -349,7 +380,7 @@ async fn stage(hub: &Hub, next: Opened) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(super) async fn rotate(State(api): State<Api>, op: Operator) -> ApiResult {
+pub(super) async fn rotate(State(api): State<Api>, op: Operator) -> ApiResult<model::CaRotated> {
     api.authorize(
         &op,
         super::Act::CaManage {
@@ -365,11 +396,13 @@ pub(super) async fn rotate(State(api): State<Api>, op: Operator) -> ApiResult {
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
     stage(hub, next).await?;
-    Ok(Json(json!({ "ca": describe(hub) })))
+    Ok(Json(model::CaRotated { ca: describe(hub) }))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

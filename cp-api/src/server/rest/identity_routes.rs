@@ -75,7 +75,7 @@ pub(super) async fn identity(
     State(api): State<Api>,
     op: Operator,
     Query(q): Query<IdentityQuery>,
-) -> ApiResult {
+) -> ApiResult<model::IdentityReport> {
     api.authorize(
         &op,
         Act::Read {
@@ -89,7 +89,7 @@ pub(super) async fn identity(
 /// What `meshctl identity inspect` and the console's service page show of an identity (a
 /// SPIFFE ID, or a service running under one identity): its SVIDs, proxies, the
 /// authorization it has under the applied policies, and its trust material.
-pub(crate) async fn inspect(api: &Api, name: &str) -> Result<Value, ApiError> {
+pub(crate) async fn inspect(api: &Api, name: &str) -> Result<model::IdentityReport, ApiError> {
     let q = IdentityQuery {
         id: name.to_owned(),
     };
@@ -139,43 +139,38 @@ pub(crate) async fn inspect(api: &Api, name: &str) -> Result<Value, ApiError> {
         .or_else(|| certificates.first());
     // The chain of the backend issuing now (during a rotation, an SVID issued before it was
     // promoted chains to the previous one).
-    let issuer_chain: Vec<Value> = hub
+    let issuer_chain: Vec<model::IssuingCertificate> = hub
         .ca
         .active()
         .authority
         .status()
         .chain
         .iter()
-        .map(|c| {
-            json!({
-                "subject": c.subject,
-                "not_after": i64::try_from(c.not_after).unwrap_or(i64::MAX).saturating_mul(1000),
-            })
+        .map(|c| model::IssuingCertificate {
+            subject: c.subject.clone(),
+            not_after: i64::try_from(c.not_after)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
         })
         .collect();
-    let current_json = current.map(|c| {
-        let refresh_at = c.not_before + (c.not_after - c.not_before) / 2;
-        json!({
-            "serial": c.serial,
-            "not_before": c.not_before,
-            "not_after": c.not_after,
-            "refresh_at": refresh_at,
-            "issued_at": c.issued_at,
-            "kind": c.kind,
-            "issuer_chain": issuer_chain,
-        })
+    let current = current.map(|c| model::CurrentSvid {
+        serial: c.serial.clone(),
+        not_before: c.not_before,
+        not_after: c.not_after,
+        refresh_at: c.not_before + (c.not_after - c.not_before) / 2,
+        issued_at: c.issued_at,
+        kind: issue_kind(&c.kind),
+        issuer_chain,
     });
     let version = hub.applied().meta.as_ref().map_or(0, |m| m.version);
-    let holders_json: Vec<Value> = holders
+    let holders = holders
         .iter()
-        .map(|p| {
-            let renewed = certificates
+        .map(|p| model::Holder {
+            proxy: proxy_view(hub, p, version),
+            last_renewed: certificates
                 .iter()
                 .find(|c| c.serial == p.serial)
-                .map(|c| c.issued_at);
-            let mut v = json!(proxy_view(hub, p, version));
-            v["last_renewed"] = json!(renewed);
-            v
+                .map(|c| c.issued_at),
         })
         .collect();
     // Every caller and service, each action on every path class: CPU work, kept off the
@@ -186,28 +181,81 @@ pub(crate) async fn inspect(api: &Api, name: &str) -> Result<Value, ApiError> {
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
-    Ok(json!({
-        "spiffe_id": id.as_str(),
-        "service": id.namespace_and_account().map(|(ns, sa)| json!({ "name": sa, "namespace": ns })),
-        "certificate": current_json,
-        "certificates": certificates,
-        "proxies": holders_json,
-        "authorization": authorization,
-        "jwt": ca_routes::jwt_keys(hub, &mut Vec::new()),
-        "federated_bundles": hub
+    Ok(model::IdentityReport {
+        spiffe_id: id.as_str().to_owned(),
+        service: id
+            .namespace_and_account()
+            .map(|(ns, sa)| model::ServiceName {
+                name: sa.to_owned(),
+                namespace: ns.to_owned(),
+            }),
+        certificate: current,
+        certificates: certificates
+            .iter()
+            .map(|c| model::IssuedCertificate {
+                serial: c.serial.clone(),
+                spiffe_id: c.spiffe_id.clone(),
+                not_before: c.not_before,
+                not_after: c.not_after,
+                issued_at: c.issued_at,
+                kind: issue_kind(&c.kind),
+            })
+            .collect(),
+        proxies: holders,
+        authorization,
+        jwt: ca_routes::jwt_keys(hub, &mut Vec::new()),
+        federated_bundles: hub
             .federations()
             .iter()
-            .map(|f| json!({
-                "trust_domain": f.record.trust_domain,
-                "roots": f.bundle.roots().len(),
-                "jwt_keys": f.bundle.jwt_authorities().len(),
-                "sequence": f.bundle.sequence(),
-            }))
-            .collect::<Vec<_>>(),
-        "workload_selectors": id
+            .map(|f| model::FederatedBundle {
+                trust_domain: f.record.trust_domain.clone(),
+                roots: f.bundle.roots().len() as u64,
+                jwt_keys: f.bundle.jwt_authorities().len() as u64,
+                sequence: f.bundle.sequence(),
+            })
+            .collect(),
+        workload_selectors: id
             .namespace_and_account()
             .and_then(|(ns, sa)| hub.selectors_of(&ServiceRef::new(sa, ns))),
-    }))
+    })
+}
+
+/// The store writes `issue` or `renew`.
+fn issue_kind(kind: &str) -> model::IssueKind {
+    if kind == "renew" {
+        model::IssueKind::Renew
+    } else {
+        model::IssueKind::Issue
+    }
+}
+
+/// A decision of the policy reports as the API shows it.
+pub(super) fn access_model(access: &signet_policy::Access) -> model::Access {
+    let paths = |list: &[(String, Vec<String>)]| {
+        list.iter()
+            .map(|(path, policies)| model::PathAccess {
+                path: path.clone(),
+                policies: policies.clone(),
+            })
+            .collect()
+    };
+    match access {
+        signet_policy::Access::Allowed(p) => model::Access::Allow {
+            policies: p.clone(),
+        },
+        signet_policy::Access::Denied(p) => model::Access::Deny {
+            policies: p.clone(),
+        },
+        signet_policy::Access::Depends {
+            reads,
+            allowed,
+            denied,
+        } => model::Access::Depends {
+            reads: reads.iter().map(|r| (*r).to_owned()).collect(),
+            allowed: paths(allowed),
+            denied: paths(denied),
+        },
+    }
 }
 
 /// Who may call `id`'s service and what it may call, under the applied policies, over every
@@ -215,7 +263,7 @@ pub(crate) async fn inspect(api: &Api, name: &str) -> Result<Value, ApiError> {
 /// request action (groups when their methods agree), allowed, denied or depending on the
 /// request, with the deciding policies. Callers are built from the registry's directory,
 /// as the proxies build them.
-pub(super) fn effective_authorization(hub: &Hub, id: &SpiffeId) -> Value {
+pub(super) fn effective_authorization(hub: &Hub, id: &SpiffeId) -> model::EffectiveAuthorization {
     let applied = hub.applied();
     let authorizer = Authorizer::new(Arc::clone(&applied.bundle));
     let paths = signet_policy::path_classes(&[&applied.bundle]);
@@ -247,15 +295,14 @@ pub(super) fn effective_authorization(hub: &Hub, id: &SpiffeId) -> Value {
         let connect = rows
             .first()
             .is_some_and(|r| matches!(r.access, signet_policy::Access::Allowed(_)));
-        let json: Vec<Value> = rows
+        let actions: Vec<model::ActionAccess> = rows
             .iter()
-            .map(|r| {
-                let mut v = r.access.to_json();
-                v["action"] = json!(r.action);
-                v
+            .map(|r| model::ActionAccess {
+                action: r.action.clone(),
+                access: access_model(&r.access),
             })
             .collect();
-        (connect, json)
+        (connect, actions)
     };
     let own = own_service.as_ref().and_then(|svc| {
         inventory
@@ -263,34 +310,48 @@ pub(super) fn effective_authorization(hub: &Hub, id: &SpiffeId) -> Value {
             .iter()
             .find(|s| s.name == svc.name && s.namespace == svc.namespace)
     });
-    let inbound: Vec<Value> = own
+    let inbound = own
         .map(|svc| {
             directory
                 .iter()
                 .filter(|(c, _)| *c != id)
                 .map(|(c, entry)| {
                     let (connect, actions) = actions(c, svc);
-                    json!({ "spiffe_id": c.as_str(), "service": entry.service, "connect": connect, "actions": actions })
+                    model::InboundAccess {
+                        spiffe_id: c.as_str().to_owned(),
+                        service: entry.service.clone(),
+                        connect,
+                        actions,
+                    }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let outbound: Vec<Value> = inventory
+    let outbound = inventory
         .services
         .iter()
-        .filter(|s| own_service.as_ref().is_none_or(|o| !(o.name == s.name && o.namespace == s.namespace)))
+        .filter(|s| {
+            own_service
+                .as_ref()
+                .is_none_or(|o| !(o.name == s.name && o.namespace == s.namespace))
+        })
         .map(|s| {
             let (connect, actions) = actions(id, s);
-            json!({ "service": s.name, "namespace": s.namespace, "connect": connect, "actions": actions })
+            model::OutboundAccess {
+                service: s.name.clone(),
+                namespace: s.namespace.clone(),
+                connect,
+                actions,
+            }
         })
         .collect();
-    json!({
-        "policy_version": applied.meta.as_ref().map_or(0, |m| m.version),
-        "registered": directory.get(id).is_some(),
-        "paths": paths,
-        "inbound": inbound,
-        "outbound": outbound,
-    })
+    model::EffectiveAuthorization {
+        policy_version: applied.meta.as_ref().map_or(0, |m| m.version),
+        registered: directory.get(id).is_some(),
+        paths: paths.into_iter().collect(),
+        inbound,
+        outbound,
+    }
 }
 
 pub(super) async fn deny_list(
@@ -435,7 +496,7 @@ pub(super) struct SvidBody {
 pub(super) async fn issue_svid(
     State(api): State<Api>,
     body: Result<Json<SvidBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<model::SvidIssued> {
     use rustls_pki_types::pem::PemObject as _;
     let Json(body) = body.map_err(rejected)?;
     let csr = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(body.csr.as_bytes())
@@ -474,10 +535,10 @@ pub(super) async fn issue_svid(
         .audit
         .record(crate::server::identity::certificate_event(&svid, "issue"));
     tracing::info!(spiffe_id = %id, serial = %svid.serial(), "SVID issued over REST");
-    Ok(Json(json!({
-        "spiffe_id": id.as_str(),
-        "chain": svid.to_pem(),
-        "bundle": api.hub.ca.bundle().to_pem(),
-        "not_after": unix_ms(svid.not_after()),
-    })))
+    Ok(Json(model::SvidIssued {
+        spiffe_id: id.as_str().to_owned(),
+        chain: svid.to_pem(),
+        bundle: api.hub.ca.bundle().to_pem(),
+        not_after: unix_ms(svid.not_after()),
+    }))
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{Api, ApiError, ApiResult, Operator};
+use crate::model;
 use crate::server::operators::Act;
 use crate::server::stats::{By, MAX_WINDOW};
 
@@ -30,7 +30,7 @@ pub(super) async fn stats(
     State(api): State<Api>,
     op: Operator,
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+) -> ApiResult<model::Stats> {
     let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     let window = query.window_seconds.unwrap_or(60);
     if window == 0 || window > MAX_WINDOW.as_secs() {
@@ -59,9 +59,13 @@ pub(super) async fn stats(
         .hub
         .stats
         .rows(Duration::from_secs(window), by, query.service.as_deref());
-    Ok(Json(json!({
-        "window_seconds": window,
-        "by": if by == By::Edge { "edge" } else { "service" },
-        "rows": rows,
-    })))
+    Ok(Json(model::Stats {
+        window_seconds: window,
+        by: if by == By::Edge {
+            model::StatsBy::Edge
+        } else {
+            model::StatsBy::Service
+        },
+        rows,
+    }))
 }
