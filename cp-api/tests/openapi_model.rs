@@ -1,7 +1,8 @@
 //! `openapi.json` against the API's types (`signet_cp::model`): for each typed route, a
 //! full example of its answer is checked against the route's documented schema both ways.
 //! A field the server sends that the description lacks fails, as does a documented field it
-//! does not send, a wrong type, or a value outside a documented `enum`. Each example also
+//! does not send (every documented field, or those a schema lists as `required`), a wrong
+//! type, or a value outside a documented `enum`. Each example also
 //! round-trips through JSON unchanged, so what `meshctl` and the console read is what the
 //! handlers write.
 #![expect(
@@ -46,13 +47,22 @@ fn type_of(v: &Value) -> &'static str {
 fn check(spec: &Value, schema: &Value, v: &Value, at: &str, problems: &mut Vec<String>) {
     let schema = resolve(spec, schema);
     if let Some(variants) = schema.get("oneOf").and_then(Value::as_array) {
-        let fits = |s: &Value| {
+        let departures = |s: &Value| {
             let mut p = Vec::new();
             check(spec, s, v, at, &mut p);
-            p.is_empty()
+            p
         };
-        if !variants.iter().any(fits) {
+        // The closest variant's departures say what is wrong: one of the value's own type
+        // first, then the one with the fewest.
+        let wrong_type = format!("{at}: {}, documented as", type_of(v));
+        if let Some(closest) = variants
+            .iter()
+            .map(departures)
+            .min_by_key(|p| (p.iter().any(|x| x.starts_with(&wrong_type)), p.len()))
+            && !closest.is_empty()
+        {
             problems.push(format!("{at}: fits none of the documented variants"));
+            problems.extend(closest);
         }
         return;
     }
@@ -82,8 +92,15 @@ fn check(spec: &Value, schema: &Value, v: &Value, at: &str, problems: &mut Vec<S
                         None => problems.push(format!("{at}.{k}: sent, not documented")),
                     }
                 }
+                // Every documented field is sent, unless the schema lists what is required
+                // (a document operators write, such as the authentication config).
+                let required: Option<Vec<&str>> = schema
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect());
                 for k in props.keys() {
-                    if !map.contains_key(k) {
+                    let must = required.as_ref().is_none_or(|r| r.contains(&k.as_str()));
+                    if must && !map.contains_key(k) {
                         problems.push(format!("{at}.{k}: documented, not sent"));
                     }
                 }
@@ -331,9 +348,24 @@ fn typed_answers_are_what_openapi_json_describes() {
         checked: 120,
         widened: 1,
         narrowed: 0,
-        changes: vec![
-            serde_json::json!({ "kind": "widened", "principal": "spiffe://t.test/ns/shop/sa/frontend" }),
-        ],
+        changes: vec![GateChange {
+            kind: ChangeKind::Widened,
+            principal: "spiffe://t.test/ns/shop/sa/frontend".into(),
+            action: "GET".into(),
+            path: Some("/items".into()),
+            resource: "cart".into(),
+            namespace: "shop".into(),
+            before: DecisionDetail {
+                decision: Decision::Deny,
+                policies: Vec::new(),
+                errors: Vec::new(),
+            },
+            after: DecisionDetail {
+                decision: Decision::Allow,
+                policies: vec!["frontend-reads-cart".into()],
+                errors: vec!["broken-policy".into()],
+            },
+        }],
     };
     let enforcement = Enforcement {
         proxies: 4,
@@ -362,7 +394,7 @@ fn typed_answers_are_what_openapi_json_describes() {
             dry_run: true,
             hash: "ab".repeat(32),
             policies: 4,
-            gate,
+            gate: gate.clone(),
         },
     ));
     let version = PolicyVersion {
@@ -444,7 +476,557 @@ fn typed_answers_are_what_openapi_json_describes() {
             next_before: Some(12),
         },
     ));
+    problems.extend(more_answers(&gate, &enforcement));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The answers typed after the first batch: traffic, shadow mode, identities,
+/// authentication, federation, attestation, the registry's writes, the CA's, audit, stats.
+fn more_answers(gate: &Gate, enforcement: &Enforcement) -> Vec<String> {
+    let mut problems = Vec::new();
+    problems.extend(conforms(
+        "get",
+        "/v1/traffic",
+        "200",
+        &TrafficSettings {
+            version: 2,
+            author: "spiffe://t.test/signet/operator/admin".into(),
+            applied_at: 1_789_000_000_000,
+            document: serde_json::json!({ "services": {} }),
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/traffic/history",
+        "200",
+        &TrafficHistory {
+            versions: vec![TrafficVersion {
+                version: 2,
+                author: "spiffe://t.test/signet/operator/admin".into(),
+                applied_at: 1_789_000_000_000,
+                changes: 3,
+                rollback_of: Some(1),
+            }],
+        },
+    ));
+    let traffic_applied = TrafficApplied {
+        version: 3,
+        applied: true,
+        changes: vec![
+            SettingChange {
+                service: "cart".into(),
+                setting: "timeout".into(),
+                before: Some("\"1s\"".into()),
+                after: None,
+            },
+            SettingChange {
+                service: "cart".into(),
+                setting: "routes[charge].retry.max_retries".into(),
+                before: None,
+                after: Some("2".into()),
+            },
+        ],
+        enforcement: Some(enforcement.clone()),
+    };
+    problems.extend(conforms("post", "/v1/traffic", "200", &traffic_applied));
+    problems.extend(conforms(
+        "post",
+        "/v1/traffic/rollback",
+        "200",
+        &TrafficApplied {
+            applied: false,
+            enforcement: None,
+            ..traffic_applied
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/endpoints",
+        "200",
+        &EndpointList {
+            service: "cart".into(),
+            endpoints: vec![
+                EndpointView {
+                    endpoint: "127.0.0.1:8443".into(),
+                    health: EndpointHealth::Healthy,
+                    caller: Some("spiffe://t.test/ns/shop/sa/frontend".into()),
+                    caller_instance: Some("00ff".into()),
+                    ejected: true,
+                    ejections: 2,
+                    in_flight: 1,
+                    latency_ewma_ms: Some(1.5),
+                    weight: 100,
+                    labels: BTreeMap::from([("version".into(), "v1".into())]),
+                },
+                EndpointView {
+                    endpoint: "127.0.0.1:8444".into(),
+                    health: EndpointHealth::Unregistered,
+                    caller: None,
+                    caller_instance: None,
+                    ejected: false,
+                    ejections: 0,
+                    in_flight: 0,
+                    latency_ewma_ms: None,
+                    weight: 0,
+                    labels: BTreeMap::new(),
+                },
+            ],
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/traffic/split",
+        "200",
+        &SplitReport {
+            service: "cart".into(),
+            version: 2,
+            window_seconds: 60,
+            routes: vec![SplitRoute {
+                route: "default".into(),
+                split: vec![SplitShare {
+                    subset: "v2".into(),
+                    weight: 10,
+                    share: 0.1,
+                }],
+            }],
+            observed: vec![
+                ObservedShare {
+                    subset: Some("v2".into()),
+                    requests: 9,
+                    share: Some(0.09),
+                },
+                ObservedShare {
+                    subset: None,
+                    requests: 0,
+                    share: None,
+                },
+            ],
+            requests: 100,
+        },
+    ));
+    let candidate = ShadowCandidate {
+        id: 4,
+        hash: "ef".repeat(32),
+        policies: 3,
+        installed_at: 1_789_000_000_000,
+        author: "spiffe://t.test/signet/operator/admin".into(),
+        message: "try it".into(),
+    };
+    problems.extend(conforms(
+        "post",
+        "/v1/policies/shadow",
+        "200",
+        &ShadowInstalled {
+            candidate: candidate.clone(),
+            gate: gate.clone(),
+            enforcement: enforcement.clone(),
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/policies/shadow",
+        "200",
+        &ShadowReport {
+            candidate: Some(candidate),
+            files: vec![PolicyFile {
+                name: "next.cedar".into(),
+                text: "permit (principal, action, resource);".into(),
+            }],
+            running_on: ShadowRunning {
+                proxies: 4,
+                running: 4,
+            },
+            would_allow: 7,
+            would_deny: 0,
+            flows: vec![ShadowFlow {
+                principal: "spiffe://t.test/ns/shop/sa/frontend".into(),
+                service: "payments".into(),
+                action: "POST".into(),
+                would: Decision::Allow,
+                count: 7,
+                first: 1_789_000_001_000,
+                last: 1_789_000_009_000,
+                examples: vec![ShadowExample {
+                    time: 1_789_000_009_000,
+                    writer: "spiffe://t.test/ns/shop/sa/payments#00aa".into(),
+                    seq: 12,
+                    path: Some("/charge".into()),
+                    trace: None,
+                    src: "127.0.0.1:50000".into(),
+                    enforced: Decision::Deny,
+                    enforced_policies: Vec::new(),
+                    candidate_policies: vec!["frontend-charges".into()],
+                }],
+            }],
+        },
+    ));
+    problems.extend(conforms(
+        "delete",
+        "/v1/policies/shadow",
+        "200",
+        &ShadowCleared {
+            cleared: 4,
+            enforcement: enforcement.clone(),
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/policies/shadow/promote",
+        "200",
+        &ShadowPromoted {
+            applied: Applied {
+                version: 5,
+                hash: "ef".repeat(32),
+                policies: 3,
+                gate: gate.clone(),
+                enforcement: enforcement.clone(),
+            },
+            promoted: 4,
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/identities",
+        "200",
+        &IdentityReport {
+            spiffe_id: "spiffe://t.test/ns/shop/sa/cart".into(),
+            service: Some(ServiceName {
+                name: "cart".into(),
+                namespace: "shop".into(),
+            }),
+            certificate: Some(CurrentSvid {
+                serial: "0a1b".into(),
+                not_before: 1_789_000_000_000,
+                not_after: 1_789_003_600_000,
+                refresh_at: 1_789_001_800_000,
+                issued_at: 1_789_000_000_000,
+                kind: IssueKind::Renew,
+                issuer_chain: vec![IssuingCertificate {
+                    subject: "CN=Signet intermediate CA".into(),
+                    not_after: 1_800_000_000_000,
+                }],
+            }),
+            certificates: vec![IssuedCertificate {
+                serial: "0a1b".into(),
+                spiffe_id: "spiffe://t.test/ns/shop/sa/cart".into(),
+                not_before: 1_789_000_000_000,
+                not_after: 1_789_003_600_000,
+                issued_at: 1_789_000_000_000,
+                kind: IssueKind::Issue,
+            }],
+            proxies: vec![Holder {
+                proxy: proxy(),
+                last_renewed: Some(1_789_000_000_000),
+            }],
+            authorization: EffectiveAuthorization {
+                policy_version: 3,
+                registered: true,
+                paths: vec!["/items".into()],
+                inbound: vec![InboundAccess {
+                    spiffe_id: "spiffe://t.test/ns/shop/sa/frontend".into(),
+                    service: "frontend".into(),
+                    connect: true,
+                    actions: vec![
+                        ActionAccess {
+                            action: "connect".into(),
+                            access: Access::Allow {
+                                policies: vec!["frontend-reads-cart".into()],
+                            },
+                        },
+                        ActionAccess {
+                            action: "GET".into(),
+                            access: Access::Depends {
+                                reads: vec!["headers".into()],
+                                allowed: vec![PathAccess {
+                                    path: "/items".into(),
+                                    policies: vec!["frontend-reads-cart".into()],
+                                }],
+                                denied: Vec::new(),
+                            },
+                        },
+                    ],
+                }],
+                outbound: vec![OutboundAccess {
+                    service: "payments".into(),
+                    namespace: "shop".into(),
+                    connect: false,
+                    actions: vec![ActionAccess {
+                        action: "connect".into(),
+                        access: Access::Deny {
+                            policies: Vec::new(),
+                        },
+                    }],
+                }],
+            },
+            jwt: ca().jwt,
+            federated_bundles: vec![FederatedBundle {
+                trust_domain: "partner.test".into(),
+                roots: 1,
+                jwt_keys: 2,
+                sequence: 9,
+            }],
+            workload_selectors: Some(WorkloadSelectors {
+                namespace: "shop".into(),
+                name: "cart".into(),
+                selectors: vec!["unix:uid:1000".into()],
+                updated_at: 1_789_000_000_000,
+                author: "spiffe://t.test/signet/operator/admin".into(),
+            }),
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/svid",
+        "200",
+        &SvidIssued {
+            spiffe_id: "spiffe://t.test/signet/operator/viewer".into(),
+            chain: "-----BEGIN CERTIFICATE-----".into(),
+            bundle: "-----BEGIN CERTIFICATE-----".into(),
+            not_after: 1_789_003_600_000,
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/deny",
+        "200",
+        &Denied {
+            denied: DenyEntry {
+                kind: "spiffe_id".into(),
+                value: "spiffe://t.test/ns/shop/sa/cart".into(),
+                reason: "compromised".into(),
+                created_at: 1_789_000_000_000,
+            },
+            enforcement: enforcement.clone(),
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/inventory",
+        "200",
+        &Inventory {
+            trust_domain: Some("t.test".into()),
+            workloads: vec![InventoryWorkload {
+                spiffe_id: "spiffe://t.test/ns/shop/sa/cart".into(),
+                service: Some("cart".into()),
+                labels: BTreeMap::from([("tier".into(), "backend".into())]),
+            }],
+            services: vec![InventoryService {
+                name: "cart".into(),
+                namespace: "shop".into(),
+                port: 8080,
+                labels: BTreeMap::new(),
+            }],
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/services/labels",
+        "200",
+        &ServiceLabels {
+            service: "cart".into(),
+            namespace: "shop".into(),
+            labels: BTreeMap::from([("tier".into(), "backend".into())]),
+            enforcement: enforcement.clone(),
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/authn",
+        "200",
+        &AuthnState {
+            version: 1,
+            author: "spiffe://t.test/signet/operator/admin".into(),
+            applied_at: 1_789_000_000_000,
+            config: Some(AuthnDoc {
+                providers: vec![ProviderDoc {
+                    name: "idp".into(),
+                    issuer: "https://idp.test".into(),
+                    audiences: vec!["shop".into()],
+                    jwks: None,
+                    jwks_uri: Some("https://idp.test/jwks".into()),
+                    jwks_ca: None,
+                    refresh_seconds: 300,
+                    header: "authorization".into(),
+                    prefix: "Bearer ".into(),
+                    algorithms: vec!["ES256".into()],
+                }],
+                services: vec![ServiceAuthn {
+                    service: "cart".into(),
+                    namespace: "shop".into(),
+                    providers: vec!["idp".into()],
+                    required: true,
+                }],
+                max_token_bytes: 8192,
+                clock_skew_seconds: 60,
+            }),
+            providers: vec![ProviderKeys {
+                name: "idp".into(),
+                issuer: "https://idp.test".into(),
+                keys_from: "https://idp.test/jwks".into(),
+                keys: 2,
+                fetched_at: Some(1_789_000_000_000),
+                error: None,
+            }],
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/authn",
+        "200",
+        &AuthnApplied {
+            version: 2,
+            enforcement: enforcement.clone(),
+        },
+    ));
+    let federation = Federation {
+        trust_domain: "partner.test".into(),
+        endpoint: "https://partner.test/bundle".into(),
+        profile: FederationProfile::HttpsSpiffe,
+        endpoint_spiffe_id: Some("spiffe://partner.test/bundle".into()),
+        roots: 1,
+        jwt_keys: vec!["kid-9".into()],
+        sequence: 9,
+        refreshed_at: Some(1_789_000_000_000),
+        next_refresh: 1_789_000_300_000,
+        last_error: Some("connection refused".into()),
+        created_at: 1_788_000_000_000,
+        author: "spiffe://t.test/signet/operator/admin".into(),
+    };
+    problems.extend(conforms(
+        "get",
+        "/v1/federation",
+        "200",
+        &FederationList {
+            trust_domain: "t.test".into(),
+            federations: vec![federation.clone()],
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/federation",
+        "200",
+        &FederationAdded {
+            federation,
+            enforcement: enforcement.clone(),
+        },
+    ));
+    problems.extend(conforms(
+        "delete",
+        "/v1/federation/{trust_domain}",
+        "200",
+        &FederationRemoved {
+            removed: "partner.test".into(),
+            enforcement: enforcement.clone(),
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/workloads/attestation",
+        "200",
+        &WorkloadSelectorsList {
+            services: vec![WorkloadSelectors {
+                namespace: "shop".into(),
+                name: "cart".into(),
+                selectors: vec!["unix:uid:1000".into(), "unix:path:/usr/bin/cart".into()],
+                updated_at: 1_789_000_000_000,
+                author: "spiffe://t.test/signet/operator/admin".into(),
+            }],
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/workloads/attestation",
+        "200",
+        &AttestationSet {
+            service: "cart".into(),
+            namespace: "shop".into(),
+            selectors: Vec::new(),
+            enforcement: enforcement.clone(),
+        },
+    ));
+    let checks = vec![CaCheck {
+        name: "mount".into(),
+        ok: true,
+        detail: "pki is a PKI mount".into(),
+    }];
+    problems.extend(conforms(
+        "post",
+        "/v1/ca/setup",
+        "200",
+        &CaSetup {
+            checks: checks.clone(),
+            switched: true,
+            ca: Some(ca()),
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/ca/setup",
+        "422",
+        &CaSetupRefused {
+            error: "check `mount` failed: no such mount".into(),
+            checks,
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/ca/rotate",
+        "200",
+        &CaRotated { ca: ca() },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/audit",
+        "200",
+        &AuditPage {
+            records: vec![AuditRecord {
+                id: 41,
+                writer: "spiffe://t.test/ns/shop/sa/payments#00aa".into(),
+                seq: 12,
+                time: 1_789_000_009_000_000_123,
+                kind: AuditKind::Shadow,
+                decision: Some("allow".into()),
+                action: Some("POST".into()),
+                principal: Some("spiffe://t.test/ns/shop/sa/frontend".into()),
+                resource: Some("payments".into()),
+                path: Some("/charge".into()),
+                policies: Some("frontend-charges".into()),
+                candidate: Some("ef".repeat(32)),
+                line: "{}".into(),
+            }],
+        },
+    ));
+    problems.extend(conforms(
+        "get",
+        "/v1/stats",
+        "200",
+        &Stats {
+            window_seconds: 60,
+            by: StatsBy::Edge,
+            rows: vec![StatsRow {
+                service: "cart".into(),
+                namespace: "shop".into(),
+                caller: Some("frontend".into()),
+                proxies: 2,
+                requests: 100,
+                requests_per_second: 1.67,
+                success_rate: Some(0.99),
+                latency_ms_p50: Some(1.2),
+                latency_ms_p95: None,
+                latency_ms_p99: None,
+            }],
+        },
+    ));
+    problems.extend(conforms(
+        "post",
+        "/v1/console/sign-in-codes",
+        "200",
+        &SignInCode {
+            path: "/ui/sign-in#code=abc".into(),
+            expires_in_seconds: 120,
+        },
+    ));
+    problems
 }
 
 #[test]

@@ -55,7 +55,8 @@ pub use operators::{
     Denied, DenyEntry, DenyList, OperatorAction, OperatorActions, SignInCode, TokenCreated,
 };
 pub use policies::{
-    Applied, DryRun, Gate, PolicyFile, PolicyHistory, PolicySet, PolicyVersion, PolicyVersionFiles,
+    Applied, ChangeKind, DecisionDetail, DryRun, Gate, GateChange, PolicyFile, PolicyHistory,
+    PolicySet, PolicyVersion, PolicyVersionFiles,
 };
 pub use registry::{
     AppHealth, Inventory, InventoryService, InventoryWorkload, Proxy, ProxyList, Service,

@@ -62,8 +62,43 @@ pub struct Gate {
     pub checked: u64,
     pub widened: u64,
     pub narrowed: u64,
-    /// The first changes (at most 50), each as `authz diff -o json` writes it.
-    pub changes: Vec<serde_json::Value>,
+    /// The first changes (at most 50), as `authz diff -o json` writes them.
+    pub changes: Vec<GateChange>,
+}
+
+/// Which way a change moves a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Denied before, allowed after.
+    Widened,
+    /// Allowed before, denied after.
+    Narrowed,
+}
+
+/// A decision and what made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionDetail {
+    pub decision: super::Decision,
+    /// The deciding policies (empty: the default deny).
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (they decide nothing).
+    pub errors: Vec<String>,
+}
+
+/// One (caller, action, service) whose decision a change moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateChange {
+    pub kind: ChangeKind,
+    pub principal: String,
+    /// `connect` or an HTTP method.
+    pub action: String,
+    /// The path class tried, for HTTP actions.
+    pub path: Option<String>,
+    pub resource: String,
+    pub namespace: String,
+    pub before: DecisionDetail,
+    pub after: DecisionDetail,
 }
 
 /// `POST /v1/policies` and `POST /v1/policies/rollback`: the version made, and who enforces

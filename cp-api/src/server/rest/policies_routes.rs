@@ -218,8 +218,33 @@ pub(super) fn gate_model(diff: &GateDiff) -> model::Gate {
             .changes
             .iter()
             .take(GATE_CHANGES_SHOWN)
-            .map(AccessChange::to_json)
+            .map(gate_change)
             .collect(),
+    }
+}
+
+fn gate_change(c: &AccessChange) -> model::GateChange {
+    let detail = |d: &signet_policy::Decision| model::DecisionDetail {
+        decision: if d.is_allowed() {
+            model::Decision::Allow
+        } else {
+            model::Decision::Deny
+        },
+        policies: d.policies.clone(),
+        errors: d.errors.clone(),
+    };
+    model::GateChange {
+        kind: match c.kind {
+            signet_policy::ChangeKind::Widened => model::ChangeKind::Widened,
+            signet_policy::ChangeKind::Narrowed => model::ChangeKind::Narrowed,
+        },
+        principal: c.principal.as_str().to_owned(),
+        action: c.action.clone(),
+        path: c.path.clone(),
+        resource: c.resource.name.clone(),
+        namespace: c.resource.namespace.clone(),
+        before: detail(&c.before),
+        after: detail(&c.after),
     }
 }
 
