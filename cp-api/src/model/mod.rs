@@ -4,9 +4,12 @@
 //! so clients depend on the types and not on the server.
 //!
 //! **Times.** Every instant is Unix milliseconds (`i64`): fields named `*_at`, `since`,
-//! `not_before`, `not_after`, `last_*`. Every duration is whole seconds in a field named
-//! `*_seconds`. The one exception is the audit trail (`/v1/audit`): records keep the Unix
-//! nanoseconds they were signed with, and its query takes nanoseconds to match.
+//! `first`, `last`, `not_before`, `not_after`, `last_*`. Every duration is whole seconds in
+//! a field named `*_seconds`. The one exception is the audit trail (`/v1/audit`): records
+//! keep the Unix nanoseconds they were signed with (so `time` equals the signed line's),
+//! and its query takes nanoseconds to match.
+//!
+//! **Absent is `null`.** Optional fields are always sent, so each answer has one shape.
 //!
 //! **Errors.** Every refusal is an [`ErrorBody`] with a status that says which kind.
 //!
@@ -14,8 +17,9 @@
 //! add one without breaking an older `meshctl`; `tests/openapi_model.rs` keeps every field
 //! the server sends documented.
 //!
-//! Resources are typed here as they are moved over from untyped JSON; `openapi.json`
-//! describes every route either way.
+//! Every handler returns one of these types; `tests/openapi_model.rs` checks an example of
+//! each against `openapi.json`, and `tests/routes.rs` reads a real server's answers back
+//! as them.
 
 mod audit;
 mod authn;
