@@ -232,6 +232,11 @@ pub(crate) fn relative_to(ms: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    relative_between(ms, now)
+}
+
+/// How far `ms` is from `now` (both Unix milliseconds), for people.
+fn relative_between(ms: i64, now: i64) -> String {
     let delta = (ms - now) / 1000;
     let span = |s: i64| match s {
         s if s < 120 => format!("{s}s"),
@@ -239,7 +244,9 @@ pub(crate) fn relative_to(ms: i64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     };
-    if delta >= 0 {
+    if delta == 0 {
+        "now".to_owned()
+    } else if delta > 0 {
         format!("in {}", span(delta))
     } else {
         format!("{} ago", span(-delta))
@@ -254,6 +261,16 @@ mod tests {
     fn times_render_as_rfc3339() {
         assert_eq!(time_at(0), "1970-01-01T00:00:00Z");
         assert_eq!(time_at(1_795_000_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn times_relative_to_now_read_as_people_say_them() {
+        let now = 1_795_000_000_000;
+        assert_eq!(relative_between(now + 400, now), "now");
+        assert_eq!(relative_between(now - 900, now), "now");
+        assert_eq!(relative_between(now + 90_000, now), "in 90s");
+        assert_eq!(relative_between(now - 3 * 3_600_000, now), "3h ago");
+        assert_eq!(relative_between(now + 3 * 86_400_000, now), "in 3d");
     }
 }
 
