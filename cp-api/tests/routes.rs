@@ -3,11 +3,7 @@
 //! its method and refuses callers without credentials with the API's one error body; no
 //! other method is served on those paths; and what each listing answers an operator reads
 //! back as its `signet_cp::model` type.
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a failure is the test failing"
-)]
+#![expect(clippy::panic, reason = "tests: a failure is the test failing")]
 
 use std::collections::{BTreeMap, BTreeSet};
 
