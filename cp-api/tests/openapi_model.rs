@@ -154,6 +154,35 @@ fn conforms<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     problems
 }
 
+/// `example` is a body `method path` takes, as documented, and reads back unchanged (a
+/// request's optional fields left out are left out of its JSON, so only `required` ones
+/// must be there).
+fn request_conforms<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    method: &str,
+    path: &str,
+    example: &T,
+) -> Vec<String> {
+    let spec: Value = serde_json::from_str(SPEC).unwrap();
+    let json = serde_json::to_value(example).unwrap();
+    let back: T = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(&back, example, "{method} {path}: changed by a round trip");
+    let schema =
+        &spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+    assert!(
+        !schema.is_null(),
+        "{method} {path}: no documented request body"
+    );
+    let mut problems = Vec::new();
+    check(
+        &spec,
+        schema,
+        &json,
+        &format!("{method} {path} request"),
+        &mut problems,
+    );
+    problems
+}
+
 fn ca() -> CaStatus {
     CaStatus {
         trust_domain: "t.test".into(),
@@ -1027,6 +1056,159 @@ fn more_answers(gate: &Gate, enforcement: &Enforcement) -> Vec<String> {
         },
     ));
     problems
+}
+
+/// Every request body `meshctl` sends, with each optional field set (so each is checked
+/// against its documented type) and, where they differ, with them left out.
+#[test]
+fn typed_requests_are_what_openapi_json_describes() {
+    let files = vec![PolicyFile {
+        name: "shop.cedar".into(),
+        text: "permit (principal, action, resource);".into(),
+    }];
+    let mut problems = Vec::new();
+    problems.extend(request_conforms(
+        "post",
+        "/v1/tokens",
+        &TokenRequest {
+            spiffe_id: "spiffe://t.test/ns/shop/sa/cart".into(),
+            ttl_seconds: Some(600),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/deny",
+        &DenyRequest {
+            spiffe_id: None,
+            serial: Some("0a1b".into()),
+            reason: "key leaked".into(),
+            wait_seconds: Some(10),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/svid",
+        &SvidRequest {
+            join_token: "secret".into(),
+            csr: "-----BEGIN CERTIFICATE REQUEST-----".into(),
+            ttl_seconds: Some(3600),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/policies",
+        &PolicyApplyRequest {
+            files: files.clone(),
+            message: "why".into(),
+            expected_version: Some(2),
+            dry_run: false,
+            allow_widening: true,
+            wait_seconds: Some(10),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/policies/rollback",
+        &PolicyRollbackRequest {
+            version: 1,
+            expected_version: Some(3),
+            wait_seconds: None,
+            allow_widening: false,
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/services/labels",
+        &LabelsRequest {
+            service: "cart".into(),
+            namespace: "shop".into(),
+            set: BTreeMap::from([("tier".into(), "backend".into())]),
+            remove: vec!["team".into()],
+            wait_seconds: Some(5),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/policies/shadow",
+        &ShadowInstallRequest {
+            files,
+            message: "try it".into(),
+            wait_seconds: Some(10),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/policies/shadow/promote",
+        &ShadowPromoteRequest {
+            candidate: 4,
+            expected_version: Some(3),
+            allow_widening: false,
+            wait_seconds: Some(10),
+        },
+    ));
+    problems.extend(request_conforms(
+        "delete",
+        "/v1/policies/shadow",
+        &ShadowClearRequest {
+            wait_seconds: Some(10),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/traffic",
+        &TrafficApplyRequest {
+            document: "services: {}".into(),
+            file: Some("traffic.yaml".into()),
+            dry_run: true,
+            wait_seconds: Some(0),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/traffic/rollback",
+        &TrafficRollbackRequest {
+            version: 1,
+            dry_run: false,
+            wait_seconds: None,
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/workloads/attestation",
+        &AttestRequest {
+            service: "cart".into(),
+            namespace: "shop".into(),
+            selectors: vec!["unix:uid:1000".into()],
+            wait_seconds: Some(10),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/authn",
+        &AuthnApplyRequest {
+            config: AuthnDoc {
+                providers: Vec::new(),
+                services: Vec::new(),
+                max_token_bytes: 8192,
+                clock_skew_seconds: 60,
+            },
+            wait_seconds: Some(10),
+        },
+    ));
+    problems.extend(request_conforms(
+        "post",
+        "/v1/federation",
+        &FederationAddRequest {
+            trust_domain: "partner.test".into(),
+            endpoint: "https://partner.test/bundle".into(),
+            profile: "https_spiffe".into(),
+            endpoint_spiffe_id: Some("spiffe://partner.test/bundle".into()),
+            bootstrap_bundle: Some("-----BEGIN CERTIFICATE-----".into()),
+            endpoint_ca: Some("-----BEGIN CERTIFICATE-----".into()),
+            wait_seconds: Some(10),
+        },
+    ));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]

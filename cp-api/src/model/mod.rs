@@ -31,6 +31,7 @@ mod identity;
 mod operators;
 mod policies;
 mod registry;
+mod requests;
 mod shadow;
 mod stats;
 mod status;
@@ -65,6 +66,11 @@ pub use policies::{
 pub use registry::{
     AppHealth, Inventory, InventoryService, InventoryWorkload, Proxy, ProxyList, Service,
     ServiceLabels, ServiceList,
+};
+pub use requests::{
+    AttestRequest, AuthnApplyRequest, DenyRequest, FederationAddRequest, LabelsRequest,
+    PolicyApplyRequest, PolicyRollbackRequest, ShadowClearRequest, ShadowInstallRequest,
+    ShadowPromoteRequest, SvidRequest, TokenRequest, TrafficApplyRequest, TrafficRollbackRequest,
 };
 pub use shadow::{
     Decision, ShadowCandidate, ShadowCleared, ShadowExample, ShadowFlow, ShadowInstalled,

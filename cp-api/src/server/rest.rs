@@ -464,7 +464,7 @@ use registry_routes::*;
 use status_routes::*;
 
 pub(crate) use identity_routes::inspect;
-pub(crate) use policies_routes::{RollbackBody, rollback_to};
+pub(crate) use policies_routes::rollback_to;
 pub(crate) use status_routes::{in_sync, status_of};
 
 pub(crate) use ca_routes::describe as ca_describe;

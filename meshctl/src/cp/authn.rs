@@ -161,7 +161,12 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let result = client.post(
         "/v1/authn",
-        &json!({ "config": doc, "wait_seconds": args.wait.wait.as_secs() }),
+        &model::AuthnApplyRequest {
+            // Read here as the control plane will: a field it would refuse is named now.
+            config: serde_json::from_value(doc)
+                .map_err(|e| anyhow!("`{}`: {e}", args.file.display()))?,
+            wait_seconds: Some(args.wait.wait.as_secs()),
+        },
     )?;
     let table = !print_structured(args.remote.output, &result)?;
     let applied: model::AuthnApplied = read_as(&result, "/v1/authn")?;

@@ -207,20 +207,33 @@ impl Client {
     }
 
     /// POST `body` to `path`; the JSON body of a 2xx answer.
-    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call("POST", path, Some(body))
+    pub(crate) fn post<B: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<Value> {
+        self.call("POST", path, Some(&serde_json::to_value(body)?))
     }
 
     /// DELETE `path` with `body`; the JSON body of a 2xx answer.
-    pub(crate) fn delete(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call("DELETE", path, Some(body))
+    pub(crate) fn delete<B: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<Value> {
+        self.call("DELETE", path, Some(&serde_json::to_value(body)?))
     }
 
     /// POST `body` to `path`; the status and JSON body whatever the status (an answer
     /// that explains a refusal in more than its `error`).
-    pub(crate) fn post_answer(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    pub(crate) fn post_answer<B: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<(u16, Value)> {
+        let body = serde_json::to_value(body)?;
         self.runtime
-            .block_on(self.exchange("POST", path, Some(body)))
+            .block_on(self.exchange("POST", path, Some(&body)))
             .with_context(|| format!("POST {path}"))
     }
 

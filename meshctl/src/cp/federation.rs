@@ -73,21 +73,17 @@ fn read(path: &PathBuf, what: &str) -> anyhow::Result<String> {
 }
 
 pub(crate) fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
-    let mut body = json!({
-        "trust_domain": args.trust_domain,
-        "endpoint": args.endpoint,
-        "profile": args.profile,
-        "wait_seconds": args.wait.wait.as_secs(),
-    });
-    if let Some(id) = &args.endpoint_spiffe_id {
-        body["endpoint_spiffe_id"] = json!(id);
-    }
-    if let Some(path) = &args.bootstrap_bundle {
-        body["bootstrap_bundle"] = json!(read(path, "--bootstrap-bundle")?);
-    }
-    if let Some(path) = &args.endpoint_ca {
-        body["endpoint_ca"] = json!(read(path, "--endpoint-ca")?);
-    }
+    let read_opt =
+        |path: &Option<PathBuf>, what: &str| path.as_ref().map(|p| read(p, what)).transpose();
+    let body = model::FederationAddRequest {
+        trust_domain: args.trust_domain.clone(),
+        endpoint: args.endpoint.clone(),
+        profile: args.profile.clone(),
+        endpoint_spiffe_id: args.endpoint_spiffe_id.clone(),
+        bootstrap_bundle: read_opt(&args.bootstrap_bundle, "--bootstrap-bundle")?,
+        endpoint_ca: read_opt(&args.endpoint_ca, "--endpoint-ca")?,
+        wait_seconds: Some(args.wait.wait.as_secs()),
+    };
     let result = args.remote.client()?.post("/v1/federation", &body)?;
     let table = !print_structured(args.remote.output, &result)?;
     let added: model::FederationAdded = read_as(&result, "/v1/federation")?;

@@ -61,7 +61,11 @@ pub(crate) fn issue(args: &IssueArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.anonymous()?;
     let value = client.post(
         "/v1/svid",
-        &serde_json::json!({ "join_token": token, "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()) }),
+        &model::SvidRequest {
+            join_token: token,
+            csr: signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()),
+            ttl_seconds: None,
+        },
     )?;
     let issued: model::SvidIssued = read_as(&value, "/v1/svid")?;
     std::fs::create_dir_all(&args.out)
@@ -120,12 +124,12 @@ pub(crate) fn deny(args: &DenyArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let value = client.post(
         "/v1/deny",
-        &serde_json::json!({
-            "spiffe_id": args.spiffe_id,
-            "serial": args.serial,
-            "reason": args.reason,
-            "wait_seconds": args.wait.wait.as_secs(),
-        }),
+        &model::DenyRequest {
+            spiffe_id: args.spiffe_id.clone(),
+            serial: args.serial.clone(),
+            reason: args.reason.clone(),
+            wait_seconds: Some(args.wait.wait.as_secs()),
+        },
     )?;
     let table = !print_structured(args.remote.output, &value)?;
     let denied: model::Denied = read_as(&value, "/v1/deny")?;

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 use clap::Args;
-use serde_json::json;
 use signet_cp::model;
 
 use super::{Remote, print_structured, read_as};
@@ -51,13 +50,13 @@ pub(crate) fn label(args: &LabelArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let result = client.post(
         "/v1/services/labels",
-        &json!({
-            "service": args.service,
-            "namespace": args.namespace,
-            "set": set,
-            "remove": remove,
-            "wait_seconds": args.wait.wait.as_secs(),
-        }),
+        &model::LabelsRequest {
+            service: args.service.clone(),
+            namespace: args.namespace.clone(),
+            set,
+            remove,
+            wait_seconds: Some(args.wait.wait.as_secs()),
+        },
     )?;
     let table = !print_structured(args.remote.output, &result)?;
     let set: model::ServiceLabels = read_as(&result, "/v1/services/labels")?;

@@ -357,13 +357,21 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let output = args.remote.output;
     let review = review(&client, &new, args.entities.as_ref(), output)?;
-    let body = json!({
-        "files": sources.iter().map(|s| json!({ "name": s.name, "text": s.text })).collect::<Vec<_>>(),
-        "message": args.message,
-        "expected_version": review.current_version,
-        "dry_run": args.dry_run,
-        "wait_seconds": args.wait.wait.as_secs(),
-    });
+    // `allow_widening` is decided after the review (`send_reviewed`).
+    let body = serde_json::to_value(model::PolicyApplyRequest {
+        files: sources
+            .iter()
+            .map(|s| model::PolicyFile {
+                name: s.name.clone(),
+                text: s.text.clone(),
+            })
+            .collect(),
+        message: args.message.clone(),
+        expected_version: Some(review.current_version),
+        dry_run: args.dry_run,
+        allow_widening: false,
+        wait_seconds: Some(args.wait.wait.as_secs()),
+    })?;
     if args.dry_run {
         let result = client.post("/v1/policies", &body)?;
         if !print_structured(
@@ -477,11 +485,12 @@ pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
         client.get_as(&format!("/v1/policies/{}", args.version))?;
     let new = bundle_of_files(&earlier.files)?;
     let review = review(&client, &new, None, output)?;
-    let body = json!({
-        "version": args.version,
-        "expected_version": review.current_version,
-        "wait_seconds": args.wait.wait.as_secs(),
-    });
+    let body = serde_json::to_value(model::PolicyRollbackRequest {
+        version: args.version,
+        expected_version: Some(review.current_version),
+        wait_seconds: Some(args.wait.wait.as_secs()),
+        allow_widening: false,
+    })?;
     send_and_report(
         &client,
         "/v1/policies/rollback",

@@ -7,7 +7,6 @@
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use serde_json::json;
 use signet_cp::model;
 use signet_policy::{PolicyBundle, PolicySource};
 
@@ -77,11 +76,17 @@ pub(crate) fn install(
     let review = review(&client, new, None, output)?;
     let result = client.post(
         "/v1/policies/shadow",
-        &json!({
-            "files": sources.iter().map(|s| json!({ "name": s.name, "text": s.text })).collect::<Vec<_>>(),
-            "message": message,
-            "wait_seconds": wait.as_secs(),
-        }),
+        &model::ShadowInstallRequest {
+            files: sources
+                .iter()
+                .map(|s| model::PolicyFile {
+                    name: s.name.clone(),
+                    text: s.text.clone(),
+                })
+                .collect(),
+            message: message.to_owned(),
+            wait_seconds: Some(wait.as_secs()),
+        },
     )?;
     let table = !print_structured(output, &result)?;
     let installed: model::ShadowInstalled = read_as(&result, "/v1/policies/shadow")?;
@@ -190,11 +195,12 @@ fn promote(args: &PromoteArgs) -> anyhow::Result<Outcome> {
     };
     let new = bundle_of_files(&installed.files)?;
     let review = review(&client, &new, None, output)?;
-    let body = json!({
-        "candidate": id,
-        "expected_version": review.current_version,
-        "wait_seconds": args.wait.wait.as_secs(),
-    });
+    let body = serde_json::to_value(model::ShadowPromoteRequest {
+        candidate: id,
+        expected_version: Some(review.current_version),
+        allow_widening: false,
+        wait_seconds: Some(args.wait.wait.as_secs()),
+    })?;
     send_and_report(
         &client,
         "/v1/policies/shadow/promote",
@@ -217,7 +223,9 @@ fn clear(args: &ClearArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let result = client.delete(
         "/v1/policies/shadow",
-        &json!({ "wait_seconds": args.wait.wait.as_secs() }),
+        &model::ShadowClearRequest {
+            wait_seconds: Some(args.wait.wait.as_secs()),
+        },
     )?;
     let table = !print_structured(args.remote.output, &result)?;
     let cleared: model::ShadowCleared = read_as(&result, "/v1/policies/shadow")?;

@@ -1,7 +1,6 @@
 //! `meshctl token create`: a one-time join token for a proxy.
 
 use clap::Args;
-use serde_json::json;
 
 use super::{Remote, print_structured, read_as, relative_to};
 use crate::Outcome;
@@ -24,7 +23,10 @@ pub(crate) fn create(args: &CreateArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let value = client.post(
         "/v1/tokens",
-        &json!({ "spiffe_id": args.spiffe_id, "ttl_seconds": args.ttl.as_secs() }),
+        &signet_cp::model::TokenRequest {
+            spiffe_id: args.spiffe_id.clone(),
+            ttl_seconds: Some(args.ttl.as_secs()),
+        },
     )?;
     if !print_structured(args.remote.output, &value)? {
         let created: signet_cp::model::TokenCreated = read_as(&value, "/v1/tokens")?;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use signet_cp::model;
 
@@ -280,7 +280,12 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let result = client.post(
         "/v1/traffic",
-        &json!({ "document": document, "file": file, "wait_seconds": args.wait.wait.as_secs() }),
+        &model::TrafficApplyRequest {
+            document,
+            file: Some(file),
+            dry_run: false,
+            wait_seconds: Some(args.wait.wait.as_secs()),
+        },
     )?;
     report(&result, "/v1/traffic", args.remote.output, "applied")
 }
@@ -316,7 +321,12 @@ fn diff(args: &DiffArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let result = client.post(
         "/v1/traffic",
-        &json!({ "document": document, "file": file, "dry_run": true }),
+        &model::TrafficApplyRequest {
+            document,
+            file: Some(file),
+            dry_run: true,
+            wait_seconds: None,
+        },
     )?;
     if !print_structured(args.remote.output, &result)? {
         print_changes(&read_as(&result, "/v1/traffic")?);
@@ -386,7 +396,11 @@ fn rollback(args: &RollbackArgs) -> anyhow::Result<Outcome> {
     let client = args.remote.client()?;
     let result = client.post(
         "/v1/traffic/rollback",
-        &json!({ "version": args.version, "wait_seconds": args.wait.wait.as_secs() }),
+        &model::TrafficRollbackRequest {
+            version: args.version,
+            dry_run: false,
+            wait_seconds: Some(args.wait.wait.as_secs()),
+        },
     )?;
     report(
         &result,

@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde_json::json;
 use signet_cp::model;
 use signet_spiffe::selector::Selector;
 
@@ -54,12 +53,16 @@ pub(crate) fn attest(args: &AttestArgs) -> anyhow::Result<Outcome> {
     let result = client
         .post(
             "/v1/workloads/attestation",
-            &json!({
-                "service": args.service,
-                "namespace": args.namespace,
-                "selectors": if args.clear { Vec::new() } else { args.selectors.clone() },
-                "wait_seconds": args.wait.wait.as_secs(),
-            }),
+            &model::AttestRequest {
+                service: args.service.clone(),
+                namespace: args.namespace.clone(),
+                selectors: if args.clear {
+                    Vec::new()
+                } else {
+                    args.selectors.clone()
+                },
+                wait_seconds: Some(args.wait.wait.as_secs()),
+            },
         )
         .context("setting the selectors")?;
     let table = !print_structured(args.remote.output, &result)?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Outcome;
 use crate::cp::Client;
@@ -174,7 +174,10 @@ impl Mesh {
         let id = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{service}");
         let token = client.post(
             "/v1/tokens",
-            &json!({ "spiffe_id": id, "ttl_seconds": 300 }),
+            &signet_cp::model::TokenRequest {
+                spiffe_id: id.clone(),
+                ttl_seconds: Some(300),
+            },
         )?;
         let token: signet_cp::model::TokenCreated = crate::cp::read_as(&token, "/v1/tokens")?;
         let token_file = home.join("join-token");
@@ -283,13 +286,19 @@ impl Mesh {
         std::fs::write(&policy_file, POLICIES)?;
         let applied = client.post(
             "/v1/policies",
-            &json!({
-                "files": [{ "name": "shop.cedar", "text": POLICIES }],
-                "message": "meshctl demo",
+            &signet_cp::model::PolicyApplyRequest {
+                files: vec![signet_cp::model::PolicyFile {
+                    name: "shop.cedar".to_owned(),
+                    text: POLICIES.to_owned(),
+                }],
+                message: "meshctl demo".to_owned(),
+                expected_version: None,
+                dry_run: false,
                 // From nothing allowed to the demo's access: a widening the demo's own
                 // operator (the admin) accepts.
-                "allow_widening": true,
-            }),
+                allow_widening: true,
+                wait_seconds: None,
+            },
         )?;
         let applied: signet_cp::model::Applied = crate::cp::read_as(&applied, "/v1/policies")?;
         println!(
@@ -312,7 +321,12 @@ impl Mesh {
         let traffic_applied = std::thread::spawn(move || {
             traffic_client.post(
                 "/v1/traffic",
-                &json!({ "document": TRAFFIC, "file": "traffic.yaml", "wait_seconds": 0 }),
+                &signet_cp::model::TrafficApplyRequest {
+                    document: TRAFFIC.to_owned(),
+                    file: Some("traffic.yaml".to_owned()),
+                    dry_run: false,
+                    wait_seconds: Some(0),
+                },
             )
         });
 

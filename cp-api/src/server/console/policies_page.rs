@@ -10,8 +10,9 @@ use serde::Deserialize;
 use super::diff::{Row, side_by_side};
 use super::html::{self, Nav, badge, csrf_field, esc, table};
 use super::{Page, PageResult, Refusal, Signed};
+use crate::model::PolicyRollbackRequest;
 use crate::server::operators::Act;
-use crate::server::rest::{Api, RollbackBody, rollback_to};
+use crate::server::rest::{Api, rollback_to};
 use crate::server::store::StoredFile;
 
 /// Versions listed on the page.
@@ -249,7 +250,7 @@ pub(super) async fn rollback(
     let outcome = rollback_to(
         &api,
         &signed.op,
-        RollbackBody {
+        PolicyRollbackRequest {
             version: form.version,
             expected_version: form.expected_version,
             wait_seconds: Some(10),

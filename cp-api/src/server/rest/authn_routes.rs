@@ -6,23 +6,14 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Api, ApiError, ApiResult, Operator, rejected, wait_of};
 use crate::model;
 use crate::server::acks;
-use crate::server::authn::{AuthnDoc, fetch};
+use crate::server::authn::fetch;
 use crate::server::hub::AuthnState;
 use crate::server::operators::Act;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ApplyBody {
-    config: AuthnDoc,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
 
 /// The configuration in force and how each provider's keys are doing.
 pub(super) async fn current(State(api): State<Api>, op: Operator) -> ApiResult<model::AuthnState> {
@@ -65,7 +56,7 @@ pub(super) async fn current(State(api): State<Api>, op: Operator) -> ApiResult<m
 pub(super) async fn apply(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::AuthnApplyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::AuthnApplied> {
     let Json(body) = body.map_err(rejected)?;
     let doc = body.config;

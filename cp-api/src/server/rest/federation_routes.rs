@@ -22,26 +22,6 @@ use crate::server::store::{Federation, StoreError, unix_ms};
 /// Longest endpoint URL accepted.
 const MAX_URL: usize = 2048;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AddBody {
-    trust_domain: String,
-    endpoint: String,
-    profile: String,
-    /// `https_spiffe`: the SPIFFE ID the endpoint presents.
-    #[serde(default)]
-    endpoint_spiffe_id: Option<String>,
-    /// The bundle that authenticates the first fetch (`https_spiffe`; PEM roots or the
-    /// SPIFFE bundle format).
-    #[serde(default)]
-    bootstrap_bundle: Option<String>,
-    /// `https_web`: roots (PEM) the endpoint's certificate must chain to.
-    #[serde(default)]
-    endpoint_ca: Option<String>,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
 /// A federation as the API shows it.
 pub(super) fn describe(f: &Federated) -> model::Federation {
     let r = &f.record;
@@ -72,7 +52,7 @@ pub(super) fn describe(f: &Federated) -> model::Federation {
 /// The add request, checked: what to store, and the bundle to start from (if any).
 fn checked(
     api: &Api,
-    body: &AddBody,
+    body: &model::FederationAddRequest,
 ) -> Result<(TrustDomain, Profile, Option<signet_spiffe::TrustBundle>), ApiError> {
     let td = TrustDomain::new(&body.trust_domain)
         .map_err(|e| ApiError::bad(format!("trust domain `{}`: {e}", body.trust_domain)))?;
@@ -137,7 +117,7 @@ fn checked(
 pub(super) async fn add(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<AddBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::FederationAddRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::FederationAdded> {
     let Json(body) = body.map_err(rejected)?;
     let (td, profile, bootstrap) = checked(&api, &body)?;

@@ -2,18 +2,10 @@
 
 use super::*;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TokenBody {
-    spiffe_id: String,
-    #[serde(default)]
-    ttl_seconds: Option<u64>,
-}
-
 pub(super) async fn create_token(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::TokenRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::TokenCreated> {
     let Json(body) = body.map_err(rejected)?;
     // Validated before it is authorized and recorded: nothing unchecked reaches the log.
@@ -369,23 +361,10 @@ pub(super) async fn deny_list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DenyBody {
-    #[serde(default)]
-    spiffe_id: Option<String>,
-    #[serde(default)]
-    serial: Option<String>,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
 pub(super) async fn deny(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<DenyBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::DenyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::Denied> {
     let Json(body) = body.map_err(rejected)?;
     if body.reason.len() > MAX_REASON {
@@ -480,22 +459,12 @@ pub(super) async fn deny(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SvidBody {
-    join_token: String,
-    /// PKCS#10 CSR, PEM.
-    csr: String,
-    #[serde(default)]
-    ttl_seconds: Option<u64>,
-}
-
 /// Redeems a join token for an SVID, as `Identity.Issue` does, for clients that speak
 /// REST: operators obtaining a client certificate (`meshctl identity issue`). The token is
 /// the authorization; no operator policy is consulted.
 pub(super) async fn issue_svid(
     State(api): State<Api>,
-    body: Result<Json<SvidBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::SvidRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::SvidIssued> {
     use rustls_pki_types::pem::PemObject as _;
     let Json(body) = body.map_err(rejected)?;

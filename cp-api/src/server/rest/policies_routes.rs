@@ -89,27 +89,6 @@ pub(super) async fn policy_version(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ApplyBody {
-    files: Vec<StoredFile>,
-    #[serde(default)]
-    message: String,
-    /// Apply only if this is still the latest version (what the caller reviewed against).
-    #[serde(default)]
-    expected_version: Option<u64>,
-    #[serde(default)]
-    dry_run: bool,
-    /// Apply even if the control plane's access diff finds the change opens access (the
-    /// operator also needs `policy.apply_widening`).
-    #[serde(default)]
-    allow_widening: bool,
-    /// How long to wait for every proxy to report it enforces the new version (default
-    /// [`DEFAULT_WAIT`]; 0: do not wait).
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
 /// How long `apply`, `rollback` and `deny` wait for proxies by default.
 pub(super) const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
@@ -347,7 +326,7 @@ pub(super) async fn publish(api: &Api, op: &Operator, change: Change) -> ApiResu
 pub(super) async fn apply(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::PolicyApplyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(rejected)?;
     check_files(&body.files)?;
@@ -387,22 +366,10 @@ pub(super) async fn apply(
     .map(IntoResponse::into_response)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RollbackBody {
-    pub version: u64,
-    #[serde(default)]
-    pub expected_version: Option<u64>,
-    #[serde(default)]
-    pub wait_seconds: Option<u64>,
-    #[serde(default)]
-    pub allow_widening: bool,
-}
-
 pub(super) async fn rollback(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::PolicyRollbackRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::Applied> {
     let Json(body) = body.map_err(rejected)?;
     rollback_to(&api, &op, body).await
@@ -413,7 +380,7 @@ pub(super) async fn rollback(
 pub(crate) async fn rollback_to(
     api: &Api,
     op: &Operator,
-    body: RollbackBody,
+    body: model::PolicyRollbackRequest,
 ) -> ApiResult<model::Applied> {
     api.authorize(
         op,

@@ -145,21 +145,6 @@ pub(super) async fn inventory(State(api): State<Api>, op: Operator) -> ApiResult
 /// Most labels one service may carry.
 pub(super) const MAX_LABELS: usize = 64;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LabelBody {
-    service: String,
-    namespace: String,
-    /// Labels to set (replacing a key's value).
-    #[serde(default)]
-    set: BTreeMap<String, String>,
-    /// Keys to remove.
-    #[serde(default)]
-    remove: Vec<String>,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
 pub(super) fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 253
@@ -181,7 +166,7 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
 pub(super) async fn label_service(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<LabelBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::LabelsRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::ServiceLabels> {
     use crate::api::convert::{MAX_LABEL_KEY, MAX_LABEL_VALUE, valid_label_key, valid_label_value};
     let Json(body) = body.map_err(rejected)?;

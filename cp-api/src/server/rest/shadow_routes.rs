@@ -18,41 +18,10 @@ use crate::server::store::{AuditRow, NewShadow, ShadowCandidate, ShadowFlow};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 
 /// Most flows a report lists, and examples per flow.
 const REPORT_FLOWS: u32 = 500;
 const EXAMPLES_PER_FLOW: u32 = 3;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct InstallBody {
-    files: Vec<crate::server::store::StoredFile>,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PromoteBody {
-    /// The candidate the caller reviewed: promoting another one is refused.
-    candidate: u64,
-    #[serde(default)]
-    expected_version: Option<u64>,
-    #[serde(default)]
-    allow_widening: bool,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ClearBody {
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
 
 fn none_installed() -> ApiError {
     ApiError::new(
@@ -81,7 +50,7 @@ fn ms_of_ns(ns: u64) -> i64 {
 pub(super) async fn install(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<InstallBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::ShadowInstallRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::ShadowInstalled> {
     let Json(body) = body.map_err(rejected)?;
     check_files(&body.files)?;
@@ -261,7 +230,7 @@ fn flows_model(flows: &[ShadowFlow], examples: &[AuditRow]) -> Vec<model::Shadow
 pub(super) async fn clear(
     State(api): State<Api>,
     op: Operator,
-    body: Option<Json<ClearBody>>,
+    body: Option<Json<model::ShadowClearRequest>>,
 ) -> ApiResult<model::ShadowCleared> {
     let wait = wait_of(body.unwrap_or_default().0.wait_seconds);
     api.authorize(
@@ -292,7 +261,7 @@ pub(super) async fn clear(
 pub(super) async fn promote(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<PromoteBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::ShadowPromoteRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::ShadowPromoted> {
     let Json(body) = body.map_err(rejected)?;
     let shadow = api.hub.shadow();

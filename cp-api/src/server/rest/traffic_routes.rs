@@ -22,31 +22,6 @@ const MAX_HISTORY: u32 = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ApplyBody {
-    /// The document as the operator wrote it (YAML or JSON).
-    document: String,
-    /// Its file name, for problems (`traffic.yaml:12: ...`).
-    #[serde(default)]
-    file: Option<String>,
-    /// Check and diff only.
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RollbackBody {
-    version: u64,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct VersionQuery {
     #[serde(default)]
     version: Option<u64>,
@@ -162,7 +137,7 @@ fn parse_stored(stored: &StoredTraffic) -> Result<TrafficDoc, ApiError> {
 pub(super) async fn apply(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::TrafficApplyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::TrafficApplied> {
     let Json(body) = body.map_err(rejected)?;
     let file = body.file.as_deref().unwrap_or("document");
@@ -189,7 +164,7 @@ pub(super) async fn apply(
 pub(super) async fn rollback(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<RollbackBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::TrafficRollbackRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::TrafficApplied> {
     let Json(body) = body.map_err(rejected)?;
     let stored = api

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use crate::model;
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
 use signet_spiffe::selector::Selector;
 
 use super::{Api, ApiError, ApiResult, Operator, check_name, rejected, wait_of};
@@ -17,18 +16,6 @@ use crate::server::store::{WorkloadSelectors, unix_ms};
 
 /// Most selectors one service may have.
 const MAX_SELECTORS: usize = 16;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AttestBody {
-    service: String,
-    namespace: String,
-    /// Replaces the service's selectors; empty: clears them (its proxies' own
-    /// configuration applies again).
-    selectors: Vec<String>,
-    #[serde(default)]
-    wait_seconds: Option<u64>,
-}
 
 /// The selectors, checked: each parses, none twice, at most [`MAX_SELECTORS`].
 fn checked(selectors: &[String]) -> Result<Vec<String>, ApiError> {
@@ -53,7 +40,7 @@ fn checked(selectors: &[String]) -> Result<Vec<String>, ApiError> {
 pub(super) async fn attest(
     State(api): State<Api>,
     op: Operator,
-    body: Result<Json<AttestBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<model::AttestRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<model::AttestationSet> {
     let Json(body) = body.map_err(rejected)?;
     check_name("service", &body.service)?;
