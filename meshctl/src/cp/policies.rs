@@ -139,6 +139,17 @@ pub(super) fn bundle_of_files(files: &[model::PolicyFile]) -> anyhow::Result<Pol
         .map_err(|e| anyhow!("the applied policies do not validate here: {e}"))
 }
 
+/// Policy sources as the API takes them.
+pub(super) fn policy_files(sources: &[PolicySource]) -> Vec<model::PolicyFile> {
+    sources
+        .iter()
+        .map(|s| model::PolicyFile {
+            name: s.name.clone(),
+            text: s.text.clone(),
+        })
+        .collect()
+}
+
 /// The control plane's registry (`GET /v1/inventory`), as the offline policy tools read
 /// an inventory: the same workloads and services the proxies decide over.
 pub(crate) fn registry_inventory(client: &super::Client) -> anyhow::Result<Inventory> {
@@ -359,13 +370,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> anyhow::Result<Outcome> {
     let review = review(&client, &new, args.entities.as_ref(), output)?;
     // `allow_widening` is decided after the review (`send_reviewed`).
     let body = serde_json::to_value(model::PolicyApplyRequest {
-        files: sources
-            .iter()
-            .map(|s| model::PolicyFile {
-                name: s.name.clone(),
-                text: s.text.clone(),
-            })
-            .collect(),
+        files: policy_files(&sources),
         message: args.message.clone(),
         expected_version: Some(review.current_version),
         dry_run: args.dry_run,

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use signet_cp::model;
 use signet_policy::{PolicyBundle, PolicySource};
 
-use super::policies::{bundle_of_files, gate_line, review, send_and_report};
+use super::policies::{bundle_of_files, gate_line, policy_files, review, send_and_report};
 use super::{Remote, print_structured, print_table, read_as, relative_to};
 use crate::Outcome;
 
@@ -77,13 +77,7 @@ pub(crate) fn install(
     let result = client.post(
         "/v1/policies/shadow",
         &model::ShadowInstallRequest {
-            files: sources
-                .iter()
-                .map(|s| model::PolicyFile {
-                    name: s.name.clone(),
-                    text: s.text.clone(),
-                })
-                .collect(),
+            files: policy_files(sources),
             message: message.to_owned(),
             wait_seconds: Some(wait.as_secs()),
         },
