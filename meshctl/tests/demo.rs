@@ -374,3 +374,60 @@ fn identity_inspect_tells_which_requests_each_caller_may_make() {
     let out = demo.wait_with_output().unwrap();
     assert!(out.status.success());
 }
+
+/// The processes whose command line names `dir` (the demo's control plane and proxies).
+fn processes_under(dir: &std::path::Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
+#[test]
+fn a_sigterm_stops_the_demo_and_every_process_it_started() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["demo", "--duration", "120s", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    // Until every process is up.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("Ctrl-C stops everything") {
+            break;
+        }
+    }
+    let started = processes_under(&data);
+    // A control plane and four proxies (the demo's apps run inside meshctl).
+    assert!(started.len() >= 5, "{started:?}");
+    // As a supervisor or `timeout` stops it: SIGTERM to meshctl alone, whose children run
+    // in their own process group.
+    let status = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::spawn(move || lines.for_each(drop));
+    let exit = demo.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    let left = processes_under(&data);
+    for pid in &left {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        left.is_empty(),
+        "still running after the demo stopped: {left:?}"
+    );
+}

@@ -97,7 +97,11 @@ struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM, as a supervisor stops it: the demo stops its processes on the way out
+        // (SIGKILL would leave them running).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }

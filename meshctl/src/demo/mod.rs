@@ -84,9 +84,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<Outcome> {
     {
         let stop = Arc::clone(&stop);
         runtime.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-            }
+            stop_signal().await;
+            stop.store(true, Ordering::SeqCst);
         });
     }
     let mut mesh = Mesh {
@@ -117,6 +116,25 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<Outcome> {
         mesh.dir.display()
     );
     Ok(result)
+}
+
+/// Ctrl-C, or SIGTERM or SIGHUP (a supervisor, `timeout`, a closed terminal): each stops
+/// the demo the same way, its processes in order. The children run in their own process
+/// group, so without this a SIGTERM to `meshctl` alone would leave them running.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
 }
 
 /// The demo's processes; stopped (SIGTERM, then kill) when the demo ends, however it ends.
