@@ -379,7 +379,8 @@ fn identity_inspect_tells_which_requests_each_caller_may_make() {
 fn processes_under(dir: &std::path::Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
-        .unwrap()
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
