@@ -1,6 +1,6 @@
 //! The web console's pages against a real `signet-cp` (release build) holding a large mesh:
 //! 100 services with 10 registered proxies each (1,000 registrations, made over the
-//! registry's gRPC API with each service's own SVID), 100 policies (each service readable by
+//! registry's gRPC API with each service's own SVID, redeemed over REST), 100 policies (each service readable by
 //! its caller) in two versions, and two heartbeats from every proxy reporting the requests
 //! on its edge (a tree five deep). Each page is fetched 20 times over a fresh TLS
 //! connection with a signed-in session; the table gives the time from sending the request
@@ -16,11 +16,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::CertificateDer;
 use signet_cp::api::v1 as pb;
 use signet_spiffe::tls::SvidResolver;
-use signet_spiffe::{TrustBundle, TrustDomain, WorkloadKey, X509Svid};
+use signet_spiffe::{TrustBundle, TrustDomain, WorkloadKey};
 use signet_tests::control::{ControlPlane, grpc_channel};
+use signet_tests::percentile;
 
 const TD: &str = "bench.test";
 const SERVICES: usize = 100;
@@ -62,54 +62,34 @@ fn stats(i: usize, round: u64) -> Vec<pb::TrafficStats> {
         .collect()
 }
 
-async fn join(
-    cp: &ControlPlane,
-    td: &TrustDomain,
-    bundle: &TrustBundle,
-    service: &str,
-) -> Arc<SvidResolver> {
+/// An SVID for `service`'s identity, redeemed over `POST /v1/svid` with a join token the
+/// admin makes over REST (no `meshctl`: only the release `signet-cp` is needed).
+async fn join(cp: &ControlPlane, td: &TrustDomain, service: &str) -> Arc<SvidResolver> {
     let id = td.service_account("bench", service).unwrap();
+    let body = |v: serde_json::Value| Some(v.to_string().into_bytes());
     let token = cp
         .rest(
             "POST",
             "/v1/tokens",
             None,
-            Some(
-                serde_json::json!({ "spiffe_id": id.as_str() })
-                    .to_string()
-                    .into_bytes(),
-            ),
+            body(serde_json::json!({ "spiffe_id": id.as_str() })),
         )
         .await;
     let key = WorkloadKey::generate().unwrap();
     let csr = key.csr(&id).unwrap();
-    let mut client = pb::identity_client::IdentityClient::new(grpc_channel(
-        cp.grpc,
-        signet_tests::control::control_plane_tls(bundle, Arc::new(SvidResolver::new()), b"h2"),
-    ));
-    let response = client
-        .issue(pb::IssueRequest {
-            join_token: token.json["token"].as_str().unwrap().to_owned(),
-            csr: csr.as_ref().to_vec(),
-            ttl_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let chain = response
-        .chain
-        .into_iter()
-        .map(CertificateDer::from)
-        .collect();
-    let svid = X509Svid::parse(chain, td, std::time::SystemTime::now()).unwrap();
-    let resolver = Arc::new(SvidResolver::new());
-    resolver.update(&svid, &key).unwrap();
-    resolver
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let reply = cp
+        .rest(
+            "POST",
+            "/v1/svid",
+            Some(""),
+            body(serde_json::json!({
+                "join_token": token.json["token"],
+                "csr": signet_spiffe::pem_block("CERTIFICATE REQUEST", csr.as_ref()),
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    cp.resolver_of(&reply, &key)
 }
 
 fn main() {
@@ -154,7 +134,7 @@ fn main() {
         let mut registries = Vec::new();
         for s in 0..SERVICES {
             let service = format!("svc{s:03}");
-            let resolver = join(&cp, &td, &bundle, &service).await;
+            let resolver = join(&cp, &td, &service).await;
             let mut registry = pb::registry_client::RegistryClient::new(grpc_channel(
                 cp.grpc,
                 signet_tests::control::control_plane_tls(&bundle, resolver, b"h2"),

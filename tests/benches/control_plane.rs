@@ -33,6 +33,7 @@ use signet_cp::api::v1 as pb;
 use signet_spiffe::tls::SvidResolver;
 use signet_spiffe::{SpiffeId, TrustBundle, TrustDomain, WorkloadKey, X509Svid};
 use signet_tests::control::{ControlPlane, control_plane_tls, grpc_channel};
+use signet_tests::percentile;
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
@@ -154,11 +155,6 @@ async fn join(setup: &Setup, id: &SpiffeId) -> (Arc<SvidResolver>, X509Svid) {
     let resolver = Arc::new(SvidResolver::new());
     resolver.update(&svid, &key).unwrap();
     (resolver, svid)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 async fn issuance(setup: &Setup) {

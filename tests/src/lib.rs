@@ -26,3 +26,9 @@ pub mod rsyslog;
 pub mod siem;
 pub mod validators;
 pub mod workload;
+
+/// The `p` quantile (0 to 1) of `sorted` durations, by nearest rank; the benchmarks'.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
