@@ -196,3 +196,62 @@ pub struct FederationAddRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_seconds: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// `minimal` reads as `T`, and the same with a misspelt field does not.
+    fn strict<T: DeserializeOwned>(minimal: Value) -> Result<(), String> {
+        let name = std::any::type_name::<T>();
+        serde_json::from_value::<T>(minimal.clone())
+            .map_err(|e| format!("{name}: {minimal}: {e}"))?;
+        let mut typo = minimal;
+        typo["wait_secnods"] = json!(1);
+        match serde_json::from_value::<T>(typo) {
+            Err(e) if e.to_string().contains("unknown field `wait_secnods`") => Ok(()),
+            Err(e) => Err(format!("{name}: refused for another reason: {e}")),
+            Ok(_) => Err(format!("{name}: a misspelt field was accepted")),
+        }
+    }
+
+    #[test]
+    fn every_request_body_refuses_a_field_it_does_not_know() {
+        let files = json!([{ "name": "a.cedar", "text": "" }]);
+        let results = [
+            strict::<TokenRequest>(json!({ "spiffe_id": "spiffe://t/x" })),
+            strict::<DenyRequest>(json!({ "serial": "0a" })),
+            strict::<SvidRequest>(json!({ "join_token": "t", "csr": "c" })),
+            strict::<PolicyApplyRequest>(json!({ "files": files })),
+            strict::<PolicyRollbackRequest>(json!({ "version": 1 })),
+            strict::<LabelsRequest>(json!({ "service": "s", "namespace": "n" })),
+            strict::<ShadowInstallRequest>(json!({ "files": files })),
+            strict::<ShadowPromoteRequest>(json!({ "candidate": 1 })),
+            strict::<ShadowClearRequest>(json!({})),
+            strict::<TrafficApplyRequest>(json!({ "document": "" })),
+            strict::<TrafficRollbackRequest>(json!({ "version": 1 })),
+            strict::<AttestRequest>(json!({ "service": "s", "namespace": "n", "selectors": [] })),
+            strict::<AuthnApplyRequest>(json!({ "config": { "providers": [] } })),
+            strict::<FederationAddRequest>(
+                json!({ "trust_domain": "p", "endpoint": "https://p", "profile": "https_web" }),
+            ),
+        ];
+        let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+
+    #[test]
+    fn optional_fields_left_unset_are_left_out() {
+        let body = serde_json::to_value(PolicyRollbackRequest {
+            version: 2,
+            expected_version: None,
+            wait_seconds: None,
+            allow_widening: false,
+        })
+        .unwrap_or_default();
+        assert_eq!(body, json!({ "version": 2, "allow_widening": false }));
+    }
+}
