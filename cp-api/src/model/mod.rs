@@ -9,7 +9,8 @@
 //! keep the Unix nanoseconds they were signed with (so `time` equals the signed line's),
 //! and its query takes nanoseconds to match.
 //!
-//! **Absent is `null`.** Optional fields are always sent, so each answer has one shape.
+//! **Absent is `null`** in answers: their optional fields are always sent, so each answer has
+//! one shape. Request bodies leave unset optional fields out, and refuse unknown ones.
 //!
 //! **Errors.** Every refusal is an [`ErrorBody`] with a status that says which kind.
 //!
