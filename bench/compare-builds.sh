@@ -13,7 +13,9 @@
 # `:trace=RATIO` with spans for that share of traces, exported over OTLP/HTTP to a sink
 # (bench/otlp-sink.py); `:log` with a JSON access-log line per request; `:split` with the
 # outbound route splitting 90/10 between two subsets. Suffixes combine, in the order trace,
-# split, log, audit, shadow from the left (e.g. `x=bin:trace=0.01:log`).
+# split, log, audit, shadow from the left (e.g. `x=bin:trace=0.01:log`). A last suffix
+# `:nginx-in` or `:nginx-out` runs that side of the pair as nginx instead, to tell which side
+# of the pair a difference comes from.
 # Uses the harness's PKI, adapters and tools (run bench/harness/run.sh once to install them).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --rate) rate=$2; shift 2;; --rounds) rounds=$2; shift 2;; --secs) secs=$2; shift 2;;
     --base-port) base=$2; shift 2;; --nginx) nginx=1; shift;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0;;
     *=*) builds+=("$1"); shift;;
     *) echo "unknown argument: $1" >&2; exit 2;;
   esac
@@ -68,7 +70,9 @@ names=()
 i=1
 if [ $nginx = 1 ]; then builds=("nginx=" "${builds[@]}"); fi
 for spec in "${builds[@]}"; do
-  name=${spec%%=*} bin=${spec#*=} audit=0 shadow=0 trace="" log=0 split=0
+  name=${spec%%=*} bin=${spec#*=} audit=0 shadow=0 trace="" log=0 split=0 nginx_side=""
+  case $bin in *:nginx-in) bin=${bin%:nginx-in}; nginx_side=inbound;; esac
+  case $bin in *:nginx-out) bin=${bin%:nginx-out}; nginx_side=outbound;; esac
   case $bin in *:shadow) bin=${bin%:shadow}; shadow=1;; esac
   case $bin in *:audit) bin=${bin%:audit}; audit=1;; esac
   case $bin in *:log) bin=${bin%:log}; log=1;; esac
@@ -77,8 +81,11 @@ for spec in "${builds[@]}"; do
   p=$((base + 10 * i)); i=$((i + 1))
   if [ "$name" = nginx ]; then adapter=$here/harness/sidecars/nginx.sh; bin=""
   else adapter=$here/signet-sidecar.sh; bin=$(realpath "$bin"); fi
-  start "$name" inbound $((p + 1)) "$base" "$adapter" "$bin" $audit $shadow "$trace" $log $split; in_g[$name]=${groups[-1]}
-  start "$name" outbound "$p" $((p + 1)) "$adapter" "$bin" $audit $shadow "$trace" $log $split; out_g[$name]=${groups[-1]}
+  in_adapter=$adapter out_adapter=$adapter
+  [ "$nginx_side" = inbound ] && in_adapter=$here/harness/sidecars/nginx.sh
+  [ "$nginx_side" = outbound ] && out_adapter=$here/harness/sidecars/nginx.sh
+  start "$name" inbound $((p + 1)) "$base" "$in_adapter" "$bin" $audit $shadow "$trace" $log $split; in_g[$name]=${groups[-1]}
+  start "$name" outbound "$p" $((p + 1)) "$out_adapter" "$bin" $audit $shadow "$trace" $log $split; out_g[$name]=${groups[-1]}
   port[$name]=$p; names+=("$name")
 done
 sleep 1.5

@@ -213,7 +213,9 @@ impl Pool {
             },
             None => None,
         };
-        let conn = match self.connect(h2, permit).await {
+        // Boxed: a new connection is the rare path, and its TLS handshake state would
+        // otherwise sit inline in every request's future (kilobytes copied per request).
+        let conn = match Box::pin(self.connect(h2, permit)).await {
             Ok(conn) => conn,
             Err(e) => return Err((e, Some(request))),
         };
