@@ -27,6 +27,17 @@ pub enum AuditKind {
     Other,
 }
 
+impl AuditKind {
+    /// The kind a stored record's `type` names (by the serde names above, so the two cannot
+    /// drift); a name this build does not know is [`AuditKind::Other`].
+    pub fn from_name(name: &str) -> Self {
+        use serde::de::IntoDeserializer as _;
+        let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            name.into_deserializer();
+        Self::deserialize(name).unwrap_or(Self::Other)
+    }
+}
+
 /// One indexed record and its signed line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -58,4 +69,26 @@ pub struct AuditRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditPage {
     pub records: Vec<AuditRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuditKind;
+
+    #[test]
+    fn a_stored_type_reads_as_its_kind_and_an_unknown_one_as_other() {
+        for (name, kind) in [
+            ("decision", AuditKind::Decision),
+            ("shadow", AuditKind::Shadow),
+            ("certificate", AuditKind::Certificate),
+            ("policy", AuditKind::Policy),
+            ("config", AuditKind::Config),
+            ("operator", AuditKind::Operator),
+            ("gap", AuditKind::Gap),
+            ("from-a-newer-writer", AuditKind::Other),
+            ("Decision", AuditKind::Other),
+        ] {
+            assert_eq!(AuditKind::from_name(name), kind, "{name}");
+        }
+    }
 }

@@ -26,16 +26,7 @@ pub(super) async fn audit_records(
 
 /// An indexed row as the API shows it.
 fn audit_record(row: crate::server::store::AuditRow) -> model::AuditRecord {
-    let kind = match row.kind.as_str() {
-        "decision" => model::AuditKind::Decision,
-        "shadow" => model::AuditKind::Shadow,
-        "certificate" => model::AuditKind::Certificate,
-        "policy" => model::AuditKind::Policy,
-        "config" => model::AuditKind::Config,
-        "operator" => model::AuditKind::Operator,
-        "gap" => model::AuditKind::Gap,
-        _ => model::AuditKind::Other,
-    };
+    let kind = model::AuditKind::from_name(&row.kind);
     model::AuditRecord {
         id: row.id,
         writer: row.writer,
