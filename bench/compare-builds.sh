@@ -95,7 +95,10 @@ done
 
 hz=$(getconf CLK_TCK); n_req=$((rate * secs)); results=$run/results.tsv
 for r in $(seq "$rounds"); do
-  for n in "${names[@]}"; do
+  # Each round starts one build later than the last: no build always runs first (or right
+  # after a given other), so a drift within rounds cannot favour one.
+  order=("${names[@]:$(( (r - 1) % ${#names[@]} ))}" "${names[@]:0:$(( (r - 1) % ${#names[@]} ))}")
+  for n in "${order[@]}"; do
     ou0=$(field_ticks ${out_g[$n]} 12); os0=$(field_ticks ${out_g[$n]} 13)
     iu0=$(field_ticks ${in_g[$n]} 12); is0=$(field_ticks ${in_g[$n]} 13)
     json=$("$oha" -z "${secs}s" -q "$rate" -c 16 --latency-correction --no-tui --output-format json \
