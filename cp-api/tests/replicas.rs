@@ -77,13 +77,26 @@ fn apply_through(cp: &ControlPlane, dir: &Path, read_paths: &str, message: &str)
 }
 
 async fn status(port: std::net::SocketAddr, path: &str) -> u16 {
+    answer(port, path).await.0
+}
+
+/// The status of a GET, and the proxy's reason (`x-signet-error`) when it answered itself;
+/// 0 and "timeout" when nothing answered within 5 s.
+async fn answer(port: std::net::SocketAddr, path: &str) -> (u16, String) {
     let attempt = async {
         let mut http = Http::h1(port).await;
-        http.get("cart", path, &[]).await.status.as_u16()
+        let reply = http.get("cart", path, &[]).await;
+        let reason = reply
+            .headers
+            .get("x-signet-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (reply.status.as_u16(), reason)
     };
     tokio::time::timeout(Duration::from_secs(5), attempt)
         .await
-        .unwrap_or(0)
+        .unwrap_or((0, "timeout".to_owned()))
 }
 
 async fn wait_for(port: std::net::SocketAddr, path: &str, want: u16) -> Duration {
@@ -425,12 +438,12 @@ async fn proxies_fail_over_between_replicas_without_a_failed_request() {
 }
 
 /// A request to `/api/items` every 10 ms until stopped; any answer but 200 is a failure,
-/// kept with when it happened.
+/// kept with when it happened and the proxy's reason for it, if it gave one.
 struct Load {
     started: Instant,
     running: std::sync::Arc<std::sync::atomic::AtomicBool>,
     sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    failures: std::sync::Arc<std::sync::Mutex<Vec<(Duration, u16)>>>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<(Duration, u16, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -444,9 +457,12 @@ impl Load {
             let (running, sent, failures) = (running.clone(), sent.clone(), failures.clone());
             tokio::spawn(async move {
                 while running.load(std::sync::atomic::Ordering::Relaxed) {
-                    let got = status(target, "/api/items").await;
+                    let (got, reason) = answer(target, "/api/items").await;
                     if got != 200 {
-                        failures.lock().unwrap().push((started.elapsed(), got));
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push((started.elapsed(), got, reason));
                     }
                     sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -472,7 +488,8 @@ impl Load {
         let failures = self.failures.lock().unwrap().clone();
         assert!(
             failures.is_empty(),
-            "requests failed during {during} (of {sent}; time since the load began, status): {failures:?}"
+            "requests failed during {during} (of {sent}; time since the load began, status, \
+             the proxy's reason): {failures:?}"
         );
     }
 }
