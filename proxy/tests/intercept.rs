@@ -162,7 +162,7 @@ fn interception_end_to_end(backend: &str) {
         "first",
         "--allow-widening",
     ]);
-    let mut apps = Running(vec![
+    let apps = Running(vec![
         echo_app(&lan, cart_host, dir.path(), 8080),
         // Reached directly: excluded on both sides.
         echo_app(&lan, cart_host, dir.path(), 9090),
@@ -325,7 +325,7 @@ fn interception_end_to_end(backend: &str) {
     let (status, body) = app_get(&lan, frontend_host, "http://cart:8080/api/items");
     assert_eq!((status, peer_id(&body)), (200, None), "{body}");
     drop((frontend, cart));
-    apps.0.clear();
+    drop(apps);
 }
 
 /// The nat rules on `host`, as the backend lists them.
