@@ -15,7 +15,8 @@
 # outbound route splitting 90/10 between two subsets. Suffixes combine, in the order trace,
 # split, log, audit, shadow from the left (e.g. `x=bin:trace=0.01:log`). A last suffix
 # `:nginx-in` or `:nginx-out` runs that side of the pair as nginx instead, to tell which side
-# of the pair a difference comes from.
+# of the pair a difference comes from. Each round starts one build later than the last, so
+# no build always runs first; `bench/paired.py LOG nginx` then reads the paired differences.
 # Uses the harness's PKI, adapters and tools (run bench/harness/run.sh once to install them).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --rate) rate=$2; shift 2;; --rounds) rounds=$2; shift 2;; --secs) secs=$2; shift 2;;
     --base-port) base=$2; shift 2;; --nginx) nginx=1; shift;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0;;
     *=*) builds+=("$1"); shift;;
     *) echo "unknown argument: $1" >&2; exit 2;;
   esac
